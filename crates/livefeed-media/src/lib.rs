@@ -1,0 +1,26 @@
+//! Sans-IO media core of livefeed.
+//!
+//! Everything here is pure: bytes, values and time go in, bytes and values come out. No sockets,
+//! no threads, no async. The one type that flows through the whole system is [`AccessUnit`]:
+//! one encoded H.264 picture with its presentation time and its capture wall-clock stamp.
+//!
+//! - [`h264`]: Annex B splitting, NAL types, SPS facts (size, profile-level-id).
+//! - [`sei`]: the livefeed capture stamp carried in an SEI `user_data_unregistered` message.
+//! - [`rtp`] / [`rtcp`]: RTP H.264 packetizer and depacketizer (RFC 6184), RTCP sender reports.
+//! - [`sdp`]: the SDP livefeed offers and the H.264 description it accepts from publishers.
+//! - [`timecode`]: the pixel timecode strip drawn into, and read back from, a picture.
+//! - [`clock`]: wall-clock helpers shared by every stage that measures latency.
+//! - [`latency`]: per-stage latency samples and their percentiles.
+#![warn(missing_docs)]
+
+pub mod access_unit;
+pub mod clock;
+pub mod h264;
+pub mod latency;
+pub mod rtcp;
+pub mod rtp;
+pub mod sdp;
+pub mod sei;
+pub mod timecode;
+
+pub use access_unit::{AccessUnit, CaptureStamp};

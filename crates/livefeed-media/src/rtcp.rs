@@ -1,0 +1,319 @@
+//! RTCP sender reports (RFC 3550 section 6.4.1), sans-IO, built on `rtcp-types`.
+//!
+//! A sender report ties an RTP timestamp to a wall-clock (NTP) time, so a receiver can tell when
+//! a frame was sampled even without the in-band SEI stamp. [`SenderReport::to_bytes`] writes a
+//! compound packet (SR, then SDES with CNAME, as RFC 3550 wants every compound packet to carry);
+//! [`parse_sender_reports`] validates a compound packet and returns the SRs in it, skipping the
+//! other packet types. [`RtcpSenderState`] counts what a sender sent, for its reports.
+
+use rtcp_types::prelude::*;
+use rtcp_types::{Compound, RtcpParseError, Sdes, SdesChunk, SdesItem, Unknown};
+
+use crate::rtp::parse_rtp;
+
+/// CNAME sent in the SDES of every report.
+pub const CNAME: &str = "livefeed";
+
+const PACKET_TYPE_SR: u8 = 200;
+
+/// One RTCP sender report, without report blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SenderReport {
+    /// SSRC of the sender.
+    pub ssrc: u32,
+    /// Wall-clock time of the report, 64-bit NTP (see [`crate::clock::unix_ns_to_ntp`]).
+    pub ntp: u64,
+    /// RTP timestamp corresponding to `ntp`.
+    pub rtp_timestamp: u32,
+    /// RTP packets sent since the start (wraps).
+    pub packet_count: u32,
+    /// RTP payload octets sent since the start (wraps).
+    pub octet_count: u32,
+}
+
+impl SenderReport {
+    /// The report as an RTCP compound packet: SR followed by SDES CNAME [`CNAME`].
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let sr = rtcp_types::SenderReport::builder(self.ssrc)
+            .ntp_timestamp(self.ntp)
+            .rtp_timestamp(self.rtp_timestamp)
+            .packet_count(self.packet_count)
+            .octet_count(self.octet_count);
+        let cname = SdesItem::builder(SdesItem::CNAME, CNAME);
+        let sdes = Sdes::builder().add_chunk(SdesChunk::builder(self.ssrc).add_item(cname));
+        let compound = Compound::builder().add_packet(sr).add_packet(sdes);
+        // Cannot fail: no report blocks, no padding, one short CNAME.
+        let size = compound
+            .calculate_size()
+            .expect("SR + SDES layout is valid");
+        let mut buf = vec![0; size];
+        let written = compound
+            .write_into(&mut buf)
+            .expect("buffer has the computed size");
+        buf.truncate(written);
+        buf
+    }
+
+    /// The report's wall-clock time in Unix nanoseconds.
+    pub fn unix_ns(&self) -> u64 {
+        crate::clock::ntp_to_unix_ns(self.ntp)
+    }
+}
+
+/// Why an RTCP compound packet was rejected.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RtcpError {
+    /// The framing of the compound packet is wrong: a length past the end, trailing bytes,
+    /// padding on a packet that is not the last, a wrong version.
+    #[error("malformed RTCP compound packet of {len} bytes: {source}")]
+    Compound {
+        /// Length of the compound packet.
+        len: usize,
+        /// What `rtcp-types` found.
+        source: RtcpParseError,
+    },
+    /// One packet inside the compound packet is malformed.
+    #[error("malformed RTCP packet of type {packet_type} at byte {offset}: {source}")]
+    Packet {
+        /// Offset of the packet in the compound packet.
+        offset: usize,
+        /// RTCP packet type.
+        packet_type: u8,
+        /// What `rtcp-types` found.
+        source: RtcpParseError,
+    },
+}
+
+/// Walks an RTCP compound packet and returns its sender reports in order. Other packet types
+/// (RR, SDES, BYE, APP, feedback…) are skipped after their framing is checked.
+pub fn parse_sender_reports(packet: &[u8]) -> Result<Vec<SenderReport>, RtcpError> {
+    let compound_error = |source| RtcpError::Compound {
+        len: packet.len(),
+        source,
+    };
+    Compound::parse(packet).map_err(compound_error)?;
+    let mut reports = Vec::new();
+    let mut offset = 0;
+    while let Some(rest) = packet.get(offset..).filter(|rest| !rest.is_empty()) {
+        let (sub, packet_type) = split_packet(rest).map_err(compound_error)?;
+        let packet_error = |source| RtcpError::Packet {
+            offset,
+            packet_type,
+            source,
+        };
+        // Checks version and length of every packet, not just the first.
+        Unknown::parse(sub).map_err(packet_error)?;
+        if packet_type == PACKET_TYPE_SR {
+            let sr = rtcp_types::SenderReport::parse(sub).map_err(packet_error)?;
+            reports.push(SenderReport {
+                ssrc: sr.ssrc(),
+                ntp: sr.ntp_timestamp(),
+                rtp_timestamp: sr.rtp_timestamp(),
+                packet_count: sr.packet_count(),
+                octet_count: sr.octet_count(),
+            });
+        }
+        offset += sub.len();
+    }
+    Ok(reports)
+}
+
+/// The first RTCP packet of `data` (by its length field) and its packet type.
+fn split_packet(data: &[u8]) -> Result<(&[u8], u8), RtcpParseError> {
+    let truncated = |expected| RtcpParseError::Truncated {
+        expected,
+        actual: data.len(),
+    };
+    let Some(&[_, packet_type, hi, lo]) = data.first_chunk::<4>() else {
+        return Err(truncated(4));
+    };
+    let len = 4 * (usize::from(u16::from_be_bytes([hi, lo])) + 1);
+    let sub = data.get(..len).ok_or(truncated(len))?;
+    Ok((sub, packet_type))
+}
+
+/// Counts the RTP packets and payload octets a sender sent, for its sender reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RtcpSenderState {
+    ssrc: u32,
+    packet_count: u32,
+    octet_count: u32,
+}
+
+impl RtcpSenderState {
+    /// Nothing sent yet by `ssrc`.
+    pub fn new(ssrc: u32) -> Self {
+        Self {
+            ssrc,
+            packet_count: 0,
+            octet_count: 0,
+        }
+    }
+
+    /// Counts one sent RTP packet: its payload octets, without header and padding (RFC 3550).
+    /// Invalid RTP is not counted.
+    pub fn on_rtp_sent(&mut self, packet: &[u8]) {
+        if let Ok(rtp) = parse_rtp(packet) {
+            self.packet_count = self.packet_count.wrapping_add(1);
+            self.octet_count = self.octet_count.wrapping_add(rtp.payload.len() as u32);
+        }
+    }
+
+    /// A report saying that `rtp_timestamp` corresponds to wall-clock `ntp`.
+    pub fn sender_report(&self, ntp: u64, rtp_timestamp: u32) -> SenderReport {
+        SenderReport {
+            ssrc: self.ssrc,
+            ntp,
+            rtp_timestamp,
+            packet_count: self.packet_count,
+            octet_count: self.octet_count,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::unix_ns_to_ntp;
+    use rtcp_types::{Bye, Packet, ReceiverReport, ReportBlock};
+
+    fn report() -> SenderReport {
+        SenderReport {
+            ssrc: 0x1234_5678,
+            ntp: unix_ns_to_ntp(1_763_700_000_123_456_789),
+            rtp_timestamp: 0xdead_beef,
+            packet_count: 1000,
+            octet_count: 1_100_000,
+        }
+    }
+
+    fn write(packet: impl RtcpPacketWriter) -> Vec<u8> {
+        let mut buf = vec![0; packet.calculate_size().unwrap()];
+        packet.write_into(&mut buf).unwrap();
+        buf
+    }
+
+    #[test]
+    fn sender_report_round_trips() {
+        let sr = report();
+        let bytes = sr.to_bytes();
+        assert_eq!(parse_sender_reports(&bytes), Ok(vec![sr]));
+        assert!(sr.unix_ns().abs_diff(1_763_700_000_123_456_789) <= 1);
+    }
+
+    #[test]
+    fn sender_report_carries_the_cname() {
+        let bytes = report().to_bytes();
+        let packets: Vec<_> = Compound::parse(&bytes).unwrap().collect();
+        assert_eq!(packets.len(), 2);
+        let Ok(Packet::Sdes(sdes)) = &packets[1] else {
+            panic!("second packet is not SDES: {:?}", packets[1]);
+        };
+        let chunk = sdes.chunks().next().unwrap();
+        assert_eq!(chunk.ssrc(), 0x1234_5678);
+        let item = chunk.items().next().unwrap();
+        assert_eq!(
+            (item.type_(), item.value()),
+            (SdesItem::CNAME, CNAME.as_bytes())
+        );
+    }
+
+    #[test]
+    fn other_packet_types_are_skipped() {
+        let rr = ReceiverReport::builder(7).add_report_block(ReportBlock::builder(9));
+        let bye = Bye::builder().add_source(0x1234_5678);
+        let mut bytes = write(rr);
+        bytes.extend(report().to_bytes());
+        bytes.extend(write(bye));
+        let second = SenderReport {
+            ssrc: 42,
+            ..report()
+        };
+        bytes.extend(second.to_bytes());
+        assert_eq!(parse_sender_reports(&bytes), Ok(vec![report(), second]));
+    }
+
+    #[test]
+    fn empty_and_short_input_is_rejected() {
+        assert!(parse_sender_reports(&[]).is_err());
+        assert!(parse_sender_reports(&[0x80, 200, 0]).is_err());
+    }
+
+    #[test]
+    fn length_past_the_end_is_rejected() {
+        let mut bytes = report().to_bytes();
+        bytes[3] += 10; // SR claims 40 more bytes than the compound holds
+        let err = parse_sender_reports(&bytes).unwrap_err();
+        assert!(matches!(err, RtcpError::Compound { .. }), "{err}");
+    }
+
+    #[test]
+    fn length_too_short_for_a_sender_report_is_rejected() {
+        let mut bytes = report().to_bytes();
+        bytes[3] = 4; // 20 bytes: shorter than the 28-byte SR; the rest misframes
+        assert!(parse_sender_reports(&bytes).is_err());
+        let mut single = report().to_bytes();
+        single.truncate(28);
+        single[3] = 5;
+        single.truncate(24);
+        let err = parse_sender_reports(&single).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                RtcpError::Packet {
+                    offset: 0,
+                    packet_type: 200,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn trailing_bytes_are_rejected() {
+        let mut bytes = report().to_bytes();
+        bytes.extend([0x80, 0xc8]);
+        assert!(parse_sender_reports(&bytes).is_err());
+    }
+
+    #[test]
+    fn wrong_version_in_a_later_packet_is_rejected() {
+        let mut bytes = report().to_bytes();
+        bytes[28] = (bytes[28] & 0x3f) | 0x40; // the SDES claims version 1
+        let err = parse_sender_reports(&bytes).unwrap_err();
+        assert!(matches!(err, RtcpError::Packet { offset: 28, .. }), "{err}");
+    }
+
+    #[test]
+    fn padding_on_a_packet_that_is_not_last_is_rejected() {
+        let mut bytes = report().to_bytes();
+        bytes[0] |= 0x20;
+        assert!(parse_sender_reports(&bytes).is_err());
+    }
+
+    #[test]
+    fn sender_state_counts_packets_and_payload_octets() {
+        use crate::rtp::H264Packetizer;
+        use crate::AccessUnit;
+        let mut packetizer = H264Packetizer::new(5, 96, 1200, 0);
+        let au = AccessUnit {
+            nals: vec![bytes::Bytes::from(vec![0x65; 3000])],
+            pts: 0,
+            keyframe: true,
+            capture: None,
+        };
+        let mut packets = Vec::new();
+        packetizer.packetize(&au, 0, &mut packets);
+        let mut state = RtcpSenderState::new(5);
+        for packet in &packets {
+            state.on_rtp_sent(packet);
+        }
+        state.on_rtp_sent(&[0; 4]); // not RTP: not counted
+        let sr = state.sender_report(99, 1234);
+        let octets: usize = packets.iter().map(|p| p.len() - 12).sum();
+        assert_eq!((sr.ssrc, sr.ntp, sr.rtp_timestamp), (5, 99, 1234));
+        assert_eq!((sr.packet_count, sr.octet_count), (3, octets as u32));
+    }
+}

@@ -1,0 +1,332 @@
+//! SDP for H.264 over RTP (RFC 6184 §8): the description livefeed offers to readers, and the
+//! video description it accepts from publishers (ANNOUNCE). Parsing and writing of SDP lines is
+//! done by `sdp-types`; this module only knows which lines matter for H.264.
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
+use bytes::Bytes;
+use sdp_types::{Attribute, Connection, Media, Origin, Session, Time};
+
+use crate::h264::{nal_type, nal_unit_type};
+
+/// The H.264 video track of a stream, as SDP describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct H264Track {
+    /// RTP payload type (dynamic, 96..=127 in practice).
+    pub payload_type: u8,
+    /// The track's `a=control` value (relative or absolute URL), if given.
+    pub control: Option<String>,
+    /// SPS from `sprop-parameter-sets`, if given.
+    pub sps: Option<Bytes>,
+    /// PPS from `sprop-parameter-sets`, if given.
+    pub pps: Option<Bytes>,
+    /// `profile-level-id`, if given.
+    pub profile_level_id: Option<String>,
+}
+
+/// Why a publisher's SDP was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SdpError {
+    /// The SDP lines could not be parsed.
+    #[error("invalid SDP: {0}")]
+    Syntax(String),
+    /// No `m=video` section.
+    #[error("SDP has no video media section")]
+    NoVideo,
+    /// A video section exists, but none is H.264 with a 90 kHz clock.
+    #[error("SDP video is not H.264/90000 (rtpmap: {0})")]
+    NotH264(String),
+    /// `a=rtpmap` without a clock rate.
+    #[error("SDP rtpmap for payload type {0} has no clock rate")]
+    MissingClockRate(u8),
+    /// `sprop-parameter-sets` holds something that is not base64.
+    #[error("sprop-parameter-sets is not base64: {0:?}")]
+    BadParameterSets(String),
+}
+
+/// What the offered SDP says about the stream.
+#[derive(Debug, Clone)]
+pub struct OfferParams<'a> {
+    /// SPS NAL unit of the stream.
+    pub sps: &'a [u8],
+    /// PPS NAL unit of the stream.
+    pub pps: &'a [u8],
+    /// Payload type to use (96 by convention).
+    pub payload_type: u8,
+    /// Address written in the origin line.
+    pub origin_address: String,
+    /// The `a=control` value of the video track, relative to the session URL.
+    pub track_control: &'a str,
+}
+
+/// Builds the SDP livefeed answers DESCRIBE with: one H.264 track, packetization-mode 1,
+/// `profile-level-id` from the SPS, `sprop-parameter-sets` with SPS and PPS.
+pub fn offer_h264(params: &OfferParams<'_>) -> String {
+    let mut session = Session::new(
+        Origin::new(
+            "0",
+            0,
+            sdp_types::NetType::In,
+            sdp_types::AddrType::Ip4,
+            params.origin_address.clone(),
+        ),
+        "livefeed",
+    );
+    session.connection = Some(Connection::new(
+        sdp_types::NetType::In,
+        sdp_types::AddrType::Ip4,
+        "0.0.0.0",
+    ));
+    session.times.push(Time::new(0, 0));
+    session
+        .attributes
+        .push(Attribute::with_value("tool", "livefeed"));
+    session
+        .attributes
+        .push(Attribute::with_value("control", "*"));
+    session.medias.push(video_media(params));
+    let mut out = Vec::new();
+    // Writing into a Vec cannot fail.
+    let _ = session.write(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn video_media(params: &OfferParams<'_>) -> Media {
+    let pt = params.payload_type;
+    let mut media = Media::new(
+        sdp_types::MediaType::Video,
+        0,
+        sdp_types::TransportProto::RtpAvp,
+        pt,
+    );
+    let profile_level_id = params
+        .sps
+        .get(1..4)
+        .map(|b| format!("{:02X}{:02X}{:02X}", b[0], b[1], b[2]))
+        .unwrap_or_else(|| "42C01F".to_string());
+    let sprop = format!(
+        "{},{}",
+        BASE64.encode(params.sps),
+        BASE64.encode(params.pps)
+    );
+    media
+        .attributes
+        .push(Attribute::with_value("rtpmap", format!("{pt} H264/90000")));
+    media.attributes.push(Attribute::with_value(
+        "fmtp",
+        format!(
+            "{pt} packetization-mode=1;profile-level-id={profile_level_id};sprop-parameter-sets={sprop}"
+        ),
+    ));
+    media
+        .attributes
+        .push(Attribute::with_value("control", params.track_control));
+    media
+}
+
+/// Reads the first H.264/90000 video track from a publisher's SDP.
+pub fn parse_h264_track(sdp: &[u8]) -> Result<H264Track, SdpError> {
+    let session = Session::parse(sdp).map_err(|e| SdpError::Syntax(e.to_string()))?;
+    let videos: Vec<&Media> = session
+        .medias
+        .iter()
+        .filter(|m| m.media == "video")
+        .collect();
+    if videos.is_empty() {
+        return Err(SdpError::NoVideo);
+    }
+    let mut last_rtpmap = String::new();
+    for media in videos {
+        for value in media.get_attribute_values("rtpmap").flatten() {
+            last_rtpmap = value.to_string();
+            if let Some(pt) = h264_payload_type(value)? {
+                return track_from_media(media, pt);
+            }
+        }
+    }
+    Err(SdpError::NotH264(last_rtpmap))
+}
+
+/// `96 H264/90000` → `Some(96)`; another codec → `None`; H264 without clock rate → error.
+fn h264_payload_type(rtpmap: &str) -> Result<Option<u8>, SdpError> {
+    let (pt, encoding) = match rtpmap.trim().split_once(' ') {
+        Some(parts) => parts,
+        None => return Ok(None),
+    };
+    let Ok(pt) = pt.parse::<u8>() else {
+        return Ok(None);
+    };
+    let mut fields = encoding.trim().split('/');
+    if !fields
+        .next()
+        .is_some_and(|n| n.eq_ignore_ascii_case("H264"))
+    {
+        return Ok(None);
+    }
+    match fields.next().map(str::trim) {
+        Some("90000") => Ok(Some(pt)),
+        Some("") | None => Err(SdpError::MissingClockRate(pt)),
+        Some(_) => Ok(None),
+    }
+}
+
+fn track_from_media(media: &Media, pt: u8) -> Result<H264Track, SdpError> {
+    let control = media
+        .get_first_attribute_value("control")
+        .flatten()
+        .map(str::to_string);
+    let mut track = H264Track {
+        payload_type: pt,
+        control,
+        sps: None,
+        pps: None,
+        profile_level_id: None,
+    };
+    let prefix = format!("{pt} ");
+    let fmtp = media
+        .get_attribute_values("fmtp")
+        .flatten()
+        .find_map(|v| v.strip_prefix(&prefix));
+    if let Some(fmtp) = fmtp {
+        apply_fmtp(&mut track, fmtp)?;
+    }
+    Ok(track)
+}
+
+fn apply_fmtp(track: &mut H264Track, fmtp: &str) -> Result<(), SdpError> {
+    for param in fmtp.split(';') {
+        let Some((key, value)) = param.trim().split_once('=') else {
+            continue;
+        };
+        match key.trim().to_ascii_lowercase().as_str() {
+            "profile-level-id" => track.profile_level_id = Some(value.trim().to_string()),
+            "sprop-parameter-sets" => apply_parameter_sets(track, value)?,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn apply_parameter_sets(track: &mut H264Track, value: &str) -> Result<(), SdpError> {
+    for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let nal = BASE64
+            .decode(item)
+            .map_err(|_| SdpError::BadParameterSets(truncate(item, 64)))?;
+        match nal_unit_type(&nal) {
+            Some(nal_type::SPS) => track.sps = Some(Bytes::from(nal)),
+            Some(nal_type::PPS) => track.pps = Some(Bytes::from(nal)),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    s.chars().take(max).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SPS: &[u8] = &[0x67, 0x42, 0xc0, 0x1e, 0x8c, 0x8d, 0x40];
+    const PPS: &[u8] = &[0x68, 0xce, 0x3c, 0x80];
+
+    fn offer() -> String {
+        offer_h264(&OfferParams {
+            sps: SPS,
+            pps: PPS,
+            payload_type: 96,
+            origin_address: "127.0.0.1".into(),
+            track_control: "trackID=0",
+        })
+    }
+
+    #[test]
+    fn offer_parses_back_to_the_same_track() {
+        let sdp = offer();
+        assert!(sdp.contains("m=video 0 RTP/AVP 96\r\n"), "{sdp}");
+        assert!(sdp.contains("a=rtpmap:96 H264/90000\r\n"), "{sdp}");
+        assert!(sdp.contains("profile-level-id=42C01E"), "{sdp}");
+        let track = parse_h264_track(sdp.as_bytes()).expect("own offer parses");
+        assert_eq!(track.payload_type, 96);
+        assert_eq!(track.control.as_deref(), Some("trackID=0"));
+        assert_eq!(track.sps.as_deref(), Some(SPS));
+        assert_eq!(track.pps.as_deref(), Some(PPS));
+        assert_eq!(track.profile_level_id.as_deref(), Some("42C01E"));
+    }
+
+    /// What ffmpeg 5.1 (`-f rtsp`, libx264) sends in ANNOUNCE.
+    const FFMPEG_ANNOUNCE_SDP: &str = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=No Name\r\n\
+c=IN IP4 127.0.0.1\r\nt=0 0\r\na=tool:libavformat 59.27.100\r\nm=video 0 RTP/AVP 96\r\n\
+a=rtpmap:96 H264/90000\r\na=fmtp:96 packetization-mode=1; sprop-parameter-sets=Z2QAHqzZQKA9oQAAAwABAAADADIPFi2W,aOvjyyLA; profile-level-id=64001E\r\n\
+a=control:streamid=0\r\n";
+
+    #[test]
+    fn ffmpeg_5_1_announce_sdp_is_understood() {
+        let track = parse_h264_track(FFMPEG_ANNOUNCE_SDP.as_bytes()).expect("parses");
+        assert_eq!(track.payload_type, 96);
+        assert_eq!(track.control.as_deref(), Some("streamid=0"));
+        assert_eq!(track.sps.as_ref().map(|s| s[0]), Some(0x67));
+        assert_eq!(track.pps.as_ref().map(|s| s[0]), Some(0x68));
+        assert_eq!(track.profile_level_id.as_deref(), Some("64001E"));
+    }
+
+    #[test]
+    fn sdp_without_video_is_refused() {
+        let sdp = "v=0\r\no=- 0 0 IN IP4 1.2.3.4\r\ns=x\r\nt=0 0\r\nm=audio 0 RTP/AVP 0\r\n";
+        assert_eq!(parse_h264_track(sdp.as_bytes()), Err(SdpError::NoVideo));
+    }
+
+    #[test]
+    fn sdp_with_other_codec_is_refused() {
+        let sdp = "v=0\r\no=- 0 0 IN IP4 1.2.3.4\r\ns=x\r\nt=0 0\r\nm=video 0 RTP/AVP 97\r\na=rtpmap:97 VP8/90000\r\n";
+        assert!(matches!(
+            parse_h264_track(sdp.as_bytes()),
+            Err(SdpError::NotH264(_))
+        ));
+    }
+
+    #[test]
+    fn rtpmap_without_clock_rate_is_refused() {
+        let sdp = "v=0\r\no=- 0 0 IN IP4 1.2.3.4\r\ns=x\r\nt=0 0\r\nm=video 0 RTP/AVP 96\r\na=rtpmap:96 H264\r\n";
+        assert_eq!(
+            parse_h264_track(sdp.as_bytes()),
+            Err(SdpError::MissingClockRate(96))
+        );
+    }
+
+    #[test]
+    fn empty_sprop_is_accepted_and_garbage_sprop_is_refused() {
+        let base = "v=0\r\no=- 0 0 IN IP4 1.2.3.4\r\ns=x\r\nt=0 0\r\nm=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n";
+        let empty = format!("{base}a=fmtp:96 packetization-mode=1;sprop-parameter-sets=\r\n");
+        let track = parse_h264_track(empty.as_bytes()).expect("empty sprop is fine");
+        assert_eq!(track.sps, None);
+        let garbage = format!("{base}a=fmtp:96 sprop-parameter-sets=%%%not-base64!!\r\n");
+        assert!(matches!(
+            parse_h264_track(garbage.as_bytes()),
+            Err(SdpError::BadParameterSets(_))
+        ));
+    }
+
+    #[test]
+    fn invalid_lines_and_hundreds_of_formats_do_not_panic() {
+        assert!(parse_h264_track(b"this is not sdp").is_err());
+        assert!(parse_h264_track(b"").is_err());
+        let mut sdp =
+            String::from("v=0\r\no=- 0 0 IN IP4 1.2.3.4\r\ns=x\r\nt=0 0\r\nm=video 0 RTP/AVP");
+        for pt in 0..300 {
+            sdp.push_str(&format!(" {}", pt % 128));
+        }
+        sdp.push_str("\r\n");
+        for pt in 0..300 {
+            sdp.push_str(&format!("a=rtpmap:{} X{pt}/90000\r\n", pt % 128));
+        }
+        sdp.push_str(&format!("a=fmtp:96 {}\r\n", "x=y;".repeat(5000)));
+        assert!(matches!(
+            parse_h264_track(sdp.as_bytes()),
+            Err(SdpError::NotH264(_))
+        ));
+    }
+}

@@ -1,0 +1,579 @@
+//! The tokio shell around [`crate::client_session`]: an RTSP publisher (ANNOUNCE/SETUP/RECORD,
+//! then RTP out) and an RTSP player (DESCRIBE/SETUP/PLAY, then RTP in), over TCP-interleaved
+//! or UDP transport. All protocol decisions live in the sans-IO modules; this file moves bytes.
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use livefeed_media::clock::unix_now_ns;
+use livefeed_media::rtp::H264Depacketizer;
+use livefeed_media::sdp::{offer_h264, parse_h264_track, H264Track, OfferParams};
+use livefeed_media::{sei, AccessUnit};
+use rtsp_types::headers::{self, TypedHeader};
+use rtsp_types::{Request, Response, Url};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpStream, UdpSocket};
+
+use crate::client_session::{track_url, ClientError, ClientSession};
+use crate::framing::{Frame, FrameReader, FramingError, Limits};
+use crate::rtp_sender::{RtpSender, PAYLOAD_TYPE};
+use crate::transport::{self, LowerTransport};
+
+/// Interval between keep-alives while playing.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
+
+/// Lower transport for media.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TransportKind {
+    /// Interleaved in the RTSP TCP connection.
+    #[default]
+    Tcp,
+    /// Separate UDP sockets.
+    Udp,
+}
+
+impl std::str::FromStr for TransportKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "tcp" => Ok(TransportKind::Tcp),
+            "udp" => Ok(TransportKind::Udp),
+            other => Err(format!("unknown transport {other:?} (tcp or udp)")),
+        }
+    }
+}
+
+/// What went wrong talking to an RTSP server.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A socket operation failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The server refused or answered wrongly.
+    #[error(transparent)]
+    Rtsp(#[from] ClientError),
+    /// The server sent bytes that are not RTSP.
+    #[error("server sent malformed RTSP: {0}")]
+    Framing(#[from] FramingError),
+    /// Nothing arrived in time.
+    #[error("{0}")]
+    Timeout(String),
+    /// The server closed the connection.
+    #[error("server closed the connection")]
+    Closed,
+    /// The URL or the stream description is unusable.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+    let context = context.into();
+    move |source| Error::Io { context, source }
+}
+
+/// An RTSP control connection during setup: request out, response in.
+struct Connection {
+    stream: TcpStream,
+    reader: FrameReader,
+    session: ClientSession,
+    timeout: Duration,
+    peer: SocketAddr,
+}
+
+impl Connection {
+    async fn open(url: &str, timeout: Duration) -> Result<Self, Error> {
+        let url =
+            Url::parse(url).map_err(|e| Error::Invalid(format!("invalid URL {url:?}: {e}")))?;
+        if url.scheme() != "rtsp" {
+            return Err(Error::Invalid(format!("{url} is not an rtsp:// URL")));
+        }
+        let host = url
+            .host_str()
+            .ok_or_else(|| Error::Invalid(format!("{url} has no host")))?;
+        let addr = format!(
+            "{}:{}",
+            host.trim_start_matches('[').trim_end_matches(']'),
+            url.port().unwrap_or(8554)
+        );
+        let stream = tokio::time::timeout(timeout, TcpStream::connect(&addr))
+            .await
+            .map_err(|_| Error::Timeout(format!("connecting to {addr} timed out")))?
+            .map_err(io_err(format!(
+                "cannot connect to RTSP server at {addr} (is it running?)"
+            )))?;
+        stream
+            .set_nodelay(true)
+            .map_err(io_err("setting TCP_NODELAY"))?;
+        let peer = stream.peer_addr().map_err(io_err("reading peer address"))?;
+        Ok(Connection {
+            stream,
+            reader: FrameReader::new(Limits::default()),
+            session: ClientSession::new(url),
+            timeout,
+            peer,
+        })
+    }
+
+    async fn roundtrip(&mut self, req: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, Error> {
+        let mut out = Vec::new();
+        req.write(&mut out)
+            .map_err(|e| Error::Invalid(format!("serializing request: {e}")))?;
+        self.stream
+            .write_all(&out)
+            .await
+            .map_err(io_err("sending RTSP request"))?;
+        let response = tokio::time::timeout(self.timeout, self.read_response())
+            .await
+            .map_err(|_| {
+                Error::Timeout(format!(
+                    "no RTSP response from {} in {:?}",
+                    self.peer, self.timeout
+                ))
+            })??;
+        self.session.check_response(&response)?;
+        Ok(response)
+    }
+
+    async fn read_response(&mut self) -> Result<Response<Vec<u8>>, Error> {
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            while let Some(frame) = self.reader.next_frame()? {
+                if let Frame::Response(resp) = frame {
+                    return Ok(resp);
+                }
+            }
+            let n = self
+                .stream
+                .read(&mut buf)
+                .await
+                .map_err(io_err("reading RTSP response"))?;
+            if n == 0 {
+                return Err(Error::Closed);
+            }
+            self.reader.push(&buf[..n]);
+        }
+    }
+}
+
+/// Where RTP goes, or comes from, after SETUP.
+enum MediaPath {
+    Tcp {
+        rtp_channel: u8,
+        rtcp_channel: u8,
+    },
+    Udp {
+        rtp: UdpSocket,
+        rtcp: UdpSocket,
+        server_rtp: SocketAddr,
+        server_rtcp: SocketAddr,
+    },
+}
+
+async fn setup_media(
+    conn: &mut Connection,
+    track: Url,
+    kind: TransportKind,
+    record: bool,
+) -> Result<MediaPath, Error> {
+    match kind {
+        TransportKind::Tcp => {
+            let lower = LowerTransport::Tcp {
+                rtp_channel: 0,
+                rtcp_channel: 1,
+            };
+            let req = conn.session.setup(track, &lower, record);
+            let resp = conn.roundtrip(req).await?;
+            let (rtp_channel, rtcp_channel) = reply_transports(&resp)
+                .and_then(|t| transport::interleaved_channels(&t))
+                .unwrap_or((0, 1));
+            Ok(MediaPath::Tcp {
+                rtp_channel,
+                rtcp_channel,
+            })
+        }
+        TransportKind::Udp => {
+            let local_ip = conn
+                .stream
+                .local_addr()
+                .map_err(io_err("reading local address"))?
+                .ip();
+            let (rtp, rtcp) = crate::udp::bind_pair(unspecified_like(local_ip), 0)
+                .map_err(io_err("binding client UDP ports"))?;
+            let rtp_port = rtp.local_addr().map_err(io_err("UDP address"))?.port();
+            let lower = LowerTransport::Udp {
+                rtp_port,
+                rtcp_port: rtp_port + 1,
+            };
+            let req = conn.session.setup(track, &lower, record);
+            let resp = conn.roundtrip(req).await?;
+            let (a, b) = reply_transports(&resp)
+                .and_then(|t| transport::server_ports(&t))
+                .ok_or_else(|| Error::Invalid("SETUP reply has no server_port".into()))?;
+            let ip = conn.peer.ip();
+            Ok(MediaPath::Udp {
+                rtp,
+                rtcp,
+                server_rtp: SocketAddr::new(ip, a),
+                server_rtcp: SocketAddr::new(ip, b),
+            })
+        }
+    }
+}
+
+fn unspecified_like(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+        IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+    }
+}
+
+fn reply_transports(resp: &Response<Vec<u8>>) -> Option<headers::Transports> {
+    headers::Transports::from_headers(resp).ok().flatten()
+}
+
+/// Publishes access units to an RTSP server (ANNOUNCE/SETUP/RECORD).
+pub struct RtspPublisher {
+    writer: OwnedWriteHalf,
+    media: MediaPath,
+    sender: RtpSender,
+    out: Vec<u8>,
+    drain: tokio::task::JoinHandle<()>,
+    session: ClientSession,
+}
+
+impl RtspPublisher {
+    /// Connects and starts recording on `url`, describing the stream with `sps` and `pps`.
+    pub async fn connect(
+        url: &str,
+        kind: TransportKind,
+        sps: &[u8],
+        pps: &[u8],
+        timeout: Duration,
+    ) -> Result<Self, Error> {
+        let mut conn = Connection::open(url, timeout).await?;
+        let req = conn.session.options();
+        conn.roundtrip(req).await?;
+        let sdp = offer_h264(&OfferParams {
+            sps,
+            pps,
+            payload_type: PAYLOAD_TYPE,
+            origin_address: conn.peer.ip().to_string(),
+            track_control: "trackID=0",
+        });
+        let req = conn.session.announce(sdp);
+        conn.roundtrip(req).await?;
+        let track = track_url(conn.session.url(), None, Some("trackID=0"))?;
+        let media = setup_media(&mut conn, track, kind, true).await?;
+        let req = conn.session.record();
+        conn.roundtrip(req).await?;
+        let Connection {
+            stream,
+            reader,
+            session,
+            ..
+        } = conn;
+        let (read, writer) = stream.into_split();
+        Ok(RtspPublisher {
+            writer,
+            media,
+            sender: RtpSender::new(),
+            out: Vec::with_capacity(256 * 1024),
+            drain: tokio::spawn(drain_control(read, reader)),
+            session,
+        })
+    }
+
+    /// Whether the server has closed the connection.
+    pub fn is_closed(&self) -> bool {
+        self.drain.is_finished()
+    }
+
+    /// Sends one access unit as RTP (and an RTCP sender report once a second).
+    pub async fn send(&mut self, au: &AccessUnit) -> Result<(), Error> {
+        if self.is_closed() {
+            return Err(Error::Closed);
+        }
+        let now = Instant::now();
+        match &self.media {
+            MediaPath::Tcp {
+                rtp_channel,
+                rtcp_channel,
+            } => {
+                self.out.clear();
+                self.sender
+                    .interleave(au, now, (*rtp_channel, *rtcp_channel), &mut self.out);
+                self.writer
+                    .write_all(&self.out)
+                    .await
+                    .map_err(io_err("sending RTP over TCP"))
+            }
+            MediaPath::Udp {
+                rtp,
+                rtcp,
+                server_rtp,
+                server_rtcp,
+            } => {
+                let packets = self.sender.packetize(au, now);
+                for p in packets.rtp {
+                    rtp.send_to(p, *server_rtp)
+                        .await
+                        .map_err(io_err("sending RTP over UDP"))?;
+                }
+                if let Some(sr) = &packets.rtcp {
+                    rtcp.send_to(sr, *server_rtcp)
+                        .await
+                        .map_err(io_err("sending RTCP"))?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Sends TEARDOWN and closes the connection.
+    pub async fn close(mut self) {
+        let req = self.session.teardown();
+        let mut out = Vec::new();
+        if req.write(&mut out).is_ok() {
+            let _ = self.writer.write_all(&out).await;
+        }
+        let _ = self.writer.shutdown().await;
+        self.drain.abort();
+    }
+}
+
+impl Drop for RtspPublisher {
+    fn drop(&mut self) {
+        self.drain.abort();
+    }
+}
+
+/// Reads and discards what a server sends on a recording connection; ends when it closes.
+async fn drain_control(mut read: OwnedReadHalf, mut reader: FrameReader) {
+    let mut buf = vec![0u8; 4096];
+    loop {
+        match read.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                reader.push(&buf[..n]);
+                loop {
+                    match reader.next_frame() {
+                        Ok(Some(_)) => {}
+                        Ok(None) => break,
+                        Err(_) => return,
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One access unit as a player received it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// The access unit (pts counted from the first one received).
+    pub au: AccessUnit,
+    /// When its last packet arrived, Unix ns.
+    pub received_unix_ns: u64,
+    /// Packets were lost before it.
+    pub lost_before: bool,
+}
+
+/// Plays a stream from an RTSP server (DESCRIBE/SETUP/PLAY).
+pub struct RtspPlayer {
+    track: H264Track,
+    control_read: OwnedReadHalf,
+    control_reader: FrameReader,
+    writer: OwnedWriteHalf,
+    media: MediaPath,
+    session: ClientSession,
+    depacketizer: H264Depacketizer,
+    first_ts: Option<u64>,
+    pending: VecDeque<Received>,
+    timeout: Duration,
+    buf: Vec<u8>,
+}
+
+impl RtspPlayer {
+    /// Connects and starts playing `url`.
+    pub async fn connect(url: &str, kind: TransportKind, timeout: Duration) -> Result<Self, Error> {
+        let mut conn = Connection::open(url, timeout).await?;
+        let req = conn.session.options();
+        conn.roundtrip(req).await?;
+        let req = conn.session.describe();
+        let resp = conn.roundtrip(req).await?;
+        let track = parse_h264_track(resp.body())
+            .map_err(|e| Error::Invalid(format!("stream description: {e}")))?;
+        let base = resp
+            .header(&headers::CONTENT_BASE)
+            .map(|v| v.as_str().to_string());
+        let track_url = track_url(
+            conn.session.url(),
+            base.as_deref(),
+            track.control.as_deref(),
+        )?;
+        let media = setup_media(&mut conn, track_url, kind, false).await?;
+        let req = conn.session.play();
+        conn.roundtrip(req).await?;
+        let Connection {
+            stream,
+            reader,
+            session,
+            ..
+        } = conn;
+        let (control_read, writer) = stream.into_split();
+        Ok(RtspPlayer {
+            track,
+            control_read,
+            control_reader: reader,
+            writer,
+            media,
+            session,
+            depacketizer: H264Depacketizer::new(),
+            first_ts: None,
+            pending: VecDeque::new(),
+            timeout,
+            buf: vec![0u8; 64 * 1024],
+        })
+    }
+
+    /// The video track as the server described it.
+    pub fn track(&self) -> &H264Track {
+        &self.track
+    }
+
+    /// Waits for the next complete access unit. Errors when the server closes the stream or
+    /// nothing arrives for the timeout given at connect.
+    pub async fn next(&mut self) -> Result<Received, Error> {
+        let mut keepalive = tokio::time::interval_at(
+            tokio::time::Instant::now() + KEEPALIVE_INTERVAL,
+            KEEPALIVE_INTERVAL,
+        );
+        if let Some(received) = self.pending.pop_front() {
+            return Ok(received);
+        }
+        loop {
+            let packet = tokio::select! {
+                p = tokio::time::timeout(self.timeout, self.next_rtp()) => {
+                    p.map_err(|_| Error::Timeout(format!("no media from the server for {:?}", self.timeout)))??
+                }
+                _ = keepalive.tick() => {
+                    self.send_keepalive().await?;
+                    continue;
+                }
+            };
+            self.depacketize(&packet);
+            if let Some(received) = self.pending.pop_front() {
+                return Ok(received);
+            }
+        }
+    }
+
+    /// Feeds one packet; finished access units go to `pending`.
+    fn depacketize(&mut self, packet: &[u8]) {
+        let mut next = match self.depacketizer.push(packet) {
+            Ok(out) => out,
+            Err(e) => {
+                tracing::debug!(error = %e, "dropping RTP packet");
+                None
+            }
+        };
+        while let Some(out) = next {
+            let first = *self.first_ts.get_or_insert(out.ext_timestamp);
+            let capture = sei::find_stamp(&out.nals);
+            self.pending.push_back(Received {
+                au: AccessUnit {
+                    nals: out.nals,
+                    pts: out.ext_timestamp.saturating_sub(first),
+                    keyframe: out.keyframe,
+                    capture,
+                },
+                received_unix_ns: unix_now_ns(),
+                lost_before: out.lost_packets_before,
+            });
+            next = self.depacketizer.pull();
+        }
+    }
+
+    /// The next RTP packet, from the TCP connection or the UDP socket.
+    async fn next_rtp(&mut self) -> Result<Bytes, Error> {
+        loop {
+            if let MediaPath::Tcp { rtp_channel, .. } = self.media {
+                while let Some(frame) = self.control_reader.next_frame()? {
+                    if let Frame::Interleaved { channel, payload } = frame {
+                        if channel == rtp_channel {
+                            return Ok(payload);
+                        }
+                    }
+                }
+            }
+            match &self.media {
+                MediaPath::Tcp { .. } => self.read_control().await?,
+                MediaPath::Udp {
+                    rtp, server_rtp, ..
+                } => {
+                    let server_ip = server_rtp.ip();
+                    tokio::select! {
+                        r = rtp.recv_from(&mut self.buf) => {
+                            let (n, from) = r.map_err(io_err("receiving RTP over UDP"))?;
+                            if from.ip() == server_ip {
+                                return Ok(Bytes::copy_from_slice(&self.buf[..n]));
+                            }
+                        }
+                        r = read_into(&mut self.control_read, &mut self.control_reader) => {
+                            r?;
+                            // Responses to keep-alives and server requests are not media.
+                            while self.control_reader.next_frame()?.is_some() {}
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    async fn read_control(&mut self) -> Result<(), Error> {
+        read_into(&mut self.control_read, &mut self.control_reader).await
+    }
+
+    async fn send_keepalive(&mut self) -> Result<(), Error> {
+        let req = self.session.keepalive();
+        let mut out = Vec::new();
+        req.write(&mut out)
+            .map_err(|e| Error::Invalid(format!("serializing keep-alive: {e}")))?;
+        self.writer
+            .write_all(&out)
+            .await
+            .map_err(io_err("sending keep-alive"))
+    }
+
+    /// Sends TEARDOWN and closes the connection.
+    pub async fn close(mut self) {
+        let req = self.session.teardown();
+        let mut out = Vec::new();
+        if req.write(&mut out).is_ok() {
+            let _ = self.writer.write_all(&out).await;
+        }
+        let _ = self.writer.shutdown().await;
+    }
+}
+
+async fn read_into(read: &mut OwnedReadHalf, reader: &mut FrameReader) -> Result<(), Error> {
+    let mut buf = [0u8; 16 * 1024];
+    let n = read
+        .read(&mut buf)
+        .await
+        .map_err(io_err("reading from the RTSP connection"))?;
+    if n == 0 {
+        return Err(Error::Closed);
+    }
+    reader.push(&buf[..n]);
+    Ok(())
+}

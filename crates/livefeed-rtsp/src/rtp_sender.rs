@@ -1,0 +1,206 @@
+//! One outgoing RTP stream, without I/O: access units in, RTP packets and (once a second) an
+//! RTCP sender report out. Used by publishers (client) and by the server for each reader.
+//!
+//! The RTP timestamp of an access unit is a random base plus its 90 kHz `pts`. The sender
+//! report maps the capture wall-clock time of the latest access unit (NTP) to its RTP time.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use livefeed_media::clock::{unix_now_ns, unix_ns_to_ntp};
+use livefeed_media::rtcp::SenderReport;
+use livefeed_media::rtp::H264Packetizer;
+use livefeed_media::AccessUnit;
+
+use crate::server_session::PlayStart;
+
+/// RTP payload type livefeed sends H.264 with.
+pub const PAYLOAD_TYPE: u8 = 96;
+/// Largest RTP packet livefeed sends (fits a 1500-byte MTU with room for tunnels).
+pub const RTP_MTU: usize = 1200;
+/// Interval between RTCP sender reports.
+pub const SR_INTERVAL: Duration = Duration::from_secs(1);
+
+/// State of one outgoing RTP stream.
+pub struct RtpSender {
+    packetizer: H264Packetizer,
+    rtp_base: u32,
+    first_seq: u16,
+    last_sr: Option<Instant>,
+    packet_count: u32,
+    octet_count: u32,
+    packets: Vec<Bytes>,
+}
+
+/// The packets of one access unit, and a sender report when one is due.
+pub struct Packets<'a> {
+    /// RTP packets, in order.
+    pub rtp: &'a [Bytes],
+    /// An RTCP compound packet with a sender report, once per [`SR_INTERVAL`].
+    pub rtcp: Option<Vec<u8>>,
+}
+
+impl RtpSender {
+    /// A stream with random SSRC, first sequence number and timestamp base.
+    pub fn new() -> Self {
+        Self::with_ids(rand::random(), rand::random(), rand::random())
+    }
+
+    /// A stream with the given identifiers (tests).
+    pub fn with_ids(ssrc: u32, first_seq: u16, rtp_base: u32) -> Self {
+        RtpSender {
+            packetizer: H264Packetizer::new(ssrc, PAYLOAD_TYPE, RTP_MTU, first_seq),
+            rtp_base,
+            first_seq,
+            last_sr: None,
+            packet_count: 0,
+            octet_count: 0,
+            packets: Vec::with_capacity(256),
+        }
+    }
+
+    /// The SSRC.
+    pub fn ssrc(&self) -> u32 {
+        self.packetizer.ssrc()
+    }
+
+    /// Where the stream starts, for RTP-Info: the first sequence number and the RTP time of
+    /// `first_pts`.
+    pub fn start(&self, first_pts: u64) -> PlayStart {
+        PlayStart {
+            seq: self.first_seq,
+            rtptime: self.rtp_time(first_pts),
+        }
+    }
+
+    fn rtp_time(&self, pts: u64) -> u32 {
+        self.rtp_base.wrapping_add(pts as u32)
+    }
+
+    /// Packetizes one access unit.
+    pub fn packetize(&mut self, au: &AccessUnit, now: Instant) -> Packets<'_> {
+        let rtp_ts = self.rtp_time(au.pts);
+        self.packets.clear();
+        self.packetizer.packetize(au, rtp_ts, &mut self.packets);
+        self.packet_count = self.packet_count.wrapping_add(self.packets.len() as u32);
+        let payload: usize = self
+            .packets
+            .iter()
+            .map(|p| p.len().saturating_sub(12))
+            .sum();
+        self.octet_count = self.octet_count.wrapping_add(payload as u32);
+        let capture_ns = au.capture.map_or_else(unix_now_ns, |c| c.unix_ns);
+        let rtcp = self.sender_report_due(now, capture_ns, rtp_ts);
+        Packets {
+            rtp: &self.packets,
+            rtcp,
+        }
+    }
+
+    /// Packetizes one access unit into `$`-framed interleaved bytes appended to `out`.
+    pub fn interleave(
+        &mut self,
+        au: &AccessUnit,
+        now: Instant,
+        channels: (u8, u8),
+        out: &mut Vec<u8>,
+    ) {
+        let packets = self.packetize(au, now);
+        for p in packets.rtp {
+            push_interleaved(out, channels.0, p);
+        }
+        if let Some(sr) = &packets.rtcp {
+            push_interleaved(out, channels.1, sr);
+        }
+    }
+
+    fn sender_report_due(&mut self, now: Instant, capture_ns: u64, rtp_ts: u32) -> Option<Vec<u8>> {
+        if self
+            .last_sr
+            .is_some_and(|t| now.saturating_duration_since(t) < SR_INTERVAL)
+        {
+            return None;
+        }
+        self.last_sr = Some(now);
+        let report = SenderReport {
+            ssrc: self.ssrc(),
+            ntp: unix_ns_to_ntp(capture_ns),
+            rtp_timestamp: rtp_ts,
+            packet_count: self.packet_count,
+            octet_count: self.octet_count,
+        };
+        Some(report.to_bytes())
+    }
+}
+
+impl Default for RtpSender {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Appends one `$`-framed interleaved frame (payloads are at most 65535 bytes; RTP packets
+/// livefeed builds are far smaller).
+pub fn push_interleaved(out: &mut Vec<u8>, channel: u8, payload: &[u8]) {
+    let len = u16::try_from(payload.len()).unwrap_or(u16::MAX);
+    out.push(b'$');
+    out.push(channel);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(&payload[..usize::from(len)]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use livefeed_media::rtcp::parse_sender_reports;
+
+    fn au(pts: u64) -> AccessUnit {
+        AccessUnit {
+            nals: vec![Bytes::from(vec![0x65; 3000])],
+            pts,
+            keyframe: true,
+            capture: None,
+        }
+    }
+
+    #[test]
+    fn timestamps_follow_pts_from_the_base_and_reports_come_once_a_second() {
+        let mut s = RtpSender::with_ids(7, 100, u32::MAX - 10);
+        let t0 = Instant::now();
+        let first = s.packetize(&au(0), t0);
+        assert_eq!(first.rtp.len(), 3);
+        let sr = first.rtcp.expect("first access unit carries a report");
+        let reports = parse_sender_reports(&sr).expect("valid RTCP");
+        assert_eq!(reports[0].ssrc, 7);
+        assert_eq!(reports[0].rtp_timestamp, u32::MAX - 10);
+        assert!(s
+            .packetize(&au(3000), t0 + Duration::from_millis(33))
+            .rtcp
+            .is_none());
+        let later = s.packetize(&au(90_000), t0 + SR_INTERVAL);
+        let reports = parse_sender_reports(&later.rtcp.expect("due")).expect("valid");
+        assert_eq!(reports[0].rtp_timestamp, 90_000 - 11, "wraps");
+        assert_eq!(
+            s.start(0),
+            PlayStart {
+                seq: 100,
+                rtptime: u32::MAX - 10
+            }
+        );
+    }
+
+    #[test]
+    fn interleaved_frames_are_dollar_framed() {
+        let mut s = RtpSender::with_ids(1, 1, 0);
+        let mut out = Vec::new();
+        s.interleave(&au(0), Instant::now(), (2, 3), &mut out);
+        assert_eq!(out[0], b'$');
+        assert_eq!(out[1], 2);
+        let len = u16::from_be_bytes([out[2], out[3]]) as usize;
+        assert!(len <= RTP_MTU);
+        assert!(
+            out.windows(2).any(|w| w == [b'$', 3]),
+            "an RTCP frame on channel 3"
+        );
+    }
+}

@@ -1,0 +1,499 @@
+use super::*;
+use crate::transport::LowerTransport;
+
+/// A handler that records what the session asked of it.
+#[derive(Default)]
+struct FakeServer {
+    calls: Vec<String>,
+    known_path: Option<&'static str>,
+    refuse_announce: bool,
+}
+
+impl SessionHandler for FakeServer {
+    fn describe(&mut self, path: &str) -> Result<String, Refusal> {
+        self.calls.push(format!("describe {path}"));
+        if Some(path) == self.known_path {
+            Ok("v=0\r\n".into())
+        } else {
+            Err(Refusal::new(
+                StatusCode::NotFound,
+                format!("no stream on path {path}"),
+            ))
+        }
+    }
+    fn announce(&mut self, path: &str, track: &H264Track) -> Result<(), Refusal> {
+        self.calls
+            .push(format!("announce {path} pt={}", track.payload_type));
+        if self.refuse_announce {
+            return Err(Refusal::new(StatusCode::Forbidden, "path busy"));
+        }
+        Ok(())
+    }
+    fn setup(
+        &mut self,
+        path: &str,
+        role: Role,
+        t: &TransportRequest,
+    ) -> Result<ServerTransport, Refusal> {
+        self.calls
+            .push(format!("setup {path} {role:?} {:?}", t.lower));
+        let server_ports = matches!(t.lower, LowerTransport::Udp { .. }).then_some((7000, 7001));
+        Ok(ServerTransport {
+            server_ports,
+            ssrc: 0x1234,
+        })
+    }
+    fn play(&mut self, path: &str) -> Result<PlayStart, Refusal> {
+        self.calls.push(format!("play {path}"));
+        Ok(PlayStart {
+            seq: 100,
+            rtptime: 5000,
+        })
+    }
+    fn record(&mut self, path: &str) -> Result<(), Refusal> {
+        self.calls.push(format!("record {path}"));
+        Ok(())
+    }
+    fn teardown(&mut self) {
+        self.calls.push("teardown".into());
+    }
+}
+
+fn request(
+    method: Method,
+    url: &str,
+    cseq: u32,
+    extra: &[(&str, &str)],
+    body: &[u8],
+) -> Request<Vec<u8>> {
+    let mut builder = Request::builder(method, Version::V1_0)
+        .request_uri(Url::parse(url).expect("test URL"))
+        .header(headers::CSEQ, cseq.to_string());
+    for (name, value) in extra {
+        builder = builder.header(
+            rtsp_types::HeaderName::from_static_str(name).expect("name"),
+            *value,
+        );
+    }
+    builder.build(body.to_vec())
+}
+
+fn status(resp: &Response<Vec<u8>>) -> u16 {
+    resp.status().into()
+}
+
+const SDP: &str =
+    "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=No Name\r\nt=0 0\r\nm=video 0 RTP/AVP 96\r\n\
+a=rtpmap:96 H264/90000\r\na=fmtp:96 packetization-mode=1\r\na=control:streamid=0\r\n";
+
+fn announce(session: &mut ServerSession, server: &mut FakeServer, path: &str) -> Response<Vec<u8>> {
+    let url = format!("rtsp://127.0.0.1:8554/{path}");
+    session.handle(
+        &request(
+            Method::Announce,
+            &url,
+            2,
+            &[("Content-Type", "application/sdp")],
+            SDP.as_bytes(),
+        ),
+        server,
+    )
+}
+
+#[test]
+fn ffmpeg_style_publish_over_tcp_reaches_recording() {
+    let mut s = ServerSession::new("abc".into());
+    let mut server = FakeServer::default();
+    let r = s.handle(
+        &request(Method::Options, "rtsp://127.0.0.1:8554/live", 1, &[], b""),
+        &mut server,
+    );
+    assert_eq!(status(&r), 200);
+    assert!(r
+        .header(&headers::PUBLIC)
+        .is_some_and(|v| v.as_str().contains("RECORD")));
+    assert_eq!(r.header(&headers::CSEQ).map(|v| v.as_str()), Some("1"));
+    assert_eq!(status(&announce(&mut s, &mut server, "live")), 200);
+    let r = s.handle(
+        &request(
+            Method::Setup,
+            "rtsp://127.0.0.1:8554/live/streamid=0",
+            3,
+            &[(
+                "Transport",
+                "RTP/AVP/TCP;unicast;interleaved=0-1;mode=record",
+            )],
+            b"",
+        ),
+        &mut server,
+    );
+    assert_eq!(status(&r), 200, "{r:?}");
+    assert!(r
+        .header(&headers::SESSION)
+        .is_some_and(|v| v.as_str().starts_with("abc;timeout=")));
+    assert!(r.header(&headers::TRANSPORT).is_some_and(
+        |v| v.as_str().contains("interleaved=0-1") && v.as_str().contains("mode=record")
+    ));
+    let r = s.handle(
+        &request(
+            Method::Record,
+            "rtsp://127.0.0.1:8554/live",
+            4,
+            &[("Session", "abc")],
+            b"",
+        ),
+        &mut server,
+    );
+    assert_eq!(status(&r), 200);
+    assert!(s.is_streaming());
+    assert_eq!(
+        server.calls,
+        [
+            "announce live pt=96",
+            "setup live Record Tcp { rtp_channel: 0, rtcp_channel: 1 }",
+            "record live"
+        ]
+    );
+}
+
+#[test]
+fn describe_setup_play_over_udp() {
+    let mut s = ServerSession::new("s1".into());
+    let mut server = FakeServer {
+        known_path: Some("cam/1"),
+        ..Default::default()
+    };
+    let r = s.handle(
+        &request(Method::Describe, "rtsp://h:8554/cam/1", 1, &[], b""),
+        &mut server,
+    );
+    assert_eq!(status(&r), 200);
+    assert_eq!(
+        r.header(&headers::CONTENT_BASE).map(|v| v.as_str()),
+        Some("rtsp://h:8554/cam/1/")
+    );
+    assert_eq!(
+        r.header(&headers::CONTENT_TYPE).map(|v| v.as_str()),
+        Some("application/sdp")
+    );
+    let r = s.handle(
+        &request(
+            Method::Setup,
+            "rtsp://h:8554/cam/1/trackID=0",
+            2,
+            &[("Transport", "RTP/AVP;unicast;client_port=5000-5001")],
+            b"",
+        ),
+        &mut server,
+    );
+    assert_eq!(status(&r), 200);
+    assert!(r
+        .header(&headers::TRANSPORT)
+        .is_some_and(|v| v.as_str().contains("server_port=7000-7001")));
+    let r = s.handle(
+        &request(
+            Method::Play,
+            "rtsp://h:8554/cam/1/",
+            3,
+            &[("Session", "s1")],
+            b"",
+        ),
+        &mut server,
+    );
+    assert_eq!(status(&r), 200);
+    assert_eq!(
+        r.header(&headers::RTP_INFO).map(|v| v.as_str()),
+        Some("url=rtsp://h:8554/cam/1/trackID=0;seq=100;rtptime=5000")
+    );
+    assert_eq!(s.path(), Some("cam/1"));
+}
+
+#[test]
+fn describe_of_unknown_path_is_404_with_reason() {
+    let mut s = ServerSession::new("x".into());
+    let r = s.handle(
+        &request(Method::Describe, "rtsp://h/none", 1, &[], b""),
+        &mut FakeServer::default(),
+    );
+    assert_eq!(status(&r), 404);
+    assert!(r.reason_phrase().contains("no stream on path none"));
+    assert!(String::from_utf8_lossy(r.body()).contains("no stream"));
+}
+
+#[test]
+fn play_and_record_without_setup_are_455() {
+    for method in [Method::Play, Method::Record] {
+        let mut s = ServerSession::new("x".into());
+        let r = s.handle(
+            &request(method, "rtsp://h/live", 1, &[], b""),
+            &mut FakeServer::default(),
+        );
+        assert_eq!(status(&r), 455);
+    }
+}
+
+#[test]
+fn setup_twice_is_refused() {
+    let mut s = ServerSession::new("x".into());
+    let mut server = FakeServer {
+        known_path: Some("live"),
+        ..Default::default()
+    };
+    let setup = |cseq| {
+        request(
+            Method::Setup,
+            "rtsp://h/live/trackID=0",
+            cseq,
+            &[("Transport", "RTP/AVP/TCP;interleaved=0-1")],
+            b"",
+        )
+    };
+    assert_eq!(status(&s.handle(&setup(1), &mut server)), 200);
+    assert_eq!(status(&s.handle(&setup(2), &mut server)), 459);
+}
+
+#[test]
+fn setup_across_paths_is_refused() {
+    let mut s = ServerSession::new("x".into());
+    let mut server = FakeServer::default();
+    assert_eq!(status(&announce(&mut s, &mut server, "a")), 200);
+    let r = s.handle(
+        &request(
+            Method::Setup,
+            "rtsp://h/b/streamid=0",
+            3,
+            &[("Transport", "RTP/AVP/TCP;interleaved=0-1;mode=record")],
+            b"",
+        ),
+        &mut server,
+    );
+    assert_eq!(status(&r), 400);
+    assert!(r.reason_phrase().contains("announced"));
+}
+
+#[test]
+fn record_mode_setup_without_announce_is_455() {
+    let mut s = ServerSession::new("x".into());
+    let r = s.handle(
+        &request(
+            Method::Setup,
+            "rtsp://h/live",
+            1,
+            &[("Transport", "RTP/AVP/TCP;interleaved=0-1;mode=record")],
+            b"",
+        ),
+        &mut FakeServer::default(),
+    );
+    assert_eq!(status(&r), 455);
+}
+
+#[test]
+fn session_id_of_another_connection_is_454() {
+    let mut s = ServerSession::new("mine".into());
+    let mut server = FakeServer {
+        known_path: Some("live"),
+        ..Default::default()
+    };
+    let r = s.handle(
+        &request(
+            Method::Play,
+            "rtsp://h/live",
+            1,
+            &[("Session", "theirs")],
+            b"",
+        ),
+        &mut server,
+    );
+    assert_eq!(status(&r), 454);
+    // Even after our own SETUP, a foreign id stays unknown.
+    s.handle(
+        &request(
+            Method::Setup,
+            "rtsp://h/live",
+            2,
+            &[("Transport", "RTP/AVP/TCP;interleaved=0-1")],
+            b"",
+        ),
+        &mut server,
+    );
+    let r = s.handle(
+        &request(
+            Method::Play,
+            "rtsp://h/live",
+            3,
+            &[("Session", "theirs")],
+            b"",
+        ),
+        &mut server,
+    );
+    assert_eq!(status(&r), 454);
+    assert!(!server.calls.iter().any(|c| c.starts_with("play")));
+}
+
+#[test]
+fn body_on_a_bodyless_method_is_400() {
+    let mut s = ServerSession::new("x".into());
+    let r = s.handle(
+        &request(Method::Options, "rtsp://h/live", 1, &[], b"surprise"),
+        &mut FakeServer::default(),
+    );
+    assert_eq!(status(&r), 400);
+}
+
+#[test]
+fn announce_needs_sdp_content_type_and_valid_sdp() {
+    let mut s = ServerSession::new("x".into());
+    let mut server = FakeServer::default();
+    let r = s.handle(
+        &request(Method::Announce, "rtsp://h/live", 1, &[], SDP.as_bytes()),
+        &mut server,
+    );
+    assert_eq!(status(&r), 415);
+    let r = s.handle(
+        &request(
+            Method::Announce,
+            "rtsp://h/live",
+            2,
+            &[("Content-Type", "application/sdp")],
+            b"garbage",
+        ),
+        &mut server,
+    );
+    assert_eq!(status(&r), 400);
+    assert!(
+        server.calls.is_empty(),
+        "nothing reached the server: {:?}",
+        server.calls
+    );
+}
+
+#[test]
+fn busy_path_refusal_is_passed_through() {
+    let mut s = ServerSession::new("x".into());
+    let mut server = FakeServer {
+        refuse_announce: true,
+        ..Default::default()
+    };
+    assert_eq!(status(&announce(&mut s, &mut server, "live")), 403);
+}
+
+#[test]
+fn unsupported_transport_is_461() {
+    let mut s = ServerSession::new("x".into());
+    let mut server = FakeServer {
+        known_path: Some("live"),
+        ..Default::default()
+    };
+    for (i, t) in [
+        "RTP/AVP/TCP;interleaved=1-2",
+        "RTP/AVP;client_port=0-1",
+        "RTP/AVP;multicast",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let r = s.handle(
+            &request(
+                Method::Setup,
+                "rtsp://h/live",
+                i as u32,
+                &[("Transport", t)],
+                b"",
+            ),
+            &mut server,
+        );
+        assert_eq!(status(&r), 461, "{t}");
+    }
+    assert!(server.calls.is_empty());
+}
+
+#[test]
+fn bad_paths_are_400() {
+    let mut s = ServerSession::new("x".into());
+    let mut server = FakeServer::default();
+    for url in [
+        "rtsp://h/",
+        "rtsp://h/a/../b",
+        "rtsp://h/a//b",
+        "rtsp://h/%2e%2e/x",
+        "rtsp://h/a%5Cb",
+    ] {
+        let r = s.handle(&request(Method::Describe, url, 1, &[], b""), &mut server);
+        assert_eq!(status(&r), 400, "{url}");
+    }
+    let long = format!("rtsp://h/{}", "a".repeat(MAX_PATH_LEN + 1));
+    assert_eq!(
+        status(&s.handle(&request(Method::Describe, &long, 1, &[], b""), &mut server)),
+        400
+    );
+    assert!(server.calls.is_empty());
+}
+
+#[test]
+fn unknown_methods_get_501_and_pause_455() {
+    let mut s = ServerSession::new("x".into());
+    let r = s.handle(
+        &request(
+            Method::Extension("FLY".into()),
+            "rtsp://h/live",
+            1,
+            &[],
+            b"",
+        ),
+        &mut FakeServer::default(),
+    );
+    assert_eq!(status(&r), 501);
+    let r = s.handle(
+        &request(Method::Pause, "rtsp://h/live", 2, &[], b""),
+        &mut FakeServer::default(),
+    );
+    assert_eq!(status(&r), 455);
+}
+
+#[test]
+fn rtsp_2_requests_get_505() {
+    let mut s = ServerSession::new("x".into());
+    let req = Request::builder(Method::Options, Version::V2_0)
+        .header(headers::CSEQ, "1")
+        .build(Vec::new());
+    assert_eq!(status(&s.handle(&req, &mut FakeServer::default())), 505);
+}
+
+#[test]
+fn setup_teardown_churn_leaves_no_state_behind() {
+    let mut s = ServerSession::new("x".into());
+    let mut server = FakeServer {
+        known_path: Some("live"),
+        ..Default::default()
+    };
+    for i in 0..20_000u32 {
+        let setup = request(
+            Method::Setup,
+            "rtsp://h/live",
+            i * 2,
+            &[("Transport", "RTP/AVP/TCP;interleaved=0-1")],
+            b"",
+        );
+        assert_eq!(status(&s.handle(&setup, &mut server)), 200);
+        let teardown = request(
+            Method::Teardown,
+            "rtsp://h/live",
+            i * 2 + 1,
+            &[("Session", "x")],
+            b"",
+        );
+        assert_eq!(status(&s.handle(&teardown, &mut server)), 200);
+        server.calls.clear();
+    }
+    assert!(s.transport().is_none());
+    assert!(!s.is_streaming());
+}
+
+#[test]
+fn reasons_cannot_inject_headers() {
+    let resp = refusal_response(&Refusal::new(StatusCode::BadRequest, "bad\r\nX-Evil: 1"));
+    let mut out = Vec::new();
+    resp.write(&mut out).expect("writes");
+    let text = String::from_utf8_lossy(&out);
+    assert!(!text.contains("\r\nX-Evil"), "{text}");
+}

@@ -1,0 +1,161 @@
+//! Server configuration, defined once: the same [`ServerOptions`] struct is read from command
+//! line flags, `LIVEFEED_*` environment variables and a TOML file. Precedence: flag or
+//! environment variable, then the file, then the default. [`ServerOptions::resolve`] gives the
+//! concrete [`ServerConfig`].
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::Deserialize;
+
+use crate::hub::HubLimits;
+use crate::rtsp_server::RtspConfig;
+
+/// Default RTSP listen address.
+pub const DEFAULT_RTSP_ADDRESS: &str = "0.0.0.0:8554";
+
+/// Server options as given (every one optional).
+#[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ServerOptions {
+    /// RTSP listen address [default: 0.0.0.0:8554]
+    #[arg(long, env = "LIVEFEED_RTSP_ADDRESS")]
+    pub rtsp_address: Option<SocketAddr>,
+    /// Serve only these paths (repeat or comma-separate); any path when none is given
+    #[arg(long = "path", env = "LIVEFEED_PATHS", value_delimiter = ',')]
+    #[serde(default)]
+    pub paths: Vec<String>,
+    /// Access units a reader may fall behind before it skips to the next keyframe [default: 32]
+    #[arg(long, env = "LIVEFEED_READER_QUEUE")]
+    pub reader_queue: Option<usize>,
+    /// Milliseconds a reader's socket may block before it is disconnected [default: 10000]
+    #[arg(long, env = "LIVEFEED_WRITE_TIMEOUT_MS")]
+    pub write_timeout_ms: Option<u64>,
+    /// Milliseconds a publisher may send nothing before it is dropped [default: 10000]
+    #[arg(long, env = "LIVEFEED_READ_TIMEOUT_MS")]
+    pub read_timeout_ms: Option<u64>,
+    /// Accept publishers from addresses other than loopback [default: false]
+    #[arg(long, env = "LIVEFEED_ALLOW_REMOTE_PUBLISH", num_args = 0..=1, default_missing_value = "true")]
+    pub allow_remote_publish: Option<bool>,
+}
+
+impl ServerOptions {
+    /// Reads options from a TOML file.
+    pub fn from_file(path: &Path) -> anyhow::Result<ServerOptions> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+    }
+
+    /// These options, with unset ones taken from `file`.
+    pub fn over(self, file: ServerOptions) -> ServerOptions {
+        ServerOptions {
+            rtsp_address: self.rtsp_address.or(file.rtsp_address),
+            paths: if self.paths.is_empty() {
+                file.paths
+            } else {
+                self.paths
+            },
+            reader_queue: self.reader_queue.or(file.reader_queue),
+            write_timeout_ms: self.write_timeout_ms.or(file.write_timeout_ms),
+            read_timeout_ms: self.read_timeout_ms.or(file.read_timeout_ms),
+            allow_remote_publish: self.allow_remote_publish.or(file.allow_remote_publish),
+        }
+    }
+
+    /// The concrete configuration, with defaults for what is unset.
+    pub fn resolve(&self) -> ServerConfig {
+        let defaults = RtspConfig::default();
+        ServerConfig {
+            rtsp_address: self.rtsp_address.unwrap_or_else(|| {
+                DEFAULT_RTSP_ADDRESS
+                    .parse()
+                    .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 8554)))
+            }),
+            paths: self.paths.clone(),
+            reader_queue: self
+                .reader_queue
+                .unwrap_or(HubLimits::default().reader_queue)
+                .max(1),
+            write_timeout: self
+                .write_timeout_ms
+                .map_or(defaults.write_timeout, Duration::from_millis),
+            read_timeout: self
+                .read_timeout_ms
+                .map_or(defaults.read_timeout, Duration::from_millis),
+            allow_remote_publish: self.allow_remote_publish.unwrap_or(false),
+        }
+    }
+}
+
+/// The server's concrete configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// RTSP listen address.
+    pub rtsp_address: SocketAddr,
+    /// Paths served; all when empty.
+    pub paths: Vec<String>,
+    /// Reader queue length in access units.
+    pub reader_queue: usize,
+    /// Write timeout for readers.
+    pub write_timeout: Duration,
+    /// Read timeout for publishers.
+    pub read_timeout: Duration,
+    /// Accept publishers from anywhere.
+    pub allow_remote_publish: bool,
+}
+
+impl ServerConfig {
+    /// The path allow-list for the hub (`None` = any path).
+    pub fn allowed_paths(&self) -> Option<Vec<String>> {
+        (!self.paths.is_empty()).then(|| self.paths.clone())
+    }
+
+    /// Hub limits.
+    pub fn hub_limits(&self) -> HubLimits {
+        HubLimits {
+            reader_queue: self.reader_queue,
+            ..HubLimits::default()
+        }
+    }
+
+    /// RTSP listener configuration.
+    pub fn rtsp_config(&self) -> RtspConfig {
+        RtspConfig {
+            write_timeout: self.write_timeout,
+            read_timeout: self.read_timeout,
+            allow_remote_publish: self.allow_remote_publish,
+            ..RtspConfig::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_over_the_file_and_defaults_fill_the_rest() {
+        let file: ServerOptions = toml::from_str(
+            "rtsp-address = \"127.0.0.1:9554\"\npaths = [\"cam\"]\nreader-queue = 8\n",
+        )
+        .expect("valid TOML");
+        let flags = ServerOptions {
+            reader_queue: Some(4),
+            ..Default::default()
+        };
+        let config = flags.over(file).resolve();
+        assert_eq!(config.rtsp_address, "127.0.0.1:9554".parse().expect("addr"));
+        assert_eq!(config.paths, ["cam"]);
+        assert_eq!(config.reader_queue, 4);
+        assert_eq!(config.write_timeout, Duration::from_secs(10));
+        assert!(!config.allow_remote_publish);
+    }
+
+    #[test]
+    fn unknown_keys_in_the_file_are_errors() {
+        assert!(toml::from_str::<ServerOptions>("rtsp-adress = \"x\"").is_err());
+    }
+}

@@ -1,0 +1,436 @@
+//! The path hub: one publisher per path fans access units out to any number of readers.
+//!
+//! Contract:
+//! - [`Hub::claim_publisher`] reserves a path for one publisher (a second one is refused) and
+//!   returns a [`Publisher`]; dropping it frees the path. Readers stay subscribed across a
+//!   publisher leaving and a new one arriving.
+//! - [`Publisher::publish`] never blocks on readers: each reader has a bounded queue; when it is
+//!   full the reader skips everything up to the next keyframe and the skipped frames are counted
+//!   as its drops. Other readers are untouched.
+//! - [`Hub::subscribe`] starts a reader at the last keyframe (the GOP cache), so its first
+//!   picture decodes at once.
+//! - Every keyframe handed to readers carries SPS and PPS in front of its slices.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use bytes::Bytes;
+use livefeed_media::h264::{nal_type, nal_unit_type, SpsInfo};
+use livefeed_media::AccessUnit;
+use tokio::sync::mpsc;
+
+/// Limits of the hub.
+#[derive(Debug, Clone, Copy)]
+pub struct HubLimits {
+    /// Access units a reader may have queued before it starts skipping to the next keyframe.
+    pub reader_queue: usize,
+    /// Access units kept in the GOP cache at most (a stream without keyframes stops caching).
+    pub gop_cache_frames: usize,
+    /// Bytes kept in the GOP cache at most.
+    pub gop_cache_bytes: usize,
+}
+
+impl Default for HubLimits {
+    fn default() -> Self {
+        HubLimits {
+            reader_queue: 32,
+            gop_cache_frames: 600,
+            gop_cache_bytes: 32 << 20,
+        }
+    }
+}
+
+/// The parameters of a path's current stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamInfo {
+    /// Sequence parameter set NAL unit.
+    pub sps: Bytes,
+    /// Picture parameter set NAL unit.
+    pub pps: Bytes,
+    /// What the SPS says, when it could be read.
+    pub sps_info: Option<SpsInfo>,
+}
+
+impl StreamInfo {
+    /// Stream info from parameter sets.
+    pub fn new(sps: Bytes, pps: Bytes) -> Self {
+        let sps_info = SpsInfo::parse(&sps).ok();
+        StreamInfo { sps, pps, sps_info }
+    }
+}
+
+/// One access unit as the hub hands it out.
+#[derive(Debug)]
+pub struct HubFrame {
+    /// The access unit.
+    pub au: AccessUnit,
+    /// When it was complete at the server.
+    pub ingest: Instant,
+}
+
+/// An item in a reader's queue.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// The frame.
+    pub frame: Arc<HubFrame>,
+    /// It came from the GOP cache at subscription (older than live).
+    pub from_cache: bool,
+}
+
+/// Who publishes a path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublisherInfo {
+    /// Protocol and transport, e.g. `rtsp/tcp`.
+    pub protocol: String,
+    /// Remote address.
+    pub remote: String,
+}
+
+/// Why a path cannot be published.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PublishError {
+    /// Another publisher holds the path.
+    #[error("path {path:?} already has a publisher ({by})")]
+    Busy {
+        /// The path.
+        path: String,
+        /// The current publisher's remote address.
+        by: String,
+    },
+    /// The path is not configured.
+    #[error("path {0:?} is not configured on this server")]
+    UnknownPath(String),
+}
+
+struct ReaderSlot {
+    id: u64,
+    tx: mpsc::Sender<Delivery>,
+    skipping: bool,
+    drops: Arc<AtomicU64>,
+}
+
+#[derive(Default)]
+struct PathInner {
+    publisher: Option<(u64, PublisherInfo)>,
+    stream: Option<StreamInfo>,
+    gop: Vec<Arc<HubFrame>>,
+    gop_bytes: usize,
+    readers: Vec<ReaderSlot>,
+    frames_in: u64,
+}
+
+/// One path's shared state.
+pub struct PathState {
+    name: String,
+    inner: Mutex<PathInner>,
+}
+
+impl PathState {
+    fn lock(&self) -> MutexGuard<'_, PathInner> {
+        // A panic while holding the lock cannot leave the state half-updated in a way that
+        // matters more than stopping the whole path, so poisoned locks are recovered.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The path name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// A snapshot of a path for logs and the API.
+#[derive(Debug, Clone)]
+pub struct PathSnapshot {
+    /// Path name.
+    pub name: String,
+    /// The publisher, if one is connected.
+    pub publisher: Option<PublisherInfo>,
+    /// Current stream parameters.
+    pub stream: Option<StreamInfo>,
+    /// Number of readers.
+    pub readers: usize,
+    /// Access units published so far.
+    pub frames_in: u64,
+}
+
+/// All paths of a server.
+pub struct Hub {
+    paths: Mutex<HashMap<String, Arc<PathState>>>,
+    allowed: Option<Vec<String>>,
+    limits: HubLimits,
+    next_id: AtomicU64,
+}
+
+impl Hub {
+    /// A hub serving any path (`allowed` = `None`) or only the listed ones.
+    pub fn new(allowed: Option<Vec<String>>, limits: HubLimits) -> Arc<Self> {
+        Arc::new(Hub {
+            paths: Mutex::new(HashMap::new()),
+            allowed,
+            limits,
+            next_id: AtomicU64::new(1),
+        })
+    }
+
+    fn path(&self, name: &str) -> Option<Arc<PathState>> {
+        if let Some(allowed) = &self.allowed {
+            if !allowed.iter().any(|p| p == name) {
+                return None;
+            }
+        }
+        let mut paths = self.paths.lock().unwrap_or_else(|p| p.into_inner());
+        let state = paths.entry(name.to_string()).or_insert_with(|| {
+            Arc::new(PathState {
+                name: name.to_string(),
+                inner: Mutex::new(PathInner::default()),
+            })
+        });
+        Some(state.clone())
+    }
+
+    /// Reserves `path` for a publisher; `stream` is what its SDP announced, if anything.
+    pub fn claim_publisher(
+        self: &Arc<Self>,
+        path: &str,
+        info: PublisherInfo,
+        stream: Option<StreamInfo>,
+    ) -> Result<Publisher, PublishError> {
+        let state = self
+            .path(path)
+            .ok_or_else(|| PublishError::UnknownPath(path.to_string()))?;
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        {
+            let mut inner = state.lock();
+            if let Some((_, current)) = &inner.publisher {
+                return Err(PublishError::Busy {
+                    path: path.to_string(),
+                    by: current.remote.clone(),
+                });
+            }
+            inner.publisher = Some((id, info));
+            if stream.is_some() {
+                inner.stream = stream;
+            }
+            inner.gop.clear();
+            inner.gop_bytes = 0;
+        }
+        Ok(Publisher {
+            state,
+            id,
+            limits: self.limits,
+        })
+    }
+
+    /// The current stream parameters of `path`, if it has a stream.
+    pub fn stream_info(&self, path: &str) -> Option<StreamInfo> {
+        let paths = self.paths.lock().unwrap_or_else(|p| p.into_inner());
+        let state = paths.get(path)?;
+        let inner = state.lock();
+        inner.publisher.as_ref()?;
+        inner.stream.clone()
+    }
+
+    /// Subscribes a reader to `path`. `None` if the path is not served. The reader first gets
+    /// the GOP cache (from the last keyframe), then live frames.
+    pub fn subscribe(&self, path: &str) -> Option<Subscription> {
+        let state = self.path(path)?;
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let drops = Arc::new(AtomicU64::new(0));
+        let rx = {
+            let mut inner = state.lock();
+            let capacity = self.limits.reader_queue + inner.gop.len();
+            let (tx, rx) = mpsc::channel(capacity.max(1));
+            for frame in &inner.gop {
+                // The channel has room for the whole cache.
+                let _ = tx.try_send(Delivery {
+                    frame: frame.clone(),
+                    from_cache: true,
+                });
+            }
+            let skipping = inner.gop.is_empty();
+            inner.readers.push(ReaderSlot {
+                id,
+                tx,
+                skipping,
+                drops: drops.clone(),
+            });
+            rx
+        };
+        Some(Subscription {
+            state,
+            id,
+            rx,
+            drops,
+        })
+    }
+
+    /// Snapshots of all paths that have a publisher or readers.
+    pub fn snapshot(&self) -> Vec<PathSnapshot> {
+        let paths = self.paths.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out: Vec<PathSnapshot> = paths
+            .values()
+            .map(|state| {
+                let inner = state.lock();
+                PathSnapshot {
+                    name: state.name.clone(),
+                    publisher: inner.publisher.as_ref().map(|(_, p)| p.clone()),
+                    stream: inner.stream.clone(),
+                    readers: inner.readers.len(),
+                    frames_in: inner.frames_in,
+                }
+            })
+            .filter(|s| s.publisher.is_some() || s.readers > 0)
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+}
+
+/// The right to publish one path; dropping it frees the path.
+pub struct Publisher {
+    state: Arc<PathState>,
+    id: u64,
+    limits: HubLimits,
+}
+
+impl Publisher {
+    /// The path name.
+    pub fn path(&self) -> &str {
+        &self.state.name
+    }
+
+    /// Hands one access unit to every reader. Keyframes missing SPS/PPS get the known ones.
+    pub fn publish(&self, mut au: AccessUnit, ingest: Instant) {
+        let mut inner = self.state.lock();
+        if au.keyframe {
+            complete_parameter_sets(&mut inner, &mut au);
+        }
+        let frame = Arc::new(HubFrame { au, ingest });
+        inner.frames_in += 1;
+        update_gop_cache(&mut inner, &frame, &self.limits);
+        fan_out(&mut inner, &frame);
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        let mut inner = self.state.lock();
+        if inner
+            .publisher
+            .as_ref()
+            .is_some_and(|(id, _)| *id == self.id)
+        {
+            inner.publisher = None;
+            inner.gop.clear();
+            inner.gop_bytes = 0;
+        }
+    }
+}
+
+/// Learns SPS/PPS from in-band keyframes, and adds them to keyframes that lack them.
+fn complete_parameter_sets(inner: &mut PathInner, au: &mut AccessUnit) {
+    let find = |t: u8| {
+        au.nals
+            .iter()
+            .find(|n| nal_unit_type(n) == Some(t))
+            .cloned()
+    };
+    match (find(nal_type::SPS), find(nal_type::PPS)) {
+        (Some(sps), Some(pps)) => {
+            let changed = inner
+                .stream
+                .as_ref()
+                .is_none_or(|s| s.sps != sps || s.pps != pps);
+            if changed {
+                inner.stream = Some(StreamInfo::new(sps, pps));
+            }
+        }
+        _ => {
+            if let Some(stream) = &inner.stream {
+                au.nals
+                    .retain(|n| !matches!(nal_unit_type(n), Some(nal_type::SPS | nal_type::PPS)));
+                au.nals.insert(0, stream.pps.clone());
+                au.nals.insert(0, stream.sps.clone());
+            }
+        }
+    }
+}
+
+fn update_gop_cache(inner: &mut PathInner, frame: &Arc<HubFrame>, limits: &HubLimits) {
+    if frame.au.keyframe {
+        inner.gop.clear();
+        inner.gop_bytes = 0;
+    } else if inner.gop.is_empty() {
+        return; // no keyframe to start from: nothing worth caching
+    }
+    let size = frame.au.payload_len();
+    if inner.gop.len() >= limits.gop_cache_frames || inner.gop_bytes + size > limits.gop_cache_bytes
+    {
+        inner.gop.clear();
+        inner.gop_bytes = 0;
+        return;
+    }
+    inner.gop.push(frame.clone());
+    inner.gop_bytes += size;
+}
+
+fn fan_out(inner: &mut PathInner, frame: &Arc<HubFrame>) {
+    inner.readers.retain_mut(|reader| {
+        if reader.skipping && !frame.au.keyframe {
+            reader.drops.fetch_add(1, Ordering::Relaxed);
+            return true;
+        }
+        match reader.tx.try_send(Delivery {
+            frame: frame.clone(),
+            from_cache: false,
+        }) {
+            Ok(()) => {
+                reader.skipping = false;
+                true
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                reader.skipping = true;
+                reader.drops.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    });
+}
+
+/// A reader's subscription to a path; dropping it unsubscribes.
+pub struct Subscription {
+    state: Arc<PathState>,
+    id: u64,
+    rx: mpsc::Receiver<Delivery>,
+    drops: Arc<AtomicU64>,
+}
+
+impl Subscription {
+    /// The next frame for this reader; `None` only if the hub is gone.
+    pub async fn recv(&mut self) -> Option<Delivery> {
+        self.rx.recv().await
+    }
+
+    /// Frames this reader skipped because it fell behind.
+    pub fn drops(&self) -> u64 {
+        self.drops.load(Ordering::Relaxed)
+    }
+
+    /// The path name.
+    pub fn path(&self) -> &str {
+        &self.state.name
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        let id = self.id;
+        self.state.lock().readers.retain(|r| r.id != id);
+    }
+}
+
+#[cfg(test)]
+mod tests;

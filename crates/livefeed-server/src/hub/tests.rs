@@ -1,0 +1,178 @@
+use super::*;
+
+const SPS: &[u8] = &[0x67, 0x42, 0xc0, 0x1e];
+const PPS: &[u8] = &[0x68, 0xce, 0x3c, 0x80];
+
+fn au(n: u64, keyframe: bool) -> AccessUnit {
+    let slice: &'static [u8] = if keyframe {
+        &[0x65, 0x88]
+    } else {
+        &[0x41, 0x9a]
+    };
+    let mut nals = vec![Bytes::from_static(slice)];
+    if keyframe {
+        nals.insert(0, Bytes::from_static(PPS));
+        nals.insert(0, Bytes::from_static(SPS));
+    }
+    AccessUnit {
+        nals,
+        pts: n * 3000,
+        keyframe,
+        capture: None,
+    }
+}
+
+fn info(remote: &str) -> PublisherInfo {
+    PublisherInfo {
+        protocol: "rtsp/tcp".into(),
+        remote: remote.into(),
+    }
+}
+
+fn drain(sub: &mut Subscription) -> Vec<(u64, bool)> {
+    let mut out = Vec::new();
+    while let Ok(d) = sub.rx.try_recv() {
+        out.push((d.frame.au.pts / 3000, d.from_cache));
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_late_reader_starts_at_the_last_keyframe() {
+    let hub = Hub::new(None, HubLimits::default());
+    let publisher = hub
+        .claim_publisher("live", info("a"), None)
+        .expect("claimed");
+    for n in 0..5 {
+        publisher.publish(au(n, n % 3 == 0), Instant::now());
+    }
+    let mut sub = hub.subscribe("live").expect("served");
+    publisher.publish(au(5, false), Instant::now());
+    assert_eq!(drain(&mut sub), [(3, true), (4, true), (5, false)]);
+}
+
+#[tokio::test]
+async fn a_reader_joining_before_any_keyframe_waits_for_one() {
+    let hub = Hub::new(None, HubLimits::default());
+    let mut sub = hub.subscribe("live").expect("served");
+    let publisher = hub
+        .claim_publisher("live", info("a"), None)
+        .expect("claimed");
+    publisher.publish(au(0, false), Instant::now());
+    publisher.publish(au(1, true), Instant::now());
+    assert_eq!(drain(&mut sub), [(1, false)]);
+    assert_eq!(sub.drops(), 1);
+}
+
+#[tokio::test]
+async fn a_slow_reader_skips_to_the_next_keyframe_and_others_get_everything() {
+    let limits = HubLimits {
+        reader_queue: 2,
+        ..HubLimits::default()
+    };
+    let hub = Hub::new(None, limits);
+    let publisher = hub
+        .claim_publisher("live", info("a"), None)
+        .expect("claimed");
+    publisher.publish(au(0, true), Instant::now());
+    let mut slow = hub.subscribe("live").expect("served");
+    let mut fast = hub.subscribe("live").expect("served");
+    let mut fast_got = drain(&mut fast);
+    for n in 1..10 {
+        publisher.publish(au(n, n == 6), Instant::now());
+        fast_got.extend(drain(&mut fast));
+    }
+    assert_eq!(
+        fast_got.len(),
+        10,
+        "fast reader got every frame: {fast_got:?}"
+    );
+    // The slow reader had the cached keyframe plus two more, then skipped until keyframe 6.
+    let slow_got: Vec<u64> = drain(&mut slow).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(slow_got[..3], [0, 1, 2]);
+    assert_eq!(slow_got[3], 6, "resumes at the next keyframe: {slow_got:?}");
+    assert_eq!(slow.drops(), 3, "frames 3, 4, 5 were skipped");
+}
+
+#[tokio::test]
+async fn a_second_publisher_is_refused_until_the_first_leaves() {
+    let hub = Hub::new(None, HubLimits::default());
+    let first = hub
+        .claim_publisher("live", info("10.0.0.1:5"), None)
+        .expect("claimed");
+    let err = hub
+        .claim_publisher("live", info("10.0.0.2:6"), None)
+        .err()
+        .expect("busy");
+    assert!(err.to_string().contains("10.0.0.1:5"), "{err}");
+    drop(first);
+    assert!(hub
+        .claim_publisher("live", info("10.0.0.2:6"), None)
+        .is_ok());
+}
+
+#[tokio::test]
+async fn readers_survive_a_publisher_leaving_and_returning() {
+    let hub = Hub::new(None, HubLimits::default());
+    let mut sub = hub.subscribe("live").expect("served");
+    let first = hub
+        .claim_publisher("live", info("a"), None)
+        .expect("claimed");
+    first.publish(au(0, true), Instant::now());
+    drop(first);
+    assert!(
+        hub.stream_info("live").is_none(),
+        "no stream while unpublished"
+    );
+    let second = hub
+        .claim_publisher("live", info("a"), None)
+        .expect("claimed again");
+    second.publish(au(1, true), Instant::now());
+    assert_eq!(drain(&mut sub), [(0, false), (1, false)]);
+}
+
+#[tokio::test]
+async fn keyframes_without_parameter_sets_get_the_known_ones() {
+    let hub = Hub::new(None, HubLimits::default());
+    let stream = StreamInfo::new(Bytes::from_static(SPS), Bytes::from_static(PPS));
+    let publisher = hub
+        .claim_publisher("live", info("a"), Some(stream))
+        .expect("claimed");
+    let mut sub = hub.subscribe("live").expect("served");
+    let bare = AccessUnit {
+        nals: vec![Bytes::from_static(&[0x65, 1])],
+        pts: 0,
+        keyframe: true,
+        capture: None,
+    };
+    publisher.publish(bare, Instant::now());
+    let d = sub.rx.try_recv().expect("delivered");
+    let types: Vec<u8> = d.frame.au.nals.iter().map(|n| n[0] & 0x1f).collect();
+    assert_eq!(types, [7, 8, 5]);
+}
+
+#[tokio::test]
+async fn only_configured_paths_are_served_when_a_list_is_given() {
+    let hub = Hub::new(Some(vec!["cam".into()]), HubLimits::default());
+    assert!(hub.subscribe("other").is_none());
+    assert!(matches!(
+        hub.claim_publisher("other", info("a"), None),
+        Err(PublishError::UnknownPath(_))
+    ));
+    assert!(hub.subscribe("cam").is_some());
+}
+
+#[tokio::test]
+async fn dropped_subscriptions_leave_the_path() {
+    let hub = Hub::new(None, HubLimits::default());
+    let publisher = hub
+        .claim_publisher("live", info("a"), None)
+        .expect("claimed");
+    let subs: Vec<_> = (0..100)
+        .map(|_| hub.subscribe("live").expect("served"))
+        .collect();
+    assert_eq!(hub.snapshot()[0].readers, 100);
+    drop(subs);
+    assert_eq!(hub.snapshot()[0].readers, 0);
+    publisher.publish(au(0, true), Instant::now());
+}

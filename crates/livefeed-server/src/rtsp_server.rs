@@ -1,0 +1,715 @@
+//! The RTSP listener: each connection runs a reader task (bytes in → [`FrameReader`] →
+//! [`ServerSession`] / ingest) and a writer task (responses and, for TCP readers, media out).
+//! All protocol decisions are in `livefeed-rtsp`; this module owns sockets, tasks and timers.
+//!
+//! Failure handling: malformed input gets an RTSP error response and closes that connection
+//! only, with a log line naming the peer and the cause. A reader whose socket stops draining is
+//! disconnected after the write timeout. A publisher that stops sending is dropped after the
+//! read timeout. Nothing a connection does can block the hub.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use livefeed_media::clock::{elapsed_ms, unix_now_ns};
+use livefeed_media::rtp::{DepacketizeError, Depacketized, H264Depacketizer};
+use livefeed_media::sdp::{offer_h264, H264Track, OfferParams};
+use livefeed_media::{sei, AccessUnit};
+use livefeed_rtsp::framing::{Frame, FrameReader, FramingError, Limits};
+use livefeed_rtsp::rtp_sender::{RtpSender, PAYLOAD_TYPE};
+use livefeed_rtsp::server_session::{
+    refusal_response, PlayStart, Refusal, Role, ServerSession, ServerTransport, SessionHandler,
+    TRACK_CONTROL,
+};
+use livefeed_rtsp::transport::{LowerTransport, TransportRequest};
+use rtsp_types::StatusCode;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::hub::{Delivery, Hub, PublishError, Publisher, PublisherInfo, StreamInfo, Subscription};
+use crate::metrics::ServerMetrics;
+
+/// Timeouts and limits of the RTSP server.
+#[derive(Debug, Clone)]
+pub struct RtspConfig {
+    /// A connection that has not started streaming and sends nothing for this long is closed.
+    pub idle_timeout: Duration,
+    /// A publisher that sends no media for this long is dropped.
+    pub read_timeout: Duration,
+    /// A reader whose socket accepts nothing for this long is disconnected.
+    pub write_timeout: Duration,
+    /// Message size limits.
+    pub limits: Limits,
+    /// Accept publishers from addresses other than loopback.
+    pub allow_remote_publish: bool,
+}
+
+impl Default for RtspConfig {
+    fn default() -> Self {
+        RtspConfig {
+            idle_timeout: Duration::from_secs(60),
+            read_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(10),
+            limits: Limits::default(),
+            allow_remote_publish: false,
+        }
+    }
+}
+
+/// What every connection task shares.
+#[derive(Clone)]
+struct Shared {
+    hub: Arc<Hub>,
+    metrics: Arc<ServerMetrics>,
+    config: Arc<RtspConfig>,
+}
+
+/// Accepts RTSP connections until the returned task is aborted.
+pub fn spawn_listener(
+    listener: TcpListener,
+    hub: Arc<Hub>,
+    metrics: Arc<ServerMetrics>,
+    config: RtspConfig,
+) -> JoinHandle<()> {
+    let shared = Shared {
+        hub,
+        metrics,
+        config: Arc::new(config),
+    };
+    tokio::spawn(async move {
+        loop {
+            match listener.accept().await {
+                Ok((stream, peer)) => {
+                    tokio::spawn(serve_connection(stream, peer, shared.clone()));
+                }
+                Err(e) => {
+                    warn!(error = %e, "RTSP accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    })
+}
+
+/// Commands for a connection's writer task.
+enum WriterCommand {
+    /// Bytes to write as they are (a response).
+    Send(Vec<u8>),
+    /// Start sending a path's media interleaved on these channels.
+    StartPlay(Box<TcpPlay>),
+    /// Stop sending media.
+    StopPlay,
+}
+
+async fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: Shared) {
+    let _ = stream.set_nodelay(true);
+    let local = stream.local_addr().ok();
+    let (mut read, write) = stream.into_split();
+    let cancel = CancellationToken::new();
+    let (out_tx, out_rx) = mpsc::channel(16);
+    let writer = tokio::spawn(writer_loop(
+        write,
+        out_rx,
+        peer,
+        shared.clone(),
+        cancel.clone(),
+    ));
+    let mut conn = Connection {
+        session: ServerSession::new(format!("{:016x}", rand::random::<u64>())),
+        handler: Handler::new(peer, local, shared.clone(), out_tx, cancel.clone()),
+        reader: FrameReader::new(shared.config.limits.clone()),
+    };
+    debug!(%peer, "RTSP connection opened");
+    let mut buf = vec![0u8; 64 * 1024];
+    let end = loop {
+        let timeout = conn.read_timeout(&shared.config);
+        let n = tokio::select! {
+            _ = cancel.cancelled() => break "closed by the server".to_string(),
+            r = tokio::time::timeout(timeout, read.read(&mut buf)) => match r {
+                Err(_) => break format!("nothing received for {timeout:?}"),
+                Ok(Err(e)) => break format!("read error: {e}"),
+                Ok(Ok(0)) => break "peer closed the connection".to_string(),
+                Ok(Ok(n)) => n,
+            },
+        };
+        conn.reader.push(&buf[..n]);
+        if let Err(cause) = conn.process_frames().await {
+            break cause;
+        }
+    };
+    debug!(%peer, cause = %end, "RTSP connection closed");
+    conn.handler.teardown();
+    drop(conn);
+    // The writer ends once every sender is gone and what was queued is written.
+    let _ = writer.await;
+}
+
+struct Connection {
+    session: ServerSession,
+    handler: Handler,
+    reader: FrameReader,
+}
+
+impl Connection {
+    fn read_timeout(&self, config: &RtspConfig) -> Duration {
+        match self.session.transport() {
+            Some((Role::Record, t)) if self.session.is_streaming() && is_tcp(&t) => {
+                config.read_timeout
+            }
+            // Readers and UDP publishers may keep the control connection silent.
+            _ if self.session.is_streaming() => Duration::from_secs(3600),
+            _ => config.idle_timeout,
+        }
+    }
+
+    /// Handles every complete frame buffered; `Err` closes the connection with that cause.
+    async fn process_frames(&mut self) -> Result<(), String> {
+        loop {
+            match self.reader.next_frame() {
+                Ok(None) => return Ok(()),
+                Ok(Some(Frame::Request(req))) => {
+                    let resp = self.session.handle(&req, &mut self.handler);
+                    log_exchange(&self.handler.peer, &req, &resp);
+                    self.handler.send_response(&resp).await?;
+                }
+                Ok(Some(Frame::Response(_))) => {}
+                Ok(Some(Frame::Interleaved { channel, payload })) => {
+                    self.handler
+                        .on_interleaved(&self.session, channel, &payload)?;
+                }
+                Err(e) => return Err(self.handler.framing_error(e).await),
+            }
+        }
+    }
+}
+
+fn is_tcp(t: &TransportRequest) -> bool {
+    matches!(t.lower, LowerTransport::Tcp { .. })
+}
+
+fn log_exchange(
+    peer: &SocketAddr,
+    req: &rtsp_types::Request<Vec<u8>>,
+    resp: &rtsp_types::Response<Vec<u8>>,
+) {
+    let method: &str = req.method().into();
+    let status: u16 = resp.status().into();
+    let uri = req.request_uri().map(|u| u.as_str()).unwrap_or("*");
+    if status >= 400 {
+        warn!(%peer, method, uri, status, reason = resp.reason_phrase(), "RTSP request refused");
+    } else {
+        debug!(%peer, method, uri, status, "RTSP request");
+    }
+}
+
+/// The connection's side of the session: what [`ServerSession`] asks the server to do.
+struct Handler {
+    peer: SocketAddr,
+    local: Option<SocketAddr>,
+    shared: Shared,
+    out: mpsc::Sender<WriterCommand>,
+    cancel: CancellationToken,
+    publisher: Option<Publisher>,
+    ingest: Option<Ingest>,
+    udp: Option<(UdpSocket, UdpSocket)>,
+    transport: Option<TransportRequest>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Handler {
+    fn new(
+        peer: SocketAddr,
+        local: Option<SocketAddr>,
+        shared: Shared,
+        out: mpsc::Sender<WriterCommand>,
+        cancel: CancellationToken,
+    ) -> Self {
+        Handler {
+            peer,
+            local,
+            shared,
+            out,
+            cancel,
+            publisher: None,
+            ingest: None,
+            udp: None,
+            transport: None,
+            tasks: Vec::new(),
+        }
+    }
+
+    async fn send_response(&self, resp: &rtsp_types::Response<Vec<u8>>) -> Result<(), String> {
+        let mut bytes = Vec::with_capacity(512);
+        resp.write(&mut bytes)
+            .map_err(|e| format!("serializing response: {e}"))?;
+        self.out
+            .send(WriterCommand::Send(bytes))
+            .await
+            .map_err(|_| "writer gone".to_string())
+    }
+
+    /// Answers a framing error with its status and returns the cause to close with.
+    async fn framing_error(&self, e: FramingError) -> String {
+        warn!(peer = %self.peer, cause = %e, "malformed RTSP input, closing connection");
+        let mut resp = refusal_response(&Refusal::new(e.status(), e.to_string()));
+        if let Some(cseq) = e.cseq() {
+            resp.insert_header(rtsp_types::headers::CSEQ, cseq.to_string());
+        }
+        let _ = self.send_response(&resp).await;
+        format!("malformed input: {e}")
+    }
+
+    fn on_interleaved(
+        &mut self,
+        session: &ServerSession,
+        channel: u8,
+        payload: &Bytes,
+    ) -> Result<(), String> {
+        let Some(LowerTransport::Tcp {
+            rtp_channel,
+            rtcp_channel,
+        }) = self.transport.map(|t| t.lower)
+        else {
+            warn!(peer = %self.peer, channel, "interleaved frame without a TCP transport set up, closing");
+            return Err(format!(
+                "interleaved frame on channel {channel} before SETUP"
+            ));
+        };
+        if channel == rtcp_channel {
+            return Ok(()); // RTCP from a publisher or a reader: nothing to act on yet
+        }
+        if channel != rtp_channel {
+            warn!(peer = %self.peer, channel, "interleaved frame on a channel never set up, closing");
+            return Err(format!(
+                "interleaved frame on channel {channel}, which was not set up"
+            ));
+        }
+        match &mut self.ingest {
+            Some(ingest) if session.is_streaming() => ingest.push_rtp(payload),
+            _ => debug!(peer = %self.peer, "RTP from a peer that is not recording: ignored"),
+        }
+        Ok(())
+    }
+
+    fn publish_allowed(&self) -> Result<(), Refusal> {
+        if self.shared.config.allow_remote_publish || self.peer.ip().is_loopback() {
+            return Ok(());
+        }
+        Err(Refusal::new(
+            StatusCode::Forbidden,
+            "publishing is only allowed from loopback (start the server with --allow-remote-publish)",
+        ))
+    }
+
+    fn bind_udp(&self) -> Result<(UdpSocket, UdpSocket), Refusal> {
+        let ip = self.local.map(|a| a.ip()).unwrap_or([0, 0, 0, 0].into());
+        livefeed_rtsp::udp::bind_pair(ip, 0).map_err(|e| {
+            warn!(peer = %self.peer, error = %e, "cannot bind UDP ports");
+            Refusal::new(StatusCode::InternalServerError, "no UDP ports available")
+        })
+    }
+}
+
+impl SessionHandler for Handler {
+    fn describe(&mut self, path: &str) -> Result<String, Refusal> {
+        let stream = self.shared.hub.stream_info(path).ok_or_else(|| {
+            Refusal::new(
+                StatusCode::NotFound,
+                format!("no stream is being published on path {path:?}"),
+            )
+        })?;
+        let origin = self
+            .local
+            .map_or_else(|| "0.0.0.0".to_string(), |a| a.ip().to_string());
+        Ok(offer_h264(&OfferParams {
+            sps: &stream.sps,
+            pps: &stream.pps,
+            payload_type: PAYLOAD_TYPE,
+            origin_address: origin,
+            track_control: TRACK_CONTROL,
+        }))
+    }
+
+    fn announce(&mut self, path: &str, track: &H264Track) -> Result<(), Refusal> {
+        self.publish_allowed()?;
+        let stream = match (&track.sps, &track.pps) {
+            (Some(sps), Some(pps)) => Some(StreamInfo::new(sps.clone(), pps.clone())),
+            _ => None,
+        };
+        let info = PublisherInfo {
+            protocol: "rtsp".into(),
+            remote: self.peer.to_string(),
+        };
+        let publisher = self
+            .shared
+            .hub
+            .claim_publisher(path, info, stream)
+            .map_err(|e| match e {
+                PublishError::Busy { .. } => Refusal::new(StatusCode::Forbidden, e.to_string()),
+                PublishError::UnknownPath(_) => Refusal::new(StatusCode::NotFound, e.to_string()),
+            })?;
+        info!(peer = %self.peer, path, "publisher announced");
+        self.publisher = Some(publisher);
+        Ok(())
+    }
+
+    fn setup(
+        &mut self,
+        path: &str,
+        role: Role,
+        transport: &TransportRequest,
+    ) -> Result<ServerTransport, Refusal> {
+        if role == Role::Play && self.shared.hub.stream_info(path).is_none() {
+            return Err(Refusal::new(
+                StatusCode::NotFound,
+                format!("no stream is being published on path {path:?}"),
+            ));
+        }
+        let mut server_ports = None;
+        if matches!(transport.lower, LowerTransport::Udp { .. }) {
+            let pair = self.bind_udp()?;
+            let a = pair.0.local_addr().map(|a| a.port()).unwrap_or(0);
+            server_ports = Some((a, a.wrapping_add(1)));
+            self.udp = Some(pair);
+        }
+        self.transport = Some(*transport);
+        Ok(ServerTransport {
+            server_ports,
+            ssrc: rand::random(),
+        })
+    }
+
+    fn play(&mut self, path: &str) -> Result<PlayStart, Refusal> {
+        let sub = self.shared.hub.subscribe(path).ok_or_else(|| {
+            Refusal::new(StatusCode::NotFound, format!("path {path:?} is not served"))
+        })?;
+        let sender = RtpSender::new();
+        let start = sender.start(0);
+        let transport = self
+            .transport
+            .ok_or_else(|| Refusal::new(StatusCode::MethodNotValidInThisState, "no transport"))?;
+        info!(peer = %self.peer, path, "reader started");
+        match transport.lower {
+            LowerTransport::Tcp {
+                rtp_channel,
+                rtcp_channel,
+            } => {
+                let play = TcpPlay::new(sub, sender, (rtp_channel, rtcp_channel));
+                self.out
+                    .try_send(WriterCommand::StartPlay(Box::new(play)))
+                    .map_err(|_| Refusal::new(StatusCode::ServiceUnavailable, "connection busy"))?;
+            }
+            LowerTransport::Udp {
+                rtp_port,
+                rtcp_port,
+            } => {
+                let (rtp, rtcp) = self.udp.take().ok_or_else(|| {
+                    Refusal::new(StatusCode::MethodNotValidInThisState, "no UDP ports")
+                })?;
+                let ip = self.peer.ip();
+                let job = UdpPlay {
+                    sub,
+                    sender,
+                    rtp,
+                    rtcp,
+                    dest: (
+                        SocketAddr::new(ip, rtp_port),
+                        SocketAddr::new(ip, rtcp_port),
+                    ),
+                    peer: self.peer,
+                    metrics: self.shared.metrics.clone(),
+                };
+                self.tasks.push(tokio::spawn(job.run()));
+            }
+        }
+        Ok(start)
+    }
+
+    fn record(&mut self, path: &str) -> Result<(), Refusal> {
+        let publisher = self.publisher.take().ok_or_else(|| {
+            Refusal::new(
+                StatusCode::MethodNotValidInThisState,
+                "RECORD without ANNOUNCE",
+            )
+        })?;
+        let ingest = Ingest::new(publisher, self.peer, self.shared.metrics.clone());
+        info!(peer = %self.peer, path, "publisher recording");
+        match self.transport.map(|t| t.lower) {
+            Some(LowerTransport::Udp { .. }) => {
+                let (rtp, rtcp) = self.udp.take().ok_or_else(|| {
+                    Refusal::new(StatusCode::MethodNotValidInThisState, "no UDP ports")
+                })?;
+                let job = UdpRecord {
+                    ingest,
+                    rtp,
+                    rtcp,
+                    peer: self.peer,
+                    read_timeout: self.shared.config.read_timeout,
+                    cancel: self.cancel.clone(),
+                };
+                self.tasks.push(tokio::spawn(job.run()));
+            }
+            _ => self.ingest = Some(ingest),
+        }
+        Ok(())
+    }
+
+    fn teardown(&mut self) {
+        for task in self.tasks.drain(..) {
+            task.abort();
+        }
+        let _ = self.out.try_send(WriterCommand::StopPlay);
+        self.ingest = None;
+        self.publisher = None;
+        self.udp = None;
+        self.transport = None;
+    }
+}
+
+/// A publisher's RTP turned into access units for the hub.
+struct Ingest {
+    depacketizer: H264Depacketizer,
+    publisher: Publisher,
+    first_ts: Option<u64>,
+    peer: SocketAddr,
+    metrics: Arc<ServerMetrics>,
+    bad_packets: u64,
+}
+
+impl Ingest {
+    fn new(publisher: Publisher, peer: SocketAddr, metrics: Arc<ServerMetrics>) -> Self {
+        Ingest {
+            depacketizer: H264Depacketizer::new(),
+            publisher,
+            first_ts: None,
+            peer,
+            metrics,
+            bad_packets: 0,
+        }
+    }
+
+    fn push_rtp(&mut self, packet: &[u8]) {
+        let mut next = match self.depacketizer.push(packet) {
+            Ok(out) => out,
+            Err(e) => {
+                self.bad_packet(&e);
+                None
+            }
+        };
+        while let Some(out) = next {
+            self.publish(out);
+            next = self.depacketizer.pull();
+        }
+    }
+
+    fn publish(&mut self, out: Depacketized) {
+        let now = Instant::now();
+        let first = *self.first_ts.get_or_insert(out.ext_timestamp);
+        let capture = sei::find_stamp(&out.nals);
+        if let Some(c) = capture {
+            let ms = elapsed_ms(c.unix_ns, unix_now_ns());
+            self.metrics.record_ingest(self.publisher.path(), ms);
+        }
+        let au = AccessUnit {
+            nals: out.nals,
+            pts: out.ext_timestamp.saturating_sub(first),
+            keyframe: out.keyframe,
+            capture,
+        };
+        self.publisher.publish(au, now);
+    }
+
+    /// Logs the first few bad packets and then every 100th, naming the peer and the cause.
+    fn bad_packet(&mut self, e: &DepacketizeError) {
+        self.bad_packets += 1;
+        if self.bad_packets <= 5 || self.bad_packets % 100 == 0 {
+            warn!(peer = %self.peer, path = self.publisher.path(), cause = %e, count = self.bad_packets, "bad RTP from publisher");
+        }
+    }
+}
+
+/// A reader playing over the RTSP TCP connection.
+struct TcpPlay {
+    sub: Subscription,
+    sender: RtpSender,
+    channels: (u8, u8),
+    out: Vec<u8>,
+}
+
+impl TcpPlay {
+    fn new(sub: Subscription, sender: RtpSender, channels: (u8, u8)) -> Self {
+        TcpPlay {
+            sub,
+            sender,
+            channels,
+            out: Vec::with_capacity(256 * 1024),
+        }
+    }
+}
+
+enum WriterEvent {
+    Command(Option<WriterCommand>),
+    Media(Option<Delivery>),
+}
+
+async fn writer_loop(
+    mut write: OwnedWriteHalf,
+    mut rx: mpsc::Receiver<WriterCommand>,
+    peer: SocketAddr,
+    shared: Shared,
+    cancel: CancellationToken,
+) {
+    let timeout = shared.config.write_timeout;
+    let mut play: Option<Box<TcpPlay>> = None;
+    loop {
+        let event = match play.as_mut() {
+            Some(p) => tokio::select! {
+                biased;
+                c = rx.recv() => WriterEvent::Command(c),
+                d = p.sub.recv() => WriterEvent::Media(d),
+            },
+            None => WriterEvent::Command(rx.recv().await),
+        };
+        let result = match event {
+            WriterEvent::Command(None) => break,
+            WriterEvent::Command(Some(WriterCommand::Send(bytes))) => {
+                write_timed(&mut write, &bytes, timeout).await
+            }
+            WriterEvent::Command(Some(WriterCommand::StartPlay(p))) => {
+                play = Some(p);
+                Ok(())
+            }
+            WriterEvent::Command(Some(WriterCommand::StopPlay)) | WriterEvent::Media(None) => {
+                play = None;
+                Ok(())
+            }
+            WriterEvent::Media(Some(delivery)) => match play.as_mut() {
+                Some(p) => send_tcp_media(&mut write, p, &delivery, timeout, &shared.metrics).await,
+                None => Ok(()),
+            },
+        };
+        if let Err(cause) = result {
+            let drops = play.as_ref().map_or(0, |p| p.sub.drops());
+            warn!(%peer, cause = %cause, dropped_frames = drops, "disconnecting RTSP reader");
+            break;
+        }
+    }
+    let _ = write.shutdown().await;
+    cancel.cancel();
+}
+
+async fn send_tcp_media(
+    write: &mut OwnedWriteHalf,
+    play: &mut TcpPlay,
+    delivery: &Delivery,
+    timeout: Duration,
+    metrics: &ServerMetrics,
+) -> Result<(), String> {
+    play.out.clear();
+    play.sender.interleave(
+        &delivery.frame.au,
+        Instant::now(),
+        play.channels,
+        &mut play.out,
+    );
+    write_timed(write, &play.out, timeout).await?;
+    if !delivery.from_cache {
+        metrics.record_egress(play.sub.path(), delivery.frame.ingest.elapsed());
+    }
+    Ok(())
+}
+
+async fn write_timed(
+    write: &mut OwnedWriteHalf,
+    bytes: &[u8],
+    timeout: Duration,
+) -> Result<(), String> {
+    match tokio::time::timeout(timeout, write.write_all(bytes)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("write failed: {e}")),
+        Err(_) => Err(format!(
+            "reader stopped reading: write timed out after {timeout:?}"
+        )),
+    }
+}
+
+/// A reader playing over UDP.
+struct UdpPlay {
+    sub: Subscription,
+    sender: RtpSender,
+    rtp: UdpSocket,
+    rtcp: UdpSocket,
+    dest: (SocketAddr, SocketAddr),
+    peer: SocketAddr,
+    metrics: Arc<ServerMetrics>,
+}
+
+impl UdpPlay {
+    async fn run(mut self) {
+        let mut rtcp_buf = [0u8; 1500];
+        loop {
+            let delivery = tokio::select! {
+                d = self.sub.recv() => match d { Some(d) => d, None => return },
+                // Receiver reports keep the socket drained; their content is not used yet.
+                _ = self.rtcp.recv_from(&mut rtcp_buf) => continue,
+            };
+            if let Err(e) = self.send(&delivery).await {
+                warn!(peer = %self.peer, error = %e, "UDP send to reader failed, stopping");
+                return;
+            }
+        }
+    }
+
+    async fn send(&mut self, delivery: &Delivery) -> std::io::Result<()> {
+        let packets = self.sender.packetize(&delivery.frame.au, Instant::now());
+        for p in packets.rtp {
+            self.rtp.send_to(p, self.dest.0).await?;
+        }
+        if let Some(sr) = &packets.rtcp {
+            self.rtcp.send_to(sr, self.dest.1).await?;
+        }
+        if !delivery.from_cache {
+            self.metrics
+                .record_egress(self.sub.path(), delivery.frame.ingest.elapsed());
+        }
+        Ok(())
+    }
+}
+
+/// A publisher sending over UDP. Packets from any address but the RTSP peer's are ignored.
+struct UdpRecord {
+    ingest: Ingest,
+    rtp: UdpSocket,
+    rtcp: UdpSocket,
+    peer: SocketAddr,
+    read_timeout: Duration,
+    cancel: CancellationToken,
+}
+
+impl UdpRecord {
+    async fn run(mut self) {
+        let mut buf = vec![0u8; 65536];
+        let mut rtcp_buf = [0u8; 1500];
+        loop {
+            tokio::select! {
+                r = tokio::time::timeout(self.read_timeout, self.rtp.recv_from(&mut buf)) => match r {
+                    Ok(Ok((n, from))) if from.ip() == self.peer.ip() => self.ingest.push_rtp(&buf[..n]),
+                    Ok(Ok((_, from))) => debug!(peer = %self.peer, %from, "RTP from a foreign address ignored"),
+                    Ok(Err(e)) => debug!(peer = %self.peer, error = %e, "UDP receive error"),
+                    Err(_) => {
+                        warn!(peer = %self.peer, timeout = ?self.read_timeout, "publisher sent no RTP, dropping it");
+                        self.cancel.cancel();
+                        return;
+                    }
+                },
+                _ = self.rtcp.recv_from(&mut rtcp_buf) => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,262 @@
+//! The capture loop: a source paced by a monotonic clock, the green `PUB` overlay, the pixel
+//! timecode and the encoder, on a thread of its own. Encoded access units come out of a tokio
+//! channel; the loop ends at the end of the input, on [`CaptureHandle::stop`], or when the
+//! receiving side is dropped.
+//!
+//! The capture time of a frame is the wall-clock time at which its picture exists in memory
+//! (after the pattern is rendered or the y4m frame is read). The overlay shows the capture
+//! time, the measured frame rate and the previous frame's capture→encoded latency.
+
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use livefeed_media::clock::{elapsed_ms, unix_now_ns};
+use livefeed_media::timecode::Timecode;
+use livefeed_media::{AccessUnit, CaptureStamp};
+use tokio::sync::mpsc;
+
+use crate::encoder::{EncoderSettings, H264Encoder};
+use crate::overlay::{self, GREEN};
+use crate::{I420Frame, TestPattern, Y4mInput};
+
+/// Where frames come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceSpec {
+    /// The moving test pattern.
+    TestPattern,
+    /// A YUV4MPEG2 file, or standard input for `-`.
+    Y4m(PathBuf),
+}
+
+/// What to capture and how to encode it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CaptureSettings {
+    /// The source.
+    pub source: SourceSpec,
+    /// Width for the test pattern (a y4m input brings its own).
+    pub width: usize,
+    /// Height for the test pattern.
+    pub height: usize,
+    /// Frames per second for the test pattern (a y4m input brings its own).
+    pub fps: f64,
+    /// Encoder bitrate, kbit/s.
+    pub bitrate_kbps: u32,
+    /// Frames between keyframes.
+    pub gop: u32,
+}
+
+/// One encoded frame and when encoding finished.
+#[derive(Debug)]
+pub struct Encoded {
+    /// The access unit, stamped with its capture time.
+    pub au: AccessUnit,
+    /// Wall-clock time encoding finished, Unix ns.
+    pub encoded_unix_ns: u64,
+}
+
+/// A running capture loop.
+pub struct CaptureHandle {
+    /// Encoded frames, in order.
+    pub frames: mpsc::Receiver<Encoded>,
+    /// The size and rate actually captured.
+    pub format: (usize, usize, f64),
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<anyhow::Result<u64>>>,
+}
+
+impl CaptureHandle {
+    /// Asks the loop to stop after the current frame.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    /// Waits for the loop to end; returns the number of frames captured or its error.
+    pub fn join(mut self) -> anyhow::Result<u64> {
+        self.stop();
+        self.frames.close();
+        match self.thread.take().map(JoinHandle::join) {
+            Some(Ok(result)) => result,
+            Some(Err(_)) => anyhow::bail!("capture thread panicked"),
+            None => Ok(0),
+        }
+    }
+}
+
+impl Drop for CaptureHandle {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A source of pictures.
+trait FrameSource: Send {
+    /// Fills `out` with frame `n`; `false` at the end of the input.
+    fn next(&mut self, n: u64, out: &mut I420Frame) -> anyhow::Result<bool>;
+}
+
+impl FrameSource for TestPattern {
+    fn next(&mut self, n: u64, out: &mut I420Frame) -> anyhow::Result<bool> {
+        self.render(n, out);
+        Ok(true)
+    }
+}
+
+impl<R: Read + Send> FrameSource for Y4mInput<R> {
+    fn next(&mut self, _n: u64, out: &mut I420Frame) -> anyhow::Result<bool> {
+        self.next_frame(out).context("reading y4m input")
+    }
+}
+
+type OpenedSource = (Box<dyn FrameSource>, usize, usize, f64);
+
+fn open_source(settings: &CaptureSettings) -> anyhow::Result<OpenedSource> {
+    match &settings.source {
+        SourceSpec::TestPattern => Ok((
+            Box::new(TestPattern::new(settings.width, settings.height)),
+            settings.width,
+            settings.height,
+            settings.fps,
+        )),
+        SourceSpec::Y4m(path) => {
+            let reader: Box<dyn Read + Send> = if path.as_os_str() == "-" {
+                Box::new(std::io::stdin())
+            } else {
+                let file =
+                    File::open(path).with_context(|| format!("opening {}", path.display()))?;
+                Box::new(BufReader::new(file))
+            };
+            let input = Y4mInput::new(reader).context("reading the y4m header")?;
+            let (num, den) = input.framerate();
+            let fps = if num > 0 && den > 0 {
+                num as f64 / den as f64
+            } else {
+                settings.fps
+            };
+            let (w, h) = (input.width(), input.height());
+            Ok((Box::new(input), w, h, fps))
+        }
+    }
+}
+
+/// Opens the source and starts the capture loop.
+pub fn start(settings: CaptureSettings) -> anyhow::Result<CaptureHandle> {
+    let (source, width, height, fps) = open_source(&settings)?;
+    if !(fps > 0.0 && fps <= 240.0) {
+        anyhow::bail!("frame rate {fps} is out of range (0, 240]");
+    }
+    let encoder = H264Encoder::new(EncoderSettings {
+        width,
+        height,
+        fps: fps as f32,
+        bitrate_kbps: settings.bitrate_kbps,
+        gop: settings.gop,
+    })?;
+    let frame = I420Frame::new_black(width, height).context("allocating the capture frame")?;
+    let (tx, rx) = mpsc::channel(8);
+    let stop = Arc::new(AtomicBool::new(false));
+    let state = Loop {
+        source,
+        encoder,
+        frame,
+        fps,
+        tx,
+        stop: stop.clone(),
+    };
+    let thread = std::thread::Builder::new()
+        .name("livefeed-capture".into())
+        .spawn(move || state.run())
+        .context("starting the capture thread")?;
+    Ok(CaptureHandle {
+        frames: rx,
+        format: (width, height, fps),
+        stop,
+        thread: Some(thread),
+    })
+}
+
+struct Loop {
+    source: Box<dyn FrameSource>,
+    encoder: H264Encoder,
+    frame: I420Frame,
+    fps: f64,
+    tx: mpsc::Sender<Encoded>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Loop {
+    fn run(mut self) -> anyhow::Result<u64> {
+        let start = Instant::now();
+        let mut rate = RateMeter::default();
+        let mut last_latency_ms = 0.0;
+        let mut n = 0u64;
+        while !self.stop.load(Ordering::Relaxed) {
+            sleep_until(start + Duration::from_secs_f64(n as f64 / self.fps));
+            if !self.source.next(n, &mut self.frame)? {
+                break;
+            }
+            let capture_ns = unix_now_ns();
+            let fps = rate.tick(Instant::now());
+            overlay::draw_overlay(
+                &mut self.frame,
+                &overlay::publisher_line(capture_ns, fps, last_latency_ms),
+                GREEN,
+            );
+            overlay::draw_timecode(&mut self.frame, Timecode::from_unix_ns(capture_ns, n));
+            let pts = (n as f64 * 90_000.0 / self.fps).round() as u64;
+            let stamp = CaptureStamp {
+                unix_ns: capture_ns,
+                frame: n,
+            };
+            let au = self.encoder.encode(&self.frame, pts, stamp)?;
+            let encoded_unix_ns = unix_now_ns();
+            last_latency_ms = elapsed_ms(capture_ns, encoded_unix_ns);
+            if self
+                .tx
+                .blocking_send(Encoded {
+                    au,
+                    encoded_unix_ns,
+                })
+                .is_err()
+            {
+                break; // nobody is listening any more
+            }
+            n += 1;
+        }
+        Ok(n)
+    }
+}
+
+fn sleep_until(deadline: Instant) {
+    let now = Instant::now();
+    if deadline > now {
+        std::thread::sleep(deadline - now);
+    }
+}
+
+/// Frames per second over the last second.
+#[derive(Default)]
+struct RateMeter {
+    window_start: Option<Instant>,
+    count: u32,
+    rate: f64,
+}
+
+impl RateMeter {
+    fn tick(&mut self, now: Instant) -> f64 {
+        let start = *self.window_start.get_or_insert(now);
+        self.count += 1;
+        let elapsed = now.duration_since(start);
+        if elapsed >= Duration::from_secs(1) {
+            self.rate = f64::from(self.count - 1) / elapsed.as_secs_f64();
+            self.window_start = Some(now);
+            self.count = 1;
+        }
+        self.rate
+    }
+}

@@ -1,0 +1,136 @@
+//! H.264 encoding with OpenH264 at zero-latency settings, producing [`AccessUnit`]s stamped with
+//! their capture time.
+//!
+//! Settings: constrained baseline (plays in every browser and WebRTC stack), real-time camera
+//! usage, bitrate rate control with frame skipping off (every captured frame is encoded), an IDR
+//! every `gop` frames with SPS/PPS in front of it, one slice thread, no B-frames (baseline has
+//! none), so every input frame produces exactly one access unit at once: no encoder delay.
+//!
+//! Each access unit gets the livefeed SEI capture stamp (see [`livefeed_media::sei`]) placed
+//! after the parameter sets and before the first slice.
+
+use anyhow::{bail, Context};
+use bytes::Bytes;
+use livefeed_media::h264::{is_vcl, split_annex_b};
+use livefeed_media::{sei, AccessUnit, CaptureStamp};
+use openh264::encoder::{
+    BitRate, Complexity, Encoder, EncoderConfig, FrameRate, FrameType, IntraFramePeriod, Profile,
+    RateControlMode, SpsPpsStrategy, UsageType,
+};
+use openh264::OpenH264API;
+
+use crate::frame::I420Frame;
+
+/// What to encode and how.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EncoderSettings {
+    /// Picture width in pixels (even).
+    pub width: usize,
+    /// Picture height in pixels (even).
+    pub height: usize,
+    /// Frames per second.
+    pub fps: f32,
+    /// Target bitrate in kbit/s.
+    pub bitrate_kbps: u32,
+    /// Frames between IDR pictures.
+    pub gop: u32,
+}
+
+/// An OpenH264 encoder configured for zero latency.
+pub struct H264Encoder {
+    encoder: Encoder,
+    settings: EncoderSettings,
+    annex_b: Vec<u8>,
+}
+
+impl H264Encoder {
+    /// Creates an encoder for pictures of the given size.
+    pub fn new(settings: EncoderSettings) -> anyhow::Result<Self> {
+        if settings.gop == 0 || settings.fps <= 0.0 || settings.bitrate_kbps == 0 {
+            bail!("invalid encoder settings {settings:?}: gop, fps and bitrate must be positive");
+        }
+        let config = EncoderConfig::new()
+            .profile(Profile::Baseline)
+            .usage_type(UsageType::CameraVideoRealTime)
+            .rate_control_mode(RateControlMode::Bitrate)
+            .bitrate(BitRate::from_bps(
+                settings.bitrate_kbps.saturating_mul(1000),
+            ))
+            .max_frame_rate(FrameRate::from_hz(settings.fps))
+            .skip_frames(false)
+            .intra_frame_period(IntraFramePeriod::from_num_frames(settings.gop))
+            .sps_pps_strategy(SpsPpsStrategy::ConstantId)
+            .complexity(Complexity::Low)
+            .scene_change_detect(false)
+            .background_detection(false)
+            .adaptive_quantization(false)
+            .num_threads(1);
+        let encoder = Encoder::with_api_config(OpenH264API::from_source(), config)
+            .context("creating the OpenH264 encoder")?;
+        Ok(H264Encoder {
+            encoder,
+            settings,
+            annex_b: Vec::with_capacity(256 * 1024),
+        })
+    }
+
+    /// The settings this encoder was made with.
+    pub fn settings(&self) -> EncoderSettings {
+        self.settings
+    }
+
+    /// Asks for the next picture to be an IDR picture (e.g. when a new reader needs one).
+    pub fn force_keyframe(&mut self) {
+        self.encoder.force_intra_frame();
+    }
+
+    /// Encodes one picture. `pts` is in 90 kHz ticks. Returns the access unit with `stamp`
+    /// carried in its SEI.
+    pub fn encode(
+        &mut self,
+        frame: &I420Frame,
+        pts: u64,
+        stamp: CaptureStamp,
+    ) -> anyhow::Result<AccessUnit> {
+        if (frame.width(), frame.height()) != (self.settings.width, self.settings.height) {
+            bail!(
+                "frame is {}x{}, encoder was set up for {}x{}",
+                frame.width(),
+                frame.height(),
+                self.settings.width,
+                self.settings.height
+            );
+        }
+        let bitstream = self
+            .encoder
+            .encode(frame)
+            .with_context(|| format!("encoding frame {}", stamp.frame))?;
+        let keyframe = bitstream.frame_type() == FrameType::IDR;
+        self.annex_b.clear();
+        bitstream.write_vec(&mut self.annex_b);
+        let nals = with_stamp(split_annex_b(&self.annex_b), stamp);
+        if !nals.iter().any(|n| is_vcl(n)) {
+            bail!("encoder produced no picture for frame {}", stamp.frame);
+        }
+        Ok(AccessUnit {
+            nals,
+            pts,
+            keyframe,
+            capture: Some(stamp),
+        })
+    }
+}
+
+/// Copies the NAL units, inserting the stamp SEI before the first slice.
+fn with_stamp(nals: Vec<&[u8]>, stamp: CaptureStamp) -> Vec<Bytes> {
+    let mut out = Vec::with_capacity(nals.len() + 1);
+    let mut stamped = false;
+    for nal in nals {
+        if !stamped && is_vcl(nal) {
+            out.push(sei::encode_stamp(stamp));
+            stamped = true;
+        }
+        out.push(Bytes::copy_from_slice(nal));
+    }
+    out
+}

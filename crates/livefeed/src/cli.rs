@@ -1,0 +1,307 @@
+//! Command line: the demo (no subcommand), `serve`, `publish` and `receive`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use livefeed_rtsp::client::TransportKind;
+use livefeed_server::{Server, ServerOptions};
+use livefeed_source::capture::{CaptureSettings, SourceSpec};
+use tokio_util::sync::CancellationToken;
+
+use crate::pipeline::{self, PublishJob, ReceiveJob};
+use crate::report::{Reporter, Stats};
+
+/// livefeed: low-latency live video that measures its own latency.
+///
+/// Without a subcommand, runs the demo: an RTSP server on :8554, a test-pattern publisher
+/// pushing to rtsp://127.0.0.1:8554/live and a receiver reading it back, printing fps and
+/// per-stage latency once a second.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    demo: DemoArgs,
+    /// Log filter (e.g. debug, livefeed_server=debug); RUST_LOG wins when set
+    #[arg(long, global = true, default_value = "info")]
+    log: String,
+}
+
+impl Cli {
+    /// The tracing filter to use when RUST_LOG is unset.
+    pub fn log_filter(&self) -> String {
+        self.log.clone()
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the media server alone
+    Serve(ServeArgs),
+    /// Publish a test pattern or raw frames to an RTSP server
+    Publish(PublishArgs),
+    /// Play a stream from an RTSP server, decode it and measure its latency
+    Receive(ReceiveArgs),
+}
+
+/// Options of every command that prints a report.
+#[derive(Debug, Clone, Args)]
+struct OutputArgs {
+    /// Stop after this many seconds
+    #[arg(long, value_name = "SECS")]
+    duration: Option<f64>,
+    /// Print one JSON object per second (and a summary at the end) instead of status lines
+    #[arg(long)]
+    json: bool,
+}
+
+/// Options of the encoder and source.
+#[derive(Debug, Clone, Args)]
+struct EncodeArgs {
+    /// Picture size of the test pattern, WIDTHxHEIGHT
+    #[arg(long, default_value = "640x480", value_parser = parse_resolution)]
+    resolution: (usize, usize),
+    /// Frames per second of the test pattern
+    #[arg(long, default_value_t = 30.0)]
+    framerate: f64,
+    /// Encoder bitrate in kbit/s
+    #[arg(long, default_value_t = 2000)]
+    bitrate: u32,
+    /// Frames between keyframes [default: one second of frames]
+    #[arg(long)]
+    gop: Option<u32>,
+}
+
+impl EncodeArgs {
+    fn capture(&self, source: SourceSpec) -> CaptureSettings {
+        CaptureSettings {
+            source,
+            width: self.resolution.0,
+            height: self.resolution.1,
+            fps: self.framerate,
+            bitrate_kbps: self.bitrate,
+            gop: self
+                .gop
+                .unwrap_or_else(|| self.framerate.round().max(1.0) as u32),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+struct DemoArgs {
+    #[command(flatten)]
+    output: OutputArgs,
+    #[command(flatten)]
+    encode: EncodeArgs,
+    /// RTP transport between the demo's publisher/receiver and its server
+    #[arg(long, default_value = "tcp")]
+    transport: TransportKind,
+    /// Path the demo publishes on
+    #[arg(long = "demo-path", default_value = "live")]
+    demo_path: String,
+    /// TOML file with server options
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    server: ServerOptions,
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// TOML file with server options (flags and LIVEFEED_* variables win over it)
+    #[arg(long, value_name = "FILE", env = "LIVEFEED_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    server: ServerOptions,
+}
+
+#[derive(Debug, Args)]
+struct PublishArgs {
+    /// Where to publish, rtsp://HOST:PORT/PATH
+    #[arg(long)]
+    url: String,
+    /// Publish the moving test pattern (the default source)
+    #[arg(long, conflicts_with = "input")]
+    test_src: bool,
+    /// Publish raw frames from a y4m file, or - for standard input (e.g. from ffmpeg)
+    #[arg(long, value_name = "FILE.y4m|-")]
+    input: Option<PathBuf>,
+    #[command(flatten)]
+    encode: EncodeArgs,
+    /// RTP transport
+    #[arg(long, default_value = "tcp")]
+    transport: TransportKind,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+struct ReceiveArgs {
+    /// Stream to play, rtsp://HOST:PORT/PATH
+    #[arg(long)]
+    url: String,
+    /// RTP transport
+    #[arg(long, default_value = "tcp")]
+    transport: TransportKind,
+    /// Seconds to wait for the server and for media before giving up
+    #[arg(long, default_value_t = 5.0)]
+    timeout: f64,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+fn parse_resolution(s: &str) -> Result<(usize, usize), String> {
+    let (w, h) = s
+        .split_once(['x', 'X'])
+        .ok_or_else(|| format!("{s:?} is not WIDTHxHEIGHT"))?;
+    let w: usize = w
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad width in {s:?}"))?;
+    let h: usize = h
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad height in {s:?}"))?;
+    if w < 16 || h < 16 || w % 2 != 0 || h % 2 != 0 || w > 7680 || h > 4320 {
+        return Err(format!(
+            "{s}: width and height must be even, between 16 and 7680x4320"
+        ));
+    }
+    Ok((w, h))
+}
+
+/// Runs the chosen command.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        None => demo(cli.demo).await,
+        Some(Command::Serve(args)) => serve(args).await,
+        Some(Command::Publish(args)) => publish(args).await,
+        Some(Command::Receive(args)) => receive(args).await,
+    }
+}
+
+fn server_options(flags: ServerOptions, config: Option<&PathBuf>) -> anyhow::Result<ServerOptions> {
+    match config {
+        Some(path) => Ok(flags.over(ServerOptions::from_file(path)?)),
+        None => Ok(flags),
+    }
+}
+
+/// Cancels `token` on Ctrl-C or after `duration`.
+fn stop_on_signal_or_timeout(token: CancellationToken, duration: Option<f64>) {
+    tokio::spawn(async move {
+        let timer = async {
+            match duration {
+                Some(secs) => tokio::time::sleep(Duration::from_secs_f64(secs.max(0.0))).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = timer => {}
+        }
+        token.cancel();
+    });
+}
+
+async fn demo(args: DemoArgs) -> anyhow::Result<()> {
+    let config = server_options(args.server, args.config.as_ref())?.resolve();
+    let server = Server::start(&config).await?;
+    let url = server.rtsp_url(&args.demo_path);
+    tracing::info!(%url, "demo: publishing the test pattern and reading it back");
+    let stop = CancellationToken::new();
+    stop_on_signal_or_timeout(stop.clone(), args.output.duration);
+    let stats = Stats::shared();
+    let publish = PublishJob {
+        url: url.clone(),
+        transport: args.transport,
+        capture: args.encode.capture(SourceSpec::TestPattern),
+        stats: stats.clone(),
+        stop: stop.clone(),
+    };
+    let publisher = tokio::spawn(pipeline::publish(publish));
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    let receive = ReceiveJob {
+        url,
+        transport: args.transport,
+        timeout: Duration::from_secs(5),
+        stats: stats.clone(),
+        stop: stop.clone(),
+        wait_for_stream: Some(started_rx),
+    };
+    let receiver = tokio::spawn(pipeline::receive(receive));
+    pipeline::announce_when_published(&server, &args.demo_path, started_tx, stop.clone());
+    let reporter = Reporter::new(stats, args.output.json, Some(server.metrics.clone()));
+    let report = tokio::spawn(reporter.run(stop.clone()));
+    let results = (publisher.await, receiver.await);
+    stop.cancel();
+    let _ = report.await;
+    flatten(results.0).context("publisher")?;
+    flatten(results.1).context("receiver")?;
+    Ok(())
+}
+
+fn flatten(r: Result<anyhow::Result<()>, tokio::task::JoinError>) -> anyhow::Result<()> {
+    r.map_err(|e| anyhow::anyhow!("task failed: {e}"))?
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = server_options(args.server, args.config.as_ref())?.resolve();
+    let server = Server::start(&config).await?;
+    println!(
+        "livefeed serving RTSP on {} (e.g. {})",
+        server.rtsp_addr,
+        server.rtsp_url("live")
+    );
+    let stop = CancellationToken::new();
+    stop_on_signal_or_timeout(stop.clone(), None);
+    pipeline::log_server_stats(&server, stop.clone()).await;
+    Ok(())
+}
+
+async fn publish(args: PublishArgs) -> anyhow::Result<()> {
+    let source = match args.input {
+        Some(path) => SourceSpec::Y4m(path),
+        None => SourceSpec::TestPattern,
+    };
+    let _ = args.test_src; // the default; accepted for parity with the original streamer
+    let stop = CancellationToken::new();
+    stop_on_signal_or_timeout(stop.clone(), args.output.duration);
+    let stats = Stats::shared();
+    let reporter = Reporter::new(stats.clone(), args.output.json, None);
+    let report = tokio::spawn(reporter.run(stop.clone()));
+    let result = pipeline::publish(PublishJob {
+        url: args.url,
+        transport: args.transport,
+        capture: args.encode.capture(source),
+        stats,
+        stop: stop.clone(),
+    })
+    .await;
+    stop.cancel();
+    let _ = report.await;
+    result
+}
+
+async fn receive(args: ReceiveArgs) -> anyhow::Result<()> {
+    let stop = CancellationToken::new();
+    stop_on_signal_or_timeout(stop.clone(), args.output.duration);
+    let stats = Stats::shared();
+    let reporter = Reporter::new(stats.clone(), args.output.json, None);
+    let report = tokio::spawn(reporter.run(stop.clone()));
+    let result = pipeline::receive(ReceiveJob {
+        url: args.url,
+        transport: args.transport,
+        timeout: Duration::from_secs_f64(args.timeout.max(0.1)),
+        stats,
+        stop: stop.clone(),
+        wait_for_stream: None,
+    })
+    .await;
+    stop.cancel();
+    let _ = report.await;
+    result
+}

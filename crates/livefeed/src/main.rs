@@ -1,0 +1,38 @@
+//! `livefeed`: capture, encode, serve over RTSP, and measure every frame's latency.
+//!
+//! With no subcommand it runs the demo: server, test-pattern publisher and receiver in one
+//! process, printing one status line per second.
+
+mod cli;
+mod pipeline;
+mod report;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> std::process::ExitCode {
+    let cli = cli::Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(cli.log_filter())),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("livefeed: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(cli::run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("livefeed: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

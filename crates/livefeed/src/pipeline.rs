@@ -1,0 +1,226 @@
+//! The publisher and receiver pipelines shared by the demo and the `publish`/`receive`
+//! commands, and the server's periodic log line.
+
+use std::sync::mpsc as std_mpsc;
+use std::time::Duration;
+
+use anyhow::Context;
+use bytes::Bytes;
+use livefeed_media::clock::{elapsed_ms, unix_now_ns};
+use livefeed_media::h264::{nal_type, nal_unit_type};
+use livefeed_media::sdp::H264Track;
+use livefeed_media::{timecode, AccessUnit};
+use livefeed_rtsp::client::{Received, RtspPlayer, RtspPublisher, TransportKind};
+use livefeed_server::Server;
+use livefeed_source::capture::{self, CaptureSettings, Encoded};
+use livefeed_source::decoder::H264Decoder;
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+
+use crate::report::SharedStats;
+
+/// How long connecting and each RTSP exchange may take.
+const RTSP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What to publish where.
+pub struct PublishJob {
+    pub url: String,
+    pub transport: TransportKind,
+    pub capture: CaptureSettings,
+    pub stats: SharedStats,
+    pub stop: CancellationToken,
+}
+
+/// Captures, encodes and publishes until `stop`, the end of the input, or an error.
+pub async fn publish(job: PublishJob) -> anyhow::Result<()> {
+    let mut capture = capture::start(job.capture)?;
+    let (width, height, fps) = capture.format;
+    tracing::info!(url = %job.url, width, height, fps, "publishing");
+    let first = tokio::select! {
+        f = capture.frames.recv() => f.context("the source produced no frame")?,
+        _ = job.stop.cancelled() => return Ok(()),
+    };
+    let (sps, pps) = parameter_sets(&first.au).context("the first access unit has no SPS/PPS")?;
+    let mut publisher = RtspPublisher::connect(&job.url, job.transport, &sps, &pps, RTSP_TIMEOUT)
+        .await
+        .with_context(|| format!("cannot publish to {}", job.url))?;
+    let mut next = Some(first);
+    while let Some(encoded) = next.take() {
+        publisher
+            .send(&encoded.au)
+            .await
+            .context("sending to the server")?;
+        job.stats.lock().record_published(&encoded);
+        next = tokio::select! {
+            biased;
+            _ = job.stop.cancelled() => None,
+            f = capture.frames.recv() => f,
+        };
+    }
+    publisher.close().await;
+    let frames = tokio::task::spawn_blocking(move || capture.join()).await??;
+    tracing::info!(frames, "publisher stopped");
+    Ok(())
+}
+
+fn parameter_sets(au: &AccessUnit) -> Option<(Bytes, Bytes)> {
+    let find = |t| {
+        au.nals
+            .iter()
+            .find(|n| nal_unit_type(n) == Some(t))
+            .cloned()
+    };
+    Some((find(nal_type::SPS)?, find(nal_type::PPS)?))
+}
+
+/// What to play.
+pub struct ReceiveJob {
+    pub url: String,
+    pub transport: TransportKind,
+    pub timeout: Duration,
+    pub stats: SharedStats,
+    pub stop: CancellationToken,
+    /// Wait for this before connecting (the demo waits until its publisher is live).
+    pub wait_for_stream: Option<oneshot::Receiver<()>>,
+}
+
+/// Plays, decodes and measures until `stop` or an error.
+pub async fn receive(job: ReceiveJob) -> anyhow::Result<()> {
+    if let Some(ready) = job.wait_for_stream {
+        tokio::select! {
+            _ = ready => {}
+            _ = job.stop.cancelled() => return Ok(()),
+        }
+    }
+    let mut player = RtspPlayer::connect(&job.url, job.transport, job.timeout)
+        .await
+        .with_context(|| format!("cannot read the stream {}", job.url))?;
+    tracing::info!(url = %job.url, "receiving");
+    let (tx, rx) = std_mpsc::sync_channel::<Received>(64);
+    let track = player.track().clone();
+    let stats = job.stats.clone();
+    let decoder = std::thread::Builder::new()
+        .name("livefeed-decode".into())
+        .spawn(move || decode_loop(rx, track, stats))
+        .context("starting the decoder thread")?;
+    let result = loop {
+        let received = tokio::select! {
+            _ = job.stop.cancelled() => break Ok(()),
+            r = player.next() => r,
+        };
+        match received {
+            Ok(received) => {
+                job.stats.lock().record_received(&received);
+                if tx.send(received).is_err() {
+                    break Ok(());
+                }
+            }
+            Err(e) => break Err(anyhow::Error::new(e).context(format!("reading {}", job.url))),
+        }
+    };
+    player.close().await;
+    drop(tx);
+    let decoded = tokio::task::spawn_blocking(move || decoder.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("decoder thread panicked"))?;
+    decoded?;
+    result
+}
+
+/// Decodes each access unit, reads the pixel timecode and records capture→decoded.
+fn decode_loop(
+    rx: std_mpsc::Receiver<Received>,
+    track: H264Track,
+    stats: SharedStats,
+) -> anyhow::Result<()> {
+    let mut decoder = H264Decoder::new()?;
+    while let Ok(mut received) = rx.recv() {
+        add_missing_parameter_sets(&mut received.au, &track);
+        let decoded = decoder.decode(&received.au, |pic| {
+            let tc = timecode::read(pic.y, pic.y_stride, pic.width, pic.height);
+            (tc, unix_now_ns())
+        });
+        let mut stats = stats.lock();
+        match decoded {
+            Ok(Some((tc, now))) => stats.record_decoded(tc, received.au.capture, now),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::debug!(error = %e, "undecodable access unit");
+                stats.decode_errors += 1;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Keyframes from servers that keep parameter sets only in the SDP get them from the track.
+fn add_missing_parameter_sets(au: &mut AccessUnit, track: &H264Track) {
+    if !au.keyframe
+        || au
+            .nals
+            .iter()
+            .any(|n| nal_unit_type(n) == Some(nal_type::SPS))
+    {
+        return;
+    }
+    if let (Some(sps), Some(pps)) = (&track.sps, &track.pps) {
+        au.nals.insert(0, pps.clone());
+        au.nals.insert(0, sps.clone());
+    }
+}
+
+/// Signals `ready` once `path` has a stream on `server` (or gives up when `stop` fires).
+pub fn announce_when_published(
+    server: &Server,
+    path: &str,
+    ready: oneshot::Sender<()>,
+    stop: CancellationToken,
+) {
+    let hub = server.hub.clone();
+    let path = path.to_string();
+    tokio::spawn(async move {
+        while hub.stream_info(&path).is_none() {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(10)) => {}
+                _ = stop.cancelled() => return,
+            }
+        }
+        let _ = ready.send(());
+    });
+}
+
+/// Logs each path's publisher, readers and server latency every ten seconds until `stop`.
+pub async fn log_server_stats(server: &Server, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(10));
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let mut latency = server.metrics.take();
+        for path in server.hub.snapshot() {
+            let windows = latency.remove(&path.name).unwrap_or_default();
+            let added = windows.server_added.summary();
+            let ingest = windows.ingest.summary();
+            tracing::info!(
+                path = %path.name,
+                publisher = path.publisher.as_ref().map(|p| p.remote.as_str()).unwrap_or("-"),
+                readers = path.readers,
+                frames = path.frames_in,
+                ingest_p50_ms = ingest.map(|s| s.p50),
+                server_added_p50_ms = added.map(|s| s.p50),
+                server_added_p99_ms = added.map(|s| s.p99),
+                "path status"
+            );
+        }
+    }
+}
+
+/// capture→encoded of an encoded frame, in ms.
+pub fn encoded_latency_ms(encoded: &Encoded) -> Option<f64> {
+    encoded
+        .au
+        .capture
+        .map(|c| elapsed_ms(c.unix_ns, encoded.encoded_unix_ns))
+}

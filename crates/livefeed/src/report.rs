@@ -1,0 +1,295 @@
+//! Per-second status lines (or JSON objects) and the end-of-run summary.
+//!
+//! Stages: capture→encoded (publisher), capture→ingest and ingest→egress (server, demo only),
+//! capture→received (SEI stamp at the receiver), capture→decoded (pixel timecode after
+//! decode). A frame whose timecode and SEI stamp disagree is counted as a mismatch.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use livefeed_media::clock::elapsed_ms;
+use livefeed_media::latency::{stage, LatencySummary, LatencyWindow};
+use livefeed_media::timecode::Timecode;
+use livefeed_media::CaptureStamp;
+use livefeed_rtsp::client::Received;
+use livefeed_server::metrics::ServerMetrics;
+use livefeed_source::capture::Encoded;
+use serde_json::{json, Map, Value};
+use tokio_util::sync::CancellationToken;
+
+use crate::pipeline::encoded_latency_ms;
+
+/// The stages a report lists, in order.
+const STAGES: [&str; 5] = [
+    stage::ENCODED,
+    stage::INGEST,
+    stage::RECEIVED,
+    stage::DECODED,
+    stage::SERVER_ADDED,
+];
+
+/// Latency windows of every stage.
+#[derive(Debug, Default, Clone)]
+struct Windows {
+    by_stage: [LatencyWindow; 5],
+}
+
+impl Windows {
+    fn get(&mut self, name: &str) -> &mut LatencyWindow {
+        let i = STAGES.iter().position(|s| *s == name).unwrap_or(0);
+        &mut self.by_stage[i]
+    }
+}
+
+/// Counters and windows; the interval part is reset every second, the totals never.
+#[derive(Debug, Default)]
+pub struct Stats {
+    interval: Windows,
+    total: Windows,
+    published: u64,
+    received: u64,
+    decoded: u64,
+    /// Frames whose pixel timecode and SEI stamp disagree.
+    pub mismatches: u64,
+    /// Decoded frames without a readable timecode.
+    pub missing_timecode: u64,
+    /// Access units received after a loss.
+    pub lost: u64,
+    /// Access units the decoder rejected.
+    pub decode_errors: u64,
+    total_published: u64,
+    total_received: u64,
+    total_decoded: u64,
+}
+
+/// Stats shared between the pipelines and the reporter.
+#[derive(Debug, Clone, Default)]
+pub struct SharedStats(Arc<Mutex<Stats>>);
+
+impl SharedStats {
+    /// Locks the stats.
+    pub fn lock(&self) -> MutexGuard<'_, Stats> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Stats {
+    /// New shared stats.
+    pub fn shared() -> SharedStats {
+        SharedStats::default()
+    }
+
+    fn record(&mut self, name: &str, ms: f64) {
+        self.interval.get(name).record(ms);
+        self.total.get(name).record(ms);
+    }
+
+    /// A frame was encoded and sent.
+    pub fn record_published(&mut self, encoded: &Encoded) {
+        self.published += 1;
+        self.total_published += 1;
+        if let Some(ms) = encoded_latency_ms(encoded) {
+            self.record(stage::ENCODED, ms);
+        }
+    }
+
+    /// An access unit was received.
+    pub fn record_received(&mut self, r: &Received) {
+        self.received += 1;
+        self.total_received += 1;
+        if r.lost_before {
+            self.lost += 1;
+        }
+        if let Some(c) = r.au.capture {
+            self.record(stage::RECEIVED, elapsed_ms(c.unix_ns, r.received_unix_ns));
+        }
+    }
+
+    /// A picture was decoded; `tc` is its timecode, `stamp` the SEI stamp of its access unit.
+    pub fn record_decoded(
+        &mut self,
+        tc: Option<Timecode>,
+        stamp: Option<CaptureStamp>,
+        now_ns: u64,
+    ) {
+        self.decoded += 1;
+        self.total_decoded += 1;
+        let Some(tc) = tc else {
+            self.missing_timecode += 1;
+            return;
+        };
+        self.record(stage::DECODED, elapsed_ms(tc.unix_ns(), now_ns));
+        if let Some(stamp) = stamp {
+            if !tc.matches(stamp.unix_ns, stamp.frame) {
+                self.mismatches += 1;
+            }
+        }
+    }
+
+    fn take_interval(&mut self) -> (Windows, [u64; 3]) {
+        let counts = [self.published, self.received, self.decoded];
+        self.published = 0;
+        self.received = 0;
+        self.decoded = 0;
+        (std::mem::take(&mut self.interval), counts)
+    }
+}
+
+/// Prints the report once a second and a summary at the end.
+pub struct Reporter {
+    stats: SharedStats,
+    json: bool,
+    server: Option<Arc<ServerMetrics>>,
+}
+
+impl Reporter {
+    /// A reporter over `stats`; with `server`, server-side stages are included.
+    pub fn new(stats: SharedStats, json: bool, server: Option<Arc<ServerMetrics>>) -> Self {
+        Reporter {
+            stats,
+            json,
+            server,
+        }
+    }
+
+    /// Reports until `stop`, then prints the summary.
+    pub async fn run(self, stop: CancellationToken) {
+        let start = Instant::now();
+        let mut last = start;
+        let mut tick = tokio::time::interval_at(
+            tokio::time::Instant::now() + Duration::from_secs(1),
+            Duration::from_secs(1),
+        );
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tick.tick() => {}
+            }
+            let now = Instant::now();
+            let secs = now.duration_since(last).as_secs_f64().max(1e-3);
+            last = now;
+            let (mut windows, counts) = self.stats.lock().take_interval();
+            self.merge_server(&mut windows);
+            let fps = counts.map(|c| c as f64 / secs);
+            let elapsed = now.duration_since(start).as_secs_f64();
+            self.print_interval(elapsed, &mut windows, fps);
+        }
+        self.print_summary(start.elapsed().as_secs_f64());
+    }
+
+    fn merge_server(&self, windows: &mut Windows) {
+        let Some(server) = &self.server else { return };
+        for (_, path) in server.take() {
+            windows.get(stage::INGEST).extend(&path.ingest);
+            windows.get(stage::SERVER_ADDED).extend(&path.server_added);
+            let mut stats = self.stats.lock();
+            stats.total.get(stage::INGEST).extend(&path.ingest);
+            stats
+                .total
+                .get(stage::SERVER_ADDED)
+                .extend(&path.server_added);
+        }
+    }
+
+    fn print_interval(&self, elapsed: f64, windows: &mut Windows, fps: [f64; 3]) {
+        let stats = self.stats.lock();
+        if self.json {
+            let mut obj = Map::new();
+            obj.insert("t".into(), json!((elapsed * 10.0).round() / 10.0));
+            obj.insert("publisher_fps".into(), json!(round1(fps[0])));
+            obj.insert("receiver_fps".into(), json!(round1(fps[1])));
+            obj.insert("decoded_fps".into(), json!(round1(fps[2])));
+            obj.insert("stages".into(), stages_json(windows));
+            obj.insert("mismatches".into(), json!(stats.mismatches));
+            obj.insert("lost".into(), json!(stats.lost));
+            println!("{}", Value::Object(obj));
+        } else {
+            let mut line = format!("pub {:>4.1} fps  recv {:>4.1} fps", fps[0], fps[1]);
+            for (name, short) in [
+                (stage::ENCODED, "encoded"),
+                (stage::RECEIVED, "received"),
+                (stage::DECODED, "decoded"),
+                (stage::SERVER_ADDED, "server+"),
+            ] {
+                if let Some(s) = windows.get(name).summary() {
+                    line.push_str(&format!(
+                        "  | {short} p50 {:.1} p95 {:.1} max {:.1} ms",
+                        s.p50, s.p95, s.max
+                    ));
+                }
+            }
+            line.push_str(&format!(
+                "  | mismatch {} lost {}",
+                stats.mismatches, stats.lost
+            ));
+            println!("{line}");
+        }
+    }
+
+    fn print_summary(&self, elapsed: f64) {
+        // Server samples of the last partial second.
+        self.merge_server(&mut Windows::default());
+        let mut stats = self.stats.lock();
+        let frames = [
+            stats.total_published,
+            stats.total_received,
+            stats.total_decoded,
+        ];
+        let (mismatches, missing, lost, errors) = (
+            stats.mismatches,
+            stats.missing_timecode,
+            stats.lost,
+            stats.decode_errors,
+        );
+        if self.json {
+            let summary = json!({
+                "summary": true,
+                "seconds": round1(elapsed),
+                "frames_published": frames[0],
+                "frames_received": frames[1],
+                "frames_decoded": frames[2],
+                "mismatches": mismatches,
+                "missing_timecode": missing,
+                "lost": lost,
+                "decode_errors": errors,
+                "stages": stages_json(&mut stats.total),
+            });
+            println!("{summary}");
+        } else {
+            println!(
+                "summary: {:.1} s, frames published {} received {} decoded {}, mismatches {mismatches}, no timecode {missing}, lost {lost}, decode errors {errors}",
+                elapsed, frames[0], frames[1], frames[2]
+            );
+            for name in STAGES {
+                if let Some(s) = stats.total.get(name).summary() {
+                    println!(
+                        "  {name:<26} n={:<6} p50 {:.2}  p95 {:.2}  p99 {:.2}  max {:.2} ms",
+                        s.count, s.p50, s.p95, s.p99, s.max
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn stages_json(windows: &mut Windows) -> Value {
+    let mut obj = Map::new();
+    for name in STAGES {
+        if let Some(s) = windows.get(name).summary() {
+            obj.insert(name.into(), summary_json(&s));
+        }
+    }
+    Value::Object(obj)
+}
+
+fn summary_json(s: &LatencySummary) -> Value {
+    json!({ "count": s.count, "p50": round3(s.p50), "p95": round3(s.p95), "p99": round3(s.p99), "max": round3(s.max) })
+}
+
+fn round1(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
