@@ -1,11 +1,11 @@
 //! Feeds arbitrary bytes to the RTSP framing reader three ways — whole, split in two at a
 //! data-derived point, and in small data-derived pieces — and checks that all three give the
 //! same frames and the same final error, and that the buffer never holds more than the limits
-//! allow plus the latest push.
+//! allow plus the latest push, and that rtsp-types never refuses a message the checks passed.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use livefeed_rtsp::framing::{FrameReader, Limits};
+use livefeed_rtsp::framing::{FrameReader, FramingError, Limits};
 
 /// Small limits, so that runs reach every limit often.
 const LIMITS: Limits = Limits {
@@ -33,6 +33,8 @@ fn run<'a>(pieces: impl IntoIterator<Item = &'a [u8]>) -> Vec<String> {
                 Ok(Some(frame)) => events.push(format!("{frame:?}")),
                 Ok(None) => break,
                 Err(err) => {
+                    // rtsp-types refusing what the framing checks let through is a gap in them.
+                    assert!(!matches!(err, FramingError::Unparseable { .. }), "{err:?}");
                     assert_eq!(reader.next_frame(), Err(err.clone()), "errors are sticky");
                     events.push(format!("error {err:?} status {}", err.status()));
                     return events;

@@ -21,8 +21,8 @@
 //! packet is discarded whole, its remaining packets skipped: a decoder is better served by a
 //! missing picture than by a damaged one. The next emitted access unit then has
 //! [`Depacketized::lost_packets_before`] set. After a gap, a packet with a new timestamp starts
-//! a new access unit; if it is a FU-A fragment whose start was lost, that access unit is skipped
-//! without an error. An error describes one packet and never poisons the state: the next packet
+//! a new access unit; if it is a FU-A fragment whose start was lost (or came before the first
+//! packet pushed), that access unit is skipped without an error. An error describes one packet and never poisons the state: the next packet
 //! is handled normally. A new SSRC resets sequence and timestamp tracking.
 
 use std::collections::VecDeque;
@@ -562,6 +562,8 @@ impl StreamPos {
 
 /// How a packet's sequence number relates to the last accepted one.
 enum Arrival {
+    /// First packet of the stream (or of a new SSRC).
+    First,
     InOrder,
     /// Packets are missing (`lost` of them; 0 for a jump too big to count as loss).
     Gap {
@@ -766,7 +768,7 @@ impl H264Depacketizer {
     fn handle(&mut self, packet: &[u8]) -> Result<(), DepacketizeError> {
         let rtp = parse_rtp(packet)?;
         self.stats.packets += 1;
-        let gap = match self.arrival(&rtp) {
+        let (gap, joined) = match self.arrival(&rtp) {
             Arrival::Late => {
                 self.stats.late_or_duplicate += 1;
                 return Ok(());
@@ -774,9 +776,10 @@ impl H264Depacketizer {
             Arrival::Gap { lost } => {
                 self.stats.lost += u64::from(lost);
                 self.loss_pending = true;
-                true
+                (true, false)
             }
-            Arrival::InOrder => false,
+            Arrival::First => (false, true),
+            Arrival::InOrder => (false, false),
         };
         let same_au = self.au.timestamp.map(|(ts, _)| ts == rtp.timestamp);
         match (same_au, gap) {
@@ -799,8 +802,8 @@ impl H264Depacketizer {
         }
         if let Err(err) = self.depacketize_payload(&rtp) {
             self.abandon_au(&rtp);
-            // A fragment whose start was lost is the loss already counted, not a bad packet.
-            return if gap && err.is_orphan_fragment() {
+            // A fragment whose start was lost, or sent before we joined, is not a bad packet.
+            return if (gap || joined) && err.is_orphan_fragment() {
                 Ok(())
             } else {
                 Err(err)
@@ -827,7 +830,7 @@ impl H264Depacketizer {
                 timestamp: rtp.timestamp,
                 ext_timestamp: u64::from(rtp.timestamp),
             });
-            return Arrival::InOrder;
+            return Arrival::First;
         };
         let step = rtp.sequence_number.wrapping_sub(pos.seq);
         if step == 0 || step > u16::MAX - MAX_MISORDER {
@@ -1045,7 +1048,7 @@ mod tests {
     /// Pushes `setup` (accepted), then `bad`, which must fail with `expected`; then recovery.
     fn assert_rejected(setup: &[Vec<u8>], bad: Vec<u8>, expected: DepacketizeError) {
         let mut d = H264Depacketizer::new();
-        assert!(depacketize_all(&mut d, setup).is_empty());
+        depacketize_all(&mut d, setup);
         assert_eq!(d.push(&bad), Err(expected));
         assert_eq!(d.stats().errors, 1);
         assert_recovers(&mut d, setup.len() as u16 + 1);
@@ -1425,18 +1428,18 @@ mod tests {
 
     #[test]
     fn fu_a_middle_without_start_is_an_error() {
-        let err = DepacketizeError::FuAMiddleWithoutStart { seq: 0 };
-        assert_rejected(&[], rtp(0, 1000, false, &[0x7c, 0x05, 1, 2]), err);
+        let setup = [rtp(0, 500, true, &GOOD_NAL)];
+        let err = DepacketizeError::FuAMiddleWithoutStart { seq: 1 };
+        assert_rejected(&setup, rtp(1, 1000, false, &[0x7c, 0x05, 1, 2]), err);
     }
 
     #[test]
     fn fu_a_end_without_start_is_an_error() {
         let err = DepacketizeError::FuAEndWithoutStart { seq: 4711 };
         let mut d = H264Depacketizer::new();
-        assert_eq!(
-            d.push(&rtp(4711, 1000, true, &[0x7c, 0x45, 1, 2])),
-            Err(err)
-        );
+        assert!(d.push(&rtp(4710, 500, true, &GOOD_NAL)).unwrap().is_some());
+        let end_fragment = rtp(4711, 1000, true, &[0x7c, 0x45, 1, 2]);
+        assert_eq!(d.push(&end_fragment), Err(err));
         assert_recovers(&mut d, 4712);
     }
 
@@ -1596,6 +1599,16 @@ mod tests {
             0,
             "the orphan end is skipped, not an error"
         );
+    }
+
+    #[test]
+    fn joining_in_the_middle_of_a_fragmented_nal_skips_it_silently() {
+        let mut d = H264Depacketizer::new();
+        assert_eq!(d.push(&rtp(7, 1000, false, &[0x7c, 0x05, 1])), Ok(None));
+        assert_eq!(d.push(&rtp(8, 1000, true, &[0x7c, 0x45, 2])), Ok(None));
+        let au = d.push(&rtp(9, 4000, true, &GOOD_NAL)).unwrap().unwrap();
+        assert_eq!(au.rtp_timestamp, 4000);
+        assert_eq!(d.stats().errors, 0);
     }
 
     #[test]

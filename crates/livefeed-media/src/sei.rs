@@ -36,10 +36,8 @@ pub fn encode_stamp(stamp: CaptureStamp) -> Bytes {
     rbsp.push(0x80); // rbsp_trailing_bits
 
     let mut nal = vec![nal_type::SEI]; // forbidden_zero 0, nal_ref_idc 0, type 6
-    let mut writer = ByteWriter::new(&mut nal);
-    // Writing into a Vec cannot fail.
-    let _ = writer.write_all(&rbsp);
-    drop(writer);
+                                       // Writing into a Vec cannot fail.
+    let _ = ByteWriter::new(&mut nal).write_all(&rbsp);
     Bytes::from(nal)
 }
 

@@ -483,7 +483,8 @@ impl RtspPlayer {
             Ok(out) => out,
             Err(e) => {
                 tracing::debug!(error = %e, "dropping RTP packet");
-                None
+                // An access unit finished before the bad packet is still waiting.
+                self.depacketizer.pull()
             }
         };
         while let Some(out) = next {

@@ -17,10 +17,19 @@
 //! - once the empty line ending the head is in, checks the start line (no leading whitespace;
 //!   a method that is a token of at most [`MAX_METHOD_BYTES`]; a URI of at most
 //!   [`Limits::max_uri_bytes`] that is `*` or an absolute URI; exactly `RTSP/1.0`), the header
-//!   lines (`token: value`, no obsolete line folding, at most [`Limits::max_headers`]),
-//!   `Content-Length` (plain decimal, at most once, at most [`Limits::max_body_bytes`]: checked
-//!   before waiting for the body) and `CSeq` (present, decimal, fits `u32`);
+//!   lines (`token: value`, no obsolete line folding, at most [`Limits::max_headers`], no two
+//!   names of which one extends the other, see below), `Content-Length` (plain decimal, at most
+//!   once, at most [`Limits::max_body_bytes`]: checked before waiting for the body) and `CSeq`
+//!   (present, decimal, fits `u32`);
 //! - only then waits for the body and hands exactly head + body to `rtsp-types`.
+//!
+//! Header names: rtsp-types 0.1.3 orders `HeaderName`s by their common prefix only, so its
+//! header map treats `Accept` and `Accept-Language` (or `CSeq` and `CSeqX`) as the same name and
+//! joins their values. A message holding such a pair is refused
+//! ([`FramingError::HeaderNameCollision`]), so every header a [`Frame`] carries is one the peer
+//! sent (repeats of the very same name are joined with `", "`, which RFC 2326 allows). A lookup
+//! by a name the message does not hold can still hit a prefix-related one (`get(&SESSION)`
+//! finds `Sess: x`); compare names exactly where that matters.
 //!
 //! A `$` starts an interleaved frame only at a message boundary (`$`, channel, big-endian `u16`
 //! length, payload, RFC 2326 §10.12). The payload is handed out without a copy. A zero-length
@@ -68,7 +77,7 @@ const RTSP_1_0: &str = "RTSP/1.0";
 const EXCERPT_CHARS: usize = 64;
 
 /// Size limits enforced while framing; every one is checked before the bytes it bounds arrive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     /// Start line plus headers plus the empty line ending them (default 8 KiB).
     pub max_head_bytes: usize,
@@ -1762,15 +1771,17 @@ mod tests {
 
     #[test]
     fn non_utf8_head_is_400() {
-        let (err, status) = error_of(
-            &options_with("X-Note: \u{e9}\r\n")
-                .iter()
-                .map(|&b| if b == 0xc3 { 0xff } else { b })
-                .collect::<Vec<_>>(),
-        );
-        assert!(
-            matches!(err, FramingError::InvalidUtf8 { cseq: Some(7), .. }),
-            "{err:?}"
+        // Latin-1 "é" where UTF-8 is expected.
+        let mut input = options_with("X-Note: caf?\r\n");
+        let at = input.len() - 5;
+        input[at] = 0xe9;
+        let (err, status) = error_of(&input);
+        assert_eq!(
+            err,
+            FramingError::InvalidUtf8 {
+                offset: at,
+                cseq: Some(7)
+            }
         );
         assert_eq!(status, 400);
     }
@@ -1986,6 +1997,12 @@ mod tests {
         assert!(
             matches!(err, FramingError::HeaderNameCollision { .. }),
             "{err:?}"
+        );
+        // What remains: a lookup by a name the message lacks finds a prefix-related one.
+        let sess = request(&options_with("Sess: x\r\n"));
+        assert_eq!(
+            sess.header(&headers::SESSION).map(|v| v.as_str()),
+            Some("x")
         );
         // Repeating the very same name is fine: the values are joined, as RFC 2326 allows.
         let options = request(&options_with("Require: a\r\nrequire: b\r\n"));
@@ -2339,13 +2356,15 @@ mod tests {
     }
 
     #[test]
-    fn interleaved_payload_shares_the_receive_buffer() {
+    fn interleaved_frame_is_handed_out_whole() {
         let mut reader = FrameReader::default();
-        reader.push(&interleaved(0, &[7; 1000]));
-        let Ok(Some(Frame::Interleaved { payload, .. })) = reader.next_frame() else {
+        reader.push(&interleaved(9, &[7; 1000])[..600]);
+        assert_eq!(reader.next_frame(), Ok(None));
+        reader.push(&interleaved(9, &[7; 1000])[600..]);
+        let Ok(Some(Frame::Interleaved { channel, payload })) = reader.next_frame() else {
             panic!("expected a frame")
         };
-        assert_eq!(payload.len(), 1000);
+        assert_eq!((channel, &payload[..]), (9, &[7; 1000][..]));
         assert_eq!(reader.buffered(), 0);
     }
 
@@ -2372,8 +2391,7 @@ mod tests {
     }
 
     #[test]
-    fn headers_module_is_used_for_names() {
-        // The CSeq the reader checked is the one rtsp-types exposes.
+    fn cseq_checked_is_the_cseq_rtsp_types_exposes() {
         let options = request(FFMPEG_5_1_OPTIONS);
         assert_eq!(
             options.header(&headers::CSEQ).map(|v| v.as_str()),

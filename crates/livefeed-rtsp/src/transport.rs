@@ -122,7 +122,7 @@ fn check_pair(
     min: u32,
     max: u32,
 ) -> Result<(), TransportError> {
-    if rtp % 2 != 0 || rtcp != rtp + 1 || rtp < min || rtcp > max {
+    if !rtp.is_multiple_of(2) || rtcp != rtp + 1 || rtp < min || rtcp > max {
         return Err(TransportError::BadPair { what, rtp, rtcp });
     }
     Ok(())
@@ -200,9 +200,11 @@ mod tests {
     use rtsp_types::headers::TypedHeader;
 
     fn parse(value: &str) -> Transports {
-        let mut headers = rtsp_types::Headers::new();
-        headers.insert(rtsp_types::headers::TRANSPORT, value);
-        Transports::from_headers(&headers)
+        let req =
+            rtsp_types::Request::builder(rtsp_types::Method::Setup, rtsp_types::Version::V1_0)
+                .header(rtsp_types::headers::TRANSPORT, value)
+                .empty();
+        Transports::from_headers(&req)
             .expect("parses")
             .expect("present")
     }

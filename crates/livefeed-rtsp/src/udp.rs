@@ -12,7 +12,7 @@ const ATTEMPTS: usize = 64;
 /// block, so this is a plain function; it must run inside a tokio runtime.
 pub fn bind_pair(ip: IpAddr, first_port: u16) -> io::Result<(UdpSocket, UdpSocket)> {
     if first_port != 0 {
-        if first_port % 2 != 0 || first_port == u16::MAX {
+        if !first_port.is_multiple_of(2) || first_port == u16::MAX {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "RTP port must be even",
@@ -25,7 +25,7 @@ pub fn bind_pair(ip: IpAddr, first_port: u16) -> io::Result<(UdpSocket, UdpSocke
     for _ in 0..ATTEMPTS {
         let rtp = bind(SocketAddr::new(ip, 0))?;
         let port = rtp.local_addr()?.port();
-        if port % 2 != 0 || port == u16::MAX {
+        if !port.is_multiple_of(2) || port == u16::MAX {
             continue;
         }
         if let Ok(rtcp) = bind(SocketAddr::new(ip, port + 1)) {

@@ -499,7 +499,8 @@ impl Ingest {
             Ok(out) => out,
             Err(e) => {
                 self.bad_packet(&e);
-                None
+                // An access unit finished before the bad packet is still waiting.
+                self.depacketizer.pull()
             }
         };
         while let Some(out) = next {
@@ -528,7 +529,7 @@ impl Ingest {
     /// Logs the first few bad packets and then every 100th, naming the peer and the cause.
     fn bad_packet(&mut self, e: &DepacketizeError) {
         self.bad_packets += 1;
-        if self.bad_packets <= 5 || self.bad_packets % 100 == 0 {
+        if self.bad_packets <= 5 || self.bad_packets.is_multiple_of(100) {
             warn!(peer = %self.peer, path = self.publisher.path(), cause = %e, count = self.bad_packets, "bad RTP from publisher");
         }
     }

@@ -381,23 +381,4 @@ mod tests {
             }
         }
     }
-
-    #[test]
-    fn renders_1280x720_in_under_a_millisecond_in_release() {
-        let mut f = I420Frame::new_black(1280, 720).unwrap();
-        let mut p = TestPattern::new(1280, 720);
-        let frames = 200u64;
-        let start = std::time::Instant::now();
-        for n in 0..frames {
-            p.render(n, &mut f);
-        }
-        let per_frame = start.elapsed() / frames as u32;
-        eprintln!("test pattern: {per_frame:?} per 1280x720 frame");
-        if !cfg!(debug_assertions) {
-            assert!(
-                per_frame < std::time::Duration::from_millis(1),
-                "{per_frame:?} per frame"
-            );
-        }
-    }
 }

@@ -347,14 +347,14 @@ mod tests {
     #[test]
     fn reads_what_the_y4m_crate_writes() {
         let mut data = Vec::new();
-        let mut enc = y4m::encode(6, 4, y4m::Ratio::new(30, 1))
-            .with_colorspace(y4m::Colorspace::C420mpeg2)
-            .write_header(&mut data)
-            .unwrap();
         let planes: (Vec<u8>, Vec<u8>, Vec<u8>) = (vec![50; 24], vec![60; 6], vec![70; 6]);
         let yf = y4m::Frame::new([&planes.0, &planes.1, &planes.2], Some(b"Ip".to_vec()));
-        enc.write_frame(&yf).unwrap();
-        drop(enc);
+        y4m::encode(6, 4, y4m::Ratio::new(30, 1))
+            .with_colorspace(y4m::Colorspace::C420mpeg2)
+            .write_header(&mut data)
+            .unwrap()
+            .write_frame(&yf)
+            .unwrap();
         let mut input = Y4mInput::new(Cursor::new(data)).unwrap();
         assert_eq!(input.framerate(), (30, 1));
         let mut f = I420Frame::new_black(6, 4).unwrap();

@@ -165,7 +165,7 @@ fn parse_resolution(s: &str) -> Result<(usize, usize), String> {
         .trim()
         .parse()
         .map_err(|_| format!("bad height in {s:?}"))?;
-    if w < 16 || h < 16 || w % 2 != 0 || h % 2 != 0 || w > 7680 || h > 4320 {
+    if w < 16 || h < 16 || !w.is_multiple_of(2) || !h.is_multiple_of(2) || w > 7680 || h > 4320 {
         return Err(format!(
             "{s}: width and height must be even, between 16 and 7680x4320"
         ));

@@ -63,7 +63,7 @@ fn request(
     method: Method,
     url: &str,
     cseq: u32,
-    extra: &[(&str, &str)],
+    extra: &[(&'static str, &str)],
     body: &[u8],
 ) -> Request<Vec<u8>> {
     let mut builder = Request::builder(method, Version::V1_0)
@@ -413,10 +413,10 @@ fn bad_paths_are_400() {
     let mut server = FakeServer::default();
     for url in [
         "rtsp://h/",
-        "rtsp://h/a/../b",
         "rtsp://h/a//b",
-        "rtsp://h/%2e%2e/x",
         "rtsp://h/a%5Cb",
+        "rtsp://h/a%00b",
+        "rtsp://h/a b",
     ] {
         let r = s.handle(&request(Method::Describe, url, 1, &[], b""), &mut server);
         assert_eq!(status(&r), 400, "{url}");
@@ -427,6 +427,27 @@ fn bad_paths_are_400() {
         400
     );
     assert!(server.calls.is_empty());
+}
+
+#[test]
+fn dot_segments_are_resolved_before_they_reach_the_server() {
+    // The URL parser resolves `..` and `%2e%2e` per RFC 3986: no path escapes its prefix.
+    let mut s = ServerSession::new("x".into());
+    let mut server = FakeServer::default();
+    for url in [
+        "rtsp://h/a/../b",
+        "rtsp://h/%2e%2e/b",
+        "rtsp://h/a/%2E%2E/b",
+        "rtsp://h/./b",
+    ] {
+        let r = s.handle(&request(Method::Describe, url, 1, &[], b""), &mut server);
+        assert!(matches!(status(&r), 400 | 404), "{url}");
+    }
+    assert!(
+        server.calls.iter().all(|c| c == "describe b"),
+        "{:?}",
+        server.calls
+    );
 }
 
 #[test]

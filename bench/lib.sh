@@ -1,0 +1,90 @@
+# bench/lib.sh: helpers shared by the bench scripts. Sourced, not run.
+# Everything here talks to 127.0.0.1 only, and every process it starts is stopped by its PID.
+
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$BENCH_DIR/.." && pwd)
+BIN=${LIVEFEED_BIN:-$ROOT/target/release/livefeed}
+
+require_bin() {
+    if [ ! -x "$BIN" ]; then
+        echo "error: $BIN is missing." >&2
+        echo "The bench scripts build nothing themselves. Build the release binary first:" >&2
+        echo "    cd $ROOT && cargo build --release" >&2
+        echo "(or point LIVEFEED_BIN at a livefeed binary)." >&2
+        exit 2
+    fi
+}
+
+require_tool() { # NAME WHY
+    if ! command -v "$1" >/dev/null 2>&1; then
+        echo "error: '$1' not found; it is needed for $2" >&2
+        exit 2
+    fi
+}
+
+# Background processes we started; stopped by PID on exit (never by name).
+BG_PIDS=()
+bench_cleanup() {
+    local p
+    for p in "${BG_PIDS[@]}"; do
+        if kill -0 "$p" 2>/dev/null; then kill "$p" 2>/dev/null || true; fi
+    done
+    for p in "${BG_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+    BG_PIDS=()
+}
+trap bench_cleanup EXIT
+trap 'exit 130' INT TERM
+
+# start_server LOGPREFIX: runs `livefeed serve` on 127.0.0.1:0 (the OS picks a free port) and
+# reads the real port from its first stdout line. Sets SERVER_PID and SERVER_PORT.
+start_server() {
+    local prefix=$1 i
+    "$BIN" serve --rtsp-address 127.0.0.1:0 >"$prefix.out" 2>"$prefix.err" &
+    SERVER_PID=$!
+    BG_PIDS+=("$SERVER_PID")
+    SERVER_PORT=
+    for i in $(seq 100); do # at most ~10 s
+        if [ -s "$prefix.out" ]; then
+            SERVER_PORT=$(sed -n '1s/^livefeed serving RTSP on 127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' "$prefix.out" || true)
+        fi
+        if [ -n "$SERVER_PORT" ]; then return 0; fi
+        if ! kill -0 "$SERVER_PID" 2>/dev/null; then break; fi
+        sleep 0.1
+    done
+    echo "error: livefeed serve did not report its port; see $prefix.err" >&2
+    exit 1
+}
+
+stop_server() {
+    if [ -n "${SERVER_PID:-}" ]; then
+        kill "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+        SERVER_PID=
+    fi
+}
+
+# cpu_ticks PID: utime+stime of a live process, in clock ticks (fields 14 and 15 of
+# /proc/PID/stat, counted after the ")" that closes the command name).
+cpu_ticks() {
+    sed 's/^.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'
+}
+
+# tap_bitrate URL SECONDS FPS FILE: reads URL with `ffmpeg -c copy` for SECONDS of stream time
+# into FILE (raw H.264, Annex B), counts the access units with ffprobe and prints the
+# elementary-stream bitrate in kbit/s (bytes * 8 / (frames / FPS)), or "n/a".
+tap_bitrate() {
+    local url=$1 secs=$2 fps=$3 file=$4 bytes frames
+    if ! timeout $((secs + 20)) ffmpeg -hide_banner -loglevel error -rtsp_transport tcp \
+        -i "$url" -t "$secs" -c copy -f h264 -y "$file" 2>"$file.err"; then
+        echo "n/a"
+        return 0
+    fi
+    bytes=$(stat -c %s "$file")
+    frames=$(timeout 60 ffprobe -v error -count_packets -select_streams v:0 \
+        -show_entries stream=nb_read_packets -of csv=p=0 "$file" 2>/dev/null | head -1 | tr -dc 0-9)
+    if [ -z "$frames" ] || [ "$frames" -eq 0 ]; then
+        echo "n/a"
+        return 0
+    fi
+    python3 -c "import sys; b,f,r=map(float,sys.argv[1:]); print(f'{b*8/(f/r)/1000:.0f}')" "$bytes" "$frames" "$fps"
+}

@@ -1,0 +1,669 @@
+//! Bad RTSP input against a real `livefeed serve` (../shared/BAD_INPUTS.md, sections "RTSP
+//! messages" and "Interleaved framing and transports"). Each case checks what the offending
+//! connection gets (a 4xx/5xx with a reason, or a closed connection); meanwhile a livefeed
+//! publisher and receiver stream through the same server, and their run must be clean.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpStream, UdpSocket};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// A raw RTSP connection that reads responses itself (skipping interleaved frames).
+struct Raw {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Raw {
+    fn connect(server: &TestServer) -> Raw {
+        let stream = TcpStream::connect(server.addr()).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .expect("timeout");
+        Raw {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        // The server may close while we are still writing an oversized message.
+        let _ = self.stream.write_all(bytes);
+    }
+
+    /// Reads until one whole response is buffered; returns (status, head) or None if none came
+    /// within `timeout` or the connection closed.
+    fn response(&mut self, timeout: Duration) -> Option<(u16, String)> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(r) = self.take_response() {
+                return Some(r);
+            }
+            if Instant::now() > deadline || !self.fill() {
+                return None;
+            }
+        }
+    }
+
+    /// Reads more bytes; false on close or error (timeouts are not errors).
+    fn fill(&mut self) -> bool {
+        let mut chunk = [0u8; 65536];
+        match self.stream.read(&mut chunk) {
+            Ok(0) => false,
+            Ok(n) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                true
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn take_response(&mut self) -> Option<(u16, String)> {
+        // Skip whole interleaved frames with a cursor, then compact once.
+        let mut at = 0;
+        while self.buf.get(at) == Some(&b'$') {
+            let len = match self.buf.get(at + 2..at + 4) {
+                Some(l) => 4 + usize::from(u16::from_be_bytes([l[0], l[1]])),
+                None => break,
+            };
+            if self.buf.len() < at + len {
+                break;
+            }
+            at += len;
+        }
+        self.buf.drain(..at);
+        if self.buf.first() == Some(&b'$') {
+            return None;
+        }
+        let end = self.buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+        let head = String::from_utf8_lossy(&self.buf[..end]).into_owned();
+        let body_len = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Content-Length: "))
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .unwrap_or(0);
+        if self.buf.len() < end + body_len {
+            return None;
+        }
+        self.buf.drain(..end + body_len);
+        let status = head.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+        Some((status, head))
+    }
+
+    /// Whether the server closes the connection within `timeout`.
+    fn closed_within(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if !self.fill() {
+                return true;
+            }
+        }
+        false
+    }
+
+    fn request(&mut self, text: &str) -> (u16, String) {
+        self.send(text.as_bytes());
+        match self.response(Duration::from_secs(5)) {
+            Some(r) => r,
+            None => panic!(
+                "no response to:\n{text}\n(buffered {} bytes: {:?})",
+                self.buf.len(),
+                String::from_utf8_lossy(&self.buf[..self.buf.len().min(300)])
+            ),
+        }
+    }
+}
+
+/// A server with a livefeed publisher on `live` and a receiver reading it for `secs`.
+struct Streaming {
+    server: TestServer,
+    _publisher: Proc,
+    receiver: Proc,
+    secs: u64,
+}
+
+impl Streaming {
+    fn start(secs: u64) -> Streaming {
+        let server = TestServer::start();
+        let publisher = livefeed_publisher(&server.url("live"), "tcp", &[]);
+        wait_for_stream(&server.addr(), "live");
+        let mut cmd = livefeed();
+        cmd.args([
+            "receive",
+            "--url",
+            &server.url("live"),
+            "--duration",
+            &secs.to_string(),
+            "--json",
+        ]);
+        let receiver = Proc::spawn("livefeed receive", &mut cmd);
+        Streaming {
+            server,
+            _publisher: publisher,
+            receiver,
+            secs,
+        }
+    }
+
+    /// The receiver's run must be clean: every second of frames decoded, nothing lost.
+    fn assert_undisturbed(self) -> String {
+        let out = self.receiver.wait(Duration::from_secs(self.secs + 30));
+        out.assert_success();
+        let summary = json_summary(&out.stdout);
+        let min = (self.secs - 1) * 30 * 9 / 10;
+        assert!(
+            summary["frames_decoded"].as_u64().unwrap_or(0) >= min,
+            "receiver disturbed: {summary}"
+        );
+        for counter in ["lost", "mismatches", "decode_errors", "missing_timecode"] {
+            assert_eq!(
+                summary[counter], 0,
+                "receiver disturbed ({counter}): {summary}"
+            );
+        }
+        self.server.proc.kill_and_collect().stderr
+    }
+}
+
+enum Expect {
+    /// This status, then the connection is closed (framing errors desynchronize the stream).
+    StatusThenClose(u16),
+    /// One of these statuses; the connection may stay open.
+    Status(&'static [u16]),
+    /// No answer yet (incomplete message): the server waits, bounded by its timeouts.
+    NothingYet,
+}
+
+fn message_cases(addr: &str) -> Vec<(&'static str, Vec<u8>, Expect)> {
+    let url = format!("rtsp://{addr}/live");
+    let ok = |extra: &str| format!("OPTIONS {url} RTSP/1.0\r\nCSeq: 1\r\n{extra}\r\n").into_bytes();
+    vec![
+        (
+            "leading space",
+            format!(" OPTIONS {url} RTSP/1.0\r\nCSeq: 1\r\n\r\n").into_bytes(),
+            Expect::StatusThenClose(400),
+        ),
+        (
+            "leading tab",
+            format!("\tOPTIONS {url} RTSP/1.0\r\nCSeq: 1\r\n\r\n").into_bytes(),
+            Expect::StatusThenClose(400),
+        ),
+        (
+            "empty method",
+            format!(" {url} RTSP/1.0\r\nCSeq: 1\r\n\r\n").into_bytes(),
+            Expect::StatusThenClose(400),
+        ),
+        (
+            "huge method",
+            format!("{} {url} RTSP/1.0\r\nCSeq: 1\r\n\r\n", "A".repeat(5000)).into_bytes(),
+            Expect::StatusThenClose(400),
+        ),
+        (
+            "URL over 2 KiB",
+            format!(
+                "OPTIONS {url}/{} RTSP/1.0\r\nCSeq: 1\r\n\r\n",
+                "a".repeat(2100)
+            )
+            .into_bytes(),
+            Expect::StatusThenClose(414),
+        ),
+        (
+            "lowercase version",
+            format!("OPTIONS {url} rtsp/1.0\r\nCSeq: 1\r\n\r\n").into_bytes(),
+            Expect::StatusThenClose(400),
+        ),
+        (
+            "RTSP/2.0",
+            format!("OPTIONS {url} RTSP/2.0\r\nCSeq: 1\r\n\r\n").into_bytes(),
+            Expect::StatusThenClose(505),
+        ),
+        (
+            "HTTP version",
+            format!("OPTIONS {url} HTTP/1.1\r\nCSeq: 1\r\n\r\n").into_bytes(),
+            Expect::StatusThenClose(400),
+        ),
+        (
+            "bare LF",
+            format!("OPTIONS {url} RTSP/1.0\nCSeq: 1\n\n").into_bytes(),
+            Expect::StatusThenClose(400),
+        ),
+        (
+            "bare CR",
+            format!("OPTIONS {url} RTSP/1.0\rCSeq: 1\r\n\r\n").into_bytes(),
+            Expect::StatusThenClose(400),
+        ),
+        (
+            "NUL byte",
+            format!("OPTIONS {url} RTSP/1.0\r\nCSeq: 1\r\nX-A: a\0b\r\n\r\n").into_bytes(),
+            Expect::StatusThenClose(400),
+        ),
+        (
+            "CRLF injection in a value",
+            ok("X-A: a\rInjected: yes\r\n"),
+            Expect::StatusThenClose(400),
+        ),
+        (
+            "negative Content-Length",
+            ok("Content-Length: -5\r\n"),
+            Expect::StatusThenClose(400),
+        ),
+        (
+            "non-numeric Content-Length",
+            ok("Content-Length: ten\r\n"),
+            Expect::StatusThenClose(400),
+        ),
+        (
+            "duplicated Content-Length",
+            ok("Content-Length: 0\r\nContent-Length: 0\r\n"),
+            Expect::StatusThenClose(400),
+        ),
+        (
+            "Content-Length over the body limit",
+            ok("Content-Length: 200000\r\n"),
+            Expect::StatusThenClose(413),
+        ),
+        (
+            "Content-Length 2^63",
+            ok("Content-Length: 9223372036854775808\r\n"),
+            Expect::StatusThenClose(413),
+        ),
+        (
+            "Content-Length longer than what follows",
+            {
+                let mut m = ok("Content-Length: 100\r\n");
+                m.extend_from_slice(b"only ten..");
+                m
+            },
+            Expect::NothingYet,
+        ),
+        (
+            "body on a bodyless method",
+            {
+                let mut m = ok("Content-Length: 5\r\n");
+                m.extend_from_slice(b"hello");
+                m
+            },
+            Expect::Status(&[400]),
+        ),
+        (
+            "hundreds of headers",
+            ok(&"X-H: v\r\n".repeat(300)),
+            Expect::StatusThenClose(400),
+        ),
+        (
+            "over-long header value",
+            ok(&format!("X-Long: {}\r\n", "v".repeat(10_000))),
+            Expect::StatusThenClose(400),
+        ),
+        (
+            "over-long header name",
+            ok(&format!("{}: v\r\n", "K".repeat(10_000))),
+            Expect::StatusThenClose(400),
+        ),
+        (
+            "missing CSeq",
+            format!("OPTIONS {url} RTSP/1.0\r\n\r\n").into_bytes(),
+            Expect::StatusThenClose(400),
+        ),
+        (
+            "huge CSeq",
+            format!("OPTIONS {url} RTSP/1.0\r\nCSeq: 99999999999999999999999\r\n\r\n").into_bytes(),
+            Expect::StatusThenClose(400),
+        ),
+        (
+            "huge Session id",
+            ok(&format!("Session: {}\r\n", "s".repeat(6000))),
+            Expect::Status(&[400, 454]),
+        ),
+        (
+            "$ frame in the middle of a header",
+            ok("$\x01\x00\x02ab\r\n"),
+            Expect::StatusThenClose(400),
+        ),
+    ]
+}
+
+fn status_line_of(resp: &(u16, String)) -> String {
+    resp.1.lines().next().unwrap_or("").to_string()
+}
+
+#[test]
+fn malformed_messages_get_a_clear_error_and_other_clients_stream_on() {
+    let streaming = Streaming::start(8);
+    let addr = streaming.server.addr();
+    for (name, bytes, expect) in message_cases(&addr) {
+        let mut conn = Raw::connect(&streaming.server);
+        conn.send(&bytes);
+        match expect {
+            Expect::StatusThenClose(status) => {
+                let resp = conn
+                    .response(Duration::from_secs(5))
+                    .unwrap_or_else(|| panic!("{name}: no response"));
+                assert_eq!(resp.0, status, "{name}: {}", status_line_of(&resp));
+                assert!(
+                    status_line_of(&resp).len() > 13,
+                    "{name}: a reason phrase is given: {}",
+                    resp.1
+                );
+                assert!(
+                    conn.closed_within(Duration::from_secs(5)),
+                    "{name}: connection left open"
+                );
+            }
+            Expect::Status(allowed) => {
+                let resp = conn
+                    .response(Duration::from_secs(5))
+                    .unwrap_or_else(|| panic!("{name}: no response"));
+                assert!(
+                    allowed.contains(&resp.0),
+                    "{name}: {}",
+                    status_line_of(&resp)
+                );
+            }
+            Expect::NothingYet => {
+                assert!(
+                    conn.response(Duration::from_millis(500)).is_none(),
+                    "{name}: answered early"
+                );
+            }
+        }
+    }
+    let logs = streaming.assert_undisturbed();
+    assert!(
+        logs.contains("malformed RTSP input"),
+        "a log line names the cause:\n{logs}"
+    );
+    assert!(
+        logs.contains("peer=127.0.0.1:"),
+        "a log line names the peer:\n{logs}"
+    );
+}
+
+#[test]
+fn same_message_split_at_every_byte_gets_the_same_answer() {
+    let server = TestServer::start();
+    let addr = server.addr();
+    let message =
+        format!("OPTIONS rtsp://{addr}/live RTSP/1.0\r\nCSeq: 7\r\nUser-Agent: split\r\n\r\n");
+    let whole = {
+        let mut c = Raw::connect(&server);
+        c.request(&message)
+    };
+    assert_eq!(whole.0, 200);
+    // Byte by byte, with a pause so every byte arrives in its own read.
+    let mut c = Raw::connect(&server);
+    c.stream.set_nodelay(true).expect("nodelay");
+    for b in message.as_bytes() {
+        c.send(std::slice::from_ref(b));
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let split = c.response(Duration::from_secs(5)).expect("answered");
+    assert_eq!(split.0, 200);
+    assert!(split.1.contains("CSeq: 7"));
+}
+
+fn setup_tcp(conn: &mut Raw, url: &str, cseq: u32, extra: &str) -> (u16, String) {
+    conn.request(&format!("SETUP {url} RTSP/1.0\r\nCSeq: {cseq}\r\nTransport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n{extra}\r\n"))
+}
+
+fn session_of(head: &str) -> String {
+    head.lines()
+        .find_map(|l| l.strip_prefix("Session: "))
+        .and_then(|v| v.split(';').next())
+        .expect("Session header")
+        .to_string()
+}
+
+const SDP: &str = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=x\r\nt=0 0\r\nm=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=control:trackID=0\r\n";
+
+fn announce(conn: &mut Raw, url: &str) -> (u16, String) {
+    conn.request(&format!(
+        "ANNOUNCE {url} RTSP/1.0\r\nCSeq: 1\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{SDP}",
+        SDP.len()
+    ))
+}
+
+#[test]
+fn interleaved_framing_and_transport_abuse_is_refused_and_other_clients_stream_on() {
+    let streaming = Streaming::start(8);
+    let server = &streaming.server;
+    let url = server.url("live");
+
+    // `$` frames before any SETUP, on an unknown channel: the connection is closed.
+    for channel in [0u8, 5] {
+        let mut c = Raw::connect(server);
+        c.send(&[b'$', channel, 0, 4, 1, 2, 3, 4]);
+        assert!(
+            c.closed_within(Duration::from_secs(5)),
+            "frame on channel {channel} before SETUP"
+        );
+    }
+    // A frame on a channel that was never set up, after SETUP of 0-1.
+    let mut c = Raw::connect(server);
+    assert_eq!(setup_tcp(&mut c, &url, 1, "").0, 200);
+    c.send(&[b'$', 7, 0, 2, 9, 9]);
+    assert!(
+        c.closed_within(Duration::from_secs(5)),
+        "frame on channel 7 was never set up"
+    );
+    // Length 0xFFFF with a short body: the server waits for the rest (bounded by timeouts).
+    let mut c = Raw::connect(server);
+    c.send(&[b'$', 0, 0xff, 0xff, 1, 2, 3]);
+    assert!(c.response(Duration::from_millis(500)).is_none());
+
+    // Transport headers: odd/non-consecutive channels and ports, port 0, port 65536.
+    for (transport, status) in [
+        ("RTP/AVP/TCP;unicast;interleaved=1-2", 461),
+        ("RTP/AVP/TCP;unicast;interleaved=0-3", 461),
+        ("RTP/AVP;unicast;client_port=5001-5002", 461),
+        ("RTP/AVP;unicast;client_port=5000-5007", 461),
+        ("RTP/AVP;unicast;client_port=0-1", 461),
+        ("RTP/AVP;unicast;client_port=65536-65537", 400),
+        ("RTP/AVP;multicast;port=5000-5001", 461),
+    ] {
+        let mut c = Raw::connect(server);
+        let resp = c.request(&format!(
+            "SETUP {url} RTSP/1.0\r\nCSeq: 1\r\nTransport: {transport}\r\n\r\n"
+        ));
+        assert_eq!(resp.0, status, "{transport}: {}", status_line_of(&resp));
+    }
+    // SETUP twice in one session.
+    let mut c = Raw::connect(server);
+    let first = setup_tcp(&mut c, &url, 1, "");
+    let session = session_of(&first.1);
+    assert_eq!(
+        setup_tcp(&mut c, &url, 2, &format!("Session: {session}\r\n")).0,
+        459
+    );
+    // SETUP across paths: announced `a`, SETUP on `b`.
+    let mut c = Raw::connect(server);
+    assert_eq!(announce(&mut c, &server.url("across-a")).0, 200);
+    let resp = c.request(&format!(
+        "SETUP {}/trackID=0 RTSP/1.0\r\nCSeq: 2\r\nTransport: RTP/AVP/TCP;unicast;interleaved=0-1;mode=record\r\n\r\n",
+        server.url("across-b")
+    ));
+    assert_eq!(resp.0, 400, "{}", status_line_of(&resp));
+    // PLAY / RECORD without SETUP.
+    for method in ["PLAY", "RECORD"] {
+        let mut c = Raw::connect(server);
+        let resp = c.request(&format!("{method} {url} RTSP/1.0\r\nCSeq: 1\r\n\r\n"));
+        assert_eq!(resp.0, 455, "{method} without SETUP");
+    }
+    // A session id used from another connection.
+    let mut owner = Raw::connect(server);
+    let session = session_of(&setup_tcp(&mut owner, &url, 1, "").1);
+    let mut thief = Raw::connect(server);
+    let resp = thief.request(&format!(
+        "PLAY {url} RTSP/1.0\r\nCSeq: 1\r\nSession: {session}\r\n\r\n"
+    ));
+    assert_eq!(resp.0, 454);
+    // The owner still can.
+    let resp = owner.request(&format!(
+        "PLAY {url} RTSP/1.0\r\nCSeq: 2\r\nSession: {session}\r\n\r\n"
+    ));
+    assert_eq!(resp.0, 200);
+    // TEARDOWN while data flows: the answer arrives among the interleaved frames.
+    let resp = owner.request(&format!(
+        "TEARDOWN {url} RTSP/1.0\r\nCSeq: 3\r\nSession: {session}\r\n\r\n"
+    ));
+    assert_eq!(resp.0, 200);
+    let resp = owner.request(&format!("OPTIONS {url} RTSP/1.0\r\nCSeq: 4\r\n\r\n"));
+    assert_eq!(resp.0, 200, "the connection is usable after TEARDOWN");
+
+    streaming.assert_undisturbed();
+}
+
+#[test]
+fn a_publisher_flooding_zero_length_frames_is_survived() {
+    let streaming = Streaming::start(6);
+    let server = &streaming.server;
+    let url = server.url("flood");
+    let mut c = Raw::connect(server);
+    assert_eq!(announce(&mut c, &url).0, 200);
+    let resp = c.request(&format!(
+        "SETUP {url}/trackID=0 RTSP/1.0\r\nCSeq: 2\r\nTransport: RTP/AVP/TCP;unicast;interleaved=0-1;mode=record\r\n\r\n"
+    ));
+    assert_eq!(resp.0, 200);
+    let session = session_of(&resp.1);
+    assert_eq!(
+        c.request(&format!(
+            "RECORD {url} RTSP/1.0\r\nCSeq: 3\r\nSession: {session}\r\n\r\n"
+        ))
+        .0,
+        200
+    );
+    let flood: Vec<u8> = [b'$', 0, 0, 0].repeat(100_000);
+    c.send(&flood);
+    // Then 12-byte RTP packets with no payload, and garbage RTP.
+    let mut rtp = Vec::new();
+    for seq in 0..1000u16 {
+        rtp.extend_from_slice(&[b'$', 0, 0, 12, 0x80, 96]);
+        rtp.extend_from_slice(&seq.to_be_bytes());
+        rtp.extend_from_slice(&[0; 8]);
+        rtp.extend_from_slice(&[b'$', 0, 0, 3, 0x00, 0xff, 0xff]);
+    }
+    c.send(&rtp);
+    let resp = c.request(&format!(
+        "GET_PARAMETER {url} RTSP/1.0\r\nCSeq: 4\r\nSession: {session}\r\n\r\n"
+    ));
+    assert_eq!(resp.0, 200, "the flooding connection is still served");
+    streaming.assert_undisturbed();
+}
+
+#[test]
+fn destination_in_transport_is_never_honoured() {
+    // The server only accepts an even RTP port: ask the OS until it gives one (bounded).
+    let (rtp, port) = (0..100)
+        .map(|_| UdpSocket::bind("127.0.0.1:0").expect("bind"))
+        .map(|s| {
+            let port = s.local_addr().expect("addr").port();
+            (s, port)
+        })
+        .find(|(_, port)| port % 2 == 0)
+        .expect("an even port");
+    let streaming = Streaming::start(4);
+    let server = &streaming.server;
+    rtp.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let url = server.url("live");
+    let mut c = Raw::connect(server);
+    let resp = c.request(&format!(
+        "SETUP {url}/trackID=0 RTSP/1.0\r\nCSeq: 1\r\nTransport: RTP/AVP;unicast;destination=203.0.113.9;client_port={port}-{}\r\n\r\n",
+        port + 1
+    ));
+    assert_eq!(resp.0, 200, "{}", resp.1);
+    assert!(
+        !resp.1.contains("203.0.113.9"),
+        "the reply must not echo a foreign destination:\n{}",
+        resp.1
+    );
+    let session = session_of(&resp.1);
+    assert_eq!(
+        c.request(&format!(
+            "PLAY {url} RTSP/1.0\r\nCSeq: 2\r\nSession: {session}\r\n\r\n"
+        ))
+        .0,
+        200
+    );
+    let mut buf = [0u8; 2048];
+    let (n, from) = rtp
+        .recv_from(&mut buf)
+        .expect("RTP arrives at the RTSP peer's own address");
+    assert!(n >= 12 && buf[0] >> 6 == 2, "an RTP packet");
+    assert!(from.ip().is_loopback());
+    streaming.assert_undisturbed();
+}
+
+#[test]
+fn rapid_setup_teardown_churn_leaves_the_server_flat() {
+    let streaming = Streaming::start(10);
+    let server = &streaming.server;
+    let pid = server.proc.pid();
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    let url = server.url("live");
+    let mut c = Raw::connect(server);
+    let before = fds();
+    let start = Instant::now();
+    let mut cycles = 0u32;
+    // Tens of thousands of SETUP/TEARDOWN on one connection, every 10th with PLAY, bounded in time.
+    while cycles < 20_000 && start.elapsed() < Duration::from_secs(6) {
+        let session = session_of(&setup_tcp(&mut c, &url, cycles * 3, "").1);
+        if cycles.is_multiple_of(10) {
+            assert_eq!(
+                c.request(&format!(
+                    "PLAY {url} RTSP/1.0\r\nCSeq: {}\r\nSession: {session}\r\n\r\n",
+                    cycles * 3 + 1
+                ))
+                .0,
+                200
+            );
+        }
+        let resp = c.request(&format!(
+            "TEARDOWN {url} RTSP/1.0\r\nCSeq: {}\r\nSession: {session}\r\n\r\n",
+            cycles * 3 + 2
+        ));
+        assert_eq!(resp.0, 200);
+        cycles += 1;
+    }
+    assert!(cycles >= 1000, "only {cycles} cycles");
+    // Many short connections too.
+    for i in 0..300 {
+        let mut c = Raw::connect(server);
+        assert_eq!(setup_tcp(&mut c, &url, i, "").0, 200);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let after = fds();
+    assert!(
+        after <= before + 10,
+        "file descriptors grew from {before} to {after} after {cycles} cycles"
+    );
+    // UDP sessions bind sockets: they must be released on TEARDOWN and on close.
+    for i in 0..200u32 {
+        let mut c = Raw::connect(server);
+        let port = 40000 + 2 * i;
+        let resp = c.request(&format!("SETUP {url} RTSP/1.0\r\nCSeq: 1\r\nTransport: RTP/AVP;unicast;client_port={port}-{}\r\n\r\n", port + 1));
+        assert_eq!(resp.0, 200);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let after_udp = fds();
+    assert!(
+        after_udp <= before + 10,
+        "UDP sockets leaked: {before} → {after_udp}"
+    );
+    streaming.assert_undisturbed();
+}

@@ -1,0 +1,308 @@
+//! Helpers for tests that run real processes: the livefeed binary, ffmpeg, GStreamer.
+//!
+//! Every process is started through [`Proc`], which kills it (by PID, only ours) when dropped,
+//! even when the test fails. Servers bind port 0 and report the port they got.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// A child process that is killed when dropped. Its stdout and stderr are drained from the
+/// start by background threads, so a chatty process never blocks on a full pipe.
+pub struct Proc {
+    pub name: String,
+    child: Option<Child>,
+    stdout: Arc<Mutex<String>>,
+    stderr: Arc<Mutex<String>>,
+    lines: Option<mpsc::Receiver<String>>,
+    readers: Vec<thread::JoinHandle<()>>,
+}
+
+impl Proc {
+    /// Starts `cmd` with piped stdout/stderr.
+    pub fn spawn(name: &str, cmd: &mut Command) -> Proc {
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name} ({e}); .ci/run installs it"));
+        Proc::from_child(name, child)
+    }
+
+    /// Guards an already started child (draining whichever of its outputs are piped).
+    pub fn from_child(name: &str, mut child: Child) -> Proc {
+        let stdout = Arc::new(Mutex::new(String::new()));
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = mpsc::channel();
+        let mut readers = Vec::new();
+        if let Some(out) = child.stdout.take() {
+            readers.push(drain(out, stdout.clone(), Some(tx)));
+        }
+        if let Some(err) = child.stderr.take() {
+            readers.push(drain(err, stderr.clone(), None));
+        }
+        Proc {
+            name: name.to_string(),
+            child: Some(child),
+            stdout,
+            stderr,
+            lines: Some(rx),
+            readers,
+        }
+    }
+
+    /// Waits up to `timeout` for the process to exit; returns what it printed.
+    /// Kills it if it does not exit in time.
+    pub fn wait(mut self, timeout: Duration) -> Output {
+        let mut child = self.child.take().expect("not yet waited");
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                break Some(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            thread::sleep(Duration::from_millis(20));
+        };
+        for reader in self.readers.drain(..) {
+            let _ = reader.join();
+        }
+        Output {
+            name: self.name.clone(),
+            success: status.is_some_and(|s| s.success()),
+            timed_out: status.is_none(),
+            stdout: lock(&self.stdout).clone(),
+            stderr: lock(&self.stderr).clone(),
+        }
+    }
+
+    /// Kills the process and returns what it printed.
+    pub fn kill_and_collect(mut self) -> Output {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+        }
+        self.wait(Duration::from_secs(5))
+    }
+
+    /// Waits for a stdout line matching `pred` (returned), or panics after `timeout`.
+    pub fn wait_for_line(&mut self, timeout: Duration, pred: impl Fn(&str) -> bool) -> String {
+        let lines = self.lines.as_ref().expect("stdout piped");
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match lines.recv_timeout(left) {
+                Ok(line) if pred(&line) => return line,
+                Ok(_) => {}
+                Err(_) => panic!(
+                    "{} did not print the expected line within {timeout:?}; stderr:\n{}",
+                    self.name,
+                    lock(&self.stderr)
+                ),
+            }
+        }
+    }
+
+    /// The PID.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn lock(s: &Mutex<String>) -> std::sync::MutexGuard<'_, String> {
+    s.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn drain<R: Read + Send + 'static>(
+    r: R,
+    into: Arc<Mutex<String>>,
+    lines: Option<mpsc::Sender<String>>,
+) -> thread::JoinHandle<()> {
+    thread::spawn(move || {
+        for line in BufReader::new(r).lines().map_while(Result::ok) {
+            if let Some(tx) = &lines {
+                let _ = tx.send(line.clone());
+            }
+            let mut all = lock(&into);
+            all.push_str(&line);
+            all.push('\n');
+        }
+    })
+}
+
+/// What a finished process printed.
+#[derive(Debug)]
+pub struct Output {
+    pub name: String,
+    pub success: bool,
+    pub timed_out: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    /// Panics with everything the process printed unless it succeeded.
+    pub fn assert_success(&self) -> &Self {
+        assert!(
+            self.success,
+            "{} failed (timed out: {})\n--- stdout\n{}\n--- stderr\n{}",
+            self.name, self.timed_out, self.stdout, self.stderr
+        );
+        self
+    }
+}
+
+/// The livefeed binary under test.
+pub fn livefeed() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_livefeed"));
+    cmd.env("RUST_LOG", "info");
+    cmd
+}
+
+/// A running `livefeed serve` on a free loopback port.
+pub struct TestServer {
+    pub proc: Proc,
+    pub port: u16,
+}
+
+impl TestServer {
+    pub fn start() -> TestServer {
+        Self::start_with(&[])
+    }
+
+    pub fn start_with(extra: &[&str]) -> TestServer {
+        let mut cmd = livefeed();
+        cmd.args(["serve", "--rtsp-address", "127.0.0.1:0"])
+            .args(extra);
+        let mut proc = Proc::spawn("livefeed serve", &mut cmd);
+        let line = proc.wait_for_line(Duration::from_secs(20), |l| {
+            l.starts_with("livefeed serving RTSP on ")
+        });
+        let addr = line
+            .trim_start_matches("livefeed serving RTSP on ")
+            .split_whitespace()
+            .next()
+            .expect("address");
+        let port = addr
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("port");
+        TestServer { proc, port }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("rtsp://127.0.0.1:{}/{path}", self.port)
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+/// Starts `livefeed publish` of the test pattern to `url`.
+pub fn livefeed_publisher(url: &str, transport: &str, extra: &[&str]) -> Proc {
+    let mut cmd = livefeed();
+    cmd.args(["publish", "--url", url, "--transport", transport])
+        .args(extra);
+    Proc::spawn("livefeed publish", &mut cmd)
+}
+
+/// Starts ffmpeg publishing `testsrc2` at 640x480 to `url` for `secs`.
+pub fn ffmpeg_publisher(url: &str, transport: &str, secs: u32) -> Proc {
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args([
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-re",
+        "-f",
+        "lavfi",
+        "-i",
+    ])
+    .arg("testsrc2=size=640x480:rate=30")
+    .args(["-t", &secs.to_string()])
+    .args([
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-tune",
+        "zerolatency",
+        "-pix_fmt",
+        "yuv420p",
+        "-g",
+        "30",
+    ])
+    .args(["-f", "rtsp", "-rtsp_transport", transport, url]);
+    Proc::spawn("ffmpeg publisher", &mut cmd)
+}
+
+/// Runs a command to completion with a timeout.
+pub fn run(name: &str, cmd: &mut Command, timeout: Duration) -> Output {
+    Proc::spawn(name, cmd).wait(timeout)
+}
+
+/// Retries `attempt` until it succeeds or `timeout` passes (e.g. until a publisher is live).
+pub fn retry<T>(timeout: Duration, mut attempt: impl FnMut() -> Result<T, String>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match attempt() {
+            Ok(v) => return v,
+            Err(e) if Instant::now() > deadline => panic!("gave up after {timeout:?}: {e}"),
+            Err(_) => thread::sleep(Duration::from_millis(200)),
+        }
+    }
+}
+
+/// Waits until a stream is being published on `url`: an RTSP DESCRIBE answers 200.
+pub fn wait_for_stream(addr: &str, path: &str) {
+    retry(Duration::from_secs(20), || {
+        let resp = raw_exchange(
+            addr,
+            &format!("DESCRIBE rtsp://{addr}/{path} RTSP/1.0\r\nCSeq: 1\r\n\r\n"),
+        );
+        if resp.starts_with("RTSP/1.0 200") {
+            Ok(())
+        } else {
+            Err(resp)
+        }
+    })
+}
+
+/// Sends raw bytes and returns what the server answers until it closes or 2 s pass.
+pub fn raw_exchange(addr: &str, request: &str) -> String {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
+    stream.write_all(request.as_bytes()).expect("write");
+    let mut buf = vec![0u8; 8192];
+    let n = stream.read(&mut buf).unwrap_or(0);
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+/// The last JSON line with `"summary":true` in a livefeed `--json` run's stdout.
+pub fn json_summary(stdout: &str) -> serde_json::Value {
+    stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .rfind(|v| v["summary"] == true)
+        .unwrap_or_else(|| panic!("no summary in output:\n{stdout}"))
+}

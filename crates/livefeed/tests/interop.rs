@@ -1,0 +1,366 @@
+//! Interop with RTSP peers no one here wrote: ffmpeg/ffprobe and GStreamer, publishing into
+//! and reading from a real `livefeed serve` process, plus livefeed's own publisher, receiver
+//! and demo as processes.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+/// Frames ffmpeg decoded from `url`: counts `framecrc` lines; fails on any decode error.
+fn ffmpeg_decode(url: &str, transport: &str, frames: u32) -> Result<usize, String> {
+    let out = run(
+        "ffmpeg reader",
+        Command::new("ffmpeg")
+            .args([
+                "-hide_banner",
+                "-v",
+                "error",
+                "-xerror",
+                "-rtsp_transport",
+                transport,
+                "-i",
+                url,
+            ])
+            .args(["-frames:v", &frames.to_string(), "-f", "framecrc", "-"]),
+        Duration::from_secs(30),
+    );
+    if !out.success {
+        return Err(format!("ffmpeg failed: {}", out.stderr));
+    }
+    if !out.stderr.trim().is_empty() {
+        return Err(format!("ffmpeg reported errors: {}", out.stderr));
+    }
+    Ok(out.stdout.lines().filter(|l| !l.starts_with('#')).count())
+}
+
+fn ffmpeg_publish_then_read(publish_transport: &str, read_transport: &str) {
+    let server = TestServer::start();
+    let _publisher = ffmpeg_publisher(&server.url("ff"), publish_transport, 30);
+    wait_for_stream(&server.addr(), "ff");
+    let frames = retry(Duration::from_secs(10), || {
+        ffmpeg_decode(&server.url("ff"), read_transport, 90)
+    });
+    assert!(frames >= 90, "ffmpeg decoded only {frames} frames");
+}
+
+#[test]
+fn ffmpeg_publishes_over_tcp_and_ffmpeg_reads_90_frames_back() {
+    ffmpeg_publish_then_read("tcp", "tcp");
+}
+
+#[test]
+fn ffmpeg_publishes_over_udp_and_ffmpeg_reads_90_frames_back_over_udp() {
+    ffmpeg_publish_then_read("udp", "udp");
+}
+
+#[test]
+fn ffprobe_reports_h264_640x480_on_livefeeds_own_stream() {
+    let server = TestServer::start();
+    let _publisher = livefeed_publisher(&server.url("live"), "tcp", &[]);
+    wait_for_stream(&server.addr(), "live");
+    let out = run(
+        "ffprobe",
+        Command::new("ffprobe")
+            .args([
+                "-v",
+                "error",
+                "-rtsp_transport",
+                "tcp",
+                "-show_entries",
+                "stream=codec_name,profile,width,height",
+            ])
+            .args(["-of", "csv=p=0", &server.url("live")]),
+        Duration::from_secs(20),
+    );
+    out.assert_success();
+    let line = out.stdout.trim();
+    assert!(line.starts_with("h264,"), "{line}");
+    assert!(line.ends_with(",640,480"), "{line}");
+    assert!(
+        line.contains("Baseline"),
+        "constrained baseline expected: {line}"
+    );
+    // And ffmpeg decodes livefeed's stream without a single error.
+    let frames = ffmpeg_decode(&server.url("live"), "udp", 60).expect("decodes");
+    assert!(frames >= 60);
+}
+
+#[test]
+fn gstreamer_rtspclientsink_publishes_and_rtspsrc_plays_over_tcp_and_udp() {
+    let server = TestServer::start();
+    let mut publisher = Command::new("gst-launch-1.0");
+    publisher
+        .args([
+            "-q",
+            "videotestsrc",
+            "is-live=true",
+            "pattern=ball",
+            "!",
+            "video/x-raw,width=640,height=480,framerate=30/1",
+        ])
+        .args([
+            "!",
+            "x264enc",
+            "tune=zerolatency",
+            "speed-preset=ultrafast",
+            "key-int-max=30",
+            "!",
+            "video/x-h264,profile=baseline",
+        ])
+        .args([
+            "!",
+            "rtspclientsink",
+            &format!("location={}", server.url("gst")),
+        ]);
+    let _publisher = Proc::spawn("gst publisher", &mut publisher);
+    wait_for_stream(&server.addr(), "gst");
+    for protocol in ["tcp", "udp"] {
+        let out = run(
+            "gst rtspsrc",
+            Command::new("gst-launch-1.0")
+                .args([
+                    "rtspsrc",
+                    &format!("location={}", server.url("gst")),
+                    &format!("protocols={protocol}"),
+                ])
+                .args([
+                    "!",
+                    "rtph264depay",
+                    "!",
+                    "avdec_h264",
+                    "!",
+                    "fakesink",
+                    "num-buffers=60",
+                    "sync=false",
+                ]),
+            Duration::from_secs(30),
+        );
+        out.assert_success();
+        assert!(
+            out.stdout.contains("Got EOS"),
+            "rtspsrc over {protocol} did not reach EOS:\n{}",
+            out.stdout
+        );
+        assert!(!out.stderr.contains("ERROR"), "{}", out.stderr);
+    }
+}
+
+/// livefeed's receiver decodes livefeed's publisher with every frame's SEI stamp and pixel
+/// timecode agreeing.
+fn livefeed_publish_receive(transport: &str) {
+    let server = TestServer::start();
+    let _publisher = livefeed_publisher(&server.url("live"), transport, &[]);
+    wait_for_stream(&server.addr(), "live");
+    let mut cmd = livefeed();
+    cmd.args([
+        "receive",
+        "--url",
+        &server.url("live"),
+        "--transport",
+        transport,
+        "--duration",
+        "4",
+        "--json",
+    ]);
+    let out = run("livefeed receive", &mut cmd, Duration::from_secs(30));
+    out.assert_success();
+    let summary = json_summary(&out.stdout);
+    let decoded = summary["frames_decoded"].as_u64().expect("count");
+    assert!(decoded >= 90, "decoded {decoded} frames in 4 s: {summary}");
+    assert_eq!(summary["mismatches"], 0, "{summary}");
+    assert_eq!(summary["missing_timecode"], 0, "{summary}");
+    assert_eq!(summary["decode_errors"], 0, "{summary}");
+    for stage in ["capture_to_received", "capture_to_decoded"] {
+        let count = summary["stages"][stage]["count"].as_u64().unwrap_or(0);
+        assert_eq!(
+            count,
+            summary["frames_decoded"].as_u64().unwrap_or(0).max(count),
+            "{stage}: {summary}"
+        );
+        assert!(count >= 90, "{stage} measured on {count} frames: {summary}");
+    }
+}
+
+#[test]
+fn livefeed_receiver_reads_livefeed_publisher_over_tcp() {
+    livefeed_publish_receive("tcp");
+}
+
+#[test]
+fn livefeed_receiver_reads_livefeed_publisher_over_udp() {
+    livefeed_publish_receive("udp");
+}
+
+#[test]
+fn livefeed_receiver_reads_an_ffmpeg_publisher_without_stamps() {
+    let server = TestServer::start();
+    let _publisher = ffmpeg_publisher(&server.url("ff"), "tcp", 30);
+    wait_for_stream(&server.addr(), "ff");
+    let mut cmd = livefeed();
+    cmd.args([
+        "receive",
+        "--url",
+        &server.url("ff"),
+        "--duration",
+        "3",
+        "--json",
+    ]);
+    let out = run("livefeed receive", &mut cmd, Duration::from_secs(30));
+    out.assert_success();
+    let summary = json_summary(&out.stdout);
+    assert!(
+        summary["frames_decoded"].as_u64().unwrap_or(0) >= 60,
+        "{summary}"
+    );
+    assert_eq!(summary["decode_errors"], 0, "{summary}");
+}
+
+#[test]
+fn receive_exits_non_zero_with_a_clear_message_when_there_is_no_stream() {
+    let server = TestServer::start();
+    let mut cmd = livefeed();
+    cmd.args(["receive", "--url", &server.url("nothing-here")]);
+    let out = run("livefeed receive", &mut cmd, Duration::from_secs(20));
+    assert!(!out.success && !out.timed_out, "{out:?}");
+    assert!(
+        out.stderr.contains("cannot read the stream"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("404"), "{}", out.stderr);
+}
+
+#[test]
+fn receive_exits_non_zero_when_no_server_listens() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let mut cmd = livefeed();
+    cmd.args([
+        "receive",
+        "--url",
+        &format!("rtsp://127.0.0.1:{port}/live"),
+        "--timeout",
+        "2",
+    ]);
+    let out = run("livefeed receive", &mut cmd, Duration::from_secs(20));
+    assert!(!out.success && !out.timed_out, "{out:?}");
+    assert!(out.stderr.contains("is it running?"), "{}", out.stderr);
+}
+
+#[test]
+fn the_demo_runs_end_to_end_and_measures_every_stage() {
+    let mut cmd = livefeed();
+    cmd.args(["--duration", "4", "--json", "--rtsp-address", "127.0.0.1:0"]);
+    let out = run("livefeed demo", &mut cmd, Duration::from_secs(60));
+    out.assert_success();
+    let per_second: Vec<serde_json::Value> = out
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|v: &serde_json::Value| v.get("summary").is_none())
+        .collect();
+    assert!(
+        per_second.len() >= 3,
+        "one object per second expected:\n{}",
+        out.stdout
+    );
+    let summary = json_summary(&out.stdout);
+    assert!(
+        summary["frames_decoded"].as_u64().unwrap_or(0) >= 90,
+        "{summary}"
+    );
+    assert_eq!(summary["mismatches"], 0, "{summary}");
+    for stage in [
+        "capture_to_encoded",
+        "capture_to_ingest",
+        "capture_to_received",
+        "capture_to_decoded",
+        "server_ingest_to_egress",
+    ] {
+        let p50 = summary["stages"][stage]["p50"].as_f64();
+        assert!(
+            p50.is_some_and(|v| v >= 0.0),
+            "{stage} not measured: {summary}"
+        );
+    }
+}
+
+#[test]
+fn the_demo_prints_human_status_lines() {
+    let mut cmd = livefeed();
+    cmd.args([
+        "--duration",
+        "2.5",
+        "--rtsp-address",
+        "127.0.0.1:0",
+        "--transport",
+        "udp",
+    ]);
+    let out = run("livefeed demo", &mut cmd, Duration::from_secs(60));
+    out.assert_success();
+    let status: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("pub "))
+        .collect();
+    assert!(status.len() >= 2, "{}", out.stdout);
+    assert!(status[1].contains("decoded p50"), "{}", status[1]);
+    assert!(out.stdout.contains("summary:"), "{}", out.stdout);
+}
+
+#[test]
+fn publish_accepts_raw_frames_on_stdin_from_ffmpeg() {
+    let server = TestServer::start();
+    let mut ffmpeg = std::process::Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-re",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x240:rate=25",
+        ])
+        .args(["-t", "20", "-pix_fmt", "yuv420p", "-f", "yuv4mpegpipe", "-"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("ffmpeg starts");
+    let frames = ffmpeg.stdout.take().expect("piped");
+    let _ffmpeg = Proc::from_child("ffmpeg y4m", ffmpeg);
+    let publisher = livefeed()
+        .args(["publish", "--url", &server.url("y4m"), "--input", "-"])
+        .stdin(std::process::Stdio::from(frames))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("livefeed publish starts");
+    let _publisher = Proc::from_child("livefeed publish --input -", publisher);
+    wait_for_stream(&server.addr(), "y4m");
+    let out = run(
+        "ffprobe",
+        Command::new("ffprobe")
+            .args([
+                "-v",
+                "error",
+                "-rtsp_transport",
+                "tcp",
+                "-show_entries",
+                "stream=width,height",
+                "-of",
+                "csv=p=0",
+            ])
+            .arg(server.url("y4m")),
+        Duration::from_secs(20),
+    );
+    out.assert_success();
+    assert_eq!(out.stdout.trim(), "320,240");
+}
