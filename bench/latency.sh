@@ -34,7 +34,7 @@ echo "# livefeed latency benchmark (bench/latency.sh)"
 echo
 echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
 echo "- binary: $BIN ($(stat -c '%y' "$BIN" | cut -d. -f1))"
-echo "- source: $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?')$(cd "$ROOT" && [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ] && echo ' + uncommitted changes' || true)"
+echo "- checkout at run time: $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?')$(cd "$ROOT" && [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ] && echo ' + uncommitted changes' || true) (the binary is as old as its build time above)"
 echo "- machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
 echo "- logs and raw JSON: $OUT_DIR"
 echo
@@ -91,7 +91,7 @@ if [ "$PROBE_BITRATE" = 1 ]; then
             -show_entries stream=nb_read_packets -of csv=p=0 "$OUT_DIR/$tag.h264" 2>/dev/null | head -1 || true)
         # The publisher stops by itself after PROBE_SECS + 4 s; bounded wait, then stop it.
         for _ in $(seq 100); do kill -0 "$pub" 2>/dev/null || break; sleep 0.1; done
-        kill "$pub" 2>/dev/null || true
+        kill_tree "$pub"
         wait "$pub" 2>/dev/null || true
         stop_server
         echo "| $res @ $FRAMERATE | $kbps | $rate | ${frames:-n/a} |"

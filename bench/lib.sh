@@ -22,13 +22,19 @@ require_tool() { # NAME WHY
     fi
 }
 
-# Background processes we started; stopped by PID on exit (never by name).
+# Background processes we started; stopped by PID on exit (never by name). A background
+# shell function is a subshell, so its children (found by parent PID) are stopped too.
 BG_PIDS=()
+kill_tree() { # PID [DEPTH]
+    local pid=$1 depth=${2:-0} child
+    if [ "$depth" -lt 4 ]; then
+        for child in $(ps -o pid= --ppid "$pid" 2>/dev/null); do kill_tree "$child" $((depth + 1)); done
+    fi
+    if kill -0 "$pid" 2>/dev/null; then kill "$pid" 2>/dev/null || true; fi
+}
 bench_cleanup() {
     local p
-    for p in "${BG_PIDS[@]}"; do
-        if kill -0 "$p" 2>/dev/null; then kill "$p" 2>/dev/null || true; fi
-    done
+    for p in "${BG_PIDS[@]}"; do kill_tree "$p"; done
     for p in "${BG_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
     BG_PIDS=()
 }

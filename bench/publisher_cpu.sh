@@ -14,15 +14,22 @@
 # ratio livefeed / ffmpeg. Unless PROBE_BITRATE=0 it then measures what bitrate each publisher
 # actually produced, in a separate short run with one `ffmpeg -c copy` reader.
 #
+# SOURCE=testsrc2 is the same comparison on identical pictures: one ffmpeg makes testsrc2
+# frames in real time (-re ... -f yuv4mpegpipe -) and pipes them into either publisher
+# (`livefeed publish --input -` or `ffmpeg -f yuv4mpegpipe -i - <same libx264 options>`); only
+# the publisher is timed, so picture generation is left out of both figures.
+#
 # Builds nothing: expects target/release/livefeed (cargo build --release).
-# Environment: DURATION (30), REPEAT (3), PROBE_BITRATE (1), PROBE_SECS (10),
-#              OUT_DIR (a new /tmp/livefeed-bench.* dir).
+# Environment: DURATION (30), REPEAT (3), SOURCE (pattern | testsrc2), PROBE_BITRATE (1),
+#              PROBE_SECS (10), OUT_DIR (a new /tmp/livefeed-bench.* dir).
 # Takes about REPEAT × 2 × (DURATION + 3) s, plus 2 × (PROBE_SECS + 6) s for the probe.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 DURATION=${DURATION:-30}
 REPEAT=${REPEAT:-3}
+SOURCE=${SOURCE:-pattern}
+case "$SOURCE" in pattern | testsrc2) ;; *) echo "error: SOURCE must be pattern or testsrc2" >&2; exit 2 ;; esac
 PROBE_BITRATE=${PROBE_BITRATE:-1}
 PROBE_SECS=${PROBE_SECS:-10}
 OUT_DIR=${OUT_DIR:-$(mktemp -d /tmp/livefeed-bench.XXXXXX)}
@@ -41,21 +48,58 @@ if ! ffmpeg -hide_banner -encoders 2>/dev/null | grep libx264 >/dev/null; then
 fi
 CLK_TCK=$(getconf CLK_TCK)
 
+# The publisher commands, one word per line (P = port, SECS = seconds to publish).
 livefeed_cmd() { # PORT SECS
-    echo "$BIN" publish --url "rtsp://127.0.0.1:$1/lf" --resolution 1280x720 --framerate 30 \
-        --bitrate 4000 --duration "$2" --json
+    if [ "$SOURCE" = pattern ]; then
+        printf '%s\n' "$BIN" publish --url "rtsp://127.0.0.1:$1/lf" --resolution 1280x720 \
+            --framerate 30 --bitrate 4000 --duration "$2" --json
+    else # frames from the feeder on stdin; stops at its end
+        printf '%s\n' "$BIN" publish --url "rtsp://127.0.0.1:$1/lf" --input - --bitrate 4000 --json
+    fi
 }
 ffmpeg_cmd() { # PORT SECS
-    echo ffmpeg -hide_banner -loglevel error -re -f lavfi -i testsrc2=size=1280x720:rate=30 \
-        -t "$2" -c:v libx264 -preset ultrafast -tune zerolatency -pix_fmt yuv420p \
-        -f rtsp -rtsp_transport tcp "rtsp://127.0.0.1:$1/ff"
+    if [ "$SOURCE" = pattern ]; then
+        printf '%s\n' ffmpeg -hide_banner -loglevel error -re -f lavfi -i testsrc2=size=1280x720:rate=30 \
+            -t "$2" -c:v libx264 -preset ultrafast -tune zerolatency -pix_fmt yuv420p \
+            -f rtsp -rtsp_transport tcp "rtsp://127.0.0.1:$1/ff"
+    else
+        printf '%s\n' ffmpeg -hide_banner -loglevel error -f yuv4mpegpipe -i - \
+            -c:v libx264 -preset ultrafast -tune zerolatency -pix_fmt yuv420p \
+            -f rtsp -rtsp_transport tcp "rtsp://127.0.0.1:$1/ff"
+    fi
+}
+feeder_cmd() { # SECS: real-time testsrc2 frames as y4m on stdout (SOURCE=testsrc2 only)
+    printf '%s\n' ffmpeg -hide_banner -loglevel error -re -f lavfi -i testsrc2=size=1280x720:rate=30 \
+        -t "$1" -pix_fmt yuv420p -f yuv4mpegpipe -
+}
+show() { tr '\n' ' ' | sed "s| $||; s|^$BIN|target/release/livefeed|"; }
+
+# run_publisher NAME SECS LOGPREFIX [TIMEFILE]: runs one publisher to its end (bounded by
+# timeout), timed by /usr/bin/time when TIMEFILE is given; returns the publisher's exit status.
+run_publisher() {
+    local name=$1 secs=$2 log=$3 tf=${4:-} cmd feeder status=0
+    if [ "$name" = livefeed ]; then
+        mapfile -t cmd < <(livefeed_cmd "$P" "$secs")
+    else
+        mapfile -t cmd < <(ffmpeg_cmd "$P" "$secs")
+    fi
+    if [ -n "$tf" ]; then cmd=(/usr/bin/time -o "$tf" -f '%U %S %e' "${cmd[@]}"); fi
+    if [ "$SOURCE" = pattern ]; then
+        timeout $((secs + 60)) "${cmd[@]}" >"$log.out" 2>"$log.err" </dev/null || status=$?
+    else
+        mapfile -t feeder < <(feeder_cmd "$secs")
+        timeout $((secs + 60)) "${feeder[@]}" 2>"$log.feeder.err" </dev/null |
+            timeout $((secs + 60)) "${cmd[@]}" >"$log.out" 2>"$log.err" || true
+        status=${PIPESTATUS[1]}
+    fi
+    return "$status"
 }
 
 echo "# livefeed publisher CPU benchmark (bench/publisher_cpu.sh)"
 echo
 echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
 echo "- binary: $BIN ($(stat -c '%y' "$BIN" | cut -d. -f1))"
-echo "- source: $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?')$(cd "$ROOT" && [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ] && echo ' + uncommitted changes' || true)"
+echo "- checkout at run time: $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?')$(cd "$ROOT" && [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ] && echo ' + uncommitted changes' || true) (the binary is as old as its build time above)"
 echo "- machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
 echo "- ffmpeg: $(ffmpeg -hide_banner -version | head -1)"
 echo "- logs: $OUT_DIR"
@@ -65,10 +109,13 @@ start_server "$OUT_DIR/server"
 P=$SERVER_PORT
 echo "Server: \`target/release/livefeed serve --rtsp-address 127.0.0.1:0\` → port $P (pid $SERVER_PID)"
 echo
-echo "Commands (P = that port):"
+echo "Source: $SOURCE. Commands (P = that port):"
 echo
-echo "- livefeed: \`$(livefeed_cmd P "$DURATION" | sed "s|^$BIN|target/release/livefeed|")\`"
-echo "- ffmpeg:   \`$(ffmpeg_cmd P "$DURATION")\`"
+if [ "$SOURCE" = testsrc2 ]; then
+    echo "- feeder (not timed), piped into each publisher: \`$(feeder_cmd "$DURATION" | show)\`"
+fi
+echo "- livefeed: \`$(livefeed_cmd P "$DURATION" | show)\`"
+echo "- ffmpeg:   \`$(ffmpeg_cmd P "$DURATION" | show)\`"
 echo
 echo "each run as \`/usr/bin/time -f '%U %S %e' COMMAND\`; CPU s = user + sys (all threads, children included)."
 echo
@@ -78,21 +125,13 @@ RESULTS=$OUT_DIR/results.tsv
 
 # measure RUN ORDER NAME: runs one publisher to completion and appends a row to $RESULTS.
 measure() {
-    local run=$1 order=$2 name=$3 tf log load s0 s1 status=0 cmd
+    local run=$1 order=$2 name=$3 tf load s0 s1 status=0 fig
     tf=$OUT_DIR/time-$name-$run.txt
-    log=$OUT_DIR/$name-$run
-    if [ "$name" = livefeed ]; then
-        read -r -a cmd <<<"$(livefeed_cmd "$P" "$DURATION")"
-    else
-        read -r -a cmd <<<"$(ffmpeg_cmd "$P" "$DURATION")"
-    fi
     load=$(cut -d' ' -f1 /proc/loadavg)
     s0=$(cpu_ticks "$SERVER_PID")
-    timeout $((DURATION + 60)) /usr/bin/time -o "$tf" -f '%U %S %e' "${cmd[@]}" \
-        >"$log.out" 2>"$log.err" </dev/null || status=$?
+    run_publisher "$name" "$DURATION" "$OUT_DIR/$name-$run" "$tf" || status=$?
     s1=$(cpu_ticks "$SERVER_PID")
     # /usr/bin/time writes "Command exited with non-zero status N" before the figures on failure.
-    local fig
     fig=$(tail -1 "$tf" 2>/dev/null || true)
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$run" "$order" "$name" "$fig" \
         "$(python3 -c "import sys; print(f'{(int(sys.argv[2])-int(sys.argv[1]))/int(sys.argv[3]):.2f}')" "$s0" "$s1" "$CLK_TCK")" \
@@ -110,7 +149,7 @@ for run in $(seq "$REPEAT"); do
     fi
 done
 
-python3 - "$RESULTS" "$OUT_DIR" <<'PY'
+python3 - "$RESULTS" "$OUT_DIR" "$SOURCE" <<'PY'
 import statistics, sys, json, os
 rows = []
 for line in open(sys.argv[1]):
@@ -161,10 +200,15 @@ if ok["livefeed"] and ok["ffmpeg"]:
 else:
     print("No ratio: a publisher has no successful run.")
 print()
-print("Note: each side's CPU includes making its own pictures: ffmpeg's testsrc2 generation (lavfi)")
-print("is in ffmpeg's figure just as the test-pattern drawing and timecode overlay are in livefeed's.")
-print("The two sources are different pictures, and ffmpeg's command sets no bitrate (libx264 CRF 23),")
-print("while livefeed's asks OpenH264 for 4000 kbit/s; see the bitrate probe below.")
+if sys.argv[3] == "pattern":
+    print("Note: each side's CPU includes making its own pictures: ffmpeg's testsrc2 generation (lavfi)")
+    print("is in ffmpeg's figure just as the test-pattern drawing and timecode overlay are in livefeed's.")
+    print("The two sources are different pictures, and ffmpeg's command sets no bitrate (libx264 CRF 23),")
+    print("while livefeed's asks OpenH264 for 4000 kbit/s; see the bitrate probe below.")
+else:
+    print("Note: both publishers encoded the same testsrc2 pictures from a y4m pipe; generating them")
+    print("(the feeder ffmpeg) is in neither figure. livefeed's figure still includes its timecode")
+    print("overlay. ffmpeg's command sets no bitrate (libx264 CRF 23); livefeed asks for 4000 kbit/s.")
 PY
 echo
 
@@ -175,14 +219,8 @@ if [ "$PROBE_BITRATE" = 1 ]; then
     echo "| publisher | measured kbit/s | frames read |"
     echo "|---|---:|---:|"
     for name in livefeed ffmpeg; do
-        if [ "$name" = livefeed ]; then
-            read -r -a cmd <<<"$(livefeed_cmd "$P" $((PROBE_SECS + 4)))"
-            path=lf
-        else
-            read -r -a cmd <<<"$(ffmpeg_cmd "$P" $((PROBE_SECS + 4)))"
-            path=ff
-        fi
-        "${cmd[@]}" >"$OUT_DIR/probe-$name.out" 2>"$OUT_DIR/probe-$name.err" </dev/null &
+        if [ "$name" = livefeed ]; then path=lf; else path=ff; fi
+        run_publisher "$name" $((PROBE_SECS + 4)) "$OUT_DIR/probe-$name" &
         pub=$!
         BG_PIDS+=("$pub")
         sleep 1.5
@@ -190,7 +228,7 @@ if [ "$PROBE_BITRATE" = 1 ]; then
         frames=$(timeout 60 ffprobe -v error -count_packets -select_streams v:0 \
             -show_entries stream=nb_read_packets -of csv=p=0 "$OUT_DIR/probe-$name.h264" 2>/dev/null | head -1 || true)
         for _ in $(seq 100); do kill -0 "$pub" 2>/dev/null || break; sleep 0.1; done
-        kill "$pub" 2>/dev/null || true
+        kill_tree "$pub"
         wait "$pub" 2>/dev/null || true
         echo "| $name | $rate | ${frames:-n/a} |"
         sleep 2

@@ -143,6 +143,12 @@ impl Connection {
         Ok(response)
     }
 
+    /// Splits the connection once setup is done: media and later requests go separately.
+    fn into_parts(self) -> (OwnedReadHalf, OwnedWriteHalf, FrameReader, ClientSession) {
+        let (read, write) = self.stream.into_split();
+        (read, write, self.reader, self.session)
+    }
+
     async fn read_response(&mut self) -> Result<Response<Vec<u8>>, Error> {
         let mut buf = vec![0u8; 16 * 1024];
         loop {
@@ -275,13 +281,7 @@ impl RtspPublisher {
         let media = setup_media(&mut conn, track, kind, true).await?;
         let req = conn.session.record();
         conn.roundtrip(req).await?;
-        let Connection {
-            stream,
-            reader,
-            session,
-            ..
-        } = conn;
-        let (read, writer) = stream.into_split();
+        let (read, writer, reader, session) = conn.into_parts();
         Ok(RtspPublisher {
             writer,
             media,
@@ -341,10 +341,7 @@ impl RtspPublisher {
     /// Sends TEARDOWN and closes the connection.
     pub async fn close(mut self) {
         let req = self.session.teardown();
-        let mut out = Vec::new();
-        if req.write(&mut out).is_ok() {
-            let _ = self.writer.write_all(&out).await;
-        }
+        let _ = send_request(&mut self.writer, &req).await;
         let _ = self.writer.shutdown().await;
         self.drain.abort();
     }
@@ -423,13 +420,7 @@ impl RtspPlayer {
         let media = setup_media(&mut conn, track_url, kind, false).await?;
         let req = conn.session.play();
         conn.roundtrip(req).await?;
-        let Connection {
-            stream,
-            reader,
-            session,
-            ..
-        } = conn;
-        let (control_read, writer) = stream.into_split();
+        let (control_read, writer, reader, session) = conn.into_parts();
         Ok(RtspPlayer {
             track,
             control_read,
@@ -546,24 +537,26 @@ impl RtspPlayer {
 
     async fn send_keepalive(&mut self) -> Result<(), Error> {
         let req = self.session.keepalive();
-        let mut out = Vec::new();
-        req.write(&mut out)
-            .map_err(|e| Error::Invalid(format!("serializing keep-alive: {e}")))?;
-        self.writer
-            .write_all(&out)
-            .await
-            .map_err(io_err("sending keep-alive"))
+        send_request(&mut self.writer, &req).await
     }
 
     /// Sends TEARDOWN and closes the connection.
     pub async fn close(mut self) {
         let req = self.session.teardown();
-        let mut out = Vec::new();
-        if req.write(&mut out).is_ok() {
-            let _ = self.writer.write_all(&out).await;
-        }
+        let _ = send_request(&mut self.writer, &req).await;
         let _ = self.writer.shutdown().await;
     }
+}
+
+/// Writes a request without waiting for its response (keep-alive, teardown).
+async fn send_request(writer: &mut OwnedWriteHalf, req: &Request<Vec<u8>>) -> Result<(), Error> {
+    let mut out = Vec::with_capacity(256);
+    req.write(&mut out)
+        .map_err(|e| Error::Invalid(format!("serializing request: {e}")))?;
+    writer
+        .write_all(&out)
+        .await
+        .map_err(io_err("sending RTSP request"))
 }
 
 async fn read_into(read: &mut OwnedReadHalf, reader: &mut FrameReader) -> Result<(), Error> {

@@ -107,8 +107,15 @@ enum WriterCommand {
     StopPlay,
 }
 
+/// Kernel send buffer of an RTSP connection. Left to autotuning it grows to megabytes: many
+/// seconds of stale video queued where the hub's skip-to-keyframe cannot reach it.
+pub const SEND_BUFFER_BYTES: usize = 512 * 1024;
+
 async fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: Shared) {
     let _ = stream.set_nodelay(true);
+    if let Err(e) = socket2::SockRef::from(&stream).set_send_buffer_size(SEND_BUFFER_BYTES) {
+        debug!(%peer, error = %e, "cannot bound the send buffer");
+    }
     let local = stream.local_addr().ok();
     let (mut read, write) = stream.into_split();
     let cancel = CancellationToken::new();

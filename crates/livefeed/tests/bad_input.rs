@@ -5,125 +5,10 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{TcpStream, UdpSocket};
+use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
 use common::*;
-
-/// A raw RTSP connection that reads responses itself (skipping interleaved frames).
-struct Raw {
-    stream: TcpStream,
-    buf: Vec<u8>,
-}
-
-impl Raw {
-    fn connect(server: &TestServer) -> Raw {
-        let stream = TcpStream::connect(server.addr()).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_millis(200)))
-            .expect("timeout");
-        Raw {
-            stream,
-            buf: Vec::new(),
-        }
-    }
-
-    fn send(&mut self, bytes: &[u8]) {
-        // The server may close while we are still writing an oversized message.
-        let _ = self.stream.write_all(bytes);
-    }
-
-    /// Reads until one whole response is buffered; returns (status, head) or None if none came
-    /// within `timeout` or the connection closed.
-    fn response(&mut self, timeout: Duration) -> Option<(u16, String)> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(r) = self.take_response() {
-                return Some(r);
-            }
-            if Instant::now() > deadline || !self.fill() {
-                return None;
-            }
-        }
-    }
-
-    /// Reads more bytes; false on close or error (timeouts are not errors).
-    fn fill(&mut self) -> bool {
-        let mut chunk = [0u8; 65536];
-        match self.stream.read(&mut chunk) {
-            Ok(0) => false,
-            Ok(n) => {
-                self.buf.extend_from_slice(&chunk[..n]);
-                true
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                true
-            }
-            Err(_) => false,
-        }
-    }
-
-    fn take_response(&mut self) -> Option<(u16, String)> {
-        // Skip whole interleaved frames with a cursor, then compact once.
-        let mut at = 0;
-        while self.buf.get(at) == Some(&b'$') {
-            let len = match self.buf.get(at + 2..at + 4) {
-                Some(l) => 4 + usize::from(u16::from_be_bytes([l[0], l[1]])),
-                None => break,
-            };
-            if self.buf.len() < at + len {
-                break;
-            }
-            at += len;
-        }
-        self.buf.drain(..at);
-        if self.buf.first() == Some(&b'$') {
-            return None;
-        }
-        let end = self.buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
-        let head = String::from_utf8_lossy(&self.buf[..end]).into_owned();
-        let body_len = head
-            .lines()
-            .find_map(|l| l.strip_prefix("Content-Length: "))
-            .and_then(|v| v.trim().parse::<usize>().ok())
-            .unwrap_or(0);
-        if self.buf.len() < end + body_len {
-            return None;
-        }
-        self.buf.drain(..end + body_len);
-        let status = head.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
-        Some((status, head))
-    }
-
-    /// Whether the server closes the connection within `timeout`.
-    fn closed_within(&mut self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if !self.fill() {
-                return true;
-            }
-        }
-        false
-    }
-
-    fn request(&mut self, text: &str) -> (u16, String) {
-        self.send(text.as_bytes());
-        match self.response(Duration::from_secs(5)) {
-            Some(r) => r,
-            None => panic!(
-                "no response to:\n{text}\n(buffered {} bytes: {:?})",
-                self.buf.len(),
-                String::from_utf8_lossy(&self.buf[..self.buf.len().min(300)])
-            ),
-        }
-    }
-}
 
 /// A server with a livefeed publisher on `live` and a receiver reading it for `secs`.
 struct Streaming {
@@ -135,8 +20,12 @@ struct Streaming {
 
 impl Streaming {
     fn start(secs: u64) -> Streaming {
-        let server = TestServer::start();
-        let publisher = livefeed_publisher(&server.url("live"), "tcp", &[]);
+        Self::start_with(secs, &[], &[])
+    }
+
+    fn start_with(secs: u64, server_args: &[&str], publisher_args: &[&str]) -> Streaming {
+        let server = TestServer::start_with(server_args);
+        let publisher = livefeed_publisher(&server.url("live"), "tcp", publisher_args);
         wait_for_stream(&server.addr(), "live");
         let mut cmd = livefeed();
         cmd.args([
@@ -417,14 +306,6 @@ fn setup_tcp(conn: &mut Raw, url: &str, cseq: u32, extra: &str) -> (u16, String)
     conn.request(&format!("SETUP {url} RTSP/1.0\r\nCSeq: {cseq}\r\nTransport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n{extra}\r\n"))
 }
 
-fn session_of(head: &str) -> String {
-    head.lines()
-        .find_map(|l| l.strip_prefix("Session: "))
-        .and_then(|v| v.split(';').next())
-        .expect("Session header")
-        .to_string()
-}
-
 const SDP: &str = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=x\r\nt=0 0\r\nm=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=control:trackID=0\r\n";
 
 fn announce(conn: &mut Raw, url: &str) -> (u16, String) {
@@ -665,5 +546,48 @@ fn rapid_setup_teardown_churn_leaves_the_server_flat() {
         after_udp <= before + 10,
         "UDP sockets leaked: {before} → {after_udp}"
     );
+    streaming.assert_undisturbed();
+}
+
+#[test]
+fn a_reader_that_stops_reading_is_dropped_and_others_are_untouched() {
+    let streaming =
+        Streaming::start_with(10, &["--write-timeout-ms", "1500"], &["--bitrate", "6000"]);
+    let server = &streaming.server;
+    // A reader with a tiny receive window that plays and then never reads.
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    let addr: std::net::SocketAddr = server.addr().parse().expect("addr");
+    socket.connect(&addr.into()).expect("connect");
+    let stream: std::net::TcpStream = socket.into();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let mut stalled = Raw {
+        stream,
+        buf: Vec::new(),
+    };
+    play_tcp(&mut stalled, server, "live");
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let log = loop {
+        let log = server.proc.stderr_so_far();
+        if log.contains("disconnecting RTSP reader") || Instant::now() > deadline {
+            break log;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let line = log
+        .lines()
+        .find(|l| l.contains("disconnecting RTSP reader"))
+        .unwrap_or_else(|| panic!("the stalled reader was never disconnected:\n{log}"));
+    assert!(line.contains("write timed out"), "{line}");
+    let drops: u64 = line
+        .split("dropped_frames=")
+        .nth(1)
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("drops are counted");
+    assert!(drops > 0, "{line}");
     streaming.assert_undisturbed();
 }

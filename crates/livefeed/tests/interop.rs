@@ -364,3 +364,49 @@ fn publish_accepts_raw_frames_on_stdin_from_ffmpeg() {
     out.assert_success();
     assert_eq!(out.stdout.trim(), "320,240");
 }
+
+#[test]
+fn rtcp_sender_reports_map_capture_time_to_rtp_time() {
+    use livefeed_media::clock::ntp_to_unix_ns;
+    use livefeed_media::rtcp::parse_sender_reports;
+    use livefeed_media::rtp::parse_rtp;
+
+    let server = TestServer::start();
+    let _publisher = livefeed_publisher(&server.url("live"), "tcp", &[]);
+    wait_for_stream(&server.addr(), "live");
+    let mut conn = Raw::connect(&server);
+    play_tcp(&mut conn, &server, "live");
+    let frames = conn.interleaved_for(Duration::from_millis(3500));
+    let mut last_rtp: Option<(u32, u32)> = None; // (ssrc, timestamp) of the latest RTP packet
+    let mut reports = 0;
+    for (channel, payload, arrival_ns) in frames {
+        match channel {
+            0 => {
+                let rtp = parse_rtp(&payload).expect("valid RTP from the server");
+                assert_eq!(rtp.payload_type, 96);
+                last_rtp = Some((rtp.ssrc, rtp.timestamp));
+            }
+            1 => {
+                let (ssrc, ts) = last_rtp.expect("RTP precedes the first report");
+                for sr in parse_sender_reports(&payload).expect("valid RTCP") {
+                    reports += 1;
+                    assert_eq!(sr.ssrc, ssrc, "the report describes the RTP stream");
+                    assert_eq!(
+                        sr.rtp_timestamp, ts,
+                        "RTP time of the access unit just sent"
+                    );
+                    // NTP is that access unit's capture time: a little before it arrived here
+                    // (late GOP-cache frames are allowed up to one GOP old).
+                    let capture_ns = ntp_to_unix_ns(sr.ntp);
+                    let age_ms = (arrival_ns as i128 - capture_ns as i128) / 1_000_000;
+                    assert!(
+                        (0..2000).contains(&age_ms),
+                        "capture {age_ms} ms before arrival"
+                    );
+                }
+            }
+            other => panic!("frame on channel {other}, which was not set up"),
+        }
+    }
+    assert!(reports >= 2, "one sender report a second, got {reports}");
+}

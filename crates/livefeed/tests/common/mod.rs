@@ -4,7 +4,8 @@
 //! even when the test fails. Servers bind port 0 and report the port they got.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
@@ -107,6 +108,11 @@ impl Proc {
                 ),
             }
         }
+    }
+
+    /// What the process has printed on stderr so far.
+    pub fn stderr_so_far(&self) -> String {
+        lock(&self.stderr).clone()
     }
 
     /// The PID.
@@ -305,4 +311,173 @@ pub fn json_summary(stdout: &str) -> serde_json::Value {
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .rfind(|v| v["summary"] == true)
         .unwrap_or_else(|| panic!("no summary in output:\n{stdout}"))
+}
+
+/// A raw RTSP connection that reads responses itself (skipping interleaved frames).
+pub struct Raw {
+    pub stream: TcpStream,
+    pub buf: Vec<u8>,
+}
+
+impl Raw {
+    pub fn connect(server: &TestServer) -> Raw {
+        let stream = TcpStream::connect(server.addr()).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .expect("timeout");
+        Raw {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        // The server may close while we are still writing an oversized message.
+        let _ = self.stream.write_all(bytes);
+    }
+
+    /// Reads until one whole response is buffered; returns (status, head) or None if none came
+    /// within `timeout` or the connection closed.
+    pub fn response(&mut self, timeout: Duration) -> Option<(u16, String)> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(r) = self.take_response() {
+                return Some(r);
+            }
+            if Instant::now() > deadline || !self.fill() {
+                return None;
+            }
+        }
+    }
+
+    /// Reads more bytes; false on close or error (timeouts are not errors).
+    pub fn fill(&mut self) -> bool {
+        let mut chunk = [0u8; 65536];
+        match self.stream.read(&mut chunk) {
+            Ok(0) => false,
+            Ok(n) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                true
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    pub fn take_response(&mut self) -> Option<(u16, String)> {
+        // Skip whole interleaved frames with a cursor, then compact once.
+        let mut at = 0;
+        while self.buf.get(at) == Some(&b'$') {
+            let len = match self.buf.get(at + 2..at + 4) {
+                Some(l) => 4 + usize::from(u16::from_be_bytes([l[0], l[1]])),
+                None => break,
+            };
+            if self.buf.len() < at + len {
+                break;
+            }
+            at += len;
+        }
+        self.buf.drain(..at);
+        if self.buf.first() == Some(&b'$') {
+            return None;
+        }
+        let end = self.buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+        let head = String::from_utf8_lossy(&self.buf[..end]).into_owned();
+        let body_len = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Content-Length: "))
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .unwrap_or(0);
+        if self.buf.len() < end + body_len {
+            return None;
+        }
+        self.buf.drain(..end + body_len);
+        let status = head.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+        Some((status, head))
+    }
+
+    /// Whether the server closes the connection within `timeout`.
+    pub fn closed_within(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if !self.fill() {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Reads interleaved frames for `duration`: (channel, payload, arrival Unix ns).
+    pub fn interleaved_for(&mut self, duration: Duration) -> Vec<(u8, Vec<u8>, u64)> {
+        let deadline = Instant::now() + duration;
+        let mut frames = Vec::new();
+        while Instant::now() < deadline && self.fill() {
+            let now = unix_ns();
+            let mut at = 0;
+            while self.buf.get(at) == Some(&b'$') {
+                let Some(l) = self.buf.get(at + 2..at + 4) else {
+                    break;
+                };
+                let len = usize::from(u16::from_be_bytes([l[0], l[1]]));
+                let Some(payload) = self.buf.get(at + 4..at + 4 + len) else {
+                    break;
+                };
+                frames.push((self.buf[at + 1], payload.to_vec(), now));
+                at += 4 + len;
+            }
+            self.buf.drain(..at);
+        }
+        frames
+    }
+
+    pub fn request(&mut self, text: &str) -> (u16, String) {
+        self.send(text.as_bytes());
+        match self.response(Duration::from_secs(5)) {
+            Some(r) => r,
+            None => panic!(
+                "no response to:\n{text}\n(buffered {} bytes: {:?})",
+                self.buf.len(),
+                String::from_utf8_lossy(&self.buf[..self.buf.len().min(300)])
+            ),
+        }
+    }
+}
+
+/// The session id in a response head.
+pub fn session_of(head: &str) -> String {
+    head.lines()
+        .find_map(|l| l.strip_prefix("Session: "))
+        .and_then(|v| v.split(';').next())
+        .expect("Session header")
+        .to_string()
+}
+
+/// Now, in Unix nanoseconds.
+pub fn unix_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+/// SETUP (TCP interleaved 0-1) and PLAY of `path`; returns the session id.
+pub fn play_tcp(conn: &mut Raw, server: &TestServer, path: &str) -> String {
+    let url = server.url(path);
+    let resp = conn.request(&format!(
+        "SETUP {url}/trackID=0 RTSP/1.0\r\nCSeq: 1\r\nTransport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n\r\n"
+    ));
+    assert_eq!(resp.0, 200, "{}", resp.1);
+    let session = session_of(&resp.1);
+    let resp = conn.request(&format!(
+        "PLAY {url} RTSP/1.0\r\nCSeq: 2\r\nSession: {session}\r\n\r\n"
+    ));
+    assert_eq!(resp.0, 200, "{}", resp.1);
+    session
 }
