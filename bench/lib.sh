@@ -45,7 +45,7 @@ trap 'exit 130' INT TERM
 # reads the real port from its first stdout line. Sets SERVER_PID and SERVER_PORT.
 start_server() {
     local prefix=$1 i
-    "$BIN" serve --rtsp-address 127.0.0.1:0 >"$prefix.out" 2>"$prefix.err" &
+    "$BIN" serve --rtsp-address 127.0.0.1:0 --http-address 127.0.0.1:0 >"$prefix.out" 2>"$prefix.err" &
     SERVER_PID=$!
     BG_PIDS+=("$SERVER_PID")
     SERVER_PORT=

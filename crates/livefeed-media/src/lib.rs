@@ -10,6 +10,7 @@
 //! - [`sdp`]: the SDP livefeed offers and the H.264 description it accepts from publishers.
 //! - [`timecode`]: the pixel timecode strip drawn into, and read back from, a picture.
 //! - [`clock`]: wall-clock helpers shared by every stage that measures latency.
+//! - [`path`]: stream path names, the same for every protocol.
 //! - [`latency`]: per-stage latency samples and their percentiles.
 #![warn(missing_docs)]
 
@@ -17,6 +18,7 @@ pub mod access_unit;
 pub mod clock;
 pub mod h264;
 pub mod latency;
+pub mod path;
 pub mod rtcp;
 pub mod rtp;
 pub mod sdp;

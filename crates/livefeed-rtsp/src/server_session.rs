@@ -23,7 +23,7 @@ pub const TRACK_CONTROL: &str = "trackID=0";
 /// Seconds of silence after which a server may drop an idle session (sent as `timeout=`).
 pub const SESSION_TIMEOUT_SECS: u64 = 60;
 /// Longest path name accepted.
-pub const MAX_PATH_LEN: usize = 128;
+pub use livefeed_media::path::MAX_PATH_LEN;
 
 /// A refusal: the status to answer with and a reason for the peer and the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -417,30 +417,12 @@ fn request_url(req: &Request<Vec<u8>>) -> Result<&Url, Refusal> {
         .ok_or_else(|| Refusal::new(StatusCode::BadRequest, "request URI must be an rtsp:// URL"))
 }
 
-/// The stream path named by a URL: `rtsp://host:8554/cam/1` → `cam/1`. Only letters, digits
-/// and `_-./` are allowed; no empty segments, no `.`/`..` segments.
+/// The stream path named by a URL: `rtsp://host:8554/cam/1` → `cam/1` (see
+/// [`livefeed_media::path`] for what a valid name is).
 pub fn path_of(url: &Url) -> Result<String, Refusal> {
-    let raw = url.path().trim_matches('/');
-    let bad = |why: &str| Refusal::new(StatusCode::BadRequest, format!("invalid path: {why}"));
-    if raw.is_empty() {
-        return Err(bad("empty"));
-    }
-    if raw.len() > MAX_PATH_LEN {
-        return Err(bad("too long"));
-    }
-    if !raw
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"_-./=".contains(&b))
-    {
-        return Err(bad("only letters, digits and _-./= are allowed"));
-    }
-    if raw
-        .split('/')
-        .any(|seg| seg.is_empty() || seg == "." || seg == "..")
-    {
-        return Err(bad("empty, . or .. segment"));
-    }
-    Ok(raw.to_string())
+    livefeed_media::path::validate(url.path())
+        .map(str::to_string)
+        .map_err(|e| Refusal::new(StatusCode::BadRequest, e.to_string()))
 }
 
 #[cfg(test)]

@@ -15,9 +15,11 @@ use crate::rtsp_server::RtspConfig;
 
 /// Default RTSP listen address.
 pub const DEFAULT_RTSP_ADDRESS: &str = "0.0.0.0:8554";
+/// Default HTTP listen address (LL-HLS, player pages).
+pub const DEFAULT_HTTP_ADDRESS: &str = "0.0.0.0:8888";
 
 /// Server options as given (every one optional).
-#[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, clap::Args, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ServerOptions {
     /// RTSP listen address [default: 0.0.0.0:8554]
@@ -39,6 +41,27 @@ pub struct ServerOptions {
     /// Accept publishers from addresses other than loopback [default: false]
     #[arg(long, env = "LIVEFEED_ALLOW_REMOTE_PUBLISH", num_args = 0..=1, default_missing_value = "true")]
     pub allow_remote_publish: Option<bool>,
+    /// HTTP listen address for LL-HLS and the player page [default: 0.0.0.0:8888]
+    #[arg(long, env = "LIVEFEED_HTTP_ADDRESS")]
+    pub http_address: Option<SocketAddr>,
+    /// LL-HLS part duration in seconds; hls.js stays 3 parts behind the live edge [default: 0.1]
+    #[arg(long, env = "LIVEFEED_PART_DURATION")]
+    pub part_duration: Option<f64>,
+    /// LL-HLS segment duration in seconds; segments are cut at the first keyframe after it [default: 1.0]
+    #[arg(long, env = "LIVEFEED_SEGMENT_DURATION")]
+    pub segment_duration: Option<f64>,
+    /// Segments listed in the LL-HLS playlist [default: 6]
+    #[arg(long, env = "LIVEFEED_PLAYLIST_LENGTH")]
+    pub playlist_length: Option<usize>,
+    /// Segments kept fetchable (in memory and in --hls-dir) [default: 20]
+    #[arg(long, env = "LIVEFEED_MAX_FILES")]
+    pub max_files: Option<usize>,
+    /// Absolute URL prefix written into playlists, e.g. http://192.168.1.5:8888 (when serving on 0.0.0.0)
+    #[arg(long, env = "LIVEFEED_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Also write the LL-HLS files to this directory (atomically: temp file + rename)
+    #[arg(long, env = "LIVEFEED_HLS_DIR")]
+    pub hls_dir: Option<std::path::PathBuf>,
 }
 
 impl ServerOptions {
@@ -62,6 +85,13 @@ impl ServerOptions {
             write_timeout_ms: self.write_timeout_ms.or(file.write_timeout_ms),
             read_timeout_ms: self.read_timeout_ms.or(file.read_timeout_ms),
             allow_remote_publish: self.allow_remote_publish.or(file.allow_remote_publish),
+            http_address: self.http_address.or(file.http_address),
+            part_duration: self.part_duration.or(file.part_duration),
+            segment_duration: self.segment_duration.or(file.segment_duration),
+            playlist_length: self.playlist_length.or(file.playlist_length),
+            max_files: self.max_files.or(file.max_files),
+            public_url: self.public_url.or(file.public_url),
+            hls_dir: self.hls_dir.or(file.hls_dir),
         }
     }
 
@@ -86,12 +116,54 @@ impl ServerOptions {
                 .read_timeout_ms
                 .map_or(defaults.read_timeout, Duration::from_millis),
             allow_remote_publish: self.allow_remote_publish.unwrap_or(false),
+            http_address: self
+                .http_address
+                .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 8888))),
+            hls: self.hls_config(),
+        }
+    }
+
+    fn hls_config(&self) -> HlsConfig {
+        let seconds = |v: Option<f64>, default: f64, min: f64| {
+            Duration::from_secs_f64(
+                v.filter(|s| s.is_finite())
+                    .unwrap_or(default)
+                    .clamp(min, 60.0),
+            )
+        };
+        HlsConfig {
+            part_target: seconds(self.part_duration, 0.1, 0.02),
+            segment_target: seconds(self.segment_duration, 1.0, 0.1),
+            playlist_segments: self.playlist_length.unwrap_or(6).clamp(1, 100),
+            retained_segments: self.max_files.unwrap_or(20).clamp(1, 1000),
+            public_url: self
+                .public_url
+                .clone()
+                .map(|u| u.trim_end_matches('/').to_string()),
+            hls_dir: self.hls_dir.clone(),
         }
     }
 }
 
+/// LL-HLS settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HlsConfig {
+    /// Part target duration.
+    pub part_target: Duration,
+    /// Segment target duration (segments are cut at keyframes).
+    pub segment_target: Duration,
+    /// Segments listed in the playlist.
+    pub playlist_segments: usize,
+    /// Segments kept fetchable.
+    pub retained_segments: usize,
+    /// Absolute URL prefix for playlist URIs (without the path), if any.
+    pub public_url: Option<String>,
+    /// Directory the files are also written to, if any.
+    pub hls_dir: Option<std::path::PathBuf>,
+}
+
 /// The server's concrete configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ServerConfig {
     /// RTSP listen address.
     pub rtsp_address: SocketAddr,
@@ -105,6 +177,10 @@ pub struct ServerConfig {
     pub read_timeout: Duration,
     /// Accept publishers from anywhere.
     pub allow_remote_publish: bool,
+    /// HTTP listen address.
+    pub http_address: SocketAddr,
+    /// LL-HLS settings.
+    pub hls: HlsConfig,
 }
 
 impl ServerConfig {

@@ -3,14 +3,21 @@
 //!
 //! - [`hub`]: paths, publishers, readers, GOP cache, bounded reader queues.
 //! - [`rtsp_server`]: the RTSP listener (tokio shell around `livefeed-rtsp`'s session).
+//! - [`hls_stream`] / [`hls_files`]: LL-HLS per path (CMAF chunks into the playlist), and its
+//!   optional on-disk mirror.
+//! - [`http`] / [`web`]: the HTTP server (LL-HLS, player page) and its embedded assets.
 //! - [`metrics`]: capture→ingest and ingest→egress latency windows.
 //! - [`config`]: one definition of the server's options for flags, env and the TOML file.
 //! - [`Server`]: binds and starts all of it.
 
 pub mod config;
+pub mod hls_files;
+pub mod hls_stream;
+pub mod http;
 pub mod hub;
 pub mod metrics;
 pub mod rtsp_server;
+pub mod web;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,11 +34,16 @@ use metrics::ServerMetrics;
 pub struct Server {
     /// The address RTSP listens on (with the real port when 0 was asked).
     pub rtsp_addr: SocketAddr,
+    /// The address HTTP listens on.
+    pub http_addr: SocketAddr,
+    /// LL-HLS streams.
+    pub hls: Arc<hls_stream::HlsStreams>,
     /// The path hub.
     pub hub: Arc<Hub>,
     /// Server-side latency windows.
     pub metrics: Arc<ServerMetrics>,
     rtsp_task: JoinHandle<()>,
+    http_task: JoinHandle<()>,
 }
 
 impl Server {
@@ -56,30 +68,54 @@ impl Server {
             metrics.clone(),
             config.rtsp_config(),
         );
-        tracing::info!(rtsp = %rtsp_addr, "livefeed server listening");
+        let http_listener = TcpListener::bind(config.http_address)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot listen for HTTP on {} (is another server running?)",
+                    config.http_address
+                )
+            })?;
+        let http_addr = http_listener
+            .local_addr()
+            .context("reading the HTTP listen address")?;
+        let hls = hls_stream::HlsStreams::new(hub.clone(), config.hls.clone());
+        let http_task = http::spawn(http_listener, hls.clone());
+        tracing::info!(rtsp = %rtsp_addr, http = %http_addr, "livefeed server listening");
         Ok(Server {
             rtsp_addr,
+            http_addr,
+            hls,
             hub,
             metrics,
             rtsp_task,
+            http_task,
         })
     }
 
     /// The `rtsp://` URL of `path` on this server, for clients on this host.
     pub fn rtsp_url(&self, path: &str) -> String {
-        let ip = if self.rtsp_addr.ip().is_unspecified() {
-            "127.0.0.1".to_string()
-        } else if self.rtsp_addr.is_ipv6() {
-            format!("[{}]", self.rtsp_addr.ip())
-        } else {
-            self.rtsp_addr.ip().to_string()
-        };
-        format!("rtsp://{ip}:{}/{path}", self.rtsp_addr.port())
+        format!("rtsp://{}/{path}", host_for_clients(self.rtsp_addr))
+    }
+
+    /// The `http://` base URL of this server for clients on this host.
+    pub fn http_url(&self) -> String {
+        format!("http://{}", host_for_clients(self.http_addr))
+    }
+}
+
+/// `ip:port` a client on this host can connect to (unspecified addresses become loopback).
+fn host_for_clients(addr: SocketAddr) -> String {
+    if addr.ip().is_unspecified() {
+        format!("127.0.0.1:{}", addr.port())
+    } else {
+        addr.to_string()
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
         self.rtsp_task.abort();
+        self.http_task.abort();
     }
 }

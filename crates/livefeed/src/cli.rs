@@ -40,7 +40,7 @@ impl Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the media server alone
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Publish a test pattern or raw frames to an RTSP server
     Publish(PublishArgs),
     /// Play a stream from an RTSP server, decode it and measure its latency
@@ -114,6 +114,14 @@ struct ServeArgs {
     /// TOML file with server options (flags and LIVEFEED_* variables win over it)
     #[arg(long, value_name = "FILE", env = "LIVEFEED_CONFIG")]
     config: Option<PathBuf>,
+    /// Also publish the built-in test pattern on --test-src-path (the original LL-HLS streamer's switch)
+    #[arg(long)]
+    test_src: bool,
+    /// Path the --test-src publisher uses
+    #[arg(long, default_value = "live")]
+    test_src_path: String,
+    #[command(flatten)]
+    encode: EncodeArgs,
     #[command(flatten)]
     server: ServerOptions,
 }
@@ -177,7 +185,7 @@ fn parse_resolution(s: &str) -> Result<(usize, usize), String> {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         None => demo(cli.demo).await,
-        Some(Command::Serve(args)) => serve(args).await,
+        Some(Command::Serve(args)) => serve(*args).await,
         Some(Command::Publish(args)) => publish(args).await,
         Some(Command::Receive(args)) => receive(args).await,
     }
@@ -210,6 +218,9 @@ fn stop_on_signal_or_timeout(token: CancellationToken, duration: Option<f64>) {
 async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let config = server_options(args.server, args.config.as_ref())?.resolve();
     let server = Server::start(&config).await?;
+    if !args.output.json {
+        print_addresses(&server, &args.demo_path);
+    }
     let url = server.rtsp_url(&args.demo_path);
     tracing::info!(%url, "demo: publishing the test pattern and reading it back");
     let stop = CancellationToken::new();
@@ -251,15 +262,38 @@ fn flatten(r: Result<anyhow::Result<()>, tokio::task::JoinError>) -> anyhow::Res
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = server_options(args.server, args.config.as_ref())?.resolve();
     let server = Server::start(&config).await?;
+    print_addresses(&server, &args.test_src_path);
+    let stop = CancellationToken::new();
+    stop_on_signal_or_timeout(stop.clone(), None);
+    let publisher = args.test_src.then(|| {
+        tokio::spawn(pipeline::publish(PublishJob {
+            url: server.rtsp_url(&args.test_src_path),
+            transport: TransportKind::Tcp,
+            capture: args.encode.capture(SourceSpec::TestPattern),
+            stats: Stats::shared(),
+            stop: stop.clone(),
+        }))
+    });
+    pipeline::log_server_stats(&server, stop.clone()).await;
+    if let Some(publisher) = publisher {
+        flatten(publisher.await).context("test-pattern publisher")?;
+    }
+    Ok(())
+}
+
+/// Tells where to point players (stdout: tests and scripts read these lines).
+fn print_addresses(server: &Server, path: &str) {
     println!(
         "livefeed serving RTSP on {} (e.g. {})",
         server.rtsp_addr,
-        server.rtsp_url("live")
+        server.rtsp_url(path)
     );
-    let stop = CancellationToken::new();
-    stop_on_signal_or_timeout(stop.clone(), None);
-    pipeline::log_server_stats(&server, stop.clone()).await;
-    Ok(())
+    println!(
+        "livefeed serving HTTP on {} (player: {}/{path}/, LL-HLS: {}/{path}/index.m3u8)",
+        server.http_addr,
+        server.http_url(),
+        server.http_url()
+    );
 }
 
 async fn publish(args: PublishArgs) -> anyhow::Result<()> {

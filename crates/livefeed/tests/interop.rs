@@ -256,7 +256,15 @@ fn receive_exits_non_zero_when_no_server_listens() {
 #[test]
 fn the_demo_runs_end_to_end_and_measures_every_stage() {
     let mut cmd = livefeed();
-    cmd.args(["--duration", "4", "--json", "--rtsp-address", "127.0.0.1:0"]);
+    cmd.args([
+        "--duration",
+        "4",
+        "--json",
+        "--rtsp-address",
+        "127.0.0.1:0",
+        "--http-address",
+        "127.0.0.1:0",
+    ]);
     let out = run("livefeed demo", &mut cmd, Duration::from_secs(60));
     out.assert_success();
     let per_second: Vec<serde_json::Value> = out
@@ -298,6 +306,8 @@ fn the_demo_prints_human_status_lines() {
         "--duration",
         "2.5",
         "--rtsp-address",
+        "127.0.0.1:0",
+        "--http-address",
         "127.0.0.1:0",
         "--transport",
         "udp",

@@ -180,10 +180,11 @@ pub fn livefeed() -> Command {
     cmd
 }
 
-/// A running `livefeed serve` on a free loopback port.
+/// A running `livefeed serve` on free loopback ports.
 pub struct TestServer {
     pub proc: Proc,
     pub port: u16,
+    pub http_port: u16,
 }
 
 impl TestServer {
@@ -193,23 +194,31 @@ impl TestServer {
 
     pub fn start_with(extra: &[&str]) -> TestServer {
         let mut cmd = livefeed();
-        cmd.args(["serve", "--rtsp-address", "127.0.0.1:0"])
-            .args(extra);
+        cmd.args([
+            "serve",
+            "--rtsp-address",
+            "127.0.0.1:0",
+            "--http-address",
+            "127.0.0.1:0",
+        ])
+        .args(extra);
         let mut proc = Proc::spawn("livefeed serve", &mut cmd);
-        let line = proc.wait_for_line(Duration::from_secs(20), |l| {
+        let port = port_in(&proc.wait_for_line(Duration::from_secs(20), |l| {
             l.starts_with("livefeed serving RTSP on ")
-        });
-        let addr = line
-            .trim_start_matches("livefeed serving RTSP on ")
-            .split_whitespace()
-            .next()
-            .expect("address");
-        let port = addr
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .expect("port");
-        TestServer { proc, port }
+        }));
+        let http_port = port_in(&proc.wait_for_line(Duration::from_secs(20), |l| {
+            l.starts_with("livefeed serving HTTP on ")
+        }));
+        TestServer {
+            proc,
+            port,
+            http_port,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT` of this server.
+    pub fn http(&self) -> String {
+        format!("http://127.0.0.1:{}", self.http_port)
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -219,6 +228,16 @@ impl TestServer {
     pub fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
+}
+
+/// The port of the first `ip:port` after "on " in a "livefeed serving … on ADDR …" line.
+fn port_in(line: &str) -> u16 {
+    line.split(" on ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|addr| addr.rsplit(':').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {line:?}"))
 }
 
 /// Starts `livefeed publish` of the test pattern to `url`.
@@ -480,4 +499,84 @@ pub fn play_tcp(conn: &mut Raw, server: &TestServer, path: &str) -> String {
     ));
     assert_eq!(resp.0, 200, "{}", resp.1);
     session
+}
+
+/// A response from [`http_get`].
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub head: String,
+    pub body: Vec<u8>,
+    /// When the last body byte arrived.
+    pub finished: Instant,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        })
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// A raw HTTP/1.1 GET of `target` (sent exactly as given, so test paths are not normalised),
+/// reading the whole response (Content-Length or chunked) within `timeout`.
+pub fn http_get(port: u16, target: &str, timeout: Duration) -> HttpResponse {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream.set_read_timeout(Some(timeout)).expect("timeout");
+    write!(
+        stream,
+        "GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    let finished = Instant::now();
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| {
+            panic!(
+                "no HTTP response to GET {target}: {:?}",
+                String::from_utf8_lossy(&raw)
+            )
+        });
+    let head = String::from_utf8_lossy(&raw[..end]).into_owned();
+    let status = head.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let mut response = HttpResponse {
+        status,
+        head,
+        body: raw[end + 4..].to_vec(),
+        finished,
+    };
+    if response
+        .header("transfer-encoding")
+        .is_some_and(|v| v.contains("chunked"))
+    {
+        response.body = dechunk(&response.body);
+    }
+    response
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(line_end) = data.windows(2).position(|w| w == b"\r\n") {
+        let size = usize::from_str_radix(String::from_utf8_lossy(&data[..line_end]).trim(), 16)
+            .unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        let start = line_end + 2;
+        let Some(chunk) = data.get(start..start + size) else {
+            break;
+        };
+        out.extend_from_slice(chunk);
+        data = data.get(start + size + 2..).unwrap_or_default();
+    }
+    out
 }

@@ -1,0 +1,265 @@
+//! LL-HLS for one path: a task subscribed to the hub turns each access unit into a CMAF chunk
+//! (one `moof`+`mdat` per frame) and appends it to the path's [`Playlist`]. HTTP handlers read
+//! the shared state and wait for changes through a `watch` version counter, so a blocking
+//! playlist request or a preload-hinted part costs no polling.
+//!
+//! Streams start on the first HTTP request for a path that has a publisher, and stop when the
+//! hub subscription ends. Decode times stay monotonic across a publisher that leaves and
+//! returns (its timestamps restart): the gap is bridged with the usual frame duration.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use livefeed_hls::cmaf::{self, FragmentWriter, VideoTrack};
+use livefeed_hls::playlist::{Chunk, Playlist, PlaylistConfig};
+use livefeed_media::clock::unix_now_ns;
+use livefeed_media::AccessUnit;
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+use crate::config::HlsConfig;
+use crate::hls_files::HlsFiles;
+use crate::hub::{Hub, Subscription};
+
+/// Frame duration assumed until two frames have been seen (30 fps at 90 kHz).
+const DEFAULT_FRAME_TICKS: u32 = 3000;
+
+/// What the HLS task maintains for one path.
+pub struct HlsState {
+    /// The playlist with its parts and segments.
+    pub playlist: Playlist,
+    /// The init segment, once the first keyframe arrived.
+    pub init: Option<Bytes>,
+    /// The track the init segment describes.
+    pub track: Option<VideoTrack>,
+    /// The subscription ended (publisher gone for good or server stopping).
+    pub ended: bool,
+}
+
+/// One path's LL-HLS stream, shared by the task and the HTTP handlers.
+pub struct HlsStream {
+    /// Path name.
+    pub path: String,
+    state: Mutex<HlsState>,
+    version: watch::Sender<u64>,
+}
+
+impl HlsStream {
+    /// Locks the state.
+    pub fn lock(&self) -> MutexGuard<'_, HlsState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits until `ready` returns `Some` (checked now and after every change), or `deadline`.
+    pub async fn wait_for<T>(
+        &self,
+        deadline: Instant,
+        mut ready: impl FnMut(&HlsState) -> Option<T>,
+    ) -> Option<T> {
+        let mut changes = self.version.subscribe();
+        loop {
+            if let Some(v) = ready(&self.lock()) {
+                return Some(v);
+            }
+            let left = deadline.checked_duration_since(Instant::now())?;
+            match tokio::time::timeout(left, changes.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => return ready(&self.lock()),
+            }
+        }
+    }
+
+    fn changed(&self) {
+        self.version.send_modify(|v| *v = v.wrapping_add(1));
+    }
+}
+
+/// All LL-HLS streams of a server.
+pub struct HlsStreams {
+    hub: Arc<Hub>,
+    config: HlsConfig,
+    streams: Mutex<HashMap<String, Arc<HlsStream>>>,
+}
+
+impl HlsStreams {
+    /// A registry over `hub`.
+    pub fn new(hub: Arc<Hub>, config: HlsConfig) -> Arc<Self> {
+        Arc::new(HlsStreams {
+            hub,
+            config,
+            streams: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &HlsConfig {
+        &self.config
+    }
+
+    /// The running stream of `path`, started if the path has a publisher; `None` otherwise.
+    pub fn get_or_start(self: &Arc<Self>, path: &str) -> Option<Arc<HlsStream>> {
+        let mut streams = self.streams.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(stream) = streams.get(path) {
+            if !stream.lock().ended {
+                return Some(stream.clone());
+            }
+        }
+        self.hub.stream_info(path)?;
+        let sub = self.hub.subscribe(path)?;
+        let stream = Arc::new(HlsStream {
+            path: path.to_string(),
+            state: Mutex::new(HlsState {
+                playlist: Playlist::new(self.playlist_config(path)),
+                init: None,
+                track: None,
+                ended: false,
+            }),
+            version: watch::channel(0).0,
+        });
+        streams.insert(path.to_string(), stream.clone());
+        let files = self
+            .config
+            .hls_dir
+            .as_ref()
+            .map(|dir| HlsFiles::new(dir.join(path), self.config.retained_segments));
+        tokio::spawn(run(stream.clone(), sub, files));
+        info!(path, "LL-HLS stream started");
+        Some(stream)
+    }
+
+    fn playlist_config(&self, path: &str) -> PlaylistConfig {
+        PlaylistConfig {
+            part_target: self.config.part_target,
+            segment_target: self.config.segment_target,
+            playlist_segments: self.config.playlist_segments,
+            retained_segments: self.config.retained_segments,
+            uri_prefix: self
+                .config
+                .public_url
+                .as_ref()
+                .map(|u| format!("{u}/{path}/"))
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// Muxer state carried from one access unit to the next.
+struct Muxer {
+    writer: FragmentWriter,
+    last_pts: Option<u64>,
+    last_decode_time: Option<u64>,
+    offset: u64,
+    frame_ticks: u32,
+}
+
+impl Muxer {
+    /// The decode time of `pts`, kept increasing across timestamp resets.
+    fn decode_time(&mut self, pts: u64) -> u64 {
+        if let Some(last_pts) = self.last_pts {
+            let delta = pts.wrapping_sub(last_pts);
+            if pts > last_pts && delta < 90_000 {
+                self.frame_ticks = delta as u32;
+            }
+        }
+        let mut dt = pts + self.offset;
+        if let Some(last) = self.last_decode_time {
+            if dt <= last {
+                self.offset = last + u64::from(self.frame_ticks) - pts;
+                dt = last + u64::from(self.frame_ticks);
+            }
+        }
+        self.last_pts = Some(pts);
+        self.last_decode_time = Some(dt);
+        dt
+    }
+}
+
+async fn run(stream: Arc<HlsStream>, mut sub: Subscription, mut files: Option<HlsFiles>) {
+    let mut muxer = Muxer {
+        writer: FragmentWriter::new(),
+        last_pts: None,
+        last_decode_time: None,
+        offset: 0,
+        frame_ticks: DEFAULT_FRAME_TICKS,
+    };
+    while let Some(delivery) = sub.recv().await {
+        let au = &delivery.frame.au;
+        if let Err(e) = update_track(&stream, au, files.as_mut()) {
+            warn!(path = %stream.path, error = %e, "cannot describe the stream for LL-HLS");
+            continue;
+        }
+        if stream.lock().init.is_none() {
+            continue; // wait for a keyframe with parameter sets
+        }
+        let decode_time = muxer.decode_time(au.pts);
+        let bytes = match mux(&mut muxer, au, decode_time) {
+            Ok(b) => b,
+            Err(e) => {
+                warn!(path = %stream.path, error = %e, "CMAF muxing failed");
+                continue;
+            }
+        };
+        let chunk = Chunk {
+            bytes,
+            duration: muxer.frame_ticks,
+            keyframe: au.keyframe,
+            capture_unix_ns: au.capture.map(|c| c.unix_ns),
+            available_unix_ns: unix_now_ns(),
+        };
+        let pushed = stream.lock().playlist.push(chunk);
+        if let Some(files) = files.as_mut() {
+            files.after_push(&stream.lock(), &pushed);
+        }
+        stream.changed();
+    }
+    stream.lock().ended = true;
+    stream.changed();
+    debug!(path = %stream.path, "LL-HLS stream ended");
+}
+
+/// One CMAF chunk (moof+mdat) holding `au` at `decode_time`.
+fn mux(muxer: &mut Muxer, au: &AccessUnit, decode_time: u64) -> Result<Bytes, cmaf::CmafError> {
+    let mut sample = cmaf::sample_from_access_unit(au, muxer.frame_ticks)?;
+    sample.decode_time = decode_time;
+    muxer.writer.fragment(std::slice::from_ref(&sample))
+}
+
+/// On keyframes, (re)creates the init segment when the parameter sets are new.
+fn update_track(
+    stream: &HlsStream,
+    au: &AccessUnit,
+    files: Option<&mut HlsFiles>,
+) -> Result<(), cmaf::CmafError> {
+    if !au.keyframe {
+        return Ok(());
+    }
+    let Some(track) = VideoTrack::from_access_unit(au)? else {
+        return Ok(());
+    };
+    let mut state = stream.lock();
+    if state
+        .track
+        .as_ref()
+        .is_some_and(|t| t.sps == track.sps && t.pps == track.pps)
+    {
+        return Ok(());
+    }
+    let init = cmaf::init_segment(&track)?;
+    if state.track.is_some() {
+        state.playlist.discontinuity();
+    }
+    if let Some(files) = files {
+        files.write_init(&init);
+    }
+    state.init = Some(init);
+    state.track = Some(track);
+    Ok(())
+}
+
+/// How long a blocking request may wait: three target durations (the LL-HLS rule for when a
+/// stalled stream must be reported), at least one second.
+pub fn blocking_timeout(state: &HlsState) -> Duration {
+    Duration::from_secs(state.playlist.target_duration_secs().max(1) * 3)
+}

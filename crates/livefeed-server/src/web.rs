@@ -1,0 +1,69 @@
+//! The pages and scripts the HTTP server serves, embedded at build time: `web/player.html`,
+//! `web/player.js`, and hls.js from npm (see `build.rs`); and the `timestamps.json` document.
+
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use livefeed_hls::playlist::SegmentTimes;
+use serde_json::{json, Value};
+
+const PLAYER_HTML: &str = include_str!("../../../web/player.html");
+const PLAYER_JS: &str = include_str!("../../../web/player.js");
+const HLS_JS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/hls.min.js"));
+
+/// A static asset by file name: its content type and bytes.
+pub fn asset(name: &str) -> Option<(&'static str, Bytes)> {
+    match name {
+        "hls.min.js" => Some(("text/javascript", Bytes::from_static(HLS_JS))),
+        "player.js" => Some(("text/javascript", Bytes::from_static(PLAYER_JS.as_bytes()))),
+        _ => None,
+    }
+}
+
+/// The player page of `path` (a validated path name: safe inside HTML attributes and text).
+pub fn player_page(path: &str) -> Response {
+    let html = PLAYER_HTML.replace("{{PATH}}", path);
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        html,
+    )
+        .into_response()
+}
+
+/// `timestamps.json`: for every retained segment and part, the capture time of its first frame
+/// and when it became available on the server (Unix ns and ms), keyed for lookups by URI as
+/// the original streamer's sidecar was (`segments`), with the parts listed per segment.
+pub fn timestamps_json(times: &[SegmentTimes]) -> Value {
+    let ms = |ns: Option<u64>| ns.map(|n| n / 1_000_000);
+    let segments: Vec<Value> = times
+        .iter()
+        .map(|s| {
+            let parts: Vec<Value> = s
+                .parts
+                .iter()
+                .map(|p| {
+                    json!({
+                        "uri": p.uri,
+                        "capture_unix_ns": p.capture_unix_ns,
+                        "capture_unix_ms": ms(p.capture_unix_ns),
+                        "available_unix_ns": p.available_unix_ns,
+                        "available_unix_ms": p.available_unix_ns / 1_000_000,
+                    })
+                })
+                .collect();
+            json!({
+                "msn": s.msn,
+                "uri": s.uri,
+                "capture_unix_ns": s.capture_unix_ns,
+                "capture_unix_ms": ms(s.capture_unix_ns),
+                "available_unix_ns": s.available_unix_ns,
+                "available_unix_ms": ms(s.available_unix_ns),
+                "parts": parts,
+            })
+        })
+        .collect();
+    json!({ "segments": segments })
+}
