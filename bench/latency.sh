@@ -46,7 +46,7 @@ for run in $RUNS; do
     echo "## demo $res @ ${FRAMERATE} fps, ${kbps} kbit/s, ${DURATION} s"
     echo
     cmd=("$BIN" --duration "$DURATION" --json --resolution "$res" --framerate "$FRAMERATE"
-         --bitrate "$kbps" --rtsp-address 127.0.0.1:0 --http-address 127.0.0.1:0)
+         --bitrate "$kbps" --rtsp-address 127.0.0.1:0 --http-address 127.0.0.1:0 --webrtc-address 127.0.0.1:0)
     echo "Command: \`target/release/livefeed ${cmd[*]:1}\`"
     echo "Load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo

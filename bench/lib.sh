@@ -41,11 +41,13 @@ bench_cleanup() {
 trap bench_cleanup EXIT
 trap 'exit 130' INT TERM
 
-# start_server LOGPREFIX: runs `livefeed serve` on 127.0.0.1:0 (the OS picks a free port) and
-# reads the real port from its first stdout line. Sets SERVER_PID and SERVER_PORT.
+# start_server LOGPREFIX [SERVE ARGS...]: runs `livefeed serve` on 127.0.0.1:0 (the OS picks a
+# free port), with any extra arguments appended, and reads the real port from its first stdout
+# line. Sets SERVER_PID and SERVER_PORT (RTSP); server_http_port then finds the HTTP port.
 start_server() {
     local prefix=$1 i
-    "$BIN" serve --rtsp-address 127.0.0.1:0 --http-address 127.0.0.1:0 >"$prefix.out" 2>"$prefix.err" &
+    shift
+    "$BIN" serve --rtsp-address 127.0.0.1:0 --http-address 127.0.0.1:0 --webrtc-address 127.0.0.1:0 "$@" >"$prefix.out" 2>"$prefix.err" &
     SERVER_PID=$!
     BG_PIDS+=("$SERVER_PID")
     SERVER_PORT=
@@ -59,6 +61,39 @@ start_server() {
     done
     echo "error: livefeed serve did not report its port; see $prefix.err" >&2
     exit 1
+}
+
+# server_http_port LOGPREFIX: after start_server, waits (at most ~10 s) for the server's
+# "livefeed serving HTTP on 127.0.0.1:PORT" line and sets SERVER_HTTP_PORT.
+server_http_port() {
+    local prefix=$1 i
+    SERVER_HTTP_PORT=
+    for i in $(seq 100); do
+        SERVER_HTTP_PORT=$(sed -n 's/^livefeed serving HTTP on 127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' "$prefix.out" | head -1 || true)
+        if [ -n "$SERVER_HTTP_PORT" ]; then return 0; fi
+        if ! kill -0 "$SERVER_PID" 2>/dev/null; then break; fi
+        sleep 0.1
+    done
+    echo "error: livefeed serve did not report its HTTP port; see $prefix.err" >&2
+    exit 1
+}
+
+# wait_http_ok URL SECONDS: waits until GET URL answers 2xx (one try every 0.2 s, each try at
+# most 5 s, SECONDS in all); returns 1 if it never does.
+wait_http_ok() {
+    local url=$1 secs=$2 deadline
+    deadline=$(($(date +%s) + secs))
+    while [ "$(date +%s)" -lt "$deadline" ]; do
+        if curl -fsS -o /dev/null --max-time 5 "$url" 2>/dev/null; then return 0; fi
+        sleep 0.2
+    done
+    return 1
+}
+
+# free_port: a TCP port on 127.0.0.1 that was free a moment ago (for tools that cannot listen
+# on port 0 and report the port, such as nginx).
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 
 stop_server() {

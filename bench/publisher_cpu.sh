@@ -107,7 +107,7 @@ echo
 
 start_server "$OUT_DIR/server"
 P=$SERVER_PORT
-echo "Server: \`target/release/livefeed serve --rtsp-address 127.0.0.1:0 --http-address 127.0.0.1:0\` → port $P (pid $SERVER_PID)"
+echo "Server: \`target/release/livefeed serve --rtsp-address 127.0.0.1:0 --http-address 127.0.0.1:0 --webrtc-address 127.0.0.1:0\` → port $P (pid $SERVER_PID)"
 echo
 echo "Source: $SOURCE. Commands (P = that port):"
 echo

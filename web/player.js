@@ -59,11 +59,14 @@ function percentile(sorted, p) {
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
 }
 
-// What the page measured; read by people (the header) and by the browser tests.
-const stats = { frames: 0, measured: 0, latencies: [], lastLatency: null, p50: null, p95: null, fps: null, errors: [] };
-window.livefeedStats = stats;
+// What the page measured, per player; read by people (the panels) and by the browser tests.
+function newStats() {
+  return { frames: 0, measured: 0, latencies: [], lastLatency: null, p50: null, p95: null, fps: null, jitterBufferMs: null, errors: [] };
+}
+window.livefeedStats = {};
 
-function watchFrames(video) {
+// Measures every frame `video` presents and shows the figures in `panel`.
+function watchFrames(video, stats, panel) {
   const canvas = document.createElement("canvas");
   const ctx = canvas.getContext("2d", { willReadFrequently: true });
   const recent = [];
@@ -81,13 +84,14 @@ function watchFrames(video) {
         stats.measured++;
         stats.lastLatency = latency;
         stats.latencies.push(latency);
-        if (stats.latencies.length > 3600) stats.latencies.shift();
+        if (stats.latencies.length > 7200) stats.latencies.shift();
         recent.push({ t: performance.now(), latency });
       }
     }
     video.requestVideoFrameCallback(onFrame);
   };
   video.requestVideoFrameCallback(onFrame);
+  const show = (cls, v) => { panel.querySelector(cls).textContent = v == null ? "–" : Math.round(v); };
   setInterval(() => {
     const now = performance.now();
     while (recent.length && now - recent[0].t > 1000) recent.shift();
@@ -95,23 +99,27 @@ function watchFrames(video) {
     stats.p50 = percentile(sorted, 50);
     stats.p95 = percentile(sorted, 95);
     stats.fps = recent.length;
-    const fmt = (v) => (v == null ? "–" : Math.round(v));
-    document.getElementById("latency").textContent = fmt(stats.p50);
-    document.getElementById("p95").textContent = fmt(stats.p95);
-    document.getElementById("fps").textContent = stats.fps;
-    document.getElementById("frames").textContent = stats.frames;
+    show(".latency", stats.p50);
+    show(".p95", stats.p95);
+    show(".fps", stats.fps);
+    show(".frames", stats.frames);
+    const jitter = panel.querySelector(".jitter");
+    if (jitter) show(".jitter", stats.jitterBufferMs);
   }, 1000);
 }
 
-function play(video, path) {
-  const status = document.getElementById("status");
+function playHls(panel, path, stats) {
+  const video = panel.querySelector("video"), status = panel.querySelector(".status");
   const url = `/${path}/index.m3u8`;
   video.addEventListener("playing", () => { status.textContent = `playing ${url}`; });
   if (window.Hls && Hls.isSupported()) {
     const hls = new Hls({
       lowLatencyMode: true,
       backBufferLength: 4,
+      // Catch up with the live edge by playing faster, and after a stall step back from the
+      // edge by 100 ms instead of hls.js's default full second.
       maxLiveSyncPlaybackRate: 1.5,
+      liveSyncOnStallIncrease: 0.1,
     });
     hls.on(Hls.Events.ERROR, (_e, data) => {
       stats.errors.push(`${data.type}: ${data.details}`);
@@ -119,7 +127,6 @@ function play(video, path) {
     });
     hls.loadSource(url);
     hls.attachMedia(video);
-    window.livefeedHls = hls;
   } else if (video.canPlayType("application/vnd.apple.mpegurl")) {
     video.src = url; // Safari plays LL-HLS natively
   } else {
@@ -127,10 +134,67 @@ function play(video, path) {
     return;
   }
   video.play().catch(() => { status.textContent = "press play"; });
-  watchFrames(video);
+  watchFrames(video, stats, panel);
 }
 
-if (typeof document !== "undefined" && document.body) {
-  play(document.getElementById("video"), document.body.dataset.path);
+// WHEP: POST our offer (all candidates gathered, no trickle), apply the answer, DELETE on leave.
+async function playWebRtc(panel, path, stats) {
+  const video = panel.querySelector("video"), status = panel.querySelector(".status");
+  const pc = new RTCPeerConnection();
+  const transceiver = pc.addTransceiver("video", { direction: "recvonly" });
+  pc.ontrack = (e) => {
+    // The lowest jitter-buffer target the browser allows.
+    if ("jitterBufferTarget" in e.receiver) e.receiver.jitterBufferTarget = 0;
+    if ("playoutDelayHint" in e.receiver) e.receiver.playoutDelayHint = 0;
+    video.srcObject = e.streams[0] || new MediaStream([e.track]);
+  };
+  pc.onconnectionstatechange = () => { status.textContent = `WebRTC ${pc.connectionState}`; };
+  await pc.setLocalDescription(await pc.createOffer());
+  await new Promise((done) => {
+    if (pc.iceGatheringState === "complete") return done();
+    pc.onicegatheringstatechange = () => pc.iceGatheringState === "complete" && done();
+    setTimeout(done, 2000);
+  });
+  const resp = await fetch(`/${path}/whep`, { method: "POST", headers: { "Content-Type": "application/sdp" }, body: pc.localDescription.sdp });
+  if (resp.status !== 201) {
+    status.textContent = `WHEP refused: ${resp.status} ${await resp.text()}`;
+    stats.errors.push(status.textContent);
+    return;
+  }
+  const session = resp.headers.get("Location");
+  await pc.setRemoteDescription({ type: "answer", sdp: await resp.text() });
+  window.addEventListener("pagehide", () => { if (session) fetch(session, { method: "DELETE", keepalive: true }); });
+  video.play().catch(() => { status.textContent = "press play"; });
+  watchFrames(video, stats, panel);
+  let last = null;
+  setInterval(async () => {
+    const report = await transceiver.receiver.getStats();
+    report.forEach((r) => {
+      if (r.type !== "inbound-rtp" || r.kind !== "video") return;
+      if (last && r.jitterBufferEmittedCount > last.jitterBufferEmittedCount) {
+        stats.jitterBufferMs = (1000 * (r.jitterBufferDelay - last.jitterBufferDelay)) / (r.jitterBufferEmittedCount - last.jitterBufferEmittedCount);
+      }
+      stats.framesDropped = r.framesDropped;
+      stats.nackCount = r.nackCount;
+      last = r;
+    });
+  }, 1000);
 }
+
+function start() {
+  const path = document.body.dataset.path;
+  const only = new URLSearchParams(location.search).get("play");
+  for (const kind of ["webrtc", "hls"]) {
+    const panel = document.getElementById(kind);
+    if (only && only !== kind) { panel.hidden = true; continue; }
+    const stats = (window.livefeedStats[kind] = newStats());
+    const run = kind === "hls" ? playHls : playWebRtc;
+    Promise.resolve(run(panel, path, stats)).catch((e) => {
+      stats.errors.push(String(e));
+      panel.querySelector(".status").textContent = `error: ${e}`;
+    });
+  }
+}
+
+if (typeof document !== "undefined" && document.body) start();
 if (typeof module !== "undefined") module.exports = { readTimecode, crc8Autosar };

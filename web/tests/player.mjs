@@ -1,46 +1,59 @@
-// Opens a livefeed player page in headless Chromium (Debian's, driven by playwright-core) for
-// a while and prints one JSON line with what the page measured (window.livefeedStats).
-// Usage: node web/tests/player.mjs URL [SECONDS]
-// CHROMIUM overrides the browser path (default /usr/bin/chromium).
+// Opens livefeed player pages in headless Chromium (Debian's, driven by playwright-core; a fresh
+// temporary profile per run, which Playwright's launch creates and removes) for a while and
+// prints one JSON line with what each page measured (window.livefeedStats: per player, "hls"
+// and/or "webrtc").
+// Usage: node web/tests/player.mjs URL [SECONDS] [PAGES]
+// PAGES opens that many viewers of URL at once (one window each). CHROMIUM overrides the browser
+// path (default /usr/bin/chromium).
 import { chromium } from "playwright-core";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 
-const [url, seconds = "8"] = process.argv.slice(2);
+const [url, seconds = "8", pages = "1"] = process.argv.slice(2);
 if (!url) {
-  console.error("usage: node player.mjs URL [SECONDS]");
+  console.error("usage: node player.mjs URL [SECONDS] [PAGES]");
   process.exit(2);
 }
-const profile = mkdtempSync(join(tmpdir(), "livefeed-chromium-"));
 // Never outlive our caller: a hard stop well after the planned run.
-const hardStop = setTimeout(() => { console.error("player.mjs: hard timeout"); process.exit(3); }, (Number(seconds) + 60) * 1000);
+const hardStop = setTimeout(() => { console.error("player.mjs: hard timeout"); process.exit(3); }, (Number(seconds) + 90) * 1000);
 
-let context;
+let browser;
 try {
-  context = await chromium.launchPersistentContext(profile, {
+  browser = await chromium.launch({
     executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
     headless: true,
     args: [
       "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
       "--disable-background-networking", "--disable-component-update", "--disable-sync",
       "--autoplay-policy=no-user-gesture-required",
+      // Several viewers are tabs of one window: keep the hidden ones rendering at full rate.
+      "--disable-background-timer-throttling", "--disable-backgrounding-occluded-windows",
+      "--disable-renderer-backgrounding",
     ],
   });
-  const page = context.pages()[0] ?? (await context.newPage());
-  const consoleErrors = [];
-  page.on("console", (m) => { if (m.type() === "error") consoleErrors.push(m.text()); });
-  page.on("pageerror", (e) => consoleErrors.push(String(e)));
-  await page.goto(url, { waitUntil: "load" });
-  await page.waitForTimeout(Number(seconds) * 1000);
-  const stats = await page.evaluate(() => {
-    const s = window.livefeedStats;
-    const v = document.querySelector("video");
-    return { ...s, latencies: undefined, allLatencies: s.latencies, currentTime: v.currentTime, paused: v.paused, videoWidth: v.videoWidth, videoHeight: v.videoHeight };
-  });
-  console.log(JSON.stringify({ ...stats, consoleErrors }));
+  const tabs = [];
+  for (let i = 0; i < Number(pages); i++) {
+    // A context per viewer: its own window, so no viewer is a throttled background tab.
+    const page = await (await browser.newContext()).newPage();
+    const consoleErrors = [];
+    page.on("console", (m) => { if (m.type() === "error") consoleErrors.push(m.text()); });
+    page.on("pageerror", (e) => consoleErrors.push(String(e)));
+    await page.goto(url, { waitUntil: "load" });
+    tabs.push({ page, consoleErrors });
+  }
+  await tabs[0].page.waitForTimeout(Number(seconds) * 1000);
+  const results = [];
+  for (const { page, consoleErrors } of tabs) {
+    const players = await page.evaluate(() => {
+      const out = {};
+      for (const [kind, s] of Object.entries(window.livefeedStats)) {
+        const v = document.querySelector(`#${kind} video`);
+        out[kind] = { ...s, latencies: undefined, allLatencies: s.latencies, videoWidth: v.videoWidth, videoHeight: v.videoHeight };
+      }
+      return out;
+    });
+    results.push({ ...players, consoleErrors });
+  }
+  console.log(JSON.stringify(Number(pages) === 1 ? results[0] : { pages: results }));
 } finally {
-  if (context) await context.close();
-  rmSync(profile, { recursive: true, force: true });
+  if (browser) await browser.close();
   clearTimeout(hardStop);
 }

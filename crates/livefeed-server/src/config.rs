@@ -62,6 +62,17 @@ pub struct ServerOptions {
     /// Also write the LL-HLS files to this directory (atomically: temp file + rename)
     #[arg(long, env = "LIVEFEED_HLS_DIR")]
     pub hls_dir: Option<std::path::PathBuf>,
+    /// UDP address for WebRTC (WHEP) media; its port is the ICE host candidates' port [default: 0.0.0.0:8189]
+    #[arg(long, env = "LIVEFEED_WEBRTC_ADDRESS")]
+    pub webrtc_address: Option<SocketAddr>,
+    /// Extra addresses to announce as ICE host candidates (a public or LAN address mapped 1:1 to this host)
+    #[arg(
+        long = "webrtc-additional-host",
+        env = "LIVEFEED_WEBRTC_ADDITIONAL_HOSTS",
+        value_delimiter = ','
+    )]
+    #[serde(default)]
+    pub webrtc_additional_hosts: Vec<std::net::IpAddr>,
 }
 
 impl ServerOptions {
@@ -92,6 +103,12 @@ impl ServerOptions {
             max_files: self.max_files.or(file.max_files),
             public_url: self.public_url.or(file.public_url),
             hls_dir: self.hls_dir.or(file.hls_dir),
+            webrtc_address: self.webrtc_address.or(file.webrtc_address),
+            webrtc_additional_hosts: if self.webrtc_additional_hosts.is_empty() {
+                file.webrtc_additional_hosts
+            } else {
+                self.webrtc_additional_hosts
+            },
         }
     }
 
@@ -120,6 +137,10 @@ impl ServerOptions {
                 .http_address
                 .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 8888))),
             hls: self.hls_config(),
+            webrtc_address: self
+                .webrtc_address
+                .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 8189))),
+            webrtc_additional_hosts: self.webrtc_additional_hosts.clone(),
         }
     }
 
@@ -181,6 +202,10 @@ pub struct ServerConfig {
     pub http_address: SocketAddr,
     /// LL-HLS settings.
     pub hls: HlsConfig,
+    /// UDP address for WebRTC media.
+    pub webrtc_address: SocketAddr,
+    /// Extra ICE host candidate addresses.
+    pub webrtc_additional_hosts: Vec<std::net::IpAddr>,
 }
 
 impl ServerConfig {

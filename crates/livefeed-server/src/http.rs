@@ -18,10 +18,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::connect_info::Connected;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRef, Path, RawQuery, State};
+use axum::http::HeaderMap;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
+use axum::serve::IncomingStream;
 use axum::Router;
 use bytes::Bytes;
 use livefeed_hls::playlist::{self, Availability, PartState};
@@ -31,35 +34,95 @@ use tokio::task::JoinHandle;
 use tower_http::cors::CorsLayer;
 
 use crate::hls_stream::{blocking_timeout, HlsStream, HlsStreams};
+use crate::hub::Hub;
 use crate::web;
+use crate::whep::WhepServer;
+use livefeed_webrtc::WhepSession;
 
 /// The path `/live.m3u8` is an alias for.
 pub const DEFAULT_PATH: &str = "live";
 
+/// Largest WHEP offer accepted (SDP offers are a few KiB).
+pub const MAX_OFFER_BYTES: usize = 64 * 1024;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct App {
+    /// The path hub.
+    pub hub: Arc<Hub>,
+    /// LL-HLS streams.
+    pub hls: Arc<HlsStreams>,
+    /// WebRTC viewers.
+    pub whep: Arc<WhepServer>,
+}
+
+impl FromRef<App> for Arc<HlsStreams> {
+    fn from_ref(app: &App) -> Self {
+        app.hls.clone()
+    }
+}
+
+/// Both ends of an HTTP connection: the local address is the one the client reached us on.
+#[derive(Debug, Clone, Copy)]
+pub struct Conn {
+    /// Our address on this connection.
+    pub local: Option<SocketAddr>,
+    /// The client's address.
+    pub remote: SocketAddr,
+}
+
+impl Connected<IncomingStream<'_, TcpListener>> for Conn {
+    fn connect_info(stream: IncomingStream<'_, TcpListener>) -> Self {
+        Conn {
+            local: stream.io().local_addr().ok(),
+            remote: *stream.remote_addr(),
+        }
+    }
+}
+
 /// Starts serving HTTP on `listener`.
-pub fn spawn(listener: TcpListener, hls: Arc<HlsStreams>) -> JoinHandle<()> {
-    let app = router(hls);
+pub fn spawn(listener: TcpListener, app: App) -> JoinHandle<()> {
+    let router = router(app);
     tokio::spawn(async move {
-        if let Err(e) = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        {
+        let service = router.into_make_service_with_connect_info::<Conn>();
+        if let Err(e) = axum::serve(listener, service).await {
             tracing::error!(error = %e, "HTTP server stopped");
         }
     })
 }
 
 /// The routes.
-pub fn router(hls: Arc<HlsStreams>) -> Router {
+pub fn router(app: App) -> Router {
     Router::new()
         .route("/", get(index))
         .route("/live.m3u8", get(live_alias))
         .route("/static/{file}", get(static_file))
-        .route("/{*rest}", get(dispatch))
-        .layer(CorsLayer::permissive())
-        .with_state(hls)
+        .route(
+            "/{*rest}",
+            get(dispatch)
+                .post(whep_offer)
+                .patch(whep_patch)
+                .delete(whep_delete),
+        )
+        .layer(DefaultBodyLimit::max(MAX_OFFER_BYTES))
+        .layer(axum::middleware::from_fn(log_request))
+        .layer(CorsLayer::permissive().expose_headers([header::LOCATION]))
+        .with_state(app)
+}
+
+/// Logs every request at debug level (4xx/5xx at info) with its status and duration.
+async fn log_request(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let (method, uri) = (req.method().clone(), req.uri().clone());
+    let started = Instant::now();
+    let response = next.run(req).await;
+    let status = response.status().as_u16();
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    if status >= 400 {
+        tracing::info!(%method, %uri, status, ms, "HTTP request refused");
+    } else {
+        tracing::debug!(%method, %uri, status, ms, "HTTP request");
+    }
+    response
 }
 
 /// An error answered as plain text: the status and the reason.
@@ -185,6 +248,11 @@ async fn playlist(hls: &Arc<HlsStreams>, path: &str, query: Option<&str>) -> Htt
             if state.ended {
                 return Some(Err(error(StatusCode::NOT_FOUND, "the stream ended")));
             }
+            // Players (hls.js) treat a playlist without a complete segment as empty and back
+            // off; the GOP cache completes the first segment at once, so wait for it.
+            if state.playlist.open_msn() == 0 {
+                return None;
+            }
             let text = state.playlist.render(request.skip)?;
             match request
                 .msn
@@ -258,6 +326,9 @@ async fn part(hls: &Arc<HlsStreams>, path: &str, msn: u64, index: u32) -> HttpRe
             {
                 None
             }
+            // A hinted part may still turn out not to exist (the segment was cut at a
+            // keyframe first): commit to a 200 only once its first frame is there.
+            PartState::Open { chunks } if chunks.is_empty() => None,
             other => Some(other),
         })
         .await;
@@ -337,6 +408,125 @@ fn timestamps(hls: &Arc<HlsStreams>, path: &str) -> HttpResult {
             (header::CACHE_CONTROL, "no-cache"),
         ],
         json,
+    )
+        .into_response())
+}
+
+/// The path of a WHEP endpoint `PATH/whep`, or of a session resource `PATH/whep/ID`.
+fn whep_target(rest: &str) -> Result<(String, Option<String>), HttpError> {
+    let (path, id) = match rest.rsplit_once("/whep/") {
+        Some((path, id)) if !id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            (path, Some(id.to_string()))
+        }
+        Some(_) => return Err(error(StatusCode::NOT_FOUND, "no such WHEP session")),
+        None => match rest.strip_suffix("/whep") {
+            Some(path) => (path, None),
+            None => return Err(error(StatusCode::NOT_FOUND, "WHEP endpoints are PATH/whep")),
+        },
+    };
+    let path = livefeed_media::path::validate(path)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, e.to_string()))?;
+    Ok((path.to_string(), id))
+}
+
+/// WHEP: an SDP offer in, `201 Created` with the answer and the session's `Location` out.
+async fn whep_offer(
+    State(app): State<App>,
+    ConnectInfo(conn): ConnectInfo<Conn>,
+    Path(rest): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> HttpResult {
+    let (path, id) = whep_target(&rest)?;
+    if id.is_some() {
+        return Err(error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "POST goes to PATH/whep",
+        ));
+    }
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !content_type.trim().eq_ignore_ascii_case("application/sdp") {
+        return Err(error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "a WHEP offer needs Content-Type: application/sdp",
+        ));
+    }
+    if app.hub.stream_info(&path).is_none() {
+        return Err(error(
+            StatusCode::NOT_FOUND,
+            format!("no stream is being published on path {path:?}"),
+        ));
+    }
+    let offer = std::str::from_utf8(&body)
+        .map_err(|_| error(StatusCode::BAD_REQUEST, "the offer is not UTF-8 text"))?;
+    let candidates = app.whep.candidates(conn.local.map(|a| a.ip()));
+    let (session, answer) =
+        WhepSession::accept_offer(offer, &candidates, Instant::now()).map_err(|e| {
+            let status = if e.is_client_error() {
+                StatusCode::BAD_REQUEST
+            } else {
+                StatusCode::INTERNAL_SERVER_ERROR
+            };
+            tracing::warn!(peer = %conn.remote, path, error = %e, "WHEP offer refused");
+            error(status, e.to_string())
+        })?;
+    let sub = app
+        .hub
+        .subscribe(&path)
+        .ok_or_else(|| error(StatusCode::NOT_FOUND, "path is not served"))?;
+    let id = app.whep.new_id();
+    if !app
+        .whep
+        .add(id.clone(), &path, session, sub, candidates)
+        .await
+    {
+        return Err(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the WebRTC media loop is not running",
+        ));
+    }
+    tracing::info!(peer = %conn.remote, path, session = %id, "WHEP session created");
+    Ok((
+        StatusCode::CREATED,
+        [
+            (header::CONTENT_TYPE, "application/sdp".to_string()),
+            (header::LOCATION, format!("/{path}/whep/{id}")),
+            (header::CACHE_CONTROL, "no-store".to_string()),
+        ],
+        answer,
+    )
+        .into_response())
+}
+
+/// WHEP session resource: DELETE ends the session.
+async fn whep_delete(State(app): State<App>, Path(rest): Path<String>) -> HttpResult {
+    let (path, id) = whep_target(&rest)?;
+    let id = id.ok_or_else(|| {
+        error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "DELETE goes to the session's Location",
+        )
+    })?;
+    if app.whep.remove(&path, &id).await {
+        Ok(StatusCode::OK.into_response())
+    } else {
+        Err(error(
+            StatusCode::NOT_FOUND,
+            format!("no WHEP session {id} on path {path:?}"),
+        ))
+    }
+}
+
+/// Trickle ICE is not offered: the answer carries every server candidate.
+async fn whep_patch(Path(rest): Path<String>) -> HttpResult {
+    whep_target(&rest)?;
+    Ok((
+        StatusCode::METHOD_NOT_ALLOWED,
+        [(header::ALLOW, "POST, DELETE, OPTIONS")],
+        "trickle ICE is not supported: the answer already lists every candidate\n",
     )
         .into_response())
 }

@@ -6,6 +6,7 @@
 //! - [`hls_stream`] / [`hls_files`]: LL-HLS per path (CMAF chunks into the playlist), and its
 //!   optional on-disk mirror.
 //! - [`http`] / [`web`]: the HTTP server (LL-HLS, player page) and its embedded assets.
+//! - [`whep`]: WebRTC viewers (WHEP) on one shared UDP socket.
 //! - [`metrics`]: capture→ingest and ingest→egress latency windows.
 //! - [`config`]: one definition of the server's options for flags, env and the TOML file.
 //! - [`Server`]: binds and starts all of it.
@@ -18,6 +19,7 @@ pub mod hub;
 pub mod metrics;
 pub mod rtsp_server;
 pub mod web;
+pub mod whep;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -38,6 +40,8 @@ pub struct Server {
     pub http_addr: SocketAddr,
     /// LL-HLS streams.
     pub hls: Arc<hls_stream::HlsStreams>,
+    /// WebRTC viewers.
+    pub whep: Arc<whep::WhepServer>,
     /// The path hub.
     pub hub: Arc<Hub>,
     /// Server-side latency windows.
@@ -80,11 +84,27 @@ impl Server {
             .local_addr()
             .context("reading the HTTP listen address")?;
         let hls = hls_stream::HlsStreams::new(hub.clone(), config.hls.clone());
-        let http_task = http::spawn(http_listener, hls.clone());
+        let whep = whep::WhepServer::start(
+            config.webrtc_address,
+            config.webrtc_additional_hosts.clone(),
+        )
+        .with_context(|| {
+            format!(
+                "cannot bind the WebRTC UDP socket {}",
+                config.webrtc_address
+            )
+        })?;
+        let app = http::App {
+            hub: hub.clone(),
+            hls: hls.clone(),
+            whep: whep.clone(),
+        };
+        let http_task = http::spawn(http_listener, app);
         tracing::info!(rtsp = %rtsp_addr, http = %http_addr, "livefeed server listening");
         Ok(Server {
             rtsp_addr,
             http_addr,
+            whep,
             hls,
             hub,
             metrics,

@@ -19,6 +19,24 @@ fn server_with_test_source(extra: &[&str]) -> TestServer {
     server
 }
 
+/// The value of the first line starting with `tag` (e.g. `#EXT-X-TARGETDURATION:`).
+fn tag<'a>(playlist: &'a str, tag: &str) -> Option<&'a str> {
+    playlist
+        .lines()
+        .find_map(|l| l.strip_prefix(tag))
+        .map(str::trim)
+}
+
+/// The highest media sequence number of a complete segment listed.
+fn last_msn(playlist: &str) -> u64 {
+    playlist
+        .lines()
+        .filter_map(|l| l.strip_prefix("seg").and_then(|s| s.strip_suffix(".m4s")))
+        .filter_map(|n| n.parse().ok())
+        .max()
+        .unwrap_or(0)
+}
+
 /// The playlist once it lists at least `segments` complete segments.
 fn playlist_with_segments(server: &TestServer, segments: usize) -> String {
     retry(Duration::from_secs(30), || {
@@ -181,10 +199,8 @@ fn blocking_reload_waits_for_the_next_part_and_delta_updates_skip() {
             Err(r.text())
         }
     });
-    let count: usize = skipped
-        .lines()
-        .find_map(|l| l.strip_prefix("#EXT-X-SKIP:SKIPPED-SEGMENTS="))
-        .and_then(|v| v.trim().parse().ok())
+    let count: usize = tag(&skipped, "#EXT-X-SKIP:SKIPPED-SEGMENTS=")
+        .and_then(|v| v.parse().ok())
         .expect("a count");
     assert!(count >= 1, "{skipped}");
     let full = http_get(server.http_port, "/live/index.m3u8", WAIT).text();
@@ -199,12 +215,7 @@ fn blocking_reload_waits_for_the_next_part_and_delta_updates_skip() {
 fn bad_http_input_gets_a_clear_4xx_and_others_stream_on() {
     let server = server_with_test_source(&[]);
     let text = playlist_with_segments(&server, 1);
-    let last_msn: u64 = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("seg").and_then(|s| s.strip_suffix(".m4s")))
-        .filter_map(|n| n.parse().ok())
-        .max()
-        .unwrap_or(0);
+    let last_msn = last_msn(&text);
     // A receiver streams meanwhile; its run must be clean.
     let mut receiver = livefeed();
     receiver.args([
@@ -294,20 +305,13 @@ fn a_blocking_request_ends_with_503_when_the_publisher_stalls() {
             Err(r.text())
         }
     });
-    let target: u64 = text
-        .lines()
-        .find_map(|l| l.strip_prefix("#EXT-X-TARGETDURATION:"))
-        .and_then(|v| v.trim().parse().ok())
+    let target: u64 = tag(&text, "#EXT-X-TARGETDURATION:")
+        .and_then(|v| v.parse().ok())
         .expect("target duration");
     drop(publisher); // the publisher is killed: nothing new will come
     let r = http_get(server.http_port, "/cam/index.m3u8?_HLS_msn=100000", WAIT);
     assert_eq!(r.status, 400, "far future is refused at once");
-    let last_msn: u64 = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("seg").and_then(|s| s.strip_suffix(".m4s")))
-        .filter_map(|n| n.parse().ok())
-        .max()
-        .unwrap_or(0);
+    let last_msn = last_msn(&text);
     let started = Instant::now();
     let r = http_get(
         server.http_port,
@@ -346,9 +350,7 @@ fn public_url_and_hls_dir_match_the_original_streamer() {
         "{text}"
     );
     // Parts hold whole frames, so the target is rounded up to a whole number of frames.
-    let part_target: f64 = text
-        .lines()
-        .find_map(|l| l.strip_prefix("#EXT-X-PART-INF:PART-TARGET="))
+    let part_target: f64 = tag(&text, "#EXT-X-PART-INF:PART-TARGET=")
         .and_then(|v| v.parse().ok())
         .expect("PART-TARGET");
     assert!(

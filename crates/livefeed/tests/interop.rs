@@ -9,6 +9,18 @@ use std::time::Duration;
 
 use common::*;
 
+/// ffprobe's CSV of the stream `entries` of an RTSP URL (over TCP).
+fn ffprobe_streams(url: &str, entries: &str) -> Output {
+    run(
+        "ffprobe",
+        Command::new("ffprobe")
+            .args(["-v", "error", "-rtsp_transport", "tcp", "-show_entries"])
+            .arg(format!("stream={entries}"))
+            .args(["-of", "csv=p=0", url]),
+        Duration::from_secs(20),
+    )
+}
+
 /// Frames ffmpeg decoded from `url`: counts `framecrc` lines; fails on any decode error.
 fn ffmpeg_decode(url: &str, transport: &str, frames: u32) -> Result<usize, String> {
     let out = run(
@@ -61,20 +73,7 @@ fn ffprobe_reports_h264_640x480_on_livefeeds_own_stream() {
     let server = TestServer::start();
     let _publisher = livefeed_publisher(&server.url("live"), "tcp", &[]);
     wait_for_stream(&server.addr(), "live");
-    let out = run(
-        "ffprobe",
-        Command::new("ffprobe")
-            .args([
-                "-v",
-                "error",
-                "-rtsp_transport",
-                "tcp",
-                "-show_entries",
-                "stream=codec_name,profile,width,height",
-            ])
-            .args(["-of", "csv=p=0", &server.url("live")]),
-        Duration::from_secs(20),
-    );
+    let out = ffprobe_streams(&server.url("live"), "codec_name,profile,width,height");
     out.assert_success();
     let line = out.stdout.trim();
     assert!(line.starts_with("h264,"), "{line}");
@@ -264,6 +263,8 @@ fn the_demo_runs_end_to_end_and_measures_every_stage() {
         "127.0.0.1:0",
         "--http-address",
         "127.0.0.1:0",
+        "--webrtc-address",
+        "127.0.0.1:0",
     ]);
     let out = run("livefeed demo", &mut cmd, Duration::from_secs(60));
     out.assert_success();
@@ -308,6 +309,8 @@ fn the_demo_prints_human_status_lines() {
         "--rtsp-address",
         "127.0.0.1:0",
         "--http-address",
+        "127.0.0.1:0",
+        "--webrtc-address",
         "127.0.0.1:0",
         "--transport",
         "udp",
@@ -355,22 +358,7 @@ fn publish_accepts_raw_frames_on_stdin_from_ffmpeg() {
         .expect("livefeed publish starts");
     let _publisher = Proc::from_child("livefeed publish --input -", publisher);
     wait_for_stream(&server.addr(), "y4m");
-    let out = run(
-        "ffprobe",
-        Command::new("ffprobe")
-            .args([
-                "-v",
-                "error",
-                "-rtsp_transport",
-                "tcp",
-                "-show_entries",
-                "stream=width,height",
-                "-of",
-                "csv=p=0",
-            ])
-            .arg(server.url("y4m")),
-        Duration::from_secs(20),
-    );
+    let out = ffprobe_streams(&server.url("y4m"), "width,height");
     out.assert_success();
     assert_eq!(out.stdout.trim(), "320,240");
 }

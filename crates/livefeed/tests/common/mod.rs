@@ -200,6 +200,8 @@ impl TestServer {
             "127.0.0.1:0",
             "--http-address",
             "127.0.0.1:0",
+            "--webrtc-address",
+            "127.0.0.1:0",
         ])
         .args(extra);
         let mut proc = Proc::spawn("livefeed serve", &mut cmd);
@@ -527,13 +529,29 @@ impl HttpResponse {
 /// A raw HTTP/1.1 GET of `target` (sent exactly as given, so test paths are not normalised),
 /// reading the whole response (Content-Length or chunked) within `timeout`.
 pub fn http_get(port: u16, target: &str, timeout: Duration) -> HttpResponse {
+    http_request(port, "GET", target, None, b"", timeout)
+}
+
+/// A raw HTTP/1.1 request with an optional Content-Type and a body.
+pub fn http_request(
+    port: u16,
+    method: &str,
+    target: &str,
+    content_type: Option<&str>,
+    body: &[u8],
+    timeout: Duration,
+) -> HttpResponse {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     stream.set_read_timeout(Some(timeout)).expect("timeout");
-    write!(
-        stream,
-        "GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .expect("write");
+    let mut head =
+        format!("{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+    if let Some(ct) = content_type {
+        head.push_str(&format!("Content-Type: {ct}\r\n"));
+    }
+    head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    stream.write_all(head.as_bytes()).expect("write");
+    // The server may answer (and close) before reading an oversized body.
+    let _ = stream.write_all(body);
     let mut raw = Vec::new();
     let _ = stream.read_to_end(&mut raw);
     let finished = Instant::now();
@@ -542,7 +560,7 @@ pub fn http_get(port: u16, target: &str, timeout: Duration) -> HttpResponse {
         .position(|w| w == b"\r\n\r\n")
         .unwrap_or_else(|| {
             panic!(
-                "no HTTP response to GET {target}: {:?}",
+                "no HTTP response to {method} {target}: {:?}",
                 String::from_utf8_lossy(&raw)
             )
         });

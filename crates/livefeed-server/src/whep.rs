@@ -1,0 +1,348 @@
+//! WebRTC (WHEP) viewers: one task owns the shared UDP socket (ICE host candidates all point at
+//! its port) and every [`WhepSession`]; datagrams are routed to the session that accepts them.
+//! Each viewer's frames come from its own hub subscription through a forwarding task, so a
+//! viewer that cannot keep up skips to the next keyframe in the hub (its drops are counted)
+//! and never slows the others. Sessions end on DELETE, when ICE disconnects, or when the
+//! server stops.
+//!
+//! The str0m protocol work is in `livefeed-webrtc` (sans-IO); this module moves datagrams,
+//! frames and timers.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use livefeed_webrtc::{Poll, WhepSession};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tracing::{debug, info};
+
+use crate::hub::{Delivery, Subscription};
+
+/// A viewer session's id, as it appears in its WHEP resource URL.
+pub type SessionId = String;
+
+/// Frames queued between the forwarding tasks and the media loop (all viewers together).
+const MEDIA_QUEUE: usize = 1024;
+
+enum Command {
+    Add {
+        id: SessionId,
+        path: String,
+        session: Box<WhepSession>,
+        sub: Subscription,
+        candidates: Vec<SocketAddr>,
+    },
+    Remove {
+        id: SessionId,
+        path: String,
+        done: oneshot::Sender<bool>,
+    },
+}
+
+/// Handle to the WHEP media loop.
+pub struct WhepServer {
+    commands: mpsc::Sender<Command>,
+    local: SocketAddr,
+    additional_hosts: Vec<IpAddr>,
+    next_id: AtomicU64,
+    task: JoinHandle<()>,
+}
+
+impl WhepServer {
+    /// Binds the UDP socket and starts the media loop.
+    pub fn start(
+        address: SocketAddr,
+        additional_hosts: Vec<IpAddr>,
+    ) -> std::io::Result<Arc<WhepServer>> {
+        let socket = std::net::UdpSocket::bind(address)?;
+        socket.set_nonblocking(true)?;
+        let socket = UdpSocket::from_std(socket)?;
+        let local = socket.local_addr()?;
+        let (commands, rx) = mpsc::channel(64);
+        let task = tokio::spawn(MediaLoop::new(socket, rx).run());
+        info!(udp = %local, "WebRTC (WHEP) listening");
+        Ok(Arc::new(WhepServer {
+            commands,
+            local,
+            additional_hosts,
+            next_id: AtomicU64::new(1),
+            task,
+        }))
+    }
+
+    /// The UDP address media uses.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// The host candidates to announce to a viewer that reached the HTTP server at
+    /// `http_local`: that address (the one the viewer can evidently reach), loopback, and the
+    /// configured additional hosts, all on the media port.
+    pub fn candidates(&self, http_local: Option<IpAddr>) -> Vec<SocketAddr> {
+        let port = self.local.port();
+        let mut ips: Vec<IpAddr> = Vec::new();
+        if !self.local.ip().is_unspecified() {
+            ips.push(self.local.ip());
+        } else {
+            ips.extend(http_local.filter(|ip| !ip.is_unspecified()));
+            ips.push(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        }
+        ips.extend(self.additional_hosts.iter().copied());
+        let mut seen = Vec::new();
+        ips.retain(|ip| {
+            let new = !seen.contains(ip);
+            seen.push(*ip);
+            new
+        });
+        ips.into_iter()
+            .map(|ip| SocketAddr::new(ip, port))
+            .collect()
+    }
+
+    /// A new, unique session id.
+    pub fn new_id(&self) -> SessionId {
+        let n = self.next_id.fetch_add(1, Ordering::Relaxed);
+        format!("{n:x}{:016x}", rand::random::<u64>())
+    }
+
+    /// Hands a negotiated session, its subscription and the candidates it was given to the
+    /// media loop.
+    pub async fn add(
+        &self,
+        id: SessionId,
+        path: &str,
+        session: WhepSession,
+        sub: Subscription,
+        candidates: Vec<SocketAddr>,
+    ) -> bool {
+        let cmd = Command::Add {
+            id,
+            path: path.to_string(),
+            session: Box::new(session),
+            sub,
+            candidates,
+        };
+        self.commands.send(cmd).await.is_ok()
+    }
+
+    /// Ends a session; `false` if no session of `path` has that id.
+    pub async fn remove(&self, path: &str, id: &str) -> bool {
+        let (done, answer) = oneshot::channel();
+        let cmd = Command::Remove {
+            id: id.to_string(),
+            path: path.to_string(),
+            done,
+        };
+        if self.commands.send(cmd).await.is_err() {
+            return false;
+        }
+        answer.await.unwrap_or(false)
+    }
+}
+
+impl Drop for WhepServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+struct Viewer {
+    path: String,
+    session: Box<WhepSession>,
+    forward: JoinHandle<()>,
+    candidates: Vec<SocketAddr>,
+}
+
+impl Viewer {
+    /// The local candidate a datagram from `source` arrived on. The socket may be bound to an
+    /// unspecified address, where the real destination is not reported: loopback peers reached
+    /// the loopback candidate, others the first other one.
+    fn destination(&self, source: SocketAddr, socket: SocketAddr) -> SocketAddr {
+        if !socket.ip().is_unspecified() {
+            return socket;
+        }
+        let wanted = |c: &&SocketAddr| c.ip().is_loopback() == source.ip().is_loopback();
+        self.candidates
+            .iter()
+            .find(wanted)
+            .or(self.candidates.first())
+            .copied()
+            .unwrap_or(socket)
+    }
+}
+
+struct MediaLoop {
+    socket: UdpSocket,
+    local: SocketAddr,
+    commands: mpsc::Receiver<Command>,
+    media_tx: mpsc::Sender<(SessionId, Delivery)>,
+    media_rx: mpsc::Receiver<(SessionId, Delivery)>,
+    viewers: HashMap<SessionId, Viewer>,
+    buf: Vec<u8>,
+}
+
+impl MediaLoop {
+    fn new(socket: UdpSocket, commands: mpsc::Receiver<Command>) -> Self {
+        let local = socket
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let (media_tx, media_rx) = mpsc::channel(MEDIA_QUEUE);
+        MediaLoop {
+            socket,
+            local,
+            commands,
+            media_tx,
+            media_rx,
+            viewers: HashMap::new(),
+            buf: vec![0; 2048],
+        }
+    }
+
+    async fn run(mut self) {
+        loop {
+            // Closed sessions get their last datagrams (RTCP BYE, DTLS close) out before they go.
+            let wake = self.drive().await;
+            self.reap();
+            let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(wake));
+            tokio::select! {
+                r = self.socket.recv_from(&mut self.buf) => match r {
+                    Ok((n, source)) => self.datagram(n, source),
+                    Err(e) => debug!(error = %e, "WebRTC UDP receive error"),
+                },
+                cmd = self.commands.recv() => match cmd {
+                    Some(cmd) => self.command(cmd),
+                    None => return,
+                },
+                Some((id, delivery)) = self.media_rx.recv() => self.media(&id, &delivery),
+                _ = sleep => self.timeouts(),
+            }
+        }
+    }
+
+    /// Sends everything the sessions want to send; returns when the next timeout is due.
+    async fn drive(&mut self) -> Instant {
+        let mut wake = Instant::now() + Duration::from_millis(500);
+        for (id, viewer) in self.viewers.iter_mut() {
+            loop {
+                match viewer.session.poll() {
+                    Poll::Transmit {
+                        destination,
+                        datagram,
+                        ..
+                    } => {
+                        if let Err(e) = self.socket.send_to(&datagram, destination).await {
+                            debug!(session = %id, error = %e, "WebRTC UDP send failed");
+                        }
+                    }
+                    Poll::Wait(at) => {
+                        wake = wake.min(at);
+                        break;
+                    }
+                }
+            }
+        }
+        wake
+    }
+
+    fn datagram(&mut self, n: usize, source: SocketAddr) {
+        let now = Instant::now();
+        let data = &self.buf[..n];
+        let socket = self.local;
+        let found = self.viewers.iter_mut().find(|(_, v)| {
+            let destination = v.destination(source, socket);
+            v.session.accepts(now, source, destination, data)
+        });
+        let Some((id, viewer)) = found else {
+            debug!(%source, len = n, "datagram for no WebRTC session");
+            return;
+        };
+        let destination = viewer.destination(source, socket);
+        if let Err(e) = viewer
+            .session
+            .handle_datagram(now, source, destination, data)
+        {
+            debug!(session = %id, %source, error = %e, "bad datagram");
+        }
+    }
+
+    fn command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Add {
+                id,
+                path,
+                session,
+                sub,
+                candidates,
+            } => {
+                let forward = tokio::spawn(forward(id.clone(), sub, self.media_tx.clone()));
+                info!(session = %id, path, "WebRTC viewer added");
+                self.viewers.insert(
+                    id,
+                    Viewer {
+                        path,
+                        session,
+                        forward,
+                        candidates,
+                    },
+                );
+            }
+            Command::Remove { id, path, done } => {
+                let viewer = self.viewers.get_mut(&id).filter(|v| v.path == path);
+                let found = viewer.is_some();
+                if let Some(viewer) = viewer {
+                    // Reaped after the next drive, once its goodbye datagrams are sent.
+                    viewer.session.close();
+                    viewer.forward.abort();
+                    info!(session = %id, path, "WebRTC viewer removed (DELETE)");
+                }
+                let _ = done.send(found);
+            }
+        }
+    }
+
+    fn media(&mut self, id: &str, delivery: &Delivery) {
+        let Some(viewer) = self.viewers.get_mut(id) else {
+            return;
+        };
+        if let Err(e) = viewer
+            .session
+            .write_access_unit(&delivery.frame.au, Instant::now())
+        {
+            debug!(session = %id, error = %e, "cannot send to WebRTC viewer");
+        }
+    }
+
+    fn timeouts(&mut self) {
+        let now = Instant::now();
+        for (id, viewer) in self.viewers.iter_mut() {
+            if let Err(e) = viewer.session.handle_timeout(now) {
+                debug!(session = %id, error = %e, "WebRTC timeout handling failed");
+            }
+        }
+    }
+
+    /// Drops sessions whose peer is gone.
+    fn reap(&mut self) {
+        self.viewers.retain(|id, viewer| {
+            if viewer.session.is_closed() {
+                viewer.forward.abort();
+                info!(session = %id, path = %viewer.path, "WebRTC viewer left");
+                return false;
+            }
+            true
+        });
+    }
+}
+
+/// Moves one viewer's frames from its hub subscription to the media loop.
+async fn forward(id: SessionId, mut sub: Subscription, media: mpsc::Sender<(SessionId, Delivery)>) {
+    while let Some(delivery) = sub.recv().await {
+        if media.send((id.clone(), delivery)).await.is_err() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,26 @@
+//! WHEP (WebRTC-HTTP Egress Protocol, RFC 9725) sessions for livefeed, on str0m, sans-IO.
+//!
+//! A browser POSTs an SDP offer to `/<path>/whep`; [`WhepSession::accept_offer`] checks it
+//! (size, SDP, video, H.264) and answers it; the session then sends the path's access units to
+//! that one viewer over ICE/DTLS/SRTP. No sockets, no threads, no clock here: the server's
+//! tokio shell moves datagrams, timeouts and access units in and out (see [`session`] for the
+//! call contract), and tests drive two peers on a simulated clock.
+//!
+//! - [`offer`]: the first look at an offer, before str0m parses it — one error per problem.
+//! - [`session`]: one viewer — str0m configuration, keyframe gating, keyframe requests, stats.
+//! - [`error`]: [`WhepError`], with [`WhepError::is_client_error`] to pick HTTP 400 or 500.
+//! - `answer` (private): touch-ups of str0m's answer that browsers need (a format on rejected
+//!   m-lines, ICE candidates in the first accepted section).
+//!
+//! str0m is built with its pure-Rust crypto backend (`rust-crypto`: RustCrypto + dimpl DTLS),
+//! so the build needs no C toolchain for crypto.
+#![warn(missing_docs)]
+
+mod answer;
+pub mod error;
+pub mod offer;
+pub mod session;
+
+pub use error::WhepError;
+pub use offer::MAX_OFFER_BYTES;
+pub use session::{CloseReason, Poll, SessionStats, WhepConfig, WhepSession, Written};

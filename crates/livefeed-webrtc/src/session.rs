@@ -1,0 +1,607 @@
+//! One WHEP viewer: a str0m [`Rtc`] with one send-only H.264 video track.
+//!
+//! ## Contract
+//!
+//! [`WhepSession`] is sans-IO. The caller owns the UDP socket(s) and the clock:
+//!
+//! 1. [`WhepSession::accept_offer`] validates the viewer's offer and returns the answer SDP.
+//! 2. Feed it: [`WhepSession::handle_datagram`] for every datagram that
+//!    [`WhepSession::accepts`], [`WhepSession::handle_timeout`] when the instant from
+//!    [`Poll::Wait`] is reached, [`WhepSession::write_access_unit`] for every access unit.
+//! 3. After **each** of those calls, call [`WhepSession::poll`] until it returns
+//!    [`Poll::Wait`]: send every [`Poll::Transmit`] datagram, then sleep until the instant (or
+//!    the next datagram, or the next access unit).
+//! 4. Once [`WhepSession::is_closed`] is `true` and [`WhepSession::poll`] returns
+//!    [`Poll::Wait`], the session has nothing more to say: drop it.
+//!
+//! str0m requires its output to be drained after every mutation before the next one; the
+//! session does that itself (into an internal queue that [`WhepSession::poll`] empties), so a
+//! caller that writes two access units without polling in between is still correct — it only
+//! delays the datagrams.
+//!
+//! ## Media
+//!
+//! Access units go to str0m's H.264 packetizer (RFC 6184, packetization-mode 1: single NAL
+//! units, STAP-A for SPS+PPS, FU-A) as Annex B, all NAL units kept — including livefeed's SEI
+//! capture stamp, which so reaches the browser. A viewer starts at a keyframe: access units
+//! are skipped (and counted) until the peer is connected and then until the first keyframe.
+//! [`WhepSession::wants_keyframe`] tells the caller a keyframe is needed: to start, or because
+//! the viewer asked for one (PLI/FIR); it stays set until a keyframe is written.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use livefeed_media::AccessUnit;
+use str0m::change::SdpOffer;
+use str0m::format::Codec;
+use str0m::media::{Direction, MediaKind, MediaTime, Mid, Pt};
+use str0m::net::{Protocol, Receive};
+use str0m::stats::MediaEgressStats;
+use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig, RtcError};
+
+use crate::answer::fix_answer;
+use crate::error::WhepError;
+use crate::offer::{check_envelope, check_video};
+
+/// H.264 payload types the server offers to negotiate: `(pt, rtx pt, profile-level-id)`, all
+/// packetization-mode 1, most preferred first. livefeed sends constrained baseline (42C01E
+/// from openh264); a constrained baseline stream is also a valid baseline stream, so a viewer
+/// that only offers baseline (42001f) gets it too. The payload type numbers are only defaults:
+/// the answer uses the viewer's.
+const H264_PAYLOADS: [(u8, u8, u32); 2] = [(108, 109, 0x42e01f), (127, 121, 0x42001f)];
+
+/// Settings of WHEP sessions; [`Default`] is right for most servers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WhepConfig {
+    /// Answer as an ICE-lite agent (the server only answers connectivity checks). Fine for a
+    /// server reachable on its candidates; full ICE (the default) also copes with a viewer
+    /// whose own candidates are unreachable (mDNS `.local`), through peer-reflexive candidates.
+    pub ice_lite: bool,
+    /// A session not connected (ICE + DTLS) this long after the offer closes itself.
+    pub connect_timeout: Duration,
+    /// A session whose ICE is disconnected this long closes itself. str0m's ICE reports
+    /// "disconnected" only after ~21 s without answers to its checks (9 retransmissions, RTO up
+    /// to 3 s) and may in principle come back (new candidates); the default, zero, closes at
+    /// once.
+    pub disconnect_timeout: Duration,
+    /// How often str0m reports egress statistics (packets, NACKs, RTT) into
+    /// [`WhepSession::stats`].
+    pub stats_interval: Duration,
+}
+
+impl Default for WhepConfig {
+    fn default() -> Self {
+        WhepConfig {
+            ice_lite: false,
+            connect_timeout: Duration::from_secs(15),
+            disconnect_timeout: Duration::ZERO,
+            stats_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// What the caller should do next; see the [module contract](self).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Poll {
+    /// Send this datagram from `source` (one of the candidates given to
+    /// [`WhepSession::accept_offer`]) to `destination`, then poll again.
+    Transmit {
+        /// The viewer's address.
+        destination: SocketAddr,
+        /// The local candidate address to send from.
+        source: SocketAddr,
+        /// The UDP payload.
+        datagram: Vec<u8>,
+    },
+    /// Nothing to send: call [`WhepSession::handle_timeout`] at this instant, unless a
+    /// datagram or an access unit comes first. Far in the future once the session is closed.
+    Wait(Instant),
+}
+
+/// What [`WhepSession::write_access_unit`] did with an access unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    /// Packetized and queued for sending.
+    Sent,
+    /// Skipped: the viewer starts at a keyframe and this is not one.
+    SkippedWaitingForKeyframe,
+    /// Skipped: the viewer is not (or no longer) connected.
+    NotConnected,
+}
+
+/// Why a session closed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CloseReason {
+    /// [`WhepSession::close`] was called (WHEP DELETE).
+    Local,
+    /// The viewer closed DTLS (or SCTP).
+    Remote,
+    /// ICE + DTLS did not connect within [`WhepConfig::connect_timeout`].
+    ConnectTimeout,
+    /// ICE was disconnected for [`WhepConfig::disconnect_timeout`].
+    Disconnected,
+    /// str0m failed; the message says how.
+    Failed(String),
+}
+
+/// Counters of one session. The `rtp_*`, `*_received`, `rtt` and `loss` fields are str0m's
+/// egress statistics, refreshed every [`WhepConfig::stats_interval`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SessionStats {
+    /// Access units handed to str0m.
+    pub aus_sent: u64,
+    /// Access units skipped because the viewer was not connected.
+    pub aus_skipped_not_connected: u64,
+    /// Access units skipped while waiting for a keyframe.
+    pub aus_skipped_waiting_for_keyframe: u64,
+    /// PLI + FIR received.
+    pub keyframe_requests: u64,
+    /// RTP packets sent, retransmissions included.
+    pub rtp_packets_sent: u64,
+    /// RTP bytes sent, retransmissions included.
+    pub rtp_bytes_sent: u64,
+    /// NACK packets received (each may ask for several RTP packets).
+    pub nacks_received: u64,
+    /// PLIs received (as counted by str0m).
+    pub plis_received: u64,
+    /// FIRs received (as counted by str0m).
+    pub firs_received: u64,
+    /// Round-trip time from the last RTCP receiver report.
+    pub rtt: Option<Duration>,
+    /// Fraction of packets lost, from the viewer's receiver reports.
+    pub loss: Option<f32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum State {
+    Connecting { deadline: Instant },
+    Connected,
+    Disconnected { deadline: Instant },
+    Closed(CloseReason),
+}
+
+/// The negotiated video track: where and with which payload type to write.
+#[derive(Debug, Clone, Copy)]
+struct Track {
+    mid: Mid,
+    pt: Pt,
+}
+
+/// One WHEP viewer. See the [module docs](self) for the call contract.
+pub struct WhepSession {
+    rtc: Rtc,
+    config: WhepConfig,
+    track: Track,
+    state: State,
+    outbox: VecDeque<Poll>,
+    rtc_timeout: Instant,
+    now: Instant,
+    waiting_for_keyframe: bool,
+    keyframe_requested: bool,
+    stats: SessionStats,
+    annex_b: Vec<u8>,
+}
+
+impl std::fmt::Debug for WhepSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WhepSession")
+            .field("state", &self.state)
+            .field("track", &self.track)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WhepSession {
+    /// Validates the offer and answers it, with [`WhepConfig::default`]. `candidates` are the
+    /// server's UDP socket addresses (loopback, LAN, a public 1:1 NAT address…), each put in
+    /// the answer as a host candidate. str0m matches incoming connectivity checks by their
+    /// destination address, so behind a 1:1 NAT give the socket's own address as well as the
+    /// public one.
+    pub fn accept_offer(
+        offer_sdp: &str,
+        candidates: &[SocketAddr],
+        now: Instant,
+    ) -> Result<(WhepSession, String), WhepError> {
+        Self::accept_offer_with(&WhepConfig::default(), offer_sdp, candidates, now)
+    }
+
+    /// [`WhepSession::accept_offer`] with explicit settings.
+    pub fn accept_offer_with(
+        config: &WhepConfig,
+        offer_sdp: &str,
+        candidates: &[SocketAddr],
+        now: Instant,
+    ) -> Result<(WhepSession, String), WhepError> {
+        check_envelope(offer_sdp)?;
+        let offer = SdpOffer::from_sdp_string(offer_sdp)
+            .map_err(|e| WhepError::InvalidSdp(e.to_string()))?;
+        let checked = check_video(offer_sdp)?;
+        if candidates.is_empty() {
+            return Err(WhepError::NoCandidates);
+        }
+
+        let mut rtc = rtc_config(config).build(now);
+        for &addr in candidates {
+            let candidate =
+                Candidate::host(addr, Protocol::Udp).map_err(|e| WhepError::BadCandidate {
+                    addr,
+                    reason: e.to_string(),
+                })?;
+            rtc.add_local_candidate(candidate);
+        }
+        let answer = rtc.sdp_api().accept_offer(offer).map_err(|e| match e {
+            RtcError::RemoteSdp(m) => WhepError::OfferRefused(m),
+            RtcError::Sdp(e) => WhepError::InvalidSdp(e.to_string()),
+            e => WhepError::Rtc(e),
+        })?;
+
+        // str0m announces media (Event::MediaAdded) only once connected; the track is known now
+        // from the offer's mids and str0m's negotiation.
+        let Some(track) = checked
+            .video_mids
+            .iter()
+            .find_map(|mid| negotiated_track(&mut rtc, Mid::from(mid.as_str())))
+        else {
+            // The text offered H.264 mode 1, but not in a profile str0m matched to ours.
+            return Err(WhepError::NoH264 {
+                offered: checked.offered,
+            });
+        };
+
+        let mut session = WhepSession {
+            rtc,
+            config: config.clone(),
+            track,
+            state: State::Connecting {
+                deadline: now + config.connect_timeout,
+            },
+            outbox: VecDeque::new(),
+            rtc_timeout: now,
+            now,
+            waiting_for_keyframe: true,
+            keyframe_requested: false,
+            stats: SessionStats::default(),
+            annex_b: Vec::new(),
+        };
+        session.drain()?;
+        Ok((session, fix_answer(&answer.to_sdp_string())))
+    }
+
+    /// Whether a datagram from `source` to `destination` belongs to this session: STUN with
+    /// this session's ICE credentials, or DTLS/RTP/RTCP from the viewer's address. Use it to
+    /// demultiplex a UDP socket shared by many sessions.
+    pub fn accepts(
+        &self,
+        now: Instant,
+        source: SocketAddr,
+        destination: SocketAddr,
+        datagram: &[u8],
+    ) -> bool {
+        match input(now, source, destination, datagram) {
+            Ok(input) => self.rtc.accepts(&input),
+            Err(_) => false,
+        }
+    }
+
+    /// Feeds one datagram received on a local candidate address. A datagram that is not
+    /// STUN/DTLS/RTP/RTCP is refused with [`WhepError::UnrecognizedDatagram`] and changes
+    /// nothing; a str0m failure closes the session.
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        destination: SocketAddr,
+        datagram: &[u8],
+    ) -> Result<(), WhepError> {
+        if self.is_closed() {
+            return Ok(());
+        }
+        let input = input(now, source, destination, datagram).map_err(|e| {
+            WhepError::UnrecognizedDatagram {
+                source_addr: source,
+                reason: e.to_string(),
+            }
+        })?;
+        self.now = self.now.max(now);
+        let result = self.rtc.handle_input(input);
+        self.after_input(result)
+    }
+
+    /// Advances time: call it when the instant of [`Poll::Wait`] is reached (calling it earlier
+    /// is harmless).
+    pub fn handle_timeout(&mut self, now: Instant) -> Result<(), WhepError> {
+        self.now = self.now.max(now);
+        match self.state {
+            State::Connecting { deadline } if now >= deadline => {
+                self.close_because(CloseReason::ConnectTimeout);
+            }
+            State::Disconnected { deadline } if now >= deadline => {
+                self.close_because(CloseReason::Disconnected);
+            }
+            _ => {}
+        }
+        let result = self.rtc.handle_input(Input::Timeout(now));
+        self.after_input(result)
+    }
+
+    /// The next thing to do: send a datagram, or wait until an instant. Call it until it
+    /// returns [`Poll::Wait`] after every other call on the session.
+    pub fn poll(&mut self) -> Poll {
+        if let Some(transmit) = self.outbox.pop_front() {
+            return transmit;
+        }
+        let wake = match self.state {
+            State::Connecting { deadline } | State::Disconnected { deadline } => {
+                deadline.min(self.rtc_timeout)
+            }
+            State::Connected | State::Closed(_) => self.rtc_timeout,
+        };
+        Poll::Wait(wake)
+    }
+
+    /// Writes one access unit: Annex B into str0m's H.264 packetizer, RTP time from `au.pts`
+    /// (90 kHz), `wallclock` (the instant the picture was captured, or now) for RTCP sender
+    /// reports. Skipped and counted before the viewer is connected and until the first
+    /// keyframe after connecting (or reconnecting, after ICE was disconnected). Writing a
+    /// keyframe clears [`WhepSession::wants_keyframe`].
+    pub fn write_access_unit(
+        &mut self,
+        au: &AccessUnit,
+        wallclock: Instant,
+    ) -> Result<Written, WhepError> {
+        if self.state != State::Connected {
+            self.stats.aus_skipped_not_connected += 1;
+            return Ok(Written::NotConnected);
+        }
+        if self.waiting_for_keyframe && !au.keyframe {
+            self.stats.aus_skipped_waiting_for_keyframe += 1;
+            return Ok(Written::SkippedWaitingForKeyframe);
+        }
+        let track = self.track;
+        self.annex_b.clear();
+        au.write_annex_b(&mut self.annex_b);
+        let writer = self.rtc.writer(track.mid).ok_or(WhepError::NoTrack)?;
+        writer.write(
+            track.pt,
+            wallclock,
+            MediaTime::from_90khz(au.pts),
+            &self.annex_b[..],
+        )?;
+        self.waiting_for_keyframe = false;
+        if au.keyframe {
+            self.keyframe_requested = false;
+        }
+        self.stats.aus_sent += 1;
+        self.drain()?;
+        Ok(Written::Sent)
+    }
+
+    /// Makes the session skip access units until the next keyframe, e.g. after the caller had
+    /// to drop some because this viewer fell behind.
+    pub fn skip_to_next_keyframe(&mut self) {
+        self.waiting_for_keyframe = true;
+    }
+
+    /// Whether the connected viewer needs a keyframe: it asked for one (PLI/FIR) that has not
+    /// been written yet, or the session waits for one to start (or restart, see
+    /// [`WhepSession::skip_to_next_keyframe`]) at. The caller may skip ahead to a cached
+    /// keyframe or ask the encoder for one. Always `false` while not connected.
+    pub fn wants_keyframe(&self) -> bool {
+        self.is_connected() && (self.keyframe_requested || self.waiting_for_keyframe)
+    }
+
+    /// Whether ICE and DTLS are up and media flows.
+    pub fn is_connected(&self) -> bool {
+        self.state == State::Connected
+    }
+
+    /// Whether the session is over: closed locally, by the viewer, by a timeout (connect or
+    /// ICE disconnected) or by a str0m failure. Poll it dry, then drop it.
+    pub fn is_closed(&self) -> bool {
+        matches!(self.state, State::Closed(_))
+    }
+
+    /// Why the session closed, once it has.
+    pub fn close_reason(&self) -> Option<&CloseReason> {
+        match &self.state {
+            State::Closed(reason) => Some(reason),
+            _ => None,
+        }
+    }
+
+    /// Closes the session (WHEP DELETE): str0m queues RTCP BYE and DTLS close_notify, which
+    /// [`WhepSession::poll`] hands out.
+    pub fn close(&mut self) {
+        self.close_because(CloseReason::Local);
+    }
+
+    /// The session's counters.
+    pub fn stats(&self) -> SessionStats {
+        self.stats.clone()
+    }
+
+    fn close_because(&mut self, reason: CloseReason) {
+        if self.is_closed() {
+            return;
+        }
+        tracing::debug!(?reason, "WHEP session closing");
+        self.state = State::Closed(reason);
+        if let Err(e) = self.rtc.close() {
+            tracing::debug!(error = %e, "str0m close");
+            self.rtc.disconnect();
+        }
+        if let Err(e) = self.drain() {
+            tracing::debug!(error = %e, "str0m drain while closing");
+        }
+    }
+
+    fn after_input(&mut self, result: Result<(), RtcError>) -> Result<(), WhepError> {
+        if let Err(e) = result {
+            self.fail(&e);
+            return Err(e.into());
+        }
+        self.drain()
+    }
+
+    fn fail(&mut self, e: &RtcError) {
+        if !self.is_closed() {
+            tracing::debug!(error = %e, "WHEP session failed");
+            self.state = State::Closed(CloseReason::Failed(e.to_string()));
+        }
+        self.rtc.disconnect();
+        self.outbox.clear();
+    }
+
+    /// Polls str0m until it has nothing more to say (str0m's single-mutation invariant).
+    fn drain(&mut self) -> Result<(), WhepError> {
+        loop {
+            match self.rtc.poll_output() {
+                Ok(Output::Timeout(t)) => {
+                    self.rtc_timeout = t;
+                    return Ok(());
+                }
+                Ok(Output::Transmit(t)) => self.outbox.push_back(Poll::Transmit {
+                    destination: t.destination,
+                    source: t.source,
+                    datagram: t.contents.into(),
+                }),
+                Ok(Output::Event(e)) => self.on_event(e),
+                Err(e) => {
+                    self.fail(&e);
+                    return Err(e.into());
+                }
+            }
+        }
+    }
+
+    fn on_event(&mut self, event: Event) {
+        match event {
+            Event::Connected => {
+                if matches!(self.state, State::Connecting { .. }) {
+                    self.state = State::Connected;
+                }
+            }
+            Event::IceConnectionStateChange(ice) => self.on_ice_state(ice),
+            Event::KeyframeRequest(_) => {
+                self.keyframe_requested = true;
+                self.stats.keyframe_requests += 1;
+            }
+            Event::MediaEgressStats(s) => self.on_egress_stats(&s),
+            Event::Closed if !self.is_closed() => {
+                self.state = State::Closed(CloseReason::Remote);
+            }
+            _ => {}
+        }
+    }
+
+    fn on_ice_state(&mut self, ice: IceConnectionState) {
+        match (ice, &self.state) {
+            (IceConnectionState::Disconnected, State::Connected) => {
+                self.state = State::Disconnected {
+                    deadline: self.now + self.config.disconnect_timeout,
+                };
+                // Whatever was in flight is lost to the decoder: restart at a keyframe.
+                self.waiting_for_keyframe = true;
+            }
+            (
+                IceConnectionState::Connected | IceConnectionState::Completed,
+                State::Disconnected { .. },
+            ) => self.state = State::Connected,
+            _ => {}
+        }
+    }
+
+    fn on_egress_stats(&mut self, s: &MediaEgressStats) {
+        if self.track.mid != s.mid {
+            return;
+        }
+        self.stats.rtp_packets_sent = s.packets;
+        self.stats.rtp_bytes_sent = s.bytes;
+        self.stats.nacks_received = s.nacks;
+        self.stats.plis_received = s.plis;
+        self.stats.firs_received = s.firs;
+        self.stats.rtt = s.rtt.or(self.stats.rtt);
+        self.stats.loss = s.loss.or(self.stats.loss);
+    }
+}
+
+/// The track of media `mid` if it is video we send, with its negotiated H.264 packetization-mode
+/// 1 payload type (constrained baseline first).
+fn negotiated_track(rtc: &mut Rtc, mid: Mid) -> Option<Track> {
+    let media = rtc.media(mid)?;
+    if media.kind() != MediaKind::Video
+        || !matches!(media.direction(), Direction::SendOnly | Direction::SendRecv)
+    {
+        return None;
+    }
+    let writer = rtc.writer(mid)?;
+    let pt = writer
+        .payload_params()
+        .filter(|p| {
+            let spec = p.spec();
+            spec.codec == Codec::H264 && spec.format.packetization_mode == Some(1)
+        })
+        .max_by_key(|p| profile_rank(p.spec().format.profile_level_id))?
+        .pt();
+    Some(Track { mid, pt })
+}
+
+/// Preference among negotiated H.264 profiles: constrained baseline (what livefeed sends) over
+/// baseline.
+fn profile_rank(profile_level_id: Option<u32>) -> u8 {
+    let Some(id) = profile_level_id else {
+        return 0;
+    };
+    let profile_idc = (id >> 16) as u8;
+    let constraint_set1 = (id >> 8) as u8 & 0x40 != 0;
+    match (profile_idc, constraint_set1) {
+        (0x42, true) => 2,
+        (0x42, false) => 1,
+        _ => 0,
+    }
+}
+
+fn rtc_config(config: &WhepConfig) -> RtcConfig {
+    let mut rtc = Rtc::builder()
+        .set_ice_lite(config.ice_lite)
+        .set_stats_interval(Some(config.stats_interval))
+        .clear_codecs();
+    let codecs = rtc.codec_config();
+    for (pt, rtx, profile_level_id) in H264_PAYLOADS {
+        codecs.add_h264(pt.into(), Some(rtx.into()), true, profile_level_id);
+    }
+    rtc
+}
+
+fn input<'a>(
+    now: Instant,
+    source: SocketAddr,
+    destination: SocketAddr,
+    datagram: &'a [u8],
+) -> Result<Input<'a>, str0m::error::NetError> {
+    Ok(Input::Receive(
+        now,
+        Receive {
+            proto: Protocol::Udp,
+            source,
+            destination,
+            contents: datagram.try_into()?,
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn profile_rank_prefers_constrained_baseline() {
+        assert_eq!(profile_rank(Some(0x42e01f)), 2);
+        assert_eq!(profile_rank(Some(0x42c01e)), 2);
+        assert_eq!(profile_rank(Some(0x42001f)), 1);
+        assert_eq!(profile_rank(Some(0x64001f)), 0);
+        assert_eq!(profile_rank(None), 0);
+    }
+}

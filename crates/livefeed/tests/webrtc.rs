@@ -1,0 +1,146 @@
+//! WHEP endpoint behaviour against a running server: bad offers and unknown sessions get a
+//! clear 4xx, and nothing else is disturbed. (Real viewers are in browser.rs.)
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+const AUDIO_ONLY: &str = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
+m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=recvonly\r\n\
+a=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuvwx\r\n\
+a=fingerprint:sha-256 00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF\r\n\
+a=setup:actpass\r\na=rtcp-mux\r\na=rtpmap:111 opus/48000/2\r\n";
+
+const VP8_ONLY: &str = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
+m=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=recvonly\r\n\
+a=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuvwx\r\n\
+a=fingerprint:sha-256 00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF\r\n\
+a=setup:actpass\r\na=rtcp-mux\r\na=rtpmap:96 VP8/90000\r\n";
+
+/// One request and what must come back: method, target, Content-Type, body, status, a word
+/// the reason must contain.
+struct Case(
+    &'static str,
+    &'static str,
+    Option<&'static str>,
+    Vec<u8>,
+    u16,
+    &'static str,
+);
+
+#[test]
+fn bad_whep_requests_get_a_clear_4xx_and_others_stream_on() {
+    let server = TestServer::start_with(&["--test-src"]);
+    wait_for_stream(&server.addr(), "live");
+    let mut receiver = livefeed();
+    receiver.args([
+        "receive",
+        "--url",
+        &server.url("live"),
+        "--duration",
+        "5",
+        "--json",
+    ]);
+    let receiver = Proc::spawn("livefeed receive", &mut receiver);
+    let sdp = Some("application/sdp");
+    let oversized = format!("v=0\r\n{}", "a=x-padding:0123456789\r\n".repeat(5000));
+    let cases = vec![
+        Case(
+            "POST",
+            "/live/whep",
+            Some("text/plain"),
+            b"v=0\r\n".to_vec(),
+            415,
+            "application/sdp",
+        ),
+        Case(
+            "POST",
+            "/live/whep",
+            None,
+            b"v=0\r\n".to_vec(),
+            415,
+            "application/sdp",
+        ),
+        Case(
+            "POST",
+            "/live/whep",
+            sdp,
+            b"hello, not SDP".to_vec(),
+            400,
+            "",
+        ),
+        Case("POST", "/live/whep", sdp, vec![0xff, 0xfe, 0x00], 400, ""),
+        Case("POST", "/live/whep", sdp, oversized.into_bytes(), 413, ""),
+        Case(
+            "POST",
+            "/live/whep",
+            sdp,
+            AUDIO_ONLY.as_bytes().to_vec(),
+            400,
+            "video",
+        ),
+        Case(
+            "POST",
+            "/live/whep",
+            sdp,
+            VP8_ONLY.as_bytes().to_vec(),
+            400,
+            "H.264",
+        ),
+        Case(
+            "POST",
+            "/nothing-here/whep",
+            sdp,
+            VP8_ONLY.as_bytes().to_vec(),
+            404,
+            "",
+        ),
+        Case(
+            "POST",
+            "/../whep",
+            sdp,
+            VP8_ONLY.as_bytes().to_vec(),
+            400,
+            "",
+        ),
+        Case(
+            "DELETE",
+            "/live/whep/0123abcd",
+            None,
+            Vec::new(),
+            404,
+            "no WHEP session",
+        ),
+        Case("DELETE", "/live/whep/not-an-id", None, Vec::new(), 404, ""),
+        Case("DELETE", "/live/whep", None, Vec::new(), 405, ""),
+        Case(
+            "PATCH",
+            "/live/whep/0123abcd",
+            Some("application/trickle-ice-sdpfrag"),
+            b"a=end-of-candidates\r\n".to_vec(),
+            405,
+            "trickle",
+        ),
+    ];
+    for Case(method, target, content_type, body, status, reason) in cases {
+        let r = http_request(server.http_port, method, target, content_type, &body, WAIT);
+        assert_eq!(r.status, status, "{method} {target}: {}", r.text());
+        assert!(
+            r.text().contains(reason),
+            "{method} {target}: the reason names the problem: {}",
+            r.text()
+        );
+    }
+    let out = receiver.wait(Duration::from_secs(40));
+    out.assert_success();
+    let summary = json_summary(&out.stdout);
+    assert!(
+        summary["frames_decoded"].as_u64().unwrap_or(0) >= 120,
+        "{summary}"
+    );
+    assert_eq!(summary["lost"], 0, "{summary}");
+}
