@@ -127,6 +127,12 @@ function playHls(panel, path, stats) {
     });
     hls.loadSource(url);
     hls.attachMedia(video);
+    // hls.js's own view, for diagnosis: its latency estimate, its target and the catch-up rate.
+    setInterval(() => {
+      stats.hlsLatencyMs = hls.latency * 1000;
+      stats.hlsTargetLatencyMs = hls.targetLatency * 1000;
+      stats.playbackRate = video.playbackRate;
+    }, 1000);
   } else if (video.canPlayType("application/vnd.apple.mpegurl")) {
     video.src = url; // Safari plays LL-HLS natively
   } else {

@@ -62,6 +62,9 @@ pub struct ServerOptions {
     /// Also write the LL-HLS files to this directory (atomically: temp file + rename)
     #[arg(long, env = "LIVEFEED_HLS_DIR")]
     pub hls_dir: Option<std::path::PathBuf>,
+    /// Directory of the metrics store (one SQLite file) [default: ./livefeed-data]
+    #[arg(long, env = "LIVEFEED_DATA_DIR")]
+    pub data_dir: Option<std::path::PathBuf>,
     /// UDP address for WebRTC (WHEP) media; its port is the ICE host candidates' port [default: 0.0.0.0:8189]
     #[arg(long, env = "LIVEFEED_WEBRTC_ADDRESS")]
     pub webrtc_address: Option<SocketAddr>,
@@ -103,6 +106,7 @@ impl ServerOptions {
             max_files: self.max_files.or(file.max_files),
             public_url: self.public_url.or(file.public_url),
             hls_dir: self.hls_dir.or(file.hls_dir),
+            data_dir: self.data_dir.or(file.data_dir),
             webrtc_address: self.webrtc_address.or(file.webrtc_address),
             webrtc_additional_hosts: if self.webrtc_additional_hosts.is_empty() {
                 file.webrtc_additional_hosts
@@ -141,6 +145,10 @@ impl ServerOptions {
                 .webrtc_address
                 .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 8189))),
             webrtc_additional_hosts: self.webrtc_additional_hosts.clone(),
+            data_dir: self
+                .data_dir
+                .clone()
+                .unwrap_or_else(|| std::path::PathBuf::from("livefeed-data")),
         }
     }
 
@@ -206,6 +214,8 @@ pub struct ServerConfig {
     pub webrtc_address: SocketAddr,
     /// Extra ICE host candidate addresses.
     pub webrtc_additional_hosts: Vec<std::net::IpAddr>,
+    /// Directory of the metrics store.
+    pub data_dir: std::path::PathBuf,
 }
 
 impl ServerConfig {

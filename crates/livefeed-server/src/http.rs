@@ -54,6 +54,8 @@ pub struct App {
     pub hls: Arc<HlsStreams>,
     /// WebRTC viewers.
     pub whep: Arc<WhepServer>,
+    /// The metrics store.
+    pub store: crate::metrics_store::MetricsStore,
 }
 
 impl FromRef<App> for Arc<HlsStreams> {
@@ -97,6 +99,13 @@ pub fn router(app: App) -> Router {
         .route("/", get(index))
         .route("/live.m3u8", get(live_alias))
         .route("/static/{file}", get(static_file))
+        .route("/api/v1/paths", get(crate::api::paths))
+        .route("/api/v1/paths/{*path}", get(crate::api::path))
+        .route(
+            "/api/v1/metrics",
+            get(crate::api::get_metrics).post(crate::api::post_metrics),
+        )
+        .route("/api/v1/time", get(crate::api::time))
         .route(
             "/{*rest}",
             get(dispatch)

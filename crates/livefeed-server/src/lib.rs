@@ -7,16 +7,19 @@
 //!   optional on-disk mirror.
 //! - [`http`] / [`web`]: the HTTP server (LL-HLS, player page) and its embedded assets.
 //! - [`whep`]: WebRTC viewers (WHEP) on one shared UDP socket.
+//! - [`api`] / [`metrics_store`]: the JSON API and the SQLite metrics store behind it.
 //! - [`metrics`]: capture→ingest and ingest→egress latency windows.
 //! - [`config`]: one definition of the server's options for flags, env and the TOML file.
 //! - [`Server`]: binds and starts all of it.
 
+pub mod api;
 pub mod config;
 pub mod hls_files;
 pub mod hls_stream;
 pub mod http;
 pub mod hub;
 pub mod metrics;
+pub mod metrics_store;
 pub mod rtsp_server;
 pub mod web;
 pub mod whep;
@@ -94,7 +97,14 @@ impl Server {
                 config.webrtc_address
             )
         })?;
+        let store = metrics_store::MetricsStore::open(&config.data_dir).with_context(|| {
+            format!(
+                "cannot open the metrics store in {}",
+                config.data_dir.display()
+            )
+        })?;
         let app = http::App {
+            store,
             hub: hub.clone(),
             hls: hls.clone(),
             whep: whep.clone(),

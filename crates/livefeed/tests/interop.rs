@@ -254,7 +254,9 @@ fn receive_exits_non_zero_when_no_server_listens() {
 
 #[test]
 fn the_demo_runs_end_to_end_and_measures_every_stage() {
+    let data = TempDir::new("livefeed-demo-data");
     let mut cmd = livefeed();
+    cmd.args(["--data-dir", data.path()]);
     cmd.args([
         "--duration",
         "4",
@@ -302,7 +304,9 @@ fn the_demo_runs_end_to_end_and_measures_every_stage() {
 
 #[test]
 fn the_demo_prints_human_status_lines() {
+    let data = TempDir::new("livefeed-demo-data");
     let mut cmd = livefeed();
+    cmd.args(["--data-dir", data.path()]);
     cmd.args([
         "--duration",
         "2.5",

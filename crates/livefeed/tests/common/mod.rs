@@ -180,11 +180,37 @@ pub fn livefeed() -> Command {
     cmd
 }
 
-/// A running `livefeed serve` on free loopback ports.
+/// A running `livefeed serve` on free loopback ports, with its own metrics data directory.
 pub struct TestServer {
     pub proc: Proc,
     pub port: u16,
     pub http_port: u16,
+    pub data_dir: TempDir,
+}
+
+/// A directory removed when dropped.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    /// A new, empty, unique directory under the system temp dir.
+    pub fn new(prefix: &str) -> TempDir {
+        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("{prefix}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        TempDir(dir)
+    }
+
+    pub fn path(&self) -> &str {
+        self.0.to_str().expect("utf-8 temp path")
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 impl TestServer {
@@ -193,9 +219,16 @@ impl TestServer {
     }
 
     pub fn start_with(extra: &[&str]) -> TestServer {
+        Self::start_in(TempDir::new("livefeed-data"), extra)
+    }
+
+    /// Starts a server whose metrics store lives in `data_dir` (e.g. to restart on the same data).
+    pub fn start_in(data_dir: TempDir, extra: &[&str]) -> TestServer {
         let mut cmd = livefeed();
         cmd.args([
             "serve",
+            "--data-dir",
+            data_dir.path(),
             "--rtsp-address",
             "127.0.0.1:0",
             "--http-address",
@@ -215,6 +248,7 @@ impl TestServer {
             proc,
             port,
             http_port,
+            data_dir,
         }
     }
 
