@@ -116,10 +116,10 @@ function playHls(panel, path, stats) {
     const hls = new Hls({
       lowLatencyMode: true,
       backBufferLength: 4,
-      // Catch up with the live edge by playing faster, and after a stall step back from the
-      // edge by 100 ms instead of hls.js's default full second.
+      // Catch up with the live edge by playing faster, and do not step back from the edge
+      // after a stall (hls.js's default adds a full second each time).
       maxLiveSyncPlaybackRate: 1.5,
-      liveSyncOnStallIncrease: 0.1,
+      liveSyncOnStallIncrease: 0,
     });
     hls.on(Hls.Events.ERROR, (_e, data) => {
       stats.errors.push(`${data.type}: ${data.details}`);
@@ -127,6 +127,16 @@ function playHls(panel, path, stats) {
     });
     hls.loadSource(url);
     hls.attachMedia(video);
+    // hls.js speeds up only with more than a second buffered, which 100 ms parts never give:
+    // a viewer that fell behind (a start at an old keyframe, a stall) jumps to the live-sync
+    // position when that is already buffered.
+    setInterval(() => {
+      const sync = hls.liveSyncPosition, buffered = video.buffered;
+      if (sync && hls.latency > hls.targetLatency + 0.25 && buffered.length && sync <= buffered.end(buffered.length - 1)) {
+        video.currentTime = sync;
+        stats.liveSyncJumps = (stats.liveSyncJumps || 0) + 1;
+      }
+    }, 1000);
     // hls.js's own view, for diagnosis: its latency estimate, its target and the catch-up rate.
     setInterval(() => {
       stats.hlsLatencyMs = hls.latency * 1000;

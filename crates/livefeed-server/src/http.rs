@@ -262,12 +262,14 @@ async fn playlist(hls: &Arc<HlsStreams>, path: &str, query: Option<&str>) -> Htt
             if state.playlist.open_msn() == 0 {
                 return None;
             }
-            let text = state.playlist.render(request.skip)?;
+            // Check before rendering: hundreds of blocked requests are woken on every frame.
             match request
                 .msn
                 .map(|msn| state.playlist.availability(msn, request.part))
             {
-                None | Some(Availability::Ready) | Some(Availability::Gone) => Some(Ok(text)),
+                None | Some(Availability::Ready) | Some(Availability::Gone) => {
+                    state.playlist.render(request.skip).map(Ok)
+                }
                 Some(Availability::TooFarAhead) => Some(Err(error(
                     StatusCode::BAD_REQUEST,
                     "_HLS_msn is more than two segments beyond the last one",
