@@ -132,7 +132,7 @@ function playHls(panel, path, stats) {
     // position when that is already buffered.
     setInterval(() => {
       const sync = hls.liveSyncPosition, buffered = video.buffered;
-      if (sync && hls.latency > hls.targetLatency + 0.25 && buffered.length && sync <= buffered.end(buffered.length - 1)) {
+      if (sync && hls.latency > hls.targetLatency + 0.1 && buffered.length && sync <= buffered.end(buffered.length - 1)) {
         video.currentTime = sync;
         stats.liveSyncJumps = (stats.liveSyncJumps || 0) + 1;
       }
