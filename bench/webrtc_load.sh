@@ -195,6 +195,8 @@ print(f"| {n} | {t['connected']}/{n} | {cpu:.1f} | {cpu - idle:+.1f} | {mib(r0)}
       f"{t['frames_min']} / {t['frames_median']} | {fmt1(t['fps_min'])} / {fmt1(t['fps_median'])} | "
       f"{fmt(t['kbps_min'])} / {fmt(t['kbps_median'])} |")
 first = sorted(x["first_frame_ms"] for x in v if x["first_frame_ms"] is not None)
+ages = [x.get("first_frame_age_ms") for x in v if x.get("first_frame_age_ms") is not None]
+stale = [a for a in ages if a > 100]
 conn = sorted(x["connected_ms"] for x in v if x["connected_ms"] is not None)
 errors = sorted({x["error"] for x in v if x["error"]})
 print(f"server: {cpu_s:.2f} s CPU over {wall:.1f} s = {cpu:.1f} % of one core (idle before: {idle:.1f} %); "
@@ -204,7 +206,10 @@ print(f"viewers: {t['connected']}/{n} connected, {t['with_frames']} with frames,
       f"frames not contiguous (after a gap): {t['not_contiguous']}; "
       f"ICE+DTLS connected after {fmt(conn[0] if conn else None)}–{fmt(conn[-1] if conn else None)} ms, "
       f"first frame after {fmt(first[0] if first else None)}–{fmt(first[-1] if first else None)} ms "
-      f"(from each viewer's start; a viewer starts at the next keyframe)")
+      f"(from each viewer's start)")
+if ages:
+    print(f"first frame's age (capture → received): {len(stale)} of {len(ages)} viewers started with a picture "
+          f"older than 100 ms" + (f" (up to {max(stale):.0f} ms: the server's cached keyframe and the frames after it, sent at once)" if stale else ""))
 print(f"capture → received by the load client (SEI stamp), all viewers: n={lat['n']} p50 {fmt1(lat['p50'])} "
       f"p95 {fmt1(lat['p95'])} p99 {fmt1(lat['p99'])} max {fmt1(lat['max'])} ms")
 if errors:

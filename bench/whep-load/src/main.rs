@@ -16,7 +16,8 @@
 //!
 //! Output: one JSON object on stdout, with a line per viewer (connected, frames, bytes, frames per
 //! second and kbit/s from its first frame to the end, frames that str0m flagged as not contiguous
-//! after a loss, set-up times, capture → received percentiles) and the totals. Exit status 0 when
+//! after a loss, set-up times, the age of its first frame, capture → received percentiles) and
+//! the totals. Exit status 0 when
 //! every viewer connected and received frames, 1 otherwise (the JSON is printed either way),
 //! 2 for bad arguments.
 //!
@@ -199,6 +200,9 @@ struct Report {
     media_secs: f64,
     /// Capture → received here (wall clock at the frame's last packet minus its SEI stamp), µs.
     latencies_us: Vec<u64>,
+    /// The same for the first stamped frame: how old the picture a viewer starts with is (a
+    /// viewer may start at the server's cached keyframe, up to a GOP old).
+    first_frame_age_ms: Option<f64>,
     ice_disconnected: bool,
     deleted: bool,
     error: Option<String>,
@@ -299,10 +303,11 @@ fn drive(
                             report.not_contiguous += 1;
                         }
                         if let Some(captured) = capture_unix_ns(&m.data) {
-                            let received = unix_ns_now();
+                            let age_us = unix_ns_now().saturating_sub(captured) / 1000;
                             report
-                                .latencies_us
-                                .push(received.saturating_sub(captured) / 1000);
+                                .first_frame_age_ms
+                                .get_or_insert(age_us as f64 / 1000.0);
+                            report.latencies_us.push(age_us);
                         }
                     }
                     _ => {}
@@ -476,7 +481,7 @@ fn main() -> ExitCode {
         lines.push(format!(
             "{{\"viewer\":{i},\"connected\":{},\"frames\":{},\"bytes\":{},\"fps\":{},\"kbps\":{},\
              \"not_contiguous\":{},\"answer_ms\":{},\"connected_ms\":{},\"first_frame_ms\":{},\
-             \"capture_to_received_ms\":{},\"ice_disconnected\":{},\"deleted\":{},\"error\":{}}}",
+             \"first_frame_age_ms\":{},\"capture_to_received_ms\":{},\"ice_disconnected\":{},\"deleted\":{},\"error\":{}}}",
             r.connected,
             r.frames,
             r.bytes,
@@ -486,6 +491,7 @@ fn main() -> ExitCode {
             num(r.answer_ms),
             num(r.connected_ms),
             num(r.first_frame_ms),
+            num(r.first_frame_age_ms),
             latency_json(&mut r.latencies_us, false),
             r.ice_disconnected,
             r.deleted,
