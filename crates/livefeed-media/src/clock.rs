@@ -17,6 +17,49 @@ pub fn elapsed_ms(earlier_ns: u64, later_ns: u64) -> f64 {
     (later_ns as i128 - earlier_ns as i128) as f64 / 1e6
 }
 
+/// `ns` moved by a signed correction (a clock offset), saturating at the ends of `u64`.
+pub fn corrected(ns: u64, correction_ns: i64) -> u64 {
+    ns.saturating_add_signed(correction_ns)
+}
+
+/// One request/response exchange with a time server, NTP-style: when the request left (local
+/// clock), the server's clock in the answer, when the answer arrived (local clock); ns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeExchange {
+    /// Local clock when the request was sent.
+    pub sent_ns: u64,
+    /// The server's clock in its answer.
+    pub server_ns: u64,
+    /// Local clock when the answer arrived.
+    pub received_ns: u64,
+}
+
+/// How far the server's clock is ahead of the local one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClockOffset {
+    /// Server clock minus local clock, ns: add it to a local time to get server time.
+    pub offset_ns: i64,
+    /// Half the round trip of the exchange used: the true offset is within ± this.
+    pub uncertainty_ns: u64,
+}
+
+/// Estimates the offset from exchanges: the one with the shortest round trip wins (its
+/// answer's time was taken closest to the middle of it), assuming symmetric paths. `None`
+/// without a usable exchange (one whose answer came back before it was sent is skipped).
+pub fn estimate_offset(exchanges: &[TimeExchange]) -> Option<ClockOffset> {
+    let best = exchanges
+        .iter()
+        .filter(|e| e.received_ns >= e.sent_ns)
+        .min_by_key(|e| e.received_ns - e.sent_ns)?;
+    let rtt = best.received_ns - best.sent_ns;
+    let midpoint = best.sent_ns as i128 + rtt as i128 / 2;
+    let offset = (best.server_ns as i128 - midpoint).clamp(i64::MIN as i128, i64::MAX as i128);
+    Some(ClockOffset {
+        offset_ns: offset as i64,
+        uncertainty_ns: rtt / 2,
+    })
+}
+
 /// Seconds between 1900-01-01 (NTP epoch) and 1970-01-01 (Unix epoch).
 pub const NTP_UNIX_OFFSET_SECS: u64 = 2_208_988_800;
 
@@ -43,6 +86,32 @@ mod tests {
         let t = 1_763_700_000_123_456_789u64;
         let back = ntp_to_unix_ns(unix_ns_to_ntp(t));
         assert!(back.abs_diff(t) <= 1, "{t} -> {back}");
+    }
+
+    #[test]
+    fn the_shortest_round_trip_gives_the_offset() {
+        // Local clock 5 s behind the server; the second exchange has the shortest round trip.
+        let ex = |sent: u64, rtt: u64, server_delay: u64| TimeExchange {
+            sent_ns: sent,
+            server_ns: sent + 5_000_000_000 + server_delay,
+            received_ns: sent + rtt,
+        };
+        let got = estimate_offset(&[
+            ex(1_000_000_000, 40_000_000, 30_000_000),
+            ex(2_000_000_000, 2_000_000, 1_000_000),
+            ex(3_000_000_000, 10_000_000, 1_000_000),
+        ])
+        .expect("an estimate");
+        assert_eq!(got.offset_ns, 5_000_000_000);
+        assert_eq!(got.uncertainty_ns, 1_000_000);
+        let backwards = TimeExchange {
+            sent_ns: 10,
+            server_ns: 0,
+            received_ns: 5,
+        };
+        assert_eq!(estimate_offset(&[backwards]), None);
+        assert_eq!(corrected(100, -150), 0);
+        assert_eq!(corrected(100, 50), 150);
     }
 
     #[test]

@@ -7,12 +7,20 @@
 //! | `POST /api/v1/metrics` | `{"samples":[{path, stage, client, unix_ms, latency_ms}]}` → `{"accepted": n}` once committed |
 //! | `GET /api/v1/metrics?path=&stage=&client=&since=&until=&step=` | points per stage/client and bucket (ms; defaults: the last 5 minutes, 1 s steps) |
 //! | `GET /api/v1/time` | the server's clock (Unix ns), for clients' NTP-style offset estimates |
+//! | `GET /api/v1/events` | Server-Sent Events: the dashboard's state once a second (see [`crate::events`]) |
+//! | `POST /api/v1/sources/{path}` | start the built-in test pattern on `path`: `{width, height, fps, bitrate_kbps}` (all optional) → 201 |
+//! | `DELETE /api/v1/sources/{path}` | stop it → 204, 404 if none |
+//! | `DELETE /api/v1/readers/{id}` | disconnect an RTSP or WebRTC reader → 204, 404 if none |
+//! | `GET /metrics` | Prometheus (see [`crate::prometheus`]) |
 //!
 //! Errors are JSON `{"error": "..."}` with the right status: bad input is 400, never 500.
+//! Controls (sources, readers) answer only clients on loopback (403 otherwise) until
+//! authentication exists.
 
 use std::collections::HashMap;
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -20,8 +28,9 @@ use bytes::Bytes;
 use livefeed_store::{parse_samples_json, MetricsQuery, StoreError};
 use serde_json::{json, Value};
 
-use crate::http::App;
+use crate::http::{App, Conn};
 use crate::hub::PathSnapshot;
+use crate::sources::{SourceError, SourceParams};
 
 /// A JSON error.
 pub struct ApiError(StatusCode, String);
@@ -45,39 +54,198 @@ impl From<StoreError> for ApiError {
 
 type ApiResult = Result<Response, ApiError>;
 
-fn path_json(p: &PathSnapshot) -> Value {
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn path_json(app: &App, p: &PathSnapshot, sources: &[(String, SourceParams)]) -> Value {
     let stream = p.stream.as_ref().and_then(|s| s.sps_info);
+    let now = SystemTime::now();
+    let publisher = p.publisher.as_ref().map(|pb| {
+        json!({
+            "protocol": pb.info.protocol,
+            "remote": pb.info.remote,
+            "since_unix_ms": unix_ms(pb.since),
+            "uptime_s": now.duration_since(pb.since).map_or(0.0, |d| d.as_secs_f64()),
+            "fps": pb.fps,
+            "bitrate_bps": pb.bitrate_bps,
+        })
+    });
+    let mut readers: Vec<Value> = p
+        .clients()
+        .map(|r| {
+            json!({
+                "id": r.id, "protocol": r.info.protocol, "remote": r.info.remote,
+                "since_unix_ms": unix_ms(r.since), "drops": r.drops,
+            })
+        })
+        .collect();
+    let hls = app.hls_viewers.of(&p.name);
+    readers.extend(hls.iter().map(|v| {
+        json!({
+            "id": null, "protocol": "hls", "remote": v.remote.to_string(),
+            "since_unix_ms": unix_ms(v.since), "drops": null,
+        })
+    }));
+    let count = |proto: &str| {
+        p.clients()
+            .filter(|r| r.info.protocol.starts_with(proto))
+            .count()
+    };
+    let source = sources
+        .iter()
+        .find(|(name, _)| *name == p.name)
+        .map(|(_, params)| params);
     json!({
         "name": p.name,
-        "publisher": p.publisher.as_ref().map(|pb| json!({ "protocol": pb.protocol, "remote": pb.remote })),
+        "publisher": publisher,
         "width": stream.map(|s| s.width),
         "height": stream.map(|s| s.height),
         "codec": stream.map(|s| s.describe()),
-        "readers": p.readers,
+        "readers": readers,
+        "reader_counts": { "rtsp": count("rtsp"), "webrtc": count("webrtc"), "hls": hls.len() },
         "frames_in": p.frames_in,
+        "bytes_in": p.bytes_in,
+        "dropped_frames": p.drops,
+        "test_source": source,
     })
+}
+
+fn running_sources(app: &App) -> Vec<(String, SourceParams)> {
+    app.sources.get().map_or_else(Vec::new, |s| s.running())
+}
+
+/// Every path with a publisher or readers.
+pub fn paths_json(app: &App) -> Vec<Value> {
+    let sources = running_sources(app);
+    let snapshot = app.hub.snapshot();
+    snapshot
+        .iter()
+        .map(|p| path_json(app, p, &sources))
+        .collect()
 }
 
 /// `GET /api/v1/paths`.
 pub async fn paths(State(app): State<App>) -> Response {
-    let list: Vec<Value> = app.hub.snapshot().iter().map(path_json).collect();
-    Json(json!({ "paths": list })).into_response()
+    Json(json!({ "paths": paths_json(&app) })).into_response()
+}
+
+fn bad_request(e: impl ToString) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, e.to_string())
 }
 
 /// `GET /api/v1/paths/{path}`.
 pub async fn path(State(app): State<App>, Path(name): Path<String>) -> ApiResult {
-    let name = livefeed_media::path::validate(&name)
-        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.to_string()))?;
+    let name = livefeed_media::path::validate(&name).map_err(bad_request)?;
     let snapshot = app.hub.snapshot();
     let found = snapshot.iter().find(|p| p.name == name);
     let p = found.ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no path {name:?}")))?;
-    Ok(Json(path_json(p)).into_response())
+    Ok(Json(path_json(&app, p, &running_sources(&app))).into_response())
+}
+
+/// Controls are for loopback clients only (until authentication exists).
+fn control_allowed(conn: &Conn) -> Result<(), ApiError> {
+    if conn.remote.ip().is_loopback() {
+        return Ok(());
+    }
+    tracing::warn!(peer = %conn.remote, "control request from a remote address refused");
+    Err(ApiError(
+        StatusCode::FORBIDDEN,
+        "controls are only accepted from loopback".into(),
+    ))
+}
+
+/// `POST /api/v1/sources/{path}`: starts the test pattern; the body (JSON, optional) sets its
+/// parameters.
+pub async fn start_source(
+    State(app): State<App>,
+    ConnectInfo(conn): ConnectInfo<Conn>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    control_allowed(&conn)?;
+    let name = livefeed_media::path::validate(&name).map_err(bad_request)?;
+    let params: SourceParams = if body.iter().all(u8::is_ascii_whitespace) {
+        SourceParams::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| bad_request(format!("bad JSON: {e}")))?
+    };
+    params.check().map_err(bad_request)?;
+    let sources = app.sources.get().ok_or_else(|| {
+        ApiError(
+            StatusCode::NOT_IMPLEMENTED,
+            "this server has no built-in test source".into(),
+        )
+    })?;
+    sources.start(name, params).map_err(|e| match e {
+        SourceError::Busy(_) => ApiError(StatusCode::CONFLICT, e.to_string()),
+        SourceError::Invalid(_) => bad_request(e),
+    })?;
+    tracing::info!(peer = %conn.remote, path = name, ?params, "test source started");
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "path": name, "test_source": params })),
+    )
+        .into_response())
+}
+
+/// `DELETE /api/v1/sources/{path}`.
+pub async fn stop_source(
+    State(app): State<App>,
+    ConnectInfo(conn): ConnectInfo<Conn>,
+    Path(name): Path<String>,
+) -> ApiResult {
+    control_allowed(&conn)?;
+    let name = livefeed_media::path::validate(&name).map_err(bad_request)?;
+    if app.sources.get().is_some_and(|s| s.stop(name)) {
+        tracing::info!(peer = %conn.remote, path = name, "test source stopped");
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("path {name:?} has no test source"),
+        ))
+    }
+}
+
+/// `DELETE /api/v1/readers/{id}`.
+pub async fn disconnect_reader(
+    State(app): State<App>,
+    ConnectInfo(conn): ConnectInfo<Conn>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    control_allowed(&conn)?;
+    let id: u64 = id
+        .parse()
+        .map_err(|_| bad_request(format!("reader id must be a number, got {id:?}")))?;
+    if app.hub.disconnect_reader(id) {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(ApiError(StatusCode::NOT_FOUND, format!("no reader {id}")))
+    }
+}
+
+/// `GET /metrics`: Prometheus exposition.
+pub async fn prometheus(State(app): State<App>) -> Response {
+    let snapshot = app.hub.snapshot();
+    let text = app
+        .prometheus
+        .render(&snapshot, |path| app.hls_viewers.of(path).len());
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
 }
 
 /// `POST /api/v1/metrics`.
 pub async fn post_metrics(State(app): State<App>, body: Bytes) -> ApiResult {
     let samples = parse_samples_json(&body)?;
-    let accepted = app.store.insert(samples).await?;
+    let accepted = app.record_samples(samples).await?;
     Ok(Json(json!({ "accepted": accepted })).into_response())
 }
 

@@ -7,6 +7,8 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use livefeed_store::StoreConfig;
+
 use anyhow::Context;
 use serde::Deserialize;
 
@@ -65,6 +67,12 @@ pub struct ServerOptions {
     /// Directory of the metrics store (one SQLite file) [default: ./livefeed-data]
     #[arg(long, env = "LIVEFEED_DATA_DIR")]
     pub data_dir: Option<std::path::PathBuf>,
+    /// How long raw latency samples are kept, in seconds (exact percentiles) [default: 3600]
+    #[arg(long, env = "LIVEFEED_METRICS_RAW_RETENTION")]
+    pub metrics_raw_retention: Option<u64>,
+    /// How long per-second latency aggregates are kept, in seconds [default: 604800 (7 days)]
+    #[arg(long, env = "LIVEFEED_METRICS_RETENTION")]
+    pub metrics_retention: Option<u64>,
     /// UDP address for WebRTC (WHEP) media; its port is the ICE host candidates' port [default: 0.0.0.0:8189]
     #[arg(long, env = "LIVEFEED_WEBRTC_ADDRESS")]
     pub webrtc_address: Option<SocketAddr>,
@@ -107,6 +115,8 @@ impl ServerOptions {
             public_url: self.public_url.or(file.public_url),
             hls_dir: self.hls_dir.or(file.hls_dir),
             data_dir: self.data_dir.or(file.data_dir),
+            metrics_raw_retention: self.metrics_raw_retention.or(file.metrics_raw_retention),
+            metrics_retention: self.metrics_retention.or(file.metrics_retention),
             webrtc_address: self.webrtc_address.or(file.webrtc_address),
             webrtc_additional_hosts: if self.webrtc_additional_hosts.is_empty() {
                 file.webrtc_additional_hosts
@@ -149,6 +159,17 @@ impl ServerOptions {
                 .data_dir
                 .clone()
                 .unwrap_or_else(|| std::path::PathBuf::from("livefeed-data")),
+            store: self.store_config(),
+        }
+    }
+
+    fn store_config(&self) -> StoreConfig {
+        let defaults = StoreConfig::default();
+        let seconds = |v: Option<u64>, default: Duration| v.map_or(default, Duration::from_secs);
+        StoreConfig {
+            raw_retention: seconds(self.metrics_raw_retention, defaults.raw_retention),
+            aggregate_retention: seconds(self.metrics_retention, defaults.aggregate_retention),
+            ..defaults
         }
     }
 
@@ -216,6 +237,8 @@ pub struct ServerConfig {
     pub webrtc_additional_hosts: Vec<std::net::IpAddr>,
     /// Directory of the metrics store.
     pub data_dir: std::path::PathBuf,
+    /// Retention of the metrics store (checked when it opens).
+    pub store: StoreConfig,
 }
 
 impl ServerConfig {

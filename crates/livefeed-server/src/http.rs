@@ -1,4 +1,5 @@
-//! The HTTP server (axum): LL-HLS per path, the player page and its scripts.
+//! The HTTP server (axum): LL-HLS per path, WHEP, the dashboard and player pages, the API
+//! (see [`crate::api`]).
 //!
 //! | route | what |
 //! |---|---|
@@ -6,6 +7,7 @@
 //! | `/live.m3u8` | alias of `/live/index.m3u8` |
 //! | `/PATH/init.mp4`, `/PATH/segN.m4s`, `/PATH/partN.I.m4s` | CMAF init, segments, parts; the preload-hinted part is streamed as its frames arrive |
 //! | `/PATH/timestamps.json` | capture and availability time of every segment and part |
+//! | `/` | the dashboard (paths, readers, video, stage breakdown, latency chart, controls) |
 //! | `/PATH/` | the player page (hls.js, latency from the pixel timecode) |
 //! | `/static/*` | the page's scripts |
 //!
@@ -34,7 +36,7 @@ use tokio::task::JoinHandle;
 use tower_http::cors::CorsLayer;
 
 use crate::hls_stream::{blocking_timeout, HlsStream, HlsStreams};
-use crate::hub::Hub;
+use crate::hub::{Hub, ReaderInfo};
 use crate::web;
 use crate::whep::WhepServer;
 use livefeed_webrtc::WhepSession;
@@ -56,6 +58,32 @@ pub struct App {
     pub whep: Arc<WhepServer>,
     /// The metrics store.
     pub store: crate::metrics_store::MetricsStore,
+    /// LL-HLS viewers per path.
+    pub hls_viewers: Arc<crate::hls_viewers::HlsViewers>,
+    /// Server-side latency (and the samples it feeds the store).
+    pub metrics: Arc<crate::metrics::ServerMetrics>,
+    /// The built-in test-pattern publishers, when the program provides them.
+    pub sources: Arc<std::sync::OnceLock<Arc<dyn crate::sources::TestSources>>>,
+    /// The dashboard's live feed (Server-Sent Events).
+    pub events: crate::events::EventFeed,
+    /// Prometheus histograms of every latency sample.
+    pub prometheus: Arc<crate::prometheus::Prometheus>,
+    /// The last seconds of latency samples, for the live figures.
+    pub recent: Arc<crate::events::RecentLatency>,
+}
+
+impl App {
+    /// Records latency samples everywhere they go: the store, then (once it committed them
+    /// all) Prometheus and the live figures. A batch the store refuses is refused whole.
+    pub async fn record_samples(
+        &self,
+        samples: Vec<livefeed_store::Sample>,
+    ) -> Result<usize, livefeed_store::StoreError> {
+        let accepted = self.store.insert(samples.clone()).await?;
+        self.prometheus.observe(&samples);
+        self.recent.record(&samples);
+        Ok(accepted)
+    }
 }
 
 impl FromRef<App> for Arc<HlsStreams> {
@@ -98,6 +126,7 @@ pub fn router(app: App) -> Router {
     Router::new()
         .route("/", get(index))
         .route("/live.m3u8", get(live_alias))
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .route("/static/{file}", get(static_file))
         .route("/api/v1/paths", get(crate::api::paths))
         .route("/api/v1/paths/{*path}", get(crate::api::path))
@@ -106,6 +135,16 @@ pub fn router(app: App) -> Router {
             get(crate::api::get_metrics).post(crate::api::post_metrics),
         )
         .route("/api/v1/time", get(crate::api::time))
+        .route("/api/v1/events", get(crate::events::events))
+        .route(
+            "/api/v1/sources/{*path}",
+            axum::routing::post(crate::api::start_source).delete(crate::api::stop_source),
+        )
+        .route(
+            "/api/v1/readers/{id}",
+            axum::routing::delete(crate::api::disconnect_reader),
+        )
+        .route("/metrics", get(crate::api::prometheus))
         .route(
             "/{*rest}",
             get(dispatch)
@@ -158,11 +197,17 @@ fn error(status: StatusCode, reason: impl Into<String>) -> HttpError {
 type HttpResult = Result<Response, HttpError>;
 
 async fn index() -> Response {
-    Redirect::temporary(&format!("/{DEFAULT_PATH}/")).into_response()
+    web::dashboard_page()
 }
 
-async fn live_alias(State(hls): State<Arc<HlsStreams>>, RawQuery(query): RawQuery) -> HttpResult {
-    playlist(&hls, DEFAULT_PATH, query.as_deref()).await
+async fn live_alias(
+    State(app): State<App>,
+    ConnectInfo(conn): ConnectInfo<Conn>,
+    RawQuery(query): RawQuery,
+) -> HttpResult {
+    app.hls_viewers
+        .request(DEFAULT_PATH, conn.remote, query.as_deref());
+    playlist(&app.hls, DEFAULT_PATH, query.as_deref()).await
 }
 
 async fn static_file(Path(file): Path<String>) -> HttpResult {
@@ -223,19 +268,25 @@ fn split_request(rest: &str) -> Result<(String, Resource, bool), HttpError> {
 }
 
 async fn dispatch(
-    State(hls): State<Arc<HlsStreams>>,
+    State(app): State<App>,
+    ConnectInfo(conn): ConnectInfo<Conn>,
     Path(rest): Path<String>,
     RawQuery(query): RawQuery,
 ) -> HttpResult {
     let (path, res, bare) = split_request(&rest)?;
+    let hls = &app.hls;
     match res {
         Resource::Player if bare => Ok(Redirect::permanent(&format!("/{path}/")).into_response()),
         Resource::Player => Ok(web::player_page(&path)),
-        Resource::Playlist => playlist(&hls, &path, query.as_deref()).await,
-        Resource::Init => init(&hls, &path).await,
-        Resource::Segment(msn) => segment(&hls, &path, msn),
-        Resource::Part(msn, i) => part(&hls, &path, msn, i).await,
-        Resource::Timestamps => timestamps(&hls, &path),
+        Resource::Playlist => {
+            app.hls_viewers
+                .request(&path, conn.remote, query.as_deref());
+            playlist(hls, &path, query.as_deref()).await
+        }
+        Resource::Init => init(hls, &path).await,
+        Resource::Segment(msn) => segment(hls, &path, msn),
+        Resource::Part(msn, i) => part(hls, &path, msn, i).await,
+        Resource::Timestamps => timestamps(hls, &path),
     }
 }
 
@@ -484,9 +535,13 @@ async fn whep_offer(
             tracing::warn!(peer = %conn.remote, path, error = %e, "WHEP offer refused");
             error(status, e.to_string())
         })?;
+    let reader = ReaderInfo {
+        protocol: "webrtc".into(),
+        remote: conn.remote.to_string(),
+    };
     let sub = app
         .hub
-        .subscribe(&path)
+        .subscribe_as(&path, reader)
         .ok_or_else(|| error(StatusCode::NOT_FOUND, "path is not served"))?;
     let id = app.whep.new_id();
     if !app

@@ -9,12 +9,17 @@
 //!   as its drops. Other readers are untouched.
 //! - [`Hub::subscribe`] starts a reader at the last keyframe (the GOP cache), so its first
 //!   picture decodes at once.
+//! - [`Hub::disconnect_reader`] drops a reader's queue: its [`Subscription::recv`] then ends
+//!   (`None`) and the protocol shell closes that reader's session.
+//! - [`Hub::snapshot`] describes every path for the API: publisher (with uptime, fps and
+//!   bitrate over the last second), readers with their protocol, address and drops.
 //! - Every keyframe handed to readers carries SPS and PPS in front of its slices.
 
 use std::collections::HashMap;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use livefeed_media::h264::{nal_type, nal_unit_type, SpsInfo};
@@ -88,6 +93,59 @@ pub struct PublisherInfo {
     pub remote: String,
 }
 
+/// Who reads a path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReaderInfo {
+    /// Protocol, e.g. `rtsp/tcp`, `webrtc`, or `internal` for the server's own muxers.
+    pub protocol: String,
+    /// Remote address (`-` for internal readers).
+    pub remote: String,
+}
+
+impl ReaderInfo {
+    /// The protocol of the server's own readers (the LL-HLS muxer), which are not clients.
+    pub const INTERNAL: &'static str = "internal";
+
+    /// A reader inside the server (e.g. the LL-HLS muxer of `what`).
+    pub fn internal() -> Self {
+        ReaderInfo {
+            protocol: Self::INTERNAL.into(),
+            remote: "-".into(),
+        }
+    }
+
+    /// Whether this is one of the server's own readers.
+    pub fn is_internal(&self) -> bool {
+        self.protocol == Self::INTERNAL
+    }
+}
+
+/// A reader as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReaderSnapshot {
+    /// Id for [`Hub::disconnect_reader`].
+    pub id: u64,
+    /// Protocol and address.
+    pub info: ReaderInfo,
+    /// When it subscribed.
+    pub since: SystemTime,
+    /// Frames it skipped because it fell behind.
+    pub drops: u64,
+}
+
+/// A publisher as the API shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PublisherSnapshot {
+    /// Protocol and address.
+    pub info: PublisherInfo,
+    /// When it claimed the path.
+    pub since: SystemTime,
+    /// Access units in the last second.
+    pub fps: f64,
+    /// Payload bits per second over the last second.
+    pub bitrate_bps: f64,
+}
+
 /// Why a path cannot be published.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PublishError {
@@ -109,16 +167,61 @@ struct ReaderSlot {
     tx: mpsc::Sender<Delivery>,
     skipping: bool,
     drops: Arc<AtomicU64>,
+    info: ReaderInfo,
+    since: SystemTime,
+}
+
+/// Frames and bytes published over the last [`RATE_WINDOW`].
+#[derive(Default)]
+struct Rate {
+    recent: VecDeque<(Instant, usize)>,
+}
+
+/// The span fps and bitrate are measured over.
+const RATE_WINDOW: Duration = Duration::from_secs(1);
+
+impl Rate {
+    fn record(&mut self, at: Instant, bytes: usize) {
+        self.recent.push_back((at, bytes));
+        self.forget_before(at);
+    }
+
+    fn forget_before(&mut self, now: Instant) {
+        while let Some((t, _)) = self.recent.front() {
+            if now.duration_since(*t) <= RATE_WINDOW {
+                break;
+            }
+            self.recent.pop_front();
+        }
+    }
+
+    /// (frames per second, bits per second) over the last window.
+    fn per_second(&mut self, now: Instant) -> (f64, f64) {
+        self.forget_before(now);
+        let bytes: usize = self.recent.iter().map(|(_, b)| b).sum();
+        let secs = RATE_WINDOW.as_secs_f64();
+        (self.recent.len() as f64 / secs, bytes as f64 * 8.0 / secs)
+    }
+}
+
+struct PublisherSlot {
+    id: u64,
+    info: PublisherInfo,
+    since: SystemTime,
 }
 
 #[derive(Default)]
 struct PathInner {
-    publisher: Option<(u64, PublisherInfo)>,
+    publisher: Option<PublisherSlot>,
     stream: Option<StreamInfo>,
     gop: Vec<Arc<HubFrame>>,
     gop_bytes: usize,
     readers: Vec<ReaderSlot>,
     frames_in: u64,
+    bytes_in: u64,
+    rate: Rate,
+    /// Drops of readers that have left.
+    drops_of_gone_readers: u64,
 }
 
 /// One path's shared state.
@@ -146,13 +249,24 @@ pub struct PathSnapshot {
     /// Path name.
     pub name: String,
     /// The publisher, if one is connected.
-    pub publisher: Option<PublisherInfo>,
+    pub publisher: Option<PublisherSnapshot>,
     /// Current stream parameters.
     pub stream: Option<StreamInfo>,
-    /// Number of readers.
-    pub readers: usize,
+    /// Readers, the server's own (internal) ones included.
+    pub readers: Vec<ReaderSnapshot>,
     /// Access units published so far.
     pub frames_in: u64,
+    /// Payload bytes published so far.
+    pub bytes_in: u64,
+    /// Frames skipped by all readers so far (those that left included).
+    pub drops: u64,
+}
+
+impl PathSnapshot {
+    /// Readers that are clients (not the server's own muxers).
+    pub fn clients(&self) -> impl Iterator<Item = &ReaderSnapshot> {
+        self.readers.iter().filter(|r| !r.info.is_internal())
+    }
 }
 
 /// All paths of a server.
@@ -203,13 +317,17 @@ impl Hub {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         {
             let mut inner = state.lock();
-            if let Some((_, current)) = &inner.publisher {
+            if let Some(current) = &inner.publisher {
                 return Err(PublishError::Busy {
                     path: path.to_string(),
-                    by: current.remote.clone(),
+                    by: current.info.remote.clone(),
                 });
             }
-            inner.publisher = Some((id, info));
+            inner.publisher = Some(PublisherSlot {
+                id,
+                info,
+                since: SystemTime::now(),
+            });
             if stream.is_some() {
                 inner.stream = stream;
             }
@@ -232,9 +350,14 @@ impl Hub {
         inner.stream.clone()
     }
 
+    /// Subscribes one of the server's own readers to `path` (see [`Hub::subscribe_as`]).
+    pub fn subscribe(&self, path: &str) -> Option<Subscription> {
+        self.subscribe_as(path, ReaderInfo::internal())
+    }
+
     /// Subscribes a reader to `path`. `None` if the path is not served. The reader first gets
     /// the GOP cache (from the last keyframe), then live frames.
-    pub fn subscribe(&self, path: &str) -> Option<Subscription> {
+    pub fn subscribe_as(&self, path: &str, info: ReaderInfo) -> Option<Subscription> {
         let state = self.path(path)?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let drops = Arc::new(AtomicU64::new(0));
@@ -255,6 +378,8 @@ impl Hub {
                 tx,
                 skipping,
                 drops: drops.clone(),
+                info,
+                since: SystemTime::now(),
             });
             rx
         };
@@ -269,22 +394,64 @@ impl Hub {
     /// Snapshots of all paths that have a publisher or readers.
     pub fn snapshot(&self) -> Vec<PathSnapshot> {
         let paths = self.paths.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
         let mut out: Vec<PathSnapshot> = paths
             .values()
-            .map(|state| {
-                let inner = state.lock();
-                PathSnapshot {
-                    name: state.name.clone(),
-                    publisher: inner.publisher.as_ref().map(|(_, p)| p.clone()),
-                    stream: inner.stream.clone(),
-                    readers: inner.readers.len(),
-                    frames_in: inner.frames_in,
-                }
-            })
-            .filter(|s| s.publisher.is_some() || s.readers > 0)
+            .map(|state| snapshot_of(&state.name, &mut state.lock(), now))
+            .filter(|s| s.publisher.is_some() || !s.readers.is_empty())
             .collect();
         out.sort_by(|a, b| a.name.cmp(&b.name));
         out
+    }
+
+    /// Disconnects the client reader `id` (internal readers cannot be); `false` if there is
+    /// none. Its subscription ends and its protocol shell closes the session.
+    pub fn disconnect_reader(&self, id: u64) -> bool {
+        let paths = self.paths.lock().unwrap_or_else(|p| p.into_inner());
+        for state in paths.values() {
+            let mut inner = state.lock();
+            let found = inner
+                .readers
+                .iter()
+                .position(|r| r.id == id && !r.info.is_internal());
+            if let Some(i) = found {
+                let slot = inner.readers.remove(i);
+                inner.drops_of_gone_readers += slot.drops.load(Ordering::Relaxed);
+                tracing::info!(path = %state.name, reader = id, protocol = %slot.info.protocol,
+                    remote = %slot.info.remote, "reader disconnected on request");
+                return true;
+            }
+        }
+        false
+    }
+}
+
+fn snapshot_of(name: &str, inner: &mut PathInner, now: Instant) -> PathSnapshot {
+    let (fps, bitrate_bps) = inner.rate.per_second(now);
+    let readers: Vec<ReaderSnapshot> = inner
+        .readers
+        .iter()
+        .map(|r| ReaderSnapshot {
+            id: r.id,
+            info: r.info.clone(),
+            since: r.since,
+            drops: r.drops.load(Ordering::Relaxed),
+        })
+        .collect();
+    let drops = inner.drops_of_gone_readers + readers.iter().map(|r| r.drops).sum::<u64>();
+    PathSnapshot {
+        name: name.to_string(),
+        publisher: inner.publisher.as_ref().map(|p| PublisherSnapshot {
+            info: p.info.clone(),
+            since: p.since,
+            fps,
+            bitrate_bps,
+        }),
+        stream: inner.stream.clone(),
+        readers,
+        frames_in: inner.frames_in,
+        bytes_in: inner.bytes_in,
+        drops,
     }
 }
 
@@ -307,8 +474,11 @@ impl Publisher {
         if au.keyframe {
             complete_parameter_sets(&mut inner, &mut au);
         }
+        let size = au.payload_len();
         let frame = Arc::new(HubFrame { au, ingest });
         inner.frames_in += 1;
+        inner.bytes_in += size as u64;
+        inner.rate.record(ingest, size);
         update_gop_cache(&mut inner, &frame, &self.limits);
         fan_out(&mut inner, &frame);
     }
@@ -317,12 +487,9 @@ impl Publisher {
 impl Drop for Publisher {
     fn drop(&mut self) {
         let mut inner = self.state.lock();
-        if inner
-            .publisher
-            .as_ref()
-            .is_some_and(|(id, _)| *id == self.id)
-        {
+        if inner.publisher.as_ref().is_some_and(|p| p.id == self.id) {
             inner.publisher = None;
+            inner.rate = Rate::default();
             inner.gop.clear();
             inner.gop_bytes = 0;
         }
@@ -428,7 +595,11 @@ impl Subscription {
 impl Drop for Subscription {
     fn drop(&mut self) {
         let id = self.id;
-        self.state.lock().readers.retain(|r| r.id != id);
+        let mut inner = self.state.lock();
+        if let Some(i) = inner.readers.iter().position(|r| r.id == id) {
+            let slot = inner.readers.remove(i);
+            inner.drops_of_gone_readers += slot.drops.load(Ordering::Relaxed);
+        }
     }
 }
 

@@ -8,24 +8,32 @@
 //! - [`http`] / [`web`]: the HTTP server (LL-HLS, player page) and its embedded assets.
 //! - [`whep`]: WebRTC viewers (WHEP) on one shared UDP socket.
 //! - [`api`] / [`metrics_store`]: the JSON API and the SQLite metrics store behind it.
+//! - [`events`] / [`prometheus`]: the dashboard's live feed (SSE) and Prometheus `/metrics`.
+//! - [`sources`]: the interface of the built-in test-pattern publishers the dashboard controls.
+//! - [`hls_viewers`]: who watches a path over LL-HLS.
 //! - [`metrics`]: capture→ingest and ingest→egress latency windows.
 //! - [`config`]: one definition of the server's options for flags, env and the TOML file.
 //! - [`Server`]: binds and starts all of it.
 
 pub mod api;
 pub mod config;
+pub mod events;
 pub mod hls_files;
 pub mod hls_stream;
+pub mod hls_viewers;
 pub mod http;
 pub mod hub;
 pub mod metrics;
 pub mod metrics_store;
+pub mod prometheus;
 pub mod rtsp_server;
+pub mod sources;
 pub mod web;
 pub mod whep;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
@@ -49,8 +57,8 @@ pub struct Server {
     pub hub: Arc<Hub>,
     /// Server-side latency windows.
     pub metrics: Arc<ServerMetrics>,
-    rtsp_task: JoinHandle<()>,
-    http_task: JoinHandle<()>,
+    sources: Arc<OnceLock<Arc<dyn sources::TestSources>>>,
+    tasks: Vec<JoinHandle<()>>,
 }
 
 impl Server {
@@ -90,6 +98,7 @@ impl Server {
         let whep = whep::WhepServer::start(
             config.webrtc_address,
             config.webrtc_additional_hosts.clone(),
+            metrics.clone(),
         )
         .with_context(|| {
             format!(
@@ -97,19 +106,32 @@ impl Server {
                 config.webrtc_address
             )
         })?;
-        let store = metrics_store::MetricsStore::open(&config.data_dir).with_context(|| {
-            format!(
-                "cannot open the metrics store in {}",
-                config.data_dir.display()
-            )
-        })?;
+        let store = metrics_store::MetricsStore::open(&config.data_dir, config.store.clone())
+            .with_context(|| {
+                format!(
+                    "cannot open the metrics store in {}",
+                    config.data_dir.display()
+                )
+            })?;
+        let sources = Arc::new(OnceLock::new());
         let app = http::App {
             store,
             hub: hub.clone(),
             hls: hls.clone(),
             whep: whep.clone(),
+            hls_viewers: Arc::default(),
+            metrics: metrics.clone(),
+            sources: sources.clone(),
+            events: events::EventFeed::default(),
+            prometheus: Arc::default(),
+            recent: Arc::default(),
         };
-        let http_task = http::spawn(http_listener, app);
+        let tasks = vec![
+            rtsp_task,
+            events::EventFeed::spawn_publisher(app.clone()),
+            tokio::spawn(store_server_samples(app.clone())),
+            http::spawn(http_listener, app),
+        ];
         tracing::info!(rtsp = %rtsp_addr, http = %http_addr, "livefeed server listening");
         Ok(Server {
             rtsp_addr,
@@ -118,9 +140,15 @@ impl Server {
             hls,
             hub,
             metrics,
-            rtsp_task,
-            http_task,
+            sources,
+            tasks,
         })
+    }
+
+    /// Installs the built-in test-pattern publishers the dashboard and API control (once;
+    /// later calls are ignored).
+    pub fn install_sources(&self, sources: Arc<dyn sources::TestSources>) {
+        let _ = self.sources.set(sources);
     }
 
     /// The `rtsp://` URL of `path` on this server, for clients on this host.
@@ -143,9 +171,32 @@ fn host_for_clients(addr: SocketAddr) -> String {
     }
 }
 
+/// Samples per store insert (below the store's batch limit).
+const SERVER_SAMPLE_BATCH: usize = 5000;
+
+/// Moves the server's own latency samples (capture→ingest, ingest→egress) into the store,
+/// the live figures and Prometheus once a second.
+async fn store_server_samples(app: http::App) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let (samples, dropped) = app.metrics.take_samples();
+        if dropped > 0 {
+            app.prometheus.samples_dropped(dropped);
+            tracing::debug!(dropped, "server latency samples dropped (queue full)");
+        }
+        for batch in samples.chunks(SERVER_SAMPLE_BATCH) {
+            if let Err(e) = app.record_samples(batch.to_vec()).await {
+                tracing::warn!(error = %e, "cannot store the server's latency samples");
+            }
+        }
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
-        self.rtsp_task.abort();
-        self.http_task.abort();
+        for task in &self.tasks {
+            task.abort();
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! The metrics store as a service: one thread owns the SQLite [`Store`] (rusqlite is
 //! synchronous), takes requests over a channel, folds finished seconds every second and applies
-//! retention every 30 s. Async callers await the answer; a slow disk delays only them.
+//! retention every 30 s (or every half raw window, when that is shorter). Async callers await the answer; a slow disk delays only them.
 
 use std::path::Path;
 use std::sync::mpsc as std_mpsc;
@@ -11,6 +11,7 @@ use tokio::sync::oneshot;
 use tracing::warn;
 
 const AGGREGATE_EVERY: Duration = Duration::from_secs(1);
+/// Retention runs this often at most (and twice per raw window when that is shorter).
 const RETAIN_EVERY: Duration = Duration::from_secs(30);
 
 enum Request {
@@ -36,12 +37,15 @@ fn gone<T>() -> Result<T, StoreError> {
 
 impl MetricsStore {
     /// Opens (or creates) the store in `dir` and starts its thread.
-    pub fn open(dir: &Path) -> Result<MetricsStore, StoreError> {
-        let store = Store::open(dir, StoreConfig::default())?;
+    pub fn open(dir: &Path, config: StoreConfig) -> Result<MetricsStore, StoreError> {
+        let retain_every = RETAIN_EVERY
+            .min(config.raw_retention / 2)
+            .max(Duration::from_millis(500));
+        let store = Store::open(dir, config)?;
         let (requests, rx) = std_mpsc::channel();
         std::thread::Builder::new()
             .name("livefeed-store".into())
-            .spawn(move || serve(store, rx))
+            .spawn(move || serve(store, rx, retain_every))
             .map_err(|e| StoreError::Config(format!("cannot start the store thread: {e}")))?;
         Ok(MetricsStore { requests })
     }
@@ -65,9 +69,9 @@ impl MetricsStore {
     }
 }
 
-fn serve(mut store: Store, requests: std_mpsc::Receiver<Request>) {
+fn serve(mut store: Store, requests: std_mpsc::Receiver<Request>, retain_every: Duration) {
     let mut next_aggregate = Instant::now() + AGGREGATE_EVERY;
-    let mut next_retain = Instant::now() + RETAIN_EVERY;
+    let mut next_retain = Instant::now() + retain_every;
     loop {
         let wait = next_aggregate.saturating_duration_since(Instant::now());
         match requests.recv_timeout(wait) {
@@ -88,7 +92,7 @@ fn serve(mut store: Store, requests: std_mpsc::Receiver<Request>) {
             }
         }
         if now >= next_retain {
-            next_retain = now + RETAIN_EVERY;
+            next_retain = now + retain_every;
             if let Err(e) = store.retain(livefeed_store::unix_now_ms()) {
                 warn!(error = %e, "metrics retention failed");
             }

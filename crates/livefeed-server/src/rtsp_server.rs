@@ -32,7 +32,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::hub::{Delivery, Hub, PublishError, Publisher, PublisherInfo, StreamInfo, Subscription};
+use crate::hub::{
+    Delivery, Hub, PublishError, Publisher, PublisherInfo, ReaderInfo, StreamInfo, Subscription,
+};
 use crate::metrics::ServerMetrics;
 
 /// Timeouts and limits of the RTSP server.
@@ -393,14 +395,22 @@ impl SessionHandler for Handler {
     }
 
     fn play(&mut self, path: &str) -> Result<PlayStart, Refusal> {
-        let sub = self.shared.hub.subscribe(path).ok_or_else(|| {
+        let transport = self
+            .transport
+            .ok_or_else(|| Refusal::new(StatusCode::MethodNotValidInThisState, "no transport"))?;
+        let protocol = match transport.lower {
+            LowerTransport::Tcp { .. } => "rtsp/tcp",
+            LowerTransport::Udp { .. } => "rtsp/udp",
+        };
+        let reader = ReaderInfo {
+            protocol: protocol.into(),
+            remote: self.peer.to_string(),
+        };
+        let sub = self.shared.hub.subscribe_as(path, reader).ok_or_else(|| {
             Refusal::new(StatusCode::NotFound, format!("path {path:?} is not served"))
         })?;
         let sender = RtpSender::new();
         let start = sender.start(0);
-        let transport = self
-            .transport
-            .ok_or_else(|| Refusal::new(StatusCode::MethodNotValidInThisState, "no transport"))?;
         info!(peer = %self.peer, path, "reader started");
         match transport.lower {
             LowerTransport::Tcp {
@@ -431,6 +441,7 @@ impl SessionHandler for Handler {
                     ),
                     peer: self.peer,
                     metrics: self.shared.metrics.clone(),
+                    session_end: self.cancel.clone(),
                 };
                 self.tasks.push(tokio::spawn(job.run()));
             }
@@ -593,10 +604,11 @@ async fn writer_loop(
                 play = Some(p);
                 Ok(())
             }
-            WriterEvent::Command(Some(WriterCommand::StopPlay)) | WriterEvent::Media(None) => {
+            WriterEvent::Command(Some(WriterCommand::StopPlay)) => {
                 play = None;
                 Ok(())
             }
+            WriterEvent::Media(None) => Err("disconnected by the server".to_string()),
             WriterEvent::Media(Some(delivery)) => match play.as_mut() {
                 Some(p) => send_tcp_media(&mut write, p, &delivery, timeout, &shared.metrics).await,
                 None => Ok(()),
@@ -656,6 +668,8 @@ struct UdpPlay {
     dest: (SocketAddr, SocketAddr),
     peer: SocketAddr,
     metrics: Arc<ServerMetrics>,
+    /// Ends the whole RTSP session when the hub drops this reader.
+    session_end: CancellationToken,
 }
 
 impl UdpPlay {
@@ -663,7 +677,14 @@ impl UdpPlay {
         let mut rtcp_buf = [0u8; 1500];
         loop {
             let delivery = tokio::select! {
-                d = self.sub.recv() => match d { Some(d) => d, None => return },
+                d = self.sub.recv() => match d {
+                    Some(d) => d,
+                    None => {
+                        info!(peer = %self.peer, "RTSP reader disconnected by the server");
+                        self.session_end.cancel();
+                        return;
+                    }
+                },
                 // Receiver reports keep the socket drained; their content is not used yet.
                 _ = self.rtcp.recv_from(&mut rtcp_buf) => continue,
             };

@@ -1,5 +1,7 @@
-//! The pages and scripts the HTTP server serves, embedded at build time: `web/player.html`,
-//! `web/player.js`, and hls.js from npm (see `build.rs`); and the `timestamps.json` document.
+//! The pages and scripts the HTTP server serves, embedded at build time: the dashboard
+//! (`web/dashboard.html`, `dashboard.js`), the player page (`web/player.html`, `player.js`),
+//! their shared `livefeed.js`, and hls.js and uPlot from npm (see `build.rs`); and the
+//! `timestamps.json` document.
 
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
@@ -8,16 +10,58 @@ use livefeed_hls::playlist::SegmentTimes;
 use serde_json::{json, Value};
 
 const PLAYER_HTML: &str = include_str!("../../../web/player.html");
-const PLAYER_JS: &str = include_str!("../../../web/player.js");
-const HLS_JS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/hls.min.js"));
+const DASHBOARD_HTML: &str = include_str!("../../../web/dashboard.html");
+
+const JS: &str = "text/javascript";
+
+/// The static assets: (file name, content type, bytes).
+const ASSETS: [(&str, &str, &[u8]); 6] = [
+    ("player.js", JS, include_bytes!("../../../web/player.js")),
+    (
+        "livefeed.js",
+        JS,
+        include_bytes!("../../../web/livefeed.js"),
+    ),
+    (
+        "dashboard.js",
+        JS,
+        include_bytes!("../../../web/dashboard.js"),
+    ),
+    (
+        "hls.min.js",
+        JS,
+        include_bytes!(concat!(env!("OUT_DIR"), "/hls.min.js")),
+    ),
+    (
+        "uPlot.iife.min.js",
+        JS,
+        include_bytes!(concat!(env!("OUT_DIR"), "/uPlot.iife.min.js")),
+    ),
+    (
+        "uPlot.min.css",
+        "text/css",
+        include_bytes!(concat!(env!("OUT_DIR"), "/uPlot.min.css")),
+    ),
+];
 
 /// A static asset by file name: its content type and bytes.
 pub fn asset(name: &str) -> Option<(&'static str, Bytes)> {
-    match name {
-        "hls.min.js" => Some(("text/javascript", Bytes::from_static(HLS_JS))),
-        "player.js" => Some(("text/javascript", Bytes::from_static(PLAYER_JS.as_bytes()))),
-        _ => None,
-    }
+    ASSETS
+        .iter()
+        .find(|(file, _, _)| *file == name)
+        .map(|(_, content_type, bytes)| (*content_type, Bytes::from_static(bytes)))
+}
+
+/// The dashboard page.
+pub fn dashboard_page() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        DASHBOARD_HTML,
+    )
+        .into_response()
 }
 
 /// The player page of `path` (a validated path name: safe inside HTML attributes and text).

@@ -21,6 +21,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info};
 
 use crate::hub::{Delivery, Subscription};
+use crate::metrics::ServerMetrics;
 
 /// A viewer session's id, as it appears in its WHEP resource URL.
 pub type SessionId = String;
@@ -57,13 +58,14 @@ impl WhepServer {
     pub fn start(
         address: SocketAddr,
         additional_hosts: Vec<IpAddr>,
+        metrics: Arc<ServerMetrics>,
     ) -> std::io::Result<Arc<WhepServer>> {
         let socket = std::net::UdpSocket::bind(address)?;
         socket.set_nonblocking(true)?;
         let socket = UdpSocket::from_std(socket)?;
         let local = socket.local_addr()?;
         let (commands, rx) = mpsc::channel(64);
-        let task = tokio::spawn(MediaLoop::new(socket, rx).run());
+        let task = tokio::spawn(MediaLoop::new(socket, rx, metrics).run());
         info!(udp = %local, "WebRTC (WHEP) listening");
         Ok(Arc::new(WhepServer {
             commands,
@@ -179,14 +181,19 @@ struct MediaLoop {
     socket: UdpSocket,
     local: SocketAddr,
     commands: mpsc::Receiver<Command>,
-    media_tx: mpsc::Sender<(SessionId, Delivery)>,
-    media_rx: mpsc::Receiver<(SessionId, Delivery)>,
+    media_tx: mpsc::Sender<(SessionId, Option<Delivery>)>,
+    media_rx: mpsc::Receiver<(SessionId, Option<Delivery>)>,
     viewers: HashMap<SessionId, Viewer>,
     buf: Vec<u8>,
+    metrics: Arc<ServerMetrics>,
 }
 
 impl MediaLoop {
-    fn new(socket: UdpSocket, commands: mpsc::Receiver<Command>) -> Self {
+    fn new(
+        socket: UdpSocket,
+        commands: mpsc::Receiver<Command>,
+        metrics: Arc<ServerMetrics>,
+    ) -> Self {
         let local = socket
             .local_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
@@ -199,6 +206,7 @@ impl MediaLoop {
             media_rx,
             viewers: HashMap::new(),
             buf: vec![0; 2048],
+            metrics,
         }
     }
 
@@ -304,8 +312,14 @@ impl MediaLoop {
         }
     }
 
-    fn media(&mut self, id: &str, delivery: &Delivery) {
+    /// A frame for a viewer, or `None` when the hub disconnected it (its session closes).
+    fn media(&mut self, id: &str, delivery: &Option<Delivery>) {
         let Some(viewer) = self.viewers.get_mut(id) else {
+            return;
+        };
+        let Some(delivery) = delivery else {
+            info!(session = %id, path = %viewer.path, "WebRTC viewer disconnected by the server");
+            viewer.session.close();
             return;
         };
         if let Err(e) = viewer
@@ -313,6 +327,10 @@ impl MediaLoop {
             .write_access_unit(&delivery.frame.au, Instant::now())
         {
             debug!(session = %id, error = %e, "cannot send to WebRTC viewer");
+        } else if !delivery.from_cache {
+            // Handed to str0m, which packetizes and sends on the next drive.
+            self.metrics
+                .record_egress(&viewer.path, delivery.frame.ingest.elapsed());
         }
     }
 
@@ -339,9 +357,15 @@ impl MediaLoop {
 }
 
 /// Moves one viewer's frames from its hub subscription to the media loop.
-async fn forward(id: SessionId, mut sub: Subscription, media: mpsc::Sender<(SessionId, Delivery)>) {
-    while let Some(delivery) = sub.recv().await {
-        if media.send((id.clone(), delivery)).await.is_err() {
+async fn forward(
+    id: SessionId,
+    mut sub: Subscription,
+    media: mpsc::Sender<(SessionId, Option<Delivery>)>,
+) {
+    loop {
+        let delivery = sub.recv().await;
+        let end = delivery.is_none();
+        if media.send((id.clone(), delivery)).await.is_err() || end {
             return;
         }
     }

@@ -16,7 +16,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use livefeed_media::clock::{elapsed_ms, unix_now_ns};
+use livefeed_media::clock::{corrected, elapsed_ms, unix_now_ns};
 use livefeed_media::timecode::Timecode;
 use livefeed_media::{AccessUnit, CaptureStamp};
 use tokio::sync::mpsc;
@@ -49,6 +49,9 @@ pub struct CaptureSettings {
     pub bitrate_kbps: u32,
     /// Frames between keyframes.
     pub gop: u32,
+    /// Added to the local clock for capture and encode times, ns: the offset to the server's
+    /// clock when one was estimated, so stamps are in server time (0 otherwise).
+    pub clock_correction_ns: i64,
 }
 
 /// One encoded frame and when encoding finished.
@@ -167,6 +170,7 @@ pub fn start(settings: CaptureSettings) -> anyhow::Result<CaptureHandle> {
         fps,
         tx,
         stop: stop.clone(),
+        clock_correction_ns: settings.clock_correction_ns,
     };
     let thread = std::thread::Builder::new()
         .name("livefeed-capture".into())
@@ -187,6 +191,7 @@ struct Loop {
     fps: f64,
     tx: mpsc::Sender<Encoded>,
     stop: Arc<AtomicBool>,
+    clock_correction_ns: i64,
 }
 
 impl Loop {
@@ -200,7 +205,7 @@ impl Loop {
             if !self.source.next(n, &mut self.frame)? {
                 break;
             }
-            let capture_ns = unix_now_ns();
+            let capture_ns = corrected(unix_now_ns(), self.clock_correction_ns);
             let fps = rate.tick(Instant::now());
             overlay::draw_overlay(
                 &mut self.frame,
@@ -214,7 +219,7 @@ impl Loop {
                 frame: n,
             };
             let au = self.encoder.encode(&self.frame, pts, stamp)?;
-            let encoded_unix_ns = unix_now_ns();
+            let encoded_unix_ns = corrected(unix_now_ns(), self.clock_correction_ns);
             last_latency_ms = elapsed_ms(capture_ns, encoded_unix_ns);
             if self
                 .tx

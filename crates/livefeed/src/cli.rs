@@ -1,17 +1,21 @@
 //! Command line: the demo (no subcommand), `serve`, `publish` and `receive`.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use livefeed_rtsp::client::TransportKind;
+use livefeed_server::sources::{SourceParams, TestSources};
 use livefeed_server::{Server, ServerOptions};
 use livefeed_source::capture::{CaptureSettings, SourceSpec};
 use tokio_util::sync::CancellationToken;
 
 use crate::pipeline::{self, PublishJob, ReceiveJob};
-use crate::report::{Reporter, Stats};
+use crate::report::{Reporter, SharedStats, Stats};
+use crate::server_link::{self, ServerLink};
+use crate::sources::BuiltinSources;
 
 /// livefeed: low-latency live video that measures its own latency.
 ///
@@ -86,8 +90,36 @@ impl EncodeArgs {
             gop: self
                 .gop
                 .unwrap_or_else(|| self.framerate.round().max(1.0) as u32),
+            clock_correction_ns: 0,
         }
     }
+
+    /// These settings as a built-in test source's parameters.
+    fn source_params(&self) -> SourceParams {
+        SourceParams {
+            width: self.resolution.0 as u32,
+            height: self.resolution.1 as u32,
+            fps: self.framerate.round().max(1.0) as u32,
+            bitrate_kbps: self.bitrate,
+        }
+    }
+}
+
+/// Reporting to a server's dashboard.
+#[derive(Debug, Clone, Args)]
+struct ReportArgs {
+    /// Send measurements to this livefeed server's dashboard, e.g. http://HOST:8888 (the clock
+    /// offset to it is estimated and corrected first)
+    #[arg(long, value_name = "URL")]
+    report: Option<String>,
+    /// Pretend this host's clock is off by this many ms (to check the offset correction)
+    #[arg(
+        long,
+        value_name = "MS",
+        default_value_t = 0.0,
+        allow_negative_numbers = true
+    )]
+    clock_shift_ms: f64,
 }
 
 #[derive(Debug, Args)]
@@ -144,6 +176,8 @@ struct PublishArgs {
     transport: TransportKind,
     #[command(flatten)]
     output: OutputArgs,
+    #[command(flatten)]
+    report: ReportArgs,
 }
 
 #[derive(Debug, Args)]
@@ -159,6 +193,8 @@ struct ReceiveArgs {
     timeout: f64,
     #[command(flatten)]
     output: OutputArgs,
+    #[command(flatten)]
+    report: ReportArgs,
 }
 
 fn parse_resolution(s: &str) -> Result<(usize, usize), String> {
@@ -218,6 +254,7 @@ fn stop_on_signal_or_timeout(token: CancellationToken, duration: Option<f64>) {
 async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let config = server_options(args.server, args.config.as_ref())?.resolve();
     let server = Server::start(&config).await?;
+    install_sources(&server);
     if !args.output.json {
         print_addresses(&server, &args.demo_path);
     }
@@ -262,23 +299,27 @@ fn flatten(r: Result<anyhow::Result<()>, tokio::task::JoinError>) -> anyhow::Res
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = server_options(args.server, args.config.as_ref())?.resolve();
     let server = Server::start(&config).await?;
+    let sources = install_sources(&server);
     print_addresses(&server, &args.test_src_path);
     let stop = CancellationToken::new();
     stop_on_signal_or_timeout(stop.clone(), None);
-    let publisher = args.test_src.then(|| {
-        tokio::spawn(pipeline::publish(PublishJob {
-            url: server.rtsp_url(&args.test_src_path),
-            transport: TransportKind::Tcp,
-            capture: args.encode.capture(SourceSpec::TestPattern),
-            stats: Stats::shared(),
-            stop: stop.clone(),
-        }))
-    });
-    pipeline::log_server_stats(&server, stop.clone()).await;
-    if let Some(publisher) = publisher {
-        flatten(publisher.await).context("test-pattern publisher")?;
+    if args.test_src {
+        let path = livefeed_media::path::validate(&args.test_src_path)
+            .map_err(|e| anyhow::anyhow!("--test-src-path: {e}"))?;
+        sources
+            .start(path, args.encode.source_params())
+            .map_err(|e| anyhow::anyhow!("--test-src: {e}"))?;
     }
+    pipeline::log_server_stats(&server, stop.clone()).await;
     Ok(())
+}
+
+/// Gives the server its built-in test sources (the dashboard's start/stop control).
+fn install_sources(server: &Server) -> Arc<BuiltinSources> {
+    let base = server.rtsp_url("");
+    let sources = BuiltinSources::new(base.trim_end_matches('/').to_string(), server.hub.clone());
+    server.install_sources(sources.clone());
+    sources
 }
 
 /// Tells where to point players (stdout: tests and scripts read these lines).
@@ -289,11 +330,52 @@ fn print_addresses(server: &Server, path: &str) {
         server.rtsp_url(path)
     );
     println!(
-        "livefeed serving HTTP on {} (player: {}/{path}/, LL-HLS: {}/{path}/index.m3u8)",
+        "livefeed serving HTTP on {} (dashboard: {}/, player: {}/{path}/, LL-HLS: {}/{path}/index.m3u8)",
         server.http_addr,
+        server.http_url(),
         server.http_url(),
         server.http_url()
     );
+}
+
+/// Connects `--report`: estimates the clock offset (applied to `stats`) and returns the link.
+async fn connect_report(
+    args: &ReportArgs,
+    stats: &SharedStats,
+) -> anyhow::Result<Option<ServerLink>> {
+    let Some(url) = &args.report else {
+        return Ok(None);
+    };
+    let link = ServerLink::new(url, args.clock_shift_ms)?;
+    let (sync_link, sync_stats) = (link.clone(), stats.clone());
+    tokio::task::spawn_blocking(move || sync_link.sync_clock(&sync_stats))
+        .await?
+        .with_context(|| format!("--report {url}: cannot estimate the clock offset"))?;
+    Ok(Some(link))
+}
+
+/// Runs `pipeline` with the reporter (and `--report` upload) around it.
+async fn run_reported(
+    stats: SharedStats,
+    output: &OutputArgs,
+    link: Option<(ServerLink, String, &'static str)>,
+    stop: CancellationToken,
+    pipeline: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<()> {
+    let reporter = Reporter::new(stats.clone(), output.json, None);
+    let report = tokio::spawn(reporter.run(stop.clone()));
+    let uploaded = CancellationToken::new();
+    let upload = link.map(|(link, path, client)| {
+        server_link::spawn_reporting(link, stats.clone(), path, client, uploaded.clone())
+    });
+    let result = pipeline.await;
+    stop.cancel();
+    uploaded.cancel();
+    let _ = report.await;
+    if let Some(upload) = upload {
+        let _ = tokio::task::spawn_blocking(move || upload.join()).await;
+    }
+    result
 }
 
 async fn publish(args: PublishArgs) -> anyhow::Result<()> {
@@ -305,37 +387,52 @@ async fn publish(args: PublishArgs) -> anyhow::Result<()> {
     let stop = CancellationToken::new();
     stop_on_signal_or_timeout(stop.clone(), args.output.duration);
     let stats = Stats::shared();
-    let reporter = Reporter::new(stats.clone(), args.output.json, None);
-    let report = tokio::spawn(reporter.run(stop.clone()));
-    let result = pipeline::publish(PublishJob {
+    let link = connect_report(&args.report, &stats).await?;
+    let mut capture = args.encode.capture(source);
+    capture.clock_correction_ns = stats.lock().clock_correction_ns;
+    let link = match link {
+        Some(l) => Some((l, server_link::path_of_url(&args.url)?, "publisher")),
+        None => None,
+    };
+    let job = PublishJob {
         url: args.url,
         transport: args.transport,
-        capture: args.encode.capture(source),
-        stats,
+        capture,
+        stats: stats.clone(),
         stop: stop.clone(),
-    })
-    .await;
-    stop.cancel();
-    let _ = report.await;
-    result
+    };
+    run_reported(
+        stats,
+        &args.output,
+        link,
+        stop.clone(),
+        pipeline::publish(job),
+    )
+    .await
 }
 
 async fn receive(args: ReceiveArgs) -> anyhow::Result<()> {
     let stop = CancellationToken::new();
     stop_on_signal_or_timeout(stop.clone(), args.output.duration);
     let stats = Stats::shared();
-    let reporter = Reporter::new(stats.clone(), args.output.json, None);
-    let report = tokio::spawn(reporter.run(stop.clone()));
-    let result = pipeline::receive(ReceiveJob {
+    let link = match connect_report(&args.report, &stats).await? {
+        Some(l) => Some((l, server_link::path_of_url(&args.url)?, "receiver")),
+        None => None,
+    };
+    let job = ReceiveJob {
         url: args.url,
         transport: args.transport,
         timeout: Duration::from_secs_f64(args.timeout.max(0.1)),
-        stats,
+        stats: stats.clone(),
         stop: stop.clone(),
         wait_for_stream: None,
-    })
-    .await;
-    stop.cancel();
-    let _ = report.await;
-    result
+    };
+    run_reported(
+        stats,
+        &args.output,
+        link,
+        stop.clone(),
+        pipeline::receive(job),
+    )
+    .await
 }

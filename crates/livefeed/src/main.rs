@@ -6,6 +6,8 @@
 mod cli;
 mod pipeline;
 mod report;
+mod server_link;
+mod sources;
 
 use std::io::IsTerminal;
 

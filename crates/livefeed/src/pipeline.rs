@@ -205,8 +205,8 @@ pub async fn log_server_stats(server: &Server, stop: CancellationToken) {
             let ingest = windows.ingest.summary();
             tracing::info!(
                 path = %path.name,
-                publisher = path.publisher.as_ref().map(|p| p.remote.as_str()).unwrap_or("-"),
-                readers = path.readers,
+                publisher = path.publisher.as_ref().map(|p| p.info.remote.as_str()).unwrap_or("-"),
+                readers = path.clients().count(),
                 frames = path.frames_in,
                 ingest_p50_ms = ingest.map(|s| s.p50),
                 server_added_p50_ms = added.map(|s| s.p50),

@@ -7,7 +7,7 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use livefeed_media::clock::elapsed_ms;
+use livefeed_media::clock::{corrected, elapsed_ms, ClockOffset};
 use livefeed_media::latency::{stage, LatencySummary, LatencyWindow};
 use livefeed_media::timecode::Timecode;
 use livefeed_media::CaptureStamp;
@@ -60,6 +60,27 @@ pub struct Stats {
     total_published: u64,
     total_received: u64,
     total_decoded: u64,
+    /// Added to this host's clock readings (receive and decode times), ns: the clock offset to
+    /// the server plus any simulated shift (see `receive --clock-shift-ms`).
+    pub clock_correction_ns: i64,
+    /// The estimated offset to the server's clock, when one was measured.
+    pub clock: Option<ClockOffset>,
+    /// Samples waiting to be sent to the server (`--report`), when reporting.
+    outbox: Option<Vec<Outgoing>>,
+}
+
+/// Samples kept for the server between two reports at most (the rest are dropped).
+const MAX_OUTBOX: usize = 10_000;
+
+/// One measurement for the server's metrics store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outgoing {
+    /// Stage name.
+    pub stage: &'static str,
+    /// When it was measured, Unix ms (server clock).
+    pub unix_ms: i64,
+    /// The latency, ms.
+    pub latency_ms: f64,
 }
 
 /// Stats shared between the pipelines and the reporter.
@@ -79,17 +100,40 @@ impl Stats {
         SharedStats::default()
     }
 
-    fn record(&mut self, name: &str, ms: f64) {
+    /// Records `ms` for stage `name`, measured at `at_ns` (server clock).
+    fn record(&mut self, name: &'static str, ms: f64, at_ns: u64) {
         self.interval.get(name).record(ms);
         self.total.get(name).record(ms);
+        if let Some(outbox) = self.outbox.as_mut().filter(|o| o.len() < MAX_OUTBOX) {
+            outbox.push(Outgoing {
+                stage: name,
+                unix_ms: (at_ns / 1_000_000) as i64,
+                latency_ms: ms,
+            });
+        }
     }
 
-    /// A frame was encoded and sent.
+    /// This host's clock reading `local_ns`, in server time.
+    fn server_time(&self, local_ns: u64) -> u64 {
+        corrected(local_ns, self.clock_correction_ns)
+    }
+
+    /// Starts keeping samples for the server.
+    pub fn enable_outbox(&mut self) {
+        self.outbox.get_or_insert_with(Vec::new);
+    }
+
+    /// The samples kept for the server since the last call.
+    pub fn take_outbox(&mut self) -> Vec<Outgoing> {
+        self.outbox.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    /// A frame was encoded and sent (its times are already in server time).
     pub fn record_published(&mut self, encoded: &Encoded) {
         self.published += 1;
         self.total_published += 1;
         if let Some(ms) = encoded_latency_ms(encoded) {
-            self.record(stage::ENCODED, ms);
+            self.record(stage::ENCODED, ms, encoded.encoded_unix_ns);
         }
     }
 
@@ -101,7 +145,8 @@ impl Stats {
             self.lost += 1;
         }
         if let Some(c) = r.au.capture {
-            self.record(stage::RECEIVED, elapsed_ms(c.unix_ns, r.received_unix_ns));
+            let at = self.server_time(r.received_unix_ns);
+            self.record(stage::RECEIVED, elapsed_ms(c.unix_ns, at), at);
         }
     }
 
@@ -118,7 +163,8 @@ impl Stats {
             self.missing_timecode += 1;
             return;
         };
-        self.record(stage::DECODED, elapsed_ms(tc.unix_ns(), now_ns));
+        let at = self.server_time(now_ns);
+        self.record(stage::DECODED, elapsed_ms(tc.unix_ns(), at), at);
         if let Some(stamp) = stamp {
             if !tc.matches(stamp.unix_ns, stamp.frame) {
                 self.mismatches += 1;
@@ -253,6 +299,10 @@ impl Reporter {
                 "lost": lost,
                 "decode_errors": errors,
                 "stages": stages_json(&mut stats.total),
+                "clock": stats.clock.map(|c| json!({
+                    "offset_ms": round3(c.offset_ns as f64 / 1e6),
+                    "uncertainty_ms": round3(c.uncertainty_ns as f64 / 1e6),
+                })),
             });
             println!("{summary}");
         } else {

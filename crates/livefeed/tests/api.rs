@@ -1,5 +1,7 @@
 //! The JSON API against a running server with a real SQLite file: metrics are inserted,
-//! aggregated and queried, acknowledged samples survive a restart, bad input gets a JSON 400.
+//! aggregated and queried, acknowledged samples survive a restart, retention forgets old ones,
+//! bad input gets a JSON 400; Prometheus and the dashboard's event stream describe the live
+//! path; the controls start and stop test sources and disconnect readers.
 
 mod common;
 
@@ -154,4 +156,181 @@ fn paths_and_time_describe_the_server() {
         server_ns >= before && server_ns <= after,
         "same host, same clock: {before} <= {server_ns} <= {after}"
     );
+}
+
+#[test]
+fn retention_forgets_samples_older_than_the_windows() {
+    let server =
+        TestServer::start_with(&["--metrics-raw-retention", "1", "--metrics-retention", "2"]);
+    let now_ms = unix_ns() / 1_000_000;
+    let sample = format!(
+        r#"{{"samples":[{{"path":"old","stage":"capture_to_displayed","client":"browser-hls","unix_ms":{now_ms},"latency_ms":12.5}}]}}"#
+    );
+    assert_eq!(post_metrics(&server, &sample).status, 200);
+    let query = format!(
+        "/api/v1/metrics?path=old&since={}&until={}&step=1000",
+        now_ms - 5000,
+        now_ms + 5000
+    );
+    let count = || -> u64 {
+        json(&http_get(server.http_port, &query, WAIT))["points"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|p| p["count"].as_u64()).sum())
+            .unwrap_or(0)
+    };
+    assert_eq!(count(), 1, "the sample is there at first");
+    // Raw samples go after 1 s, aggregates after 2 s; retention runs every 0.5 s.
+    retry(Duration::from_secs(15), || match count() {
+        0 => Ok(()),
+        n => Err(format!("{n} samples still stored")),
+    });
+    // A sample older than the raw window is refused with a reason, not silently kept.
+    let late = format!(
+        r#"{{"samples":[{{"path":"old","stage":"capture_to_displayed","client":"browser-hls","unix_ms":{},"latency_ms":1}}]}}"#,
+        now_ms - 60_000
+    );
+    let r = post_metrics(&server, &late);
+    assert_eq!(r.status, 400, "{}", r.text());
+}
+
+#[test]
+fn prometheus_and_the_event_stream_describe_the_live_path() {
+    let server = TestServer::start_with(&["--test-src"]);
+    wait_for_stream(&server.addr(), "live");
+    let text = retry(Duration::from_secs(15), || {
+        let r = http_get(server.http_port, "/metrics", WAIT);
+        let text = r.text();
+        let ready = r.status == 200
+            && text.contains("livefeed_fps{path=\"live\"}")
+            && text.contains("stage=\"capture_to_ingest\",client=\"server\"");
+        if ready {
+            Ok((r, text))
+        } else {
+            Err(text)
+        }
+    });
+    let (r, text) = text;
+    assert!(
+        r.header("content-type")
+            .is_some_and(|c| c.starts_with("application/openmetrics-text")),
+        "{}",
+        r.head
+    );
+    for needle in [
+        "livefeed_latency_ms_bucket{",
+        "livefeed_readers{",
+        "livefeed_frames_in_total{path=\"live\"}",
+        "livefeed_bytes_in_total{path=\"live\"}",
+        "livefeed_dropped_frames_total{path=\"live\"}",
+    ] {
+        assert!(text.contains(needle), "{needle} missing:\n{text}");
+    }
+    assert!(text.ends_with("# EOF\n"));
+
+    // The first Server-Sent Event comes at once and describes the path.
+    let mut stream =
+        std::net::TcpStream::connect(("127.0.0.1", server.http_port)).expect("connect");
+    stream.set_read_timeout(Some(WAIT)).expect("timeout");
+    use std::io::{Read, Write};
+    stream
+        .write_all(b"GET /api/v1/events HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n")
+        .expect("write");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains("\n\n{") && got.len() < 1 << 20 {
+        let text = String::from_utf8_lossy(&got).to_string();
+        if text.contains("event: state") && text.matches("\n\n").count() >= 2 {
+            break;
+        }
+        let n = stream.read(&mut buf).expect("an event within the timeout");
+        assert!(n > 0, "the stream closed: {text}");
+        got.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&got).to_string();
+    assert!(text.contains("text/event-stream"), "{text}");
+    let data = text
+        .lines()
+        .find_map(|l| l.strip_prefix("data: "))
+        .unwrap_or_else(|| panic!("no data line: {text}"));
+    let state: serde_json::Value = serde_json::from_str(data).expect("JSON state");
+    assert_eq!(state["paths"][0]["name"], "live", "{state}");
+    assert!(state["time_unix_ms"].as_u64().is_some(), "{state}");
+}
+
+#[test]
+fn controls_start_and_stop_test_sources_and_disconnect_readers() {
+    let server = TestServer::start();
+    let post = |target: &str, body: &str| {
+        http_request(
+            server.http_port,
+            "POST",
+            target,
+            Some("application/json"),
+            body.as_bytes(),
+            WAIT,
+        )
+    };
+    let delete = |target: &str| http_request(server.http_port, "DELETE", target, None, b"", WAIT);
+    let r = post(
+        "/api/v1/sources/cam/1",
+        r#"{"width":320,"height":240,"fps":15}"#,
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    wait_for_stream(&server.addr(), "cam/1");
+    let r = post("/api/v1/sources/cam/1", "");
+    assert_eq!(r.status, 409, "a busy path: {}", r.text());
+    for (body, why) in [
+        (r#"{"width":321}"#, "odd width"),
+        (r#"{"fps":0}"#, "fps out of range"),
+        (r#"{"fps":"fast"}"#, "not a number"),
+        (r#"{"colour":"red"}"#, "unknown field"),
+        ("{", "malformed"),
+    ] {
+        let r = post("/api/v1/sources/other", body);
+        assert_eq!(r.status, 400, "{why}: {}", r.text());
+        assert!(json(&r)["error"].is_string(), "{why}");
+    }
+    assert_eq!(post("/api/v1/sources/..%2Fetc", "").status, 400);
+
+    // A reader appears with its protocol and id; disconnecting it ends its session.
+    let receiver = Proc::spawn(
+        "livefeed receive",
+        livefeed().args(["receive", "--url", &server.url("cam/1"), "--duration", "30"]),
+    );
+    let path = retry(Duration::from_secs(15), || {
+        let p = json(&http_get(server.http_port, "/api/v1/paths/cam/1", WAIT));
+        match p["readers"].as_array().map(Vec::len) {
+            Some(1) => Ok(p),
+            _ => Err(p.to_string()),
+        }
+    });
+    let reader = &path["readers"][0];
+    assert_eq!(reader["protocol"], "rtsp/tcp", "{path}");
+    assert_eq!(path["test_source"]["width"], 320, "{path}");
+    assert_eq!(
+        path["publisher"]["fps"].as_f64().map(|f| f > 5.0),
+        Some(true),
+        "{path}"
+    );
+    let id = reader["id"].as_u64().expect("reader id");
+    assert_eq!(delete(&format!("/api/v1/readers/{id}")).status, 204);
+    let ended = receiver.wait(Duration::from_secs(10));
+    assert!(
+        !ended.timed_out && !ended.success && ended.stderr.contains("server closed the connection"),
+        "the receiver's session ended: {ended:?}"
+    );
+    assert_eq!(delete(&format!("/api/v1/readers/{id}")).status, 404);
+    assert_eq!(delete("/api/v1/readers/nope").status, 400);
+
+    // Stopping the source frees the path.
+    assert_eq!(delete("/api/v1/sources/cam/1").status, 204);
+    assert_eq!(delete("/api/v1/sources/cam/1").status, 404);
+    retry(Duration::from_secs(10), || {
+        let r = http_get(server.http_port, "/api/v1/paths/cam/1", WAIT);
+        if r.status == 404 {
+            Ok(())
+        } else {
+            Err(r.text())
+        }
+    });
 }

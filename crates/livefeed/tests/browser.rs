@@ -126,3 +126,111 @@ fn five_webrtc_viewers_at_once_each_play() {
         assert_plays(&page["webrtc"], 100, 5_000.0);
     }
 }
+
+/// Where the dashboard screenshots are kept (under target/, so CI can collect them).
+fn artifacts_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("artifacts");
+    std::fs::create_dir_all(&dir).expect("artifacts dir");
+    dir
+}
+
+#[test]
+fn dashboard_lists_plays_measures_charts_and_controls_in_chromium() {
+    let _browser = one_browser();
+    let server = TestServer::start_with(&["--test-src"]);
+    wait_for_stream(&server.addr(), "live");
+    let out_dir = artifacts_dir();
+    for shot in ["dashboard-desktop.png", "dashboard-phone.png"] {
+        let _ = std::fs::remove_file(out_dir.join(shot));
+    }
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../web/tests/dashboard.mjs");
+    let out = run(
+        "node web/tests/dashboard.mjs",
+        Command::new("node")
+            .arg(script)
+            .arg(server.http())
+            .arg(&out_dir)
+            .arg("dashtest"),
+        Duration::from_secs(200),
+    );
+    out.assert_success();
+    let line = out.stdout.lines().last().unwrap_or_default();
+    let result: serde_json::Value =
+        serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {}", out.stdout));
+    assert!(result.get("error").is_none(), "{result}");
+    let steps: Vec<&str> = result["steps"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|s| s["name"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(
+        steps,
+        [
+            "listed",
+            "playing",
+            "stages",
+            "chart",
+            "screenshots",
+            "started",
+            "stopped"
+        ],
+        "{result}"
+    );
+    // The demo path is listed, with its publisher.
+    let paths = result["paths"].as_array().expect("paths");
+    assert!(
+        paths
+            .iter()
+            .any(|p| p["name"] == "live"
+                && p["text"].as_str().is_some_and(|t| t.contains("640×480"))),
+        "{result}"
+    );
+    // The video plays and the page measures it; the figure on screen moves.
+    let video = &result["video"];
+    assert!(video["measured"].as_u64().unwrap_or(0) >= 30, "{result}");
+    assert_eq!(video["width"], 640, "{result}");
+    let p50 = video["p50"].as_f64().unwrap_or(f64::NAN);
+    assert!(p50 > 0.0 && p50 < 5000.0, "{result}");
+    assert!(
+        video["reported"].as_u64().unwrap_or(0) > 0,
+        "samples reached the server: {result}"
+    );
+    let figures = result["latencyFigures"].as_array().expect("figures");
+    assert!(
+        figures
+            .iter()
+            .all(|f| f.as_str().is_some_and(|s| s.parse::<f64>().is_ok())),
+        "a number is shown: {result}"
+    );
+    // Stage breakdown: this page's own stage and the server's.
+    let stages = result["stages"].as_array().expect("stages");
+    for (stage, client) in [
+        ("capture_to_displayed", "browser-webrtc"),
+        ("capture_to_ingest", "server"),
+    ] {
+        assert!(
+            stages
+                .iter()
+                .any(|s| s["stage"] == stage && s["client"] == client),
+            "{stage}/{client} in the breakdown: {result}"
+        );
+    }
+    assert!(result["chartPoints"].as_u64().unwrap_or(0) > 0, "{result}");
+    assert!(result["clock"]["synced"] == true, "{result}");
+    // Start/stop: the started source had the requested size.
+    assert_eq!(result["started"]["width"], 320, "{result}");
+    assert_eq!(
+        result["phoneOverflow"], 0,
+        "no sideways scrolling on a phone: {result}"
+    );
+    let errors = result["consoleErrors"].as_array().expect("console errors");
+    assert!(errors.is_empty(), "{result}");
+    for shot in ["dashboard-desktop.png", "dashboard-phone.png"] {
+        let bytes = std::fs::read(out_dir.join(shot)).unwrap_or_default();
+        assert!(
+            bytes.starts_with(b"\x89PNG") && bytes.len() > 20_000,
+            "{shot}: a real screenshot ({} bytes)",
+            bytes.len()
+        );
+    }
+    eprintln!("dashboard screenshots in {}", out_dir.display());
+}

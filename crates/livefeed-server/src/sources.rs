@@ -1,0 +1,95 @@
+//! The built-in test-pattern publishers the dashboard starts and stops. The server only knows
+//! this interface; the program that embeds the server (the `livefeed` binary, which owns the
+//! capture and encoder) implements it and installs it with [`crate::Server::install_sources`].
+
+use serde::{Deserialize, Serialize};
+
+/// What a test-pattern publisher produces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SourceParams {
+    /// Picture width, pixels (even, 64..=3840).
+    pub width: u32,
+    /// Picture height, pixels (even, 64..=2160).
+    pub height: u32,
+    /// Frames per second (1..=120).
+    pub fps: u32,
+    /// Target bitrate, kbit/s (50..=50 000).
+    pub bitrate_kbps: u32,
+}
+
+impl Default for SourceParams {
+    fn default() -> Self {
+        SourceParams {
+            width: 640,
+            height: 480,
+            fps: 30,
+            bitrate_kbps: 2000,
+        }
+    }
+}
+
+impl SourceParams {
+    /// Checks the ranges; the error says which value is wrong and why.
+    pub fn check(&self) -> Result<(), String> {
+        let within = |name: &str, v: u32, lo: u32, hi: u32| {
+            if (lo..=hi).contains(&v) {
+                Ok(())
+            } else {
+                Err(format!("{name} must be within {lo}..={hi}, got {v}"))
+            }
+        };
+        within("width", self.width, 64, 3840)?;
+        within("height", self.height, 64, 2160)?;
+        within("fps", self.fps, 1, 120)?;
+        within("bitrate_kbps", self.bitrate_kbps, 50, 50_000)?;
+        if !self.width.is_multiple_of(2) || !self.height.is_multiple_of(2) {
+            return Err(format!(
+                "width and height must be even (4:2:0), got {}x{}",
+                self.width, self.height
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Why a test source cannot be started.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SourceError {
+    /// The path already has a publisher (a test source or another one).
+    #[error("path {0:?} already has a publisher")]
+    Busy(String),
+    /// The parameters are out of range.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Starts and stops test-pattern publishers on paths of this server.
+pub trait TestSources: Send + Sync {
+    /// Starts publishing the test pattern on `path` (a validated path name).
+    fn start(&self, path: &str, params: SourceParams) -> Result<(), SourceError>;
+    /// Stops the test source of `path`; `false` if it has none.
+    fn stop(&self, path: &str) -> bool;
+    /// The running test sources and their parameters.
+    fn running(&self) -> Vec<(String, SourceParams)>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameters_are_checked() {
+        assert!(SourceParams::default().check().is_ok());
+        let odd = SourceParams {
+            width: 641,
+            ..Default::default()
+        };
+        assert!(odd.check().is_err_and(|e| e.contains("even")));
+        let fast = SourceParams {
+            fps: 1000,
+            ..Default::default()
+        };
+        assert!(fast.check().is_err_and(|e| e.contains("fps")));
+    }
+}
