@@ -117,6 +117,7 @@ function startVideo() {
     const player = Livefeed.startPlayer(kind, video, state.selected, {
       onStatus: (text) => { status.textContent = text; },
       onSecond: (s) => {
+        figure.dataset.updates = Number(figure.dataset.updates || 0) + 1;
         caption.replaceChildren(`${label} glass-to-glass `, el("b", { class: "latency" }, s.p50 == null ? "–" : String(Math.round(s.p50))), ` ms (p95 ${s.p95 == null ? "–" : Math.round(s.p95)}) · ${s.fps} fps`);
       },
     });

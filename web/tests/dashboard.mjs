@@ -45,9 +45,10 @@ try {
 
   // The video plays and the page's own latency figure updates.
   await waitFor(page, () => { const p = window.livefeedDashboard.players.webrtc; return p && p.stats.measured >= 30; });
-  const first = await page.$eval("figure[data-kind=webrtc] .latency", (b) => b.textContent);
+  const figure = () => page.$eval("figure[data-kind=webrtc]", (f) => ({ text: f.querySelector(".latency").textContent, updates: Number(f.dataset.updates) }));
+  const first = await figure();
   await page.waitForTimeout(2500);
-  const second = await page.$eval("figure[data-kind=webrtc] .latency", (b) => b.textContent);
+  const second = await figure();
   result.video = await page.evaluate(() => {
     const s = window.livefeedDashboard.players.webrtc.stats;
     const v = document.querySelector("figure[data-kind=webrtc] video");
@@ -57,7 +58,8 @@ try {
   step("playing");
 
   // The stage breakdown lists the browser's own stage (reported by this page) and the server's.
-  await waitFor(page, () => document.querySelector("#stages tr[data-client='browser-webrtc']") !== null);
+  await waitFor(page, () => document.querySelector("#stages tr[data-client='browser-webrtc']") !== null
+    && document.querySelector("#stages tr[data-client='receiver']") !== null);
   result.stages = await page.$$eval("#stages tbody tr[data-stage]", (rows) => rows.map((r) => ({ stage: r.dataset.stage, client: r.dataset.client, p50: Number(r.children[2].textContent) })));
   step("stages");
 

@@ -282,11 +282,18 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     };
     let receiver = tokio::spawn(pipeline::receive(receive));
     pipeline::announce_when_published(&server, &args.demo_path, started_tx, stop.clone());
+    // The demo's publisher and receiver appear on its own dashboard (same host, same clock).
+    let uploaded = CancellationToken::new();
+    let link = ServerLink::new(&server.http_url(), 0.0)?;
+    let path = server_link::path_of_url(&server.rtsp_url(&args.demo_path))?;
+    let upload = server_link::spawn_reporting(link, stats.clone(), path, uploaded.clone());
     let reporter = Reporter::new(stats, args.output.json, Some(server.metrics.clone()));
     let report = tokio::spawn(reporter.run(stop.clone()));
     let results = (publisher.await, receiver.await);
     stop.cancel();
+    uploaded.cancel();
     let _ = report.await;
+    let _ = tokio::task::spawn_blocking(move || upload.join()).await;
     flatten(results.0).context("publisher")?;
     flatten(results.1).context("receiver")?;
     Ok(())
@@ -358,15 +365,15 @@ async fn connect_report(
 async fn run_reported(
     stats: SharedStats,
     output: &OutputArgs,
-    link: Option<(ServerLink, String, &'static str)>,
+    link: Option<(ServerLink, String)>,
     stop: CancellationToken,
     pipeline: impl std::future::Future<Output = anyhow::Result<()>>,
 ) -> anyhow::Result<()> {
     let reporter = Reporter::new(stats.clone(), output.json, None);
     let report = tokio::spawn(reporter.run(stop.clone()));
     let uploaded = CancellationToken::new();
-    let upload = link.map(|(link, path, client)| {
-        server_link::spawn_reporting(link, stats.clone(), path, client, uploaded.clone())
+    let upload = link.map(|(link, path)| {
+        server_link::spawn_reporting(link, stats.clone(), path, uploaded.clone())
     });
     let result = pipeline.await;
     stop.cancel();
@@ -391,7 +398,7 @@ async fn publish(args: PublishArgs) -> anyhow::Result<()> {
     let mut capture = args.encode.capture(source);
     capture.clock_correction_ns = stats.lock().clock_correction_ns;
     let link = match link {
-        Some(l) => Some((l, server_link::path_of_url(&args.url)?, "publisher")),
+        Some(l) => Some((l, server_link::path_of_url(&args.url)?)),
         None => None,
     };
     let job = PublishJob {
@@ -416,7 +423,7 @@ async fn receive(args: ReceiveArgs) -> anyhow::Result<()> {
     stop_on_signal_or_timeout(stop.clone(), args.output.duration);
     let stats = Stats::shared();
     let link = match connect_report(&args.report, &stats).await? {
-        Some(l) => Some((l, server_link::path_of_url(&args.url)?, "receiver")),
+        Some(l) => Some((l, server_link::path_of_url(&args.url)?)),
         None => None,
     };
     let job = ReceiveJob {

@@ -75,6 +75,8 @@ const MAX_OUTBOX: usize = 10_000;
 /// One measurement for the server's metrics store.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outgoing {
+    /// Client kind: `publisher` for capture→encoded, `receiver` for the others.
+    pub client: &'static str,
     /// Stage name.
     pub stage: &'static str,
     /// When it was measured, Unix ms (server clock).
@@ -105,7 +107,13 @@ impl Stats {
         self.interval.get(name).record(ms);
         self.total.get(name).record(ms);
         if let Some(outbox) = self.outbox.as_mut().filter(|o| o.len() < MAX_OUTBOX) {
+            let client = if name == stage::ENCODED {
+                "publisher"
+            } else {
+                "receiver"
+            };
             outbox.push(Outgoing {
+                client,
                 stage: name,
                 unix_ms: (at_ns / 1_000_000) as i64,
                 latency_ms: ms,

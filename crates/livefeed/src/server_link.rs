@@ -90,17 +90,12 @@ impl ServerLink {
         self.shift_ns.saturating_add(offset.offset_ns)
     }
 
-    /// Sends measurements of `path` as client kind `client` (blocking).
-    pub fn post_samples(
-        &self,
-        path: &str,
-        client: &str,
-        samples: &[Outgoing],
-    ) -> anyhow::Result<()> {
+    /// Sends measurements of `path` (blocking).
+    pub fn post_samples(&self, path: &str, samples: &[Outgoing]) -> anyhow::Result<()> {
         let samples: Vec<Value> = samples
             .iter()
             .map(|s| {
-                json!({ "path": path, "stage": s.stage, "client": client,
+                json!({ "path": path, "stage": s.stage, "client": s.client,
                         "unix_ms": s.unix_ms, "latency_ms": s.latency_ms })
             })
             .collect();
@@ -135,7 +130,6 @@ pub fn spawn_reporting(
     link: ServerLink,
     stats: SharedStats,
     path: String,
-    client: &'static str,
     stop: CancellationToken,
 ) -> std::thread::JoinHandle<()> {
     stats.lock().enable_outbox();
@@ -149,7 +143,7 @@ pub fn spawn_reporting(
             }
             let batch = stats.lock().take_outbox();
             if !batch.is_empty() {
-                if let Err(e) = link.post_samples(&path, client, &batch) {
+                if let Err(e) = link.post_samples(&path, &batch) {
                     tracing::warn!(error = format!("{e:#}"), "cannot report to the server");
                 }
             }

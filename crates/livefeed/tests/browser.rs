@@ -137,7 +137,7 @@ fn artifacts_dir() -> PathBuf {
 #[test]
 fn dashboard_lists_plays_measures_charts_and_controls_in_chromium() {
     let _browser = one_browser();
-    let server = TestServer::start_with(&["--test-src"]);
+    let server = TestServer::demo(240);
     wait_for_stream(&server.addr(), "live");
     let out_dir = artifacts_dir();
     for shot in ["dashboard-desktop.png", "dashboard-phone.png"] {
@@ -175,13 +175,13 @@ fn dashboard_lists_plays_measures_charts_and_controls_in_chromium() {
         ],
         "{result}"
     );
-    // The demo path is listed, with its publisher.
+    // The demo path is listed, with its publisher and the demo's RTSP receiver.
     let paths = result["paths"].as_array().expect("paths");
     assert!(
-        paths
-            .iter()
-            .any(|p| p["name"] == "live"
-                && p["text"].as_str().is_some_and(|t| t.contains("640×480"))),
+        paths.iter().any(|p| p["name"] == "live"
+            && p["text"]
+                .as_str()
+                .is_some_and(|t| t.contains("640×480") && t.contains("rtsp/tcp"))),
         "{result}"
     );
     // The video plays and the page measures it; the figure on screen moves.
@@ -194,18 +194,30 @@ fn dashboard_lists_plays_measures_charts_and_controls_in_chromium() {
         video["reported"].as_u64().unwrap_or(0) > 0,
         "samples reached the server: {result}"
     );
+    // The figure on screen is a number and is refreshed (once a second).
     let figures = result["latencyFigures"].as_array().expect("figures");
     assert!(
         figures
             .iter()
-            .all(|f| f.as_str().is_some_and(|s| s.parse::<f64>().is_ok())),
+            .all(|f| f["text"].as_str().is_some_and(|s| s.parse::<f64>().is_ok())),
         "a number is shown: {result}"
+    );
+    let updates: Vec<u64> = figures
+        .iter()
+        .filter_map(|f| f["updates"].as_u64())
+        .collect();
+    assert!(
+        updates.len() == 2 && updates[1] > updates[0],
+        "the live figure updates: {result}"
     );
     // Stage breakdown: this page's own stage and the server's.
     let stages = result["stages"].as_array().expect("stages");
     for (stage, client) in [
         ("capture_to_displayed", "browser-webrtc"),
         ("capture_to_ingest", "server"),
+        ("server_ingest_to_egress", "server"),
+        ("capture_to_encoded", "publisher"),
+        ("capture_to_decoded", "receiver"),
     ] {
         assert!(
             stages

@@ -224,20 +224,30 @@ impl TestServer {
 
     /// Starts a server whose metrics store lives in `data_dir` (e.g. to restart on the same data).
     pub fn start_in(data_dir: TempDir, extra: &[&str]) -> TestServer {
+        Self::launch(data_dir, &["serve"], extra)
+    }
+
+    /// Starts the demo (server, publisher and receiver in one process) for at most `secs`.
+    pub fn demo(secs: u32) -> TestServer {
+        let secs = secs.to_string();
+        Self::launch(TempDir::new("livefeed-data"), &["--duration", &secs], &[])
+    }
+
+    fn launch(data_dir: TempDir, command: &[&str], extra: &[&str]) -> TestServer {
         let mut cmd = livefeed();
-        cmd.args([
-            "serve",
-            "--data-dir",
-            data_dir.path(),
-            "--rtsp-address",
-            "127.0.0.1:0",
-            "--http-address",
-            "127.0.0.1:0",
-            "--webrtc-address",
-            "127.0.0.1:0",
-        ])
-        .args(extra);
-        let mut proc = Proc::spawn("livefeed serve", &mut cmd);
+        cmd.args(command)
+            .args([
+                "--data-dir",
+                data_dir.path(),
+                "--rtsp-address",
+                "127.0.0.1:0",
+                "--http-address",
+                "127.0.0.1:0",
+                "--webrtc-address",
+                "127.0.0.1:0",
+            ])
+            .args(extra);
+        let mut proc = Proc::spawn(&format!("livefeed {}", command.join(" ")), &mut cmd);
         let port = port_in(&proc.wait_for_line(Duration::from_secs(20), |l| {
             l.starts_with("livefeed serving RTSP on ")
         }));
