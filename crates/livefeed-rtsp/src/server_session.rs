@@ -32,6 +32,8 @@ pub struct Refusal {
     pub status: StatusCode,
     /// Human-readable reason (sent as reason phrase and body).
     pub reason: String,
+    /// `WWW-Authenticate` values (a 401's challenges).
+    pub challenges: Vec<String>,
 }
 
 impl Refusal {
@@ -40,8 +42,32 @@ impl Refusal {
         Refusal {
             status,
             reason: reason.into(),
+            challenges: Vec::new(),
         }
     }
+
+    /// A 401 with the challenges to answer.
+    pub fn unauthorized(reason: impl Into<String>, challenges: Vec<String>) -> Self {
+        Refusal {
+            challenges,
+            ..Refusal::new(StatusCode::Unauthorized, reason)
+        }
+    }
+}
+
+/// What a request asks to be allowed, for [`SessionHandler::authorize`].
+#[derive(Debug, Clone, Copy)]
+pub struct AuthContext<'a> {
+    /// Read (DESCRIBE, SETUP for play) or publish (ANNOUNCE, SETUP for record).
+    pub role: Role,
+    /// The stream path.
+    pub path: &'a str,
+    /// The `Authorization` header's value, if any.
+    pub authorization: Option<&'a str>,
+    /// The method, e.g. `DESCRIBE`.
+    pub method: &'a str,
+    /// The request URI.
+    pub uri: &'a str,
 }
 
 /// Whether the session reads or publishes.
@@ -74,6 +100,9 @@ pub struct PlayStart {
 /// What the server shell provides to the session: knowledge of streams and ownership of
 /// sockets and tasks. Every method may refuse with a status and a reason.
 pub trait SessionHandler {
+    /// May this request read or publish its path? Called before DESCRIBE, ANNOUNCE and SETUP
+    /// act; a refusal (401 with challenges, 403) is the answer.
+    fn authorize(&mut self, request: &AuthContext<'_>) -> Result<(), Refusal>;
     /// The SDP describing `path` for a reader; `base` is the URL the SDP is relative to.
     fn describe(&mut self, path: &str) -> Result<String, Refusal>;
     /// A publisher announces `track` on `path`.
@@ -213,6 +242,7 @@ impl ServerSession {
     fn describe(&mut self, req: &Request<Vec<u8>>, handler: &mut dyn SessionHandler) -> Reply {
         let url = request_url(req)?;
         let path = path_of(url)?;
+        authorize(req, handler, Role::Play, &path)?;
         let sdp = handler.describe(&path)?;
         let base = format!("{}/", url.as_str().trim_end_matches('/'));
         Ok(Response::builder(Version::V1_0, StatusCode::Ok)
@@ -226,6 +256,7 @@ impl ServerSession {
             return Err(not_in_state("ANNOUNCE after SETUP"));
         }
         let path = path_of(request_url(req)?)?;
+        authorize(req, handler, Role::Record, &path)?;
         let content_type = req.header(&headers::CONTENT_TYPE).map(|v| v.as_str());
         if !content_type.is_some_and(|t| t.trim().eq_ignore_ascii_case("application/sdp")) {
             return Err(Refusal::new(
@@ -253,6 +284,7 @@ impl ServerSession {
         let transport = transport::choose(transports.as_ref())
             .map_err(|e| Refusal::new(StatusCode::UnsupportedTransport, e.to_string()))?;
         let (path, role) = self.setup_target(request_url(req)?, transport.record)?;
+        authorize(req, handler, role, &path)?;
         let server = handler.setup(&path, role, &transport)?;
         let reply = transport::reply_header(
             &transport.lower,
@@ -365,10 +397,32 @@ fn options_response() -> Response<Vec<u8>> {
 /// Builds the response for a refusal: status, reason phrase and a text/plain body.
 pub fn refusal_response(refusal: &Refusal) -> Response<Vec<u8>> {
     let reason = sanitize_reason(&refusal.reason);
-    Response::builder(Version::V1_0, refusal.status)
+    let mut response = Response::builder(Version::V1_0, refusal.status)
         .reason_phrase(reason.clone())
         .header(headers::CONTENT_TYPE, "text/plain")
-        .build(format!("{reason}\n").into_bytes())
+        .build(format!("{reason}\n").into_bytes());
+    for challenge in &refusal.challenges {
+        response.append_header(headers::WWW_AUTHENTICATE, challenge.as_str());
+    }
+    response
+}
+
+/// Asks `handler` whether `req` may take `role` on `path`.
+fn authorize(
+    req: &Request<Vec<u8>>,
+    handler: &mut dyn SessionHandler,
+    role: Role,
+    path: &str,
+) -> Result<(), Refusal> {
+    let uri = request_url(req)?.as_str();
+    let method = method_name(req.method());
+    handler.authorize(&AuthContext {
+        role,
+        path,
+        authorization: req.header(&headers::AUTHORIZATION).map(|v| v.as_str()),
+        method: &method,
+        uri,
+    })
 }
 
 /// Keeps a reason phrase on one printable line, so nothing a peer sent can inject headers.

@@ -14,8 +14,8 @@
 //! | `GET /metrics` | Prometheus (see [`crate::prometheus`]) |
 //!
 //! Errors are JSON `{"error": "..."}` with the right status: bad input is 400, never 500.
-//! Controls (sources, readers) answer only clients on loopback (403 otherwise) until
-//! authentication exists.
+//! Who may call what is decided in front of every route by [`crate::http_auth`]: without
+//! configured users, controls (sources, readers) answer only clients on loopback (403).
 
 use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -144,18 +144,6 @@ pub async fn path(State(app): State<App>, Path(name): Path<String>) -> ApiResult
     Ok(Json(path_json(&app, p, &running_sources(&app))).into_response())
 }
 
-/// Controls are for loopback clients only (until authentication exists).
-fn control_allowed(conn: &Conn) -> Result<(), ApiError> {
-    if conn.remote.ip().is_loopback() {
-        return Ok(());
-    }
-    tracing::warn!(peer = %conn.remote, "control request from a remote address refused");
-    Err(ApiError(
-        StatusCode::FORBIDDEN,
-        "controls are only accepted from loopback".into(),
-    ))
-}
-
 /// `POST /api/v1/sources/{path}`: starts the test pattern; the body (JSON, optional) sets its
 /// parameters.
 pub async fn start_source(
@@ -164,7 +152,6 @@ pub async fn start_source(
     Path(name): Path<String>,
     body: Bytes,
 ) -> ApiResult {
-    control_allowed(&conn)?;
     let name = livefeed_media::path::validate(&name).map_err(bad_request)?;
     let params: SourceParams = if body.iter().all(u8::is_ascii_whitespace) {
         SourceParams::default()
@@ -196,7 +183,6 @@ pub async fn stop_source(
     ConnectInfo(conn): ConnectInfo<Conn>,
     Path(name): Path<String>,
 ) -> ApiResult {
-    control_allowed(&conn)?;
     let name = livefeed_media::path::validate(&name).map_err(bad_request)?;
     if app.sources.get().is_some_and(|s| s.stop(name)) {
         tracing::info!(peer = %conn.remote, path = name, "test source stopped");
@@ -215,11 +201,11 @@ pub async fn disconnect_reader(
     ConnectInfo(conn): ConnectInfo<Conn>,
     Path(id): Path<String>,
 ) -> ApiResult {
-    control_allowed(&conn)?;
     let id: u64 = id
         .parse()
         .map_err(|_| bad_request(format!("reader id must be a number, got {id:?}")))?;
     if app.hub.disconnect_reader(id) {
+        tracing::info!(peer = %conn.remote, reader = id, "reader disconnected on request");
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
         Err(ApiError(StatusCode::NOT_FOUND, format!("no reader {id}")))

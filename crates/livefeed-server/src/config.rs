@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use livefeed_auth::{Authenticator, OpenDefaults, UserConfig};
 use livefeed_store::StoreConfig;
 
 use anyhow::Context;
@@ -84,6 +85,28 @@ pub struct ServerOptions {
     )]
     #[serde(default)]
     pub webrtc_additional_hosts: Vec<std::net::IpAddr>,
+    /// Paths on which a new publisher replaces the current one instead of being refused (`*` = all)
+    #[arg(
+        long = "takeover-path",
+        env = "LIVEFEED_TAKEOVER_PATHS",
+        value_delimiter = ','
+    )]
+    #[serde(default)]
+    pub takeover_paths: Vec<String>,
+    /// RTSP authentication schemes offered and accepted: basic, digest [default: both]
+    #[arg(
+        long = "rtsp-auth-methods",
+        env = "LIVEFEED_RTSP_AUTH_METHODS",
+        value_delimiter = ','
+    )]
+    #[serde(default)]
+    pub rtsp_auth_methods: Vec<AuthMethod>,
+    /// Users with their permissions, paths and networks: `[[users]]` tables of the config file
+    /// only (see livefeed-auth); without any, reading is open and publishing and controls are
+    /// for loopback.
+    #[arg(skip)]
+    #[serde(default)]
+    pub users: Vec<UserConfig>,
 }
 
 impl ServerOptions {
@@ -123,6 +146,21 @@ impl ServerOptions {
             } else {
                 self.webrtc_additional_hosts
             },
+            takeover_paths: if self.takeover_paths.is_empty() {
+                file.takeover_paths
+            } else {
+                self.takeover_paths
+            },
+            rtsp_auth_methods: if self.rtsp_auth_methods.is_empty() {
+                file.rtsp_auth_methods
+            } else {
+                self.rtsp_auth_methods
+            },
+            users: if self.users.is_empty() {
+                file.users
+            } else {
+                self.users
+            },
         }
     }
 
@@ -160,6 +198,13 @@ impl ServerOptions {
                 .clone()
                 .unwrap_or_else(|| std::path::PathBuf::from("livefeed-data")),
             store: self.store_config(),
+            takeover_paths: self.takeover_paths.clone(),
+            users: self.users.clone(),
+            rtsp_auth_methods: if self.rtsp_auth_methods.is_empty() {
+                vec![AuthMethod::Basic, AuthMethod::Digest]
+            } else {
+                self.rtsp_auth_methods.clone()
+            },
         }
     }
 
@@ -239,9 +284,44 @@ pub struct ServerConfig {
     pub data_dir: std::path::PathBuf,
     /// Retention of the metrics store (checked when it opens).
     pub store: StoreConfig,
+    /// Paths where a new publisher takes over from the current one (`*` = all).
+    pub takeover_paths: Vec<String>,
+    /// Users (checked when the server starts).
+    pub users: Vec<UserConfig>,
+    /// RTSP authentication schemes.
+    pub rtsp_auth_methods: Vec<AuthMethod>,
+}
+
+/// An RTSP authentication scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMethod {
+    /// User and password in clear (base64).
+    Basic,
+    /// MD5 challenge-response.
+    Digest,
 }
 
 impl ServerConfig {
+    /// Who may do what, from the users (each checked: the error names the bad entry).
+    pub fn authenticator(&self) -> anyhow::Result<Authenticator> {
+        for (i, user) in self.users.iter().enumerate() {
+            user.check()
+                .map_err(|e| anyhow::anyhow!("[[users]] entry {}: {e}", i + 1))?;
+        }
+        Ok(Authenticator::new(
+            self.users.clone(),
+            OpenDefaults {
+                allow_remote_publish: self.allow_remote_publish,
+            },
+        ))
+    }
+
+    /// Where new publishers take over.
+    pub fn takeover(&self) -> crate::hub::Takeover {
+        crate::hub::Takeover(self.takeover_paths.clone())
+    }
+
     /// The path allow-list for the hub (`None` = any path).
     pub fn allowed_paths(&self) -> Option<Vec<String>> {
         (!self.paths.is_empty()).then(|| self.paths.clone())
@@ -261,6 +341,8 @@ impl ServerConfig {
             write_timeout: self.write_timeout,
             read_timeout: self.read_timeout,
             allow_remote_publish: self.allow_remote_publish,
+            basic_auth: self.rtsp_auth_methods.contains(&AuthMethod::Basic),
+            digest_auth: self.rtsp_auth_methods.contains(&AuthMethod::Digest),
             ..RtspConfig::default()
         }
     }

@@ -70,6 +70,8 @@ pub struct App {
     pub prometheus: Arc<crate::prometheus::Prometheus>,
     /// The last seconds of latency samples, for the live figures.
     pub recent: Arc<crate::events::RecentLatency>,
+    /// Who may do what.
+    pub auth: Arc<livefeed_auth::Authenticator>,
 }
 
 impl App {
@@ -153,6 +155,10 @@ pub fn router(app: App) -> Router {
                 .delete(whep_delete),
         )
         .layer(DefaultBodyLimit::max(MAX_OFFER_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            crate::http_auth::require,
+        ))
         .layer(axum::middleware::from_fn(log_request))
         .layer(CorsLayer::permissive().expose_headers([header::LOCATION]))
         .with_state(app)

@@ -37,6 +37,16 @@ pub struct HubLimits {
     pub gop_cache_bytes: usize,
 }
 
+/// Paths where a new publisher replaces the current one (`*` = every path).
+#[derive(Debug, Clone, Default)]
+pub struct Takeover(pub Vec<String>);
+
+impl Takeover {
+    fn allows(&self, path: &str) -> bool {
+        self.0.iter().any(|p| p == "*" || p == path)
+    }
+}
+
 impl Default for HubLimits {
     fn default() -> Self {
         HubLimits {
@@ -274,16 +284,28 @@ pub struct Hub {
     paths: Mutex<HashMap<String, Arc<PathState>>>,
     allowed: Option<Vec<String>>,
     limits: HubLimits,
+    takeover: Takeover,
     next_id: AtomicU64,
 }
 
 impl Hub {
     /// A hub serving any path (`allowed` = `None`) or only the listed ones.
     pub fn new(allowed: Option<Vec<String>>, limits: HubLimits) -> Arc<Self> {
+        Self::with_takeover(allowed, limits, Takeover::default())
+    }
+
+    /// [`Hub::new`], where a new publisher on a path of `takeover` replaces the current one
+    /// (whose [`Publisher::publish`] then answers `false`).
+    pub fn with_takeover(
+        allowed: Option<Vec<String>>,
+        limits: HubLimits,
+        takeover: Takeover,
+    ) -> Arc<Self> {
         Arc::new(Hub {
             paths: Mutex::new(HashMap::new()),
             allowed,
             limits,
+            takeover,
             next_id: AtomicU64::new(1),
         })
     }
@@ -318,10 +340,14 @@ impl Hub {
         {
             let mut inner = state.lock();
             if let Some(current) = &inner.publisher {
-                return Err(PublishError::Busy {
-                    path: path.to_string(),
-                    by: current.info.remote.clone(),
-                });
+                if !self.takeover.allows(path) {
+                    return Err(PublishError::Busy {
+                        path: path.to_string(),
+                        by: current.info.remote.clone(),
+                    });
+                }
+                tracing::info!(path, old = %current.info.remote, new = %info.remote,
+                    "a new publisher takes the path over");
             }
             inner.publisher = Some(PublisherSlot {
                 id,
@@ -469,8 +495,12 @@ impl Publisher {
     }
 
     /// Hands one access unit to every reader. Keyframes missing SPS/PPS get the known ones.
-    pub fn publish(&self, mut au: AccessUnit, ingest: Instant) {
+    /// `false` when another publisher has taken the path over: this one should stop.
+    pub fn publish(&self, mut au: AccessUnit, ingest: Instant) -> bool {
         let mut inner = self.state.lock();
+        if inner.publisher.as_ref().is_none_or(|p| p.id != self.id) {
+            return false;
+        }
         if au.keyframe {
             complete_parameter_sets(&mut inner, &mut au);
         }
@@ -481,6 +511,7 @@ impl Publisher {
         inner.rate.record(ingest, size);
         update_gop_cache(&mut inner, &frame, &self.limits);
         fan_out(&mut inner, &frame);
+        true
     }
 }
 

@@ -11,6 +11,7 @@
 //! - [`events`] / [`prometheus`]: the dashboard's live feed (SSE) and Prometheus `/metrics`.
 //! - [`sources`]: the interface of the built-in test-pattern publishers the dashboard controls.
 //! - [`hls_viewers`]: who watches a path over LL-HLS.
+//! - [`http_auth`]: the HTTP side of authentication (RTSP's is in [`rtsp_server`]).
 //! - [`metrics`]: capture→ingest and ingest→egress latency windows.
 //! - [`config`]: one definition of the server's options for flags, env and the TOML file.
 //! - [`Server`]: binds and starts all of it.
@@ -22,6 +23,7 @@ pub mod hls_files;
 pub mod hls_stream;
 pub mod hls_viewers;
 pub mod http;
+pub mod http_auth;
 pub mod hub;
 pub mod metrics;
 pub mod metrics_store;
@@ -75,13 +77,19 @@ impl Server {
         let rtsp_addr = listener
             .local_addr()
             .context("reading the RTSP listen address")?;
-        let hub = Hub::new(config.allowed_paths(), config.hub_limits());
+        let auth = Arc::new(config.authenticator()?);
+        let hub = Hub::with_takeover(
+            config.allowed_paths(),
+            config.hub_limits(),
+            config.takeover(),
+        );
         let metrics = Arc::new(ServerMetrics::new());
         let rtsp_task = rtsp_server::spawn_listener(
             listener,
             hub.clone(),
             metrics.clone(),
             config.rtsp_config(),
+            auth.clone(),
         );
         let http_listener = TcpListener::bind(config.http_address)
             .await
@@ -125,6 +133,7 @@ impl Server {
             events: events::EventFeed::default(),
             prometheus: Arc::default(),
             recent: Arc::default(),
+            auth,
         };
         let tasks = vec![
             rtsp_task,

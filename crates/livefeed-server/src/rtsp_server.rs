@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use livefeed_auth::{Action, AuthRequest, Authenticator, Credentials, Decision};
 use livefeed_media::clock::{elapsed_ms, unix_now_ns};
 use livefeed_media::rtp::{DepacketizeError, Depacketized, H264Depacketizer};
 use livefeed_media::sdp::{offer_h264, H264Track, OfferParams};
@@ -19,8 +20,8 @@ use livefeed_media::{sei, AccessUnit};
 use livefeed_rtsp::framing::{Frame, FrameReader, FramingError, Limits};
 use livefeed_rtsp::rtp_sender::{RtpSender, PAYLOAD_TYPE};
 use livefeed_rtsp::server_session::{
-    refusal_response, PlayStart, Refusal, Role, ServerSession, ServerTransport, SessionHandler,
-    TRACK_CONTROL,
+    refusal_response, AuthContext, PlayStart, Refusal, Role, ServerSession, ServerTransport,
+    SessionHandler, TRACK_CONTROL,
 };
 use livefeed_rtsp::transport::{LowerTransport, TransportRequest};
 use rtsp_types::StatusCode;
@@ -50,6 +51,10 @@ pub struct RtspConfig {
     pub limits: Limits,
     /// Accept publishers from addresses other than loopback.
     pub allow_remote_publish: bool,
+    /// Offer and accept Basic authentication.
+    pub basic_auth: bool,
+    /// Offer and accept Digest authentication.
+    pub digest_auth: bool,
 }
 
 impl Default for RtspConfig {
@@ -60,6 +65,8 @@ impl Default for RtspConfig {
             write_timeout: Duration::from_secs(10),
             limits: Limits::default(),
             allow_remote_publish: false,
+            basic_auth: true,
+            digest_auth: true,
         }
     }
 }
@@ -70,6 +77,7 @@ struct Shared {
     hub: Arc<Hub>,
     metrics: Arc<ServerMetrics>,
     config: Arc<RtspConfig>,
+    auth: Arc<Authenticator>,
 }
 
 /// Accepts RTSP connections until the returned task is aborted.
@@ -78,11 +86,13 @@ pub fn spawn_listener(
     hub: Arc<Hub>,
     metrics: Arc<ServerMetrics>,
     config: RtspConfig,
+    auth: Arc<Authenticator>,
 ) -> JoinHandle<()> {
     let shared = Shared {
         hub,
         metrics,
         config: Arc::new(config),
+        auth,
     };
     tokio::spawn(async move {
         loop {
@@ -185,6 +195,12 @@ impl Connection {
                 Ok(Some(Frame::Request(req))) => {
                     let resp = self.session.handle(&req, &mut self.handler);
                     log_exchange(&self.handler.peer, &req, &resp);
+                    if resp.status() == StatusCode::Unauthorized
+                        && req.header(&rtsp_types::headers::AUTHORIZATION).is_some()
+                    {
+                        // Wrong credentials: slow down guessing.
+                        tokio::time::sleep(livefeed_auth::FAILURE_DELAY).await;
+                    }
                     self.handler.send_response(&resp).await?;
                 }
                 Ok(Some(Frame::Response(_))) => {}
@@ -209,7 +225,10 @@ fn log_exchange(
 ) {
     let method: &str = req.method().into();
     let status: u16 = resp.status().into();
-    let uri = req.request_uri().map(|u| u.as_str()).unwrap_or("*");
+    let uri = req
+        .request_uri()
+        .map(redact_userinfo)
+        .unwrap_or_else(|| "*".into());
     if status >= 400 {
         warn!(%peer, method, uri, status, reason = resp.reason_phrase(), "RTSP request refused");
     } else {
@@ -301,19 +320,11 @@ impl Handler {
         }
         match &mut self.ingest {
             Some(ingest) if session.is_streaming() => ingest.push_rtp(payload),
-            _ => debug!(peer = %self.peer, "RTP from a peer that is not recording: ignored"),
+            _ => {
+                debug!(peer = %self.peer, "RTP from a peer that is not recording: ignored");
+                Ok(())
+            }
         }
-        Ok(())
-    }
-
-    fn publish_allowed(&self) -> Result<(), Refusal> {
-        if self.shared.config.allow_remote_publish || self.peer.ip().is_loopback() {
-            return Ok(());
-        }
-        Err(Refusal::new(
-            StatusCode::Forbidden,
-            "publishing is only allowed from loopback (start the server with --allow-remote-publish)",
-        ))
     }
 
     fn bind_udp(&self) -> Result<(UdpSocket, UdpSocket), Refusal> {
@@ -326,6 +337,57 @@ impl Handler {
 }
 
 impl SessionHandler for Handler {
+    fn authorize(&mut self, request: &AuthContext<'_>) -> Result<(), Refusal> {
+        let action = match request.role {
+            Role::Play => Action::Read,
+            Role::Record => Action::Publish,
+        };
+        let now_secs = livefeed_media::clock::unix_now_ns() / 1_000_000_000;
+        let config = &self.shared.config;
+        let scheme_allowed = match request
+            .authorization
+            .map(livefeed_auth::parse_authorization)
+        {
+            Some(Ok(Credentials::Basic { .. })) => config.basic_auth,
+            Some(Ok(Credentials::Digest(_))) => config.digest_auth,
+            _ => true,
+        };
+        let challenges = || {
+            let mut c = self.shared.auth.challenges(now_secs, config.digest_auth);
+            if !config.basic_auth {
+                c.retain(|c| !c.starts_with("Basic"));
+            }
+            c
+        };
+        if !scheme_allowed {
+            warn!(peer = %self.peer, path = request.path, "RTSP credentials in a scheme this server does not accept");
+            return Err(Refusal::unauthorized(
+                "this authentication scheme is not accepted",
+                challenges(),
+            ));
+        }
+        let decision = self.shared.auth.check(&AuthRequest {
+            action,
+            path: request.path,
+            ip: self.peer.ip(),
+            authorization: request.authorization,
+            method: request.method,
+            uri: request.uri,
+            now_secs,
+        });
+        match decision {
+            Decision::Allowed { .. } => Ok(()),
+            Decision::Unauthorized { reason, .. } => {
+                warn!(peer = %self.peer, path = request.path, %reason, "RTSP authentication failed");
+                Err(Refusal::unauthorized(
+                    "authentication required",
+                    challenges(),
+                ))
+            }
+            Decision::Forbidden { reason } => Err(Refusal::new(StatusCode::Forbidden, reason)),
+        }
+    }
+
     fn describe(&mut self, path: &str) -> Result<String, Refusal> {
         let stream = self.shared.hub.stream_info(path).ok_or_else(|| {
             Refusal::new(
@@ -346,7 +408,6 @@ impl SessionHandler for Handler {
     }
 
     fn announce(&mut self, path: &str, track: &H264Track) -> Result<(), Refusal> {
-        self.publish_allowed()?;
         let stream = match (&track.sps, &track.pps) {
             (Some(sps), Some(pps)) => Some(StreamInfo::new(sps.clone(), pps.clone())),
             _ => None,
@@ -512,7 +573,8 @@ impl Ingest {
         }
     }
 
-    fn push_rtp(&mut self, packet: &[u8]) {
+    /// `Err` once another publisher took the path over (the connection should close).
+    fn push_rtp(&mut self, packet: &[u8]) -> Result<(), String> {
         let mut next = match self.depacketizer.push(packet) {
             Ok(out) => out,
             Err(e) => {
@@ -522,12 +584,16 @@ impl Ingest {
             }
         };
         while let Some(out) = next {
-            self.publish(out);
+            if !self.publish(out) {
+                info!(peer = %self.peer, path = self.publisher.path(), "publisher replaced by a new one, closing");
+                return Err("another publisher took the path over".into());
+            }
             next = self.depacketizer.pull();
         }
+        Ok(())
     }
 
-    fn publish(&mut self, out: Depacketized) {
+    fn publish(&mut self, out: Depacketized) -> bool {
         let now = Instant::now();
         let first = *self.first_ts.get_or_insert(out.ext_timestamp);
         let capture = sei::find_stamp(&out.nals);
@@ -541,7 +607,7 @@ impl Ingest {
             keyframe: out.keyframe,
             capture,
         };
-        self.publisher.publish(au, now);
+        self.publisher.publish(au, now)
     }
 
     /// Logs the first few bad packets and then every 100th, naming the peer and the cause.
@@ -728,7 +794,12 @@ impl UdpRecord {
         loop {
             tokio::select! {
                 r = tokio::time::timeout(self.read_timeout, self.rtp.recv_from(&mut buf)) => match r {
-                    Ok(Ok((n, from))) if from.ip() == self.peer.ip() => self.ingest.push_rtp(&buf[..n]),
+                    Ok(Ok((n, from))) if from.ip() == self.peer.ip() => {
+                        if self.ingest.push_rtp(&buf[..n]).is_err() {
+                            self.cancel.cancel();
+                            return;
+                        }
+                    }
                     Ok(Ok((_, from))) => debug!(peer = %self.peer, %from, "RTP from a foreign address ignored"),
                     Ok(Err(e)) => debug!(peer = %self.peer, error = %e, "UDP receive error"),
                     Err(_) => {
@@ -741,4 +812,15 @@ impl UdpRecord {
             }
         }
     }
+}
+
+/// A URI for logs, without any user or password in it.
+fn redact_userinfo(url: &rtsp_types::Url) -> String {
+    if url.username().is_empty() && url.password().is_none() {
+        return url.as_str().to_string();
+    }
+    let mut clean = url.clone();
+    let _ = clean.set_username("");
+    let _ = clean.set_password(None);
+    clean.as_str().to_string()
 }

@@ -323,8 +323,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
 /// Gives the server its built-in test sources (the dashboard's start/stop control).
 fn install_sources(server: &Server) -> Arc<BuiltinSources> {
-    let base = server.rtsp_url("");
-    let sources = BuiltinSources::new(base.trim_end_matches('/').to_string(), server.hub.clone());
+    let sources = BuiltinSources::new(server.hub.clone(), server.metrics.clone());
     server.install_sources(sources.clone());
     sources
 }

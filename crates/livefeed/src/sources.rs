@@ -1,20 +1,21 @@
 //! The built-in test-pattern publishers behind the dashboard's start/stop control
-//! (`POST`/`DELETE /api/v1/sources/{path}`) and `serve --test-src`: each one is the normal
-//! publish pipeline (pattern → OpenH264 → RTSP) pointed at this server over loopback.
+//! (`POST`/`DELETE /api/v1/sources/{path}`) and `serve --test-src`: the test pattern, encoded by
+//! OpenH264 and stamped like any publisher's, handed straight to the server's hub (no RTSP
+//! round trip, so no credentials are needed and nothing can intercept it). The path is claimed
+//! when the source starts, so a busy path is refused at once.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
-use livefeed_rtsp::client::TransportKind;
-use livefeed_server::hub::Hub;
+use livefeed_media::clock::{elapsed_ms, unix_now_ns};
+use livefeed_server::hub::{Hub, PublishError, Publisher, PublisherInfo};
+use livefeed_server::metrics::ServerMetrics;
 use livefeed_server::sources::{SourceError, SourceParams, TestSources};
-use livefeed_source::capture::{CaptureSettings, SourceSpec};
+use livefeed_source::capture::{self, CaptureSettings, SourceSpec};
 use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-
-use crate::pipeline::{self, PublishJob};
-use crate::report::Stats;
 
 struct Running {
     params: SourceParams,
@@ -22,21 +23,20 @@ struct Running {
     task: JoinHandle<()>,
 }
 
-/// Test sources publishing to one server.
+/// Test sources publishing into one server's hub.
 pub struct BuiltinSources {
-    /// `rtsp://HOST:PORT` of the server.
-    rtsp_base: String,
     hub: Arc<Hub>,
+    metrics: Arc<ServerMetrics>,
     runtime: Handle,
     running: Mutex<HashMap<String, Running>>,
 }
 
 impl BuiltinSources {
-    /// Sources publishing to `rtsp_base` (`rtsp://HOST:PORT`), whose paths live in `hub`.
-    pub fn new(rtsp_base: String, hub: Arc<Hub>) -> Arc<Self> {
+    /// Sources publishing into `hub`, recording capture→ingest into `metrics`.
+    pub fn new(hub: Arc<Hub>, metrics: Arc<ServerMetrics>) -> Arc<Self> {
         Arc::new(BuiltinSources {
-            rtsp_base,
             hub,
+            metrics,
             runtime: Handle::current(),
             running: Mutex::new(HashMap::new()),
         })
@@ -47,13 +47,6 @@ impl BuiltinSources {
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         running.retain(|_, r| !r.task.is_finished());
         running
-    }
-
-    fn has_publisher(&self, path: &str) -> bool {
-        self.hub
-            .snapshot()
-            .iter()
-            .any(|p| p.name == path && p.publisher.is_some())
     }
 }
 
@@ -74,24 +67,30 @@ impl TestSources for BuiltinSources {
     fn start(&self, path: &str, params: SourceParams) -> Result<(), SourceError> {
         params.check().map_err(SourceError::Invalid)?;
         let mut running = self.live();
-        if running.contains_key(path) || self.has_publisher(path) {
+        if running.contains_key(path) {
             return Err(SourceError::Busy(path.to_string()));
         }
-        let stop = CancellationToken::new();
-        let job = PublishJob {
-            url: format!("{}/{path}", self.rtsp_base),
-            transport: TransportKind::Tcp,
-            capture: capture_settings(&params),
-            stats: Stats::shared(),
-            stop: stop.clone(),
+        let info = PublisherInfo {
+            protocol: "test-pattern".into(),
+            remote: "built-in".into(),
         };
+        let publisher = self
+            .hub
+            .claim_publisher(path, info, None)
+            .map_err(|e| match e {
+                PublishError::Busy { .. } => SourceError::Busy(path.to_string()),
+                PublishError::UnknownPath(_) => SourceError::Invalid(e.to_string()),
+            })?;
+        let stop = CancellationToken::new();
+        let job = run(publisher, params, self.metrics.clone(), stop.clone());
         let name = path.to_string();
         let task = self.runtime.spawn(async move {
-            if let Err(e) = pipeline::publish(job).await {
+            if let Err(e) = job.await {
                 tracing::warn!(path = %name, error = format!("{e:#}"), "test source stopped");
             }
         });
         running.insert(path.to_string(), Running { params, stop, task });
+        tracing::info!(path, ?params, "test source started");
         Ok(())
     }
 
@@ -114,4 +113,38 @@ impl TestSources for BuiltinSources {
         list.sort_by(|a, b| a.0.cmp(&b.0));
         list
     }
+}
+
+/// Captures and encodes the pattern and publishes every frame until `stop` (or until another
+/// publisher takes the path over).
+async fn run(
+    publisher: Publisher,
+    params: SourceParams,
+    metrics: Arc<ServerMetrics>,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut capture = capture::start(capture_settings(&params))?;
+    loop {
+        let encoded = tokio::select! {
+            biased;
+            _ = stop.cancelled() => break,
+            f = capture.frames.recv() => match f {
+                Some(f) => f,
+                None => break,
+            },
+        };
+        if let Some(c) = encoded.au.capture {
+            metrics.record_ingest(publisher.path(), elapsed_ms(c.unix_ns, unix_now_ns()));
+        }
+        if !publisher.publish(encoded.au, Instant::now()) {
+            tracing::info!(
+                path = publisher.path(),
+                "test source replaced by another publisher"
+            );
+            break;
+        }
+    }
+    drop(publisher);
+    tokio::task::spawn_blocking(move || capture.join()).await??;
+    Ok(())
 }

@@ -10,6 +10,10 @@ struct FakeServer {
 }
 
 impl SessionHandler for FakeServer {
+    fn authorize(&mut self, _request: &AuthContext<'_>) -> Result<(), Refusal> {
+        Ok(())
+    }
+
     fn describe(&mut self, path: &str) -> Result<String, Refusal> {
         self.calls.push(format!("describe {path}"));
         if Some(path) == self.known_path {

@@ -1,0 +1,144 @@
+//! Authentication and permissions for HTTP: a middleware in front of every route.
+//!
+//! Each request is classified ([`classify`]) as an [`Action`] on a stream path, or as needing
+//! nothing (the dashboard's HTML and scripts, the clock, CORS preflights): LL-HLS, WHEP and the
+//! player page read their path; the API's reads and Prometheus read every path (path `""`,
+//! which only users without path restrictions cover); starting/stopping sources and
+//! disconnecting readers are controls. Credentials: `Authorization: Basic` or `Bearer`.
+//! A 401 carries `WWW-Authenticate: Basic realm="livefeed"` (browsers ask for credentials);
+//! wrong credentials are answered after [`livefeed_auth::FAILURE_DELAY`].
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use livefeed_auth::{Action, AuthRequest, Decision};
+
+use crate::http::{App, Conn, DEFAULT_PATH};
+
+/// What a request needs: `None` for nothing, else the action and the path it applies to.
+pub fn classify(method: &Method, path: &str) -> Option<(Action, String)> {
+    if method == Method::OPTIONS {
+        return None; // CORS preflight
+    }
+    let rest = path.trim_start_matches('/');
+    if rest.is_empty()
+        || rest == "favicon.ico"
+        || rest.starts_with("static/")
+        || rest == "api/v1/time"
+    {
+        return None;
+    }
+    if let Some(source) = rest.strip_prefix("api/v1/sources/") {
+        return Some((Action::Api, source.trim_matches('/').to_string()));
+    }
+    if rest.starts_with("api/v1/readers/") {
+        return Some((Action::Api, String::new()));
+    }
+    if rest.starts_with("api/") || rest == "metrics" {
+        return Some((Action::Read, String::new()));
+    }
+    if rest == "live.m3u8" {
+        return Some((Action::Read, DEFAULT_PATH.to_string()));
+    }
+    Some((Action::Read, stream_path(rest)))
+}
+
+/// The stream path of `cam/1/index.m3u8`, `cam/1/whep/ID`, `cam/1/` or `cam/1`.
+fn stream_path(rest: &str) -> String {
+    if let Some((path, _)) = rest.split_once("/whep/") {
+        return path.to_string();
+    }
+    if let Some(path) = rest.strip_suffix("/whep") {
+        return path.to_string();
+    }
+    let rest = rest.trim_end_matches('/');
+    match rest.rsplit_once('/') {
+        Some((dir, file)) if file.contains('.') => dir.to_string(),
+        None if rest.contains('.') => String::new(),
+        _ => rest.to_string(),
+    }
+}
+
+/// The middleware.
+pub async fn require(
+    State(app): State<App>,
+    ConnectInfo(conn): ConnectInfo<Conn>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let Some((action, path)) = classify(req.method(), req.uri().path()) else {
+        return next.run(req).await;
+    };
+    let authorization = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let decision = app.auth.check(&AuthRequest {
+        action,
+        path: &path,
+        ip: conn.remote.ip(),
+        authorization,
+        method: req.method().as_str(),
+        uri: req.uri().path(),
+        now_secs: livefeed_media::clock::unix_now_ns() / 1_000_000_000,
+    });
+    match decision {
+        Decision::Allowed { .. } => next.run(req).await,
+        Decision::Unauthorized {
+            reason,
+            credentials_given,
+        } => {
+            tracing::warn!(peer = %conn.remote, path = %path, %reason, "HTTP authentication failed");
+            if credentials_given {
+                tokio::time::sleep(livefeed_auth::FAILURE_DELAY).await;
+            }
+            let challenges = app.auth.challenges(0, false);
+            let mut response = (
+                StatusCode::UNAUTHORIZED,
+                "authentication required: Basic or Bearer credentials\n",
+            )
+                .into_response();
+            for c in challenges {
+                if let Ok(v) = c.parse() {
+                    response.headers_mut().append(header::WWW_AUTHENTICATE, v);
+                }
+            }
+            response
+        }
+        Decision::Forbidden { reason } => {
+            tracing::warn!(peer = %conn.remote, path = %path, %reason, "HTTP request forbidden");
+            (StatusCode::FORBIDDEN, format!("{reason}\n")).into_response()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_classified() {
+        let get = Method::GET;
+        assert_eq!(classify(&get, "/"), None);
+        assert_eq!(classify(&get, "/static/hls.min.js"), None);
+        assert_eq!(classify(&Method::OPTIONS, "/cam/whep"), None);
+        let read = |p: &str| Some((Action::Read, p.to_string()));
+        assert_eq!(classify(&get, "/cam/1/index.m3u8"), read("cam/1"));
+        assert_eq!(classify(&get, "/cam/1/part3.1.m4s"), read("cam/1"));
+        assert_eq!(classify(&Method::POST, "/cam/1/whep"), read("cam/1"));
+        assert_eq!(classify(&Method::DELETE, "/cam/1/whep/abc"), read("cam/1"));
+        assert_eq!(classify(&get, "/cam/1/"), read("cam/1"));
+        assert_eq!(classify(&get, "/live.m3u8"), read("live"));
+        assert_eq!(classify(&get, "/api/v1/paths"), read(""));
+        assert_eq!(classify(&get, "/metrics"), read(""));
+        assert_eq!(
+            classify(&Method::POST, "/api/v1/sources/cam/2"),
+            Some((Action::Api, "cam/2".into()))
+        );
+        assert_eq!(
+            classify(&Method::DELETE, "/api/v1/readers/7"),
+            Some((Action::Api, String::new()))
+        );
+    }
+}
