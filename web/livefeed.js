@@ -128,6 +128,7 @@
     const onFrame = (_now, meta) => {
       if (!active) return;
       stats.frames++;
+      stats.lastFrameAt = Date.now();
       const w = video.videoWidth, h = Math.min(video.videoHeight, ROWS * Math.floor(video.videoWidth / COLUMNS));
       if (w && h) {
         if (canvas.width !== w || canvas.height !== h) { canvas.width = w; canvas.height = h; }

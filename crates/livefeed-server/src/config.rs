@@ -85,6 +85,9 @@ pub struct ServerOptions {
     )]
     #[serde(default)]
     pub webrtc_additional_hosts: Vec<std::net::IpAddr>,
+    /// Seconds readers wait for a publisher that left to come back before they are disconnected [default: 10]
+    #[arg(long, env = "LIVEFEED_PUBLISHER_GRACE")]
+    pub publisher_grace: Option<f64>,
     /// Paths on which a new publisher replaces the current one instead of being refused (`*` = all)
     #[arg(
         long = "takeover-path",
@@ -146,6 +149,7 @@ impl ServerOptions {
             } else {
                 self.webrtc_additional_hosts
             },
+            publisher_grace: self.publisher_grace.or(file.publisher_grace),
             takeover_paths: if self.takeover_paths.is_empty() {
                 file.takeover_paths
             } else {
@@ -199,6 +203,12 @@ impl ServerOptions {
                 .unwrap_or_else(|| std::path::PathBuf::from("livefeed-data")),
             store: self.store_config(),
             takeover_paths: self.takeover_paths.clone(),
+            publisher_grace: Duration::from_secs_f64(
+                self.publisher_grace
+                    .filter(|s| s.is_finite())
+                    .unwrap_or(10.0)
+                    .clamp(0.0, 3600.0),
+            ),
             users: self.users.clone(),
             rtsp_auth_methods: if self.rtsp_auth_methods.is_empty() {
                 vec![AuthMethod::Basic, AuthMethod::Digest]
@@ -286,6 +296,8 @@ pub struct ServerConfig {
     pub store: StoreConfig,
     /// Paths where a new publisher takes over from the current one (`*` = all).
     pub takeover_paths: Vec<String>,
+    /// How long readers wait for a publisher that left.
+    pub publisher_grace: Duration,
     /// Users (checked when the server starts).
     pub users: Vec<UserConfig>,
     /// RTSP authentication schemes.
@@ -331,6 +343,7 @@ impl ServerConfig {
     pub fn hub_limits(&self) -> HubLimits {
         HubLimits {
             reader_queue: self.reader_queue,
+            publisher_grace: self.publisher_grace,
             ..HubLimits::default()
         }
     }

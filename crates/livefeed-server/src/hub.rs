@@ -14,6 +14,10 @@
 //! - [`Hub::snapshot`] describes every path for the API: publisher (with uptime, fps and
 //!   bitrate over the last second), readers with their protocol, address and drops.
 //! - Every keyframe handed to readers carries SPS and PPS in front of its slices.
+//! - Timestamps stay monotonic for readers across publishers: a new publisher's `pts` are
+//!   shifted to continue one frame after the previous publisher's last frame.
+//! - A path whose publisher left keeps its readers for [`HubLimits::publisher_grace`]; if no
+//!   publisher returns by then, every reader is disconnected (their subscriptions end).
 
 use std::collections::HashMap;
 use std::collections::VecDeque;
@@ -35,6 +39,8 @@ pub struct HubLimits {
     pub gop_cache_frames: usize,
     /// Bytes kept in the GOP cache at most.
     pub gop_cache_bytes: usize,
+    /// How long readers wait for a publisher that left to come back.
+    pub publisher_grace: Duration,
 }
 
 /// Paths where a new publisher replaces the current one (`*` = every path).
@@ -53,6 +59,7 @@ impl Default for HubLimits {
             reader_queue: 32,
             gop_cache_frames: 600,
             gop_cache_bytes: 32 << 20,
+            publisher_grace: Duration::from_secs(10),
         }
     }
 }
@@ -218,6 +225,8 @@ struct PublisherSlot {
     id: u64,
     info: PublisherInfo,
     since: SystemTime,
+    /// Added to this publisher's `pts` (set by its first access unit).
+    pts_offset: Option<i64>,
 }
 
 #[derive(Default)]
@@ -232,6 +241,11 @@ struct PathInner {
     rate: Rate,
     /// Drops of readers that have left.
     drops_of_gone_readers: u64,
+    /// `pts` of the last access unit handed out, and the last frame duration seen (ticks).
+    last_pts: Option<u64>,
+    last_duration: u64,
+    /// Counts publishers, so a grace timer knows whether one came back meanwhile.
+    generation: u64,
 }
 
 /// One path's shared state.
@@ -353,7 +367,9 @@ impl Hub {
                 id,
                 info,
                 since: SystemTime::now(),
+                pts_offset: None,
             });
+            inner.generation += 1;
             if stream.is_some() {
                 inner.stream = stream;
             }
@@ -504,6 +520,7 @@ impl Publisher {
         if au.keyframe {
             complete_parameter_sets(&mut inner, &mut au);
         }
+        continue_timestamps(&mut inner, &mut au);
         let size = au.payload_len();
         let frame = Arc::new(HubFrame { au, ingest });
         inner.frames_in += 1;
@@ -521,10 +538,65 @@ impl Drop for Publisher {
         if inner.publisher.as_ref().is_some_and(|p| p.id == self.id) {
             inner.publisher = None;
             inner.rate = Rate::default();
+            start_grace_timer(&self.state, inner.generation, self.limits.publisher_grace);
             inner.gop.clear();
             inner.gop_bytes = 0;
         }
     }
+}
+
+/// Frame duration assumed before two frames were seen (30 fps at 90 kHz).
+const DEFAULT_FRAME_TICKS: u64 = 3000;
+
+/// Shifts `au.pts` so it continues the path's timeline (a new publisher starts one frame after
+/// the previous one's last frame), and remembers it.
+fn continue_timestamps(inner: &mut PathInner, au: &mut AccessUnit) {
+    let last_pts = inner.last_pts;
+    let duration = if inner.last_duration == 0 {
+        DEFAULT_FRAME_TICKS
+    } else {
+        inner.last_duration
+    };
+    let Some(slot) = inner.publisher.as_mut() else {
+        return;
+    };
+    let offset = *slot.pts_offset.get_or_insert_with(|| match last_pts {
+        Some(last) => (last + duration) as i64 - au.pts as i64,
+        None => 0,
+    });
+    au.pts = au.pts.saturating_add_signed(offset);
+    if let Some(last) = last_pts {
+        let step = au.pts.saturating_sub(last);
+        if (1..=90_000).contains(&step) {
+            inner.last_duration = step;
+        }
+    }
+    inner.last_pts = Some(au.pts);
+}
+
+/// After `grace`, disconnects every reader of the path unless a publisher came back.
+fn start_grace_timer(state: &Arc<PathState>, generation: u64, grace: Duration) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let state = state.clone();
+    runtime.spawn(async move {
+        tokio::time::sleep(grace).await;
+        let mut inner = state.lock();
+        if inner.publisher.is_some() || inner.generation != generation || inner.readers.is_empty()
+        {
+            return;
+        }
+        let gone: u64 = inner
+            .readers
+            .iter()
+            .map(|r| r.drops.load(Ordering::Relaxed))
+            .sum();
+        inner.drops_of_gone_readers += gone;
+        let n = inner.readers.len();
+        inner.readers.clear();
+        tracing::info!(path = %state.name, readers = n, ?grace, "no publisher came back: readers disconnected");
+    });
 }
 
 /// Learns SPS/PPS from in-band keyframes, and adds them to keyframes that lack them.

@@ -187,3 +187,57 @@ async fn dropped_subscriptions_leave_the_path() {
     assert_eq!(hub.snapshot()[0].readers.len(), 0);
     publisher.publish(au(0, true), Instant::now());
 }
+
+#[tokio::test]
+async fn a_returning_publisher_continues_the_timeline() {
+    let hub = Hub::new(None, HubLimits::default());
+    let mut sub = hub.subscribe("live").expect("served");
+    let first = hub
+        .claim_publisher("live", info("a"), None)
+        .expect("claimed");
+    for n in 100..103 {
+        first.publish(au(n, n == 100), Instant::now());
+    }
+    drop(first);
+    // The new publisher's timestamps restart at 0; readers see them continue.
+    let second = hub
+        .claim_publisher("live", info("b"), None)
+        .expect("claimed");
+    for n in 0..2 {
+        second.publish(au(n, n == 0), Instant::now());
+    }
+    let pts: Vec<u64> = drain(&mut sub).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(pts, [100, 101, 102, 103, 104]);
+}
+
+#[tokio::test]
+async fn readers_are_disconnected_when_no_publisher_returns_within_the_grace() {
+    let limits = HubLimits {
+        publisher_grace: std::time::Duration::from_millis(50),
+        ..HubLimits::default()
+    };
+    let hub = Hub::new(None, limits);
+    let mut waiting = hub.subscribe("live").expect("served");
+    let mut rescued = hub.subscribe("back").expect("served");
+    for path in ["live", "back"] {
+        let p = hub.claim_publisher(path, info("a"), None).expect("claimed");
+        p.publish(au(0, true), Instant::now());
+    }
+    // "back" gets a new publisher within the grace; "live" does not.
+    let _returned = hub
+        .claim_publisher("back", info("b"), None)
+        .expect("claimed");
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    drain(&mut waiting);
+    assert!(
+        waiting.recv().await.is_none(),
+        "the reader's subscription ended"
+    );
+    drain(&mut rescued);
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(50), rescued.recv())
+            .await
+            .is_err(),
+        "a reader whose publisher came back stays subscribed"
+    );
+}

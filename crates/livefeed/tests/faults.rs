@@ -1,0 +1,128 @@
+//! Faults: a publisher that dies and comes back within the grace period keeps its readers —
+//! an RTSP receiver, and a browser playing over WebRTC and LL-HLS — which go on without
+//! reconnecting once it returns; without a publisher past the grace period, readers are
+//! disconnected.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::*;
+
+fn wall_ms() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+}
+
+#[test]
+fn readers_on_every_protocol_survive_a_publisher_restart() {
+    let server = TestServer::start();
+    let url = server.url("cam");
+    let first = livefeed_publisher(&url, "tcp", &["--duration", "60"]);
+    wait_for_stream(&server.addr(), "cam");
+
+    let mut receiver_cmd = livefeed();
+    receiver_cmd.args([
+        "receive",
+        "--url",
+        &url,
+        "--timeout",
+        "20",
+        "--duration",
+        "24",
+        "--json",
+    ]);
+    let receiver = Proc::spawn("livefeed receive", &mut receiver_cmd);
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../web/tests/player.mjs");
+    let mut browser_cmd = Command::new("node");
+    browser_cmd
+        .arg(script)
+        .arg(format!("{}/cam/", server.http()))
+        .args(["24", "1"]);
+    let browser = Proc::spawn("node web/tests/player.mjs", &mut browser_cmd);
+
+    // Let everyone play, kill the publisher, and bring a new one back 3 s later.
+    std::thread::sleep(Duration::from_secs(7));
+    drop(first);
+    std::thread::sleep(Duration::from_secs(3));
+    let restarted_ms = wall_ms();
+    let _second = livefeed_publisher(&url, "tcp", &["--duration", "60"]);
+
+    let receiver = receiver.wait(Duration::from_secs(60));
+    let browser = browser.wait(Duration::from_secs(120));
+    receiver.assert_success();
+    browser.assert_success();
+
+    // RTSP: the receiver kept its session and decoded at full rate again after the restart.
+    let per_second: Vec<serde_json::Value> = receiver
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|v: &serde_json::Value| v["t"].is_number())
+        .collect();
+    let late: Vec<f64> = per_second
+        .iter()
+        .filter(|v| v["t"].as_f64().unwrap_or(0.0) >= 15.0)
+        .filter_map(|v| v["decoded_fps"].as_f64())
+        .collect();
+    assert!(
+        late.len() >= 5 && late.iter().all(|fps| *fps >= 20.0),
+        "decoding resumed after the restart: {late:?}\n{}",
+        receiver.stdout
+    );
+    let summary = json_summary(&receiver.stdout);
+    assert_eq!(summary["mismatches"], 0, "{summary}");
+
+    // Browser: both players showed new frames well after the restart, at a live latency.
+    let line = browser.stdout.lines().last().unwrap_or_default();
+    let stats: serde_json::Value =
+        serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {}", browser.stdout));
+    for kind in ["webrtc", "hls"] {
+        let s = &stats[kind];
+        let last_frame = s["lastFrameAt"].as_f64().unwrap_or(0.0);
+        assert!(
+            last_frame > restarted_ms + 5000.0,
+            "{kind} kept playing after the restart: last frame {:.0} ms after it: {s}",
+            last_frame - restarted_ms
+        );
+        let last_latency = s["lastLatency"].as_f64().unwrap_or(f64::NAN);
+        assert!(
+            last_latency > 0.0 && last_latency < 3000.0,
+            "{kind} is live again: {s}"
+        );
+    }
+    let log = server.proc.stderr_so_far();
+    assert!(
+        !log.contains("readers disconnected"),
+        "no reader was dropped:\n{log}"
+    );
+}
+
+#[test]
+fn readers_are_disconnected_once_the_grace_period_passes() {
+    let server = TestServer::start_with(&["--publisher-grace", "1"]);
+    let url = server.url("cam");
+    let publisher = livefeed_publisher(&url, "tcp", &["--duration", "60"]);
+    wait_for_stream(&server.addr(), "cam");
+    let mut cmd = livefeed();
+    cmd.args([
+        "receive",
+        "--url",
+        &url,
+        "--timeout",
+        "30",
+        "--duration",
+        "30",
+    ]);
+    let receiver = Proc::spawn("livefeed receive", &mut cmd);
+    std::thread::sleep(Duration::from_secs(2));
+    drop(publisher);
+    let out = receiver.wait(Duration::from_secs(15));
+    assert!(
+        !out.timed_out && !out.success && out.stderr.contains("server closed the connection"),
+        "the reader is let go after the grace period: {out:?}"
+    );
+}
