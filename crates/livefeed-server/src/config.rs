@@ -8,6 +8,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use livefeed_auth::{Authenticator, OpenDefaults, UserConfig};
+use livefeed_media::rtp::DepacketizerLimits;
+use livefeed_rtsp::framing::Limits;
 use livefeed_store::StoreConfig;
 
 use anyhow::Context;
@@ -85,6 +87,27 @@ pub struct ServerOptions {
     )]
     #[serde(default)]
     pub webrtc_additional_hosts: Vec<std::net::IpAddr>,
+    /// Most RTSP connections at once; more are answered 503 and closed [default: 1000]
+    #[arg(long, env = "LIVEFEED_MAX_RTSP_SESSIONS")]
+    pub max_rtsp_sessions: Option<usize>,
+    /// Most readers (RTSP and WebRTC) of one path; more are refused [default: 500]
+    #[arg(long, env = "LIVEFEED_MAX_READERS_PER_PATH")]
+    pub max_readers_per_path: Option<usize>,
+    /// Largest RTSP message head (request line and headers), bytes [default: 8192]
+    #[arg(long, env = "LIVEFEED_MAX_RTSP_HEAD_BYTES")]
+    pub max_rtsp_head_bytes: Option<usize>,
+    /// Most RTSP header lines in one message [default: 64]
+    #[arg(long, env = "LIVEFEED_MAX_RTSP_HEADERS")]
+    pub max_rtsp_headers: Option<usize>,
+    /// Largest RTSP message body (an ANNOUNCE's SDP), bytes [default: 131072]
+    #[arg(long, env = "LIVEFEED_MAX_RTSP_BODY_BYTES")]
+    pub max_rtsp_body_bytes: Option<usize>,
+    /// Largest access unit a publisher may send, bytes [default: 8388608]
+    #[arg(long, env = "LIVEFEED_MAX_ACCESS_UNIT_BYTES")]
+    pub max_access_unit_bytes: Option<usize>,
+    /// Most NAL units in one access unit [default: 1024]
+    #[arg(long, env = "LIVEFEED_MAX_NALS_PER_ACCESS_UNIT")]
+    pub max_nals_per_access_unit: Option<usize>,
     /// Seconds readers wait for a publisher that left to come back before they are disconnected [default: 10]
     #[arg(long, env = "LIVEFEED_PUBLISHER_GRACE")]
     pub publisher_grace: Option<f64>,
@@ -150,6 +173,15 @@ impl ServerOptions {
                 self.webrtc_additional_hosts
             },
             publisher_grace: self.publisher_grace.or(file.publisher_grace),
+            max_rtsp_sessions: self.max_rtsp_sessions.or(file.max_rtsp_sessions),
+            max_readers_per_path: self.max_readers_per_path.or(file.max_readers_per_path),
+            max_rtsp_head_bytes: self.max_rtsp_head_bytes.or(file.max_rtsp_head_bytes),
+            max_rtsp_headers: self.max_rtsp_headers.or(file.max_rtsp_headers),
+            max_rtsp_body_bytes: self.max_rtsp_body_bytes.or(file.max_rtsp_body_bytes),
+            max_access_unit_bytes: self.max_access_unit_bytes.or(file.max_access_unit_bytes),
+            max_nals_per_access_unit: self
+                .max_nals_per_access_unit
+                .or(file.max_nals_per_access_unit),
             takeover_paths: if self.takeover_paths.is_empty() {
                 file.takeover_paths
             } else {
@@ -210,10 +242,44 @@ impl ServerOptions {
                     .clamp(0.0, 3600.0),
             ),
             users: self.users.clone(),
+            limits: self.limits(),
             rtsp_auth_methods: if self.rtsp_auth_methods.is_empty() {
                 vec![AuthMethod::Basic, AuthMethod::Digest]
             } else {
                 self.rtsp_auth_methods.clone()
+            },
+        }
+    }
+
+    fn limits(&self) -> ServerLimits {
+        let d = ServerLimits::default();
+        ServerLimits {
+            rtsp_sessions: self.max_rtsp_sessions.unwrap_or(d.rtsp_sessions).max(1),
+            readers_per_path: self
+                .max_readers_per_path
+                .unwrap_or(d.readers_per_path)
+                .max(1),
+            framing: Limits {
+                max_head_bytes: self
+                    .max_rtsp_head_bytes
+                    .unwrap_or(d.framing.max_head_bytes)
+                    .max(256),
+                max_headers: self
+                    .max_rtsp_headers
+                    .unwrap_or(d.framing.max_headers)
+                    .max(4),
+                max_body_bytes: self.max_rtsp_body_bytes.unwrap_or(d.framing.max_body_bytes),
+                ..d.framing
+            },
+            depacketizer: DepacketizerLimits {
+                max_access_unit_bytes: self
+                    .max_access_unit_bytes
+                    .unwrap_or(d.depacketizer.max_access_unit_bytes)
+                    .max(1024),
+                max_nals: self
+                    .max_nals_per_access_unit
+                    .unwrap_or(d.depacketizer.max_nals)
+                    .max(1),
             },
         }
     }
@@ -302,6 +368,32 @@ pub struct ServerConfig {
     pub users: Vec<UserConfig>,
     /// RTSP authentication schemes.
     pub rtsp_auth_methods: Vec<AuthMethod>,
+    /// Caps on sessions, readers and message sizes.
+    pub limits: ServerLimits,
+}
+
+/// The server's caps; each is configurable, and hitting one is logged with the peer and the cap.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerLimits {
+    /// RTSP connections at once.
+    pub rtsp_sessions: usize,
+    /// Client readers (RTSP, WebRTC) per path.
+    pub readers_per_path: usize,
+    /// RTSP message sizes.
+    pub framing: Limits,
+    /// Access unit size and NAL count from publishers.
+    pub depacketizer: DepacketizerLimits,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits {
+            rtsp_sessions: 1000,
+            readers_per_path: 500,
+            framing: Limits::default(),
+            depacketizer: DepacketizerLimits::default(),
+        }
+    }
 }
 
 /// An RTSP authentication scheme.
@@ -344,6 +436,7 @@ impl ServerConfig {
         HubLimits {
             reader_queue: self.reader_queue,
             publisher_grace: self.publisher_grace,
+            readers_per_path: self.limits.readers_per_path,
             ..HubLimits::default()
         }
     }
@@ -355,6 +448,9 @@ impl ServerConfig {
             read_timeout: self.read_timeout,
             allow_remote_publish: self.allow_remote_publish,
             basic_auth: self.rtsp_auth_methods.contains(&AuthMethod::Basic),
+            limits: self.limits.framing.clone(),
+            depacketizer: self.limits.depacketizer,
+            max_sessions: self.limits.rtsp_sessions,
             digest_auth: self.rtsp_auth_methods.contains(&AuthMethod::Digest),
             ..RtspConfig::default()
         }

@@ -545,10 +545,12 @@ async fn whep_offer(
         protocol: "webrtc".into(),
         remote: conn.remote.to_string(),
     };
-    let sub = app
-        .hub
-        .subscribe_as(&path, reader)
-        .ok_or_else(|| error(StatusCode::NOT_FOUND, "path is not served"))?;
+    let sub = app.hub.subscribe_as(&path, reader).map_err(|e| match e {
+        crate::hub::SubscribeError::NotServed(_) => error(StatusCode::NOT_FOUND, e.to_string()),
+        crate::hub::SubscribeError::TooManyReaders { .. } => {
+            error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+        }
+    })?;
     let id = app.whep.new_id();
     if !app
         .whep

@@ -41,6 +41,8 @@ pub struct HubLimits {
     pub gop_cache_bytes: usize,
     /// How long readers wait for a publisher that left to come back.
     pub publisher_grace: Duration,
+    /// Client readers (not the server's own) per path at most.
+    pub readers_per_path: usize,
 }
 
 /// Paths where a new publisher replaces the current one (`*` = every path).
@@ -60,6 +62,7 @@ impl Default for HubLimits {
             gop_cache_frames: 600,
             gop_cache_bytes: 32 << 20,
             publisher_grace: Duration::from_secs(10),
+            readers_per_path: 500,
         }
     }
 }
@@ -161,6 +164,22 @@ pub struct PublisherSnapshot {
     pub fps: f64,
     /// Payload bits per second over the last second.
     pub bitrate_bps: f64,
+}
+
+/// Why a path cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubscribeError {
+    /// The path is not configured.
+    #[error("path {0:?} is not served")]
+    NotServed(String),
+    /// The path has as many readers as allowed.
+    #[error("path {path:?} already has {limit} readers (max-readers-per-path)")]
+    TooManyReaders {
+        /// The path.
+        path: String,
+        /// The cap.
+        limit: usize,
+    },
 }
 
 /// Why a path cannot be published.
@@ -394,17 +413,37 @@ impl Hub {
 
     /// Subscribes one of the server's own readers to `path` (see [`Hub::subscribe_as`]).
     pub fn subscribe(&self, path: &str) -> Option<Subscription> {
-        self.subscribe_as(path, ReaderInfo::internal())
+        self.subscribe_as(path, ReaderInfo::internal()).ok()
     }
 
     /// Subscribes a reader to `path`. `None` if the path is not served. The reader first gets
     /// the GOP cache (from the last keyframe), then live frames.
-    pub fn subscribe_as(&self, path: &str, info: ReaderInfo) -> Option<Subscription> {
-        let state = self.path(path)?;
+    /// Client readers beyond [`HubLimits::readers_per_path`] are refused.
+    pub fn subscribe_as(
+        &self,
+        path: &str,
+        info: ReaderInfo,
+    ) -> Result<Subscription, SubscribeError> {
+        let state = self
+            .path(path)
+            .ok_or_else(|| SubscribeError::NotServed(path.to_string()))?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let drops = Arc::new(AtomicU64::new(0));
         let rx = {
             let mut inner = state.lock();
+            let clients = inner
+                .readers
+                .iter()
+                .filter(|r| !r.info.is_internal())
+                .count();
+            if !info.is_internal() && clients >= self.limits.readers_per_path {
+                tracing::warn!(path, remote = %info.remote, limit = self.limits.readers_per_path,
+                    "reader refused: max-readers-per-path reached");
+                return Err(SubscribeError::TooManyReaders {
+                    path: path.to_string(),
+                    limit: self.limits.readers_per_path,
+                });
+            }
             let capacity = self.limits.reader_queue + inner.gop.len();
             let (tx, rx) = mpsc::channel(capacity.max(1));
             for frame in &inner.gop {
@@ -425,7 +464,7 @@ impl Hub {
             });
             rx
         };
-        Some(Subscription {
+        Ok(Subscription {
             state,
             id,
             rx,

@@ -8,13 +8,14 @@
 //! read timeout. Nothing a connection does can block the hub.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use livefeed_auth::{Action, AuthRequest, Authenticator, Credentials, Decision};
 use livefeed_media::clock::{elapsed_ms, unix_now_ns};
-use livefeed_media::rtp::{DepacketizeError, Depacketized, H264Depacketizer};
+use livefeed_media::rtp::{DepacketizeError, Depacketized, DepacketizerLimits, H264Depacketizer};
 use livefeed_media::sdp::{offer_h264, H264Track, OfferParams};
 use livefeed_media::{sei, AccessUnit};
 use livefeed_rtsp::framing::{Frame, FrameReader, FramingError, Limits};
@@ -34,7 +35,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::hub::{
-    Delivery, Hub, PublishError, Publisher, PublisherInfo, ReaderInfo, StreamInfo, Subscription,
+    Delivery, Hub, PublishError, Publisher, PublisherInfo, ReaderInfo, StreamInfo, SubscribeError,
+    Subscription,
 };
 use crate::metrics::ServerMetrics;
 
@@ -55,6 +57,10 @@ pub struct RtspConfig {
     pub basic_auth: bool,
     /// Offer and accept Digest authentication.
     pub digest_auth: bool,
+    /// Caps on access units from publishers.
+    pub depacketizer: DepacketizerLimits,
+    /// RTSP connections at once.
+    pub max_sessions: usize,
 }
 
 impl Default for RtspConfig {
@@ -67,6 +73,8 @@ impl Default for RtspConfig {
             allow_remote_publish: false,
             basic_auth: true,
             digest_auth: true,
+            depacketizer: DepacketizerLimits::default(),
+            max_sessions: 1000,
         }
     }
 }
@@ -94,11 +102,23 @@ pub fn spawn_listener(
         config: Arc::new(config),
         auth,
     };
+    let sessions = Arc::new(AtomicUsize::new(0));
     tokio::spawn(async move {
         loop {
             match listener.accept().await {
                 Ok((stream, peer)) => {
-                    tokio::spawn(serve_connection(stream, peer, shared.clone()));
+                    let open = sessions.fetch_add(1, Ordering::AcqRel);
+                    let guard = SessionCount(sessions.clone());
+                    if open >= shared.config.max_sessions {
+                        warn!(%peer, limit = shared.config.max_sessions, "RTSP connection refused: max-rtsp-sessions reached");
+                        tokio::spawn(refuse_connection(stream, guard));
+                        continue;
+                    }
+                    let shared = shared.clone();
+                    tokio::spawn(async move {
+                        serve_connection(stream, peer, shared).await;
+                        drop(guard);
+                    });
                 }
                 Err(e) => {
                     warn!(error = %e, "RTSP accept failed");
@@ -107,6 +127,22 @@ pub fn spawn_listener(
             }
         }
     })
+}
+
+/// Counts an open RTSP connection until dropped.
+struct SessionCount(Arc<AtomicUsize>);
+
+impl Drop for SessionCount {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Answers a connection over the session cap with a 503 and closes it.
+async fn refuse_connection(mut stream: TcpStream, _count: SessionCount) {
+    let reply = b"RTSP/1.0 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n";
+    let _ = tokio::time::timeout(Duration::from_secs(2), stream.write_all(reply)).await;
+    let _ = stream.shutdown().await;
 }
 
 /// Commands for a connection's writer task.
@@ -467,9 +503,16 @@ impl SessionHandler for Handler {
             protocol: protocol.into(),
             remote: self.peer.to_string(),
         };
-        let sub = self.shared.hub.subscribe_as(path, reader).ok_or_else(|| {
-            Refusal::new(StatusCode::NotFound, format!("path {path:?} is not served"))
-        })?;
+        let sub = self
+            .shared
+            .hub
+            .subscribe_as(path, reader)
+            .map_err(|e| match e {
+                SubscribeError::NotServed(_) => Refusal::new(StatusCode::NotFound, e.to_string()),
+                SubscribeError::TooManyReaders { .. } => {
+                    Refusal::new(StatusCode::ServiceUnavailable, e.to_string())
+                }
+            })?;
         let sender = RtpSender::new();
         let start = sender.start(0);
         info!(peer = %self.peer, path, "reader started");
@@ -517,7 +560,12 @@ impl SessionHandler for Handler {
                 "RECORD without ANNOUNCE",
             )
         })?;
-        let ingest = Ingest::new(publisher, self.peer, self.shared.metrics.clone());
+        let ingest = Ingest::new(
+            publisher,
+            self.peer,
+            self.shared.metrics.clone(),
+            self.shared.config.depacketizer,
+        );
         info!(peer = %self.peer, path, "publisher recording");
         match self.transport.map(|t| t.lower) {
             Some(LowerTransport::Udp { .. }) => {
@@ -562,9 +610,14 @@ struct Ingest {
 }
 
 impl Ingest {
-    fn new(publisher: Publisher, peer: SocketAddr, metrics: Arc<ServerMetrics>) -> Self {
+    fn new(
+        publisher: Publisher,
+        peer: SocketAddr,
+        metrics: Arc<ServerMetrics>,
+        limits: DepacketizerLimits,
+    ) -> Self {
         Ingest {
-            depacketizer: H264Depacketizer::new(),
+            depacketizer: H264Depacketizer::with_limits(limits),
             publisher,
             first_ts: None,
             peer,
