@@ -47,8 +47,34 @@ impl Streaming {
 
     /// The receiver's run must be clean: every second of frames decoded, nothing lost.
     fn assert_undisturbed(self) -> String {
+        self.assert_undisturbed_within(f64::INFINITY)
+    }
+
+    /// [`Streaming::assert_undisturbed`], and every second after the first two (the cached
+    /// GOP arrives at once at the start) kept capture→received p95 under `max_p95_ms`.
+    fn assert_undisturbed_within(self, max_p95_ms: f64) -> String {
         let out = self.receiver.wait(Duration::from_secs(self.secs + 30));
         out.assert_success();
+        let seconds: Vec<serde_json::Value> = out
+            .stdout
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["t"].as_f64().is_some_and(|t| t > 2.5))
+            .collect();
+        assert!(
+            max_p95_ms.is_infinite() || seconds.len() as u64 + 4 >= self.secs,
+            "a report per second: {}",
+            out.stdout
+        );
+        for second in seconds.iter().filter(|_| max_p95_ms.is_finite()) {
+            let p95 = second["stages"]["capture_to_received"]["p95"]
+                .as_f64()
+                .unwrap_or_else(|| panic!("no capture→received p95 in {second}"));
+            assert!(
+                p95 < max_p95_ms,
+                "receiver latency moved: capture→received p95 {p95} ms in {second}"
+            );
+        }
         let summary = json_summary(&out.stdout);
         let min = (self.secs - 1) * 30 * 9 / 10;
         assert!(
@@ -589,5 +615,7 @@ fn a_reader_that_stops_reading_is_dropped_and_others_are_untouched() {
         .and_then(|v| v.parse().ok())
         .expect("drops are counted");
     assert!(drops > 0, "{line}");
-    streaming.assert_undisturbed();
+    // On loopback the other reader's frames arrive within milliseconds; a reader that stops
+    // reading must not hold them back (the hub never waits for a queue).
+    streaming.assert_undisturbed_within(100.0);
 }
