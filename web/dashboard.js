@@ -64,7 +64,12 @@ function renderPaths() {
     const li = el("li", { class: p.name === state.selected ? "selected" : "", "data-path": p.name, onclick: () => select(p.name) });
     li.append(el("strong", {}, p.name), " ");
     if (p.test_source) {
-      li.append(el("button", { class: "small stop-source", onclick: (e) => { e.stopPropagation(); control("DELETE", `/api/v1/sources/${p.name}`); } }, "stop test pattern"));
+      li.append(el("button", { class: "small stop-source", onclick: (e) => { e.stopPropagation(); control("DELETE", `/api/v1/sources/${p.name}`); } }, "stop test pattern"), " ");
+    }
+    if (p.publisher) {
+      li.append(p.recording
+        ? el("button", { class: "small stop-recording", title: "stop recording this path", onclick: (e) => { e.stopPropagation(); control("DELETE", `/api/v1/recordings/${p.name}`); } }, "● REC · stop")
+        : el("button", { class: "small start-recording", title: "record this path to fragmented MP4 files", onclick: (e) => { e.stopPropagation(); control("POST", `/api/v1/recordings/${p.name}`); } }, "record"));
     }
     li.append(el("div", { class: "muted" }, pub
       ? `${pub.protocol} from ${pub.remote} · ${p.width || "?"}×${p.height || "?"} · ${fmt(pub.fps, 0)} fps · ${fmt(pub.bitrate_bps / 1000, 0)} kbit/s · up ${uptime(pub.uptime_s)}`

@@ -222,10 +222,12 @@
     let session = null, timer = null;
     const stop = () => {
       clearInterval(timer);
-      pc.close();
-      if (session) fetch(session, { method: "DELETE", keepalive: true }).catch(() => {});
-      session = null;
       video.srcObject = null;
+      // DELETE first: closing the connection first makes the server end the session itself,
+      // and the DELETE would then find nothing.
+      const ended = session ? fetch(session, { method: "DELETE", keepalive: true }).catch(() => {}) : Promise.resolve();
+      session = null;
+      ended.finally(() => pc.close());
     };
     pc.ontrack = (e) => {
       // The lowest jitter-buffer target the browser allows.

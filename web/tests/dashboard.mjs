@@ -36,6 +36,7 @@ try {
   const page = await context.newPage();
   page.on("console", (m) => { if (m.type() === "error") result.consoleErrors.push(m.text()); });
   page.on("pageerror", (e) => result.consoleErrors.push(String(e)));
+  page.on("response", (r) => { if (r.status() >= 400) result.consoleErrors.push(`${r.status()} ${r.request().method()} ${r.url()}`); });
   await page.goto(`${base}/?mode=webrtc`, { waitUntil: "load" });
 
   // The demo path is listed and selected.
@@ -85,6 +86,12 @@ try {
   await waitFor(page, (p) => window.livefeedDashboard.paths.some((x) => x.name === p && x.publisher && x.test_source), controlPath);
   result.started = await page.evaluate((p) => window.livefeedDashboard.paths.find((x) => x.name === p), controlPath);
   step("started");
+  // Record it, see the recording state, stop recording.
+  await page.click(`#paths li[data-path='${controlPath}'] button.start-recording`);
+  await waitFor(page, (p) => window.livefeedDashboard.paths.some((x) => x.name === p && x.recording), controlPath);
+  await page.click(`#paths li[data-path='${controlPath}'] button.stop-recording`);
+  await waitFor(page, (p) => window.livefeedDashboard.paths.some((x) => x.name === p && !x.recording), controlPath);
+  step("recorded");
   await page.click(`#paths li[data-path='${controlPath}'] button.stop-source`);
   await waitFor(page, (p) => !window.livefeedDashboard.paths.some((x) => x.name === p && x.publisher), controlPath);
   step("stopped");

@@ -9,3 +9,4 @@
 pub mod cmaf;
 pub mod playlist;
 pub mod query;
+pub mod record;

@@ -11,6 +11,9 @@
 //! | `POST /api/v1/sources/{path}` | start the built-in test pattern on `path`: `{width, height, fps, bitrate_kbps}` (all optional) → 201 |
 //! | `DELETE /api/v1/sources/{path}` | stop it → 204, 404 if none |
 //! | `DELETE /api/v1/readers/{id}` | disconnect an RTSP or WebRTC reader → 204, 404 if none |
+//! | `GET /api/v1/recordings` | every recorded file: path, file, start time, size, URL |
+//! | `GET /api/v1/recordings/{path}/{file}` | download one (video/mp4) |
+//! | `POST /api/v1/recordings/{path}` / `DELETE` | start / stop recording a path → 201 / 204 |
 //! | `GET /metrics` | Prometheus (see [`crate::prometheus`]) |
 //!
 //! Errors are JSON `{"error": "..."}` with the right status: bad input is 400, never 500.
@@ -109,6 +112,7 @@ fn path_json(app: &App, p: &PathSnapshot, sources: &[(String, SourceParams)]) ->
         "bytes_in": p.bytes_in,
         "dropped_frames": p.drops,
         "test_source": source,
+        "recording": app.recordings.is_recording(&p.name),
     })
 }
 
@@ -271,6 +275,91 @@ fn metrics_query(params: &HashMap<String, String>, now_ms: i64) -> Result<Metric
 pub async fn time() -> Response {
     let unix_ns = livefeed_media::clock::unix_now_ns();
     Json(json!({ "unix_ns": unix_ns, "unix_ms": unix_ns / 1_000_000 })).into_response()
+}
+
+/// `GET /api/v1/recordings`.
+pub async fn list_recordings(State(app): State<App>) -> Response {
+    let files: Vec<Value> = app
+        .recordings
+        .list()
+        .into_iter()
+        .map(|f| {
+            let url = format!("/api/v1/recordings/{}/{}", f.path, f.file);
+            json!({ "path": f.path, "file": f.file, "start_unix_ms": f.start_unix_ms,
+                    "bytes": f.bytes, "url": url })
+        })
+        .collect();
+    Json(json!({ "recordings": files })).into_response()
+}
+
+/// `GET /api/v1/recordings/{path}/{file}`: the file, as video/mp4.
+pub async fn download_recording(State(app): State<App>, Path(rest): Path<String>) -> ApiResult {
+    let (path, file) = rest
+        .rsplit_once('/')
+        .ok_or_else(|| bad_request("expected /api/v1/recordings/PATH/FILE.mp4"))?;
+    let path = livefeed_media::path::validate(path).map_err(bad_request)?;
+    if crate::recordings::parse_file_name(file).is_none() {
+        return Err(bad_request(format!(
+            "{file:?} is not a recording's file name"
+        )));
+    }
+    let full = app
+        .recordings
+        .file(path, file)
+        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no recording {path}/{file}")))?;
+    let bytes = tokio::fs::read(&full).await.map_err(|e| {
+        ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot read {path}/{file}: {e}"),
+        )
+    })?;
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, "video/mp4".to_string()),
+            (
+                axum::http::header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{file}\""),
+            ),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
+/// `POST /api/v1/recordings/{path}`.
+pub async fn start_recording(
+    State(app): State<App>,
+    ConnectInfo(conn): ConnectInfo<Conn>,
+    Path(name): Path<String>,
+) -> ApiResult {
+    let name = livefeed_media::path::validate(&name).map_err(bad_request)?;
+    app.recordings.start(name).map_err(|e| match e {
+        crate::recordings::RecordError::AlreadyRecording(_) => {
+            ApiError(StatusCode::CONFLICT, e.to_string())
+        }
+        crate::recordings::RecordError::NotPublished(_) => {
+            ApiError(StatusCode::NOT_FOUND, e.to_string())
+        }
+    })?;
+    tracing::info!(peer = %conn.remote, path = name, "recording started on request");
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "path": name, "recording": true })),
+    )
+        .into_response())
+}
+
+/// `DELETE /api/v1/recordings/{path}`.
+pub async fn stop_recording(State(app): State<App>, Path(name): Path<String>) -> ApiResult {
+    let name = livefeed_media::path::validate(&name).map_err(bad_request)?;
+    if app.recordings.stop(name) {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("path {name:?} is not being recorded"),
+        ))
+    }
 }
 
 #[cfg(test)]

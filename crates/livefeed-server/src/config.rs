@@ -16,6 +16,7 @@ use anyhow::Context;
 use serde::Deserialize;
 
 use crate::hub::HubLimits;
+use crate::recordings::RecordConfig;
 use crate::rtsp_server::RtspConfig;
 
 /// Default RTSP listen address.
@@ -87,6 +88,22 @@ pub struct ServerOptions {
     )]
     #[serde(default)]
     pub webrtc_additional_hosts: Vec<std::net::IpAddr>,
+    /// Directory of recordings [default: ./recordings]
+    #[arg(long, env = "LIVEFEED_RECORD_DIR")]
+    pub record_dir: Option<std::path::PathBuf>,
+    /// Record this path whenever it is published (repeatable; `*` = every path); others start from the API
+    #[arg(long = "record", env = "LIVEFEED_RECORD", value_delimiter = ',')]
+    #[serde(default)]
+    pub record: Vec<String>,
+    /// Length of a recording file in seconds, cut at the next keyframe [default: 60]
+    #[arg(long, env = "LIVEFEED_RECORD_SEGMENT")]
+    pub record_segment: Option<f64>,
+    /// Delete recordings older than this many seconds [default: keep]
+    #[arg(long, env = "LIVEFEED_RECORD_RETENTION")]
+    pub record_retention: Option<u64>,
+    /// Delete a path's oldest recordings beyond this many bytes [default: no limit]
+    #[arg(long, env = "LIVEFEED_RECORD_MAX_BYTES")]
+    pub record_max_bytes: Option<u64>,
     /// Most RTSP connections at once; more are answered 503 and closed [default: 1000]
     #[arg(long, env = "LIVEFEED_MAX_RTSP_SESSIONS")]
     pub max_rtsp_sessions: Option<usize>,
@@ -173,6 +190,15 @@ impl ServerOptions {
                 self.webrtc_additional_hosts
             },
             publisher_grace: self.publisher_grace.or(file.publisher_grace),
+            record_dir: self.record_dir.or(file.record_dir),
+            record: if self.record.is_empty() {
+                file.record
+            } else {
+                self.record
+            },
+            record_segment: self.record_segment.or(file.record_segment),
+            record_retention: self.record_retention.or(file.record_retention),
+            record_max_bytes: self.record_max_bytes.or(file.record_max_bytes),
             max_rtsp_sessions: self.max_rtsp_sessions.or(file.max_rtsp_sessions),
             max_readers_per_path: self.max_readers_per_path.or(file.max_readers_per_path),
             max_rtsp_head_bytes: self.max_rtsp_head_bytes.or(file.max_rtsp_head_bytes),
@@ -243,6 +269,21 @@ impl ServerOptions {
             ),
             users: self.users.clone(),
             limits: self.limits(),
+            record: RecordConfig {
+                dir: self
+                    .record_dir
+                    .clone()
+                    .unwrap_or_else(|| std::path::PathBuf::from("recordings")),
+                paths: self.record.clone(),
+                file_duration: Duration::from_secs_f64(
+                    self.record_segment
+                        .filter(|s| s.is_finite())
+                        .unwrap_or(60.0)
+                        .clamp(1.0, 24.0 * 3600.0),
+                ),
+                retention: self.record_retention.map(Duration::from_secs),
+                max_bytes: self.record_max_bytes,
+            },
             rtsp_auth_methods: if self.rtsp_auth_methods.is_empty() {
                 vec![AuthMethod::Basic, AuthMethod::Digest]
             } else {
@@ -370,6 +411,8 @@ pub struct ServerConfig {
     pub rtsp_auth_methods: Vec<AuthMethod>,
     /// Caps on sessions, readers and message sizes.
     pub limits: ServerLimits,
+    /// Recording.
+    pub record: RecordConfig,
 }
 
 /// The server's caps; each is configurable, and hitting one is logged with the peer and the cap.

@@ -72,6 +72,8 @@ pub struct App {
     pub recent: Arc<crate::events::RecentLatency>,
     /// Who may do what.
     pub auth: Arc<livefeed_auth::Authenticator>,
+    /// Recordings.
+    pub recordings: Arc<crate::recordings::Recordings>,
 }
 
 impl App {
@@ -147,6 +149,13 @@ pub fn router(app: App) -> Router {
             axum::routing::delete(crate::api::disconnect_reader),
         )
         .route("/metrics", get(crate::api::prometheus))
+        .route("/api/v1/recordings", get(crate::api::list_recordings))
+        .route(
+            "/api/v1/recordings/{*rest}",
+            get(crate::api::download_recording)
+                .post(crate::api::start_recording)
+                .delete(crate::api::stop_recording),
+        )
         .route(
             "/{*rest}",
             get(dispatch)

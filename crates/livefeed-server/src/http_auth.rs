@@ -32,6 +32,11 @@ pub fn classify(method: &Method, path: &str) -> Option<(Action, String)> {
     if let Some(source) = rest.strip_prefix("api/v1/sources/") {
         return Some((Action::Api, source.trim_matches('/').to_string()));
     }
+    if let Some(recording) = rest.strip_prefix("api/v1/recordings/") {
+        if method == Method::POST || method == Method::DELETE {
+            return Some((Action::Api, recording.trim_matches('/').to_string()));
+        }
+    }
     if rest.starts_with("api/v1/readers/") {
         return Some((Action::Api, String::new()));
     }
@@ -136,6 +141,11 @@ mod tests {
             classify(&Method::POST, "/api/v1/sources/cam/2"),
             Some((Action::Api, "cam/2".into()))
         );
+        assert_eq!(
+            classify(&Method::POST, "/api/v1/recordings/cam/2"),
+            Some((Action::Api, "cam/2".into()))
+        );
+        assert_eq!(classify(&get, "/api/v1/recordings/cam/x.mp4"), read(""));
         assert_eq!(
             classify(&Method::DELETE, "/api/v1/readers/7"),
             Some((Action::Api, String::new()))

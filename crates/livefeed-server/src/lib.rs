@@ -9,6 +9,7 @@
 //! - [`whep`]: WebRTC viewers (WHEP) on one shared UDP socket.
 //! - [`api`] / [`metrics_store`]: the JSON API and the SQLite metrics store behind it.
 //! - [`events`] / [`prometheus`]: the dashboard's live feed (SSE) and Prometheus `/metrics`.
+//! - [`recordings`]: fragmented-MP4 recording of paths, retention.
 //! - [`sources`]: the interface of the built-in test-pattern publishers the dashboard controls.
 //! - [`hls_viewers`]: who watches a path over LL-HLS.
 //! - [`http_auth`]: the HTTP side of authentication (RTSP's is in [`rtsp_server`]).
@@ -28,6 +29,7 @@ pub mod hub;
 pub mod metrics;
 pub mod metrics_store;
 pub mod prometheus;
+pub mod recordings;
 pub mod rtsp_server;
 pub mod sources;
 pub mod web;
@@ -122,6 +124,7 @@ impl Server {
                 )
             })?;
         let sources = Arc::new(OnceLock::new());
+        let recordings = recordings::Recordings::new(hub.clone(), config.record.clone());
         let app = http::App {
             store,
             hub: hub.clone(),
@@ -134,13 +137,15 @@ impl Server {
             prometheus: Arc::default(),
             recent: Arc::default(),
             auth,
+            recordings: recordings.clone(),
         };
-        let tasks = vec![
+        let mut tasks = vec![
             rtsp_task,
             events::EventFeed::spawn_publisher(app.clone()),
             tokio::spawn(store_server_samples(app.clone())),
             http::spawn(http_listener, app),
         ];
+        tasks.extend(recordings.spawn_auto());
         tracing::info!(rtsp = %rtsp_addr, http = %http_addr, "livefeed server listening");
         Ok(Server {
             rtsp_addr,

@@ -137,7 +137,8 @@ fn artifacts_dir() -> PathBuf {
 #[test]
 fn dashboard_lists_plays_measures_charts_and_controls_in_chromium() {
     let _browser = one_browser();
-    let server = TestServer::demo(240);
+    let record_dir = TempDir::new("livefeed-rec");
+    let server = TestServer::demo_with(240, &["--record-dir", record_dir.path()]);
     wait_for_stream(&server.addr(), "live");
     let out_dir = artifacts_dir();
     for shot in ["dashboard-desktop.png", "dashboard-phone.png"] {
@@ -171,6 +172,7 @@ fn dashboard_lists_plays_measures_charts_and_controls_in_chromium() {
             "chart",
             "screenshots",
             "started",
+            "recorded",
             "stopped"
         ],
         "{result}"

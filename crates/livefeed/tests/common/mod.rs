@@ -229,12 +229,20 @@ impl TestServer {
 
     /// Starts the demo (server, publisher and receiver in one process) for at most `secs`.
     pub fn demo(secs: u32) -> TestServer {
+        Self::demo_with(secs, &[])
+    }
+
+    /// [`TestServer::demo`] with more options.
+    pub fn demo_with(secs: u32, extra: &[&str]) -> TestServer {
         let secs = secs.to_string();
-        Self::launch(TempDir::new("livefeed-data"), &["--duration", &secs], &[])
+        Self::launch(TempDir::new("livefeed-data"), &["--duration", &secs], extra)
     }
 
     fn launch(data_dir: TempDir, command: &[&str], extra: &[&str]) -> TestServer {
         let mut cmd = livefeed();
+        // Recordings (when a test starts one) stay in the temporary directory too; a
+        // --record-dir flag wins over the variable.
+        cmd.env("LIVEFEED_RECORD_DIR", data_dir.0.join("recordings"));
         cmd.args(command)
             .args([
                 "--data-dir",
