@@ -103,6 +103,12 @@ impl ServerMetrics {
         (std::mem::take(&mut pending.samples), dropped)
     }
 
+    /// Takes the windows of one path, starting new ones.
+    pub fn take_path(&self, path: &str) -> Option<PathLatency> {
+        let mut paths = self.paths.lock().unwrap_or_else(|p| p.into_inner());
+        paths.remove(path)
+    }
+
     /// Takes the windows of every path, starting new ones.
     pub fn take(&self) -> HashMap<String, PathLatency> {
         let mut paths = self.paths.lock().unwrap_or_else(|p| p.into_inner());

@@ -134,6 +134,10 @@ struct DemoArgs {
     /// Path the demo publishes on
     #[arg(long = "demo-path", default_value = "live")]
     demo_path: String,
+    /// Test-pattern paths to run at once, each with its own publisher and receiver: the demo
+    /// path, then PATH-2, PATH-3, ... (one failing touches no other)
+    #[arg(long = "paths", id = "demo_paths", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=16))]
+    demo_paths: u32,
     /// TOML file with server options
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -258,45 +262,111 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     if !args.output.json {
         print_addresses(&server, &args.demo_path);
     }
-    let url = server.rtsp_url(&args.demo_path);
-    tracing::info!(%url, "demo: publishing the test pattern and reading it back");
     let stop = CancellationToken::new();
     stop_on_signal_or_timeout(stop.clone(), args.output.duration);
-    let stats = Stats::shared();
-    let publish = PublishJob {
-        url: url.clone(),
-        transport: args.transport,
-        capture: args.encode.capture(SourceSpec::TestPattern),
-        stats: stats.clone(),
-        stop: stop.clone(),
-    };
-    let publisher = tokio::spawn(pipeline::publish(publish));
-    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
-    let receive = ReceiveJob {
-        url,
-        transport: args.transport,
-        timeout: Duration::from_secs(5),
-        stats: stats.clone(),
-        stop: stop.clone(),
-        wait_for_stream: Some(started_rx),
-    };
-    let receiver = tokio::spawn(pipeline::receive(receive));
-    pipeline::announce_when_published(&server, &args.demo_path, started_tx, stop.clone());
-    // The demo's publisher and receiver appear on its own dashboard (same host, same clock).
-    let uploaded = CancellationToken::new();
-    let link = ServerLink::new(&server.http_url(), 0.0)?;
-    let path = server_link::path_of_url(&server.rtsp_url(&args.demo_path))?;
-    let upload = server_link::spawn_reporting(link, stats.clone(), path, uploaded.clone());
-    let reporter = Reporter::new(stats, args.output.json, Some(server.metrics.clone()));
-    let report = tokio::spawn(reporter.run(stop.clone()));
-    let results = (publisher.await, receiver.await);
-    stop.cancel();
-    uploaded.cancel();
-    let _ = report.await;
-    let _ = tokio::task::spawn_blocking(move || upload.join()).await;
-    flatten(results.0).context("publisher")?;
-    flatten(results.1).context("receiver")?;
-    Ok(())
+    let paths: Vec<String> = (1..=args.demo_paths)
+        .map(|i| match i {
+            1 => args.demo_path.clone(),
+            n => format!("{}-{n}", args.demo_path),
+        })
+        .collect();
+    let several = paths.len() > 1;
+    let runs: Vec<_> = paths
+        .iter()
+        .map(|path| {
+            let chain = DemoChain {
+                path: path.clone(),
+                transport: args.transport,
+                capture: args.encode.capture(SourceSpec::TestPattern),
+                json: args.output.json,
+                labelled: several,
+            };
+            tokio::spawn(chain.run(&server, stop.clone()))
+        })
+        .collect();
+    let mut failed = Vec::new();
+    for (path, run) in paths.iter().zip(runs) {
+        if let Err(e) = flatten(run.await) {
+            tracing::error!(path = %path, error = format!("{e:#}"), "demo path failed");
+            failed.push(format!("{path}: {e:#}"));
+        }
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!("{}", failed.join("; "))
+    }
+}
+
+/// One demo path: test-pattern publisher → server → receiver, with its report.
+struct DemoChain {
+    path: String,
+    transport: TransportKind,
+    capture: CaptureSettings,
+    json: bool,
+    labelled: bool,
+}
+
+impl DemoChain {
+    /// Starts the chain on `server` (returns the future that runs it until `stop`).
+    fn run(
+        self,
+        server: &Server,
+        stop: CancellationToken,
+    ) -> impl std::future::Future<Output = anyhow::Result<()>> + Send + 'static {
+        let url = server.rtsp_url(&self.path);
+        tracing::info!(%url, "demo: publishing the test pattern and reading it back");
+        // Ends this chain only: when its publisher or receiver stops, the other stops too.
+        let stop = stop.child_token();
+        let stats = Stats::shared();
+        let publisher = tokio::spawn(pipeline::publish(PublishJob {
+            url: url.clone(),
+            transport: self.transport,
+            capture: self.capture,
+            stats: stats.clone(),
+            stop: stop.clone(),
+        }));
+        let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+        let receiver = tokio::spawn(pipeline::receive(ReceiveJob {
+            url: url.clone(),
+            transport: self.transport,
+            timeout: Duration::from_secs(5),
+            stats: stats.clone(),
+            stop: stop.clone(),
+            wait_for_stream: Some(started_rx),
+        }));
+        pipeline::announce_when_published(server, &self.path, started_tx, stop.clone());
+        // The publisher and receiver appear on the server's dashboard (same host, same clock).
+        let uploaded = CancellationToken::new();
+        let upload = ServerLink::new(&server.http_url(), 0.0).map(|link| {
+            server_link::spawn_reporting(link, stats.clone(), self.path.clone(), uploaded.clone())
+        });
+        let mut reporter = Reporter::new(stats, self.json, Some(server.metrics.clone()));
+        if self.labelled {
+            reporter = reporter.for_path(&self.path);
+        }
+        let report = tokio::spawn(reporter.run(stop.clone()));
+        async move {
+            let ended = |s: CancellationToken| {
+                move |r| {
+                    s.cancel();
+                    r
+                }
+            };
+            let results = tokio::join!(async { ended(stop.clone())(publisher.await) }, async {
+                ended(stop.clone())(receiver.await)
+            },);
+            // This path is done (or failed): its report ends; the others go on.
+            uploaded.cancel();
+            let _ = report.await;
+            if let Ok(upload) = upload {
+                let _ = tokio::task::spawn_blocking(move || upload.join()).await;
+            }
+            flatten(results.0).context("publisher")?;
+            flatten(results.1).context("receiver")?;
+            Ok(())
+        }
+    }
 }
 
 fn flatten(r: Result<anyhow::Result<()>, tokio::task::JoinError>) -> anyhow::Result<()> {

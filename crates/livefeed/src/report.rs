@@ -12,7 +12,7 @@ use livefeed_media::latency::{stage, LatencySummary, LatencyWindow};
 use livefeed_media::timecode::Timecode;
 use livefeed_media::CaptureStamp;
 use livefeed_rtsp::client::Received;
-use livefeed_server::metrics::ServerMetrics;
+use livefeed_server::metrics::{PathLatency, ServerMetrics};
 use livefeed_source::capture::Encoded;
 use serde_json::{json, Map, Value};
 use tokio_util::sync::CancellationToken;
@@ -194,6 +194,9 @@ pub struct Reporter {
     stats: SharedStats,
     json: bool,
     server: Option<Arc<ServerMetrics>>,
+    /// The path this reporter speaks for, when several are reported (lines get its name and
+    /// only its server windows are taken).
+    path: Option<String>,
 }
 
 impl Reporter {
@@ -203,7 +206,14 @@ impl Reporter {
             stats,
             json,
             server,
+            path: None,
         }
+    }
+
+    /// This reporter speaks for `path` only (one of several).
+    pub fn for_path(mut self, path: &str) -> Self {
+        self.path = Some(path.to_string());
+        self
     }
 
     /// Reports until `stop`, then prints the summary.
@@ -233,7 +243,11 @@ impl Reporter {
 
     fn merge_server(&self, windows: &mut Windows) {
         let Some(server) = &self.server else { return };
-        for (_, path) in server.take() {
+        let taken: Vec<PathLatency> = match &self.path {
+            Some(p) => server.take_path(p).into_iter().collect(),
+            None => server.take().into_values().collect(),
+        };
+        for path in taken {
             windows.get(stage::INGEST).extend(&path.ingest);
             windows.get(stage::SERVER_ADDED).extend(&path.server_added);
             let mut stats = self.stats.lock();
@@ -249,6 +263,9 @@ impl Reporter {
         let stats = self.stats.lock();
         if self.json {
             let mut obj = Map::new();
+            if let Some(path) = &self.path {
+                obj.insert("path".into(), json!(path));
+            }
             obj.insert("t".into(), json!((elapsed * 10.0).round() / 10.0));
             obj.insert("publisher_fps".into(), json!(round1(fps[0])));
             obj.insert("receiver_fps".into(), json!(round1(fps[1])));
@@ -258,7 +275,14 @@ impl Reporter {
             obj.insert("lost".into(), json!(stats.lost));
             println!("{}", Value::Object(obj));
         } else {
-            let mut line = format!("pub {:>4.1} fps  recv {:>4.1} fps", fps[0], fps[1]);
+            let mut line = match &self.path {
+                Some(path) => format!("[{path}] "),
+                None => String::new(),
+            };
+            line.push_str(&format!(
+                "pub {:>4.1} fps  recv {:>4.1} fps",
+                fps[0], fps[1]
+            ));
             for (name, short) in [
                 (stage::ENCODED, "encoded"),
                 (stage::RECEIVED, "received"),
@@ -298,6 +322,7 @@ impl Reporter {
         if self.json {
             let summary = json!({
                 "summary": true,
+                "path": self.path,
                 "seconds": round1(elapsed),
                 "frames_published": frames[0],
                 "frames_received": frames[1],
@@ -314,6 +339,9 @@ impl Reporter {
             });
             println!("{summary}");
         } else {
+            if let Some(path) = &self.path {
+                print!("[{path}] ");
+            }
             println!(
                 "summary: {:.1} s, frames published {} received {} decoded {}, mismatches {mismatches}, no timecode {missing}, lost {lost}, decode errors {errors}",
                 elapsed, frames[0], frames[1], frames[2]

@@ -412,3 +412,61 @@ fn rtcp_sender_reports_map_capture_time_to_rtp_time() {
     }
     assert!(reports >= 2, "one sender report a second, got {reports}");
 }
+
+/// The demo with `args`: its JSON summaries (one per path) and the run's outcome.
+fn demo_summaries(args: &[&str]) -> (Output, Vec<serde_json::Value>) {
+    let data = TempDir::new("livefeed-demo-data");
+    let mut cmd = livefeed();
+    cmd.args(["--data-dir", data.path(), "--duration", "5", "--json"])
+        .args([
+            "--rtsp-address",
+            "127.0.0.1:0",
+            "--http-address",
+            "127.0.0.1:0",
+        ])
+        .args(["--webrtc-address", "127.0.0.1:0"])
+        .args(args);
+    let out = run("livefeed demo", &mut cmd, Duration::from_secs(90));
+    let summaries = out
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["summary"] == true)
+        .collect();
+    (out, summaries)
+}
+
+fn assert_clean_path(summaries: &[serde_json::Value], path: &str) {
+    let s = summaries
+        .iter()
+        .find(|s| s["path"] == path)
+        .unwrap_or_else(|| panic!("no summary for {path}: {summaries:?}"));
+    assert!(s["frames_decoded"].as_u64().unwrap_or(0) >= 100, "{s}");
+    for counter in ["mismatches", "lost", "decode_errors"] {
+        assert_eq!(s[counter], 0, "{path} {counter}: {s}");
+    }
+    assert!(
+        s["stages"]["capture_to_decoded"]["p50"].as_f64().is_some(),
+        "{s}"
+    );
+}
+
+#[test]
+fn the_demo_runs_three_independent_paths() {
+    let (out, summaries) = demo_summaries(&["--paths", "3"]);
+    out.assert_success();
+    for path in ["live", "live-2", "live-3"] {
+        assert_clean_path(&summaries, path);
+    }
+}
+
+#[test]
+fn a_failing_demo_path_touches_no_other() {
+    // Only two of the three paths are served: the third publisher is refused.
+    let (out, summaries) = demo_summaries(&["--paths", "3", "--path", "live", "--path", "live-2"]);
+    assert!(!out.success, "the failure is reported");
+    assert!(out.stderr.contains("live-3"), "{}", out.stderr);
+    for path in ["live", "live-2"] {
+        assert_clean_path(&summaries, path);
+    }
+}
