@@ -280,6 +280,8 @@ struct Handler {
     out: mpsc::Sender<WriterCommand>,
     cancel: CancellationToken,
     publisher: Option<Publisher>,
+    /// The RTP payload type the publisher announced.
+    payload_type: Option<u8>,
     ingest: Option<Ingest>,
     udp: Option<(UdpSocket, UdpSocket)>,
     transport: Option<TransportRequest>,
@@ -301,6 +303,7 @@ impl Handler {
             out,
             cancel,
             publisher: None,
+            payload_type: None,
             ingest: None,
             udp: None,
             transport: None,
@@ -462,6 +465,7 @@ impl SessionHandler for Handler {
             })?;
         info!(peer = %self.peer, path, "publisher announced");
         self.publisher = Some(publisher);
+        self.payload_type = Some(track.payload_type);
         Ok(())
     }
 
@@ -565,6 +569,7 @@ impl SessionHandler for Handler {
             self.peer,
             self.shared.metrics.clone(),
             self.shared.config.depacketizer,
+            self.payload_type,
         );
         info!(peer = %self.peer, path, "publisher recording");
         match self.transport.map(|t| t.lower) {
@@ -601,6 +606,8 @@ impl SessionHandler for Handler {
 
 /// A publisher's RTP turned into access units for the hub.
 struct Ingest {
+    /// Packets of any other payload type are dropped (counted as bad).
+    payload_type: Option<u8>,
     depacketizer: H264Depacketizer,
     publisher: Publisher,
     first_ts: Option<u64>,
@@ -615,8 +622,10 @@ impl Ingest {
         peer: SocketAddr,
         metrics: Arc<ServerMetrics>,
         limits: DepacketizerLimits,
+        payload_type: Option<u8>,
     ) -> Self {
         Ingest {
+            payload_type,
             depacketizer: H264Depacketizer::with_limits(limits),
             publisher,
             first_ts: None,
@@ -628,6 +637,17 @@ impl Ingest {
 
     /// `Err` once another publisher took the path over (the connection should close).
     fn push_rtp(&mut self, packet: &[u8]) -> Result<(), String> {
+        if let (Some(want), Some(second)) = (self.payload_type, packet.get(1)) {
+            if second & 0x7f != want {
+                self.bad_packets += 1;
+                if self.bad_packets <= 5 || self.bad_packets.is_multiple_of(100) {
+                    warn!(peer = %self.peer, path = self.publisher.path(), payload_type = second & 0x7f,
+                        announced = want, count = self.bad_packets,
+                        "bad RTP from publisher: unexpected payload type, dropped");
+                }
+                return Ok(());
+            }
+        }
         let mut next = match self.depacketizer.push(packet) {
             Ok(out) => out,
             Err(e) => {

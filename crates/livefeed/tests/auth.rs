@@ -279,3 +279,39 @@ fn a_second_publisher_is_refused_unless_the_path_allows_takeover() {
     assert_eq!(paths.status, 200, "{}", paths.text());
     drop(new);
 }
+
+#[test]
+fn every_wrong_attempt_is_answered_late() {
+    let (server, _dir) = server_with_users(&[]);
+    let url = server.url("cam");
+    let mut c = Raw::connect(&server);
+    // Three wrong passwords in a row on one connection: each answer takes a second.
+    for (i, pass) in ["a", "b", "c"].into_iter().enumerate() {
+        let basic = base64_basic("viewer", pass);
+        let started = std::time::Instant::now();
+        c.send(
+            format!("DESCRIBE {url} RTSP/1.0\r\nCSeq: {i}\r\nAuthorization: {basic}\r\n\r\n")
+                .as_bytes(),
+        );
+        let (status, _) = c.response(Duration::from_secs(5)).expect("an answer");
+        assert_eq!(status, 401);
+        assert!(
+            started.elapsed() >= Duration::from_millis(900),
+            "attempt {i} answered after {:?}",
+            started.elapsed()
+        );
+    }
+    // Asking without credentials (the usual first step) is not delayed.
+    let started = std::time::Instant::now();
+    c.send(format!("DESCRIBE {url} RTSP/1.0\r\nCSeq: 9\r\n\r\n").as_bytes());
+    let (status, _) = c.response(Duration::from_secs(5)).expect("an answer");
+    assert_eq!(status, 401);
+    assert!(started.elapsed() < Duration::from_millis(500));
+}
+
+/// `Basic base64(user:pass)`.
+fn base64_basic(user: &str, pass: &str) -> String {
+    use base64::Engine;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+    format!("Basic {encoded}")
+}

@@ -407,14 +407,18 @@ fn interleaved_framing_and_transport_abuse_is_refused_and_other_clients_stream_o
         let resp = c.request(&format!("{method} {url} RTSP/1.0\r\nCSeq: 1\r\n\r\n"));
         assert_eq!(resp.0, 455, "{method} without SETUP");
     }
-    // A session id used from another connection.
+    // A session id used from another connection, and from another address (127.0.0.2).
     let mut owner = Raw::connect(server);
     let session = session_of(&setup_tcp(&mut owner, &url, 1, "").1);
-    let mut thief = Raw::connect(server);
-    let resp = thief.request(&format!(
-        "PLAY {url} RTSP/1.0\r\nCSeq: 1\r\nSession: {session}\r\n\r\n"
-    ));
-    assert_eq!(resp.0, 454);
+    for mut thief in [
+        Raw::connect(server),
+        Raw::connect_from(server, [127, 0, 0, 2]),
+    ] {
+        let resp = thief.request(&format!(
+            "PLAY {url} RTSP/1.0\r\nCSeq: 1\r\nSession: {session}\r\n\r\n"
+        ));
+        assert_eq!(resp.0, 454);
+    }
     // The owner still can.
     let resp = owner.request(&format!(
         "PLAY {url} RTSP/1.0\r\nCSeq: 2\r\nSession: {session}\r\n\r\n"
@@ -466,6 +470,52 @@ fn a_publisher_flooding_zero_length_frames_is_survived() {
     ));
     assert_eq!(resp.0, 200, "the flooding connection is still served");
     streaming.assert_undisturbed();
+}
+
+#[test]
+fn rtp_of_an_unannounced_payload_type_and_over_mtu_packets_are_survived() {
+    let streaming = Streaming::start(6);
+    let server = &streaming.server;
+    let url = server.url("odd");
+    let mut c = Raw::connect(server);
+    assert_eq!(announce(&mut c, &url).0, 200);
+    let resp = c.request(&format!(
+        "SETUP {url}/trackID=0 RTSP/1.0\r\nCSeq: 2\r\nTransport: RTP/AVP/TCP;unicast;interleaved=0-1;mode=record\r\n\r\n"
+    ));
+    assert_eq!(resp.0, 200);
+    let session = session_of(&resp.1);
+    let record = format!("RECORD {url} RTSP/1.0\r\nCSeq: 3\r\nSession: {session}\r\n\r\n");
+    assert_eq!(c.request(&record).0, 200);
+    let packet = |pt: u8, seq: u16, payload_len: usize| {
+        let len = (12 + payload_len) as u16;
+        let mut p = vec![b'$', 0];
+        p.extend_from_slice(&len.to_be_bytes());
+        p.extend_from_slice(&[0x80, 0x80 | pt]);
+        p.extend_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&[0, 0, 0x0b, 0xb8, 0x12, 0x34, 0x56, 0x78]);
+        p.push(0x41); // a non-IDR slice NAL header
+        p.extend(std::iter::repeat_n(0x5a, payload_len - 1));
+        p
+    };
+    // A payload type the SDP never announced (the announce helper uses 96).
+    let mut bytes = Vec::new();
+    for seq in 0..50 {
+        bytes.extend(packet(99, seq, 100));
+    }
+    // RTP packets far over any MTU (60 000 bytes, as TCP framing allows).
+    for seq in 50..60 {
+        bytes.extend(packet(96, seq, 60_000));
+    }
+    c.send(&bytes);
+    let resp = c.request(&format!(
+        "GET_PARAMETER {url} RTSP/1.0\r\nCSeq: 4\r\nSession: {session}\r\n\r\n"
+    ));
+    assert_eq!(resp.0, 200, "the connection is still served");
+    let logs = streaming.assert_undisturbed();
+    assert!(
+        logs.contains("unexpected payload type") && logs.contains("payload_type=99"),
+        "the unannounced payload type is named in the log:\n{logs}"
+    );
 }
 
 #[test]
@@ -522,9 +572,20 @@ fn rapid_setup_teardown_churn_leaves_the_server_flat() {
             .map(|d| d.count())
             .unwrap_or(0)
     };
+    let rss_kib = || {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("VmRSS:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            })
+            .expect("VmRSS of the server")
+    };
     let url = server.url("live");
     let mut c = Raw::connect(server);
     let before = fds();
+    let rss_before = rss_kib();
     let start = Instant::now();
     let mut cycles = 0u32;
     // Tens of thousands of SETUP/TEARDOWN on one connection, every 10th with PLAY, bounded in time.
@@ -555,6 +616,11 @@ fn rapid_setup_teardown_churn_leaves_the_server_flat() {
     }
     std::thread::sleep(Duration::from_millis(500));
     let after = fds();
+    let rss_after = rss_kib();
+    assert!(
+        rss_after <= rss_before + 16 * 1024,
+        "memory grew from {rss_before} KiB to {rss_after} KiB after {cycles} cycles"
+    );
     assert!(
         after <= before + 10,
         "file descriptors grew from {before} to {after} after {cycles} cycles"

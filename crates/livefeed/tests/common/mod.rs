@@ -404,6 +404,24 @@ impl Raw {
         }
     }
 
+    /// A connection whose source address is `ip` (any 127.x.y.z works on Linux loopback).
+    pub fn connect_from(server: &TestServer, ip: [u8; 4]) -> Raw {
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("socket");
+        let local = std::net::SocketAddr::from((ip, 0));
+        socket.bind(&local.into()).expect("bind the source address");
+        let addr: std::net::SocketAddr = server.addr().parse().expect("addr");
+        socket.connect(&addr.into()).expect("connect");
+        let stream: TcpStream = socket.into();
+        stream
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .expect("timeout");
+        Raw {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
     pub fn send(&mut self, bytes: &[u8]) {
         // The server may close while we are still writing an oversized message.
         let _ = self.stream.write_all(bytes);
