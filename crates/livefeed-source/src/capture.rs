@@ -21,6 +21,8 @@ use livefeed_media::timecode::Timecode;
 use livefeed_media::{AccessUnit, CaptureStamp};
 use tokio::sync::mpsc;
 
+use crate::camera::v4l2::V4l2Camera;
+use crate::camera::{CameraDevice, CameraSource};
 use crate::encoder::{EncoderSettings, H264Encoder};
 use crate::overlay::{self, GREEN};
 use crate::{I420Frame, TestPattern, Y4mInput};
@@ -32,6 +34,8 @@ pub enum SourceSpec {
     TestPattern,
     /// A YUV4MPEG2 file, or standard input for `-`.
     Y4m(PathBuf),
+    /// A V4L2 camera, e.g. `/dev/video0` (size and rate negotiated from the settings).
+    Camera(String),
 }
 
 /// What to capture and how to encode it.
@@ -101,6 +105,22 @@ impl Drop for CaptureHandle {
 trait FrameSource: Send {
     /// Fills `out` with frame `n`; `false` at the end of the input.
     fn next(&mut self, n: u64, out: &mut I420Frame) -> anyhow::Result<bool>;
+    /// When the last frame was captured, if the source knows better than "when it was read"
+    /// (a camera's driver timestamp), Unix ns. Such a source also paces itself.
+    fn capture_unix_ns(&self) -> Option<u64> {
+        None
+    }
+}
+
+impl FrameSource for CameraSource {
+    fn next(&mut self, _n: u64, out: &mut I420Frame) -> anyhow::Result<bool> {
+        self.read(out)?;
+        Ok(true)
+    }
+
+    fn capture_unix_ns(&self) -> Option<u64> {
+        self.last_capture_unix_ns()
+    }
 }
 
 impl FrameSource for TestPattern {
@@ -120,6 +140,10 @@ type OpenedSource = (Box<dyn FrameSource>, usize, usize, f64);
 
 fn open_source(settings: &CaptureSettings) -> anyhow::Result<OpenedSource> {
     match &settings.source {
+        SourceSpec::Camera(path) => {
+            let device = V4l2Camera::open(path, settings.width, settings.height, settings.fps)?;
+            Ok(camera_source(Box::new(device)))
+        }
         SourceSpec::TestPattern => Ok((
             Box::new(TestPattern::new(settings.width, settings.height)),
             settings.width,
@@ -147,9 +171,33 @@ fn open_source(settings: &CaptureSettings) -> anyhow::Result<OpenedSource> {
     }
 }
 
+fn camera_source(device: Box<dyn CameraDevice>) -> OpenedSource {
+    let f = device.format();
+    (
+        Box::new(CameraSource::new(device)),
+        f.width,
+        f.height,
+        f.fps,
+    )
+}
+
 /// Opens the source and starts the capture loop.
 pub fn start(settings: CaptureSettings) -> anyhow::Result<CaptureHandle> {
-    let (source, width, height, fps) = open_source(&settings)?;
+    let opened = open_source(&settings)?;
+    start_loop(opened, &settings)
+}
+
+/// Starts the capture loop on an opened camera (the same path V4L2 cameras take; `settings`
+/// give the bitrate, GOP and clock correction).
+pub fn start_camera(
+    device: Box<dyn CameraDevice>,
+    settings: &CaptureSettings,
+) -> anyhow::Result<CaptureHandle> {
+    start_loop(camera_source(device), settings)
+}
+
+fn start_loop(opened: OpenedSource, settings: &CaptureSettings) -> anyhow::Result<CaptureHandle> {
+    let (source, width, height, fps) = opened;
     if !(fps > 0.0 && fps <= 240.0) {
         anyhow::bail!("frame rate {fps} is out of range (0, 240]");
     }
@@ -200,12 +248,19 @@ impl Loop {
         let mut rate = RateMeter::default();
         let mut last_latency_ms = 0.0;
         let mut n = 0u64;
+        let mut first_capture_ns = None;
         while !self.stop.load(Ordering::Relaxed) {
-            sleep_until(start + Duration::from_secs_f64(n as f64 / self.fps));
+            if self.source.capture_unix_ns().is_none() {
+                // Self-timed sources (the pattern, files) are paced here; cameras pace
+                // themselves.
+                sleep_until(start + Duration::from_secs_f64(n as f64 / self.fps));
+            }
             if !self.source.next(n, &mut self.frame)? {
                 break;
             }
-            let capture_ns = corrected(unix_now_ns(), self.clock_correction_ns);
+            let captured = self.source.capture_unix_ns().unwrap_or_else(unix_now_ns);
+            let capture_ns = corrected(captured, self.clock_correction_ns);
+            let first = *first_capture_ns.get_or_insert(capture_ns);
             let fps = rate.tick(Instant::now());
             overlay::draw_overlay(
                 &mut self.frame,
@@ -213,7 +268,12 @@ impl Loop {
                 GREEN,
             );
             overlay::draw_timecode(&mut self.frame, Timecode::from_unix_ns(capture_ns, n));
-            let pts = (n as f64 * 90_000.0 / self.fps).round() as u64;
+            // Timestamps follow the capture times (a camera's rate may wander).
+            let pts = if self.source.capture_unix_ns().is_some() {
+                (capture_ns.saturating_sub(first) as u128 * 90_000 / 1_000_000_000) as u64
+            } else {
+                (n as f64 * 90_000.0 / self.fps).round() as u64
+            };
             let stamp = CaptureStamp {
                 unix_ns: capture_ns,
                 frame: n,

@@ -10,6 +10,7 @@
 //! - [`y4m_input`]: [`Y4mInput`], frames from a YUV4MPEG2 file or pipe (8-bit 4:2:0 only),
 //!   telling a clean end of input from a truncated frame.
 //!
+//! - [`camera`]: webcams (V4L2): modes, negotiation, YUYV/MJPEG → I420, driver timestamps.
 //! - [`encoder`] / [`decoder`]: OpenH264 at zero-latency settings, access units in and out.
 //! - [`capture`]: the paced capture loop on its own thread: source → overlay → timecode →
 //!   encoder → channel.
@@ -17,6 +18,7 @@
 //! Per frame: `source → overlay::draw_overlay → overlay::draw_timecode → encoder`.
 #![warn(missing_docs)]
 
+pub mod camera;
 pub mod capture;
 pub mod decoder;
 pub mod encoder;

@@ -49,6 +49,8 @@ enum Command {
     Publish(PublishArgs),
     /// Play a stream from an RTSP server, decode it and measure its latency
     Receive(ReceiveArgs),
+    /// List the cameras (V4L2) and the modes they offer
+    Devices,
 }
 
 /// Options of every command that prints a report.
@@ -171,8 +173,11 @@ struct PublishArgs {
     #[arg(long, conflicts_with = "input")]
     test_src: bool,
     /// Publish raw frames from a y4m file, or - for standard input (e.g. from ffmpeg)
-    #[arg(long, value_name = "FILE.y4m|-")]
+    #[arg(long, value_name = "FILE.y4m|-", conflicts_with = "device")]
     input: Option<PathBuf>,
+    /// Publish a camera (V4L2), e.g. /dev/video0, in the mode closest to --resolution and --framerate
+    #[arg(long, value_name = "/dev/videoN", conflicts_with = "test_src")]
+    device: Option<String>,
     #[command(flatten)]
     encode: EncodeArgs,
     /// RTP transport
@@ -228,6 +233,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Serve(args)) => serve(*args).await,
         Some(Command::Publish(args)) => publish(args).await,
         Some(Command::Receive(args)) => receive(args).await,
+        Some(Command::Devices) => {
+            devices();
+            Ok(())
+        }
     }
 }
 
@@ -414,6 +423,20 @@ fn print_addresses(server: &Server, path: &str) {
     );
 }
 
+/// `livefeed devices`: every camera with its modes.
+fn devices() {
+    let cameras = livefeed_source::camera::v4l2::list_devices();
+    if cameras.is_empty() {
+        println!("no cameras found (no /dev/video* device that captures YUYV or MJPEG)");
+    }
+    for camera in cameras {
+        println!("{}  {}", camera.path, camera.name);
+        for format in camera.formats {
+            println!("    {format}");
+        }
+    }
+}
+
 /// Connects `--report`: estimates the clock offset (applied to `stats`) and returns the link.
 async fn connect_report(
     args: &ReportArgs,
@@ -455,9 +478,10 @@ async fn run_reported(
 }
 
 async fn publish(args: PublishArgs) -> anyhow::Result<()> {
-    let source = match args.input {
-        Some(path) => SourceSpec::Y4m(path),
-        None => SourceSpec::TestPattern,
+    let source = match (args.input, args.device) {
+        (Some(path), _) => SourceSpec::Y4m(path),
+        (None, Some(device)) => SourceSpec::Camera(device),
+        (None, None) => SourceSpec::TestPattern,
     };
     let _ = args.test_src; // the default; accepted for parity with the original streamer
     let stop = CancellationToken::new();

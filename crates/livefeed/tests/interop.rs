@@ -470,3 +470,35 @@ fn a_failing_demo_path_touches_no_other() {
         assert_clean_path(&summaries, path);
     }
 }
+
+#[test]
+fn a_missing_camera_gets_clear_advice_not_a_trace() {
+    let out = run(
+        "livefeed publish --device",
+        livefeed().args([
+            "publish",
+            "--device",
+            "/dev/video-livefeed-missing",
+            "--url",
+            "rtsp://127.0.0.1:9/cam",
+            "--duration",
+            "2",
+        ]),
+        Duration::from_secs(20),
+    );
+    assert!(!out.success && !out.timed_out, "{out:?}");
+    assert!(
+        out.stderr.contains(
+            "Cannot open camera /dev/video-livefeed-missing: no such camera — is it connected?"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("panicked") && !out.stderr.contains("stack backtrace"));
+    let devices = run(
+        "livefeed devices",
+        livefeed().arg("devices"),
+        Duration::from_secs(20),
+    );
+    devices.assert_success();
+}

@@ -1,0 +1,236 @@
+//! Webcams: what a camera offers ([`CameraFormat`]), choosing among it ([`negotiate`]), and a
+//! frame source over any [`CameraDevice`] — the V4L2 backend ([`v4l2`]) or a fake in tests —
+//! that converts YUYV or MJPEG to I420 and takes each frame's capture time from the device
+//! (the driver's buffer timestamp), not from when the frame was read.
+
+pub mod convert;
+pub mod v4l2;
+
+use std::fmt;
+
+use crate::I420Frame;
+
+/// Pixel formats livefeed can take from a camera.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PixelFormat {
+    /// Packed 4:2:2, Y0 U Y1 V.
+    Yuyv,
+    /// Motion JPEG: one JPEG per frame.
+    Mjpeg,
+}
+
+impl fmt::Display for PixelFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PixelFormat::Yuyv => "YUYV",
+            PixelFormat::Mjpeg => "MJPEG",
+        })
+    }
+}
+
+/// One mode a camera offers.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CameraFormat {
+    /// Pixel format.
+    pub pixel: PixelFormat,
+    /// Width, pixels.
+    pub width: usize,
+    /// Height, pixels.
+    pub height: usize,
+    /// Frames per second.
+    pub fps: f64,
+}
+
+impl fmt::Display for CameraFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {}x{} @ {} fps",
+            self.pixel, self.width, self.height, self.fps
+        )
+    }
+}
+
+/// A camera as listed by `livefeed devices`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CameraInfo {
+    /// Device node, e.g. `/dev/video0`.
+    pub path: String,
+    /// What the driver calls it.
+    pub name: String,
+    /// Every mode it offers in a format livefeed takes.
+    pub formats: Vec<CameraFormat>,
+}
+
+/// The mode closest to `width`×`height` at `fps`: the nearest size first (exact wins), then
+/// the one that reaches the rate (or comes closest), then YUYV over MJPEG (no decoding).
+/// Odd sizes are skipped (I420 needs even ones). `None` if the camera offers nothing usable.
+pub fn negotiate(
+    offered: &[CameraFormat],
+    width: usize,
+    height: usize,
+    fps: f64,
+) -> Option<CameraFormat> {
+    offered
+        .iter()
+        .filter(|f| f.width % 2 == 0 && f.height % 2 == 0 && f.width > 0 && f.height > 0)
+        .min_by(|a, b| {
+            let (ra, rb) = (rank(a, width, height, fps), rank(b, width, height, fps));
+            ra.0.cmp(&rb.0)
+                .then(ra.1.total_cmp(&rb.1))
+                .then(ra.2.cmp(&rb.2))
+        })
+        .copied()
+}
+
+/// (size distance, rate shortfall (an excess counts a thousandth), YUYV before MJPEG).
+fn rank(f: &CameraFormat, width: usize, height: usize, fps: f64) -> (usize, f64, u8) {
+    let size = f.width.abs_diff(width) + f.height.abs_diff(height);
+    let shortfall = (fps - f.fps).max(0.0) + (f.fps - fps).max(0.0) / 1000.0;
+    let pixel = match f.pixel {
+        PixelFormat::Yuyv => 0,
+        PixelFormat::Mjpeg => 1,
+    };
+    (size, shortfall, pixel)
+}
+
+/// One frame as a camera hands it over.
+#[derive(Debug)]
+pub struct RawFrame<'a> {
+    /// The bytes, in the negotiated pixel format.
+    pub data: &'a [u8],
+    /// When the camera captured it (driver timestamp mapped to the wall clock), Unix ns.
+    pub capture_unix_ns: u64,
+}
+
+/// What a capture backend does (V4L2, or a fake in tests).
+pub trait CameraDevice: Send {
+    /// The negotiated mode.
+    fn format(&self) -> CameraFormat;
+    /// Blocks until the next frame (the driver paces), which stays valid until the next call.
+    fn next_frame(&mut self) -> anyhow::Result<RawFrame<'_>>;
+}
+
+/// Frames of a camera as I420, with the camera's capture times.
+pub struct CameraSource {
+    device: Box<dyn CameraDevice>,
+    last_capture_unix_ns: Option<u64>,
+}
+
+impl CameraSource {
+    /// A source over an opened device.
+    pub fn new(device: Box<dyn CameraDevice>) -> Self {
+        CameraSource {
+            device,
+            last_capture_unix_ns: None,
+        }
+    }
+
+    /// The negotiated mode.
+    pub fn format(&self) -> CameraFormat {
+        self.device.format()
+    }
+
+    /// Reads the next frame into `out` (which has the negotiated size).
+    pub fn read(&mut self, out: &mut I420Frame) -> anyhow::Result<()> {
+        let pixel = self.device.format().pixel;
+        let frame = self.device.next_frame()?;
+        let at = frame.capture_unix_ns;
+        match pixel {
+            PixelFormat::Yuyv => convert::yuyv_to_i420(frame.data, out)?,
+            PixelFormat::Mjpeg => convert::mjpeg_to_i420(frame.data, out)?,
+        }
+        self.last_capture_unix_ns = Some(at);
+        Ok(())
+    }
+
+    /// Capture time of the last frame read, Unix ns.
+    pub fn last_capture_unix_ns(&self) -> Option<u64> {
+        self.last_capture_unix_ns
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a typical USB webcam (UVC) offers: YUYV only up to 640x480 at 30 fps, MJPEG up to
+    /// 1920x1080 at 30 fps.
+    fn webcam() -> Vec<CameraFormat> {
+        let f = |pixel, width, height, fps| CameraFormat {
+            pixel,
+            width,
+            height,
+            fps,
+        };
+        vec![
+            f(PixelFormat::Yuyv, 640, 480, 30.0),
+            f(PixelFormat::Yuyv, 640, 480, 15.0),
+            f(PixelFormat::Yuyv, 1280, 720, 10.0),
+            f(PixelFormat::Yuyv, 1920, 1080, 5.0),
+            f(PixelFormat::Mjpeg, 640, 480, 30.0),
+            f(PixelFormat::Mjpeg, 1280, 720, 30.0),
+            f(PixelFormat::Mjpeg, 1920, 1080, 30.0),
+            f(PixelFormat::Mjpeg, 1919, 1079, 30.0),
+        ]
+    }
+
+    #[test]
+    fn negotiation_prefers_size_then_rate_then_yuyv() {
+        let pick = |w, h, fps| negotiate(&webcam(), w, h, fps).map(|f| (f.pixel, f.width, f.fps));
+        assert_eq!(pick(640, 480, 30.0), Some((PixelFormat::Yuyv, 640, 30.0)));
+        // 720p30 exists only as MJPEG: the rate beats the cheaper format.
+        assert_eq!(
+            pick(1280, 720, 30.0),
+            Some((PixelFormat::Mjpeg, 1280, 30.0))
+        );
+        // At 10 fps YUYV reaches the rate: no decoding needed.
+        assert_eq!(pick(1280, 720, 10.0), Some((PixelFormat::Yuyv, 1280, 10.0)));
+        // A size the camera lacks: the nearest one.
+        assert_eq!(pick(800, 600, 30.0), Some((PixelFormat::Yuyv, 640, 30.0)));
+        assert_eq!(negotiate(&[], 640, 480, 30.0), None);
+    }
+
+    /// A fake camera: YUYV frames whose luma is the frame number, stamped 1 s apart.
+    struct FakeCamera {
+        n: u8,
+        buf: Vec<u8>,
+    }
+
+    impl CameraDevice for FakeCamera {
+        fn format(&self) -> CameraFormat {
+            CameraFormat {
+                pixel: PixelFormat::Yuyv,
+                width: 4,
+                height: 2,
+                fps: 1.0,
+            }
+        }
+
+        fn next_frame(&mut self) -> anyhow::Result<RawFrame<'_>> {
+            self.n += 1;
+            self.buf = [self.n, 128].repeat(8);
+            Ok(RawFrame {
+                data: &self.buf,
+                capture_unix_ns: u64::from(self.n) * 1_000_000_000,
+            })
+        }
+    }
+
+    #[test]
+    fn the_source_converts_and_keeps_the_devices_capture_time() {
+        let mut source = CameraSource::new(Box::new(FakeCamera {
+            n: 0,
+            buf: Vec::new(),
+        }));
+        let mut out = I420Frame::new_black(4, 2).expect("frame");
+        for n in 1..=3u8 {
+            source.read(&mut out).expect("reads");
+            assert_eq!(out.planes_mut().0, [n; 8]);
+            assert_eq!(
+                source.last_capture_unix_ns(),
+                Some(u64::from(n) * 1_000_000_000)
+            );
+        }
+    }
+}
