@@ -183,8 +183,17 @@ fn camera_source(device: Box<dyn CameraDevice>) -> OpenedSource {
 
 /// Opens the source and starts the capture loop.
 pub fn start(settings: CaptureSettings) -> anyhow::Result<CaptureHandle> {
+    start_with_tap(settings, None)
+}
+
+/// [`start`], also offering each picture as encoded (overlay and timecode drawn) to `tap`
+/// (a preview window) without ever waiting for it.
+pub fn start_with_tap(
+    settings: CaptureSettings,
+    tap: Option<std::sync::mpsc::SyncSender<I420Frame>>,
+) -> anyhow::Result<CaptureHandle> {
     let opened = open_source(&settings)?;
-    start_loop(opened, &settings)
+    start_loop(opened, &settings, tap)
 }
 
 /// Starts the capture loop on an opened camera (the same path V4L2 cameras take; `settings`
@@ -193,10 +202,14 @@ pub fn start_camera(
     device: Box<dyn CameraDevice>,
     settings: &CaptureSettings,
 ) -> anyhow::Result<CaptureHandle> {
-    start_loop(camera_source(device), settings)
+    start_loop(camera_source(device), settings, None)
 }
 
-fn start_loop(opened: OpenedSource, settings: &CaptureSettings) -> anyhow::Result<CaptureHandle> {
+fn start_loop(
+    opened: OpenedSource,
+    settings: &CaptureSettings,
+    tap: Option<std::sync::mpsc::SyncSender<I420Frame>>,
+) -> anyhow::Result<CaptureHandle> {
     let (source, width, height, fps) = opened;
     if !(fps > 0.0 && fps <= 240.0) {
         anyhow::bail!("frame rate {fps} is out of range (0, 240]");
@@ -219,6 +232,7 @@ fn start_loop(opened: OpenedSource, settings: &CaptureSettings) -> anyhow::Resul
         tx,
         stop: stop.clone(),
         clock_correction_ns: settings.clock_correction_ns,
+        tap,
     };
     let thread = std::thread::Builder::new()
         .name("livefeed-capture".into())
@@ -240,6 +254,7 @@ struct Loop {
     tx: mpsc::Sender<Encoded>,
     stop: Arc<AtomicBool>,
     clock_correction_ns: i64,
+    tap: Option<std::sync::mpsc::SyncSender<I420Frame>>,
 }
 
 impl Loop {
@@ -278,6 +293,10 @@ impl Loop {
                 unix_ns: capture_ns,
                 frame: n,
             };
+            if let Some(tap) = &self.tap {
+                // A full tap (the window is still drawing) skips this picture.
+                let _ = tap.try_send(self.frame.clone());
+            }
             let au = self.encoder.encode(&self.frame, pts, stamp)?;
             let encoded_unix_ns = corrected(unix_now_ns(), self.clock_correction_ns);
             last_latency_ms = elapsed_ms(capture_ns, encoded_unix_ns);

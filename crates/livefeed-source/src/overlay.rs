@@ -139,8 +139,14 @@ pub(crate) fn draw_glyphs(
 /// If the line is wider than the picture it wraps at [`FIELD_SEPARATOR`]s onto further lines,
 /// each in its own box. Returns the first row below the overlay.
 pub fn draw_overlay(frame: &mut I420Frame, text: &str, colour: Yuv) -> usize {
+    draw_overlay_on_line(frame, text, colour, 0)
+}
+
+/// [`draw_overlay`] starting `line` overlay lines lower (the receiver's `REC` line goes under
+/// the publisher's `PUB` line, which its decoded picture already carries).
+pub fn draw_overlay_on_line(frame: &mut I420Frame, text: &str, colour: Yuv, line: usize) -> usize {
     let scale = scale_for(frame.width());
-    let mut y = overlay_origin_y(frame.width());
+    let mut y = overlay_origin_y(frame.width()) + line * line_height(scale);
     for line in wrap(text, max_chars(frame.width(), scale)) {
         draw_text(frame, 0, y, &line, scale, colour);
         y += line_height(scale);

@@ -178,6 +178,9 @@ struct PublishArgs {
     /// Publish a camera (V4L2), e.g. /dev/video0, in the mode closest to --resolution and --framerate
     #[arg(long, value_name = "/dev/videoN", conflicts_with = "test_src")]
     device: Option<String>,
+    /// Show the outgoing picture with its green PUB overlay in a window (X11)
+    #[arg(long)]
+    preview: bool,
     #[command(flatten)]
     encode: EncodeArgs,
     /// RTP transport
@@ -200,6 +203,9 @@ struct ReceiveArgs {
     /// Seconds to wait for the server and for media before giving up
     #[arg(long, default_value_t = 5.0)]
     timeout: f64,
+    /// Show the received picture with a red REC overlay in a window (X11)
+    #[arg(long)]
+    window: bool,
     #[command(flatten)]
     output: OutputArgs,
     #[command(flatten)]
@@ -334,9 +340,11 @@ impl DemoChain {
             capture: self.capture,
             stats: stats.clone(),
             stop: stop.clone(),
+            preview: false,
         }));
         let (started_tx, started_rx) = tokio::sync::oneshot::channel();
         let receiver = tokio::spawn(pipeline::receive(ReceiveJob {
+            window: false,
             url: url.clone(),
             transport: self.transport,
             timeout: Duration::from_secs(5),
@@ -500,6 +508,7 @@ async fn publish(args: PublishArgs) -> anyhow::Result<()> {
         capture,
         stats: stats.clone(),
         stop: stop.clone(),
+        preview: args.preview,
     };
     run_reported(
         stats,
@@ -520,6 +529,7 @@ async fn receive(args: ReceiveArgs) -> anyhow::Result<()> {
         None => None,
     };
     let job = ReceiveJob {
+        window: args.window,
         url: args.url,
         transport: args.transport,
         timeout: Duration::from_secs_f64(args.timeout.max(0.1)),

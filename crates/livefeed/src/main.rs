@@ -5,6 +5,7 @@
 
 mod cli;
 mod pipeline;
+mod preview;
 mod report;
 mod server_link;
 mod sources;

@@ -14,6 +14,9 @@ use livefeed_rtsp::client::{Received, RtspPlayer, RtspPublisher, TransportKind};
 use livefeed_server::Server;
 use livefeed_source::capture::{self, CaptureSettings, Encoded};
 use livefeed_source::decoder::H264Decoder;
+use livefeed_source::overlay;
+
+use crate::preview::Preview;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
@@ -29,11 +32,15 @@ pub struct PublishJob {
     pub capture: CaptureSettings,
     pub stats: SharedStats,
     pub stop: CancellationToken,
+    /// Shows the outgoing picture (green overlay) in a window.
+    pub preview: bool,
 }
 
 /// Captures, encodes and publishes until `stop`, the end of the input, or an error.
 pub async fn publish(job: PublishJob) -> anyhow::Result<()> {
-    let mut capture = capture::start(job.capture)?;
+    let preview = job.preview.then(|| Preview::open("livefeed publisher"));
+    let tap = preview.as_ref().and_then(Preview::sender);
+    let mut capture = capture::start_with_tap(job.capture, tap)?;
     let (width, height, fps) = capture.format;
     tracing::info!(url = %job.url, width, height, fps, "publishing");
     let first = tokio::select! {
@@ -75,6 +82,8 @@ fn parameter_sets(au: &AccessUnit) -> Option<(Bytes, Bytes)> {
 
 /// What to play.
 pub struct ReceiveJob {
+    /// Shows the decoded picture (red overlay) in a window.
+    pub window: bool,
     pub url: String,
     pub transport: TransportKind,
     pub timeout: Duration,
@@ -99,9 +108,17 @@ pub async fn receive(job: ReceiveJob) -> anyhow::Result<()> {
     let (tx, rx) = std_mpsc::sync_channel::<Received>(64);
     let track = player.track().clone();
     let stats = job.stats.clone();
+    let window = job.window;
     let decoder = std::thread::Builder::new()
         .name("livefeed-decode".into())
-        .spawn(move || decode_loop(rx, track, stats))
+        .spawn(move || {
+            decode_loop(
+                rx,
+                track,
+                stats,
+                window.then(|| Preview::open("livefeed receiver")),
+            )
+        })
         .context("starting the decoder thread")?;
     let result = loop {
         let received = tokio::select! {
@@ -132,13 +149,24 @@ fn decode_loop(
     rx: std_mpsc::Receiver<Received>,
     track: H264Track,
     stats: SharedStats,
+    window: Option<Preview>,
 ) -> anyhow::Result<()> {
     let mut decoder = H264Decoder::new()?;
+    let mut shown = WindowRate::default();
     while let Ok(mut received) = rx.recv() {
         add_missing_parameter_sets(&mut received.au, &track);
         let decoded = decoder.decode(&received.au, |pic| {
+            let now = unix_now_ns();
             let tc = timecode::read(pic.y, pic.y_stride, pic.width, pic.height);
-            (tc, unix_now_ns())
+            if let Some(window) = &window {
+                let lat = tc.map_or(0.0, |t| elapsed_ms(t.unix_ns(), now));
+                if let Ok(mut frame) = pic.to_i420() {
+                    let line = overlay::receiver_line(now, shown.tick(), lat);
+                    overlay::draw_overlay_on_line(&mut frame, &line, overlay::RED, 1);
+                    window.offer(frame);
+                }
+            }
+            (tc, now)
         });
         let mut stats = stats.lock();
         match decoded {
@@ -151,6 +179,27 @@ fn decode_loop(
         }
     }
     Ok(())
+}
+
+/// Pictures per second over the last second (the receiver overlay's `REC FPS`).
+#[derive(Default)]
+struct WindowRate {
+    recent: std::collections::VecDeque<std::time::Instant>,
+}
+
+impl WindowRate {
+    fn tick(&mut self) -> f64 {
+        let now = std::time::Instant::now();
+        self.recent.push_back(now);
+        while self
+            .recent
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > Duration::from_secs(1))
+        {
+            self.recent.pop_front();
+        }
+        self.recent.len() as f64
+    }
 }
 
 /// Keyframes from servers that keep parameter sets only in the SDP get them from the track.
