@@ -2,8 +2,9 @@
 //! its port) and every [`WhepSession`]; datagrams are routed to the session that accepts them.
 //! Each viewer's frames come from its own hub subscription through a forwarding task, so a
 //! viewer that cannot keep up skips to the next keyframe in the hub (its drops are counted)
-//! and never slows the others. Sessions end on DELETE, when ICE disconnects, or when the
-//! server stops.
+//! and never slows the others. A new viewer starts from the GOP cache only while it is fresh
+//! (see [`StaleStart`]); otherwise at the next keyframe. Sessions end on DELETE, when ICE
+//! disconnects, or when the server stops.
 //!
 //! The str0m protocol work is in `livefeed-webrtc` (sans-IO); this module moves datagrams,
 //! frames and timers.
@@ -362,11 +363,94 @@ async fn forward(
     mut sub: Subscription,
     media: mpsc::Sender<(SessionId, Option<Delivery>)>,
 ) {
+    let mut gate = StaleStart::default();
     loop {
         let delivery = sub.recv().await;
+        if let Some(d) = &delivery {
+            if !gate.pass(d, d.frame.ingest.elapsed()) {
+                continue;
+            }
+        }
         let end = delivery.is_none();
         if media.send((id.clone(), delivery)).await.is_err() || end {
             return;
         }
+    }
+}
+
+/// A viewer's start from the GOP cache is worth it only while the cache is fresh: cached frames
+/// older than [`MAX_CACHED_AGE`] when they reach the viewer (a busy media loop, a long GOP) are
+/// dropped, and so is everything after them up to the next keyframe, so the first picture a
+/// viewer sees is never stale and every picture it gets is decodable.
+#[derive(Debug, Default)]
+struct StaleStart {
+    waiting_for_keyframe: bool,
+}
+
+/// The oldest cached frame a new viewer is given.
+const MAX_CACHED_AGE: Duration = Duration::from_millis(400);
+
+impl StaleStart {
+    /// Whether to send `delivery`, which the hub ingested `age` ago.
+    fn pass(&mut self, delivery: &Delivery, age: Duration) -> bool {
+        if delivery.from_cache && age > MAX_CACHED_AGE {
+            self.waiting_for_keyframe = true;
+            return false;
+        }
+        if self.waiting_for_keyframe && !delivery.frame.au.keyframe {
+            return false;
+        }
+        self.waiting_for_keyframe = false;
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hub::HubFrame;
+    use livefeed_media::AccessUnit;
+
+    fn delivery(keyframe: bool, from_cache: bool) -> Delivery {
+        Delivery {
+            frame: Arc::new(HubFrame {
+                au: AccessUnit {
+                    nals: Vec::new(),
+                    pts: 0,
+                    keyframe,
+                    capture: None,
+                },
+                ingest: Instant::now(),
+            }),
+            from_cache,
+        }
+    }
+
+    #[test]
+    fn a_fresh_cache_is_sent_and_a_stale_one_waits_for_the_next_keyframe() {
+        let ms = Duration::from_millis;
+        let mut fresh = StaleStart::default();
+        assert!(fresh.pass(&delivery(true, true), ms(100)));
+        assert!(fresh.pass(&delivery(false, true), ms(50)));
+        assert!(fresh.pass(&delivery(false, false), ms(1)));
+
+        let mut stale = StaleStart::default();
+        assert!(
+            !stale.pass(&delivery(true, true), ms(900)),
+            "old cached keyframe"
+        );
+        assert!(
+            !stale.pass(&delivery(false, true), ms(100)),
+            "a fresh P-frame after it"
+        );
+        assert!(
+            !stale.pass(&delivery(false, false), ms(1)),
+            "live, but no keyframe yet"
+        );
+        assert!(
+            stale.pass(&delivery(true, false), ms(1)),
+            "the next keyframe"
+        );
+        assert!(stale.pass(&delivery(false, false), ms(1)));
     }
 }
