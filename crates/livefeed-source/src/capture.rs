@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 
 use crate::camera::v4l2::V4l2Camera;
 use crate::camera::{CameraDevice, CameraSource};
-use crate::encoder::{EncoderSettings, H264Encoder};
+use crate::encoder::{open_encoder, EncoderKind, EncoderSettings, VideoEncoder};
 use crate::overlay::{self, GREEN};
 use crate::{I420Frame, TestPattern, Y4mInput};
 
@@ -56,6 +56,8 @@ pub struct CaptureSettings {
     /// Added to the local clock for capture and encode times, ns: the offset to the server's
     /// clock when one was estimated, so stamps are in server time (0 otherwise).
     pub clock_correction_ns: i64,
+    /// Which H.264 encoder.
+    pub encoder: EncoderKind,
 }
 
 /// One encoded frame and when encoding finished.
@@ -214,13 +216,16 @@ fn start_loop(
     if !(fps > 0.0 && fps <= 240.0) {
         anyhow::bail!("frame rate {fps} is out of range (0, 240]");
     }
-    let encoder = H264Encoder::new(EncoderSettings {
-        width,
-        height,
-        fps: fps as f32,
-        bitrate_kbps: settings.bitrate_kbps,
-        gop: settings.gop,
-    })?;
+    let encoder = open_encoder(
+        settings.encoder,
+        EncoderSettings {
+            width,
+            height,
+            fps: fps as f32,
+            bitrate_kbps: settings.bitrate_kbps,
+            gop: settings.gop,
+        },
+    )?;
     let frame = I420Frame::new_black(width, height).context("allocating the capture frame")?;
     let (tx, rx) = mpsc::channel(8);
     let stop = Arc::new(AtomicBool::new(false));
@@ -248,7 +253,7 @@ fn start_loop(
 
 struct Loop {
     source: Box<dyn FrameSource>,
-    encoder: H264Encoder,
+    encoder: Box<dyn VideoEncoder>,
     frame: I420Frame,
     fps: f64,
     tx: mpsc::Sender<Encoded>,

@@ -36,6 +36,67 @@ pub struct EncoderSettings {
     pub gop: u32,
 }
 
+/// Which H.264 encoder to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EncoderKind {
+    /// OpenH264 (always built).
+    #[default]
+    OpenH264,
+    /// libx264 (cargo feature `x264`).
+    X264,
+}
+
+impl std::str::FromStr for EncoderKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "openh264" => Ok(EncoderKind::OpenH264),
+            "x264" => Ok(EncoderKind::X264),
+            other => Err(format!("unknown encoder {other:?} (openh264 or x264)")),
+        }
+    }
+}
+
+/// One H.264 encoder: a picture in, its access unit out at once (no encoder delay), stamped.
+pub trait VideoEncoder: Send {
+    /// Encodes one picture. `pts` is in 90 kHz ticks. Returns the access unit with `stamp`
+    /// carried in its SEI.
+    fn encode(
+        &mut self,
+        frame: &I420Frame,
+        pts: u64,
+        stamp: CaptureStamp,
+    ) -> anyhow::Result<AccessUnit>;
+}
+
+/// Opens the encoder `kind` for `settings`.
+pub fn open_encoder(
+    kind: EncoderKind,
+    settings: EncoderSettings,
+) -> anyhow::Result<Box<dyn VideoEncoder>> {
+    match kind {
+        EncoderKind::OpenH264 => Ok(Box::new(H264Encoder::new(settings)?)),
+        #[cfg(feature = "x264")]
+        EncoderKind::X264 => Ok(Box::new(crate::encoder_x264::X264Encoder::new(settings)?)),
+        #[cfg(not(feature = "x264"))]
+        EncoderKind::X264 => bail!(
+            "this livefeed was built without x264: build with `cargo build --release --features x264` (needs libx264-dev)"
+        ),
+    }
+}
+
+impl VideoEncoder for H264Encoder {
+    fn encode(
+        &mut self,
+        frame: &I420Frame,
+        pts: u64,
+        stamp: CaptureStamp,
+    ) -> anyhow::Result<AccessUnit> {
+        H264Encoder::encode(self, frame, pts, stamp)
+    }
+}
+
 /// An OpenH264 encoder configured for zero latency.
 pub struct H264Encoder {
     encoder: Encoder,
@@ -122,7 +183,7 @@ impl H264Encoder {
 }
 
 /// Copies the NAL units, inserting the stamp SEI before the first slice.
-fn with_stamp(nals: Vec<&[u8]>, stamp: CaptureStamp) -> Vec<Bytes> {
+pub(crate) fn with_stamp(nals: Vec<&[u8]>, stamp: CaptureStamp) -> Vec<Bytes> {
     let mut out = Vec::with_capacity(nals.len() + 1);
     let mut stamped = false;
     for nal in nals {

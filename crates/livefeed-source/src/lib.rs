@@ -11,7 +11,7 @@
 //!   telling a clean end of input from a truncated frame.
 //!
 //! - [`camera`]: webcams (V4L2): modes, negotiation, YUYV/MJPEG → I420, driver timestamps.
-//! - [`encoder`] / [`decoder`]: OpenH264 at zero-latency settings, access units in and out.
+//! - [`encoder`] / [`decoder`]: (and `encoder_x264` with the `x264` feature) OpenH264 at zero-latency settings, access units in and out.
 //! - [`capture`]: the paced capture loop on its own thread: source → overlay → timecode →
 //!   encoder → channel.
 //!
@@ -22,6 +22,8 @@ pub mod camera;
 pub mod capture;
 pub mod decoder;
 pub mod encoder;
+#[cfg(feature = "x264")]
+pub mod encoder_x264;
 pub mod frame;
 pub mod overlay;
 pub mod pattern;

@@ -53,6 +53,7 @@ fn camera_frames_keep_the_driver_timestamps() {
         bitrate_kbps: 300,
         gop: 5,
         clock_correction_ns: 0,
+        encoder: Default::default(),
     };
     let mut capture = start_camera(
         Box::new(FakeCamera {

@@ -1,23 +1,31 @@
-//! The capture stamp survives a real OpenH264 encode and decode, both ways it is carried: the
-//! SEI stamp in the bitstream and the pixel timecode in the decoded picture, for every frame.
+//! The capture stamp survives a real encode (OpenH264, and libx264 with the `x264` feature) and
+//! an OpenH264 decode, both ways it is carried: the SEI stamp in the bitstream and the pixel
+//! timecode in the decoded picture, for every frame.
 
 use livefeed_media::h264::{nal_type, nal_unit_type, SpsInfo};
 use livefeed_media::timecode::{self, Timecode};
 use livefeed_media::{sei, CaptureStamp};
 use livefeed_source::decoder::H264Decoder;
-use livefeed_source::encoder::{EncoderSettings, H264Encoder};
+use livefeed_source::encoder::{open_encoder, EncoderKind, EncoderSettings, H264Encoder};
 use livefeed_source::overlay::{self, GREEN};
 use livefeed_source::{I420Frame, TestPattern};
 
 fn round_trip(width: usize, height: usize, bitrate_kbps: u32) {
+    round_trip_with(EncoderKind::OpenH264, width, height, bitrate_kbps);
+}
+
+fn round_trip_with(kind: EncoderKind, width: usize, height: usize, bitrate_kbps: u32) {
     let frames = 90u64;
-    let mut encoder = H264Encoder::new(EncoderSettings {
-        width,
-        height,
-        fps: 30.0,
-        bitrate_kbps,
-        gop: 30,
-    })
+    let mut encoder = open_encoder(
+        kind,
+        EncoderSettings {
+            width,
+            height,
+            fps: 30.0,
+            bitrate_kbps,
+            gop: 30,
+        },
+    )
     .expect("encoder");
     let mut decoder = H264Decoder::new().expect("decoder");
     let mut pattern = TestPattern::new(width, height);
@@ -122,4 +130,32 @@ fn decoded_pictures_copy_out_as_i420() {
     // A lossy copy of the pattern: mean luma within a few levels of the original.
     let mean = |p: &[u8]| p.iter().map(|&v| u64::from(v)).sum::<u64>() / p.len() as u64;
     assert!(mean(copy.y()).abs_diff(mean(frame.y())) <= 4);
+}
+
+#[cfg(feature = "x264")]
+#[test]
+fn x264_stamp_and_timecode_survive_encode_and_decode_at_640x480() {
+    round_trip_with(EncoderKind::X264, 640, 480, 2000);
+}
+
+#[cfg(feature = "x264")]
+#[test]
+fn x264_stamp_and_timecode_survive_encode_and_decode_at_1280x720() {
+    round_trip_with(EncoderKind::X264, 1280, 720, 4000);
+}
+
+#[cfg(not(feature = "x264"))]
+#[test]
+fn without_the_feature_x264_is_a_clear_error() {
+    let settings = EncoderSettings {
+        width: 64,
+        height: 64,
+        fps: 30.0,
+        bitrate_kbps: 100,
+        gop: 30,
+    };
+    let err = open_encoder(EncoderKind::X264, settings)
+        .err()
+        .expect("refused");
+    assert!(format!("{err}").contains("--features x264"), "{err}");
 }

@@ -10,6 +10,7 @@ use livefeed_rtsp::client::TransportKind;
 use livefeed_server::sources::{SourceParams, TestSources};
 use livefeed_server::{Server, ServerOptions};
 use livefeed_source::capture::{CaptureSettings, SourceSpec};
+use livefeed_source::encoder::EncoderKind;
 use tokio_util::sync::CancellationToken;
 
 use crate::pipeline::{self, PublishJob, ReceiveJob};
@@ -79,6 +80,9 @@ struct EncodeArgs {
     /// Frames between keyframes [default: one second of frames]
     #[arg(long)]
     gop: Option<u32>,
+    /// H.264 encoder: openh264, or x264 (when built with the x264 feature)
+    #[arg(long, default_value = "openh264")]
+    encoder: EncoderKind,
 }
 
 impl EncodeArgs {
@@ -93,6 +97,7 @@ impl EncodeArgs {
                 .gop
                 .unwrap_or_else(|| self.framerate.round().max(1.0) as u32),
             clock_correction_ns: 0,
+            encoder: self.encoder,
         }
     }
 

@@ -60,6 +60,7 @@ pub fn capture_settings(params: &SourceParams) -> CaptureSettings {
         bitrate_kbps: params.bitrate_kbps,
         gop: params.fps.max(1),
         clock_correction_ns: 0,
+        encoder: Default::default(),
     }
 }
 
