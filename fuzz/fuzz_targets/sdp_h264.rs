@@ -1,17 +1,11 @@
 //! Publisher SDP (ANNOUNCE bodies): parsing never panics, and whatever is accepted describes an
 //! H.264 track whose parameter sets really are an SPS and a PPS.
+//!
+//! The check itself lives in `fuzz/checks/sdp_h264.rs`, which the corpus replay test
+//! (`crates/livefeed/tests/fuzz_corpus.rs`) shares.
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
-use livefeed_media::sdp::parse_h264_track;
+#[path = "../checks/sdp_h264.rs"]
+mod check;
 
-fuzz_target!(|data: &[u8]| {
-    if let Ok(track) = parse_h264_track(data) {
-        if let Some(sps) = &track.sps {
-            assert_eq!(sps.first().map(|b| b & 0x1f), Some(7));
-        }
-        if let Some(pps) = &track.pps {
-            assert_eq!(pps.first().map(|b| b & 0x1f), Some(8));
-        }
-    }
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| check::check(data));

@@ -1,0 +1,122 @@
+//! Replays the fuzz corpora through the fuzz targets' own checks, so that every input the fuzzers
+//! were seeded with or ever failed on is re-checked by a plain `cargo test`, on stable, without
+//! cargo-fuzz.
+//!
+//! Each target's check lives in `fuzz/checks/<target>.rs` (`pub fn check(data: &[u8])`), which
+//! both `fuzz/fuzz_targets/<target>.rs` and this file include as a module. For every target, each
+//! file in `fuzz/corpus/<target>/` (the committed seeds) and `fuzz/regressions/<target>/`
+//! (inputs that once crashed or timed out) is passed to `check`; a missing directory means
+//! nothing to replay there, but every target must replay at least one input.
+
+use std::path::{Path, PathBuf};
+
+#[path = "../../../fuzz/checks/auth_header.rs"]
+mod auth_header;
+#[path = "../../../fuzz/checks/hls_query.rs"]
+mod hls_query;
+#[path = "../../../fuzz/checks/metrics_json.rs"]
+mod metrics_json;
+#[path = "../../../fuzz/checks/rtp_h264_depacketize.rs"]
+mod rtp_h264_depacketize;
+#[path = "../../../fuzz/checks/rtsp_framing.rs"]
+mod rtsp_framing;
+#[path = "../../../fuzz/checks/sdp_h264.rs"]
+mod sdp_h264;
+#[path = "../../../fuzz/checks/sei_stamp.rs"]
+mod sei_stamp;
+#[path = "../../../fuzz/checks/timecode_read.rs"]
+mod timecode_read;
+
+/// The `fuzz/` directory of the repository.
+fn fuzz_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz")
+}
+
+/// The regular files of `dir`, sorted; none if `dir` does not exist. Hidden files (`.gitkeep`)
+/// are not inputs.
+fn inputs(dir: &Path) -> Vec<PathBuf> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+        Err(err) => panic!("cannot list {}: {err}", dir.display()),
+    };
+    let mut files: Vec<PathBuf> = entries
+        .map(|entry| entry.unwrap_or_else(|err| panic!("cannot list {}: {err}", dir.display())))
+        .filter(|entry| !entry.file_name().to_string_lossy().starts_with('.'))
+        .filter(|entry| entry.file_type().is_ok_and(|kind| kind.is_file()))
+        .map(|entry| entry.path())
+        .collect();
+    files.sort();
+    files
+}
+
+/// Runs `check` on every corpus and regression input of `target`. Every input is tried even
+/// after one fails (the panic message of each failure is printed as it happens); the test then
+/// fails listing all failing files. Also fails if there was nothing to replay.
+fn replay(target: &str, check: fn(&[u8])) {
+    let fuzz = fuzz_dir();
+    let mut replayed = 0;
+    let mut failed = Vec::new();
+    for kind in ["corpus", "regressions"] {
+        for path in inputs(&fuzz.join(kind).join(target)) {
+            let data = std::fs::read(&path)
+                .unwrap_or_else(|err| panic!("cannot read {}: {err}", path.display()));
+            replayed += 1;
+            if std::panic::catch_unwind(|| check(&data)).is_err() {
+                failed.push(path.display().to_string());
+            }
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "{target}: {} of {replayed} inputs failed the check:\n{}",
+        failed.len(),
+        failed.join("\n")
+    );
+    assert!(
+        replayed > 0,
+        "{target}: no input in {0}/corpus/{target} or {0}/regressions/{target}",
+        fuzz.display()
+    );
+    eprintln!("{target}: replayed {replayed} inputs");
+}
+
+#[test]
+fn hls_query_corpus() {
+    replay("hls_query", hls_query::check);
+}
+
+#[test]
+fn metrics_json_corpus() {
+    replay("metrics_json", metrics_json::check);
+}
+
+#[test]
+fn rtp_h264_depacketize_corpus() {
+    replay("rtp_h264_depacketize", rtp_h264_depacketize::check);
+}
+
+#[test]
+fn rtsp_framing_corpus() {
+    replay("rtsp_framing", rtsp_framing::check);
+}
+
+#[test]
+fn sdp_h264_corpus() {
+    replay("sdp_h264", sdp_h264::check);
+}
+
+#[test]
+fn sei_stamp_corpus() {
+    replay("sei_stamp", sei_stamp::check);
+}
+
+#[test]
+fn timecode_read_corpus() {
+    replay("timecode_read", timecode_read::check);
+}
+
+#[test]
+fn auth_header_corpus() {
+    replay("auth_header", auth_header::check);
+}
