@@ -329,4 +329,23 @@ a=control:streamid=0\r\n";
             Err(SdpError::NotH264(_))
         ));
     }
+
+    #[test]
+    fn a_huge_h264_fmtp_is_parsed_without_panic() {
+        let head = "v=0\r\no=- 0 0 IN IP4 1.2.3.4\r\ns=x\r\nt=0 0\r\nm=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n";
+        // 20 000 parameters, then sprop-parameter-sets of 60 KB of base64 garbage.
+        let params = "x=y;".repeat(20_000);
+        let huge = format!("{head}a=fmtp:96 packetization-mode=1;{params}\r\n");
+        let track = parse_h264_track(huge.as_bytes()).expect("the H.264 track is still found");
+        assert_eq!(track.payload_type, 96);
+        let garbage = format!(
+            "{head}a=fmtp:96 sprop-parameter-sets={},{}\r\n",
+            "A".repeat(60_000),
+            "!".repeat(1000)
+        );
+        match parse_h264_track(garbage.as_bytes()) {
+            Ok(t) => assert!(t.sps.as_ref().is_none_or(|s| s.len() <= 45_000)),
+            Err(e) => assert!(!e.to_string().is_empty()),
+        }
+    }
 }

@@ -44,6 +44,10 @@ pub struct ServerOptions {
     /// Milliseconds a publisher may send nothing before it is dropped [default: 10000]
     #[arg(long, env = "LIVEFEED_READ_TIMEOUT_MS")]
     pub read_timeout_ms: Option<u64>,
+    /// An RTSP connection that is not streaming and sends nothing (or only part of a message)
+    /// for this long is closed, in ms [default: 60000]
+    #[arg(long, env = "LIVEFEED_IDLE_TIMEOUT_MS")]
+    pub idle_timeout_ms: Option<u64>,
     /// Accept publishers from addresses other than loopback [default: false]
     #[arg(long, env = "LIVEFEED_ALLOW_REMOTE_PUBLISH", num_args = 0..=1, default_missing_value = "true")]
     pub allow_remote_publish: Option<bool>,
@@ -172,6 +176,7 @@ impl ServerOptions {
             reader_queue: self.reader_queue.or(file.reader_queue),
             write_timeout_ms: self.write_timeout_ms.or(file.write_timeout_ms),
             read_timeout_ms: self.read_timeout_ms.or(file.read_timeout_ms),
+            idle_timeout_ms: self.idle_timeout_ms.or(file.idle_timeout_ms),
             allow_remote_publish: self.allow_remote_publish.or(file.allow_remote_publish),
             http_address: self.http_address.or(file.http_address),
             part_duration: self.part_duration.or(file.part_duration),
@@ -246,6 +251,9 @@ impl ServerOptions {
             read_timeout: self
                 .read_timeout_ms
                 .map_or(defaults.read_timeout, Duration::from_millis),
+            idle_timeout: self
+                .idle_timeout_ms
+                .map_or(defaults.idle_timeout, Duration::from_millis),
             allow_remote_publish: self.allow_remote_publish.unwrap_or(false),
             http_address: self
                 .http_address
@@ -387,6 +395,8 @@ pub struct ServerConfig {
     pub write_timeout: Duration,
     /// Read timeout for publishers.
     pub read_timeout: Duration,
+    /// Idle timeout for connections that are not streaming.
+    pub idle_timeout: Duration,
     /// Accept publishers from anywhere.
     pub allow_remote_publish: bool,
     /// HTTP listen address.
@@ -489,6 +499,7 @@ impl ServerConfig {
         RtspConfig {
             write_timeout: self.write_timeout,
             read_timeout: self.read_timeout,
+            idle_timeout: self.idle_timeout,
             allow_remote_publish: self.allow_remote_publish,
             basic_auth: self.rtsp_auth_methods.contains(&AuthMethod::Basic),
             limits: self.limits.framing.clone(),

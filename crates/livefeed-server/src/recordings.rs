@@ -352,6 +352,55 @@ fn retain(dir: &Path, config: &RecordConfig, current: &Path) {
 mod tests {
     use super::*;
 
+    fn config(retention: Option<Duration>, max_bytes: Option<u64>) -> RecordConfig {
+        RecordConfig {
+            dir: PathBuf::new(),
+            paths: Vec::new(),
+            file_duration: Duration::from_secs(60),
+            retention,
+            max_bytes,
+        }
+    }
+
+    /// Files of 1000 bytes, one per minute, the newest `current`.
+    fn files(tag: &str, minutes_ago: &[i64]) -> (PathBuf, Vec<PathBuf>) {
+        let dir = std::env::temp_dir().join(format!("livefeed-rec-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let paths = minutes_ago
+            .iter()
+            .map(|m| {
+                let p = dir.join(file_name(now_ms() - m * 60_000));
+                std::fs::write(&p, [0u8; 1000]).expect("write");
+                p
+            })
+            .collect();
+        (dir, paths)
+    }
+
+    #[test]
+    fn retention_deletes_the_oldest_by_age_and_by_size_never_the_current_file() {
+        let (dir, f) = files("age", &[50, 40, 30, 2, 1, 0]);
+        retain(
+            &dir,
+            &config(Some(Duration::from_secs(35 * 60)), None),
+            &f[5],
+        );
+        let left: Vec<bool> = f.iter().map(|p| p.exists()).collect();
+        assert_eq!(left, [false, false, true, true, true, true]);
+        let (dir2, f) = files("size", &[5, 4, 3, 2, 1, 0]);
+        retain(&dir2, &config(None, Some(3500)), &f[5]);
+        let left: Vec<bool> = f.iter().map(|p| p.exists()).collect();
+        assert_eq!(left, [false, false, false, true, true, true]);
+        // The file being written stays even when it alone is over the limit.
+        let (dir3, f) = files("current", &[0]);
+        retain(&dir3, &config(Some(Duration::from_secs(1)), Some(1)), &f[0]);
+        assert!(f[0].exists());
+        for d in [dir, dir2, dir3] {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+
     #[test]
     fn file_names_carry_the_capture_time() {
         let ms = 1_795_249_856_212;

@@ -86,6 +86,7 @@ struct Shared {
     metrics: Arc<ServerMetrics>,
     config: Arc<RtspConfig>,
     auth: Arc<Authenticator>,
+    udp_destinations: Arc<UdpDestinations>,
 }
 
 /// Accepts RTSP connections until the returned task is aborted.
@@ -101,6 +102,7 @@ pub fn spawn_listener(
         metrics,
         config: Arc::new(config),
         auth,
+        udp_destinations: Arc::default(),
     };
     let sessions = Arc::new(AtomicUsize::new(0));
     tokio::spawn(async move {
@@ -182,12 +184,16 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: Shared) {
     };
     debug!(%peer, "RTSP connection opened");
     let mut buf = vec![0u8; 64 * 1024];
+    let mut idle_close = false;
     let end = loop {
         let timeout = conn.read_timeout(&shared.config);
         let n = tokio::select! {
             _ = cancel.cancelled() => break "closed by the server".to_string(),
             r = tokio::time::timeout(timeout, read.read(&mut buf)) => match r {
-                Err(_) => break format!("nothing received for {timeout:?}"),
+                Err(_) => {
+                    idle_close = true;
+                    break format!("nothing received for {timeout:?}");
+                }
                 Ok(Err(e)) => break format!("read error: {e}"),
                 Ok(Ok(0)) => break "peer closed the connection".to_string(),
                 Ok(Ok(n)) => n,
@@ -198,7 +204,12 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: Shared) {
             break cause;
         }
     };
-    debug!(%peer, cause = %end, "RTSP connection closed");
+    if idle_close {
+        // Silence or an incomplete message until the idle timeout: say who and why.
+        warn!(%peer, cause = %end, "RTSP connection closed");
+    } else {
+        debug!(%peer, cause = %end, "RTSP connection closed");
+    }
     conn.handler.teardown();
     drop(conn);
     // The writer ends once every sender is gone and what was queued is written.
@@ -284,6 +295,7 @@ struct Handler {
     payload_type: Option<u8>,
     ingest: Option<Ingest>,
     udp: Option<(UdpSocket, UdpSocket)>,
+    udp_claim: Option<UdpClaim>,
     transport: Option<TransportRequest>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -306,6 +318,7 @@ impl Handler {
             payload_type: None,
             ingest: None,
             udp: None,
+            udp_claim: None,
             transport: None,
             tasks: Vec::new(),
         }
@@ -482,7 +495,16 @@ impl SessionHandler for Handler {
             ));
         }
         let mut server_ports = None;
-        if matches!(transport.lower, LowerTransport::Udp { .. }) {
+        if let LowerTransport::Udp { rtp_port, .. } = transport.lower {
+            let claim = UdpClaim::take(&self.shared.udp_destinations, self.peer.ip(), rtp_port)
+                .ok_or_else(|| {
+                    warn!(peer = %self.peer, rtp_port, "SETUP refused: client_port pair already in use");
+                    Refusal::new(
+                        StatusCode::BadRequest,
+                        format!("client_port {rtp_port} of this address is already used by another session"),
+                    )
+                })?;
+            self.udp_claim = Some(claim);
             let pair = self.bind_udp()?;
             let a = pair.0.local_addr().map(|a| a.port()).unwrap_or(0);
             server_ports = Some((a, a.wrapping_add(1)));
@@ -600,7 +622,37 @@ impl SessionHandler for Handler {
         self.ingest = None;
         self.publisher = None;
         self.udp = None;
+        self.udp_claim = None;
         self.transport = None;
+    }
+}
+
+/// The UDP destinations (client address, RTP port) sessions send to: each belongs to one
+/// session at a time, so two sessions never stream into the same client ports.
+#[derive(Default)]
+struct UdpDestinations(std::sync::Mutex<std::collections::HashSet<(std::net::IpAddr, u16)>>);
+
+/// One session's hold on a UDP destination, released when dropped.
+struct UdpClaim {
+    set: Arc<UdpDestinations>,
+    key: (std::net::IpAddr, u16),
+}
+
+impl UdpClaim {
+    /// Takes `(ip, rtp_port)`; `None` if another session holds it.
+    fn take(set: &Arc<UdpDestinations>, ip: std::net::IpAddr, rtp_port: u16) -> Option<Self> {
+        let mut held = set.0.lock().unwrap_or_else(|p| p.into_inner());
+        held.insert((ip, rtp_port)).then(|| UdpClaim {
+            set: set.clone(),
+            key: (ip, rtp_port),
+        })
+    }
+}
+
+impl Drop for UdpClaim {
+    fn drop(&mut self) {
+        let mut held = self.set.0.lock().unwrap_or_else(|p| p.into_inner());
+        held.remove(&self.key);
     }
 }
 

@@ -519,6 +519,100 @@ fn rtp_of_an_unannounced_payload_type_and_over_mtu_packets_are_survived() {
 }
 
 #[test]
+fn truncated_parameter_sets_from_a_publisher_are_survived() {
+    let streaming = Streaming::start(6);
+    let server = &streaming.server;
+    let url = server.url("trunc");
+    let mut c = Raw::connect(server);
+    assert_eq!(announce(&mut c, &url).0, 200);
+    let resp = c.request(&format!(
+        "SETUP {url}/trackID=0 RTSP/1.0\r\nCSeq: 2\r\nTransport: RTP/AVP/TCP;unicast;interleaved=0-1;mode=record\r\n\r\n"
+    ));
+    assert_eq!(resp.0, 200);
+    let session = session_of(&resp.1);
+    let record = format!("RECORD {url} RTSP/1.0\r\nCSeq: 3\r\nSession: {session}\r\n\r\n");
+    assert_eq!(c.request(&record).0, 200);
+    // Keyframes whose SPS and PPS are cut short: a 2-byte SPS, a 1-byte PPS, then an IDR slice.
+    let nal = |seq: u16, ts: u32, marker: bool, payload: &[u8]| {
+        let len = (12 + payload.len()) as u16;
+        let mut p = vec![b'$', 0];
+        p.extend_from_slice(&len.to_be_bytes());
+        p.extend_from_slice(&[0x80, if marker { 0x80 | 96 } else { 96 }]);
+        p.extend_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&ts.to_be_bytes());
+        p.extend_from_slice(&[0x12, 0x34, 0x56, 0x78]);
+        p.extend_from_slice(payload);
+        p
+    };
+    let mut bytes = Vec::new();
+    for frame in 0..20u16 {
+        let ts = u32::from(frame) * 3000;
+        bytes.extend(nal(frame * 3, ts, false, &[0x67, 0x42]));
+        bytes.extend(nal(frame * 3 + 1, ts, false, &[0x68]));
+        bytes.extend(nal(
+            frame * 3 + 2,
+            ts,
+            true,
+            &[0x65, 0x88, 0x84, 0x00, 0x33, 0xff],
+        ));
+    }
+    c.send(&bytes);
+    let resp = c.request(&format!(
+        "GET_PARAMETER {url} RTSP/1.0\r\nCSeq: 4\r\nSession: {session}\r\n\r\n"
+    ));
+    assert_eq!(resp.0, 200, "the publishing connection is still served");
+    // Readers of that path get a clear answer, never a crash: RTSP, LL-HLS.
+    let describe = raw_exchange(
+        &server.addr(),
+        &format!("DESCRIBE {url} RTSP/1.0\r\nCSeq: 1\r\n\r\n"),
+    );
+    assert!(describe.starts_with("RTSP/1.0 "), "{describe}");
+    let hls = http_get(
+        server.http_port,
+        "/trunc/index.m3u8",
+        Duration::from_secs(10),
+    );
+    assert!(
+        matches!(hls.status, 200 | 404 | 503),
+        "{} {}",
+        hls.status,
+        hls.text()
+    );
+    streaming.assert_undisturbed();
+}
+
+#[test]
+fn a_client_port_pair_already_in_use_is_refused() {
+    let streaming = Streaming::start(6);
+    let server = &streaming.server;
+    let url = server.url("live");
+    let setup = |c: &mut Raw, cseq: u32| {
+        c.request(&format!(
+            "SETUP {url}/trackID=0 RTSP/1.0\r\nCSeq: {cseq}\r\nTransport: RTP/AVP;unicast;client_port=40100-40101\r\n\r\n"
+        ))
+    };
+    let mut first = Raw::connect(server);
+    let resp = setup(&mut first, 1);
+    assert_eq!(resp.0, 200, "{}", resp.1);
+    let session = session_of(&resp.1);
+    let mut second = Raw::connect(server);
+    let resp = setup(&mut second, 1);
+    assert_eq!(resp.0, 400, "{}", resp.1);
+    assert!(
+        resp.1.contains("already used by another session"),
+        "{}",
+        resp.1
+    );
+    // Once the first session lets the pair go, it can be used again.
+    let resp = first.request(&format!(
+        "TEARDOWN {url} RTSP/1.0\r\nCSeq: 2\r\nSession: {session}\r\n\r\n"
+    ));
+    assert_eq!(resp.0, 200);
+    assert_eq!(setup(&mut second, 2).0, 200);
+    streaming.assert_undisturbed();
+}
+
+#[test]
 fn destination_in_transport_is_never_honoured() {
     // The server only accepts an even RTP port: ask the OS until it gives one (bounded).
     let (rtp, port) = (0..100)
@@ -684,4 +778,43 @@ fn a_reader_that_stops_reading_is_dropped_and_others_are_untouched() {
     // On loopback the other reader's frames arrive within milliseconds; a reader that stops
     // reading must not hold them back (the hub never waits for a queue).
     streaming.assert_undisturbed_within(100.0);
+}
+
+#[test]
+fn incomplete_messages_are_closed_after_the_idle_timeout() {
+    let streaming = Streaming::start_with(8, &["--idle-timeout-ms", "1500"], &[]);
+    let server = &streaming.server;
+    let url = server.url("live");
+    let cases: [(&str, Vec<u8>); 3] = [
+        (
+            "Content-Length longer than what follows",
+            format!("OPTIONS {url} RTSP/1.0\r\nCSeq: 1\r\nContent-Length: 100\r\n\r\nshort")
+                .into_bytes(),
+        ),
+        ("$ length 0xFFFF with a short body", {
+            let mut b = vec![b'$', 0, 0xff, 0xff];
+            b.extend_from_slice(&[0u8; 10]);
+            b
+        }),
+        (
+            "half a request line",
+            format!("DESCRIBE {url} RTSP/1.").into_bytes(),
+        ),
+    ];
+    for (name, bytes) in cases {
+        let mut c = Raw::connect(server);
+        let started = Instant::now();
+        c.send(&bytes);
+        assert!(
+            c.closed_within(Duration::from_secs(6)),
+            "{name}: the server gives up on the incomplete message"
+        );
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(1200),
+            "{name}: closed after {waited:?}, before the idle timeout"
+        );
+    }
+    let logs = streaming.assert_undisturbed();
+    assert!(logs.contains("nothing received for"), "{logs}");
 }

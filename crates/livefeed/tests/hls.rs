@@ -392,3 +392,77 @@ fn text_has_msn_over(names: &[String], msn: u64) -> bool {
         .filter_map(|n| n.parse::<u64>().ok())
         .any(|n| n > msn)
 }
+
+#[test]
+fn a_stalled_publisher_with_its_connection_open_ends_blocking_requests_with_503() {
+    let server = TestServer::start();
+    let publisher = livefeed_publisher(&server.url("cam"), "tcp", &[]);
+    wait_for_stream(&server.addr(), "cam");
+    let text = retry(Duration::from_secs(30), || {
+        let r = http_get(server.http_port, "/cam/index.m3u8", WAIT);
+        if r.status == 200 && r.text().contains("#EXTINF") {
+            Ok(r.text())
+        } else {
+            Err(r.text())
+        }
+    });
+    let target: u64 = tag(&text, "#EXT-X-TARGETDURATION:")
+        .and_then(|v| v.parse().ok())
+        .expect("target duration");
+    // Freeze the publisher: its TCP connection stays open, nothing more arrives.
+    let pid = publisher.pid().to_string();
+    assert!(Command::new("kill")
+        .args(["-STOP", &pid])
+        .status()
+        .expect("kill")
+        .success());
+    let started = Instant::now();
+    let r = http_get(
+        server.http_port,
+        &format!("/cam/index.m3u8?_HLS_msn={}", last_msn(&text) + 2),
+        Duration::from_secs(30),
+    );
+    let waited = started.elapsed();
+    let _ = Command::new("kill").args(["-CONT", &pid]).status();
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(
+        waited <= Duration::from_secs(3 * target) + Duration::from_millis(1500),
+        "ended after {waited:?} (target {target} s)"
+    );
+}
+
+#[test]
+fn an_msn_that_left_the_playlist_gets_the_current_playlist_at_once() {
+    let server = server_with_test_source(&[
+        "--segment-duration",
+        "0.5",
+        "--playlist-length",
+        "2",
+        "--max-files",
+        "2",
+    ]);
+    // Wait until segment 0 has left the playlist and the retained files.
+    retry(Duration::from_secs(30), || {
+        let text = http_get(server.http_port, "/live/index.m3u8", WAIT).text();
+        match tag(&text, "#EXT-X-MEDIA-SEQUENCE:").and_then(|v| v.parse::<u64>().ok()) {
+            Some(first) if first >= 3 => Ok(()),
+            other => Err(format!("media sequence {other:?}")),
+        }
+    });
+    let started = Instant::now();
+    let r = http_get(
+        server.http_port,
+        "/live/index.m3u8?_HLS_msn=0&_HLS_part=0",
+        WAIT,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "answered at once"
+    );
+    assert!(!r.text().contains("seg0.m4s"), "{}", r.text());
+    assert_eq!(
+        http_get(server.http_port, "/live/seg0.m4s", WAIT).status,
+        404
+    );
+}
