@@ -506,7 +506,6 @@ impl ServerConfig {
             depacketizer: self.limits.depacketizer,
             max_sessions: self.limits.rtsp_sessions,
             digest_auth: self.rtsp_auth_methods.contains(&AuthMethod::Digest),
-            ..RtspConfig::default()
         }
     }
 }
