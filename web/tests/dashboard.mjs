@@ -5,14 +5,14 @@
 //   in the list, then stopping it removes it);
 // - screenshots at desktop (1280×900) and phone (390×844) width, saved in OUT_DIR.
 // Usage: node web/tests/dashboard.mjs BASE_URL OUT_DIR [CONTROL_PATH]
-import { chromium } from "playwright-core";
+import { launchChromium, hardStop } from "./launch.mjs";
 
 const [base, outDir, controlPath = "dashtest"] = process.argv.slice(2);
 if (!base || !outDir) {
   console.error("usage: node dashboard.mjs BASE_URL OUT_DIR [CONTROL_PATH]");
   process.exit(2);
 }
-const hardStop = setTimeout(() => { console.error("dashboard.mjs: hard timeout"); process.exit(3); }, 150_000);
+const stopTimer = hardStop("dashboard.mjs", 150);
 
 const result = { steps: [], consoleErrors: [] };
 const step = (name, data = {}) => result.steps.push({ name, ...data });
@@ -23,15 +23,7 @@ async function waitFor(page, fn, arg, timeout = 20_000) {
 
 let browser;
 try {
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-    headless: true,
-    args: [
-      "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync",
-      "--autoplay-policy=no-user-gesture-required",
-    ],
-  });
+  browser = await launchChromium();
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
   const page = await context.newPage();
   page.on("console", (m) => { if (m.type() === "error") result.consoleErrors.push(m.text()); });
@@ -100,6 +92,6 @@ try {
   result.error = String(e);
 } finally {
   if (browser) await browser.close();
-  clearTimeout(hardStop);
+  clearTimeout(stopTimer);
 }
 console.log(JSON.stringify(result));

@@ -2,27 +2,17 @@
 // window each, not throttled) for SECONDS and prints one JSON line: per page, the state events
 // it received, whether its video measured frames, and console errors. For bench/dashboard_cpu.sh.
 // Usage: node web/tests/open_dashboards.mjs URL SECONDS PAGES
-import { chromium } from "playwright-core";
+import { launchChromium, hardStop } from "./launch.mjs";
 
 const [url, seconds = "30", pages = "10"] = process.argv.slice(2);
 if (!url) {
   console.error("usage: node open_dashboards.mjs URL SECONDS PAGES");
   process.exit(2);
 }
-const hardStop = setTimeout(() => { console.error("open_dashboards.mjs: hard timeout"); process.exit(3); }, (Number(seconds) + 120) * 1000);
+const stopTimer = hardStop("open_dashboards.mjs", Number(seconds) + 120);
 let browser;
 try {
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-    headless: true,
-    args: [
-      "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync",
-      "--autoplay-policy=no-user-gesture-required",
-      "--disable-background-timer-throttling", "--disable-backgrounding-occluded-windows",
-      "--disable-renderer-backgrounding",
-    ],
-  });
+  browser = await launchChromium();
   const tabs = [];
   for (let i = 0; i < Number(pages); i++) {
     const page = await (await browser.newContext({ viewport: { width: 1280, height: 900 } })).newPage();
@@ -45,5 +35,5 @@ try {
   console.log(JSON.stringify({ pages: out }));
 } finally {
   if (browser) await browser.close();
-  clearTimeout(hardStop);
+  clearTimeout(stopTimer);
 }

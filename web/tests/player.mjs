@@ -5,7 +5,7 @@
 // Usage: node web/tests/player.mjs URL [SECONDS] [PAGES]
 // PAGES opens that many viewers of URL at once (one window each). CHROMIUM overrides the browser
 // path (default /usr/bin/chromium).
-import { chromium } from "playwright-core";
+import { launchChromium, hardStop } from "./launch.mjs";
 
 const [url, seconds = "8", pages = "1"] = process.argv.slice(2);
 if (!url) {
@@ -13,22 +13,11 @@ if (!url) {
   process.exit(2);
 }
 // Never outlive our caller: a hard stop well after the planned run.
-const hardStop = setTimeout(() => { console.error("player.mjs: hard timeout"); process.exit(3); }, (Number(seconds) + 90) * 1000);
+const stopTimer = hardStop("player.mjs", Number(seconds) + 90);
 
 let browser;
 try {
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-    headless: true,
-    args: [
-      "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync",
-      "--autoplay-policy=no-user-gesture-required",
-      // Several viewers are tabs of one window: keep the hidden ones rendering at full rate.
-      "--disable-background-timer-throttling", "--disable-backgrounding-occluded-windows",
-      "--disable-renderer-backgrounding",
-    ],
-  });
+  browser = await launchChromium();
   const tabs = [];
   for (let i = 0; i < Number(pages); i++) {
     // A context per viewer: its own window, so no viewer is a throttled background tab.
@@ -55,5 +44,5 @@ try {
   console.log(JSON.stringify(Number(pages) === 1 ? results[0] : { pages: results }));
 } finally {
   if (browser) await browser.close();
-  clearTimeout(hardStop);
+  clearTimeout(stopTimer);
 }

@@ -153,15 +153,7 @@ impl H264Encoder {
         pts: u64,
         stamp: CaptureStamp,
     ) -> anyhow::Result<AccessUnit> {
-        if (frame.width(), frame.height()) != (self.settings.width, self.settings.height) {
-            bail!(
-                "frame is {}x{}, encoder was set up for {}x{}",
-                frame.width(),
-                frame.height(),
-                self.settings.width,
-                self.settings.height
-            );
-        }
+        check_size(frame, &self.settings)?;
         let bitstream = self
             .encoder
             .encode(frame)
@@ -180,6 +172,20 @@ impl H264Encoder {
             capture: Some(stamp),
         })
     }
+}
+
+/// Refuses a picture of another size than the encoder was set up for.
+pub(crate) fn check_size(frame: &I420Frame, settings: &EncoderSettings) -> anyhow::Result<()> {
+    if (frame.width(), frame.height()) != (settings.width, settings.height) {
+        bail!(
+            "frame is {}x{}, encoder was set up for {}x{}",
+            frame.width(),
+            frame.height(),
+            settings.width,
+            settings.height
+        );
+    }
+    Ok(())
 }
 
 /// Copies the NAL units, inserting the stamp SEI before the first slice.

@@ -16,7 +16,7 @@ use livefeed_media::h264::{is_vcl, split_annex_b};
 use livefeed_media::{AccessUnit, CaptureStamp};
 use x264_sys as sys;
 
-use crate::encoder::{with_stamp, EncoderSettings, VideoEncoder};
+use crate::encoder::{check_size, with_stamp, EncoderSettings, VideoEncoder};
 use crate::frame::I420Frame;
 
 /// A libx264 encoder.
@@ -95,14 +95,8 @@ impl VideoEncoder for X264Encoder {
         pts: u64,
         stamp: CaptureStamp,
     ) -> anyhow::Result<AccessUnit> {
-        let (w, h) = (self.settings.width, self.settings.height);
-        if (frame.width(), frame.height()) != (w, h) {
-            bail!(
-                "frame is {}x{}, encoder was set up for {w}x{h}",
-                frame.width(),
-                frame.height()
-            );
-        }
+        check_size(frame, &self.settings)?;
+        let w = self.settings.width;
         let mut pic_in = MaybeUninit::<sys::x264_picture_t>::uninit();
         let mut pic_out = MaybeUninit::<sys::x264_picture_t>::uninit();
         let mut nals: *mut sys::x264_nal_t = std::ptr::null_mut();

@@ -334,6 +334,20 @@ fn setup_tcp(conn: &mut Raw, url: &str, cseq: u32, extra: &str) -> (u16, String)
 
 const SDP: &str = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=x\r\nt=0 0\r\nm=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=control:trackID=0\r\n";
 
+/// ANNOUNCE (H.264, payload type 96), SETUP (TCP interleaved 0-1, record) and RECORD on `conn`;
+/// returns the session id.
+fn record_tcp(conn: &mut Raw, url: &str) -> String {
+    assert_eq!(announce(conn, url).0, 200);
+    let resp = conn.request(&format!(
+        "SETUP {url}/trackID=0 RTSP/1.0\r\nCSeq: 2\r\nTransport: RTP/AVP/TCP;unicast;interleaved=0-1;mode=record\r\n\r\n"
+    ));
+    assert_eq!(resp.0, 200, "{}", resp.1);
+    let session = session_of(&resp.1);
+    let record = format!("RECORD {url} RTSP/1.0\r\nCSeq: 3\r\nSession: {session}\r\n\r\n");
+    assert_eq!(conn.request(&record).0, 200);
+    session
+}
+
 fn announce(conn: &mut Raw, url: &str) -> (u16, String) {
     conn.request(&format!(
         "ANNOUNCE {url} RTSP/1.0\r\nCSeq: 1\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{SDP}",
@@ -441,19 +455,7 @@ fn a_publisher_flooding_zero_length_frames_is_survived() {
     let server = &streaming.server;
     let url = server.url("flood");
     let mut c = Raw::connect(server);
-    assert_eq!(announce(&mut c, &url).0, 200);
-    let resp = c.request(&format!(
-        "SETUP {url}/trackID=0 RTSP/1.0\r\nCSeq: 2\r\nTransport: RTP/AVP/TCP;unicast;interleaved=0-1;mode=record\r\n\r\n"
-    ));
-    assert_eq!(resp.0, 200);
-    let session = session_of(&resp.1);
-    assert_eq!(
-        c.request(&format!(
-            "RECORD {url} RTSP/1.0\r\nCSeq: 3\r\nSession: {session}\r\n\r\n"
-        ))
-        .0,
-        200
-    );
+    let session = record_tcp(&mut c, &url);
     let flood: Vec<u8> = [b'$', 0, 0, 0].repeat(100_000);
     c.send(&flood);
     // Then 12-byte RTP packets with no payload, and garbage RTP.
@@ -478,14 +480,7 @@ fn rtp_of_an_unannounced_payload_type_and_over_mtu_packets_are_survived() {
     let server = &streaming.server;
     let url = server.url("odd");
     let mut c = Raw::connect(server);
-    assert_eq!(announce(&mut c, &url).0, 200);
-    let resp = c.request(&format!(
-        "SETUP {url}/trackID=0 RTSP/1.0\r\nCSeq: 2\r\nTransport: RTP/AVP/TCP;unicast;interleaved=0-1;mode=record\r\n\r\n"
-    ));
-    assert_eq!(resp.0, 200);
-    let session = session_of(&resp.1);
-    let record = format!("RECORD {url} RTSP/1.0\r\nCSeq: 3\r\nSession: {session}\r\n\r\n");
-    assert_eq!(c.request(&record).0, 200);
+    let session = record_tcp(&mut c, &url);
     let packet = |pt: u8, seq: u16, payload_len: usize| {
         let len = (12 + payload_len) as u16;
         let mut p = vec![b'$', 0];
@@ -524,14 +519,7 @@ fn truncated_parameter_sets_from_a_publisher_are_survived() {
     let server = &streaming.server;
     let url = server.url("trunc");
     let mut c = Raw::connect(server);
-    assert_eq!(announce(&mut c, &url).0, 200);
-    let resp = c.request(&format!(
-        "SETUP {url}/trackID=0 RTSP/1.0\r\nCSeq: 2\r\nTransport: RTP/AVP/TCP;unicast;interleaved=0-1;mode=record\r\n\r\n"
-    ));
-    assert_eq!(resp.0, 200);
-    let session = session_of(&resp.1);
-    let record = format!("RECORD {url} RTSP/1.0\r\nCSeq: 3\r\nSession: {session}\r\n\r\n");
-    assert_eq!(c.request(&record).0, 200);
+    let session = record_tcp(&mut c, &url);
     // Keyframes whose SPS and PPS are cut short: a 2-byte SPS, a 1-byte PPS, then an IDR slice.
     let nal = |seq: u16, ts: u32, marker: bool, payload: &[u8]| {
         let len = (12 + payload.len()) as u16;

@@ -37,6 +37,22 @@ fn last_msn(playlist: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// The playlist of `path` once it lists a complete segment, and its target duration (s).
+fn playlist_and_target(server: &TestServer, path: &str) -> (String, u64) {
+    let text = retry(Duration::from_secs(30), || {
+        let r = http_get(server.http_port, &format!("/{path}/index.m3u8"), WAIT);
+        if r.status == 200 && r.text().contains("#EXTINF") {
+            Ok(r.text())
+        } else {
+            Err(r.text())
+        }
+    });
+    let target = tag(&text, "#EXT-X-TARGETDURATION:")
+        .and_then(|v| v.parse().ok())
+        .expect("target duration");
+    (text, target)
+}
+
 /// The playlist once it lists at least `segments` complete segments.
 fn playlist_with_segments(server: &TestServer, segments: usize) -> String {
     retry(Duration::from_secs(30), || {
@@ -297,17 +313,7 @@ fn a_blocking_request_ends_with_503_when_the_publisher_stalls() {
     let server = TestServer::start();
     let publisher = livefeed_publisher(&server.url("cam"), "tcp", &[]);
     wait_for_stream(&server.addr(), "cam");
-    let text = retry(Duration::from_secs(30), || {
-        let r = http_get(server.http_port, "/cam/index.m3u8", WAIT);
-        if r.status == 200 && r.text().contains("#EXTINF") {
-            Ok(r.text())
-        } else {
-            Err(r.text())
-        }
-    });
-    let target: u64 = tag(&text, "#EXT-X-TARGETDURATION:")
-        .and_then(|v| v.parse().ok())
-        .expect("target duration");
+    let (text, target) = playlist_and_target(&server, "cam");
     drop(publisher); // the publisher is killed: nothing new will come
     let r = http_get(server.http_port, "/cam/index.m3u8?_HLS_msn=100000", WAIT);
     assert_eq!(r.status, 400, "far future is refused at once");
@@ -398,17 +404,7 @@ fn a_stalled_publisher_with_its_connection_open_ends_blocking_requests_with_503(
     let server = TestServer::start();
     let publisher = livefeed_publisher(&server.url("cam"), "tcp", &[]);
     wait_for_stream(&server.addr(), "cam");
-    let text = retry(Duration::from_secs(30), || {
-        let r = http_get(server.http_port, "/cam/index.m3u8", WAIT);
-        if r.status == 200 && r.text().contains("#EXTINF") {
-            Ok(r.text())
-        } else {
-            Err(r.text())
-        }
-    });
-    let target: u64 = tag(&text, "#EXT-X-TARGETDURATION:")
-        .and_then(|v| v.parse().ok())
-        .expect("target duration");
+    let (text, target) = playlist_and_target(&server, "cam");
     // Freeze the publisher: its TCP connection stays open, nothing more arrives.
     let pid = publisher.pid().to_string();
     assert!(Command::new("kill")
