@@ -2,7 +2,8 @@
 // prints one JSON line with what it saw:
 // - the paths listed, the video's frames and the live latency figure (twice, to see it move);
 // - the chart's points; the start/stop control (a test pattern started on CONTROL_PATH appears
-//   in the list, then stopping it removes it);
+//   in the list, is recorded — the recording then plays in a <video> — and stopping it removes
+//   it from the list);
 // - screenshots at desktop (1280×900) and phone (390×844) width, saved in OUT_DIR.
 // Usage: node web/tests/dashboard.mjs BASE_URL OUT_DIR [CONTROL_PATH]
 import { launchChromium, hardStop } from "./launch.mjs";
@@ -84,6 +85,21 @@ try {
   await page.click(`#paths li[data-path='${controlPath}'] button.stop-recording`);
   await waitFor(page, (p) => window.livefeedDashboard.paths.some((x) => x.name === p && !x.recording), controlPath);
   step("recorded");
+  // The recording plays in the browser: a <video> loads the file the API lists.
+  result.recordingPlayback = await page.evaluate(async (p) => {
+    const list = await (await fetch("/api/v1/recordings")).json();
+    const file = list.recordings.find((r) => r.path === p);
+    if (!file) return { error: "no recording listed", list };
+    const video = document.createElement("video");
+    video.muted = true;
+    video.src = file.url;
+    return await new Promise((done) => {
+      video.onloadeddata = () => done({ file: file.file, width: video.videoWidth, height: video.videoHeight, duration: video.duration });
+      video.onerror = () => done({ error: `cannot play ${file.url}: ${video.error && video.error.message}` });
+      setTimeout(() => done({ error: "timed out loading the recording" }), 10000);
+    });
+  }, controlPath);
+  step("recording plays");
   await page.click(`#paths li[data-path='${controlPath}'] button.stop-source`);
   await waitFor(page, (p) => !window.livefeedDashboard.paths.some((x) => x.name === p && x.publisher), controlPath);
   step("stopped");

@@ -173,6 +173,7 @@ fn dashboard_lists_plays_measures_charts_and_controls_in_chromium() {
             "screenshots",
             "started",
             "recorded",
+            "recording plays",
             "stopped"
         ],
         "{result}"
@@ -232,6 +233,13 @@ fn dashboard_lists_plays_measures_charts_and_controls_in_chromium() {
     assert!(result["clock"]["synced"] == true, "{result}");
     // Start/stop: the started source had the requested size.
     assert_eq!(result["started"]["width"], 320, "{result}");
+    // Its recording (fragmented MP4) plays in Chromium.
+    let playback = &result["recordingPlayback"];
+    assert_eq!(
+        (playback["width"].as_u64(), playback["height"].as_u64()),
+        (Some(320), Some(240)),
+        "{result}"
+    );
     assert_eq!(
         result["phoneOverflow"], 0,
         "no sideways scrolling on a phone: {result}"
