@@ -29,8 +29,8 @@ CLK_TCK=$(getconf CLK_TCK)
 echo "# livefeed dashboard cost on the server (bench/dashboard_cpu.sh)"
 echo
 echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
-echo "- checkout: $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?')$(cd "$ROOT" && [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ] && echo ' + uncommitted changes' || true); binary $BIN ($(stat -c '%y' "$BIN" | cut -d. -f1))"
-echo "- machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'); server and Chromium share them"
+echo "- checkout: $(checkout_desc); binary $BIN ($(stat -c '%y' "$BIN" | cut -d. -f1))"
+echo "- machine: $(machine_desc); server and Chromium share them"
 echo "- raw output: $OUT_DIR"
 echo
 

@@ -28,8 +28,8 @@ if [ ! -x /usr/bin/time ]; then echo "error: /usr/bin/time not found" >&2; exit 
 echo "# OpenH264 against libx264, and three paths at once (bench/encoders.sh)"
 echo
 echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
-echo "- checkout: $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?')$(cd "$ROOT" && [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ] && echo ' + uncommitted changes' || true)"
-echo "- machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'); libx264 $(pkg-config --modversion x264 2>/dev/null || echo '?')"
+echo "- checkout: $(checkout_desc)"
+echo "- machine: $(machine_desc); libx264 $(pkg-config --modversion x264 2>/dev/null || echo '?')"
 echo "- raw output: $OUT_DIR"
 echo
 

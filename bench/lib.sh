@@ -5,6 +5,21 @@ BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$BENCH_DIR/.." && pwd)
 BIN=${LIVEFEED_BIN:-$ROOT/target/release/livefeed}
 
+# checkout_desc: the commit the checkout is at, and whether tracked files were changed.
+checkout_desc() {
+    (
+        cd "$ROOT" || exit 0
+        git rev-parse --short HEAD 2>/dev/null || echo '?'
+        [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ] && echo ' + uncommitted changes'
+        true
+    ) | tr -d '\n'
+}
+
+# machine_desc: CPUs and their model.
+machine_desc() {
+    echo "$(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
+}
+
 require_bin() {
     if [ ! -x "$BIN" ]; then
         echo "error: $BIN is missing." >&2

@@ -99,8 +99,8 @@ echo "# livefeed publisher CPU benchmark (bench/publisher_cpu.sh)"
 echo
 echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
 echo "- binary: $BIN ($(stat -c '%y' "$BIN" | cut -d. -f1))"
-echo "- checkout at run time: $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?')$(cd "$ROOT" && [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ] && echo ' + uncommitted changes' || true) (the binary is as old as its build time above)"
-echo "- machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
+echo "- checkout at run time: $(checkout_desc) (the binary is as old as its build time above)"
+echo "- machine: $(machine_desc)"
 echo "- ffmpeg: $(ffmpeg -hide_banner -version | head -1)"
 echo "- logs: $OUT_DIR"
 echo

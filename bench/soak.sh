@@ -27,8 +27,8 @@ require_tool python3 "the reader load"
 echo "# livefeed soak run (bench/soak.sh)"
 echo
 echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
-echo "- checkout: $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?')$(cd "$ROOT" && [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ] && echo ' + uncommitted changes' || true); binary $BIN ($(stat -c '%y' "$BIN" | cut -d. -f1))"
-echo "- machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'); server, publisher and readers share them"
+echo "- checkout: $(checkout_desc); binary $BIN ($(stat -c '%y' "$BIN" | cut -d. -f1))"
+echo "- machine: $(machine_desc); server, publisher and readers share them"
 echo "- ${SOAK_SECS} s, ${READERS} reader slots, publisher restarted every ${RESTART_SECS} s; raw output: $OUT_DIR"
 echo
 
@@ -175,6 +175,7 @@ echo "|---:|---:|---:|---:|---:|---:|"
 start=$(date +%s)
 restarts=0
 next_restart=$((start + RESTART_SECS))
+next_sample=$start
 first_rss=; first_fds=
 while kill -0 "$LOAD_PID" 2>/dev/null; do
     now=$(date +%s)
@@ -187,12 +188,12 @@ while kill -0 "$LOAD_PID" 2>/dev/null; do
         next_restart=$((next_restart + RESTART_SECS))
     fi
     t=$((now - start))
-    if [ $((t % 10)) -eq 0 ]; then
+    if [ "$now" -ge "$next_sample" ]; then
+        next_sample=$((next_sample + 10))
         rss=$(kib "$SERVER_PID" VmRSS); fd=$(fds "$SERVER_PID")
         counts=$(curl -fsS --max-time 5 "$HTTP/api/v1/paths/soak" 2>/dev/null | python3 -c 'import json,sys; d=json.load(sys.stdin)["reader_counts"]; print(d["rtsp"], d["hls"])' 2>/dev/null || echo "- -")
         echo "| $t | $(python3 -c "print(f'{$rss/1024:.1f}')") | $fd | ${counts% *} | ${counts#* } | $restarts |"
         if [ "$t" -ge 30 ] && [ -z "$first_rss" ]; then first_rss=$rss; first_fds=$fd; fi
-        sleep 1
     fi
     sleep 0.5
 done

@@ -31,8 +31,8 @@ CLK_TCK=$(getconf CLK_TCK)
 echo "# livefeed metrics store ingest (bench/store_ingest.sh)"
 echo
 echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
-echo "- checkout: $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?')$(cd "$ROOT" && [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ] && echo ' + uncommitted changes' || true); binary $BIN ($(stat -c '%y' "$BIN" | cut -d. -f1))"
-echo "- machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'); data on $(df -T "$OUT_DIR" | awk 'NR==2 {print $2}')"
+echo "- checkout: $(checkout_desc); binary $BIN ($(stat -c '%y' "$BIN" | cut -d. -f1))"
+echo "- machine: $(machine_desc); data on $(df -T "$OUT_DIR" | awk 'NR==2 {print $2}')"
 echo "- raw output: $OUT_DIR"
 echo
 

@@ -58,8 +58,8 @@ echo "# livefeed WebRTC and LL-HLS glass-to-glass latency in Chromium (bench/web
 echo
 echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
 echo "- binary: $BIN ($(stat -c '%y' "$BIN" | cut -d. -f1))"
-echo "- checkout at run time: $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?')$(cd "$ROOT" && [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ] && echo ' + uncommitted changes' || true) (the binary is as old as its build time above)"
-echo "- machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'); server, test-pattern encoder and browser share them"
+echo "- checkout at run time: $(checkout_desc) (the binary is as old as its build time above)"
+echo "- machine: $(machine_desc); server, test-pattern encoder and browser share them"
 echo "- browser: $("${CHROMIUM:-/usr/bin/chromium}" --version 2>/dev/null | head -1), headless; hls.js $(node -p "require('$ROOT/web/node_modules/hls.js/package.json').version" 2>/dev/null || echo '?')"
 echo "- logs and raw JSON: $OUT_DIR"
 echo "- warm-up left out: the first $((WARMUP_SECS * FPS)) measured frames of each player (${WARMUP_SECS} s at ${FPS} fps)"

@@ -76,8 +76,8 @@ echo "# livefeed WebRTC (WHEP) server load (bench/webrtc_load.sh)"
 echo
 echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
 echo "- binary: $BIN ($(stat -c '%y' "$BIN" | cut -d. -f1))"
-echo "- checkout at run time: $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?')$(cd "$ROOT" && [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ] && echo ' + uncommitted changes' || true) (the binary is as old as its build time above)"
-echo "- machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'); server, stream source and load client share them"
+echo "- checkout at run time: $(checkout_desc) (the binary is as old as its build time above)"
+echo "- machine: $(machine_desc); server, stream source and load client share them"
 echo "- load client: bench/whep-load (str0m 0.24, one thread and one UDP socket per viewer), ${DURATION} s per viewer from its answer"
 echo "- logs and raw JSON: $OUT_DIR"
 echo

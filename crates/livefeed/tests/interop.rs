@@ -255,19 +255,7 @@ fn receive_exits_non_zero_when_no_server_listens() {
 #[test]
 fn the_demo_runs_end_to_end_and_measures_every_stage() {
     let data = TempDir::new("livefeed-demo-data");
-    let mut cmd = livefeed();
-    cmd.args(["--data-dir", data.path()]);
-    cmd.args([
-        "--duration",
-        "4",
-        "--json",
-        "--rtsp-address",
-        "127.0.0.1:0",
-        "--http-address",
-        "127.0.0.1:0",
-        "--webrtc-address",
-        "127.0.0.1:0",
-    ]);
+    let mut cmd = demo_command(&data, &["--duration", "4", "--json"]);
     let out = run("livefeed demo", &mut cmd, Duration::from_secs(60));
     out.assert_success();
     let per_second: Vec<serde_json::Value> = out
@@ -305,20 +293,7 @@ fn the_demo_runs_end_to_end_and_measures_every_stage() {
 #[test]
 fn the_demo_prints_human_status_lines() {
     let data = TempDir::new("livefeed-demo-data");
-    let mut cmd = livefeed();
-    cmd.args(["--data-dir", data.path()]);
-    cmd.args([
-        "--duration",
-        "2.5",
-        "--rtsp-address",
-        "127.0.0.1:0",
-        "--http-address",
-        "127.0.0.1:0",
-        "--webrtc-address",
-        "127.0.0.1:0",
-        "--transport",
-        "udp",
-    ]);
+    let mut cmd = demo_command(&data, &["--duration", "2.5", "--transport", "udp"]);
     let out = run("livefeed demo", &mut cmd, Duration::from_secs(60));
     out.assert_success();
     let status: Vec<&str> = out
@@ -416,16 +391,8 @@ fn rtcp_sender_reports_map_capture_time_to_rtp_time() {
 /// The demo with `args`: its JSON summaries (one per path) and the run's outcome.
 fn demo_summaries(args: &[&str]) -> (Output, Vec<serde_json::Value>) {
     let data = TempDir::new("livefeed-demo-data");
-    let mut cmd = livefeed();
-    cmd.args(["--data-dir", data.path(), "--duration", "5", "--json"])
-        .args([
-            "--rtsp-address",
-            "127.0.0.1:0",
-            "--http-address",
-            "127.0.0.1:0",
-        ])
-        .args(["--webrtc-address", "127.0.0.1:0"])
-        .args(args);
+    let mut cmd = demo_command(&data, &["--duration", "5", "--json"]);
+    cmd.args(args);
     let out = run("livefeed demo", &mut cmd, Duration::from_secs(90));
     let summaries = out
         .stdout

@@ -173,6 +173,28 @@ impl Output {
     }
 }
 
+/// Server options every test server takes: its own data directory, and loopback addresses on
+/// ports the OS picks.
+pub fn loopback_server_args(data_dir: &str) -> [&str; 8] {
+    [
+        "--data-dir",
+        data_dir,
+        "--rtsp-address",
+        "127.0.0.1:0",
+        "--http-address",
+        "127.0.0.1:0",
+        "--webrtc-address",
+        "127.0.0.1:0",
+    ]
+}
+
+/// The demo (no subcommand) with a temporary data directory and loopback ports, plus `args`.
+pub fn demo_command(data: &TempDir, args: &[&str]) -> Command {
+    let mut cmd = livefeed();
+    cmd.args(loopback_server_args(data.path())).args(args);
+    cmd
+}
+
 /// The livefeed binary under test.
 pub fn livefeed() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_livefeed"));
@@ -244,16 +266,7 @@ impl TestServer {
         // --record-dir flag wins over the variable.
         cmd.env("LIVEFEED_RECORD_DIR", data_dir.0.join("recordings"));
         cmd.args(command)
-            .args([
-                "--data-dir",
-                data_dir.path(),
-                "--rtsp-address",
-                "127.0.0.1:0",
-                "--http-address",
-                "127.0.0.1:0",
-                "--webrtc-address",
-                "127.0.0.1:0",
-            ])
+            .args(loopback_server_args(data_dir.path()))
             .args(extra);
         let mut proc = Proc::spawn(&format!("livefeed {}", command.join(" ")), &mut cmd);
         let port = port_in(&proc.wait_for_line(Duration::from_secs(20), |l| {
