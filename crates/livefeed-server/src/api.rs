@@ -279,9 +279,12 @@ pub async fn time() -> Response {
 
 /// `GET /api/v1/recordings`.
 pub async fn list_recordings(State(app): State<App>) -> Response {
-    let files: Vec<Value> = app
-        .recordings
-        .list()
+    let recordings = app.recordings.clone();
+    // A directory walk: off the async threads.
+    let listed = tokio::task::spawn_blocking(move || recordings.list())
+        .await
+        .unwrap_or_default();
+    let files: Vec<Value> = listed
         .into_iter()
         .map(|f| {
             let url = format!("/api/v1/recordings/{}/{}", f.path, f.file);
@@ -307,13 +310,16 @@ pub async fn download_recording(State(app): State<App>, Path(rest): Path<String>
         .recordings
         .file(path, file)
         .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no recording {path}/{file}")))?;
-    let bytes = tokio::fs::read(&full).await.map_err(|e| {
+    let file_handle = tokio::fs::File::open(&full).await.map_err(|e| {
         ApiError(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("cannot read {path}/{file}: {e}"),
         )
     })?;
-    Ok((
+    let length = file_handle.metadata().await.map(|m| m.len()).ok();
+    // Streamed: a recording may be gigabytes.
+    let body = axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(file_handle));
+    let mut response = (
         [
             (axum::http::header::CONTENT_TYPE, "video/mp4".to_string()),
             (
@@ -321,9 +327,15 @@ pub async fn download_recording(State(app): State<App>, Path(rest): Path<String>
                 format!("attachment; filename=\"{file}\""),
             ),
         ],
-        bytes,
+        body,
     )
-        .into_response())
+        .into_response();
+    if let Some(len) = length {
+        response
+            .headers_mut()
+            .insert(axum::http::header::CONTENT_LENGTH, len.into());
+    }
+    Ok(response)
 }
 
 /// `POST /api/v1/recordings/{path}`.

@@ -500,7 +500,6 @@ impl ServerConfig {
             write_timeout: self.write_timeout,
             read_timeout: self.read_timeout,
             idle_timeout: self.idle_timeout,
-            allow_remote_publish: self.allow_remote_publish,
             basic_auth: self.rtsp_auth_methods.contains(&AuthMethod::Basic),
             limits: self.limits.framing.clone(),
             depacketizer: self.limits.depacketizer,

@@ -31,6 +31,9 @@ pub const PUBLISH_EVERY: Duration = Duration::from_secs(1);
 /// Samples kept per series in the window at most.
 const MAX_RECENT_PER_SERIES: usize = 20_000;
 
+/// Series (path, stage, client) kept at most: clients name paths and kinds freely.
+const MAX_RECENT_SERIES: usize = 1_000;
+
 type SeriesKey = (String, String, String);
 
 /// Latency samples of the last [`RECENT_WINDOW`] per (path, stage, client).
@@ -41,12 +44,26 @@ pub struct RecentLatency {
 
 impl RecentLatency {
     /// Adds samples (as they arrive; their own timestamps are not trusted for the window).
+    /// Series and samples are bounded ([`MAX_RECENT_SERIES`], [`MAX_RECENT_PER_SERIES`]), and
+    /// what left the window is forgotten here too, whether or not a dashboard listens.
     pub fn record(&self, samples: &[Sample]) {
         let now = Instant::now();
         let mut series = self.series.lock().unwrap_or_else(|p| p.into_inner());
         for s in samples {
             let key = (s.path.clone(), s.stage.clone(), s.client.clone());
+            if !series.contains_key(&key) && series.len() >= MAX_RECENT_SERIES {
+                forget_old(&mut series, now);
+                if series.len() >= MAX_RECENT_SERIES {
+                    continue;
+                }
+            }
             let window = series.entry(key).or_default();
+            while window
+                .front()
+                .is_some_and(|(t, _)| now.duration_since(*t) > RECENT_WINDOW)
+            {
+                window.pop_front();
+            }
             if window.len() < MAX_RECENT_PER_SERIES {
                 window.push_back((now, s.latency_ms));
             }
@@ -57,15 +74,7 @@ impl RecentLatency {
     pub fn summary(&self) -> Vec<Value> {
         let now = Instant::now();
         let mut series = self.series.lock().unwrap_or_else(|p| p.into_inner());
-        series.retain(|_, w| {
-            while w
-                .front()
-                .is_some_and(|(t, _)| now.duration_since(*t) > RECENT_WINDOW)
-            {
-                w.pop_front();
-            }
-            !w.is_empty()
-        });
+        forget_old(&mut series, now);
         let mut keys: Vec<&SeriesKey> = series.keys().collect();
         keys.sort();
         keys.into_iter()
@@ -81,6 +90,19 @@ impl RecentLatency {
             })
             .collect()
     }
+}
+
+/// Drops samples older than the window, and series left empty.
+fn forget_old(series: &mut HashMap<SeriesKey, VecDeque<(Instant, f64)>>, now: Instant) {
+    series.retain(|_, w| {
+        while w
+            .front()
+            .is_some_and(|(t, _)| now.duration_since(*t) > RECENT_WINDOW)
+        {
+            w.pop_front();
+        }
+        !w.is_empty()
+    });
 }
 
 /// The feed every dashboard subscribes to.

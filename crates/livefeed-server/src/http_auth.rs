@@ -4,7 +4,8 @@
 //! nothing (the dashboard's HTML and scripts, the clock, CORS preflights): LL-HLS, WHEP and the
 //! player page read their path; the API's reads and Prometheus read every path (path `""`,
 //! which only users without path restrictions cover); starting/stopping sources and
-//! disconnecting readers are controls. Credentials: `Authorization: Basic` or `Bearer`.
+//! disconnecting readers are controls, refused to pages of another origin (`Origin` not the
+//! `Host`). Credentials: `Authorization: Basic` or `Bearer`.
 //! A 401 carries `WWW-Authenticate: Basic realm="livefeed"` (browsers ask for credentials);
 //! wrong credentials are answered after [`livefeed_auth::FAILURE_DELAY`].
 
@@ -65,6 +66,16 @@ fn stream_path(rest: &str) -> String {
     }
 }
 
+/// Whether the request carries an `Origin` that is not the server it was sent to (`Host`).
+fn cross_origin(headers: &axum::http::HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return false; // not from a browser page (curl, livefeed itself)
+    };
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+    host.is_none_or(|h| !origin_host.eq_ignore_ascii_case(h))
+}
+
 /// The middleware.
 pub async fn require(
     State(app): State<App>,
@@ -75,6 +86,16 @@ pub async fn require(
     let Some((action, path)) = classify(req.method(), req.uri().path()) else {
         return next.run(req).await;
     };
+    if action == Action::Api && cross_origin(req.headers()) {
+        // CORS lets any page *read*; a page from elsewhere must not drive the controls with
+        // the browser's loopback address or stored credentials.
+        tracing::warn!(peer = %conn.remote, path = %path, "cross-origin control request refused");
+        return (
+            StatusCode::FORBIDDEN,
+            "controls are refused to pages from another origin\n",
+        )
+            .into_response();
+    }
     let authorization = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -121,6 +142,22 @@ pub async fn require(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_same_origin_pages_may_control() {
+        let headers = |origin: Option<&str>| {
+            let mut h = axum::http::HeaderMap::new();
+            h.insert(header::HOST, "127.0.0.1:8888".parse().expect("host"));
+            if let Some(o) = origin {
+                h.insert(header::ORIGIN, o.parse().expect("origin"));
+            }
+            h
+        };
+        assert!(!cross_origin(&headers(None)));
+        assert!(!cross_origin(&headers(Some("http://127.0.0.1:8888"))));
+        assert!(cross_origin(&headers(Some("http://evil.example"))));
+        assert!(cross_origin(&headers(Some("null"))));
+    }
 
     #[test]
     fn requests_are_classified() {

@@ -402,6 +402,14 @@ impl Hub {
         })
     }
 
+    /// Whether `path` has a publisher now.
+    pub fn has_publisher(&self, path: &str) -> bool {
+        let paths = self.paths.lock().unwrap_or_else(|p| p.into_inner());
+        paths
+            .get(path)
+            .is_some_and(|state| state.lock().publisher.is_some())
+    }
+
     /// The current stream parameters of `path`, if it has a stream.
     pub fn stream_info(&self, path: &str) -> Option<StreamInfo> {
         let paths = self.paths.lock().unwrap_or_else(|p| p.into_inner());

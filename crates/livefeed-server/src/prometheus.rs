@@ -6,7 +6,8 @@
 //! - `livefeed_readers` — per `path` and `protocol` (`rtsp/tcp`, `rtsp/udp`, `webrtc`, `hls`);
 //! - `livefeed_frames_in`, `livefeed_bytes_in`, `livefeed_dropped_frames` — counters per path
 //!   (frames skipped by slow readers);
-//! - `livefeed_samples_dropped` — server samples not stored because the queue was full.
+//! - `livefeed_samples_dropped` — latency samples not recorded: the server's queue was full, or
+//!   they would have made a series beyond [`MAX_LATENCY_SERIES`].
 //!
 //! Latency histograms are fed as samples arrive; the per-path figures are read from the hub at
 //! scrape time.
@@ -57,7 +58,12 @@ pub struct Prometheus {
     drops: Family<Labels, Counter>,
     samples_dropped: Counter,
     totals: Mutex<HashMap<String, Totals>>,
+    /// Latency label sets created so far (clients name paths and kinds freely: bounded).
+    latency_series: Mutex<std::collections::HashSet<Labels>>,
 }
+
+/// Latency label sets (path, stage, client) at most; samples of further ones are not observed.
+pub const MAX_LATENCY_SERIES: usize = 1_000;
 
 impl Default for Prometheus {
     fn default() -> Self {
@@ -89,6 +95,7 @@ impl Prometheus {
             drops: Family::default(),
             samples_dropped: Counter::default(),
             totals: Mutex::new(HashMap::new()),
+            latency_series: Mutex::new(std::collections::HashSet::new()),
             registry: Registry::default(),
         };
         registry.register(
@@ -112,7 +119,7 @@ impl Prometheus {
         );
         registry.register(
             "samples_dropped",
-            "Server latency samples not stored (queue full)",
+            "Latency samples not recorded: server queue full, or a new series over the cap",
             m.samples_dropped.clone(),
         );
         Prometheus { registry, ..m }
@@ -120,12 +127,23 @@ impl Prometheus {
 
     /// Adds latency samples to the histograms.
     pub fn observe(&self, samples: &[Sample]) {
+        let mut known = self
+            .latency_series
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         for s in samples {
             let key = labels(&[
                 ("path", &s.path),
                 ("stage", &s.stage),
                 ("client", &s.client),
             ]);
+            if !known.contains(&key) {
+                if known.len() >= MAX_LATENCY_SERIES {
+                    self.samples_dropped.inc();
+                    continue;
+                }
+                known.insert(key.clone());
+            }
             self.latency.get_or_create(&key).observe(s.latency_ms);
         }
     }

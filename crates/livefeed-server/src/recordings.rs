@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use livefeed_hls::record::{RecordEvent, Recorder};
 use tokio::io::AsyncWriteExt;
@@ -105,12 +105,7 @@ impl Recordings {
             return Err(RecordError::AlreadyRecording(path.to_string()));
         }
         // A publisher that has not sent its first keyframe yet is fine: files start there.
-        let published = self
-            .hub
-            .snapshot()
-            .iter()
-            .any(|p| p.name == path && p.publisher.is_some());
-        if !published {
+        if !self.hub.has_publisher(path) {
             return Err(RecordError::NotPublished(path.to_string()));
         }
         let sub = self
@@ -232,9 +227,7 @@ fn collect_files(root: &Path, dir: &Path, out: &mut Vec<RecordingFile>) {
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+    livefeed_store::unix_now_ms()
 }
 
 /// Reads `sub` until it ends or `stop`, writing files into `dir`.
@@ -269,7 +262,10 @@ async fn record(
                     let ms = capture_unix_ns.map_or_else(now_ms, |ns| (ns / 1_000_000) as i64);
                     match open(&dir, ms, &init).await {
                         Ok(f) => {
-                            retain(&dir, &config, &f.1);
+                            let (d, c, current) = (dir.clone(), config.clone(), f.1.clone());
+                            // Directory walk and deletions: off the async threads.
+                            let _ =
+                                tokio::task::spawn_blocking(move || retain(&d, &c, &current)).await;
                             file = Some(f);
                             Ok(())
                         }

@@ -51,8 +51,6 @@ pub struct RtspConfig {
     pub write_timeout: Duration,
     /// Message size limits.
     pub limits: Limits,
-    /// Accept publishers from addresses other than loopback.
-    pub allow_remote_publish: bool,
     /// Offer and accept Basic authentication.
     pub basic_auth: bool,
     /// Offer and accept Digest authentication.
@@ -70,7 +68,6 @@ impl Default for RtspConfig {
             read_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(10),
             limits: Limits::default(),
-            allow_remote_publish: false,
             basic_auth: true,
             digest_auth: true,
             depacketizer: DepacketizerLimits::default(),

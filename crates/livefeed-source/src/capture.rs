@@ -299,8 +299,13 @@ impl Loop {
                 frame: n,
             };
             if let Some(tap) = &self.tap {
-                // A full tap (the window is still drawing) skips this picture.
-                let _ = tap.try_send(self.frame.clone());
+                // A full tap (the window is still drawing) skips this picture; a closed one
+                // (the window went away) is dropped, and no picture is copied for it again.
+                if let Err(std::sync::mpsc::TrySendError::Disconnected(_)) =
+                    tap.try_send(self.frame.clone())
+                {
+                    self.tap = None;
+                }
             }
             let au = self.encoder.encode(&self.frame, pts, stamp)?;
             let encoded_unix_ns = corrected(unix_now_ns(), self.clock_correction_ns);

@@ -240,6 +240,12 @@ fn without_users_the_api_controls_answer_loopback_only_and_reading_is_open() {
         curl(&["-X", "POST", &format!("{http}/api/v1/sources/x")]).0,
         201
     );
+    // A page from another site (its browser on this machine) cannot drive the controls.
+    let evil = ["-X", "DELETE", "-H", "Origin: http://evil.example"];
+    let target = format!("{http}/api/v1/sources/x");
+    assert_eq!(curl(&[&evil[..], &[target.as_str()][..]].concat()).0, 403);
+    let own = format!("Origin: {http}");
+    assert_eq!(curl(&["-X", "DELETE", "-H", &own, &target]).0, 204);
 }
 
 #[test]
@@ -262,6 +268,18 @@ fn a_second_publisher_is_refused_unless_the_path_allows_takeover() {
 
     let old = livefeed_publisher(&server.url("shared"), "tcp", &["--duration", "60"]);
     wait_for_stream(&server.addr(), "shared");
+    let publisher_remote = || {
+        let r = http_get(
+            server.http_port,
+            "/api/v1/paths/shared",
+            Duration::from_secs(5),
+        );
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+        v["publisher"]["remote"].as_str().map(str::to_string)
+    };
+    let first_remote = retry(Duration::from_secs(10), || {
+        publisher_remote().ok_or_else(|| "no publisher yet".to_string())
+    });
     let new = livefeed_publisher(&server.url("shared"), "tcp", &["--duration", "60"]);
     // The old publisher is dropped (its connection closed), the new one publishes.
     let old = old.wait(Duration::from_secs(30));
@@ -271,12 +289,12 @@ fn a_second_publisher_is_refused_unless_the_path_allows_takeover() {
         "the replaced publisher sees its connection closed: {}",
         old.stderr
     );
-    let paths = http_get(
-        server.http_port,
-        "/api/v1/paths/shared",
-        Duration::from_secs(5),
-    );
-    assert_eq!(paths.status, 200, "{}", paths.text());
+    // The path is now the new publisher's (another connection, another port).
+    let now = retry(Duration::from_secs(10), || match publisher_remote() {
+        Some(r) if r != first_remote => Ok(r),
+        other => Err(format!("publisher {other:?}")),
+    });
+    assert_ne!(now, first_remote);
     drop(new);
 }
 

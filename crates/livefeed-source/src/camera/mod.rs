@@ -115,7 +115,11 @@ pub trait CameraDevice: Send {
 pub struct CameraSource {
     device: Box<dyn CameraDevice>,
     last_capture_unix_ns: Option<u64>,
+    bad_frames: u64,
 }
+
+/// Unreadable frames in a row after which the camera is given up.
+pub const MAX_BAD_FRAMES_IN_A_ROW: u32 = 30;
 
 impl CameraSource {
     /// A source over an opened device.
@@ -123,6 +127,7 @@ impl CameraSource {
         CameraSource {
             device,
             last_capture_unix_ns: None,
+            bad_frames: 0,
         }
     }
 
@@ -131,17 +136,43 @@ impl CameraSource {
         self.device.format()
     }
 
-    /// Reads the next frame into `out` (which has the negotiated size).
+    /// Reads the next good frame into `out` (which has the negotiated size). Cameras do hand
+    /// over broken frames now and then (a cut JPEG, a short buffer): those are skipped and
+    /// counted; only [`MAX_BAD_FRAMES_IN_A_ROW`] of them in a row is an error.
     pub fn read(&mut self, out: &mut I420Frame) -> anyhow::Result<()> {
         let pixel = self.device.format().pixel;
-        let frame = self.device.next_frame()?;
-        let at = frame.capture_unix_ns;
-        match pixel {
-            PixelFormat::Yuyv => convert::yuyv_to_i420(frame.data, out)?,
-            PixelFormat::Mjpeg => convert::mjpeg_to_i420(frame.data, out)?,
+        let mut in_a_row = 0;
+        loop {
+            let frame = self.device.next_frame()?;
+            let at = frame.capture_unix_ns;
+            let converted = match pixel {
+                PixelFormat::Yuyv => convert::yuyv_to_i420(frame.data, out),
+                PixelFormat::Mjpeg => convert::mjpeg_to_i420(frame.data, out),
+            };
+            match converted {
+                Ok(()) => {
+                    self.last_capture_unix_ns = Some(at);
+                    return Ok(());
+                }
+                Err(e) => {
+                    self.bad_frames += 1;
+                    in_a_row += 1;
+                    if self.bad_frames <= 5 || self.bad_frames.is_multiple_of(100) {
+                        tracing::warn!(error = %e, count = self.bad_frames, "camera frame skipped");
+                    }
+                    if in_a_row >= MAX_BAD_FRAMES_IN_A_ROW {
+                        return Err(anyhow::Error::new(e).context(format!(
+                            "{in_a_row} camera frames in a row could not be read"
+                        )));
+                    }
+                }
+            }
         }
-        self.last_capture_unix_ns = Some(at);
-        Ok(())
+    }
+
+    /// Frames skipped because they could not be converted.
+    pub fn bad_frames(&self) -> u64 {
+        self.bad_frames
     }
 
     /// Capture time of the last frame read, Unix ns.
@@ -215,6 +246,45 @@ mod tests {
                 capture_unix_ns: u64::from(self.n) * 1_000_000_000,
             })
         }
+    }
+
+    /// Every other frame is cut short.
+    struct FlakyCamera {
+        n: u8,
+        buf: Vec<u8>,
+    }
+
+    impl CameraDevice for FlakyCamera {
+        fn format(&self) -> CameraFormat {
+            FakeCamera {
+                n: 0,
+                buf: Vec::new(),
+            }
+            .format()
+        }
+
+        fn next_frame(&mut self) -> anyhow::Result<RawFrame<'_>> {
+            self.n += 1;
+            let len = if self.n.is_multiple_of(2) { 4 } else { 16 };
+            self.buf = [self.n, 128].repeat(len / 2);
+            Ok(RawFrame {
+                data: &self.buf,
+                capture_unix_ns: u64::from(self.n),
+            })
+        }
+    }
+
+    #[test]
+    fn broken_frames_are_skipped_and_counted() {
+        let mut source = CameraSource::new(Box::new(FlakyCamera {
+            n: 0,
+            buf: Vec::new(),
+        }));
+        let mut out = I420Frame::new_black(4, 2).expect("frame");
+        source.read(&mut out).expect("frame 1");
+        source.read(&mut out).expect("frame 3, frame 2 skipped");
+        assert_eq!(out.planes_mut().0, [3; 8]);
+        assert_eq!(source.bad_frames(), 1);
     }
 
     #[test]

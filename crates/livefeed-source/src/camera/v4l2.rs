@@ -4,7 +4,9 @@
 //! timestamps to the wall clock. Opening errors carry the original system's advice.
 
 use std::io;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
+
+use livefeed_media::clock::unix_now_ns;
 
 use anyhow::Context;
 use v4l::buffer::Type;
@@ -129,7 +131,9 @@ impl V4l2Camera {
         fmt.height = want.height as u32;
         fmt.fourcc = fourcc(want.pixel);
         let got = dev.set_format(&fmt).map_err(|e| open_error(path, &e))?;
-        if pixel(got.fourcc) != Some(want.pixel) || got.width as usize != want.width {
+        let size = (got.width as usize, got.height as usize);
+        let packed = want.pixel == PixelFormat::Yuyv && got.stride as usize != want.width * 2;
+        if pixel(got.fourcc) != Some(want.pixel) || size != (want.width, want.height) || packed {
             anyhow::bail!("camera {path} did not accept {want} (it set {got})");
         }
         let mut params = dev.params().map_err(|e| open_error(path, &e))?;
@@ -149,11 +153,7 @@ impl V4l2Camera {
 
 /// Wall clock minus `CLOCK_MONOTONIC` (what V4L2 buffer timestamps use), ns.
 fn mono_to_wall_ns() -> i128 {
-    let wall = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i128);
-    let mono = monotonic_ns();
-    wall - mono
+    i128::from(unix_now_ns()) - monotonic_ns()
 }
 
 /// `CLOCK_MONOTONIC` now, ns.
@@ -176,10 +176,8 @@ impl CameraDevice for V4l2Camera {
             (mono_ns + self.mono_to_wall_ns).max(0) as u64
         } else {
             // No driver timestamp: when the frame was handed over.
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos());
-            (now - started.elapsed().as_nanos().min(now)) as u64
+            let now = unix_now_ns();
+            now.saturating_sub(started.elapsed().as_nanos() as u64)
         };
         let used = (meta.bytesused as usize).min(buf.len());
         Ok(RawFrame {
