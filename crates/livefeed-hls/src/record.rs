@@ -13,15 +13,12 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use livefeed_media::AccessUnit;
+use livefeed_media::{AccessUnit, DEFAULT_FRAME_TICKS};
 
 use crate::cmaf::{self, CmafError, FragmentWriter, VideoTrack};
 
 /// 90 kHz ticks per second.
 const TICKS_PER_SEC: u64 = 90_000;
-
-/// Frame duration before two frames were seen (30 fps).
-const DEFAULT_FRAME_TICKS: u32 = 3000;
 
 /// What to do with the files.
 #[derive(Debug, Clone, PartialEq, Eq)]

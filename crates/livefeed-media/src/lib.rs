@@ -26,3 +26,7 @@ pub mod sei;
 pub mod timecode;
 
 pub use access_unit::{AccessUnit, CaptureStamp};
+
+/// One frame at 30 fps in 90 kHz ticks: the frame duration assumed until two frames of a
+/// stream have been seen.
+pub const DEFAULT_FRAME_TICKS: u32 = 3000;

@@ -15,16 +15,13 @@ use bytes::Bytes;
 use livefeed_hls::cmaf::{self, FragmentWriter, VideoTrack};
 use livefeed_hls::playlist::{Chunk, Playlist, PlaylistConfig};
 use livefeed_media::clock::unix_now_ns;
-use livefeed_media::AccessUnit;
+use livefeed_media::{AccessUnit, DEFAULT_FRAME_TICKS};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use crate::config::HlsConfig;
 use crate::hls_files::HlsFiles;
 use crate::hub::{Hub, Subscription};
-
-/// Frame duration assumed until two frames have been seen (30 fps at 90 kHz).
-const DEFAULT_FRAME_TICKS: u32 = 3000;
 
 /// What the HLS task maintains for one path.
 pub struct HlsState {

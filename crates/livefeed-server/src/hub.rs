@@ -27,7 +27,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use livefeed_media::h264::{nal_type, nal_unit_type, SpsInfo};
-use livefeed_media::AccessUnit;
+use livefeed_media::{AccessUnit, DEFAULT_FRAME_TICKS};
 use tokio::sync::mpsc;
 
 /// Limits of the hub.
@@ -592,15 +592,12 @@ impl Drop for Publisher {
     }
 }
 
-/// Frame duration assumed before two frames were seen (30 fps at 90 kHz).
-const DEFAULT_FRAME_TICKS: u64 = 3000;
-
 /// Shifts `au.pts` so it continues the path's timeline (a new publisher starts one frame after
 /// the previous one's last frame), and remembers it.
 fn continue_timestamps(inner: &mut PathInner, au: &mut AccessUnit) {
     let last_pts = inner.last_pts;
     let duration = if inner.last_duration == 0 {
-        DEFAULT_FRAME_TICKS
+        u64::from(DEFAULT_FRAME_TICKS)
     } else {
         inner.last_duration
     };

@@ -39,10 +39,20 @@ pub struct ServerMetrics {
     pending: Mutex<Pending>,
 }
 
+/// Server samples waiting for the store: per path and stage, plain `(unix_ms, ms)` pairs, so
+/// recording one (per frame, per reader) allocates nothing once a path is known; the
+/// [`Sample`]s are built once a second by [`ServerMetrics::take_samples`].
 #[derive(Debug, Default)]
 struct Pending {
-    samples: Vec<Sample>,
+    by_path: HashMap<String, PendingPath>,
+    count: usize,
     dropped: u64,
+}
+
+#[derive(Debug, Default)]
+struct PendingPath {
+    ingest: Vec<(i64, f64)>,
+    egress: Vec<(i64, f64)>,
 }
 
 impl ServerMetrics {
@@ -60,19 +70,23 @@ impl ServerMetrics {
         }
     }
 
-    fn queue(&self, path: &str, stage: &str, ms: f64) {
+    fn queue(&self, path: &str, egress: bool, ms: f64) {
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        if pending.samples.len() >= MAX_PENDING_SAMPLES {
+        if pending.count >= MAX_PENDING_SAMPLES {
             pending.dropped += 1;
             return;
         }
-        pending.samples.push(Sample {
-            path: path.to_string(),
-            stage: stage.to_string(),
-            client: SERVER_CLIENT.to_string(),
-            unix_ms: livefeed_store::unix_now_ms(),
-            latency_ms: ms,
-        });
+        pending.count += 1;
+        let entry = (livefeed_store::unix_now_ms(), ms);
+        let per_path = match pending.by_path.get_mut(path) {
+            Some(p) => p,
+            None => pending.by_path.entry(path.to_string()).or_default(),
+        };
+        if egress {
+            per_path.egress.push(entry);
+        } else {
+            per_path.ingest.push(entry);
+        }
     }
 
     /// Records a capture→ingest sample.
@@ -82,7 +96,7 @@ impl ServerMetrics {
                 p.ingest.record(ms);
             }
         });
-        self.queue(path, stage::INGEST, ms);
+        self.queue(path, false, ms);
     }
 
     /// Records an ingest→egress sample.
@@ -93,14 +107,30 @@ impl ServerMetrics {
                 p.server_added.record(ms);
             }
         });
-        self.queue(path, stage::SERVER_ADDED, ms);
+        self.queue(path, true, ms);
     }
 
     /// Takes the samples queued for the store, and how many were dropped since the last take.
     pub fn take_samples(&self) -> (Vec<Sample>, u64) {
-        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        let dropped = std::mem::take(&mut pending.dropped);
-        (std::mem::take(&mut pending.samples), dropped)
+        let (by_path, dropped) = {
+            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            pending.count = 0;
+            let dropped = std::mem::take(&mut pending.dropped);
+            (std::mem::take(&mut pending.by_path), dropped)
+        };
+        let mut samples = Vec::new();
+        for (path, p) in by_path {
+            for (stage, entries) in [(stage::INGEST, p.ingest), (stage::SERVER_ADDED, p.egress)] {
+                samples.extend(entries.into_iter().map(|(unix_ms, latency_ms)| Sample {
+                    path: path.clone(),
+                    stage: stage.to_string(),
+                    client: SERVER_CLIENT.to_string(),
+                    unix_ms,
+                    latency_ms,
+                }));
+            }
+        }
+        (samples, dropped)
     }
 
     /// Takes the windows of one path, starting new ones.
@@ -113,5 +143,46 @@ impl ServerMetrics {
     pub fn take(&self) -> HashMap<String, PathLatency> {
         let mut paths = self.paths.lock().unwrap_or_else(|p| p.into_inner());
         std::mem::take(&mut *paths)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queued_samples_come_out_per_path_and_stage_and_are_bounded() {
+        let m = ServerMetrics::new();
+        m.record_ingest("a", 2.0);
+        m.record_egress("a", Duration::from_millis(1));
+        m.record_egress("b", Duration::from_millis(3));
+        let (mut samples, dropped) = m.take_samples();
+        samples.sort_by(|x, y| (&x.path, &x.stage).cmp(&(&y.path, &y.stage)));
+        let got: Vec<(&str, &str, &str, f64)> = samples
+            .iter()
+            .map(|s| {
+                (
+                    s.path.as_str(),
+                    s.stage.as_str(),
+                    s.client.as_str(),
+                    s.latency_ms,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("a", stage::INGEST, SERVER_CLIENT, 2.0),
+                ("a", stage::SERVER_ADDED, SERVER_CLIENT, 1.0),
+                ("b", stage::SERVER_ADDED, SERVER_CLIENT, 3.0),
+            ]
+        );
+        assert_eq!(dropped, 0);
+        assert!(m.take_samples().0.is_empty(), "taken once");
+        for _ in 0..MAX_PENDING_SAMPLES + 5 {
+            m.record_ingest("a", 1.0);
+        }
+        let (samples, dropped) = m.take_samples();
+        assert_eq!((samples.len(), dropped), (MAX_PENDING_SAMPLES, 5));
     }
 }

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use livefeed_hls::record::{RecordEvent, Recorder};
+use livefeed_store::unix_now_ms;
 use tokio::io::AsyncWriteExt;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -226,10 +227,6 @@ fn collect_files(root: &Path, dir: &Path, out: &mut Vec<RecordingFile>) {
     }
 }
 
-fn now_ms() -> i64 {
-    livefeed_store::unix_now_ms()
-}
-
 /// Reads `sub` until it ends or `stop`, writing files into `dir`.
 async fn record(
     path: String,
@@ -259,7 +256,7 @@ async fn record(
                     init,
                 } => {
                     close(&path, file.take()).await;
-                    let ms = capture_unix_ns.map_or_else(now_ms, |ns| (ns / 1_000_000) as i64);
+                    let ms = capture_unix_ns.map_or_else(unix_now_ms, |ns| (ns / 1_000_000) as i64);
                     match open(&dir, ms, &init).await {
                         Ok(f) => {
                             let (d, c, current) = (dir.clone(), config.clone(), f.1.clone());
@@ -323,7 +320,9 @@ fn retain(dir: &Path, config: &RecordConfig, current: &Path) {
     files.retain(|f| f.path.is_empty());
     files.sort_by(|a, b| a.file.cmp(&b.file));
     let mut total: u64 = files.iter().map(|f| f.bytes).sum();
-    let oldest_kept = config.retention.map(|r| now_ms() - r.as_millis() as i64);
+    let oldest_kept = config
+        .retention
+        .map(|r| unix_now_ms() - r.as_millis() as i64);
     for f in files {
         let full = dir.join(&f.file);
         if full == current {
@@ -366,7 +365,7 @@ mod tests {
         let paths = minutes_ago
             .iter()
             .map(|m| {
-                let p = dir.join(file_name(now_ms() - m * 60_000));
+                let p = dir.join(file_name(unix_now_ms() - m * 60_000));
                 std::fs::write(&p, [0u8; 1000]).expect("write");
                 p
             })

@@ -155,11 +155,16 @@ fn decode_loop(
     let mut shown = WindowRate::default();
     while let Ok(mut received) = rx.recv() {
         add_missing_parameter_sets(&mut received.au, &track);
+        // The window shows the same figure as the report: in server time when an offset is known.
+        let correction = window
+            .as_ref()
+            .map_or(0, |_| stats.lock().clock_correction_ns);
         let decoded = decoder.decode(&received.au, |pic| {
             let now = unix_now_ns();
             let tc = timecode::read(pic.y, pic.y_stride, pic.width, pic.height);
             if let Some(window) = &window {
-                let lat = tc.map_or(0.0, |t| elapsed_ms(t.unix_ns(), now));
+                let at = livefeed_media::clock::corrected(now, correction);
+                let lat = tc.map_or(0.0, |t| elapsed_ms(t.unix_ns(), at));
                 if let Ok(mut frame) = pic.to_i420() {
                     let line = overlay::receiver_line(now, shown.tick(), lat);
                     overlay::draw_overlay_on_line(&mut frame, &line, overlay::RED, 1);
