@@ -54,12 +54,18 @@ fn session_and_reader_caps_refuse_the_one_too_many() {
             Err(reply)
         }
     });
-    let log = server.proc.stderr_so_far();
-    assert!(
-        log.contains("max-rtsp-sessions reached") && log.contains("peer=127.0.0.1:"),
-        "{log}"
-    );
-    assert!(log.contains("max-readers-per-path reached"), "{log}");
+    // Logs go out through a non-blocking writer: wait (bounded) for both lines to arrive.
+    retry(Duration::from_secs(5), || {
+        let log = server.proc.stderr_so_far();
+        let sessions = log
+            .lines()
+            .any(|l| l.contains("max-rtsp-sessions reached") && l.contains("peer=127.0.0.1:"));
+        if sessions && log.contains("max-readers-per-path reached") {
+            Ok(())
+        } else {
+            Err(log)
+        }
+    });
     drop(readers);
 }
 
