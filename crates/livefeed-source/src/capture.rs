@@ -22,7 +22,7 @@ use livefeed_media::{AccessUnit, CaptureStamp};
 use tokio::sync::mpsc;
 
 use crate::camera::v4l2::V4l2Camera;
-use crate::camera::{CameraDevice, CameraSource};
+use crate::camera::{CameraDevice, CameraSource, PixelFormat};
 use crate::encoder::{open_encoder, EncoderKind, EncoderSettings, VideoEncoder};
 use crate::overlay::{self, GREEN};
 use crate::{I420Frame, TestPattern, Y4mInput};
@@ -34,8 +34,13 @@ pub enum SourceSpec {
     TestPattern,
     /// A YUV4MPEG2 file, or standard input for `-`.
     Y4m(PathBuf),
-    /// A V4L2 camera, e.g. `/dev/video0` (size and rate negotiated from the settings).
-    Camera(String),
+    /// A V4L2 camera (size and rate negotiated from the settings).
+    Camera {
+        /// The device node, e.g. `/dev/video0`.
+        device: String,
+        /// The pixel format to take, or `None` for the cheapest to convert.
+        pixel: Option<PixelFormat>,
+    },
 }
 
 /// What to capture and how to encode it.
@@ -67,6 +72,18 @@ pub struct Encoded {
     pub au: AccessUnit,
     /// Wall-clock time encoding finished, Unix ns.
     pub encoded_unix_ns: u64,
+    /// For a camera: when its frame was read and how many were skipped so far.
+    pub camera: Option<CameraTiming>,
+}
+
+/// How a camera frame was read (times in the same clock as the capture stamp).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CameraTiming {
+    /// When the frame was handed over by the driver, Unix ns: minus the capture time, how
+    /// long the frame waited in the driver's queue.
+    pub read_unix_ns: u64,
+    /// Unreadable frames skipped since the camera was opened.
+    pub bad_frames: u64,
 }
 
 /// A running capture loop.
@@ -112,6 +129,10 @@ trait FrameSource: Send {
     fn capture_unix_ns(&self) -> Option<u64> {
         None
     }
+    /// For a camera: when the last frame was read, and the frames skipped so far.
+    fn camera_timing(&self) -> Option<CameraTiming> {
+        None
+    }
 }
 
 impl FrameSource for CameraSource {
@@ -122,6 +143,13 @@ impl FrameSource for CameraSource {
 
     fn capture_unix_ns(&self) -> Option<u64> {
         self.last_capture_unix_ns()
+    }
+
+    fn camera_timing(&self) -> Option<CameraTiming> {
+        Some(CameraTiming {
+            read_unix_ns: self.last_read_unix_ns()?,
+            bad_frames: self.bad_frames(),
+        })
     }
 }
 
@@ -142,8 +170,14 @@ type OpenedSource = (Box<dyn FrameSource>, usize, usize, f64);
 
 fn open_source(settings: &CaptureSettings) -> anyhow::Result<OpenedSource> {
     match &settings.source {
-        SourceSpec::Camera(path) => {
-            let device = V4l2Camera::open(path, settings.width, settings.height, settings.fps)?;
+        SourceSpec::Camera { device, pixel } => {
+            let device = V4l2Camera::open(
+                device,
+                settings.width,
+                settings.height,
+                settings.fps,
+                *pixel,
+            )?;
             Ok(camera_source(Box::new(device)))
         }
         SourceSpec::TestPattern => Ok((
@@ -309,12 +343,17 @@ impl Loop {
             }
             let au = self.encoder.encode(&self.frame, pts, stamp)?;
             let encoded_unix_ns = corrected(unix_now_ns(), self.clock_correction_ns);
+            let camera = self.source.camera_timing().map(|t| CameraTiming {
+                read_unix_ns: corrected(t.read_unix_ns, self.clock_correction_ns),
+                ..t
+            });
             last_latency_ms = elapsed_ms(capture_ns, encoded_unix_ns);
             if self
                 .tx
                 .blocking_send(Encoded {
                     au,
                     encoded_unix_ns,
+                    camera,
                 })
                 .is_err()
             {

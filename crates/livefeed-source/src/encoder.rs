@@ -21,6 +21,19 @@ use openh264::OpenH264API;
 
 use crate::frame::I420Frame;
 
+/// Whether OpenH264 was built with its x86 assembly (decided at build time by build.rs, the way
+/// openh264-sys2 decides: `nasm` found and `OPENH264_NO_ASM` unset). Without it, encoding is
+/// about three times slower.
+pub const OPENH264_ASSEMBLY: bool = matches!(env!("LIVEFEED_OPENH264_ASSEMBLY").as_bytes(), b"yes");
+
+/// What to tell the user when OpenH264 was built without its assembly: one sentence.
+pub const NO_ASSEMBLY_NOTICE: &str = "note: the OpenH264 encoder was built without its assembly because nasm was missing, so it encodes about 3x slower: install nasm (apt-get install nasm, or scripts/install-deps), then rebuild it with `cargo clean -p openh264-sys2 -p livefeed-source && cargo run --release`.";
+
+/// [`NO_ASSEMBLY_NOTICE`] when it applies.
+pub fn assembly_notice() -> Option<&'static str> {
+    (!OPENH264_ASSEMBLY).then_some(NO_ASSEMBLY_NOTICE)
+}
+
 /// What to encode and how.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct EncoderSettings {

@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use livefeed_rtsp::client::TransportKind;
 use livefeed_server::sources::{SourceParams, TestSources};
 use livefeed_server::{Server, ServerOptions};
+use livefeed_source::camera::PixelFormat;
 use livefeed_source::capture::{CaptureSettings, SourceSpec};
 use livefeed_source::encoder::EncoderKind;
 use tokio_util::sync::CancellationToken;
@@ -183,6 +184,10 @@ struct PublishArgs {
     /// Publish a camera (V4L2), e.g. /dev/video0, in the mode closest to --resolution and --framerate
     #[arg(long, value_name = "/dev/videoN", conflicts_with = "test_src")]
     device: Option<String>,
+    /// The camera's pixel format to take: yuyv, i420, nv12 or mjpeg (default: the cheapest to
+    /// convert among the modes closest to --resolution and --framerate)
+    #[arg(long, value_name = "FORMAT", requires = "device", value_parser = PixelFormat::parse)]
+    pixel_format: Option<PixelFormat>,
     /// Show the outgoing picture with its green PUB overlay in a window (X11)
     #[arg(long)]
     preview: bool,
@@ -275,7 +280,20 @@ fn stop_on_signal_or_timeout(token: CancellationToken, duration: Option<f64>) {
     });
 }
 
+/// The encoder's missing-assembly notice, first of all: on stdout for people, on stderr when
+/// stdout carries JSON.
+fn print_assembly_notice(json: bool) {
+    if let Some(notice) = livefeed_source::encoder::assembly_notice() {
+        if json {
+            eprintln!("{notice}");
+        } else {
+            println!("{notice}");
+        }
+    }
+}
+
 async fn demo(args: DemoArgs) -> anyhow::Result<()> {
+    print_assembly_notice(args.output.json);
     let config = server_options(args.server, args.config.as_ref())?.resolve();
     let server = Server::start(&config).await?;
     install_sources(&server);
@@ -440,7 +458,9 @@ fn print_addresses(server: &Server, path: &str) {
 fn devices() {
     let cameras = livefeed_source::camera::v4l2::list_devices();
     if cameras.is_empty() {
-        println!("no cameras found (no /dev/video* device that captures YUYV or MJPEG)");
+        println!(
+            "no cameras found (no /dev/video* device that captures YUYV, I420, NV12 or MJPEG)"
+        );
     }
     for camera in cameras {
         println!("{}  {}", camera.path, camera.name);
@@ -491,9 +511,13 @@ async fn run_reported(
 }
 
 async fn publish(args: PublishArgs) -> anyhow::Result<()> {
+    print_assembly_notice(args.output.json);
     let source = match (args.input, args.device) {
         (Some(path), _) => SourceSpec::Y4m(path),
-        (None, Some(device)) => SourceSpec::Camera(device),
+        (None, Some(device)) => SourceSpec::Camera {
+            device,
+            pixel: args.pixel_format,
+        },
         (None, None) => SourceSpec::TestPattern,
     };
     let _ = args.test_src; // the default; accepted for parity with the original streamer

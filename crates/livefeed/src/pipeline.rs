@@ -12,7 +12,7 @@ use livefeed_media::sdp::H264Track;
 use livefeed_media::{timecode, AccessUnit};
 use livefeed_rtsp::client::{Received, RtspPlayer, RtspPublisher, TransportKind};
 use livefeed_server::Server;
-use livefeed_source::capture::{self, CaptureSettings, Encoded};
+use livefeed_source::capture::{self, CaptureHandle, CaptureSettings, Encoded, SourceSpec};
 use livefeed_source::decoder::H264Decoder;
 use livefeed_source::overlay;
 
@@ -36,16 +36,97 @@ pub struct PublishJob {
     pub preview: bool,
 }
 
-/// Captures, encodes and publishes until `stop`, the end of the input, or an error.
+/// How often a lost camera is looked for again.
+const CAMERA_RETRY: Duration = Duration::from_secs(1);
+
+/// Captures, encodes and publishes until `stop`, the end of the input, or an error. A camera
+/// that goes away (unplugged, its driver unbound) ends its capture with one warning; the
+/// publisher leaves the path (readers wait for it through the server's publisher grace),
+/// looks for the camera every second, and publishes again when it is back.
 pub async fn publish(job: PublishJob) -> anyhow::Result<()> {
     let preview = job.preview.then(|| Preview::open("livefeed publisher"));
     let tap = preview.as_ref().and_then(Preview::sender);
-    let mut capture = capture::start_with_tap(job.capture, tap)?;
+    let mut capture = capture::start_with_tap(job.capture.clone(), tap.clone())?;
+    loop {
+        camera_opened(&job, &capture);
+        publish_capture(&job, &mut capture).await?;
+        let ended = tokio::task::spawn_blocking(move || capture.join()).await?;
+        match (ended, camera_device(&job)) {
+            (Err(e), Some(device)) if !job.stop.is_cancelled() => {
+                tracing::warn!(
+                    "camera {device} lost: {e:#}; retrying every {} s",
+                    CAMERA_RETRY.as_secs()
+                );
+                job.stats.lock().camera_lost();
+                match reopen_camera(&job, device, tap.clone()).await {
+                    Some(reopened) => capture = reopened,
+                    None => return Ok(()),
+                }
+            }
+            (Ok(0), _) if !job.stop.is_cancelled() => anyhow::bail!("the source produced no frame"),
+            (Ok(frames), _) => {
+                tracing::info!(frames, "publisher stopped");
+                return Ok(());
+            }
+            (Err(e), _) => return Err(e),
+        }
+    }
+}
+
+/// The camera device being published, if the source is one.
+fn camera_device(job: &PublishJob) -> Option<&str> {
+    match &job.capture.source {
+        SourceSpec::Camera { device, .. } => Some(device),
+        _ => None,
+    }
+}
+
+/// Tells the stats which camera mode is being published.
+fn camera_opened(job: &PublishJob, capture: &CaptureHandle) {
+    if let Some(device) = camera_device(job) {
+        let (w, h, fps) = capture.format;
+        job.stats
+            .lock()
+            .camera_opened(device, format!("{w}x{h} @ {fps} fps"));
+    }
+}
+
+/// Tries to open `device` again every [`CAMERA_RETRY`] until it works or `stop`.
+async fn reopen_camera(
+    job: &PublishJob,
+    device: &str,
+    tap: Option<std_mpsc::SyncSender<livefeed_source::I420Frame>>,
+) -> Option<CaptureHandle> {
+    loop {
+        tokio::select! {
+            _ = job.stop.cancelled() => return None,
+            _ = tokio::time::sleep(CAMERA_RETRY) => {}
+        }
+        let settings = job.capture.clone();
+        let tap = tap.clone();
+        match tokio::task::spawn_blocking(move || capture::start_with_tap(settings, tap)).await {
+            Ok(Ok(capture)) => {
+                let (w, h, fps) = capture.format;
+                tracing::warn!("camera {device} back: {w}x{h} @ {fps} fps; publishing again");
+                return Some(capture);
+            }
+            Ok(Err(e)) => tracing::debug!("camera {device} not back yet: {e:#}"),
+            Err(e) => tracing::debug!("camera {device}: opening it failed: {e}"),
+        }
+    }
+}
+
+/// Publishes `capture`'s frames until `stop` or the end of its frames (whose cause the
+/// caller learns from [`CaptureHandle::join`]); errors are the server's side.
+async fn publish_capture(job: &PublishJob, capture: &mut CaptureHandle) -> anyhow::Result<()> {
     let (width, height, fps) = capture.format;
     tracing::info!(url = %job.url, width, height, fps, "publishing");
     let first = tokio::select! {
-        f = capture.frames.recv() => f.context("the source produced no frame")?,
+        f = capture.frames.recv() => f,
         _ = job.stop.cancelled() => return Ok(()),
+    };
+    let Some(first) = first else {
+        return Ok(());
     };
     let (sps, pps) = parameter_sets(&first.au).context("the first access unit has no SPS/PPS")?;
     let mut publisher = RtspPublisher::connect(&job.url, job.transport, &sps, &pps, RTSP_TIMEOUT)
@@ -65,8 +146,6 @@ pub async fn publish(job: PublishJob) -> anyhow::Result<()> {
         };
     }
     publisher.close().await;
-    let frames = tokio::task::spawn_blocking(move || capture.join()).await??;
-    tracing::info!(frames, "publisher stopped");
     Ok(())
 }
 

@@ -67,6 +67,66 @@ pub struct Stats {
     pub clock: Option<ClockOffset>,
     /// Samples waiting to be sent to the server (`--report`), when reporting.
     outbox: Option<Vec<Outgoing>>,
+    /// How the camera delivers frames, when publishing one.
+    camera: Option<CameraStats>,
+}
+
+/// How a camera delivers its frames: the gaps between driver timestamps, how long each frame
+/// waited before it was read, timestamps that went backwards, frames skipped, times lost.
+#[derive(Debug, Default)]
+struct CameraStats {
+    device: String,
+    format: String,
+    interval: CameraWindow,
+    total: CameraWindow,
+    last_capture_ns: Option<u64>,
+    non_monotonic: u64,
+    bad_frames: u64,
+    lost: u64,
+}
+
+/// Frame gaps and ages over one report interval (or the whole run).
+#[derive(Debug, Default)]
+struct CameraWindow {
+    frames: u64,
+    gaps: LatencyWindow,
+    min_gap_ms: Option<f64>,
+    ages: LatencyWindow,
+}
+
+impl CameraWindow {
+    fn record(&mut self, gap_ms: Option<f64>, age_ms: f64) {
+        self.frames += 1;
+        if let Some(gap) = gap_ms {
+            self.gaps.record(gap);
+            self.min_gap_ms = Some(self.min_gap_ms.map_or(gap, |m| m.min(gap)));
+        }
+        self.ages.record(age_ms);
+    }
+
+    fn json(&self, stats: &CameraStats) -> Value {
+        let gaps = self.gaps.summary();
+        let ages = self.ages.summary();
+        json!({
+            "device": stats.device,
+            "format": stats.format,
+            "frames": self.frames,
+            "interval_ms": gaps.map(|g| json!({
+                "min": round3(self.min_gap_ms.unwrap_or(g.p50)),
+                "p50": round3(g.p50),
+                "p95": round3(g.p95),
+                "max": round3(g.max),
+            })),
+            "age_ms": ages.map(|a| json!({
+                "p50": round3(a.p50),
+                "p95": round3(a.p95),
+                "max": round3(a.max),
+            })),
+            "non_monotonic": stats.non_monotonic,
+            "bad_frames": stats.bad_frames,
+            "lost": stats.lost,
+        })
+    }
 }
 
 /// Samples kept for the server between two reports at most (the rest are dropped).
@@ -136,10 +196,40 @@ impl Stats {
         self.outbox.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
+    /// Publishing `device`, opened in `format` (again, after it was lost).
+    pub fn camera_opened(&mut self, device: &str, format: String) {
+        let camera = self.camera.get_or_insert_with(CameraStats::default);
+        camera.device = device.to_string();
+        camera.format = format;
+        camera.last_capture_ns = None;
+    }
+
+    /// The camera being published went away.
+    pub fn camera_lost(&mut self) {
+        if let Some(camera) = &mut self.camera {
+            camera.lost += 1;
+        }
+    }
+
     /// A frame was encoded and sent (its times are already in server time).
     pub fn record_published(&mut self, encoded: &Encoded) {
         self.published += 1;
         self.total_published += 1;
+        if let (Some(camera), Some(timing), Some(stamp)) =
+            (&mut self.camera, encoded.camera, encoded.au.capture)
+        {
+            let gap_ms = camera
+                .last_capture_ns
+                .map(|last| (stamp.unix_ns as f64 - last as f64) / 1e6);
+            if gap_ms.is_some_and(|g| g <= 0.0) {
+                camera.non_monotonic += 1;
+            }
+            camera.last_capture_ns = Some(stamp.unix_ns);
+            camera.bad_frames = timing.bad_frames;
+            let age_ms = elapsed_ms(stamp.unix_ns, timing.read_unix_ns);
+            camera.interval.record(gap_ms, age_ms);
+            camera.total.record(gap_ms, age_ms);
+        }
         if let Some(ms) = encoded_latency_ms(encoded) {
             self.record(stage::ENCODED, ms, encoded.encoded_unix_ns);
         }
@@ -178,6 +268,19 @@ impl Stats {
                 self.mismatches += 1;
             }
         }
+    }
+
+    /// The camera's figures for the interval just ended (then reset), as JSON.
+    fn take_camera_interval(&mut self) -> Option<Value> {
+        let camera = self.camera.as_mut()?;
+        let window = std::mem::take(&mut camera.interval);
+        Some(window.json(camera))
+    }
+
+    /// The camera's figures over the whole run, as JSON.
+    fn camera_total(&self) -> Option<Value> {
+        let camera = self.camera.as_ref()?;
+        Some(camera.total.json(camera))
     }
 
     fn take_interval(&mut self) -> (Windows, [u64; 3]) {
@@ -260,7 +363,8 @@ impl Reporter {
     }
 
     fn print_interval(&self, elapsed: f64, windows: &mut Windows, fps: [f64; 3]) {
-        let stats = self.stats.lock();
+        let mut stats = self.stats.lock();
+        let camera = stats.take_camera_interval();
         if self.json {
             let mut obj = Map::new();
             if let Some(path) = &self.path {
@@ -273,6 +377,9 @@ impl Reporter {
             obj.insert("stages".into(), stages_json(windows));
             obj.insert("mismatches".into(), json!(stats.mismatches));
             obj.insert("lost".into(), json!(stats.lost));
+            if let Some(camera) = camera {
+                obj.insert("camera".into(), camera);
+            }
             println!("{}", Value::Object(obj));
         } else {
             let mut line = match &self.path {
@@ -332,6 +439,7 @@ impl Reporter {
                 "lost": lost,
                 "decode_errors": errors,
                 "stages": stages_json(&mut stats.total),
+                "camera": stats.camera_total(),
                 "clock": stats.clock.map(|c| json!({
                     "offset_ms": round3(c.offset_ns as f64 / 1e6),
                     "uncertainty_ms": round3(c.uncertainty_ns as f64 / 1e6),

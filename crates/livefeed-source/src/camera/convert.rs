@@ -12,8 +12,10 @@ use crate::I420Frame;
 #[derive(Debug, thiserror::Error)]
 pub enum ConvertError {
     /// The buffer is smaller than the format needs.
-    #[error("a {width}x{height} YUYV frame needs {need} bytes, got {got}")]
-    ShortYuyv {
+    #[error("a {width}x{height} {format} frame needs {need} bytes, got {got}")]
+    Short {
+        /// The pixel format.
+        format: &'static str,
         /// Width.
         width: usize,
         /// Height.
@@ -45,7 +47,8 @@ pub fn yuyv_to_i420(src: &[u8], out: &mut I420Frame) -> Result<(), ConvertError>
     let (w, h) = (out.width(), out.height());
     let need = w * h * 2;
     if src.len() < need {
-        return Err(ConvertError::ShortYuyv {
+        return Err(ConvertError::Short {
+            format: "YUYV",
             width: w,
             height: h,
             need,
@@ -74,6 +77,51 @@ pub fn yuyv_to_i420(src: &[u8], out: &mut I420Frame) -> Result<(), ConvertError>
 
 fn avg(a: u8, b: u8) -> u8 {
     (u16::from(a) + u16::from(b)).div_ceil(2) as u8
+}
+
+/// Copies a planar I420 frame of `out`'s size (tightly packed) into `out`.
+pub fn i420_to_i420(src: &[u8], out: &mut I420Frame) -> Result<(), ConvertError> {
+    let (y_len, c_len) = planar_sizes(src, out, "I420")?;
+    let (y, u, v) = out.planes_mut();
+    y.copy_from_slice(&src[..y_len]);
+    u.copy_from_slice(&src[y_len..y_len + c_len]);
+    v.copy_from_slice(&src[y_len + c_len..y_len + 2 * c_len]);
+    Ok(())
+}
+
+/// Converts a semi-planar NV12 frame (Y plane, then U V interleaved) of `out`'s size into `out`.
+pub fn nv12_to_i420(src: &[u8], out: &mut I420Frame) -> Result<(), ConvertError> {
+    let (y_len, c_len) = planar_sizes(src, out, "NV12")?;
+    let (y, u, v) = out.planes_mut();
+    y.copy_from_slice(&src[..y_len]);
+    let uv = &src[y_len..y_len + 2 * c_len];
+    for (i, pair) in uv.chunks_exact(2).enumerate() {
+        u[i] = pair[0];
+        v[i] = pair[1];
+    }
+    Ok(())
+}
+
+/// (luma bytes, bytes of one chroma plane) of a 4:2:0 frame of `out`'s size, checking that
+/// `src` holds them all.
+fn planar_sizes(
+    src: &[u8],
+    out: &I420Frame,
+    format: &'static str,
+) -> Result<(usize, usize), ConvertError> {
+    let (w, h) = (out.width(), out.height());
+    let (y_len, c_len) = (w * h, (w / 2) * (h / 2));
+    let need = y_len + 2 * c_len;
+    if src.len() < need {
+        return Err(ConvertError::Short {
+            format,
+            width: w,
+            height: h,
+            need,
+            got: src.len(),
+        });
+    }
+    Ok((y_len, c_len))
 }
 
 /// Decodes an MJPEG frame of `out`'s size into `out`.
@@ -155,12 +203,50 @@ mod tests {
         let mut small = I420Frame::new_black(4, 4).expect("frame");
         assert!(matches!(
             yuyv_to_i420(&src, &mut small),
-            Err(ConvertError::ShortYuyv {
+            Err(ConvertError::Short {
                 need: 32,
                 got: 16,
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn planar_formats_become_i420() {
+        // 4x2: luma 0..8, one chroma sample pair per 2x2 block (two blocks).
+        let luma: Vec<u8> = (0..8).collect();
+        let mut out = I420Frame::new_black(4, 2).expect("frame");
+        let i420 = [luma.clone(), vec![100, 101, 200, 201]].concat();
+        i420_to_i420(&i420, &mut out).expect("copies");
+        assert_eq!(
+            out.planes_mut(),
+            (
+                &mut luma.clone()[..],
+                &mut [100, 101][..],
+                &mut [200, 201][..]
+            )
+        );
+        let nv12 = [luma.clone(), vec![100, 200, 101, 201]].concat();
+        let mut out = I420Frame::new_black(4, 2).expect("frame");
+        nv12_to_i420(&nv12, &mut out).expect("converts");
+        assert_eq!(
+            out.planes_mut(),
+            (
+                &mut luma.clone()[..],
+                &mut [100, 101][..],
+                &mut [200, 201][..]
+            )
+        );
+        assert!(matches!(
+            nv12_to_i420(&nv12[..11], &mut out),
+            Err(ConvertError::Short {
+                format: "NV12",
+                need: 12,
+                got: 11,
+                ..
+            })
+        ));
+        assert!(i420_to_i420(&[], &mut out).is_err());
     }
 
     #[test]

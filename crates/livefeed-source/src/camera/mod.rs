@@ -1,12 +1,14 @@
 //! Webcams: what a camera offers ([`CameraFormat`]), choosing among it ([`negotiate`]), and a
 //! frame source over any [`CameraDevice`] — the V4L2 backend ([`v4l2`]) or a fake in tests —
-//! that converts YUYV or MJPEG to I420 and takes each frame's capture time from the device
+//! that converts YUYV, NV12 or MJPEG to I420 (or copies I420) and takes each frame's capture time from the device
 //! (the driver's buffer timestamp), not from when the frame was read.
 
 pub mod convert;
 pub mod v4l2;
 
 use std::fmt;
+
+use livefeed_media::clock::unix_now_ns;
 
 use crate::I420Frame;
 
@@ -17,6 +19,25 @@ pub enum PixelFormat {
     Yuyv,
     /// Motion JPEG: one JPEG per frame.
     Mjpeg,
+    /// Planar 4:2:0, Y then U then V (V4L2 `YU12`): the encoder's own format.
+    I420,
+    /// Semi-planar 4:2:0, Y then interleaved U V.
+    Nv12,
+}
+
+impl PixelFormat {
+    /// Parses a `--pixel-format` value: `yuyv`, `mjpeg`, `i420` (or `yu12`) or `nv12`.
+    pub fn parse(s: &str) -> Result<PixelFormat, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "yuyv" => Ok(PixelFormat::Yuyv),
+            "mjpeg" | "mjpg" => Ok(PixelFormat::Mjpeg),
+            "i420" | "yu12" => Ok(PixelFormat::I420),
+            "nv12" => Ok(PixelFormat::Nv12),
+            _ => Err(format!(
+                "unknown pixel format {s:?} (yuyv, i420, nv12 or mjpeg)"
+            )),
+        }
+    }
 }
 
 impl fmt::Display for PixelFormat {
@@ -24,6 +45,8 @@ impl fmt::Display for PixelFormat {
         f.write_str(match self {
             PixelFormat::Yuyv => "YUYV",
             PixelFormat::Mjpeg => "MJPEG",
+            PixelFormat::I420 => "I420",
+            PixelFormat::Nv12 => "NV12",
         })
     }
 }
@@ -63,7 +86,8 @@ pub struct CameraInfo {
 }
 
 /// The mode closest to `width`×`height` at `fps`: the nearest size first (exact wins), then
-/// the one that reaches the rate (or comes closest), then YUYV over MJPEG (no decoding).
+/// the one that reaches the rate (or comes closest), then the cheapest to convert (I420, NV12,
+/// YUYV, then MJPEG, which needs decoding).
 /// Odd sizes are skipped (I420 needs even ones). `None` if the camera offers nothing usable.
 pub fn negotiate(
     offered: &[CameraFormat],
@@ -83,13 +107,15 @@ pub fn negotiate(
         .copied()
 }
 
-/// (size distance, rate shortfall (an excess counts a thousandth), YUYV before MJPEG).
+/// (size distance, rate shortfall (an excess counts a thousandth), conversion cost).
 fn rank(f: &CameraFormat, width: usize, height: usize, fps: f64) -> (usize, f64, u8) {
     let size = f.width.abs_diff(width) + f.height.abs_diff(height);
     let shortfall = (fps - f.fps).max(0.0) + (f.fps - fps).max(0.0) / 1000.0;
     let pixel = match f.pixel {
-        PixelFormat::Yuyv => 0,
-        PixelFormat::Mjpeg => 1,
+        PixelFormat::I420 => 0,
+        PixelFormat::Nv12 => 1,
+        PixelFormat::Yuyv => 2,
+        PixelFormat::Mjpeg => 3,
     };
     (size, shortfall, pixel)
 }
@@ -115,6 +141,7 @@ pub trait CameraDevice: Send {
 pub struct CameraSource {
     device: Box<dyn CameraDevice>,
     last_capture_unix_ns: Option<u64>,
+    last_read_unix_ns: Option<u64>,
     bad_frames: u64,
 }
 
@@ -127,6 +154,7 @@ impl CameraSource {
         CameraSource {
             device,
             last_capture_unix_ns: None,
+            last_read_unix_ns: None,
             bad_frames: 0,
         }
     }
@@ -144,14 +172,18 @@ impl CameraSource {
         let mut in_a_row = 0;
         loop {
             let frame = self.device.next_frame()?;
+            let read_at = unix_now_ns();
             let at = frame.capture_unix_ns;
             let converted = match pixel {
                 PixelFormat::Yuyv => convert::yuyv_to_i420(frame.data, out),
                 PixelFormat::Mjpeg => convert::mjpeg_to_i420(frame.data, out),
+                PixelFormat::I420 => convert::i420_to_i420(frame.data, out),
+                PixelFormat::Nv12 => convert::nv12_to_i420(frame.data, out),
             };
             match converted {
                 Ok(()) => {
                     self.last_capture_unix_ns = Some(at);
+                    self.last_read_unix_ns = Some(read_at);
                     return Ok(());
                 }
                 Err(e) => {
@@ -173,6 +205,11 @@ impl CameraSource {
     /// Frames skipped because they could not be converted.
     pub fn bad_frames(&self) -> u64 {
         self.bad_frames
+    }
+
+    /// When the last frame was handed over by the device (wall clock), Unix ns.
+    pub fn last_read_unix_ns(&self) -> Option<u64> {
+        self.last_read_unix_ns
     }
 
     /// Capture time of the last frame read, Unix ns.
