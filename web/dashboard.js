@@ -8,7 +8,7 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { paths: [], latency: [], selected: null, mode: "webrtc", players: {}, chart: null, chartKey: "", events: 0 };
+const state = { paths: [], latency: [], selected: null, mode: "webrtc", players: {}, chart: null, chartKey: "", events: 0, chartData };
 window.livefeedDashboard = state;
 
 const STAGE_ORDER = ["capture_to_encoded", "capture_to_ingest", "server_ingest_to_egress", "capture_to_received", "capture_to_decoded", "capture_to_displayed"];
@@ -147,6 +147,50 @@ function renderDetail() {
 
 // ---- chart ------------------------------------------------------------------------------
 
+// A hole in a series longer than this many buckets is drawn as a hole (a stopped publisher, a
+// closed page, a demo run and the next): the line is broken there, not drawn straight across.
+// Shorter ones (a bucket a client's once-a-second report missed) are bridged.
+const GAP_BUCKETS = 5;
+
+// The store's points ([{bucket_ms, stage, client, p50}], one per bucket with data, `step_ms`
+// apart) as uPlot's aligned data: `data[0]` the buckets in seconds, then one array per series
+// (`keys`, "stage · client", in stage order). Where a series has no point, its value is
+// `undefined` (uPlot joins its neighbours) inside a hole of at most GAP_BUCKETS buckets and
+// `null` (uPlot, spanGaps false, breaks the line) in a longer one; and where no series has a
+// point for longer than that, an empty bucket is added after the last point before the hole,
+// so that every series has a `null` between the two runs. Pure: exposed for the tests.
+function chartData(points, stepMs) {
+  const series = new Map();
+  const buckets = new Set();
+  for (const pt of points) {
+    const key = `${pt.stage} · ${pt.client}`;
+    if (!series.has(key)) series.set(key, new Map());
+    series.get(key).set(pt.bucket_ms, pt.p50);
+    buckets.add(pt.bucket_ms);
+  }
+  const maxHole = GAP_BUCKETS * stepMs;
+  const sorted = [...buckets].sort((a, b) => a - b);
+  const xs = [];
+  for (const [i, x] of sorted.entries()) {
+    if (i > 0 && x - sorted[i - 1] > maxHole) xs.push(sorted[i - 1] + stepMs);
+    xs.push(x);
+  }
+  const keys = [...series.keys()].sort((a, b) => STAGE_ORDER.indexOf(a.split(" · ")[0]) - STAGE_ORDER.indexOf(b.split(" · ")[0]) || a.localeCompare(b));
+  const ys = keys.map((k) => {
+    const values = series.get(k);
+    const out = xs.map((x) => values.get(x) ?? null);
+    // Bridge the short holes: between two points of this series at most maxHole apart.
+    let last = -1;
+    for (let i = 0; i < xs.length; i++) {
+      if (out[i] === null) continue;
+      if (last >= 0 && i - last > 1 && xs[i] - xs[last] <= maxHole) out.fill(undefined, last + 1, i);
+      last = i;
+    }
+    return out;
+  });
+  return { keys, data: [xs.map((x) => x / 1000), ...ys] };
+}
+
 async function refreshChart() {
   if (!state.selected) return;
   const [span, step] = $("range").value.split(":").map(Number);
@@ -162,17 +206,7 @@ async function refreshChart() {
     $("chart-status").textContent = `cannot read the store: ${e}`;
     return;
   }
-  const series = new Map();
-  const buckets = new Set();
-  for (const pt of points) {
-    const key = `${pt.stage} · ${pt.client}`;
-    if (!series.has(key)) series.set(key, new Map());
-    series.get(key).set(pt.bucket_ms, pt.p50);
-    buckets.add(pt.bucket_ms);
-  }
-  const xs = [...buckets].sort((a, b) => a - b);
-  const keys = [...series.keys()].sort((a, b) => STAGE_ORDER.indexOf(a.split(" · ")[0]) - STAGE_ORDER.indexOf(b.split(" · ")[0]) || a.localeCompare(b));
-  const data = [xs.map((x) => x / 1000), ...keys.map((k) => xs.map((x) => series.get(k).get(x) ?? null))];
+  const { keys, data } = chartData(points, step);
   state.chartPoints = points.length;
   $("chart-status").textContent = `${points.length} points · ${keys.length} series`;
   const chartKey = `${state.selected}|${keys.join(",")}`;

@@ -171,6 +171,7 @@ fn dashboard_lists_plays_measures_charts_and_controls_in_chromium() {
             "stages",
             "chart",
             "screenshots",
+            "chart gaps",
             "started",
             "recorded",
             "recording plays",
