@@ -22,7 +22,7 @@ use livefeed_media::{AccessUnit, CaptureStamp};
 use tokio::sync::mpsc;
 
 use crate::camera::v4l2::V4l2Camera;
-use crate::camera::{CameraDevice, CameraSource, PixelFormat};
+use crate::camera::{CameraDevice, CameraFormat, CameraSource, PixelFormat};
 use crate::encoder::{open_encoder, EncoderKind, EncoderSettings, VideoEncoder};
 use crate::overlay::{self, GREEN};
 use crate::{I420Frame, TestPattern, Y4mInput};
@@ -92,6 +92,8 @@ pub struct CaptureHandle {
     pub frames: mpsc::Receiver<Encoded>,
     /// The size and rate actually captured.
     pub format: (usize, usize, f64),
+    /// For a camera: the mode negotiated (pixel format, size, rate).
+    pub camera: Option<CameraFormat>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<anyhow::Result<u64>>>,
 }
@@ -133,6 +135,10 @@ trait FrameSource: Send {
     fn camera_timing(&self) -> Option<CameraTiming> {
         None
     }
+    /// For a camera: the mode negotiated.
+    fn camera_format(&self) -> Option<CameraFormat> {
+        None
+    }
 }
 
 impl FrameSource for CameraSource {
@@ -143,6 +149,10 @@ impl FrameSource for CameraSource {
 
     fn capture_unix_ns(&self) -> Option<u64> {
         self.last_capture_unix_ns()
+    }
+
+    fn camera_format(&self) -> Option<CameraFormat> {
+        Some(self.format())
     }
 
     fn camera_timing(&self) -> Option<CameraTiming> {
@@ -261,6 +271,7 @@ fn start_loop(
         },
     )?;
     let frame = I420Frame::new_black(width, height).context("allocating the capture frame")?;
+    let camera = source.camera_format();
     let (tx, rx) = mpsc::channel(8);
     let stop = Arc::new(AtomicBool::new(false));
     let state = Loop {
@@ -280,6 +291,7 @@ fn start_loop(
     Ok(CaptureHandle {
         frames: rx,
         format: (width, height, fps),
+        camera,
         stop,
         thread: Some(thread),
     })

@@ -83,11 +83,8 @@ fn camera_device(job: &PublishJob) -> Option<&str> {
 
 /// Tells the stats which camera mode is being published.
 fn camera_opened(job: &PublishJob, capture: &CaptureHandle) {
-    if let Some(device) = camera_device(job) {
-        let (w, h, fps) = capture.format;
-        job.stats
-            .lock()
-            .camera_opened(device, format!("{w}x{h} @ {fps} fps"));
+    if let (Some(device), Some(format)) = (camera_device(job), capture.camera) {
+        job.stats.lock().camera_opened(device, format.to_string());
     }
 }
 
@@ -106,8 +103,8 @@ async fn reopen_camera(
         let tap = tap.clone();
         match tokio::task::spawn_blocking(move || capture::start_with_tap(settings, tap)).await {
             Ok(Ok(capture)) => {
-                let (w, h, fps) = capture.format;
-                tracing::warn!("camera {device} back: {w}x{h} @ {fps} fps; publishing again");
+                let format = capture.camera.map(|f| f.to_string()).unwrap_or_default();
+                tracing::warn!("camera {device} back: {format}; publishing again");
                 return Some(capture);
             }
             Ok(Err(e)) => tracing::debug!("camera {device} not back yet: {e:#}"),
