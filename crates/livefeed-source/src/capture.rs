@@ -82,6 +82,9 @@ pub struct CameraTiming {
     /// When the frame was handed over by the driver, Unix ns: minus the capture time, how
     /// long the frame waited in the driver's queue.
     pub read_unix_ns: u64,
+    /// The device's own stamp of the frame, as given (the capture stamp is this, or the read
+    /// time when this is later).
+    pub stamp_unix_ns: u64,
     /// Unreadable frames skipped since the camera was opened.
     pub bad_frames: u64,
 }
@@ -158,6 +161,7 @@ impl FrameSource for CameraSource {
     fn camera_timing(&self) -> Option<CameraTiming> {
         Some(CameraTiming {
             read_unix_ns: self.last_read_unix_ns()?,
+            stamp_unix_ns: self.last_stamp_unix_ns()?,
             bad_frames: self.bad_frames(),
         })
     }
@@ -357,6 +361,7 @@ impl Loop {
             let encoded_unix_ns = corrected(unix_now_ns(), self.clock_correction_ns);
             let camera = self.source.camera_timing().map(|t| CameraTiming {
                 read_unix_ns: corrected(t.read_unix_ns, self.clock_correction_ns),
+                stamp_unix_ns: corrected(t.stamp_unix_ns, self.clock_correction_ns),
                 ..t
             });
             last_latency_ms = elapsed_ms(capture_ns, encoded_unix_ns);

@@ -71,15 +71,16 @@ pub struct Stats {
     camera: Option<CameraStats>,
 }
 
-/// How a camera delivers its frames: the gaps between driver timestamps, how long each frame
-/// waited before it was read, timestamps that went backwards, frames skipped, times lost.
+/// How a camera delivers its frames: the gaps between its own timestamps, how long after its
+/// stamp each frame was read (negative for a driver that stamps ahead), stamps that did not
+/// increase, frames skipped, times lost.
 #[derive(Debug, Default)]
 struct CameraStats {
     device: String,
     format: String,
     interval: CameraWindow,
     total: CameraWindow,
-    last_capture_ns: Option<u64>,
+    last_stamp_ns: Option<u64>,
     non_monotonic: u64,
     bad_frames: u64,
     lost: u64,
@@ -201,7 +202,7 @@ impl Stats {
         let camera = self.camera.get_or_insert_with(CameraStats::default);
         camera.device = device.to_string();
         camera.format = format;
-        camera.last_capture_ns = None;
+        camera.last_stamp_ns = None;
     }
 
     /// The camera being published went away.
@@ -215,18 +216,17 @@ impl Stats {
     pub fn record_published(&mut self, encoded: &Encoded) {
         self.published += 1;
         self.total_published += 1;
-        if let (Some(camera), Some(timing), Some(stamp)) =
-            (&mut self.camera, encoded.camera, encoded.au.capture)
-        {
+        if let (Some(camera), Some(timing)) = (&mut self.camera, encoded.camera) {
+            let stamp = timing.stamp_unix_ns;
             let gap_ms = camera
-                .last_capture_ns
-                .map(|last| (stamp.unix_ns as f64 - last as f64) / 1e6);
+                .last_stamp_ns
+                .map(|last| (stamp as f64 - last as f64) / 1e6);
             if gap_ms.is_some_and(|g| g <= 0.0) {
                 camera.non_monotonic += 1;
             }
-            camera.last_capture_ns = Some(stamp.unix_ns);
+            camera.last_stamp_ns = Some(stamp);
             camera.bad_frames = timing.bad_frames;
-            let age_ms = elapsed_ms(stamp.unix_ns, timing.read_unix_ns);
+            let age_ms = (timing.read_unix_ns as f64 - stamp as f64) / 1e6;
             camera.interval.record(gap_ms, age_ms);
             camera.total.record(gap_ms, age_ms);
         }

@@ -125,7 +125,8 @@ fn rank(f: &CameraFormat, width: usize, height: usize, fps: f64) -> (usize, f64,
 pub struct RawFrame<'a> {
     /// The bytes, in the negotiated pixel format.
     pub data: &'a [u8],
-    /// When the camera captured it (driver timestamp mapped to the wall clock), Unix ns.
+    /// When the camera captured it (driver timestamp mapped to the wall clock), Unix ns; a
+    /// stamp later than the moment the frame is read is taken as that moment.
     pub capture_unix_ns: u64,
 }
 
@@ -142,6 +143,7 @@ pub struct CameraSource {
     device: Box<dyn CameraDevice>,
     last_capture_unix_ns: Option<u64>,
     last_read_unix_ns: Option<u64>,
+    last_stamp_unix_ns: Option<u64>,
     bad_frames: u64,
 }
 
@@ -155,6 +157,7 @@ impl CameraSource {
             device,
             last_capture_unix_ns: None,
             last_read_unix_ns: None,
+            last_stamp_unix_ns: None,
             bad_frames: 0,
         }
     }
@@ -173,7 +176,10 @@ impl CameraSource {
         loop {
             let frame = self.device.next_frame()?;
             let read_at = unix_now_ns();
-            let at = frame.capture_unix_ns;
+            let stamp = frame.capture_unix_ns;
+            // A stamp later than the read (drivers that stamp the end of a frame period not
+            // yet over, like vivid) is taken as the read: no frame exists before it is read.
+            let at = stamp.min(read_at);
             let converted = match pixel {
                 PixelFormat::Yuyv => convert::yuyv_to_i420(frame.data, out),
                 PixelFormat::Mjpeg => convert::mjpeg_to_i420(frame.data, out),
@@ -184,6 +190,7 @@ impl CameraSource {
                 Ok(()) => {
                     self.last_capture_unix_ns = Some(at);
                     self.last_read_unix_ns = Some(read_at);
+                    self.last_stamp_unix_ns = Some(stamp);
                     return Ok(());
                 }
                 Err(e) => {
@@ -205,6 +212,11 @@ impl CameraSource {
     /// Frames skipped because they could not be converted.
     pub fn bad_frames(&self) -> u64 {
         self.bad_frames
+    }
+
+    /// The device's own stamp of the last frame, as given (it may be later than the read).
+    pub fn last_stamp_unix_ns(&self) -> Option<u64> {
+        self.last_stamp_unix_ns
     }
 
     /// When the last frame was handed over by the device (wall clock), Unix ns.

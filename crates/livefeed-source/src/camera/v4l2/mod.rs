@@ -479,18 +479,16 @@ impl CameraDevice for V4l2Camera {
 
 impl V4l2Camera {
     /// The buffer's capture time on the wall clock: the driver's monotonic timestamp when it
-    /// gives one, else now. A stamp later than now (drivers that stamp the end of a frame
-    /// period not yet over, like vivid) is taken as now: no frame is read before it exists.
+    /// gives one, else now.
     fn capture_time(&self, buf: &sys::Buffer) -> u64 {
-        let now = unix_now_ns();
         let ts = buf.timestamp;
         let mono_ns = i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_usec) * 1000;
         let monotonic =
             buf.flags & sys::BUF_FLAG_TIMESTAMP_MASK == sys::BUF_FLAG_TIMESTAMP_MONOTONIC;
         if monotonic && mono_ns > 0 {
-            ((mono_ns + self.mono_to_wall_ns).max(0) as u64).min(now)
+            (mono_ns + self.mono_to_wall_ns).max(0) as u64
         } else {
-            now
+            unix_now_ns()
         }
     }
 }
