@@ -123,24 +123,30 @@ impl Connection {
         })
     }
 
-    async fn roundtrip(&mut self, req: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, Error> {
-        let mut out = Vec::new();
-        req.write(&mut out)
-            .map_err(|e| Error::Invalid(format!("serializing request: {e}")))?;
-        self.stream
-            .write_all(&out)
-            .await
-            .map_err(io_err("sending RTSP request"))?;
-        let response = tokio::time::timeout(self.timeout, self.read_response())
-            .await
-            .map_err(|_| {
-                Error::Timeout(format!(
-                    "no RTSP response from {} in {:?}",
-                    self.peer, self.timeout
-                ))
-            })??;
-        self.session.check_response(&response)?;
-        Ok(response)
+    /// Sends `req` and reads its response; after a 401 the URL's credentials can answer, the
+    /// request goes once more with them.
+    async fn roundtrip(&mut self, mut req: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, Error> {
+        loop {
+            let mut out = Vec::new();
+            req.write(&mut out)
+                .map_err(|e| Error::Invalid(format!("serializing request: {e}")))?;
+            self.stream
+                .write_all(&out)
+                .await
+                .map_err(io_err("sending RTSP request"))?;
+            let response = tokio::time::timeout(self.timeout, self.read_response())
+                .await
+                .map_err(|_| {
+                    Error::Timeout(format!(
+                        "no RTSP response from {} in {:?}",
+                        self.peer, self.timeout
+                    ))
+                })??;
+            match self.session.check_response(&response)? {
+                Some(again) => req = again,
+                None => return Ok(response),
+            }
+        }
     }
 
     /// Splits the connection once setup is done: media and later requests go separately.

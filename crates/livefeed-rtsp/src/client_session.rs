@@ -2,11 +2,14 @@
 //! User-Agent) and checks responses (matching CSeq, success status, session id).
 //!
 //! Contract: send each request returned by a builder method, then pass the response to
-//! [`ClientSession::check_response`] before building the next request.
+//! [`ClientSession::check_response`] before building the next request. When that returns a
+//! request, send it instead (the same request again with credentials, after a 401 the URL's
+//! userinfo can answer) and check its response the same way.
 
 use rtsp_types::headers;
 use rtsp_types::{HeaderName, Method, Request, Response, StatusCode, Url, Version};
 
+use crate::client_auth::{take_credentials, Authorizer, Credentials};
 use crate::transport::{self, LowerTransport};
 
 /// Why the server's answer cannot be used.
@@ -41,22 +44,40 @@ pub enum ClientError {
     Protocol(String),
 }
 
+/// The request awaiting its response, kept whole so it can be sent again with credentials.
+#[derive(Clone)]
+struct Pending {
+    cseq: u32,
+    method: Method,
+    url: Url,
+    extra: Vec<(HeaderName, String)>,
+    body: Vec<u8>,
+    /// Whether this request was already sent with credentials.
+    authorized: bool,
+}
+
 /// Client session state.
 pub struct ClientSession {
     url: Url,
     cseq: u32,
     session_id: Option<String>,
-    pending: Option<(u32, Method, Url)>,
+    pending: Option<Pending>,
+    credentials: Option<Credentials>,
+    authorizer: Option<Authorizer>,
 }
 
 impl ClientSession {
-    /// A session for the stream at `url` (`rtsp://host:port/path`).
-    pub fn new(url: Url) -> Self {
+    /// A session for the stream at `url` (`rtsp://[user:pass@]host:port/path`); credentials
+    /// in the URL answer the server's challenge and never appear in requests.
+    pub fn new(mut url: Url) -> Self {
+        let credentials = take_credentials(&mut url);
         ClientSession {
             url,
             cseq: 0,
             session_id: None,
             pending: None,
+            credentials,
+            authorizer: None,
         }
     }
 
@@ -77,19 +98,40 @@ impl ClientSession {
         extra: &[(HeaderName, String)],
         body: Vec<u8>,
     ) -> Request<Vec<u8>> {
+        let pending = Pending {
+            cseq: 0,
+            method,
+            url,
+            extra: extra.to_vec(),
+            body,
+            authorized: self.authorizer.is_some(),
+        };
+        self.send(pending)
+    }
+
+    /// Numbers `pending`, builds it (with credentials once the server asked for them) and
+    /// keeps it as the request awaiting its response.
+    fn send(&mut self, mut pending: Pending) -> Request<Vec<u8>> {
         self.cseq = self.cseq.wrapping_add(1);
-        let mut builder = Request::builder(method.clone(), Version::V1_0)
-            .request_uri(url.clone())
+        pending.cseq = self.cseq;
+        let mut builder = Request::builder(pending.method.clone(), Version::V1_0)
+            .request_uri(pending.url.clone())
             .header(headers::CSEQ, self.cseq.to_string())
             .header(headers::USER_AGENT, crate::PRODUCT);
         if let Some(id) = &self.session_id {
             builder = builder.header(headers::SESSION, id.clone());
         }
-        for (name, value) in extra {
+        if let Some(authorizer) = &mut self.authorizer {
+            let method: &str = (&pending.method).into();
+            let value = authorizer.authorization(method, pending.url.as_str());
+            builder = builder.header(headers::AUTHORIZATION, value);
+        }
+        for (name, value) in &pending.extra {
             builder = builder.header(name.clone(), value.clone());
         }
-        self.pending = Some((self.cseq, method, url));
-        builder.build(body)
+        let request = builder.build(pending.body.clone());
+        self.pending = Some(pending);
+        request
     }
 
     /// OPTIONS.
@@ -142,8 +184,12 @@ impl ClientSession {
     }
 
     /// Checks the response to the outstanding request; remembers the session id from SETUP.
-    pub fn check_response(&mut self, resp: &Response<Vec<u8>>) -> Result<(), ClientError> {
-        let (cseq, method, url) = self.pending.take().ok_or(ClientError::Unsolicited)?;
+    pub fn check_response(
+        &mut self,
+        resp: &Response<Vec<u8>>,
+    ) -> Result<Option<Request<Vec<u8>>>, ClientError> {
+        let pending = self.pending.take().ok_or(ClientError::Unsolicited)?;
+        let cseq = pending.cseq;
         let got = resp
             .header(&headers::CSEQ)
             .map(|v| v.as_str().trim().to_string());
@@ -153,6 +199,12 @@ impl ClientSession {
                 got,
             });
         }
+        if resp.status() == StatusCode::Unauthorized && !pending.authorized {
+            if let Some(retry) = self.answer_challenge(resp, pending.clone()) {
+                return Ok(Some(retry));
+            }
+        }
+        let (method, url) = (pending.method, pending.url);
         if !is_success(resp.status()) {
             let name: &str = (&method).into();
             return Err(ClientError::Refused {
@@ -170,7 +222,24 @@ impl ClientSession {
                 .ok_or_else(|| ClientError::Protocol("SETUP response without Session".into()))?;
             self.session_id = Some(session.0);
         }
-        Ok(())
+        Ok(None)
+    }
+
+    /// The request `pending` again with credentials answering `resp`'s challenge, if the URL
+    /// had credentials and the challenge is one livefeed can answer.
+    fn answer_challenge(
+        &mut self,
+        resp: &Response<Vec<u8>>,
+        mut pending: Pending,
+    ) -> Option<Request<Vec<u8>>> {
+        let credentials = self.credentials.clone()?;
+        let challenges = resp
+            .headers()
+            .filter(|(name, _)| **name == headers::WWW_AUTHENTICATE)
+            .map(|(_, value)| value.as_str());
+        self.authorizer = Some(Authorizer::from_challenges(credentials, challenges)?);
+        pending.authorized = true;
+        Some(self.send(pending))
     }
 }
 

@@ -13,6 +13,7 @@
 //! Message syntax is `rtsp-types`; this crate adds limits, state and meaning.
 
 pub mod client;
+pub mod client_auth;
 pub mod client_session;
 pub mod framing;
 pub mod rtp_sender;

@@ -4,7 +4,7 @@
 //! |---|---|
 //! | `GET /api/v1/paths` | every path with a publisher or readers: publisher, stream, readers |
 //! | `GET /api/v1/paths/{path}` | one path, 404 if unknown |
-//! | `POST /api/v1/metrics` | `{"samples":[{path, stage, client, unix_ms, latency_ms}]}` → `{"accepted": n}` once committed |
+//! | `POST /api/v1/metrics` | `{"samples":[{path, stage, client, unix_ms, latency_ms}]}` (Content-Type: application/json, 415 otherwise; 403 from a page of another origin or name) → `{"accepted": n}` once committed |
 //! | `GET /api/v1/metrics?path=&stage=&client=&since=&until=&step=` | points per stage/client and bucket (ms; defaults: the last 5 minutes, 1 s steps) |
 //! | `GET /api/v1/time` | the server's clock (Unix ns), for clients' NTP-style offset estimates |
 //! | `GET /api/v1/events` | Server-Sent Events: the dashboard's state once a second (see [`crate::events`]) |
@@ -172,6 +172,7 @@ pub async fn start_source(
     sources.start(name, params).map_err(|e| match e {
         SourceError::Busy(_) => ApiError(StatusCode::CONFLICT, e.to_string()),
         SourceError::Invalid(_) => bad_request(e),
+        SourceError::TooMany(_) => ApiError(StatusCode::TOO_MANY_REQUESTS, e.to_string()),
     })?;
     tracing::info!(peer = %conn.remote, path = name, ?params, "test source started");
     Ok((
@@ -233,10 +234,33 @@ pub async fn prometheus(State(app): State<App>) -> Response {
 }
 
 /// `POST /api/v1/metrics`.
-pub async fn post_metrics(State(app): State<App>, body: Bytes) -> ApiResult {
+pub async fn post_metrics(
+    State(app): State<App>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> ApiResult {
+    require_json(&headers)?;
     let samples = parse_samples_json(&body)?;
     let accepted = app.record_samples(samples).await?;
     Ok(Json(json!({ "accepted": accepted })).into_response())
+}
+
+/// Refuses a body that is not declared JSON: a page of another site can send `text/plain`
+/// (or a form) without the browser asking first, but never `application/json`.
+fn require_json(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+    let content_type = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    if essence.eq_ignore_ascii_case("application/json") {
+        Ok(())
+    } else {
+        Err(ApiError(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("samples must be sent as Content-Type: application/json, got {content_type:?}"),
+        ))
+    }
 }
 
 /// `GET /api/v1/metrics`.

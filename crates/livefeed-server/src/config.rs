@@ -15,6 +15,8 @@ use livefeed_store::StoreConfig;
 use anyhow::Context;
 use serde::Deserialize;
 
+use crate::conn_gate::GateLimits;
+use crate::http_listener::HttpTimeouts;
 use crate::hub::HubLimits;
 use crate::recordings::RecordConfig;
 use crate::rtsp_server::RtspConfig;
@@ -111,6 +113,22 @@ pub struct ServerOptions {
     /// Most RTSP connections at once; more are answered 503 and closed [default: 1000]
     #[arg(long, env = "LIVEFEED_MAX_RTSP_SESSIONS")]
     pub max_rtsp_sessions: Option<usize>,
+    /// Most HTTP connections at once; when full, the newest idle one is closed to make room,
+    /// or the new one is answered 503 [default: 10000, and never more than the open-file
+    /// limit allows]
+    #[arg(long, env = "LIVEFEED_MAX_HTTP_CONNECTIONS")]
+    pub max_http_connections: Option<usize>,
+    /// Most connections from one client address, per listener (RTSP, HTTP); more are refused
+    /// (HTTP 429, RTSP 503) [default: 256]
+    #[arg(long, env = "LIVEFEED_MAX_CONNECTIONS_PER_ADDRESS")]
+    pub max_connections_per_address: Option<usize>,
+    /// Milliseconds an HTTP request head may take to arrive whole, and a kept-alive connection
+    /// may wait for its next request [default: 10000]
+    #[arg(long, env = "LIVEFEED_HTTP_HEADER_TIMEOUT_MS")]
+    pub http_header_timeout_ms: Option<u64>,
+    /// Milliseconds an HTTP request body may go without delivering a byte [default: 10000]
+    #[arg(long, env = "LIVEFEED_HTTP_BODY_TIMEOUT_MS")]
+    pub http_body_timeout_ms: Option<u64>,
     /// Most readers (RTSP and WebRTC) of one path; more are refused [default: 500]
     #[arg(long, env = "LIVEFEED_MAX_READERS_PER_PATH")]
     pub max_readers_per_path: Option<usize>,
@@ -140,6 +158,16 @@ pub struct ServerOptions {
     )]
     #[serde(default)]
     pub takeover_paths: Vec<String>,
+    /// Host names (without port) this server answers controls and metric submissions for, as
+    /// well as IP addresses and `localhost` (repeat or comma-separate); a request whose `Host`
+    /// is another name (a DNS-rebinding page) is refused 403 [default: none beyond those]
+    #[arg(
+        long = "allowed-host",
+        env = "LIVEFEED_ALLOWED_HOSTS",
+        value_delimiter = ','
+    )]
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
     /// RTSP authentication schemes offered and accepted: basic, digest [default: both]
     #[arg(
         long = "rtsp-auth-methods",
@@ -206,6 +234,12 @@ impl ServerOptions {
             record_max_bytes: self.record_max_bytes.or(file.record_max_bytes),
             max_rtsp_sessions: self.max_rtsp_sessions.or(file.max_rtsp_sessions),
             max_readers_per_path: self.max_readers_per_path.or(file.max_readers_per_path),
+            max_http_connections: self.max_http_connections.or(file.max_http_connections),
+            max_connections_per_address: self
+                .max_connections_per_address
+                .or(file.max_connections_per_address),
+            http_header_timeout_ms: self.http_header_timeout_ms.or(file.http_header_timeout_ms),
+            http_body_timeout_ms: self.http_body_timeout_ms.or(file.http_body_timeout_ms),
             max_rtsp_head_bytes: self.max_rtsp_head_bytes.or(file.max_rtsp_head_bytes),
             max_rtsp_headers: self.max_rtsp_headers.or(file.max_rtsp_headers),
             max_rtsp_body_bytes: self.max_rtsp_body_bytes.or(file.max_rtsp_body_bytes),
@@ -217,6 +251,11 @@ impl ServerOptions {
                 file.takeover_paths
             } else {
                 self.takeover_paths
+            },
+            allowed_hosts: if self.allowed_hosts.is_empty() {
+                file.allowed_hosts
+            } else {
+                self.allowed_hosts
             },
             rtsp_auth_methods: if self.rtsp_auth_methods.is_empty() {
                 file.rtsp_auth_methods
@@ -269,6 +308,7 @@ impl ServerOptions {
                 .unwrap_or_else(|| std::path::PathBuf::from("livefeed-data")),
             store: self.store_config(),
             takeover_paths: self.takeover_paths.clone(),
+            allowed_hosts: self.allowed_hosts.clone(),
             publisher_grace: Duration::from_secs_f64(
                 self.publisher_grace
                     .filter(|s| s.is_finite())
@@ -304,6 +344,24 @@ impl ServerOptions {
         let d = ServerLimits::default();
         ServerLimits {
             rtsp_sessions: self.max_rtsp_sessions.unwrap_or(d.rtsp_sessions).max(1),
+            http_connections: self
+                .max_http_connections
+                .unwrap_or(d.http_connections)
+                .max(1),
+            connections_per_address: self
+                .max_connections_per_address
+                .unwrap_or(d.connections_per_address)
+                .max(1),
+            http_timeouts: HttpTimeouts {
+                header: self
+                    .http_header_timeout_ms
+                    .map_or(d.http_timeouts.header, Duration::from_millis)
+                    .max(Duration::from_millis(100)),
+                body: self
+                    .http_body_timeout_ms
+                    .map_or(d.http_timeouts.body, Duration::from_millis)
+                    .max(Duration::from_millis(100)),
+            },
             readers_per_path: self
                 .max_readers_per_path
                 .unwrap_or(d.readers_per_path)
@@ -413,6 +471,8 @@ pub struct ServerConfig {
     pub store: StoreConfig,
     /// Paths where a new publisher takes over from the current one (`*` = all).
     pub takeover_paths: Vec<String>,
+    /// Host names controls are answered for, beyond IP addresses and `localhost`.
+    pub allowed_hosts: Vec<String>,
     /// How long readers wait for a publisher that left.
     pub publisher_grace: Duration,
     /// Users (checked when the server starts).
@@ -430,6 +490,12 @@ pub struct ServerConfig {
 pub struct ServerLimits {
     /// RTSP connections at once.
     pub rtsp_sessions: usize,
+    /// HTTP connections at once.
+    pub http_connections: usize,
+    /// Connections from one address, per listener.
+    pub connections_per_address: usize,
+    /// HTTP header-read and body-progress timeouts.
+    pub http_timeouts: HttpTimeouts,
     /// Client readers (RTSP, WebRTC) per path.
     pub readers_per_path: usize,
     /// RTSP message sizes.
@@ -442,6 +508,9 @@ impl Default for ServerLimits {
     fn default() -> Self {
         ServerLimits {
             rtsp_sessions: 1000,
+            http_connections: 10_000,
+            connections_per_address: 256,
+            http_timeouts: HttpTimeouts::default(),
             readers_per_path: 500,
             framing: Limits::default(),
             depacketizer: DepacketizerLimits::default(),
@@ -494,6 +563,24 @@ impl ServerConfig {
         }
     }
 
+    /// Connection caps of the RTSP listener.
+    pub fn rtsp_gate(&self) -> GateLimits {
+        GateLimits {
+            max_total: self.limits.rtsp_sessions,
+            max_per_address: self.limits.connections_per_address,
+            total_cap: "max-rtsp-sessions",
+        }
+    }
+
+    /// Connection caps of the HTTP listener.
+    pub fn http_gate(&self) -> GateLimits {
+        GateLimits {
+            max_total: self.limits.http_connections,
+            max_per_address: self.limits.connections_per_address,
+            total_cap: "max-http-connections",
+        }
+    }
+
     /// RTSP listener configuration.
     pub fn rtsp_config(&self) -> RtspConfig {
         RtspConfig {
@@ -503,7 +590,6 @@ impl ServerConfig {
             basic_auth: self.rtsp_auth_methods.contains(&AuthMethod::Basic),
             limits: self.limits.framing.clone(),
             depacketizer: self.limits.depacketizer,
-            max_sessions: self.limits.rtsp_sessions,
             digest_auth: self.rtsp_auth_methods.contains(&AuthMethod::Digest),
         }
     }

@@ -20,13 +20,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::connect_info::Connected;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRef, Path, RawQuery, State};
 use axum::http::HeaderMap;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
-use axum::serve::IncomingStream;
 use axum::Router;
 use bytes::Bytes;
 use livefeed_hls::playlist::{self, Availability, PartState};
@@ -74,6 +72,8 @@ pub struct App {
     pub auth: Arc<livefeed_auth::Authenticator>,
     /// Recordings.
     pub recordings: Arc<crate::recordings::Recordings>,
+    /// Host names controls are answered for, beyond IP addresses and `localhost`.
+    pub allowed_hosts: Arc<[String]>,
 }
 
 impl App {
@@ -105,24 +105,19 @@ pub struct Conn {
     pub remote: SocketAddr,
 }
 
-impl Connected<IncomingStream<'_, TcpListener>> for Conn {
-    fn connect_info(stream: IncomingStream<'_, TcpListener>) -> Self {
-        Conn {
-            local: stream.io().local_addr().ok(),
-            remote: *stream.remote_addr(),
-        }
-    }
-}
-
-/// Starts serving HTTP on `listener`.
-pub fn spawn(listener: TcpListener, app: App) -> JoinHandle<()> {
-    let router = router(app);
-    tokio::spawn(async move {
-        let service = router.into_make_service_with_connect_info::<Conn>();
-        if let Err(e) = axum::serve(listener, service).await {
-            tracing::error!(error = %e, "HTTP server stopped");
-        }
-    })
+/// Starts serving HTTP on `listener`, admitting connections through `gate`.
+pub fn spawn(
+    listener: TcpListener,
+    app: App,
+    gate: Arc<crate::conn_gate::ConnectionGate>,
+    timeouts: crate::http_listener::HttpTimeouts,
+) -> JoinHandle<()> {
+    tokio::spawn(crate::http_listener::serve(
+        listener,
+        router(app),
+        gate,
+        timeouts,
+    ))
 }
 
 /// The routes.
@@ -539,17 +534,27 @@ async fn whep_offer(
     }
     let offer = std::str::from_utf8(&body)
         .map_err(|_| error(StatusCode::BAD_REQUEST, "the offer is not UTF-8 text"))?;
-    let candidates = app.whep.candidates(conn.local.map(|a| a.ip()));
-    let (session, answer) =
-        WhepSession::accept_offer(offer, &candidates, Instant::now()).map_err(|e| {
-            let status = if e.is_client_error() {
-                StatusCode::BAD_REQUEST
-            } else {
-                StatusCode::INTERNAL_SERVER_ERROR
-            };
-            tracing::warn!(peer = %conn.remote, path, error = %e, "WHEP offer refused");
-            error(status, e.to_string())
+    let connecting = app
+        .whep
+        .reserve_connecting(conn.remote.ip())
+        .map_err(|reason| {
+            tracing::warn!(peer = %conn.remote, path, %reason, "WHEP offer refused");
+            error(StatusCode::SERVICE_UNAVAILABLE, reason)
         })?;
+    let candidates = app.whep.candidates(conn.local.map(|a| a.ip()));
+    let config = crate::whep::WhepServer::session_config();
+    let (session, answer) =
+        WhepSession::accept_offer_with(&config, offer, &candidates, Instant::now()).map_err(
+            |e| {
+                let status = if e.is_client_error() {
+                    StatusCode::BAD_REQUEST
+                } else {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                };
+                tracing::warn!(peer = %conn.remote, path, error = %e, "WHEP offer refused");
+                error(status, e.to_string())
+            },
+        )?;
     let reader = ReaderInfo {
         protocol: "webrtc".into(),
         remote: conn.remote.to_string(),
@@ -563,7 +568,7 @@ async fn whep_offer(
     let id = app.whep.new_id();
     if !app
         .whep
-        .add(id.clone(), &path, session, sub, candidates)
+        .add(id.clone(), &path, session, sub, candidates, connecting)
         .await
     {
         return Err(error(

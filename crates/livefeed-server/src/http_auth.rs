@@ -66,14 +66,51 @@ fn stream_path(rest: &str) -> String {
     }
 }
 
-/// Whether the request carries an `Origin` that is not the server it was sent to (`Host`).
+/// Whether the request carries an `Origin` that is not this server as the page reached it:
+/// `http://` and the `Host` exactly (scheme included: livefeed serves plain HTTP).
 fn cross_origin(headers: &axum::http::HeaderMap) -> bool {
     let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
         return false; // not from a browser page (curl, livefeed itself)
     };
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-    let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
-    host.is_none_or(|h| !origin_host.eq_ignore_ascii_case(h))
+    host.is_none_or(|h| {
+        !origin
+            .strip_prefix("http://")
+            .is_some_and(|o| o.eq_ignore_ascii_case(h))
+    })
+}
+
+/// Why the request's `Host` is not one of this server's names, if it is not: an IP address,
+/// `localhost` or one of `allowed` (ports ignored). A page served by another name that resolves
+/// to this server (DNS rebinding) carries that name.
+fn foreign_host(headers: &axum::http::HeaderMap, allowed: &[String]) -> Option<String> {
+    let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) else {
+        return Some("the request has no Host".into());
+    };
+    let name = host_name(host);
+    let ours = name.parse::<std::net::IpAddr>().is_ok()
+        || name.eq_ignore_ascii_case("localhost")
+        || allowed.iter().any(|a| a.eq_ignore_ascii_case(name));
+    (!ours).then(|| {
+        format!("Host {host:?} is not one of this server's names (IP addresses, localhost, --allowed-host)")
+    })
+}
+
+/// The name of a `Host` value: without its port, an IPv6 literal without brackets.
+fn host_name(host: &str) -> &str {
+    if let Some(v6) = host.strip_prefix('[') {
+        return v6.split(']').next().unwrap_or(v6);
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    }
+}
+
+/// Whether the request changes something a page from elsewhere must not reach through the
+/// browser: a control, or samples written to the store.
+fn is_write(action: Action, method: &Method, path: &str) -> bool {
+    action == Action::Api || (method == Method::POST && path == "/api/v1/metrics")
 }
 
 /// The middleware.
@@ -86,15 +123,22 @@ pub async fn require(
     let Some((action, path)) = classify(req.method(), req.uri().path()) else {
         return next.run(req).await;
     };
-    if action == Action::Api && cross_origin(req.headers()) {
-        // CORS lets any page *read*; a page from elsewhere must not drive the controls with
-        // the browser's loopback address or stored credentials.
-        tracing::warn!(peer = %conn.remote, path = %path, "cross-origin control request refused");
-        return (
-            StatusCode::FORBIDDEN,
-            "controls are refused to pages from another origin\n",
-        )
-            .into_response();
+    if is_write(action, req.method(), req.uri().path()) {
+        // CORS lets any page *read*; a page from elsewhere — or from another name rebound to
+        // this address — must not drive the controls or fill the store with the browser's
+        // loopback address or stored credentials.
+        if let Some(reason) = foreign_host(req.headers(), &app.allowed_hosts) {
+            tracing::warn!(peer = %conn.remote, path = %path, %reason, "control request refused");
+            return (StatusCode::FORBIDDEN, format!("{reason}\n")).into_response();
+        }
+        if cross_origin(req.headers()) {
+            tracing::warn!(peer = %conn.remote, path = %path, "cross-origin control request refused");
+            return (
+                StatusCode::FORBIDDEN,
+                "controls and metric submissions are refused to pages from another origin\n",
+            )
+                .into_response();
+        }
     }
     let authorization = req
         .headers()
@@ -157,6 +201,41 @@ mod tests {
         assert!(!cross_origin(&headers(Some("http://127.0.0.1:8888"))));
         assert!(cross_origin(&headers(Some("http://evil.example"))));
         assert!(cross_origin(&headers(Some("null"))));
+        // The scheme counts: an https page (or a bare host) is another origin.
+        assert!(cross_origin(&headers(Some("https://127.0.0.1:8888"))));
+        assert!(cross_origin(&headers(Some("127.0.0.1:8888"))));
+    }
+
+    #[test]
+    fn only_this_servers_names_may_control() {
+        let with_host = |host: &str| {
+            let mut h = axum::http::HeaderMap::new();
+            h.insert(header::HOST, host.parse().expect("host"));
+            h
+        };
+        let allowed = vec!["cam.example.org".to_string()];
+        for ours in [
+            "127.0.0.1:8888",
+            "192.168.1.20:8888",
+            "[::1]:8888",
+            "localhost:8888",
+            "LOCALHOST",
+            "cam.example.org:8888",
+        ] {
+            assert_eq!(foreign_host(&with_host(ours), &allowed), None, "{ours}");
+        }
+        // DNS rebinding: evil.example resolves to 127.0.0.1, the browser sends its name.
+        for foreign in [
+            "evil.example:8888",
+            "evil.example",
+            "127.0.0.1.evil.example:8888",
+        ] {
+            assert!(
+                foreign_host(&with_host(foreign), &allowed).is_some(),
+                "{foreign}"
+            );
+        }
+        assert!(foreign_host(&axum::http::HeaderMap::new(), &allowed).is_some());
     }
 
     #[test]

@@ -12,6 +12,9 @@
 //! - [`recordings`]: fragmented-MP4 recording of paths, retention.
 //! - [`sources`]: the interface of the built-in test-pattern publishers the dashboard controls.
 //! - [`hls_viewers`]: who watches a path over LL-HLS.
+//! - [`conn_gate`] / [`http_listener`]: admission of TCP connections (per-address and total
+//!   caps under the open-file limit, idle ones shed when full) and the HTTP accept loop with
+//!   its header-read and body-progress timeouts.
 //! - [`http_auth`]: the HTTP side of authentication (RTSP's is in [`rtsp_server`]).
 //! - [`metrics`]: capture→ingest and ingest→egress latency windows.
 //! - [`config`]: one definition of the server's options for flags, env and the TOML file.
@@ -19,12 +22,14 @@
 
 pub mod api;
 pub mod config;
+pub mod conn_gate;
 pub mod events;
 pub mod hls_files;
 pub mod hls_stream;
 pub mod hls_viewers;
 pub mod http;
 pub mod http_auth;
+pub mod http_listener;
 pub mod hub;
 pub mod metrics;
 pub mod metrics_store;
@@ -86,12 +91,18 @@ impl Server {
             config.takeover(),
         );
         let metrics = Arc::new(ServerMetrics::new());
+        let budget = conn_gate::FdBudget::for_this_process();
+        tracing::debug!(
+            connections = budget.limit(),
+            "connection budget (open-file limit less a reserve)"
+        );
         let rtsp_task = rtsp_server::spawn_listener(
             listener,
             hub.clone(),
             metrics.clone(),
             config.rtsp_config(),
             auth.clone(),
+            conn_gate::ConnectionGate::new("rtsp", config.rtsp_gate(), budget.clone()),
         );
         let http_listener = TcpListener::bind(config.http_address)
             .await
@@ -138,12 +149,18 @@ impl Server {
             recent: Arc::default(),
             auth,
             recordings: recordings.clone(),
+            allowed_hosts: config.allowed_hosts.clone().into(),
         };
         let mut tasks = vec![
             rtsp_task,
             events::EventFeed::spawn_publisher(app.clone()),
             tokio::spawn(store_server_samples(app.clone())),
-            http::spawn(http_listener, app),
+            http::spawn(
+                http_listener,
+                app,
+                conn_gate::ConnectionGate::new("http", config.http_gate(), budget),
+                config.limits.http_timeouts,
+            ),
         ];
         tasks.extend(recordings.spawn_auto());
         tracing::info!(rtsp = %rtsp_addr, http = %http_addr, "livefeed server listening");

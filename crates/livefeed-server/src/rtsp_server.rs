@@ -34,6 +34,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::conn_gate::{self, ConnectionGate, Permit, RefusalLog};
 use crate::hub::{
     Delivery, Hub, PublishError, Publisher, PublisherInfo, ReaderInfo, StreamInfo, SubscribeError,
     Subscription,
@@ -57,8 +58,6 @@ pub struct RtspConfig {
     pub digest_auth: bool,
     /// Caps on access units from publishers.
     pub depacketizer: DepacketizerLimits,
-    /// RTSP connections at once.
-    pub max_sessions: usize,
 }
 
 impl Default for RtspConfig {
@@ -71,7 +70,6 @@ impl Default for RtspConfig {
             basic_auth: true,
             digest_auth: true,
             depacketizer: DepacketizerLimits::default(),
-            max_sessions: 1000,
         }
     }
 }
@@ -86,13 +84,15 @@ struct Shared {
     udp_destinations: Arc<UdpDestinations>,
 }
 
-/// Accepts RTSP connections until the returned task is aborted.
+/// Accepts RTSP connections until the returned task is aborted; each is admitted by `gate`
+/// (per-address cap, `max-rtsp-sessions`, idle connections shed when full).
 pub fn spawn_listener(
     listener: TcpListener,
     hub: Arc<Hub>,
     metrics: Arc<ServerMetrics>,
     config: RtspConfig,
     auth: Arc<Authenticator>,
+    gate: Arc<ConnectionGate>,
 ) -> JoinHandle<()> {
     let shared = Shared {
         hub,
@@ -101,47 +101,79 @@ pub fn spawn_listener(
         auth,
         udp_destinations: Arc::default(),
     };
-    let sessions = Arc::new(AtomicUsize::new(0));
+    let accept_errors = RefusalLog::default();
     tokio::spawn(async move {
         loop {
             match listener.accept().await {
-                Ok((stream, peer)) => {
-                    let open = sessions.fetch_add(1, Ordering::AcqRel);
-                    let guard = SessionCount(sessions.clone());
-                    if open >= shared.config.max_sessions {
-                        warn!(%peer, limit = shared.config.max_sessions, "RTSP connection refused: max-rtsp-sessions reached");
-                        tokio::spawn(refuse_connection(stream, guard));
-                        continue;
+                Ok((stream, peer)) => match gate.admit(peer) {
+                    Ok(permit) => {
+                        tokio::spawn(serve_connection(stream, peer, shared.clone(), permit));
                     }
-                    let shared = shared.clone();
-                    tokio::spawn(async move {
-                        serve_connection(stream, peer, shared).await;
-                        drop(guard);
-                    });
-                }
+                    Err(refusal) => {
+                        tokio::spawn(refuse_connection(stream, refusal));
+                    }
+                },
                 Err(e) => {
-                    warn!(error = %e, "RTSP accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    let nobody = SocketAddr::from(([0, 0, 0, 0], 0));
+                    accept_errors.note("rtsp", "not accepted", &e.to_string(), nobody);
+                    tokio::time::sleep(Duration::from_millis(20)).await;
                 }
             }
         }
     })
 }
 
-/// Counts an open RTSP connection until dropped.
-struct SessionCount(Arc<AtomicUsize>);
+/// How long a path claimed by ANNOUNCE stays claimed without RECORD: SETUP and RECORD follow
+/// at once in every real publisher; a claim left hanging would keep the path from others.
+pub const ANNOUNCE_TIMEOUT: Duration = Duration::from_secs(5);
 
-impl Drop for SessionCount {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+/// How long a refused connection may take to send its first request (for its CSeq).
+const REFUSAL_READ_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Refused connections whose first request is still awaited, at most (beyond, the 503 goes
+/// out at once without a CSeq: a flood of refusals must not hold descriptors).
+const MAX_PENDING_REFUSALS: usize = 32;
+static PENDING_REFUSALS: AtomicUsize = AtomicUsize::new(0);
+
+/// Answers a connection the gate refused: reads its first request (briefly, a bounded
+/// amount) so the 503 carries its CSeq, says why, and closes it.
+async fn refuse_connection(mut stream: TcpStream, refusal: conn_gate::Refusal) {
+    let mut head = vec![0u8; 4096];
+    let mut filled = 0;
+    let deadline = tokio::time::Instant::now() + REFUSAL_READ_TIMEOUT;
+    let pending = PENDING_REFUSALS.fetch_add(1, Ordering::AcqRel);
+    while pending < MAX_PENDING_REFUSALS
+        && filled < head.len()
+        && !head[..filled].windows(4).any(|w| w == b"\r\n\r\n")
+    {
+        match tokio::time::timeout_at(deadline, stream.read(&mut head[filled..])).await {
+            Ok(Ok(n)) if n > 0 => filled += n,
+            _ => break,
+        }
     }
+    PENDING_REFUSALS.fetch_sub(1, Ordering::AcqRel);
+    let cseq = cseq_of(&head[..filled])
+        .map(|c| format!("CSeq: {c}\r\n"))
+        .unwrap_or_default();
+    let reason = format!("connection refused: {refusal}\n");
+    let reply = format!(
+        "RTSP/1.0 503 Service Unavailable\r\n{cseq}Content-Type: text/plain\r\nContent-Length: {}\r\n\r\n{reason}",
+        reason.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(2), stream.write_all(reply.as_bytes())).await;
+    let _ = stream.shutdown().await;
 }
 
-/// Answers a connection over the session cap with a 503 and closes it.
-async fn refuse_connection(mut stream: TcpStream, _count: SessionCount) {
-    let reply = b"RTSP/1.0 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n";
-    let _ = tokio::time::timeout(Duration::from_secs(2), stream.write_all(reply)).await;
-    let _ = stream.shutdown().await;
+/// The CSeq of a request head, if it has a well-formed one.
+fn cseq_of(head: &[u8]) -> Option<u32> {
+    let text = std::str::from_utf8(head).ok()?;
+    text.split("\r\n").skip(1).find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        if !name.trim().eq_ignore_ascii_case("cseq") {
+            return None;
+        }
+        value.trim().parse().ok()
+    })
 }
 
 /// Commands for a connection's writer task.
@@ -158,7 +190,7 @@ enum WriterCommand {
 /// seconds of stale video queued where the hub's skip-to-keyframe cannot reach it.
 pub const SEND_BUFFER_BYTES: usize = 512 * 1024;
 
-async fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: Shared) {
+async fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: Shared, permit: Permit) {
     let _ = stream.set_nodelay(true);
     if let Err(e) = socket2::SockRef::from(&stream).set_send_buffer_size(SEND_BUFFER_BYTES) {
         debug!(%peer, error = %e, "cannot bound the send buffer");
@@ -184,9 +216,26 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: Shared) {
     let mut idle_close = false;
     let end = loop {
         let timeout = conn.read_timeout(&shared.config);
+        let timeout = match conn.handler.announce_deadline() {
+            Some(deadline) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    idle_close = true;
+                    break format!(
+                        "announced but no RECORD within {ANNOUNCE_TIMEOUT:?}: path released"
+                    );
+                }
+                timeout.min(left)
+            }
+            None => timeout,
+        };
         let n = tokio::select! {
             _ = cancel.cancelled() => break "closed by the server".to_string(),
+            _ = permit.cancel.cancelled() => {
+                break "shed: idle while the server was full".to_string()
+            }
             r = tokio::time::timeout(timeout, read.read(&mut buf)) => match r {
+                Err(_) if conn.handler.announce_deadline().is_some() => continue,
                 Err(_) => {
                     idle_close = true;
                     break format!("nothing received for {timeout:?}");
@@ -196,10 +245,12 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: Shared) {
                 Ok(Ok(n)) => n,
             },
         };
+        permit.activity.touch();
         conn.reader.push(&buf[..n]);
         if let Err(cause) = conn.process_frames().await {
             break cause;
         }
+        permit.activity.set_streaming(conn.session.is_streaming());
     };
     if idle_close {
         // Silence or an incomplete message until the idle timeout: say who and why.
@@ -287,7 +338,8 @@ struct Handler {
     shared: Shared,
     out: mpsc::Sender<WriterCommand>,
     cancel: CancellationToken,
-    publisher: Option<Publisher>,
+    /// The path claimed by ANNOUNCE until RECORD, and when it was claimed.
+    publisher: Option<(Publisher, Instant)>,
     /// The RTP payload type the publisher announced.
     payload_type: Option<u8>,
     ingest: Option<Ingest>,
@@ -319,6 +371,13 @@ impl Handler {
             transport: None,
             tasks: Vec::new(),
         }
+    }
+
+    /// When an ANNOUNCE that has not been followed by RECORD releases its path.
+    fn announce_deadline(&self) -> Option<Instant> {
+        self.publisher
+            .as_ref()
+            .map(|(_, at)| *at + ANNOUNCE_TIMEOUT)
     }
 
     async fn send_response(&self, resp: &rtsp_types::Response<Vec<u8>>) -> Result<(), String> {
@@ -474,7 +533,7 @@ impl SessionHandler for Handler {
                 PublishError::UnknownPath(_) => Refusal::new(StatusCode::NotFound, e.to_string()),
             })?;
         info!(peer = %self.peer, path, "publisher announced");
-        self.publisher = Some(publisher);
+        self.publisher = Some((publisher, Instant::now()));
         self.payload_type = Some(track.payload_type);
         Ok(())
     }
@@ -577,7 +636,7 @@ impl SessionHandler for Handler {
     }
 
     fn record(&mut self, path: &str) -> Result<(), Refusal> {
-        let publisher = self.publisher.take().ok_or_else(|| {
+        let (publisher, _) = self.publisher.take().ok_or_else(|| {
             Refusal::new(
                 StatusCode::MethodNotValidInThisState,
                 "RECORD without ANNOUNCE",

@@ -8,9 +8,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SourceParams {
-    /// Picture width, pixels (even, 64..=3840).
+    /// Picture width, pixels (even, 64..=1920).
     pub width: u32,
-    /// Picture height, pixels (even, 64..=2160).
+    /// Picture height, pixels (even, 64..=1080).
     pub height: u32,
     /// Frames per second (1..=120).
     pub fps: u32,
@@ -39,9 +39,16 @@ impl SourceParams {
                 Err(format!("{name} must be within {lo}..={hi}, got {v}"))
             }
         };
-        within("width", self.width, 64, 3840)?;
-        within("height", self.height, 64, 2160)?;
-        within("fps", self.fps, 1, 120)?;
+        within("width", self.width, 64, 1920)?;
+        within("height", self.height, 64, 1080)?;
+        within("fps", self.fps, 1, 60)?;
+        let rate = u64::from(self.width) * u64::from(self.height) * u64::from(self.fps);
+        if rate > MAX_PIXELS_PER_SECOND {
+            return Err(format!(
+                "{}x{} at {} fps is more than a test source may encode (1920x1080 at 30 fps)",
+                self.width, self.height, self.fps
+            ));
+        }
         within("bitrate_kbps", self.bitrate_kbps, 50, 50_000)?;
         if !self.width.is_multiple_of(2) || !self.height.is_multiple_of(2) {
             return Err(format!(
@@ -53,6 +60,12 @@ impl SourceParams {
     }
 }
 
+/// Pixels a second one test source may encode at most: 1080p30 (one core's worth of OpenH264).
+pub const MAX_PIXELS_PER_SECOND: u64 = 1920 * 1080 * 30;
+
+/// Test sources running at once, at most: each encodes on a core of its own.
+pub const MAX_TEST_SOURCES: usize = 4;
+
 /// Why a test source cannot be started.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SourceError {
@@ -62,6 +75,9 @@ pub enum SourceError {
     /// The parameters are out of range.
     #[error("{0}")]
     Invalid(String),
+    /// As many test sources as allowed run already.
+    #[error("{0} test sources are running already (the most at once); stop one first")]
+    TooMany(usize),
 }
 
 /// Starts and stops test-pattern publishers on paths of this server.

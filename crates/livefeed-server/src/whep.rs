@@ -30,6 +30,44 @@ pub type SessionId = String;
 /// Frames queued between the forwarding tasks and the media loop (all viewers together).
 const MEDIA_QUEUE: usize = 1024;
 
+/// Sessions whose ICE/DTLS has not completed yet, at most (they hold a reader slot each).
+pub const MAX_CONNECTING: usize = 32;
+/// The same, from one client address.
+pub const MAX_CONNECTING_PER_ADDRESS: usize = 4;
+/// A session that has not connected this long after its offer is closed: enough for ICE and
+/// DTLS through a relay, short enough that offers never answered cannot hold reader slots.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(8);
+
+/// Sessions still connecting, in all and per client address.
+#[derive(Default)]
+struct Connecting {
+    by_address: std::sync::Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// A connecting session's place under the caps; dropped when it connects or closes.
+pub struct ConnectingSlot {
+    connecting: Arc<Connecting>,
+    ip: IpAddr,
+}
+
+impl Drop for ConnectingSlot {
+    fn drop(&mut self) {
+        let mut by_address = self.connecting.lock();
+        if let Some(n) = by_address.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                by_address.remove(&self.ip);
+            }
+        }
+    }
+}
+
+impl Connecting {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
+        self.by_address.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 enum Command {
     Add {
         id: SessionId,
@@ -37,6 +75,7 @@ enum Command {
         session: Box<WhepSession>,
         sub: Subscription,
         candidates: Vec<SocketAddr>,
+        connecting: ConnectingSlot,
     },
     Remove {
         id: SessionId,
@@ -51,6 +90,7 @@ pub struct WhepServer {
     local: SocketAddr,
     additional_hosts: Vec<IpAddr>,
     next_id: AtomicU64,
+    connecting: Arc<Connecting>,
     task: JoinHandle<()>,
 }
 
@@ -73,6 +113,7 @@ impl WhepServer {
             local,
             additional_hosts,
             next_id: AtomicU64::new(1),
+            connecting: Arc::default(),
             task,
         }))
     }
@@ -106,6 +147,37 @@ impl WhepServer {
             .collect()
     }
 
+    /// A place for a new session from `ip` among those still connecting, or why there is none
+    /// ([`MAX_CONNECTING`] in all, [`MAX_CONNECTING_PER_ADDRESS`] from one address).
+    pub fn reserve_connecting(&self, ip: IpAddr) -> Result<ConnectingSlot, String> {
+        let mut by_address = self.connecting.lock();
+        let total: usize = by_address.values().sum();
+        let from_ip = by_address.get(&ip).copied().unwrap_or(0);
+        if from_ip >= MAX_CONNECTING_PER_ADDRESS {
+            return Err(format!(
+                "{from_ip} WebRTC sessions from this address are still connecting (the most at once)"
+            ));
+        }
+        if total >= MAX_CONNECTING {
+            return Err(format!(
+                "{total} WebRTC sessions are still connecting (the most at once); try again"
+            ));
+        }
+        *by_address.entry(ip).or_default() += 1;
+        Ok(ConnectingSlot {
+            connecting: self.connecting.clone(),
+            ip,
+        })
+    }
+
+    /// The session settings: connecting sessions expire after [`CONNECT_TIMEOUT`].
+    pub fn session_config() -> livefeed_webrtc::WhepConfig {
+        livefeed_webrtc::WhepConfig {
+            connect_timeout: CONNECT_TIMEOUT,
+            ..Default::default()
+        }
+    }
+
     /// A new, unique session id.
     pub fn new_id(&self) -> SessionId {
         let n = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -121,6 +193,7 @@ impl WhepServer {
         session: WhepSession,
         sub: Subscription,
         candidates: Vec<SocketAddr>,
+        connecting: ConnectingSlot,
     ) -> bool {
         let cmd = Command::Add {
             id,
@@ -128,6 +201,7 @@ impl WhepServer {
             session: Box::new(session),
             sub,
             candidates,
+            connecting,
         };
         self.commands.send(cmd).await.is_ok()
     }
@@ -158,6 +232,8 @@ struct Viewer {
     session: Box<WhepSession>,
     forward: JoinHandle<()>,
     candidates: Vec<SocketAddr>,
+    /// Held until the session connects (or closes).
+    connecting: Option<ConnectingSlot>,
 }
 
 impl Viewer {
@@ -286,6 +362,7 @@ impl MediaLoop {
                 session,
                 sub,
                 candidates,
+                connecting,
             } => {
                 let forward = tokio::spawn(forward(id.clone(), sub, self.media_tx.clone()));
                 info!(session = %id, path, "WebRTC viewer added");
@@ -296,6 +373,7 @@ impl MediaLoop {
                         session,
                         forward,
                         candidates,
+                        connecting: Some(connecting),
                     },
                 );
             }
@@ -347,6 +425,9 @@ impl MediaLoop {
     /// Drops sessions whose peer is gone.
     fn reap(&mut self) {
         self.viewers.retain(|id, viewer| {
+            if viewer.session.is_connected() {
+                viewer.connecting = None;
+            }
             if viewer.session.is_closed() {
                 viewer.forward.abort();
                 info!(session = %id, path = %viewer.path, "WebRTC viewer left");

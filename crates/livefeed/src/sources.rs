@@ -11,7 +11,7 @@ use std::time::Instant;
 use livefeed_media::clock::{elapsed_ms, unix_now_ns};
 use livefeed_server::hub::{Hub, PublishError, Publisher, PublisherInfo};
 use livefeed_server::metrics::ServerMetrics;
-use livefeed_server::sources::{SourceError, SourceParams, TestSources};
+use livefeed_server::sources::{SourceError, SourceParams, TestSources, MAX_TEST_SOURCES};
 use livefeed_source::capture::{self, CaptureSettings, SourceSpec};
 use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
@@ -70,6 +70,9 @@ impl TestSources for BuiltinSources {
         let mut running = self.live();
         if running.contains_key(path) {
             return Err(SourceError::Busy(path.to_string()));
+        }
+        if running.len() >= MAX_TEST_SOURCES {
+            return Err(SourceError::TooMany(MAX_TEST_SOURCES));
         }
         let info = PublisherInfo {
             protocol: "test-pattern".into(),

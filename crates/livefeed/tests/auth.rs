@@ -145,6 +145,47 @@ fn rtsp_publish_and_read_need_the_right_credentials() {
     assert_no_secrets(server);
 }
 
+/// livefeed's own `publish` and `receive` use the credentials of `rtsp://user:pass@…` URLs, as
+/// ffmpeg does: Digest where the server offers it, Basic where it offers only that; a wrong
+/// password is still refused.
+#[test]
+fn livefeeds_own_clients_take_credentials_from_the_url() {
+    for methods in ["basic,digest", "basic"] {
+        let (server, _dir) = server_with_users(&["--rtsp-auth-methods", methods]);
+        let _publisher =
+            livefeed_publisher(&rtsp_as(&server, "pub", "pub-secret-1", "cam"), "tcp", &[]);
+        wait_readable(&rtsp_as(&server, "viewer", "viewer-secret-2", "cam"));
+        let mut receive = livefeed();
+        receive.args([
+            "receive",
+            "--url",
+            &rtsp_as(&server, "viewer", "viewer-secret-2", "cam"),
+            "--duration",
+            "3",
+            "--json",
+        ]);
+        let out = Proc::spawn("livefeed receive", &mut receive).wait(Duration::from_secs(30));
+        out.assert_success();
+        let summary = json_summary(&out.stdout);
+        assert!(
+            summary["frames_decoded"].as_u64().unwrap_or(0) >= 60,
+            "{methods}: {summary}"
+        );
+        let mut wrong = livefeed();
+        wrong.args([
+            "receive",
+            "--url",
+            &rtsp_as(&server, "viewer", "wrong", "cam"),
+            "--duration",
+            "2",
+        ]);
+        let out = Proc::spawn("livefeed receive", &mut wrong).wait(Duration::from_secs(30));
+        assert!(!out.success, "{methods}: a wrong password must fail");
+        assert!(out.stderr.contains("401"), "{methods}: {}", out.stderr);
+        assert_no_secrets(server);
+    }
+}
+
 #[test]
 fn rtsp_basic_only_server_takes_ffmpegs_basic_credentials() {
     let (server, _dir) = server_with_users(&["--rtsp-auth-methods", "basic"]);

@@ -10,87 +10,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// A server with a livefeed publisher on `live` and a receiver reading it for `secs`.
-struct Streaming {
-    server: TestServer,
-    _publisher: Proc,
-    receiver: Proc,
-    secs: u64,
-}
-
-impl Streaming {
-    fn start(secs: u64) -> Streaming {
-        Self::start_with(secs, &[], &[])
-    }
-
-    fn start_with(secs: u64, server_args: &[&str], publisher_args: &[&str]) -> Streaming {
-        let server = TestServer::start_with(server_args);
-        let publisher = livefeed_publisher(&server.url("live"), "tcp", publisher_args);
-        wait_for_stream(&server.addr(), "live");
-        let mut cmd = livefeed();
-        cmd.args([
-            "receive",
-            "--url",
-            &server.url("live"),
-            "--duration",
-            &secs.to_string(),
-            "--json",
-        ]);
-        let receiver = Proc::spawn("livefeed receive", &mut cmd);
-        Streaming {
-            server,
-            _publisher: publisher,
-            receiver,
-            secs,
-        }
-    }
-
-    /// The receiver's run must be clean: every second of frames decoded, nothing lost.
-    fn assert_undisturbed(self) -> String {
-        self.assert_undisturbed_within(f64::INFINITY)
-    }
-
-    /// [`Streaming::assert_undisturbed`], and every second after the first two (the cached
-    /// GOP arrives at once at the start) kept capture→received p95 under `max_p95_ms`.
-    fn assert_undisturbed_within(self, max_p95_ms: f64) -> String {
-        let out = self.receiver.wait(Duration::from_secs(self.secs + 30));
-        out.assert_success();
-        let seconds: Vec<serde_json::Value> = out
-            .stdout
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|v| v["t"].as_f64().is_some_and(|t| t > 2.5))
-            .collect();
-        assert!(
-            max_p95_ms.is_infinite() || seconds.len() as u64 + 4 >= self.secs,
-            "a report per second: {}",
-            out.stdout
-        );
-        for second in seconds.iter().filter(|_| max_p95_ms.is_finite()) {
-            let p95 = second["stages"]["capture_to_received"]["p95"]
-                .as_f64()
-                .unwrap_or_else(|| panic!("no capture→received p95 in {second}"));
-            assert!(
-                p95 < max_p95_ms,
-                "receiver latency moved: capture→received p95 {p95} ms in {second}"
-            );
-        }
-        let summary = json_summary(&out.stdout);
-        let min = (self.secs - 1) * 30 * 9 / 10;
-        assert!(
-            summary["frames_decoded"].as_u64().unwrap_or(0) >= min,
-            "receiver disturbed: {summary}"
-        );
-        for counter in ["lost", "mismatches", "decode_errors", "missing_timecode"] {
-            assert_eq!(
-                summary[counter], 0,
-                "receiver disturbed ({counter}): {summary}"
-            );
-        }
-        self.server.proc.kill_and_collect().stderr
-    }
-}
-
 enum Expect {
     /// This status, then the connection is closed (framing errors desynchronize the stream).
     StatusThenClose(u16),
@@ -332,8 +251,6 @@ fn setup_tcp(conn: &mut Raw, url: &str, cseq: u32, extra: &str) -> (u16, String)
     conn.request(&format!("SETUP {url} RTSP/1.0\r\nCSeq: {cseq}\r\nTransport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n{extra}\r\n"))
 }
 
-const SDP: &str = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=x\r\nt=0 0\r\nm=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=control:trackID=0\r\n";
-
 /// ANNOUNCE (H.264, payload type 96), SETUP (TCP interleaved 0-1, record) and RECORD on `conn`;
 /// returns the session id.
 fn record_tcp(conn: &mut Raw, url: &str) -> String {
@@ -346,13 +263,6 @@ fn record_tcp(conn: &mut Raw, url: &str) -> String {
     let record = format!("RECORD {url} RTSP/1.0\r\nCSeq: 3\r\nSession: {session}\r\n\r\n");
     assert_eq!(conn.request(&record).0, 200);
     session
-}
-
-fn announce(conn: &mut Raw, url: &str) -> (u16, String) {
-    conn.request(&format!(
-        "ANNOUNCE {url} RTSP/1.0\r\nCSeq: 1\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{SDP}",
-        SDP.len()
-    ))
 }
 
 #[test]

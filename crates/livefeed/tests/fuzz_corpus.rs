@@ -18,6 +18,8 @@ mod hls_query;
 mod metrics_json;
 #[path = "../../../fuzz/checks/rtp_h264_depacketize.rs"]
 mod rtp_h264_depacketize;
+#[path = "../../../fuzz/checks/rtsp_challenge.rs"]
+mod rtsp_challenge;
 #[path = "../../../fuzz/checks/rtsp_framing.rs"]
 mod rtsp_framing;
 #[path = "../../../fuzz/checks/sdp_h264.rs"]
@@ -119,4 +121,9 @@ fn timecode_read_corpus() {
 #[test]
 fn auth_header_corpus() {
     replay("auth_header", auth_header::check);
+}
+
+#[test]
+fn rtsp_challenge_corpus() {
+    replay("rtsp_challenge", rtsp_challenge::check);
 }

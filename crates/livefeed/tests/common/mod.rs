@@ -260,8 +260,27 @@ impl TestServer {
         Self::launch(TempDir::new("livefeed-data"), &["--duration", &secs], extra)
     }
 
+    /// [`TestServer::start_with`] under an open-file limit of `limit` (soft and hard, set by
+    /// util-linux's `prlimit`), so descriptor exhaustion is cheap to reach.
+    pub fn start_with_open_files(limit: u32, extra: &[&str]) -> TestServer {
+        let mut cmd = Command::new("prlimit");
+        cmd.arg(format!("--nofile={limit}:{limit}"))
+            .arg("--")
+            .arg(env!("CARGO_BIN_EXE_livefeed"))
+            .env("RUST_LOG", "info");
+        Self::launch_command(cmd, TempDir::new("livefeed-data"), &["serve"], extra)
+    }
+
     fn launch(data_dir: TempDir, command: &[&str], extra: &[&str]) -> TestServer {
-        let mut cmd = livefeed();
+        Self::launch_command(livefeed(), data_dir, command, extra)
+    }
+
+    fn launch_command(
+        mut cmd: Command,
+        data_dir: TempDir,
+        command: &[&str],
+        extra: &[&str],
+    ) -> TestServer {
         // Recordings (when a test starts one) stay in the temporary directory too; a
         // --record-dir flag wins over the variable.
         cmd.env("LIVEFEED_RECORD_DIR", data_dir.0.join("recordings"));
@@ -680,4 +699,100 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
         data = data.get(start + size + 2..).unwrap_or_default();
     }
     out
+}
+
+/// A server with a livefeed publisher on `live` and a receiver reading it for `secs`.
+pub struct Streaming {
+    pub server: TestServer,
+    _publisher: Proc,
+    receiver: Proc,
+    secs: u64,
+}
+
+impl Streaming {
+    pub fn start(secs: u64) -> Streaming {
+        Self::start_with(secs, &[], &[])
+    }
+
+    pub fn start_with(secs: u64, server_args: &[&str], publisher_args: &[&str]) -> Streaming {
+        Self::start_on(TestServer::start_with(server_args), secs, publisher_args)
+    }
+
+    /// A publisher and a receiver of `secs` on a server already running.
+    pub fn start_on(server: TestServer, secs: u64, publisher_args: &[&str]) -> Streaming {
+        let publisher = livefeed_publisher(&server.url("live"), "tcp", publisher_args);
+        wait_for_stream(&server.addr(), "live");
+        let mut cmd = livefeed();
+        cmd.args([
+            "receive",
+            "--url",
+            &server.url("live"),
+            "--duration",
+            &secs.to_string(),
+            "--json",
+        ]);
+        let receiver = Proc::spawn("livefeed receive", &mut cmd);
+        Streaming {
+            server,
+            _publisher: publisher,
+            receiver,
+            secs,
+        }
+    }
+
+    /// The receiver's run must be clean: every second of frames decoded, nothing lost.
+    pub fn assert_undisturbed(self) -> String {
+        self.assert_undisturbed_within(f64::INFINITY)
+    }
+
+    /// [`Streaming::assert_undisturbed`], and every second after the first two (the cached
+    /// GOP arrives at once at the start) kept capture→received p95 under `max_p95_ms`.
+    pub fn assert_undisturbed_within(self, max_p95_ms: f64) -> String {
+        let out = self.receiver.wait(Duration::from_secs(self.secs + 30));
+        out.assert_success();
+        let seconds: Vec<serde_json::Value> = out
+            .stdout
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["t"].as_f64().is_some_and(|t| t > 2.5))
+            .collect();
+        assert!(
+            max_p95_ms.is_infinite() || seconds.len() as u64 + 4 >= self.secs,
+            "a report per second: {}",
+            out.stdout
+        );
+        for second in seconds.iter().filter(|_| max_p95_ms.is_finite()) {
+            let p95 = second["stages"]["capture_to_received"]["p95"]
+                .as_f64()
+                .unwrap_or_else(|| panic!("no capture→received p95 in {second}"));
+            assert!(
+                p95 < max_p95_ms,
+                "receiver latency moved: capture→received p95 {p95} ms in {second}"
+            );
+        }
+        let summary = json_summary(&out.stdout);
+        let min = (self.secs - 1) * 30 * 9 / 10;
+        assert!(
+            summary["frames_decoded"].as_u64().unwrap_or(0) >= min,
+            "receiver disturbed: {summary}"
+        );
+        for counter in ["lost", "mismatches", "decode_errors", "missing_timecode"] {
+            assert_eq!(
+                summary[counter], 0,
+                "receiver disturbed ({counter}): {summary}"
+            );
+        }
+        self.server.proc.kill_and_collect().stderr
+    }
+}
+
+/// An H.264 stream's SDP as a publisher announces it (payload type 96, track `trackID=0`).
+pub const SDP: &str = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=x\r\nt=0 0\r\nm=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=control:trackID=0\r\n";
+
+/// ANNOUNCE of [`SDP`] on `conn` (CSeq 1).
+pub fn announce(conn: &mut Raw, url: &str) -> (u16, String) {
+    conn.request(&format!(
+        "ANNOUNCE {url} RTSP/1.0\r\nCSeq: 1\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{SDP}",
+        SDP.len()
+    ))
 }
