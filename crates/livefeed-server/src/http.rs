@@ -42,6 +42,14 @@ use livefeed_webrtc::WhepSession;
 /// The path `/live.m3u8` is an alias for.
 pub const DEFAULT_PATH: &str = "live";
 
+/// Complete segments a new stream's playlist lists before its first answer. GStreamer 1.22's
+/// hlsdemux2 (playbin3 on Debian 12) cannot follow a live playlist whose first load lists a
+/// single segment: `gst_hls_media_playlist_sync_to_playlist` loops
+/// `for (idx = len - 1; idx; idx--)`, never looks at the only segment, so the first reload
+/// "could not synchronize", the recovery seek fails and it polls forever without downloading
+/// (the player stays "buffering"). With two it syncs on the last one and plays.
+pub const SEGMENTS_BEFORE_FIRST_ANSWER: u64 = 2;
+
 /// Largest WHEP offer accepted (SDP offers are a few KiB).
 pub const MAX_OFFER_BYTES: usize = 64 * 1024;
 
@@ -319,8 +327,10 @@ async fn playlist(hls: &Arc<HlsStreams>, path: &str, query: Option<&str>) -> Htt
                 return Some(Err(error(StatusCode::NOT_FOUND, "the stream ended")));
             }
             // Players (hls.js) treat a playlist without a complete segment as empty and back
-            // off; the GOP cache completes the first segment at once, so wait for it.
-            if state.playlist.open_msn() == 0 {
+            // off, and GStreamer 1.22's hlsdemux2 stalls on a first playlist with only one
+            // (SEGMENTS_BEFORE_FIRST_ANSWER): wait for two. The GOP cache completes the first
+            // at once, the second follows one segment duration later.
+            if state.playlist.open_msn() < SEGMENTS_BEFORE_FIRST_ANSWER {
                 return None;
             }
             // Check before rendering: hundreds of blocked requests are woken on every frame.
@@ -339,6 +349,14 @@ async fn playlist(hls: &Arc<HlsStreams>, path: &str, query: Option<&str>) -> Htt
             }
         })
         .await;
+    // Sparse keyframes (long segments) may not complete two segments within the blocking
+    // timeout: then one complete segment is answered rather than a 503.
+    let ready = ready.or_else(|| {
+        let state = stream.lock();
+        (request.msn.is_none() && !state.ended && state.playlist.open_msn() >= 1)
+            .then(|| state.playlist.render(request.skip).map(Ok))
+            .flatten()
+    });
     let text = ready.ok_or_else(|| {
         error(
             StatusCode::SERVICE_UNAVAILABLE,
