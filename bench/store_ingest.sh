@@ -55,10 +55,11 @@ echo
 
 echo "## Through the server: $CLIENTS clients × batches of $BATCH, POST /api/v1/metrics, $HTTP_SECS s"
 echo
-LIVEFEED_DATA_DIR=$OUT_DIR/server-data start_server "$OUT_DIR/server"
+# Throughput, not abuse: lift the per-address sample rate (--metrics-rate, default 5000/s).
+LIVEFEED_METRICS_RATE=1000000000 LIVEFEED_DATA_DIR=$OUT_DIR/server-data start_server "$OUT_DIR/server"
 server_http_port "$OUT_DIR/server"
 wait_http_ok "http://127.0.0.1:$SERVER_HTTP_PORT/api/v1/time" 10
-echo "Server: \`target/release/livefeed serve --rtsp-address 127.0.0.1:0 --http-address 127.0.0.1:0 --webrtc-address 127.0.0.1:0\` with \`LIVEFEED_DATA_DIR=\$OUT_DIR/server-data\`"
+echo "Server: \`target/release/livefeed serve --rtsp-address 127.0.0.1:0 --http-address 127.0.0.1:0 --webrtc-address 127.0.0.1:0\` with \`LIVEFEED_DATA_DIR=\$OUT_DIR/server-data LIVEFEED_METRICS_RATE=1000000000\`"
 echo
 c0=$(cpu_ticks "$SERVER_PID")
 python3 - "$SERVER_HTTP_PORT" "$CLIENTS" "$BATCH" "$HTTP_SECS" "$OUT_DIR/http.json" <<'PY'

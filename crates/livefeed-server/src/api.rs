@@ -236,11 +236,29 @@ pub async fn prometheus(State(app): State<App>) -> Response {
 /// `POST /api/v1/metrics`.
 pub async fn post_metrics(
     State(app): State<App>,
+    ConnectInfo(conn): ConnectInfo<Conn>,
     headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> ApiResult {
     require_json(&headers)?;
     let samples = parse_samples_json(&body)?;
+    let now = std::time::Instant::now();
+    if let Err(wait) = app.sample_rate.take(conn.remote.ip(), samples.len(), now) {
+        app.refusals.note(
+            "http",
+            "metric samples refused",
+            "over --metrics-rate",
+            conn.remote,
+        );
+        return Err(ApiError(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "over {} samples a second from this address (--metrics-rate); retry in {} ms",
+                app.sample_rate.rate(),
+                wait.as_millis().min(60_000)
+            ),
+        ));
+    }
     let accepted = app.record_samples(samples).await?;
     Ok(Json(json!({ "accepted": accepted })).into_response())
 }

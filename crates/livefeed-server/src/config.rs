@@ -21,6 +21,10 @@ use crate::hub::HubLimits;
 use crate::recordings::RecordConfig;
 use crate::rtsp_server::RtspConfig;
 
+/// Latency samples one client address may submit per second, by default: a demo reports about
+/// 150 a second (five stages at 30 fps), a dashboard 30.
+pub const DEFAULT_METRICS_RATE: u32 = 5000;
+
 /// Default RTSP listen address.
 pub const DEFAULT_RTSP_ADDRESS: &str = "0.0.0.0:8554";
 /// Default HTTP listen address (LL-HLS, player pages).
@@ -83,6 +87,14 @@ pub struct ServerOptions {
     /// How long per-second latency aggregates are kept, in seconds [default: 604800 (7 days)]
     #[arg(long, env = "LIVEFEED_METRICS_RETENTION")]
     pub metrics_retention: Option<u64>,
+    /// Latency samples one client address may submit per second (bursts of twice that, or one
+    /// full batch); more are answered 429 [default: 5000]
+    #[arg(long, env = "LIVEFEED_METRICS_RATE")]
+    pub metrics_rate: Option<u32>,
+    /// Most series (path, stage, client) the metrics store keeps at once; samples naming new
+    /// ones beyond are refused [default: 1000]
+    #[arg(long, env = "LIVEFEED_METRICS_MAX_SERIES")]
+    pub metrics_max_series: Option<usize>,
     /// UDP address for WebRTC (WHEP) media; its port is the ICE host candidates' port [default: 0.0.0.0:8189]
     #[arg(long, env = "LIVEFEED_WEBRTC_ADDRESS")]
     pub webrtc_address: Option<SocketAddr>,
@@ -215,6 +227,8 @@ impl ServerOptions {
             hls_dir: self.hls_dir.or(file.hls_dir),
             data_dir: self.data_dir.or(file.data_dir),
             metrics_raw_retention: self.metrics_raw_retention.or(file.metrics_raw_retention),
+            metrics_rate: self.metrics_rate.or(file.metrics_rate),
+            metrics_max_series: self.metrics_max_series.or(file.metrics_max_series),
             metrics_retention: self.metrics_retention.or(file.metrics_retention),
             webrtc_address: self.webrtc_address.or(file.webrtc_address),
             webrtc_additional_hosts: if self.webrtc_additional_hosts.is_empty() {
@@ -307,6 +321,7 @@ impl ServerOptions {
                 .clone()
                 .unwrap_or_else(|| std::path::PathBuf::from("livefeed-data")),
             store: self.store_config(),
+            metrics_rate: self.metrics_rate.unwrap_or(DEFAULT_METRICS_RATE).max(1),
             takeover_paths: self.takeover_paths.clone(),
             allowed_hosts: self.allowed_hosts.clone(),
             publisher_grace: Duration::from_secs_f64(
@@ -397,6 +412,10 @@ impl ServerOptions {
         StoreConfig {
             raw_retention: seconds(self.metrics_raw_retention, defaults.raw_retention),
             aggregate_retention: seconds(self.metrics_retention, defaults.aggregate_retention),
+            max_series: self
+                .metrics_max_series
+                .unwrap_or(defaults.max_series)
+                .max(1),
             ..defaults
         }
     }
@@ -469,6 +488,8 @@ pub struct ServerConfig {
     pub data_dir: std::path::PathBuf,
     /// Retention of the metrics store (checked when it opens).
     pub store: StoreConfig,
+    /// Latency samples one client address may submit per second.
+    pub metrics_rate: u32,
     /// Paths where a new publisher takes over from the current one (`*` = all).
     pub takeover_paths: Vec<String>,
     /// Host names controls are answered for, beyond IP addresses and `localhost`.

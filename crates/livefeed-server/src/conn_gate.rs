@@ -207,12 +207,15 @@ impl ConnectionGate {
     pub fn admit(self: &Arc<Self>, peer: SocketAddr) -> Result<Permit, Refusal> {
         let result = self.try_admit(peer.ip(), Instant::now());
         match &result {
-            Err(refusal) => self
-                .log
-                .note(self.listener, "refused", &refusal.to_string(), peer),
+            Err(refusal) => self.log.note(
+                self.listener,
+                "connections refused",
+                &refusal.to_string(),
+                peer,
+            ),
             Ok((_, true)) => self.log.note(
                 self.listener,
-                "shed",
+                "connections shed",
                 "the listener was full: the newest idle connection made room",
                 peer,
             ),
@@ -334,7 +337,8 @@ impl RefusalLog {
                 count = slot.1,
                 %peer,
                 cause,
-                "connections {what} in the last second (the peer is the latest)"
+                "{what}: {} in the last second (the peer and cause are the latest)",
+                slot.1
             );
             *slot = (now, 0);
         }

@@ -82,6 +82,10 @@ pub struct App {
     pub recordings: Arc<crate::recordings::Recordings>,
     /// Host names controls are answered for, beyond IP addresses and `localhost`.
     pub allowed_hosts: Arc<[String]>,
+    /// Latency samples per second and client address.
+    pub sample_rate: Arc<crate::rate_limit::RateLimiter>,
+    /// Refused requests, logged once a second per kind.
+    pub refusals: Arc<crate::conn_gate::RefusalLog>,
 }
 
 impl App {
@@ -171,22 +175,33 @@ pub fn router(app: App) -> Router {
             app.clone(),
             crate::http_auth::require,
         ))
-        .layer(axum::middleware::from_fn(log_request))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            log_request,
+        ))
         .layer(CorsLayer::permissive().expose_headers([header::LOCATION]))
         .with_state(app)
 }
 
-/// Logs every request at debug level (4xx/5xx at info) with its status and duration.
-async fn log_request(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+/// Logs every request at debug level with its status and duration; refused ones (4xx/5xx)
+/// also go to the refusal log, which says at most once a second per status how many there
+/// were (a flood of bad requests must not become a flood of log lines).
+async fn log_request(
+    State(app): State<App>,
+    ConnectInfo(conn): ConnectInfo<Conn>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
     let (method, uri) = (req.method().clone(), req.uri().clone());
     let started = Instant::now();
     let response = next.run(req).await;
-    let status = response.status().as_u16();
+    let status = response.status();
     let ms = started.elapsed().as_secs_f64() * 1000.0;
-    if status >= 400 {
-        tracing::info!(%method, %uri, status, ms, "HTTP request refused");
-    } else {
-        tracing::debug!(%method, %uri, status, ms, "HTTP request");
+    tracing::debug!(%method, %uri, status = status.as_u16(), ms, "HTTP request");
+    if status.is_client_error() || status.is_server_error() {
+        let what = status.canonical_reason().unwrap_or("refused");
+        let cause = format!("{method} {uri} answered {}", status.as_u16());
+        app.refusals.note("http", what, &cause, conn.remote);
     }
     response
 }

@@ -67,7 +67,7 @@ pub async fn serve(
                 // Out of descriptors despite the budget (another part of the process used
                 // them): wait for some to free rather than spin.
                 let nobody = SocketAddr::from(([0, 0, 0, 0], 0));
-                accept_errors.note("http", "not accepted", &e.to_string(), nobody);
+                accept_errors.note("http", "connections not accepted", &e.to_string(), nobody);
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 continue;
             }

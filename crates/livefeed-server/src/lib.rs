@@ -8,6 +8,7 @@
 //! - [`http`] / [`web`]: the HTTP server (LL-HLS, player page) and its embedded assets.
 //! - [`whep`]: WebRTC viewers (WHEP) on one shared UDP socket.
 //! - [`api`] / [`metrics_store`]: the JSON API and the SQLite metrics store behind it.
+//! - [`rate_limit`]: token buckets per client address (latency samples submitted).
 //! - [`events`] / [`prometheus`]: the dashboard's live feed (SSE) and Prometheus `/metrics`.
 //! - [`recordings`]: fragmented-MP4 recording of paths, retention.
 //! - [`sources`]: the interface of the built-in test-pattern publishers the dashboard controls.
@@ -34,6 +35,7 @@ pub mod hub;
 pub mod metrics;
 pub mod metrics_store;
 pub mod prometheus;
+pub mod rate_limit;
 pub mod recordings;
 pub mod rtsp_server;
 pub mod sources;
@@ -150,6 +152,14 @@ impl Server {
             auth,
             recordings: recordings.clone(),
             allowed_hosts: config.allowed_hosts.clone().into(),
+            refusals: Arc::default(),
+            sample_rate: Arc::new(rate_limit::RateLimiter::new(
+                config.metrics_rate,
+                config
+                    .metrics_rate
+                    .saturating_mul(2)
+                    .max(config.store.max_batch as u32),
+            )),
         };
         let mut tasks = vec![
             rtsp_task,

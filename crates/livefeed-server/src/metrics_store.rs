@@ -1,12 +1,15 @@
 //! The metrics store as a service: one thread owns the SQLite [`Store`] (rusqlite is
-//! synchronous), takes requests over a channel, folds finished seconds every second and applies
-//! retention every 30 s (or every half raw window, when that is shorter). Async callers await the answer; a slow disk delays only them.
+//! synchronous), takes inserts over a channel, folds finished seconds every second and applies
+//! retention every 30 s (or every half raw window, when that is shorter). Queries go to a
+//! second thread with its own read-only connection ([`StoreReader`]): in WAL mode a long query
+//! never holds up inserts, nor inserts a query. Async callers await the answer; a slow disk
+//! delays only them.
 
 use std::path::Path;
 use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
 
-use livefeed_store::{MetricsQuery, Point, Sample, Store, StoreConfig, StoreError};
+use livefeed_store::{MetricsQuery, Point, Sample, Store, StoreConfig, StoreError, StoreReader};
 use tokio::sync::oneshot;
 use tracing::warn;
 
@@ -14,18 +17,17 @@ const AGGREGATE_EVERY: Duration = Duration::from_secs(1);
 /// Retention runs this often at most (and twice per raw window when that is shorter).
 const RETAIN_EVERY: Duration = Duration::from_secs(30);
 
-enum Request {
-    Insert(Vec<Sample>, oneshot::Sender<Result<usize, StoreError>>),
-    Query(
-        MetricsQuery,
-        oneshot::Sender<Result<Vec<Point>, StoreError>>,
-    ),
-}
+type Insert = (Vec<Sample>, oneshot::Sender<Result<usize, StoreError>>);
+type Query = (
+    MetricsQuery,
+    oneshot::Sender<Result<Vec<Point>, StoreError>>,
+);
 
-/// Handle to the store thread; dropping the last handle closes the store cleanly.
+/// Handle to the store's threads; dropping the last handle closes the store cleanly.
 #[derive(Clone)]
 pub struct MetricsStore {
-    requests: std_mpsc::Sender<Request>,
+    inserts: std_mpsc::Sender<Insert>,
+    queries: std_mpsc::Sender<Query>,
 }
 
 /// The store thread stopped (it only does when the handle is gone or the store failed).
@@ -42,18 +44,24 @@ impl MetricsStore {
             .min(config.raw_retention / 2)
             .max(Duration::from_millis(500));
         let store = Store::open(dir, config)?;
-        let (requests, rx) = std_mpsc::channel();
+        let reader = store.reader()?;
+        let (inserts, rx) = std_mpsc::channel();
         std::thread::Builder::new()
             .name("livefeed-store".into())
             .spawn(move || serve(store, rx, retain_every))
             .map_err(|e| StoreError::Config(format!("cannot start the store thread: {e}")))?;
-        Ok(MetricsStore { requests })
+        let (queries, rx) = std_mpsc::channel();
+        std::thread::Builder::new()
+            .name("livefeed-store-read".into())
+            .spawn(move || answer_queries(reader, rx))
+            .map_err(|e| StoreError::Config(format!("cannot start the store reader: {e}")))?;
+        Ok(MetricsStore { inserts, queries })
     }
 
     /// Inserts a batch; `Ok` means committed.
     pub async fn insert(&self, samples: Vec<Sample>) -> Result<usize, StoreError> {
         let (tx, rx) = oneshot::channel();
-        if self.requests.send(Request::Insert(samples, tx)).is_err() {
+        if self.inserts.send((samples, tx)).is_err() {
             return gone();
         }
         rx.await.unwrap_or_else(|_| gone())
@@ -62,24 +70,27 @@ impl MetricsStore {
     /// Runs a query.
     pub async fn query(&self, query: MetricsQuery) -> Result<Vec<Point>, StoreError> {
         let (tx, rx) = oneshot::channel();
-        if self.requests.send(Request::Query(query, tx)).is_err() {
+        if self.queries.send((query, tx)).is_err() {
             return gone();
         }
         rx.await.unwrap_or_else(|_| gone())
     }
 }
 
-fn serve(mut store: Store, requests: std_mpsc::Receiver<Request>, retain_every: Duration) {
+fn answer_queries(reader: StoreReader, queries: std_mpsc::Receiver<Query>) {
+    while let Ok((query, reply)) = queries.recv() {
+        let _ = reply.send(reader.query(&query));
+    }
+}
+
+fn serve(mut store: Store, inserts: std_mpsc::Receiver<Insert>, retain_every: Duration) {
     let mut next_aggregate = Instant::now() + AGGREGATE_EVERY;
     let mut next_retain = Instant::now() + retain_every;
     loop {
         let wait = next_aggregate.saturating_duration_since(Instant::now());
-        match requests.recv_timeout(wait) {
-            Ok(Request::Insert(samples, reply)) => {
+        match inserts.recv_timeout(wait) {
+            Ok((samples, reply)) => {
                 let _ = reply.send(store.insert(&samples));
-            }
-            Ok(Request::Query(query, reply)) => {
-                let _ = reply.send(store.query(&query));
             }
             Err(std_mpsc::RecvTimeoutError::Timeout) => {}
             Err(std_mpsc::RecvTimeoutError::Disconnected) => break,

@@ -115,7 +115,7 @@ pub fn spawn_listener(
                 },
                 Err(e) => {
                     let nobody = SocketAddr::from(([0, 0, 0, 0], 0));
-                    accept_errors.note("rtsp", "not accepted", &e.to_string(), nobody);
+                    accept_errors.note("rtsp", "connections not accepted", &e.to_string(), nobody);
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
             }

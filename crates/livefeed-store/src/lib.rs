@@ -41,7 +41,7 @@ pub use sample::{
     MAX_LATENCY_MS, MIN_LATENCY_MS, STAGES, STAGE_DISPLAYED,
 };
 pub use schema::SCHEMA_VERSION;
-pub use store::{Retained, Store, DB_FILE, MAX_FUTURE_MS};
+pub use store::{Retained, Store, StoreReader, DB_FILE, MAX_FUTURE_MS};
 
 /// How much a committed insert survives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -73,6 +73,9 @@ pub struct StoreConfig {
     pub aggregate_retention: Duration,
     /// Most samples per insert call (default 10 000).
     pub max_batch: usize,
+    /// Most series (path, stage, client) with data at once (default 1000): a batch that would
+    /// add more is refused whole, so client-named series cannot grow the file without bound.
+    pub max_series: usize,
     /// `synchronous` level (default [`Durability::ProcessCrash`]).
     pub durability: Durability,
 }
@@ -83,6 +86,7 @@ impl Default for StoreConfig {
             raw_retention: Duration::from_secs(3600),
             aggregate_retention: Duration::from_secs(7 * 24 * 3600),
             max_batch: 10_000,
+            max_series: 1000,
             durability: Durability::default(),
         }
     }
@@ -133,6 +137,15 @@ pub enum StoreError {
         /// The limit.
         max: usize,
     },
+    /// The batch would create more series than [`StoreConfig::max_series`].
+    #[error(
+        "the store holds {max} series (path, stage, client) already, the most it keeps; \
+             this batch names new ones"
+    )]
+    TooManySeries {
+        /// The limit.
+        max: usize,
+    },
     /// The request body is not the expected JSON.
     #[error("malformed metrics JSON: {0}")]
     Json(#[source] serde_json::Error),
@@ -165,6 +178,7 @@ impl StoreError {
         matches!(
             self,
             StoreError::Invalid { .. }
+                | StoreError::TooManySeries { .. }
                 | StoreError::TooMany { .. }
                 | StoreError::Json(_)
                 | StoreError::BadQuery(_)

@@ -143,7 +143,7 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let ids = series_ids(&tx, &rows)?;
+        let ids = series_ids(&tx, &rows, self.config.max_series)?;
         let mut seconds = HashSet::new();
         {
             let mut put = tx.prepare_cached(
@@ -216,114 +216,13 @@ impl Store {
     /// Points for `q` (see [`crate::query`] for bounds, buckets and exactness), ordered by
     /// path, stage, client and bucket. Invalid values are [`StoreError::BadQuery`].
     pub fn query(&self, q: &MetricsQuery) -> Result<Vec<Point>, StoreError> {
-        let q = q.check()?;
-        let mut sql = String::from("SELECT id, path, stage, client FROM series WHERE 1");
-        let mut args: Vec<&str> = Vec::new();
-        for (column, value) in [("path", q.path), ("stage", q.stage), ("client", q.client)] {
-            if let Some(v) = value {
-                args.push(v);
-                sql.push_str(&format!(" AND {column} = ?{}", args.len()));
-            }
-        }
-        sql.push_str(" ORDER BY path, stage, client");
-        let mut stmt = self.conn.prepare_cached(&sql)?;
-        let series = stmt
-            .query_map(rusqlite::params_from_iter(args), |r| {
-                Ok((r.get::<_, i64>(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-            })?
-            .collect::<Result<Vec<(i64, String, String, String)>, _>>()?;
-        let from_raw = q.since_ms >= self.raw_floor_ms;
-        let mut points = Vec::new();
-        for (id, path, stage, client) in series {
-            let figures = if from_raw {
-                self.raw_buckets(id, q.since_ms, q.until_ms, q.step_ms)?
-            } else {
-                self.aggregate_buckets(id, q.since_ms, q.until_ms, q.step_ms)?
-            };
-            points.extend(figures.into_iter().map(|(bucket_ms, f)| Point {
-                path: path.clone(),
-                stage: stage.clone(),
-                client: client.clone(),
-                bucket_ms,
-                count: f.0,
-                p50: f.1,
-                p95: f.2,
-                max: f.3,
-                exact: f.4,
-            }));
-        }
-        Ok(points)
+        query_points(&self.conn, self.raw_floor_ms, q)
     }
 
-    /// Exact figures per bucket from raw samples in `[since, until)`.
-    fn raw_buckets(
-        &self,
-        series: i64,
-        since: i64,
-        until: i64,
-        step: i64,
-    ) -> Result<Vec<(i64, Figures)>, StoreError> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT unix_ms, latency_ms FROM raw
-             WHERE series = ?1 AND unix_ms >= ?2 AND unix_ms < ?3 ORDER BY unix_ms",
-        )?;
-        let mut rows = stmt.query(params![series, since, until])?;
-        let mut out = Vec::new();
-        let mut current: Option<(i64, Vec<f64>)> = None;
-        while let Some(row) = rows.next()? {
-            let (t, ms): (i64, f64) = (row.get(0)?, row.get(1)?);
-            let bucket = bucket_of(t, step);
-            match &mut current {
-                Some((b, v)) if *b == bucket => v.push(ms),
-                _ => {
-                    if let Some(done) = current.replace((bucket, vec![ms])) {
-                        out.extend(exact_figures(done));
-                    }
-                }
-            }
-        }
-        out.extend(current.and_then(exact_figures));
-        Ok(out)
-    }
-
-    /// Merged figures per bucket from the per-second rows whose second starts in
-    /// `[since, until)`.
-    fn aggregate_buckets(
-        &self,
-        series: i64,
-        since: i64,
-        until: i64,
-        step: i64,
-    ) -> Result<Vec<(i64, Figures)>, StoreError> {
-        let first = ceil_second(since);
-        let end = ceil_second(until);
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT second, count, p50, p95, max FROM agg
-             WHERE series = ?1 AND second >= ?2 AND second < ?3 ORDER BY second",
-        )?;
-        let mut rows = stmt.query(params![series, first, end])?;
-        let mut out = Vec::new();
-        let mut current: Option<(i64, Merge)> = None;
-        while let Some(row) = rows.next()? {
-            let second: i64 = row.get(0)?;
-            let count = u64::try_from(row.get::<_, i64>(1)?).unwrap_or(0);
-            let (p50, p95, max): (f64, f64, f64) = (row.get(2)?, row.get(3)?, row.get(4)?);
-            let bucket = bucket_of(second * 1000, step);
-            if current.as_ref().is_none_or(|(b, _)| *b != bucket) {
-                if let Some((b, m)) = current.replace((bucket, Merge::default())) {
-                    out.push((b, m.finish()));
-                }
-            }
-            if let Some((_, m)) = &mut current {
-                m.add(count, p50, p95, max);
-            }
-        }
-        out.extend(
-            current
-                .filter(|(_, m)| !m.is_empty())
-                .map(|(b, m)| (b, m.finish())),
-        );
-        Ok(out)
+    /// A read-only handle on the same database, for queries on another thread: in WAL mode
+    /// readers never wait for the writer, nor the writer for them.
+    pub fn reader(&self) -> Result<StoreReader, StoreError> {
+        StoreReader::open(&self.db_path)
     }
 
     /// Applies retention at `now_unix_ms`: folds pending seconds older than the raw cutoff (so
@@ -454,8 +353,10 @@ fn exact_figures((bucket, samples): (i64, Vec<f64>)) -> Option<(i64, Figures)> {
 fn series_ids<'a>(
     tx: &Transaction<'_>,
     rows: &[Row<'a>],
+    max_series: usize,
 ) -> Result<HashMap<(&'a str, &'a str, &'a str), i64>, StoreError> {
     let mut ids = HashMap::new();
+    let mut count: Option<usize> = None;
     let mut find =
         tx.prepare_cached("SELECT id FROM series WHERE path = ?1 AND stage = ?2 AND client = ?3")?;
     let mut create =
@@ -471,6 +372,16 @@ fn series_ids<'a>(
         {
             Some(id) => id,
             None => {
+                let n = match count {
+                    Some(n) => n,
+                    None => tx.query_row("SELECT COUNT(*) FROM series", [], |r| {
+                        r.get::<_, i64>(0).map(|n| n.max(0) as usize)
+                    })?,
+                };
+                if n >= max_series {
+                    return Err(StoreError::TooManySeries { max: max_series });
+                }
+                count = Some(n + 1);
                 create.execute(params![path, stage, client])?;
                 tx.last_insert_rowid()
             }
@@ -521,4 +432,148 @@ fn floor_second(ms: i64) -> i64 {
 /// The first second whose start is at or after `ms`.
 fn ceil_second(ms: i64) -> i64 {
     ms.div_euclid(1000) + i64::from(ms.rem_euclid(1000) != 0)
+}
+
+/// Points for `q` (see [`crate::query`] for bounds, buckets and exactness), ordered by
+/// path, stage, client and bucket. Invalid values are [`StoreError::BadQuery`].
+fn query_points(
+    conn: &Connection,
+    raw_floor_ms: i64,
+    q: &MetricsQuery,
+) -> Result<Vec<Point>, StoreError> {
+    let q = q.check()?;
+    let mut sql = String::from("SELECT id, path, stage, client FROM series WHERE 1");
+    let mut args: Vec<&str> = Vec::new();
+    for (column, value) in [("path", q.path), ("stage", q.stage), ("client", q.client)] {
+        if let Some(v) = value {
+            args.push(v);
+            sql.push_str(&format!(" AND {column} = ?{}", args.len()));
+        }
+    }
+    sql.push_str(" ORDER BY path, stage, client");
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let series = stmt
+        .query_map(rusqlite::params_from_iter(args), |r| {
+            Ok((r.get::<_, i64>(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?
+        .collect::<Result<Vec<(i64, String, String, String)>, _>>()?;
+    let from_raw = q.since_ms >= raw_floor_ms;
+    let mut points = Vec::new();
+    for (id, path, stage, client) in series {
+        let figures = if from_raw {
+            raw_buckets(conn, id, q.since_ms, q.until_ms, q.step_ms)?
+        } else {
+            aggregate_buckets(conn, id, q.since_ms, q.until_ms, q.step_ms)?
+        };
+        points.extend(figures.into_iter().map(|(bucket_ms, f)| Point {
+            path: path.clone(),
+            stage: stage.clone(),
+            client: client.clone(),
+            bucket_ms,
+            count: f.0,
+            p50: f.1,
+            p95: f.2,
+            max: f.3,
+            exact: f.4,
+        }));
+    }
+    Ok(points)
+}
+
+/// Exact figures per bucket from raw samples in `[since, until)`.
+fn raw_buckets(
+    conn: &Connection,
+    series: i64,
+    since: i64,
+    until: i64,
+    step: i64,
+) -> Result<Vec<(i64, Figures)>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT unix_ms, latency_ms FROM raw
+         WHERE series = ?1 AND unix_ms >= ?2 AND unix_ms < ?3 ORDER BY unix_ms",
+    )?;
+    let mut rows = stmt.query(params![series, since, until])?;
+    let mut out = Vec::new();
+    let mut current: Option<(i64, Vec<f64>)> = None;
+    while let Some(row) = rows.next()? {
+        let (t, ms): (i64, f64) = (row.get(0)?, row.get(1)?);
+        let bucket = bucket_of(t, step);
+        match &mut current {
+            Some((b, v)) if *b == bucket => v.push(ms),
+            _ => {
+                if let Some(done) = current.replace((bucket, vec![ms])) {
+                    out.extend(exact_figures(done));
+                }
+            }
+        }
+    }
+    out.extend(current.and_then(exact_figures));
+    Ok(out)
+}
+
+/// Merged figures per bucket from the per-second rows whose second starts in
+/// `[since, until)`.
+fn aggregate_buckets(
+    conn: &Connection,
+    series: i64,
+    since: i64,
+    until: i64,
+    step: i64,
+) -> Result<Vec<(i64, Figures)>, StoreError> {
+    let first = ceil_second(since);
+    let end = ceil_second(until);
+    let mut stmt = conn.prepare_cached(
+        "SELECT second, count, p50, p95, max FROM agg
+         WHERE series = ?1 AND second >= ?2 AND second < ?3 ORDER BY second",
+    )?;
+    let mut rows = stmt.query(params![series, first, end])?;
+    let mut out = Vec::new();
+    let mut current: Option<(i64, Merge)> = None;
+    while let Some(row) = rows.next()? {
+        let second: i64 = row.get(0)?;
+        let count = u64::try_from(row.get::<_, i64>(1)?).unwrap_or(0);
+        let (p50, p95, max): (f64, f64, f64) = (row.get(2)?, row.get(3)?, row.get(4)?);
+        let bucket = bucket_of(second * 1000, step);
+        if current.as_ref().is_none_or(|(b, _)| *b != bucket) {
+            if let Some((b, m)) = current.replace((bucket, Merge::default())) {
+                out.push((b, m.finish()));
+            }
+        }
+        if let Some((_, m)) = &mut current {
+            m.add(count, p50, p95, max);
+        }
+    }
+    out.extend(
+        current
+            .filter(|(_, m)| !m.is_empty())
+            .map(|(b, m)| (b, m.finish())),
+    );
+    Ok(out)
+}
+
+/// A read-only connection to a store's file: queries without holding up inserts.
+#[derive(Debug)]
+pub struct StoreReader {
+    conn: Connection,
+}
+
+impl StoreReader {
+    fn open(db_path: &Path) -> Result<StoreReader, StoreError> {
+        let conn = Connection::open_with_flags(
+            db_path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        Ok(StoreReader { conn })
+    }
+
+    /// [`Store::query`], on this connection (the raw floor is read from the file each time).
+    pub fn query(&self, q: &MetricsQuery) -> Result<Vec<Point>, StoreError> {
+        let raw_floor_ms: i64 = self.conn.query_row(
+            "SELECT value FROM meta WHERE key = 'raw_floor_ms'",
+            [],
+            |r| r.get(0),
+        )?;
+        query_points(&self.conn, raw_floor_ms, q)
+    }
 }

@@ -551,3 +551,63 @@ fn open_sets_wal_and_incremental_vacuum_and_refuses_foreign_files() {
     let err = Store::open(dir.path(), bad).expect_err("config");
     assert!(matches!(err, StoreError::Config(_)) && !err.is_client_error());
 }
+
+/// A batch naming more series than `max_series` allows is refused whole; once retention frees
+/// series, new ones are taken again.
+#[test]
+fn series_are_capped_and_freed_by_retention() {
+    let dir = TempDir::new("series-cap");
+    let config = StoreConfig {
+        max_series: 3,
+        ..short_config()
+    };
+    let mut store = open(&dir, config);
+    let at = |client: &str, t: i64| sample("live", "capture_to_displayed", client, t, 5.0);
+    let two = [at("a", T0), at("b", T0)];
+    assert_eq!(store.insert_at(&two, T0).expect("two series"), 2);
+    let over = [at("a", T0 + 1), at("c", T0 + 1), at("d", T0 + 1)];
+    let refused = store.insert_at(&over, T0 + 1).expect_err("a fourth series");
+    assert!(
+        matches!(refused, StoreError::TooManySeries { max: 3 }),
+        "{refused}"
+    );
+    assert!(refused.is_client_error());
+    let stored = store
+        .query(&MetricsQuery::range(T0, T0 + 1000, 1000))
+        .expect("query");
+    assert_eq!(
+        stored.iter().map(|p| p.count).sum::<u64>(),
+        2,
+        "nothing of the refused batch was stored: {stored:?}"
+    );
+    assert_eq!(
+        store
+            .insert_at(&[at("c", T0 + 2)], T0 + 2)
+            .expect("a third"),
+        1
+    );
+    // All of them age out of both windows: the series go, new ones fit.
+    let later = T0 + 2 * 3_600_000;
+    store.retain(later).expect("retain");
+    let fresh = [at("x", later), at("y", later), at("z", later)];
+    assert_eq!(store.insert_at(&fresh, later).expect("three new series"), 3);
+}
+
+/// Queries on a reader (its own read-only connection, another thread) see committed samples
+/// and run while the writer inserts.
+#[test]
+fn a_reader_queries_beside_the_writer() {
+    let dir = TempDir::new("reader");
+    let mut store = open(&dir, short_config());
+    let reader = store.reader().expect("reader");
+    let batch: Vec<_> = (0..1000).map(|i| shown(T0 + i, 10.0)).collect();
+    store.insert_at(&batch, T0 + 1000).expect("insert");
+    store.aggregate(T0 + 2000).expect("aggregate");
+    let q = MetricsQuery::range(T0, T0 + 1000, 1000);
+    let asked = q.clone();
+    let from_reader = std::thread::spawn(move || reader.query(&asked).expect("query"))
+        .join()
+        .expect("reader thread");
+    assert_eq!(from_reader, store.query(&q).expect("writer query"));
+    assert_eq!(from_reader.iter().map(|p| p.count).sum::<u64>(), 1000);
+}

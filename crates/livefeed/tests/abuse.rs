@@ -439,3 +439,102 @@ fn rebinding_pages_cannot_drive_the_controls_or_fill_the_store() {
     );
     assert_eq!(status, 201, "{text}");
 }
+
+/// `n` samples of one series as the JSON body of `POST /api/v1/metrics`, stamped now.
+fn samples_json(path: &str, client: impl Fn(usize) -> String, n: usize) -> String {
+    let now_ms = unix_ns() / 1_000_000;
+    let samples: Vec<String> = (0..n)
+        .map(|i| {
+            format!(
+                r#"{{"path":"{path}","stage":"capture_to_displayed","client":"{}","unix_ms":{now_ms},"latency_ms":{}}}"#,
+                client(i),
+                i % 100
+            )
+        })
+        .collect();
+    format!(r#"{{"samples":[{}]}}"#, samples.join(","))
+}
+
+/// A client floods the metrics store from its own address: beyond its rate it is answered 429,
+/// and series it invents beyond the store's cap are refused; meanwhile another client's small
+/// submissions and the dashboard's chart query are answered promptly, and the canary streams on.
+#[test]
+fn a_metrics_flood_is_bounded_and_others_are_served() {
+    let server = TestServer::start_with(&["--metrics-rate", "2000", "--metrics-max-series", "50"]);
+    let streaming = Streaming::start_on(server, 12, &[]);
+    let server = &streaming.server;
+    wait_for_stream(&server.addr(), "live");
+    let port = server.http_port;
+    let flood = std::thread::spawn(move || {
+        // 500 samples a request: the body stays under the 64 KiB request limit.
+        let body = samples_json("flood", |_| "attacker".into(), 500);
+        let (mut accepted, mut refused) = (0u64, 0u64);
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(4) {
+            match post_from(
+                [127, 0, 0, 2],
+                port,
+                "/api/v1/metrics",
+                "application/json",
+                &body,
+            ) {
+                (200, _) => accepted += 500,
+                (429, _) => refused += 500,
+                (status, text) => panic!("flood answered {status}: {text}"),
+            }
+        }
+        (accepted, refused, started.elapsed())
+    });
+    // Another client: one sample ten times a second, and the chart's query.
+    let mut post_ms = Vec::new();
+    let mut query_ms = Vec::new();
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(4) {
+        let t = Instant::now();
+        let body = samples_json("live", |_| "browser".into(), 1);
+        let (status, text) = post_from(
+            [127, 0, 0, 1],
+            port,
+            "/api/v1/metrics",
+            "application/json",
+            &body,
+        );
+        assert_eq!(status, 200, "{text}");
+        post_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        let t = Instant::now();
+        let chart = http_get(port, "/api/v1/metrics?path=flood", Duration::from_secs(10));
+        assert_eq!(chart.status, 200, "{}", chart.text());
+        query_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (accepted, refused, took) = flood.join().expect("flood thread");
+    // The rate, plus one burst: twice the rate or one full batch (10 000), the larger.
+    let allowed = 2000.0 * took.as_secs_f64() + 10_000.0 + 500.0;
+    assert!(
+        (accepted as f64) <= allowed,
+        "{accepted} samples accepted in {took:?}, rate 2000/s"
+    );
+    assert!(refused > 0, "the flood was never refused");
+    post_ms.sort_by(f64::total_cmp);
+    query_ms.sort_by(f64::total_cmp);
+    let worst_post = post_ms.last().copied().unwrap_or(0.0);
+    let worst_query = query_ms.last().copied().unwrap_or(0.0);
+    assert!(worst_post < 1000.0, "a small POST took {worst_post} ms");
+    assert!(
+        worst_query < 2000.0,
+        "the chart query took {worst_query} ms"
+    );
+    // Invented series: beyond 50 the batch is refused whole.
+    let body = samples_json("invented", |i| format!("c{i}"), 60);
+    let (status, text) = post_from(
+        [127, 0, 0, 3],
+        port,
+        "/api/v1/metrics",
+        "application/json",
+        &body,
+    );
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("series"), "{text}");
+    let log = streaming.assert_undisturbed();
+    assert!(log.contains("metric samples refused"), "{log}");
+}
