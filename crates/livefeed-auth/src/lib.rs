@@ -18,8 +18,9 @@
 mod config;
 mod credentials;
 mod digest;
+pub mod guard;
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 pub use config::{Permission, UserConfig};
 pub use credentials::{parse_authorization, Credentials, DigestFields};
@@ -64,6 +65,9 @@ pub struct AuthRequest<'a> {
     pub path: &'a str,
     /// Where it comes from.
     pub ip: IpAddr,
+    /// The client's address and port when the request arrives on a connection that carries
+    /// many (RTSP): a Digest nonce is bound to the connection that first used it.
+    pub connection: Option<SocketAddr>,
     /// The `Authorization` header's value, if any.
     pub authorization: Option<&'a str>,
     /// Request method (for Digest), e.g. `DESCRIBE`.
@@ -108,6 +112,7 @@ pub struct Authenticator {
     users: Vec<UserConfig>,
     defaults: OpenDefaults,
     nonces: NonceKey,
+    guard: guard::Guard,
 }
 
 impl Authenticator {
@@ -118,6 +123,7 @@ impl Authenticator {
             users,
             defaults,
             nonces: NonceKey::random(),
+            guard: guard::Guard::default(),
         }
     }
 
@@ -170,7 +176,29 @@ impl Authenticator {
                 credentials_given: false,
             };
         };
-        let Some(user) = self.authenticate(&credentials, req) else {
+        if let Some(left) = self.guard.blocked(req.ip, req.now_secs) {
+            return Decision::Unauthorized {
+                reason: format!(
+                    "{} failed attempts from {} within {} s: refused unchecked for {left} s more",
+                    guard::MAX_FAILURES,
+                    req.ip,
+                    guard::FAILURE_WINDOW_SECS
+                ),
+                credentials_given: true,
+            };
+        }
+        let user = self.authenticate(&credentials, req);
+        if let (Some(_), Credentials::Digest(fields)) = (user, &credentials) {
+            if let Err(reason) = self.use_nonce(fields, req) {
+                self.guard.failed(req.ip, req.now_secs);
+                return Decision::Unauthorized {
+                    reason,
+                    credentials_given: true,
+                };
+            }
+        }
+        let Some(user) = user else {
+            self.guard.failed(req.ip, req.now_secs);
             if anonymous.is_some() {
                 // Wrong credentials never beat anonymous access silently.
                 return Decision::Unauthorized {
@@ -221,6 +249,31 @@ impl Authenticator {
                 ),
             },
         }
+    }
+
+    /// Records a verified Digest answer's nonce use on its connection, or says why it is a
+    /// replay.
+    fn use_nonce(&self, fields: &DigestFields, req: &AuthRequest<'_>) -> Result<(), String> {
+        let Some(peer) = req.connection else {
+            return Ok(());
+        };
+        let nc = match fields.nc.as_deref() {
+            None => None,
+            Some(hex) => Some(
+                u32::from_str_radix(hex, 16)
+                    .map_err(|_| format!("Digest nc {hex:?} is not a hex count"))?,
+            ),
+        };
+        self.guard
+            .use_nonce(&fields.nonce, peer, nc, req.now_secs)
+            .map_err(|refusal| match refusal {
+                guard::NonceRefusal::OtherConnection => {
+                    "Digest nonce first used by another connection (a replayed header?)".to_string()
+                }
+                guard::NonceRefusal::Replayed { nc, highest } => {
+                    format!("Digest nc {nc} replayed (already at {highest})")
+                }
+            })
     }
 
     /// The user these credentials prove, if any.

@@ -32,6 +32,7 @@ fn req<'a>(action: Action, path: &'a str, ip: IpAddr, auth: Option<&'a str>) -> 
         action,
         path,
         ip,
+        connection: None,
         authorization: auth,
         method: "DESCRIBE",
         uri: "rtsp://127.0.0.1:8554/cam",
@@ -283,4 +284,57 @@ fn bad_user_entries_are_refused() {
     ] {
         assert!(bad.check().is_err(), "{bad:?}");
     }
+}
+
+/// A Digest header captured on one RTSP connection is refused on another, and an address that
+/// keeps failing is refused unchecked — even the right password — until its window passes.
+#[test]
+fn digest_replays_and_repeated_failures_are_refused() {
+    let auth = Authenticator::new(users(CONFIG), OpenDefaults::default());
+    let uri = "rtsp://127.0.0.1:8554/cam";
+    let header = digest_header(&auth, "cam", "s3cret", uri, REALM, 10_000);
+    let on = |port: u16, header: &str| {
+        let mut r = req(Action::Read, "cam", FAR, Some(header));
+        r.connection = Some(std::net::SocketAddr::new(FAR, port));
+        auth.check(&r)
+    };
+    assert!(allowed(&on(5000, &header)));
+    assert!(
+        allowed(&on(5000, &header)),
+        "the same connection reuses its nonce"
+    );
+    let replay = on(6000, &header);
+    assert!(
+        matches!(&replay, Decision::Unauthorized { reason, .. } if reason.contains("another connection")),
+        "{replay:?}"
+    );
+    // Failures: the replay counted once; nine more wrong passwords block the address.
+    let wrong = basic("cam", "guess");
+    for _ in 0..guard::MAX_FAILURES - 1 {
+        assert!(!allowed(&auth.check(&req(
+            Action::Read,
+            "cam",
+            FAR,
+            Some(&wrong)
+        ))));
+    }
+    let right = basic("cam", "s3cret");
+    let blocked = auth.check(&req(Action::Read, "cam", FAR, Some(&right)));
+    assert!(
+        matches!(&blocked, Decision::Unauthorized { reason, .. } if reason.contains("refused unchecked")),
+        "{blocked:?}"
+    );
+    let mut later = req(Action::Read, "cam", FAR, Some(&right));
+    later.now_secs += guard::FAILURE_WINDOW_SECS;
+    assert!(allowed(&auth.check(&later)), "the window passed");
+    let elsewhere = req(
+        Action::Read,
+        "cam",
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
+        Some(&right),
+    );
+    assert!(
+        allowed(&auth.check(&elsewhere)),
+        "other addresses were never blocked"
+    );
 }

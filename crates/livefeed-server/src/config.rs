@@ -91,6 +91,10 @@ pub struct ServerOptions {
     /// full batch); more are answered 429 [default: 5000]
     #[arg(long, env = "LIVEFEED_METRICS_RATE")]
     pub metrics_rate: Option<u32>,
+    /// Size budget of the metrics store's file, bytes: retention deletes older samples early
+    /// to stay under it [default: none, the retention windows bound it]
+    #[arg(long, env = "LIVEFEED_METRICS_MAX_BYTES")]
+    pub metrics_max_bytes: Option<u64>,
     /// Most series (path, stage, client) the metrics store keeps at once; samples naming new
     /// ones beyond are refused [default: 1000]
     #[arg(long, env = "LIVEFEED_METRICS_MAX_SERIES")]
@@ -229,6 +233,7 @@ impl ServerOptions {
             metrics_raw_retention: self.metrics_raw_retention.or(file.metrics_raw_retention),
             metrics_rate: self.metrics_rate.or(file.metrics_rate),
             metrics_max_series: self.metrics_max_series.or(file.metrics_max_series),
+            metrics_max_bytes: self.metrics_max_bytes.or(file.metrics_max_bytes),
             metrics_retention: self.metrics_retention.or(file.metrics_retention),
             webrtc_address: self.webrtc_address.or(file.webrtc_address),
             webrtc_additional_hosts: if self.webrtc_additional_hosts.is_empty() {

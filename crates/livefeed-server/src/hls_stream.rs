@@ -90,6 +90,12 @@ impl HlsStreams {
         })
     }
 
+    /// Access units published on `path` so far (the publisher's, whether or not LL-HLS could
+    /// use them), if the path exists.
+    pub fn frames_published(&self, path: &str) -> Option<u64> {
+        self.hub.frames_in(path)
+    }
+
     /// The settings.
     pub fn config(&self) -> &HlsConfig {
         &self.config

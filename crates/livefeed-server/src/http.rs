@@ -332,6 +332,26 @@ fn stream_of(hls: &Arc<HlsStreams>, path: &str) -> Result<Arc<HlsStream>, HttpEr
     })
 }
 
+/// The 503 of a playlist request that timed out, naming what the stream lacks: frames arrive
+/// (`frames_published`) but none was a keyframe LL-HLS can start from, or nothing arrives.
+fn stalled(state: &crate::hls_stream::HlsState, frames_published: u64) -> HttpError {
+    if state.init.is_none() && frames_published > 0 {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "no keyframe yet: the publisher sent {} frames, none of them a keyframe with \
+                 SPS/PPS (it sends only P-frames, or keyframes further apart than 3 target \
+                 durations); LL-HLS starts at a keyframe",
+                frames_published
+            ),
+        );
+    }
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the stream stalled: no new part within 3 target durations",
+    )
+}
+
 async fn playlist(hls: &Arc<HlsStreams>, path: &str, query: Option<&str>) -> HttpResult {
     let request = parse_query(query).map_err(|e| error(StatusCode::BAD_REQUEST, e.to_string()))?;
     let stream = stream_of(hls, path)?;
@@ -373,10 +393,8 @@ async fn playlist(hls: &Arc<HlsStreams>, path: &str, query: Option<&str>) -> Htt
             .flatten()
     });
     let text = ready.ok_or_else(|| {
-        error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the stream stalled: no new part within 3 target durations",
-        )
+        let frames = hls.frames_published(path).unwrap_or(0);
+        stalled(&stream.lock(), frames)
     })??;
     Ok((
         [

@@ -148,6 +148,7 @@ pub async fn require(
         action,
         path: &path,
         ip: conn.remote.ip(),
+        connection: None,
         authorization,
         method: req.method().as_str(),
         uri: req.uri().path(),

@@ -410,6 +410,14 @@ impl Hub {
             .is_some_and(|state| state.lock().publisher.is_some())
     }
 
+    /// Access units published on `path` so far, if the path exists.
+    pub fn frames_in(&self, path: &str) -> Option<u64> {
+        let paths = self.paths.lock().unwrap_or_else(|p| p.into_inner());
+        let state = paths.get(path)?;
+        let frames = state.lock().frames_in;
+        Some(frames)
+    }
+
     /// The current stream parameters of `path`, if it has a stream.
     pub fn stream_info(&self, path: &str) -> Option<StreamInfo> {
         let paths = self.paths.lock().unwrap_or_else(|p| p.into_inner());

@@ -132,12 +132,12 @@ mod tests {
             let addr = IpAddr::from((0x0a00_0000 + i).to_be_bytes());
             assert!(limiter.take(addr, 10, t0).is_ok());
         }
-        // All buckets are empty: a new address is refused rather than tracked.
-        assert!(limiter.take(ip(250), 1, t0).is_err());
+        // All buckets are empty: a new address (outside 10.0.0.0/20) is refused, not tracked.
+        let newcomer = IpAddr::from([192, 168, 0, 1]);
+        assert!(limiter.take(newcomer, 1, t0).is_err());
         // Once they refilled they are forgotten and new ones fit.
-        assert!(limiter
-            .take(ip(250), 1, t0 + Duration::from_secs(2))
-            .is_ok());
+        let later = t0 + Duration::from_secs(2);
+        assert!(limiter.take(newcomer, 1, later).is_ok());
         assert!(limiter.buckets.lock().expect("lock").len() <= 2);
     }
 }

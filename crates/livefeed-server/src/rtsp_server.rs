@@ -478,6 +478,7 @@ impl SessionHandler for Handler {
             action,
             path: request.path,
             ip: self.peer.ip(),
+            connection: Some(self.peer),
             authorization: request.authorization,
             method: request.method,
             uri: request.uri,

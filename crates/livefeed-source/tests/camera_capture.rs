@@ -9,11 +9,16 @@ use livefeed_source::capture::{start_camera, CaptureSettings, SourceSpec};
 
 const W: usize = 160;
 const H: usize = 120;
-const BASE_NS: u64 = 1_800_000_000_000_000_000;
+/// A capture time an hour ago: a frame's stamp is never after the moment it is read (a later
+/// one would be taken as that moment).
+fn base_ns() -> u64 {
+    livefeed_media::clock::unix_now_ns() - 3_600_000_000_000
+}
 
 struct FakeCamera {
     n: u64,
     buf: Vec<u8>,
+    base_ns: u64,
 }
 
 impl CameraDevice for FakeCamera {
@@ -33,7 +38,7 @@ impl CameraDevice for FakeCamera {
         }
         let luma = (self.n * 20) as u8;
         self.buf = [luma, 128].repeat(W * H);
-        let at = BASE_NS + self.n * 40_000_000;
+        let at = self.base_ns + self.n * 40_000_000;
         self.n += 1;
         std::thread::sleep(std::time::Duration::from_millis(5));
         Ok(RawFrame {
@@ -55,10 +60,12 @@ fn camera_frames_keep_the_driver_timestamps() {
         clock_correction_ns: 0,
         encoder: Default::default(),
     };
+    let base = base_ns();
     let mut capture = start_camera(
         Box::new(FakeCamera {
             n: 0,
             buf: Vec::new(),
+            base_ns: base,
         }),
         &settings,
     )
@@ -73,7 +80,7 @@ fn camera_frames_keep_the_driver_timestamps() {
     assert_eq!(frames.len(), 10);
     for (n, f) in frames.iter().enumerate() {
         let stamp = f.au.capture.expect("stamped");
-        assert_eq!(stamp.unix_ns, BASE_NS + n as u64 * 40_000_000, "frame {n}");
+        assert_eq!(stamp.unix_ns, base + n as u64 * 40_000_000, "frame {n}");
         assert_eq!(f.au.pts, n as u64 * 3600, "40 ms = 3600 ticks at 90 kHz");
     }
     assert!(frames[0].au.keyframe);

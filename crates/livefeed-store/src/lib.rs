@@ -41,7 +41,7 @@ pub use sample::{
     MAX_LATENCY_MS, MIN_LATENCY_MS, STAGES, STAGE_DISPLAYED,
 };
 pub use schema::SCHEMA_VERSION;
-pub use store::{Retained, Store, StoreReader, DB_FILE, MAX_FUTURE_MS};
+pub use store::{Retained, Store, StoreReader, DB_FILE, MAX_FUTURE_MS, MAX_RAW_QUERY_MS};
 
 /// How much a committed insert survives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -73,6 +73,9 @@ pub struct StoreConfig {
     pub aggregate_retention: Duration,
     /// Most samples per insert call (default 10 000).
     pub max_batch: usize,
+    /// Size budget of the database file (with its WAL), bytes: retention deletes older data
+    /// early to stay under it (`None`: the retention windows alone bound the file).
+    pub max_bytes: Option<u64>,
     /// Most series (path, stage, client) with data at once (default 1000): a batch that would
     /// add more is refused whole, so client-named series cannot grow the file without bound.
     pub max_series: usize,
@@ -87,6 +90,7 @@ impl Default for StoreConfig {
             aggregate_retention: Duration::from_secs(7 * 24 * 3600),
             max_batch: 10_000,
             max_series: 1000,
+            max_bytes: None,
             durability: Durability::default(),
         }
     }

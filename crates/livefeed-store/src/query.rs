@@ -8,7 +8,8 @@
 //!
 //! Which data answers (see [`Point::exact`]):
 //! - when the whole range is still within raw retention (`since_ms` at or after the oldest
-//!   instant whose raw samples are all kept), points are computed from the raw samples:
+//!   instant whose raw samples are all kept) and spans at most
+//!   [`crate::MAX_RAW_QUERY_MS`] (15 minutes), points are computed from the raw samples:
 //!   p50/p95 are exact nearest-rank percentiles, and samples not yet folded by
 //!   [`crate::Store::aggregate`] (the current second, late arrivals) are included;
 //! - otherwise from the per-second aggregates: `count` is summed and `max` is the max of the

@@ -36,7 +36,18 @@ pub struct Retained {
     pub aggregates_deleted: u64,
     /// Pending seconds folded into aggregates before their raw samples were deleted.
     pub folded: u64,
+    /// The file was over its size budget and older data went early.
+    pub shrunk: bool,
 }
+
+/// The longest range answered from raw samples (exact percentiles), ms; longer ranges are
+/// answered from per-second aggregates, so a query reads at most this window of raw rows.
+pub const MAX_RAW_QUERY_MS: i64 = 15 * 60_000;
+
+/// Raw samples kept at least, however small the size budget (ms).
+const MIN_RAW_KEEP_MS: i64 = 10_000;
+/// Aggregates kept at least, however small the size budget (ms).
+const MIN_AGGREGATE_KEEP_MS: i64 = 60_000;
 
 /// The latency metrics store. Not `Sync`: own it from one thread (or behind a mutex) and call it
 /// from `spawn_blocking` or a dedicated thread; every call is a short synchronous transaction.
@@ -242,12 +253,51 @@ impl Store {
     /// time; `TRUNCATE` does that checkpoint now and resets the WAL to zero bytes, so the WAL
     /// does not keep a burst's size either. The file is thus bounded by the live data of the
     /// retention windows plus one batch.
+    ///
+    /// With [`crate::StoreConfig::max_bytes`], a file still over that size afterwards is
+    /// shrunk: the raw window is halved (down to 10 s), then the aggregate window (down to a
+    /// minute), retention applied again each time, until the file fits.
     pub fn retain(&mut self, now_unix_ms: i64) -> Result<Retained, StoreError> {
-        let raw_cutoff = floor_second(now_unix_ms.saturating_sub(self.raw_retention_ms));
+        let (mut raw_keep, mut agg_keep) = (self.raw_retention_ms, self.aggregate_retention_ms);
+        let mut done = self.retain_windows(now_unix_ms, raw_keep, agg_keep)?;
+        let Some(max_bytes) = self.config.max_bytes else {
+            return Ok(done);
+        };
+        while self.file_size()? > max_bytes {
+            if raw_keep > MIN_RAW_KEEP_MS {
+                raw_keep = (raw_keep / 2).max(MIN_RAW_KEEP_MS);
+            } else if agg_keep > MIN_AGGREGATE_KEEP_MS {
+                agg_keep = (agg_keep / 2).max(MIN_AGGREGATE_KEEP_MS);
+            } else {
+                break;
+            }
+            let more = self.retain_windows(now_unix_ms, raw_keep, agg_keep.max(raw_keep))?;
+            done.raw_deleted += more.raw_deleted;
+            done.aggregates_deleted += more.aggregates_deleted;
+            done.folded += more.folded;
+            done.shrunk = true;
+        }
+        if done.shrunk {
+            tracing::warn!(
+                max_bytes,
+                raw_kept_s = raw_keep / 1000,
+                aggregates_kept_s = agg_keep / 1000,
+                "metrics store over its size budget: older samples deleted early"
+            );
+        }
+        Ok(done)
+    }
+
+    /// Retention keeping `raw_keep_ms` of raw samples and `agg_keep_ms` of aggregates.
+    fn retain_windows(
+        &mut self,
+        now_unix_ms: i64,
+        raw_keep_ms: i64,
+        agg_keep_ms: i64,
+    ) -> Result<Retained, StoreError> {
+        let raw_cutoff = floor_second(now_unix_ms.saturating_sub(raw_keep_ms));
         let raw_floor = self.raw_floor_ms.max(raw_cutoff);
-        let agg_cutoff_second = now_unix_ms
-            .saturating_sub(self.aggregate_retention_ms)
-            .div_euclid(1000);
+        let agg_cutoff_second = now_unix_ms.saturating_sub(agg_keep_ms).div_euclid(1000);
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -283,7 +333,7 @@ impl Store {
         tx.commit()?;
         self.raw_floor_ms = raw_floor;
         if done.raw_deleted + done.aggregates_deleted > 0 {
-            self.conn.execute_batch("PRAGMA incremental_vacuum")?;
+            self.incremental_vacuum()?;
         }
         self.checkpoint()?;
         tracing::debug!(?done, raw_floor, "metrics retention applied");
@@ -319,6 +369,15 @@ impl Store {
             }
         }
         Ok(total)
+    }
+
+    /// Returns every free page to the file system. The pragma frees one page per step, so it
+    /// is stepped to the end (`execute_batch` steps once: one page).
+    fn incremental_vacuum(&self) -> Result<(), StoreError> {
+        let mut stmt = self.conn.prepare("PRAGMA incremental_vacuum")?;
+        let mut rows = stmt.query([])?;
+        while rows.next()?.is_some() {}
+        Ok(())
     }
 
     /// Checkpoints the WAL into the database and truncates it.
@@ -457,7 +516,9 @@ fn query_points(
             Ok((r.get::<_, i64>(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
         })?
         .collect::<Result<Vec<(i64, String, String, String)>, _>>()?;
-    let from_raw = q.since_ms >= raw_floor_ms;
+    // Raw samples give exact percentiles but are many (a flood of them is millions an hour):
+    // only short ranges read them, longer ones the per-second aggregates.
+    let from_raw = q.since_ms >= raw_floor_ms && q.until_ms - q.since_ms <= MAX_RAW_QUERY_MS;
     let mut points = Vec::new();
     for (id, path, stage, client) in series {
         let figures = if from_raw {

@@ -611,3 +611,47 @@ fn a_reader_queries_beside_the_writer() {
     assert_eq!(from_reader, store.query(&q).expect("writer query"));
     assert_eq!(from_reader.iter().map(|p| p.count).sum::<u64>(), 1000);
 }
+
+/// With a size budget, retention deletes older samples early until the file fits; the newest
+/// stay queryable.
+#[test]
+fn a_size_budget_is_kept_by_deleting_older_samples_early() {
+    let dir = TempDir::new("budget");
+    let budget = 1024 * 1024;
+    let config = StoreConfig {
+        raw_retention: Duration::from_secs(3600),
+        aggregate_retention: Duration::from_secs(7200),
+        max_bytes: Some(budget),
+        ..StoreConfig::default()
+    };
+    let mut store = open(&dir, config);
+    // 20 minutes of 50 samples a second: far more than 1 MiB.
+    let start = T0;
+    for minute in 0..20 {
+        let batch: Vec<_> = (0..3000)
+            .map(|i| shown(start + minute * 60_000 + i * 20, f64::from(i as u32 % 50)))
+            .collect();
+        let now = start + (minute + 1) * 60_000;
+        store.insert_at(&batch, now).expect("insert");
+        store.aggregate(now).expect("aggregate");
+    }
+    let now = start + 20 * 60_000;
+    let before = store.file_size().expect("size");
+    assert!(
+        before > budget,
+        "the test needs a file over budget: {before}"
+    );
+    let done = store.retain(now).expect("retain");
+    assert!(done.shrunk && done.raw_deleted > 0, "{done:?}");
+    let after = store.file_size().expect("size");
+    assert!(
+        after <= budget,
+        "{after} bytes after retention, budget {budget}"
+    );
+    let last_minute = all(&store, now - 60_000, now, 60_000);
+    assert_eq!(
+        last_minute.iter().map(|p| p.count).sum::<u64>(),
+        3000,
+        "the newest are kept"
+    );
+}

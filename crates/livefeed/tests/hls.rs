@@ -462,3 +462,30 @@ fn an_msn_that_left_the_playlist_gets_the_current_playlist_at_once() {
         404
     );
 }
+
+/// A publisher whose keyframes never arrive (ffmpeg with its IDR slices filtered out: SPS, PPS
+/// and P-frames only) gets its LL-HLS readers a 503 that says so, not "stalled".
+#[test]
+fn a_publisher_without_keyframes_is_named_as_such() {
+    let server = TestServer::start();
+    let url = server.url("ponly");
+    let _publisher =
+        ffmpeg_publisher_with(&url, "tcp", 30, &["-bsf:v", "filter_units=remove_types=5"]);
+    wait_for_stream(&server.addr(), "ponly");
+    let started = std::time::Instant::now();
+    let playlist = http_get(
+        server.http_port,
+        "/ponly/index.m3u8",
+        Duration::from_secs(15),
+    );
+    assert_eq!(playlist.status, 503, "{}", playlist.text());
+    assert!(
+        playlist.text().contains("no keyframe yet") && playlist.text().contains("P-frames"),
+        "{}",
+        playlist.text()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "answered within the blocking timeout"
+    );
+}

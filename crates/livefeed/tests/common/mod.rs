@@ -336,6 +336,11 @@ pub fn livefeed_publisher(url: &str, transport: &str, extra: &[&str]) -> Proc {
 
 /// Starts ffmpeg publishing `testsrc2` at 640x480 to `url` for `secs`.
 pub fn ffmpeg_publisher(url: &str, transport: &str, secs: u32) -> Proc {
+    ffmpeg_publisher_with(url, transport, secs, &[])
+}
+
+/// [`ffmpeg_publisher`] with more output options (e.g. a bitstream filter) before `-f rtsp`.
+pub fn ffmpeg_publisher_with(url: &str, transport: &str, secs: u32, extra: &[&str]) -> Proc {
     let mut cmd = Command::new("ffmpeg");
     cmd.args([
         "-hide_banner",
@@ -360,6 +365,7 @@ pub fn ffmpeg_publisher(url: &str, transport: &str, secs: u32) -> Proc {
         "-g",
         "30",
     ])
+    .args(extra)
     .args(["-f", "rtsp", "-rtsp_transport", transport, url]);
     Proc::spawn("ffmpeg publisher", &mut cmd)
 }
