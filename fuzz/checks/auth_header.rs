@@ -34,6 +34,7 @@ pub fn check(data: &[u8]) {
         action: Action::Read,
         path: "cam",
         ip: std::net::Ipv4Addr::LOCALHOST.into(),
+        connection: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 40000))),
         authorization: Some(&value),
         method: "DESCRIBE",
         uri: "rtsp://127.0.0.1:8554/cam",
