@@ -1,7 +1,9 @@
 //! RTSP Digest (RFC 2617, MD5): stateless nonces and response checks.
 //!
-//! A nonce is `hex(issued_secs) "." hex(HMAC-SHA256(key, issued_secs))[..32]`: the server keeps
-//! no state, a forged or expired nonce is refused, and a restart (new key) invalidates them.
+//! A nonce is `hex(issued_secs) "." hex(salt) "." hex(HMAC-SHA256(key, issued_secs ‖ salt))[..32]`
+//! with a random 64-bit salt: every challenge gets its own nonce (so [`crate::guard`] can bind
+//! one to the connection that uses it), the server needs no state to check one, a forged or
+//! expired nonce is refused, and a restart (new key) invalidates them.
 
 use hmac::{Hmac, Mac};
 use md5::{Digest, Md5};
@@ -20,28 +22,40 @@ impl NonceKey {
         NonceKey(rand::random())
     }
 
-    fn tag(&self, issued: u64) -> String {
+    fn tag(&self, issued: u64, salt: u64) -> String {
         // HMAC accepts keys of any length.
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0).expect("any key length");
         mac.update(&issued.to_be_bytes());
+        mac.update(&salt.to_be_bytes());
         hex(&mac.finalize().into_bytes()[..16])
     }
 
-    /// A nonce issued at `now_secs`.
+    /// A new nonce issued at `now_secs`.
     pub fn mint(&self, now_secs: u64) -> String {
-        format!("{now_secs:x}.{}", self.tag(now_secs))
+        let salt: u64 = rand::random();
+        format!("{now_secs:x}.{salt:x}.{}", self.tag(now_secs, salt))
     }
 
     /// Whether `nonce` was minted by this key and is not older than [`NONCE_LIFETIME_SECS`].
     pub fn valid(&self, nonce: &str, now_secs: u64) -> bool {
-        let Some((issued_hex, tag)) = nonce.split_once('.') else {
+        let mut parts = nonce.split('.');
+        let (Some(issued_hex), Some(salt_hex), Some(tag), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
             return false;
         };
-        let Ok(issued) = u64::from_str_radix(issued_hex, 16) else {
+        let (Ok(issued), Ok(salt)) = (
+            u64::from_str_radix(issued_hex, 16),
+            u64::from_str_radix(salt_hex, 16),
+        ) else {
             return false;
         };
         let fresh = issued <= now_secs && now_secs - issued <= NONCE_LIFETIME_SECS;
-        let genuine: bool = self.tag(issued).as_bytes().ct_eq(tag.as_bytes()).into();
+        let genuine: bool = self
+            .tag(issued, salt)
+            .as_bytes()
+            .ct_eq(tag.as_bytes())
+            .into();
         fresh & genuine
     }
 }
@@ -134,5 +148,16 @@ mod tests {
         assert!(!NonceKey::random().valid(&n, 1000), "another key");
         assert!(!key.valid("3e8.00", 1000));
         assert!(!key.valid("zz", 1000));
+        assert_ne!(
+            key.mint(1000),
+            key.mint(1000),
+            "every challenge gets its own nonce"
+        );
+        let (issued, rest) = n.split_once('.').expect("issued");
+        let tag = rest.split_once('.').expect("salt").1;
+        assert!(
+            !key.valid(&format!("{issued}.1.{tag}"), 1000),
+            "the salt is signed"
+        );
     }
 }

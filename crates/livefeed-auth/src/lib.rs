@@ -154,6 +154,7 @@ impl Authenticator {
             None => None,
             Some(Ok(c)) => Some(c),
             Some(Err(e)) => {
+                self.guard.failed(req.ip, req.now_secs);
                 return Decision::Unauthorized {
                     reason: format!("unreadable Authorization header: {e}"),
                     credentials_given: true,

@@ -335,7 +335,8 @@ fn offers_and_announces_that_never_complete_cannot_squat() {
 /// are capped in size and number.
 #[test]
 fn rebinding_pages_cannot_drive_the_controls_or_fill_the_store() {
-    let server = TestServer::start();
+    let streaming = Streaming::start(10);
+    let server = &streaming.server;
     let http = server.http_port;
     let send = |host: &str,
                 origin: Option<&str>,
@@ -438,6 +439,8 @@ fn rebinding_pages_cannot_drive_the_controls_or_fill_the_store() {
         small,
     );
     assert_eq!(status, 201, "{text}");
+    fresh_clients_are_served(server, Duration::from_secs(3));
+    streaming.assert_undisturbed();
 }
 
 /// `n` samples of one series as the JSON body of `POST /api/v1/metrics`, stamped now.

@@ -374,3 +374,122 @@ fn base64_basic(user: &str, pass: &str) -> String {
     let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
     format!("Basic {encoded}")
 }
+
+/// A Digest `Authorization` header that worked on one RTSP connection is refused on another
+/// (a captured header cannot be replayed), and an address that keeps guessing is refused
+/// unchecked — even with the right password — while another address and a streaming reader
+/// are untouched.
+#[test]
+fn digest_replays_and_guessing_are_refused_and_others_stream_on() {
+    use livefeed_rtsp::client_auth::{Authorizer, Credentials};
+    let (server, _dir) = server_with_users(&[]);
+    let _publisher = ffmpeg_publisher(&rtsp_as(&server, "pub", "pub-secret-1", "cam"), "tcp", 60);
+    wait_readable(&rtsp_as(&server, "viewer", "viewer-secret-2", "cam"));
+    let url = server.url("cam");
+    let describe = |conn: &mut Raw, cseq: u32, auth: &str| {
+        conn.request(&format!(
+            "DESCRIBE {url} RTSP/1.0\r\nCSeq: {cseq}\r\n{auth}\r\n"
+        ))
+    };
+    // Connection A: challenge, then the answer.
+    let mut a = Raw::connect_from(&server, [127, 0, 0, 4]);
+    let (status, head) = describe(&mut a, 1, "");
+    assert_eq!(status, 401, "{head}");
+    let challenges: Vec<&str> = head
+        .lines()
+        .filter_map(|l| l.strip_prefix("WWW-Authenticate: "))
+        .collect();
+    let credentials = Credentials {
+        user: "viewer".into(),
+        pass: "viewer-secret-2".into(),
+    };
+    let mut authorizer = Authorizer::from_challenges(credentials, challenges).expect("digest");
+    let header = format!(
+        "Authorization: {}\r\n",
+        authorizer.authorization("DESCRIBE", &url)
+    );
+    assert!(header.contains("Digest"), "{header}");
+    assert_eq!(
+        describe(&mut a, 2, &header).0,
+        200,
+        "the right answer on its connection"
+    );
+    // Connection B replays it.
+    let mut b = Raw::connect_from(&server, [127, 0, 0, 4]);
+    let (status, head) = describe(&mut b, 1, &header);
+    assert_eq!(status, 401, "a replay from another connection: {head}");
+    // Guessing from 127.0.0.5: ten wrong passwords at once (each answered a second late)...
+    let guesses: Vec<_> = (0..10)
+        .map(|i| {
+            let server_addr = server.addr();
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let mut conn = Raw {
+                    stream: {
+                        let socket = socket2::Socket::new(
+                            socket2::Domain::IPV4,
+                            socket2::Type::STREAM,
+                            None,
+                        )
+                        .expect("socket");
+                        socket
+                            .bind(&std::net::SocketAddr::from(([127, 0, 0, 5], 0)).into())
+                            .expect("bind");
+                        let to: std::net::SocketAddr = server_addr.parse().expect("addr");
+                        socket.connect(&to.into()).expect("connect");
+                        let stream: std::net::TcpStream = socket.into();
+                        stream
+                            .set_read_timeout(Some(Duration::from_millis(200)))
+                            .expect("timeout");
+                        stream
+                    },
+                    buf: Vec::new(),
+                };
+                let basic = base64_basic("viewer", &format!("guess-{i}"));
+                conn.request(&format!(
+                    "DESCRIBE {url} RTSP/1.0\r\nCSeq: 1\r\nAuthorization: {basic}\r\n\r\n"
+                ))
+                .0
+            })
+        })
+        .collect();
+    for g in guesses {
+        assert_eq!(g.join().expect("guess"), 401);
+    }
+    // ...then the right one from the same address is refused unchecked; from another it works.
+    let right = format!(
+        "Authorization: {}\r\n",
+        base64_basic("viewer", "viewer-secret-2")
+    );
+    let mut blocked = Raw::connect_from(&server, [127, 0, 0, 5]);
+    assert_eq!(
+        describe(&mut blocked, 1, &right).0,
+        401,
+        "blocked after 10 failures"
+    );
+    let mut other = Raw::connect_from(&server, [127, 0, 0, 6]);
+    let (status, head) = describe(&mut other, 1, &right);
+    assert_eq!(status, 200, "another address is not blocked: {head}");
+    let out = Proc::spawn(
+        "livefeed receive",
+        livefeed().args([
+            "receive",
+            "--url",
+            &rtsp_as(&server, "viewer", "viewer-secret-2", "cam"),
+            "--duration",
+            "3",
+            "--json",
+        ]),
+    )
+    .wait(Duration::from_secs(30));
+    out.assert_success();
+    assert!(
+        json_summary(&out.stdout)["frames_decoded"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 60
+    );
+    let log = server.proc.kill_and_collect().stderr;
+    assert!(log.contains("refused unchecked"), "{log}");
+    assert!(log.contains("another connection"), "{log}");
+}
