@@ -158,7 +158,7 @@ impl Authenticator {
                 return Decision::Unauthorized {
                     reason: format!("unreadable Authorization header: {e}"),
                     credentials_given: true,
-                }
+                };
             }
         };
         let permission = req.action.permission();
