@@ -155,31 +155,16 @@ fn livefeeds_own_clients_take_credentials_from_the_url() {
         let _publisher =
             livefeed_publisher(&rtsp_as(&server, "pub", "pub-secret-1", "cam"), "tcp", &[]);
         wait_readable(&rtsp_as(&server, "viewer", "viewer-secret-2", "cam"));
-        let mut receive = livefeed();
-        receive.args([
-            "receive",
-            "--url",
-            &rtsp_as(&server, "viewer", "viewer-secret-2", "cam"),
-            "--duration",
-            "3",
-            "--json",
-        ]);
-        let out = Proc::spawn("livefeed receive", &mut receive).wait(Duration::from_secs(30));
+        let viewer = rtsp_as(&server, "viewer", "viewer-secret-2", "cam");
+        let out = livefeed_receiver(&viewer, 3, &[]).wait(Duration::from_secs(30));
         out.assert_success();
         let summary = json_summary(&out.stdout);
         assert!(
             summary["frames_decoded"].as_u64().unwrap_or(0) >= 60,
             "{methods}: {summary}"
         );
-        let mut wrong = livefeed();
-        wrong.args([
-            "receive",
-            "--url",
-            &rtsp_as(&server, "viewer", "wrong", "cam"),
-            "--duration",
-            "2",
-        ]);
-        let out = Proc::spawn("livefeed receive", &mut wrong).wait(Duration::from_secs(30));
+        let wrong = rtsp_as(&server, "viewer", "wrong", "cam");
+        let out = livefeed_receiver(&wrong, 2, &[]).wait(Duration::from_secs(30));
         assert!(!out.success, "{methods}: a wrong password must fail");
         assert!(out.stderr.contains("401"), "{methods}: {}", out.stderr);
         assert_no_secrets(server);
@@ -419,43 +404,25 @@ fn digest_replays_and_guessing_are_refused_and_others_stream_on() {
     let (status, head) = describe(&mut b, 1, &header);
     assert_eq!(status, 401, "a replay from another connection: {head}");
     // Guessing from 127.0.0.5: ten wrong passwords at once (each answered a second late)...
-    let guesses: Vec<_> = (0..10)
-        .map(|i| {
-            let server_addr = server.addr();
-            let url = url.clone();
-            std::thread::spawn(move || {
-                let mut conn = Raw {
-                    stream: {
-                        let socket = socket2::Socket::new(
-                            socket2::Domain::IPV4,
-                            socket2::Type::STREAM,
-                            None,
-                        )
-                        .expect("socket");
-                        socket
-                            .bind(&std::net::SocketAddr::from(([127, 0, 0, 5], 0)).into())
-                            .expect("bind");
-                        let to: std::net::SocketAddr = server_addr.parse().expect("addr");
-                        socket.connect(&to.into()).expect("connect");
-                        let stream: std::net::TcpStream = socket.into();
-                        stream
-                            .set_read_timeout(Some(Duration::from_millis(200)))
-                            .expect("timeout");
-                        stream
-                    },
-                    buf: Vec::new(),
-                };
-                let basic = base64_basic("viewer", &format!("guess-{i}"));
-                conn.request(&format!(
-                    "DESCRIBE {url} RTSP/1.0\r\nCSeq: 1\r\nAuthorization: {basic}\r\n\r\n"
-                ))
-                .0
+    let addr = server.addr();
+    std::thread::scope(|scope| {
+        let guesses: Vec<_> = (0..10)
+            .map(|i| {
+                let (addr, url) = (&addr, &url);
+                scope.spawn(move || {
+                    let mut conn = Raw::connect_to_from(addr, [127, 0, 0, 5]);
+                    let basic = base64_basic("viewer", &format!("guess-{i}"));
+                    conn.request(&format!(
+                        "DESCRIBE {url} RTSP/1.0\r\nCSeq: 1\r\nAuthorization: {basic}\r\n\r\n"
+                    ))
+                    .0
+                })
             })
-        })
-        .collect();
-    for g in guesses {
-        assert_eq!(g.join().expect("guess"), 401);
-    }
+            .collect();
+        for g in guesses {
+            assert_eq!(g.join().expect("guess"), 401);
+        }
+    });
     // ...then the right one from the same address is refused unchecked; from another it works.
     let right = format!(
         "Authorization: {}\r\n",
@@ -470,18 +437,8 @@ fn digest_replays_and_guessing_are_refused_and_others_stream_on() {
     let mut other = Raw::connect_from(&server, [127, 0, 0, 6]);
     let (status, head) = describe(&mut other, 1, &right);
     assert_eq!(status, 200, "another address is not blocked: {head}");
-    let out = Proc::spawn(
-        "livefeed receive",
-        livefeed().args([
-            "receive",
-            "--url",
-            &rtsp_as(&server, "viewer", "viewer-secret-2", "cam"),
-            "--duration",
-            "3",
-            "--json",
-        ]),
-    )
-    .wait(Duration::from_secs(30));
+    let viewer = rtsp_as(&server, "viewer", "viewer-secret-2", "cam");
+    let out = livefeed_receiver(&viewer, 3, &[]).wait(Duration::from_secs(30));
     out.assert_success();
     assert!(
         json_summary(&out.stdout)["frames_decoded"]

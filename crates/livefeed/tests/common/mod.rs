@@ -326,6 +326,21 @@ fn port_in(line: &str) -> u16 {
         .unwrap_or_else(|| panic!("no port in {line:?}"))
 }
 
+/// Starts `livefeed receive --json` of `url` for `secs` (plus `extra` options).
+pub fn livefeed_receiver(url: &str, secs: u64, extra: &[&str]) -> Proc {
+    let mut cmd = livefeed();
+    cmd.args([
+        "receive",
+        "--url",
+        url,
+        "--duration",
+        &secs.to_string(),
+        "--json",
+    ])
+    .args(extra);
+    Proc::spawn("livefeed receive", &mut cmd)
+}
+
 /// Starts `livefeed publish` of the test pattern to `url`.
 pub fn livefeed_publisher(url: &str, transport: &str, extra: &[&str]) -> Proc {
     let mut cmd = livefeed();
@@ -444,11 +459,16 @@ impl Raw {
 
     /// A connection whose source address is `ip` (any 127.x.y.z works on Linux loopback).
     pub fn connect_from(server: &TestServer, ip: [u8; 4]) -> Raw {
+        Self::connect_to_from(&server.addr(), ip)
+    }
+
+    /// [`Raw::connect_from`] to the RTSP address `addr` (`ip:port`).
+    pub fn connect_to_from(addr: &str, ip: [u8; 4]) -> Raw {
         let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
             .expect("socket");
         let local = std::net::SocketAddr::from((ip, 0));
         socket.bind(&local.into()).expect("bind the source address");
-        let addr: std::net::SocketAddr = server.addr().parse().expect("addr");
+        let addr: std::net::SocketAddr = addr.parse().expect("addr");
         socket.connect(&addr.into()).expect("connect");
         let stream: TcpStream = socket.into();
         stream
@@ -728,16 +748,7 @@ impl Streaming {
     pub fn start_on(server: TestServer, secs: u64, publisher_args: &[&str]) -> Streaming {
         let publisher = livefeed_publisher(&server.url("live"), "tcp", publisher_args);
         wait_for_stream(&server.addr(), "live");
-        let mut cmd = livefeed();
-        cmd.args([
-            "receive",
-            "--url",
-            &server.url("live"),
-            "--duration",
-            &secs.to_string(),
-            "--json",
-        ]);
-        let receiver = Proc::spawn("livefeed receive", &mut cmd);
+        let receiver = livefeed_receiver(&server.url("live"), secs, &[]);
         Streaming {
             server,
             _publisher: publisher,
