@@ -191,7 +191,8 @@ impl Authenticator {
         let user = self.authenticate(&credentials, req);
         if let (Some(_), Credentials::Digest(fields)) = (user, &credentials) {
             if let Err(reason) = self.use_nonce(fields, req) {
-                self.guard.failed(req.ip, req.now_secs);
+                // Not counted as a failed attempt: the password was right (a client carrying
+                // its nonce to a new connection must not lock its address out).
                 return Decision::Unauthorized {
                     reason,
                     credentials_given: true,

@@ -308,9 +308,16 @@ fn digest_replays_and_repeated_failures_are_refused() {
         matches!(&replay, Decision::Unauthorized { reason, .. } if reason.contains("another connection")),
         "{replay:?}"
     );
-    // Failures: the replay counted once; nine more wrong passwords block the address.
+    // The replay is not a failed attempt (the password was right); ten wrong ones are.
     let wrong = basic("cam", "guess");
-    for _ in 0..guard::MAX_FAILURES - 1 {
+    let right = basic("cam", "s3cret");
+    assert!(allowed(&auth.check(&req(
+        Action::Read,
+        "cam",
+        FAR,
+        Some(&right)
+    ))));
+    for _ in 0..guard::MAX_FAILURES {
         assert!(!allowed(&auth.check(&req(
             Action::Read,
             "cam",
@@ -318,7 +325,6 @@ fn digest_replays_and_repeated_failures_are_refused() {
             Some(&wrong)
         ))));
     }
-    let right = basic("cam", "s3cret");
     let blocked = auth.check(&req(Action::Read, "cam", FAR, Some(&right)));
     assert!(
         matches!(&blocked, Decision::Unauthorized { reason, .. } if reason.contains("refused unchecked")),

@@ -91,14 +91,18 @@ struct Connection {
 
 impl Connection {
     async fn open(url: &str, timeout: Duration) -> Result<Self, Error> {
-        let url =
-            Url::parse(url).map_err(|e| Error::Invalid(format!("invalid URL {url:?}: {e}")))?;
+        let url = Url::parse(url).map_err(|e| {
+            let shown = crate::client_auth::without_userinfo(url);
+            Error::Invalid(format!("invalid URL {shown:?}: {e}"))
+        })?;
         if url.scheme() != "rtsp" {
-            return Err(Error::Invalid(format!("{url} is not an rtsp:// URL")));
+            let shown = crate::client_auth::without_userinfo(url.as_str());
+            return Err(Error::Invalid(format!("{shown} is not an rtsp:// URL")));
         }
-        let host = url
-            .host_str()
-            .ok_or_else(|| Error::Invalid(format!("{url} has no host")))?;
+        let host = url.host_str().ok_or_else(|| {
+            let shown = crate::client_auth::without_userinfo(url.as_str());
+            Error::Invalid(format!("{shown} has no host"))
+        })?;
         let addr = format!(
             "{}:{}",
             host.trim_start_matches('[').trim_end_matches(']'),

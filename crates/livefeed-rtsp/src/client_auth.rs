@@ -40,6 +40,18 @@ pub fn take_credentials(url: &mut Url) -> Option<Credentials> {
     (!user.is_empty()).then_some(Credentials { user, pass })
 }
 
+/// `url` as it may be shown (logs, errors): any `user:pass@` removed.
+pub fn without_userinfo(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
+        None => url.to_string(),
+    }
+}
+
 /// `%XX` escapes decoded (invalid ones kept as they are), as UTF-8 (lossy).
 fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
@@ -270,6 +282,16 @@ mod tests {
         );
         let mut plain = Url::parse("rtsp://127.0.0.1/live").expect("url");
         assert_eq!(take_credentials(&mut plain), None);
+    }
+
+    #[test]
+    fn shown_urls_carry_no_userinfo() {
+        assert_eq!(
+            without_userinfo("rtsp://cam:s3cret@10.0.0.9:554/stream?a=b@c"),
+            "rtsp://10.0.0.9:554/stream?a=b@c"
+        );
+        assert_eq!(without_userinfo("rtsp://h/p@x"), "rtsp://h/p@x");
+        assert_eq!(without_userinfo("not a url"), "not a url");
     }
 
     #[test]

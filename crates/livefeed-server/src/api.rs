@@ -241,25 +241,31 @@ pub async fn post_metrics(
     body: Bytes,
 ) -> ApiResult {
     require_json(&headers)?;
-    let samples = parse_samples_json(&body)?;
-    let now = std::time::Instant::now();
-    if let Err(wait) = app.sample_rate.take(conn.remote.ip(), samples.len(), now) {
+    let (ip, now) = (conn.remote.ip(), std::time::Instant::now());
+    // An address over its rate is refused before its body is parsed (a flood must not cost a
+    // parse per refused batch): one sample is charged first, the rest once they are counted.
+    let over_rate = |wait: std::time::Duration| {
         app.refusals.note(
             "http",
             "metric samples refused",
             "over --metrics-rate",
             conn.remote,
         );
-        return Err(ApiError(
+        ApiError(
             StatusCode::TOO_MANY_REQUESTS,
             format!(
                 "over {} samples a second from this address (--metrics-rate); retry in {} ms",
                 app.sample_rate.rate(),
                 wait.as_millis().min(60_000)
             ),
-        ));
-    }
-    let accepted = app.record_samples(samples).await?;
+        )
+    };
+    app.sample_rate.take(ip, 1, now).map_err(over_rate)?;
+    let samples = parse_samples_json(&body)?;
+    app.sample_rate
+        .take(ip, samples.len().saturating_sub(1), now)
+        .map_err(over_rate)?;
+    let accepted = app.record_samples(samples, false).await?;
     Ok(Json(json!({ "accepted": accepted })).into_response())
 }
 

@@ -186,20 +186,31 @@ pub struct ConnectionGate {
     budget: Arc<FdBudget>,
     epoch: Instant,
     state: Mutex<State>,
-    log: RefusalLog,
+    log: Arc<RefusalLog>,
 }
 
 impl ConnectionGate {
-    /// A gate for `listener` (a name for the logs) with `limits`, drawing on `budget`.
-    pub fn new(listener: &'static str, limits: GateLimits, budget: Arc<FdBudget>) -> Arc<Self> {
+    /// A gate for `listener` (a name for the logs) with `limits`, drawing on `budget`,
+    /// logging its refusals to `log`.
+    pub fn new(
+        listener: &'static str,
+        limits: GateLimits,
+        budget: Arc<FdBudget>,
+        log: Arc<RefusalLog>,
+    ) -> Arc<Self> {
         Arc::new(ConnectionGate {
             listener,
             limits,
             budget,
             epoch: Instant::now(),
             state: Mutex::new(State::default()),
-            log: RefusalLog::default(),
+            log,
         })
+    }
+
+    /// Where this gate's (and its listener's) refusals are logged.
+    pub fn log(&self) -> &RefusalLog {
+        &self.log
     }
 
     /// Admits a connection from `addr`, shedding an idle one if the gate is full; logs (rate
@@ -311,38 +322,76 @@ fn remove(state: &mut State, budget: &FdBudget, id: u64) -> Entry {
     entry
 }
 
-/// Logs refusals at most once a second per (listener, what): the first one at once, then a
-/// count of the rest.
+/// Logs refusals at most once a second per (listener, what): the first one at once, then the
+/// count of the rest, with the latest peer and cause — when the next one comes a second later,
+/// or at the next [`RefusalLog::flush`] (a server task calls it every second), so the tail of a
+/// burst is counted too.
 #[derive(Default)]
 pub struct RefusalLog {
-    /// Per (listener, what): when the last line was logged, and how many since.
-    last: Mutex<HashMap<(&'static str, &'static str), LogSlot>>,
+    slots: Mutex<HashMap<(&'static str, &'static str), LogSlot>>,
 }
 
-/// When a kind of refusal was last logged, and how many happened since.
-type LogSlot = (Instant, u64);
+/// One kind of refusal: when it was last logged, and what happened since.
+struct LogSlot {
+    logged: Instant,
+    pending: u64,
+    peer: SocketAddr,
+    cause: String,
+}
 
 impl RefusalLog {
     /// One more `what` on `listener` because of `cause` (`peer`'s connection).
     pub fn note(&self, listener: &'static str, what: &'static str, cause: &str, peer: SocketAddr) {
         let now = Instant::now();
-        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
-        let slot = last
-            .entry((listener, what))
-            .or_insert((now - Duration::from_secs(2), 0));
-        slot.1 += 1;
-        if now.duration_since(slot.0) >= Duration::from_secs(1) {
-            tracing::warn!(
-                listener,
-                count = slot.1,
-                %peer,
-                cause,
-                "{what}: {} in the last second (the peer and cause are the latest)",
-                slot.1
-            );
-            *slot = (now, 0);
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        let slot = slots.entry((listener, what)).or_insert_with(|| LogSlot {
+            logged: now - Duration::from_secs(2),
+            pending: 0,
+            peer,
+            cause: String::new(),
+        });
+        slot.pending += 1;
+        slot.peer = peer;
+        cause.clone_into(&mut slot.cause);
+        if now.duration_since(slot.logged) >= Duration::from_secs(1) {
+            emit(listener, what, slot, now);
         }
     }
+
+    /// Logs what was counted but not yet logged, for kinds last logged over a second ago.
+    pub fn flush(&self) {
+        let now = Instant::now();
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        for ((listener, what), slot) in slots.iter_mut() {
+            if slot.pending > 0 && now.duration_since(slot.logged) >= Duration::from_secs(1) {
+                emit(listener, what, slot, now);
+            }
+        }
+    }
+
+    /// Flushes `log` every second until the task is aborted.
+    pub fn spawn_flusher(log: Arc<RefusalLog>) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                log.flush();
+            }
+        })
+    }
+}
+
+fn emit(listener: &str, what: &str, slot: &mut LogSlot, now: Instant) {
+    tracing::warn!(
+        listener,
+        count = slot.pending,
+        peer = %slot.peer,
+        cause = %slot.cause,
+        "{what}: {} since the last line (the peer and cause are the latest)",
+        slot.pending
+    );
+    slot.logged = now;
+    slot.pending = 0;
 }
 
 #[cfg(test)]
@@ -366,6 +415,7 @@ mod tests {
                 total_cap: "max-connections",
             },
             budget,
+            Arc::default(),
         )
     }
 
@@ -417,8 +467,8 @@ mod tests {
             max_per_address: 10,
             total_cap: "max-connections",
         };
-        let rtsp = ConnectionGate::new("rtsp", limits, budget.clone());
-        let http = ConnectionGate::new("http", limits, budget.clone());
+        let rtsp = ConnectionGate::new("rtsp", limits, budget.clone(), Arc::default());
+        let http = ConnectionGate::new("http", limits, budget.clone(), Arc::default());
         let now = Instant::now();
         let a = rtsp.try_admit(ip(1), now).expect("rtsp");
         let _b = http.try_admit(ip(1), now).expect("http");

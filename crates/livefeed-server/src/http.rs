@@ -91,11 +91,17 @@ pub struct App {
 impl App {
     /// Records latency samples everywhere they go: the store, then (once it committed them
     /// all) Prometheus and the live figures. A batch the store refuses is refused whole.
+    /// `own`: the server's own samples (exempt from the store's series cap).
     pub async fn record_samples(
         &self,
         samples: Vec<livefeed_store::Sample>,
+        own: bool,
     ) -> Result<usize, livefeed_store::StoreError> {
-        let accepted = self.store.insert(samples.clone()).await?;
+        let accepted = if own {
+            self.store.insert_own(samples.clone()).await?
+        } else {
+            self.store.insert(samples.clone()).await?
+        };
         self.prometheus.observe(&samples);
         self.recent.record(&samples);
         Ok(accepted)

@@ -24,11 +24,11 @@ use axum::Router;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tower::ServiceExt;
 
-use crate::conn_gate::{Activity, ConnectionGate, Permit, Refusal, RefusalLog};
+use crate::conn_gate::{Activity, ConnectionGate, Permit, Refusal};
 use crate::http::Conn;
 
 /// The timeouts of HTTP connections.
@@ -59,7 +59,6 @@ pub async fn serve(
     let router = router.layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
         timeouts.body,
     ));
-    let accept_errors = RefusalLog::default();
     loop {
         let (stream, remote) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -67,7 +66,8 @@ pub async fn serve(
                 // Out of descriptors despite the budget (another part of the process used
                 // them): wait for some to free rather than spin.
                 let nobody = SocketAddr::from(([0, 0, 0, 0], 0));
-                accept_errors.note("http", "connections not accepted", &e.to_string(), nobody);
+                gate.log()
+                    .note("http", "connections not accepted", &e.to_string(), nobody);
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 continue;
             }
@@ -142,6 +142,10 @@ async fn refuse(mut stream: TcpStream, refusal: Refusal) {
     );
     let _ = tokio::time::timeout(Duration::from_secs(2), stream.write_all(reply.as_bytes())).await;
     let _ = stream.shutdown().await;
+    // Read (briefly, a bounded amount) what the client sent before closing: closing with unread
+    // bytes resets the connection, and the client might never see the answer.
+    let mut sink = [0u8; 4096];
+    let _ = tokio::time::timeout(Duration::from_millis(200), stream.read(&mut sink)).await;
 }
 
 /// A TCP stream that reports every byte it moves to its connection's [`Activity`].

@@ -94,6 +94,7 @@ impl Server {
         );
         let metrics = Arc::new(ServerMetrics::new());
         let budget = conn_gate::FdBudget::for_this_process();
+        let refusals = Arc::new(conn_gate::RefusalLog::default());
         tracing::debug!(
             connections = budget.limit(),
             "connection budget (open-file limit less a reserve)"
@@ -104,7 +105,12 @@ impl Server {
             metrics.clone(),
             config.rtsp_config(),
             auth.clone(),
-            conn_gate::ConnectionGate::new("rtsp", config.rtsp_gate(), budget.clone()),
+            conn_gate::ConnectionGate::new(
+                "rtsp",
+                config.rtsp_gate(),
+                budget.clone(),
+                refusals.clone(),
+            ),
         );
         let http_listener = TcpListener::bind(config.http_address)
             .await
@@ -152,7 +158,7 @@ impl Server {
             auth,
             recordings: recordings.clone(),
             allowed_hosts: config.allowed_hosts.clone().into(),
-            refusals: Arc::default(),
+            refusals: refusals.clone(),
             sample_rate: Arc::new(rate_limit::RateLimiter::new(
                 config.metrics_rate,
                 config
@@ -163,12 +169,18 @@ impl Server {
         };
         let mut tasks = vec![
             rtsp_task,
+            conn_gate::RefusalLog::spawn_flusher(refusals.clone()),
             events::EventFeed::spawn_publisher(app.clone()),
             tokio::spawn(store_server_samples(app.clone())),
             http::spawn(
                 http_listener,
                 app,
-                conn_gate::ConnectionGate::new("http", config.http_gate(), budget),
+                conn_gate::ConnectionGate::new(
+                    "http",
+                    config.http_gate(),
+                    budget,
+                    refusals.clone(),
+                ),
                 config.limits.http_timeouts,
             ),
         ];
@@ -227,7 +239,7 @@ async fn store_server_samples(app: http::App) {
             tracing::debug!(dropped, "server latency samples dropped (queue full)");
         }
         for batch in samples.chunks(SERVER_SAMPLE_BATCH) {
-            if let Err(e) = app.record_samples(batch.to_vec()).await {
+            if let Err(e) = app.record_samples(batch.to_vec(), true).await {
                 tracing::warn!(error = %e, "cannot store the server's latency samples");
             }
         }

@@ -17,7 +17,12 @@ const AGGREGATE_EVERY: Duration = Duration::from_secs(1);
 /// Retention runs this often at most (and twice per raw window when that is shorter).
 const RETAIN_EVERY: Duration = Duration::from_secs(30);
 
-type Insert = (Vec<Sample>, oneshot::Sender<Result<usize, StoreError>>);
+/// Samples, whether they are the server's own (never refused for the series cap), the answer.
+type Insert = (
+    Vec<Sample>,
+    bool,
+    oneshot::Sender<Result<usize, StoreError>>,
+);
 type Query = (
     MetricsQuery,
     oneshot::Sender<Result<Vec<Point>, StoreError>>,
@@ -58,10 +63,19 @@ impl MetricsStore {
         Ok(MetricsStore { inserts, queries })
     }
 
-    /// Inserts a batch; `Ok` means committed.
+    /// Inserts a batch of clients' samples; `Ok` means committed.
     pub async fn insert(&self, samples: Vec<Sample>) -> Result<usize, StoreError> {
+        self.insert_from(samples, false).await
+    }
+
+    /// Inserts a batch of the server's own samples (exempt from the series cap).
+    pub async fn insert_own(&self, samples: Vec<Sample>) -> Result<usize, StoreError> {
+        self.insert_from(samples, true).await
+    }
+
+    async fn insert_from(&self, samples: Vec<Sample>, own: bool) -> Result<usize, StoreError> {
         let (tx, rx) = oneshot::channel();
-        if self.inserts.send((samples, tx)).is_err() {
+        if self.inserts.send((samples, own, tx)).is_err() {
             return gone();
         }
         rx.await.unwrap_or_else(|_| gone())
@@ -89,8 +103,13 @@ fn serve(mut store: Store, inserts: std_mpsc::Receiver<Insert>, retain_every: Du
     loop {
         let wait = next_aggregate.saturating_duration_since(Instant::now());
         match inserts.recv_timeout(wait) {
-            Ok((samples, reply)) => {
-                let _ = reply.send(store.insert(&samples));
+            Ok((samples, own, reply)) => {
+                let inserted = if own {
+                    store.insert_own(&samples)
+                } else {
+                    store.insert(&samples)
+                };
+                let _ = reply.send(inserted);
             }
             Err(std_mpsc::RecvTimeoutError::Timeout) => {}
             Err(std_mpsc::RecvTimeoutError::Disconnected) => break,

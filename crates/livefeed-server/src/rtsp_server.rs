@@ -34,7 +34,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::conn_gate::{self, ConnectionGate, Permit, RefusalLog};
+use crate::conn_gate::{self, ConnectionGate, Permit};
 use crate::hub::{
     Delivery, Hub, PublishError, Publisher, PublisherInfo, ReaderInfo, StreamInfo, SubscribeError,
     Subscription,
@@ -101,7 +101,6 @@ pub fn spawn_listener(
         auth,
         udp_destinations: Arc::default(),
     };
-    let accept_errors = RefusalLog::default();
     tokio::spawn(async move {
         loop {
             match listener.accept().await {
@@ -115,7 +114,8 @@ pub fn spawn_listener(
                 },
                 Err(e) => {
                     let nobody = SocketAddr::from(([0, 0, 0, 0], 0));
-                    accept_errors.note("rtsp", "connections not accepted", &e.to_string(), nobody);
+                    gate.log()
+                        .note("rtsp", "connections not accepted", &e.to_string(), nobody);
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
             }

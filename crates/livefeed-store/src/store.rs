@@ -38,6 +38,8 @@ pub struct Retained {
     pub folded: u64,
     /// The file was over its size budget and older data went early.
     pub shrunk: bool,
+    /// A reader kept the WAL from being checkpointed (the file shrinks at the next run).
+    pub checkpoint_blocked: bool,
 }
 
 /// The longest range answered from raw samples (exact percentiles), ms; longer ranges are
@@ -132,6 +134,12 @@ impl Store {
         self.insert_at(samples, unix_now_ms())
     }
 
+    /// [`Store::insert`] for the server's own samples: never refused for the series cap (which
+    /// bounds what clients name, and must not let them shut the server's own figures out).
+    pub fn insert_own(&mut self, samples: &[Sample]) -> Result<usize, StoreError> {
+        self.insert_capped(samples, unix_now_ms(), usize::MAX)
+    }
+
     /// Stores `samples` in one transaction and returns how many. All or nothing: a batch longer
     /// than [`StoreConfig::max_batch`] is [`StoreError::TooMany`]; the first sample that fails
     /// [`Sample::validate`], or whose `unix_ms` lies before `now_unix_ms - raw_retention` (or
@@ -141,6 +149,15 @@ impl Store {
     /// survive a process crash and a restart (and a power loss under
     /// [`crate::Durability::PowerLoss`]).
     pub fn insert_at(&mut self, samples: &[Sample], now_unix_ms: i64) -> Result<usize, StoreError> {
+        self.insert_capped(samples, now_unix_ms, self.config.max_series)
+    }
+
+    fn insert_capped(
+        &mut self,
+        samples: &[Sample],
+        now_unix_ms: i64,
+        max_series: usize,
+    ) -> Result<usize, StoreError> {
         if samples.len() > self.config.max_batch {
             return Err(StoreError::TooMany {
                 len: samples.len(),
@@ -154,7 +171,7 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let ids = series_ids(&tx, &rows, self.config.max_series)?;
+        let ids = series_ids(&tx, &rows, max_series)?;
         let mut seconds = HashSet::new();
         {
             let mut put = tx.prepare_cached(
@@ -263,7 +280,9 @@ impl Store {
         let Some(max_bytes) = self.config.max_bytes else {
             return Ok(done);
         };
-        while self.file_size()? > max_bytes {
+        // A blocked checkpoint leaves the freed pages in the file: shrinking further would only
+        // delete more (the next run, with the checkpoint done, sees the true size).
+        while !done.checkpoint_blocked && self.file_size()? > max_bytes {
             if raw_keep > MIN_RAW_KEEP_MS {
                 raw_keep = (raw_keep / 2).max(MIN_RAW_KEEP_MS);
             } else if agg_keep > MIN_AGGREGATE_KEEP_MS {
@@ -276,6 +295,7 @@ impl Store {
             done.aggregates_deleted += more.aggregates_deleted;
             done.folded += more.folded;
             done.shrunk = true;
+            done.checkpoint_blocked = more.checkpoint_blocked;
         }
         if done.shrunk {
             tracing::warn!(
@@ -335,7 +355,7 @@ impl Store {
         if done.raw_deleted + done.aggregates_deleted > 0 {
             self.incremental_vacuum()?;
         }
-        self.checkpoint()?;
+        done.checkpoint_blocked = !self.checkpoint()?;
         tracing::debug!(?done, raw_floor, "metrics retention applied");
         Ok(done)
     }
@@ -381,22 +401,29 @@ impl Store {
     }
 
     /// Checkpoints the WAL into the database and truncates it.
-    fn checkpoint(&self) -> Result<(), StoreError> {
-        let (busy, log, done): (i64, i64, i64) =
+    /// Returns whether it completed: a reader in the middle of a query blocks it, and then it
+    /// gives up at once rather than hold up inserts (the next retention run tries again).
+    fn checkpoint(&self) -> Result<bool, StoreError> {
+        self.conn.busy_timeout(Duration::ZERO)?;
+        let result: Result<(i64, i64, i64), _> =
             self.conn
                 .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
                     Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                })?;
+                });
+        self.conn.busy_timeout(BUSY_TIMEOUT)?;
+        let (busy, log, done) = result?;
         if busy != 0 {
             tracing::debug!(log, done, "metrics WAL checkpoint blocked by a reader");
         }
-        Ok(())
+        Ok(busy == 0)
     }
 
     /// Checkpoints and closes, reporting errors that dropping would swallow. Dropping the store
     /// is also safe: committed data is in the WAL, which SQLite replays on the next open.
     pub fn close(self) -> Result<(), StoreError> {
-        self.checkpoint()?;
+        if !self.checkpoint()? {
+            tracing::debug!("metrics WAL left for the next open (a reader was active)");
+        }
         self.conn.close().map_err(|(_, e)| StoreError::Sqlite(e))
     }
 }
@@ -628,13 +655,17 @@ impl StoreReader {
         Ok(StoreReader { conn })
     }
 
-    /// [`Store::query`], on this connection (the raw floor is read from the file each time).
+    /// [`Store::query`], on this connection: the raw floor and every series are read in one
+    /// read transaction, so retention running meanwhile cannot answer half a range.
     pub fn query(&self, q: &MetricsQuery) -> Result<Vec<Point>, StoreError> {
-        let raw_floor_ms: i64 = self.conn.query_row(
+        let snapshot = self.conn.unchecked_transaction()?;
+        let raw_floor_ms: i64 = snapshot.query_row(
             "SELECT value FROM meta WHERE key = 'raw_floor_ms'",
             [],
             |r| r.get(0),
         )?;
-        query_points(&self.conn, raw_floor_ms, q)
+        let points = query_points(&snapshot, raw_floor_ms, q)?;
+        snapshot.finish()?;
+        Ok(points)
     }
 }

@@ -11,6 +11,7 @@ use livefeed_media::h264::{nal_type, nal_unit_type};
 use livefeed_media::sdp::H264Track;
 use livefeed_media::{timecode, AccessUnit};
 use livefeed_rtsp::client::{Received, RtspPlayer, RtspPublisher, TransportKind};
+use livefeed_rtsp::client_auth::without_userinfo;
 use livefeed_server::Server;
 use livefeed_source::capture::{self, CaptureHandle, CaptureSettings, Encoded, SourceSpec};
 use livefeed_source::decoder::H264Decoder;
@@ -52,7 +53,7 @@ pub async fn publish(job: PublishJob) -> anyhow::Result<()> {
         publish_capture(&job, &mut capture).await?;
         let ended = tokio::task::spawn_blocking(move || capture.join()).await?;
         match (ended, camera_device(&job)) {
-            (Err(e), Some(device)) if !job.stop.is_cancelled() => {
+            (Err(e), Some(device)) if !job.stop.is_cancelled() && camera_gone(&e) => {
                 tracing::warn!(
                     "camera {device} lost: {e:#}; retrying every {} s",
                     CAMERA_RETRY.as_secs()
@@ -72,6 +73,21 @@ pub async fn publish(job: PublishJob) -> anyhow::Result<()> {
         }
     }
 }
+
+/// Whether a capture error means the camera went away (unplugged, driver unbound, stopped
+/// delivering): worth waiting for; anything else (the encoder failing) ends publishing.
+fn camera_gone(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::raw_os_error)
+            .is_some_and(|code| DEVICE_GONE.contains(&code))
+            || cause.to_string().contains("delivered no frame")
+    })
+}
+
+/// Linux errno values of a device that is gone: ENODEV (19), EIO (5), ENXIO (6), ENOENT (2).
+const DEVICE_GONE: [i32; 4] = [19, 5, 6, 2];
 
 /// The camera device being published, if the source is one.
 fn camera_device(job: &PublishJob) -> Option<&str> {
@@ -117,7 +133,8 @@ async fn reopen_camera(
 /// caller learns from [`CaptureHandle::join`]); errors are the server's side.
 async fn publish_capture(job: &PublishJob, capture: &mut CaptureHandle) -> anyhow::Result<()> {
     let (width, height, fps) = capture.format;
-    tracing::info!(url = %job.url, width, height, fps, "publishing");
+    let shown = without_userinfo(&job.url);
+    tracing::info!(url = %shown, width, height, fps, "publishing");
     let first = tokio::select! {
         f = capture.frames.recv() => f,
         _ = job.stop.cancelled() => return Ok(()),
@@ -128,7 +145,7 @@ async fn publish_capture(job: &PublishJob, capture: &mut CaptureHandle) -> anyho
     let (sps, pps) = parameter_sets(&first.au).context("the first access unit has no SPS/PPS")?;
     let mut publisher = RtspPublisher::connect(&job.url, job.transport, &sps, &pps, RTSP_TIMEOUT)
         .await
-        .with_context(|| format!("cannot publish to {}", job.url))?;
+        .with_context(|| format!("cannot publish to {shown}"))?;
     let mut next = Some(first);
     while let Some(encoded) = next.take() {
         publisher
@@ -177,10 +194,11 @@ pub async fn receive(job: ReceiveJob) -> anyhow::Result<()> {
             _ = job.stop.cancelled() => return Ok(()),
         }
     }
+    let shown = without_userinfo(&job.url);
     let mut player = RtspPlayer::connect(&job.url, job.transport, job.timeout)
         .await
-        .with_context(|| format!("cannot read the stream {}", job.url))?;
-    tracing::info!(url = %job.url, "receiving");
+        .with_context(|| format!("cannot read the stream {shown}"))?;
+    tracing::info!(url = %shown, "receiving");
     let (tx, rx) = std_mpsc::sync_channel::<Received>(64);
     let track = player.track().clone();
     let stats = job.stats.clone();
@@ -208,7 +226,7 @@ pub async fn receive(job: ReceiveJob) -> anyhow::Result<()> {
                     break Ok(());
                 }
             }
-            Err(e) => break Err(anyhow::Error::new(e).context(format!("reading {}", job.url))),
+            Err(e) => break Err(anyhow::Error::new(e).context(format!("reading {shown}"))),
         }
     };
     player.close().await;

@@ -167,6 +167,11 @@ fn livefeeds_own_clients_take_credentials_from_the_url() {
         let out = livefeed_receiver(&wrong, 2, &[]).wait(Duration::from_secs(30));
         assert!(!out.success, "{methods}: a wrong password must fail");
         assert!(out.stderr.contains("401"), "{methods}: {}", out.stderr);
+        assert!(
+            !out.stderr.contains("viewer:wrong@"),
+            "the client never prints a URL's password: {}",
+            out.stderr
+        );
         assert_no_secrets(server);
     }
 }

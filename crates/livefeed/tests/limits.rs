@@ -41,6 +41,14 @@ fn session_and_reader_caps_refuse_the_one_too_many() {
         &format!("OPTIONS {url} RTSP/1.0\r\nCSeq: 1\r\n\r\n"),
     );
     assert!(reply.starts_with("RTSP/1.0 503"), "{reply}");
+    assert!(
+        reply.contains("CSeq: 1\r\n"),
+        "the 503 answers the request's CSeq: {reply}"
+    );
+    assert!(
+        reply.contains("max-rtsp-sessions"),
+        "and names the cap: {reply}"
+    );
     // Once one leaves, a new connection is served again.
     drop(third);
     retry(Duration::from_secs(5), || {

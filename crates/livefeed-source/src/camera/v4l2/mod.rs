@@ -6,7 +6,7 @@
 //! It speaks to the kernel through [`sys`], hand-written bindings checked against the kernel
 //! headers, so building livefeed needs no libclang.
 
-pub mod sys;
+mod sys;
 
 use std::fs::File;
 use std::io;

@@ -221,23 +221,28 @@ pub struct Buffer {
 }
 
 /// A zeroed value of one of the plain-data structs above (all of them are valid zeroed).
-pub fn zeroed<T: PlainData>() -> T {
+pub(crate) fn zeroed<T: PlainData>() -> T {
     // SAFETY: `PlainData` is implemented only for the `repr(C)` structs of this module, made of
     // integers, arrays and unions of them, for which all-zero bytes are a valid value.
     unsafe { std::mem::zeroed() }
 }
 
 /// The structs of this module: `repr(C)`, integers only, valid when zeroed.
-pub trait PlainData: Copy {}
-impl PlainData for Capability {}
-impl PlainData for FmtDesc {}
-impl PlainData for FrmSizeEnum {}
-impl PlainData for FrmIvalEnum {}
-impl PlainData for Format {}
-impl PlainData for StreamParm {}
-impl PlainData for RequestBuffers {}
-impl PlainData for Buffer {}
-impl PlainData for i32 {}
+///
+/// # Safety
+/// Implement only for `repr(C)` types made of integers (and arrays and unions of them), for
+/// which every bit pattern, all zeroes included, is a valid value.
+pub(crate) unsafe trait PlainData: Copy {}
+// SAFETY: each is `repr(C)` integers, arrays and unions of integers only.
+unsafe impl PlainData for Capability {}
+unsafe impl PlainData for FmtDesc {}
+unsafe impl PlainData for FrmSizeEnum {}
+unsafe impl PlainData for FrmIvalEnum {}
+unsafe impl PlainData for Format {}
+unsafe impl PlainData for StreamParm {}
+unsafe impl PlainData for RequestBuffers {}
+unsafe impl PlainData for Buffer {}
+unsafe impl PlainData for i32 {}
 
 /// Linux's `_IOC` encoding (x86, ARM, RISC-V: 2 direction bits, 14 size bits).
 const fn ioc(dir: libc::c_ulong, nr: u8, size: usize) -> libc::c_ulong {
@@ -258,7 +263,6 @@ const fn iowr<T>(nr: u8) -> libc::c_ulong {
 
 pub const VIDIOC_QUERYCAP: libc::c_ulong = ior::<Capability>(0);
 pub const VIDIOC_ENUM_FMT: libc::c_ulong = iowr::<FmtDesc>(2);
-pub const VIDIOC_G_FMT: libc::c_ulong = iowr::<Format>(4);
 pub const VIDIOC_S_FMT: libc::c_ulong = iowr::<Format>(5);
 pub const VIDIOC_REQBUFS: libc::c_ulong = iowr::<RequestBuffers>(8);
 pub const VIDIOC_QUERYBUF: libc::c_ulong = iowr::<Buffer>(9);
@@ -273,8 +277,9 @@ pub const VIDIOC_ENUM_FRAMEINTERVALS: libc::c_ulong = iowr::<FrmIvalEnum>(75);
 
 /// Issues `request` on `fd` with `arg`, retrying on `EINTR`. `request` must be one of the
 /// `VIDIOC_*` constants above and `T` the struct it is declared with (its size is part of the
-/// request number, so the kernel reads and writes exactly `size_of::<T>()` bytes).
-pub fn ioctl<T: PlainData>(
+/// request number, so the kernel reads and writes exactly `size_of::<T>()` bytes); private to
+/// this crate's V4L2 backend, whose every call pairs them so.
+pub(crate) fn ioctl<T: PlainData>(
     fd: BorrowedFd<'_>,
     request: libc::c_ulong,
     arg: &mut T,
@@ -325,7 +330,7 @@ int main(void) {
   S(v4l2_requestbuffers) O(v4l2_requestbuffers, flags)
   S(v4l2_buffer) O(v4l2_buffer, timestamp) O(v4l2_buffer, sequence) O(v4l2_buffer, m)
   O(v4l2_buffer, length) O(v4l2_buffer, request_fd)
-  I(VIDIOC_QUERYCAP) I(VIDIOC_ENUM_FMT) I(VIDIOC_G_FMT) I(VIDIOC_S_FMT) I(VIDIOC_REQBUFS)
+  I(VIDIOC_QUERYCAP) I(VIDIOC_ENUM_FMT) I(VIDIOC_S_FMT) I(VIDIOC_REQBUFS)
   I(VIDIOC_QUERYBUF) I(VIDIOC_QBUF) I(VIDIOC_DQBUF) I(VIDIOC_STREAMON) I(VIDIOC_STREAMOFF)
   I(VIDIOC_G_PARM) I(VIDIOC_S_PARM) I(VIDIOC_ENUM_FRAMESIZES) I(VIDIOC_ENUM_FRAMEINTERVALS)
   I(V4L2_BUF_TYPE_VIDEO_CAPTURE) I(V4L2_MEMORY_MMAP) I(V4L2_FIELD_NONE) I(V4L2_CAP_VIDEO_CAPTURE)
@@ -414,10 +419,9 @@ int main(void) {
                 offset_of!(Buffer, request_fd)
             ),
         ];
-        let numbers: [(&str, libc::c_ulong); 30] = [
+        let numbers: [(&str, libc::c_ulong); 29] = [
             ("VIDIOC_QUERYCAP", VIDIOC_QUERYCAP),
             ("VIDIOC_ENUM_FMT", VIDIOC_ENUM_FMT),
-            ("VIDIOC_G_FMT", VIDIOC_G_FMT),
             ("VIDIOC_S_FMT", VIDIOC_S_FMT),
             ("VIDIOC_REQBUFS", VIDIOC_REQBUFS),
             ("VIDIOC_QUERYBUF", VIDIOC_QUERYBUF),
