@@ -561,6 +561,7 @@ fn a_metrics_flood_is_bounded_and_others_are_served() {
         worst_query < 4000.0,
         "the chart query took {worst_query} ms"
     );
+    fresh_clients_are_served(server, Duration::from_secs(3));
     // Invented series: beyond 50 the batch is refused whole.
     let body = samples_json("invented", |i| format!("c{i}"), 60);
     let (status, text) = post_from(
