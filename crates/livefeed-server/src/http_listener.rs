@@ -15,6 +15,7 @@
 
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -143,10 +144,18 @@ async fn refuse(mut stream: TcpStream, refusal: Refusal) {
     let _ = tokio::time::timeout(Duration::from_secs(2), stream.write_all(reply.as_bytes())).await;
     let _ = stream.shutdown().await;
     // Read (briefly, a bounded amount) what the client sent before closing: closing with unread
-    // bytes resets the connection, and the client might never see the answer.
-    let mut sink = [0u8; 4096];
-    let _ = tokio::time::timeout(Duration::from_millis(200), stream.read(&mut sink)).await;
+    // bytes resets the connection, and the client might never see the answer. Only for a few
+    // at a time: under a flood of refusals, each held descriptor counts.
+    if PENDING_REFUSALS.fetch_add(1, Ordering::AcqRel) < MAX_DRAINED_REFUSALS {
+        let mut sink = [0u8; 4096];
+        let _ = tokio::time::timeout(Duration::from_millis(200), stream.read(&mut sink)).await;
+    }
+    PENDING_REFUSALS.fetch_sub(1, Ordering::AcqRel);
 }
+
+/// Refused connections drained before closing at once, at most (beyond, closed at once).
+const MAX_DRAINED_REFUSALS: usize = 32;
+static PENDING_REFUSALS: AtomicUsize = AtomicUsize::new(0);
 
 /// A TCP stream that reports every byte it moves to its connection's [`Activity`].
 struct Tracked {
