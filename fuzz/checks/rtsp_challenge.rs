@@ -12,8 +12,13 @@ pub fn check(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     let challenges: Vec<&str> = text.lines().collect();
     let parsed = parse_challenges(challenges.iter().copied());
-    if let Some(Challenge::Digest { realm, nonce, .. }) = &parsed {
-        let _ = (realm, nonce);
+    if let Some(Challenge::Digest { .. }) = &parsed {
+        // Both keys are required: a Digest is never taken without them.
+        let lower = text.to_ascii_lowercase();
+        assert!(
+            lower.contains("realm") && lower.contains("nonce"),
+            "{text:?}"
+        );
         assert!(challenges
             .iter()
             .any(|c| c.trim_start().to_ascii_lowercase().starts_with("digest")));

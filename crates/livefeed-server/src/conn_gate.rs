@@ -187,6 +187,22 @@ pub struct ConnectionGate {
     epoch: Instant,
     state: Mutex<State>,
     log: Arc<RefusalLog>,
+    /// Refused connections being given a moment before they are closed.
+    slow_refusals: AtomicUsize,
+}
+
+/// Refused connections of one listener that may be given a moment (their request read, for
+/// its CSeq or so that the close does not reset the answer) at once; beyond, a refused
+/// connection is answered and closed at once: a flood of refusals must not hold descriptors.
+pub const MAX_SLOW_REFUSALS: usize = 32;
+
+/// A refused connection's place among its listener's slow refusals; freed when dropped.
+pub struct SlowRefusal(Arc<ConnectionGate>);
+
+impl Drop for SlowRefusal {
+    fn drop(&mut self) {
+        self.0.slow_refusals.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl ConnectionGate {
@@ -205,7 +221,16 @@ impl ConnectionGate {
             epoch: Instant::now(),
             state: Mutex::new(State::default()),
             log,
+            slow_refusals: AtomicUsize::new(0),
         })
+    }
+
+    /// A place for a refused connection to be given a moment before it is closed, if fewer
+    /// than [`MAX_SLOW_REFUSALS`] have one.
+    pub fn slow_refusal(self: &Arc<Self>) -> Option<SlowRefusal> {
+        let taken = self.slow_refusals.fetch_add(1, Ordering::AcqRel);
+        let slot = SlowRefusal(self.clone());
+        (taken < MAX_SLOW_REFUSALS).then_some(slot)
     }
 
     /// Where this gate's (and its listener's) refusals are logged.

@@ -15,7 +15,6 @@
 
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -29,7 +28,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tower::ServiceExt;
 
-use crate::conn_gate::{Activity, ConnectionGate, Permit, Refusal};
+use crate::conn_gate::{Activity, ConnectionGate, Permit, Refusal, SlowRefusal};
 use crate::http::Conn;
 
 /// The timeouts of HTTP connections.
@@ -84,7 +83,7 @@ pub async fn serve(
                 ));
             }
             Err(refusal) => {
-                tokio::spawn(refuse(stream, refusal));
+                tokio::spawn(refuse(stream, refusal, gate.slow_refusal()));
             }
         }
     }
@@ -131,7 +130,7 @@ async fn serve_connection(
 }
 
 /// Answers a refused connection with its reason and closes it.
-async fn refuse(mut stream: TcpStream, refusal: Refusal) {
+async fn refuse(mut stream: TcpStream, refusal: Refusal, slow: Option<SlowRefusal>) {
     let status = match refusal {
         Refusal::PerAddress { .. } => "429 Too Many Requests",
         Refusal::Full { .. } => "503 Service Unavailable",
@@ -146,16 +145,11 @@ async fn refuse(mut stream: TcpStream, refusal: Refusal) {
     // Read (briefly, a bounded amount) what the client sent before closing: closing with unread
     // bytes resets the connection, and the client might never see the answer. Only for a few
     // at a time: under a flood of refusals, each held descriptor counts.
-    if PENDING_REFUSALS.fetch_add(1, Ordering::AcqRel) < MAX_DRAINED_REFUSALS {
+    if slow.is_some() {
         let mut sink = [0u8; 4096];
         let _ = tokio::time::timeout(Duration::from_millis(200), stream.read(&mut sink)).await;
     }
-    PENDING_REFUSALS.fetch_sub(1, Ordering::AcqRel);
 }
-
-/// Refused connections drained before closing at once, at most (beyond, closed at once).
-const MAX_DRAINED_REFUSALS: usize = 32;
-static PENDING_REFUSALS: AtomicUsize = AtomicUsize::new(0);
 
 /// A TCP stream that reports every byte it moves to its connection's [`Activity`].
 struct Tracked {

@@ -8,7 +8,6 @@
 //! read timeout. Nothing a connection does can block the hub.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,6 +17,7 @@ use livefeed_media::clock::{elapsed_ms, unix_now_ns};
 use livefeed_media::rtp::{DepacketizeError, Depacketized, DepacketizerLimits, H264Depacketizer};
 use livefeed_media::sdp::{offer_h264, H264Track, OfferParams};
 use livefeed_media::{sei, AccessUnit};
+use livefeed_rtsp::client_auth::without_userinfo;
 use livefeed_rtsp::framing::{Frame, FrameReader, FramingError, Limits};
 use livefeed_rtsp::rtp_sender::{RtpSender, PAYLOAD_TYPE};
 use livefeed_rtsp::server_session::{
@@ -109,7 +109,7 @@ pub fn spawn_listener(
                         tokio::spawn(serve_connection(stream, peer, shared.clone(), permit));
                     }
                     Err(refusal) => {
-                        tokio::spawn(refuse_connection(stream, refusal));
+                        tokio::spawn(refuse_connection(stream, refusal, gate.slow_refusal()));
                     }
                 },
                 Err(e) => {
@@ -130,19 +130,18 @@ pub const ANNOUNCE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a refused connection may take to send its first request (for its CSeq).
 const REFUSAL_READ_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Refused connections whose first request is still awaited, at most (beyond, the 503 goes
-/// out at once without a CSeq: a flood of refusals must not hold descriptors).
-const MAX_PENDING_REFUSALS: usize = 32;
-static PENDING_REFUSALS: AtomicUsize = AtomicUsize::new(0);
-
-/// Answers a connection the gate refused: reads its first request (briefly, a bounded
-/// amount) so the 503 carries its CSeq, says why, and closes it.
-async fn refuse_connection(mut stream: TcpStream, refusal: conn_gate::Refusal) {
+/// Answers a connection the gate refused: reads its first request (briefly, a bounded amount,
+/// when it has a `slow` place; else the 503 goes out at once without a CSeq) so the 503
+/// carries its CSeq, says why, and closes it.
+async fn refuse_connection(
+    mut stream: TcpStream,
+    refusal: conn_gate::Refusal,
+    slow: Option<conn_gate::SlowRefusal>,
+) {
     let mut head = vec![0u8; 4096];
     let mut filled = 0;
     let deadline = tokio::time::Instant::now() + REFUSAL_READ_TIMEOUT;
-    let pending = PENDING_REFUSALS.fetch_add(1, Ordering::AcqRel);
-    while pending < MAX_PENDING_REFUSALS
+    while slow.is_some()
         && filled < head.len()
         && !head[..filled].windows(4).any(|w| w == b"\r\n\r\n")
     {
@@ -151,7 +150,7 @@ async fn refuse_connection(mut stream: TcpStream, refusal: conn_gate::Refusal) {
             _ => break,
         }
     }
-    PENDING_REFUSALS.fetch_sub(1, Ordering::AcqRel);
+    drop(slow);
     let cseq = cseq_of(&head[..filled])
         .map(|c| format!("CSeq: {c}\r\n"))
         .unwrap_or_default();
@@ -322,7 +321,7 @@ fn log_exchange(
     let status: u16 = resp.status().into();
     let uri = req
         .request_uri()
-        .map(redact_userinfo)
+        .map(|url| without_userinfo(url.as_str()))
         .unwrap_or_else(|| "*".into());
     if status >= 400 {
         warn!(%peer, method, uri, status, reason = resp.reason_phrase(), "RTSP request refused");
@@ -994,15 +993,4 @@ impl UdpRecord {
             }
         }
     }
-}
-
-/// A URI for logs, without any user or password in it.
-fn redact_userinfo(url: &rtsp_types::Url) -> String {
-    if url.username().is_empty() && url.password().is_none() {
-        return url.as_str().to_string();
-    }
-    let mut clean = url.clone();
-    let _ = clean.set_username("");
-    let _ = clean.set_password(None);
-    clean.as_str().to_string()
 }

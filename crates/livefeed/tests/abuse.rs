@@ -15,13 +15,12 @@ use common::*;
 /// A TCP connection to `port` on 127.0.0.1 from the source address `ip`, or `None` when the
 /// server's kernel queue did not take it within a second.
 fn connect_from(ip: [u8; 4], port: u16) -> Option<TcpStream> {
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).ok()?;
-    socket.bind(&SocketAddr::from((ip, 0)).into()).ok()?;
-    let to = SocketAddr::from(([127, 0, 0, 1], port));
-    socket
-        .connect_timeout(&to.into(), Duration::from_secs(1))
-        .ok()?;
-    Some(socket.into())
+    tcp_from(
+        ip,
+        SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_secs(1),
+    )
+    .ok()
 }
 
 /// Raises this test process's soft open-file limit to its hard one (through util-linux's

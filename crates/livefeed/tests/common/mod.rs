@@ -464,13 +464,8 @@ impl Raw {
 
     /// [`Raw::connect_from`] to the RTSP address `addr` (`ip:port`).
     pub fn connect_to_from(addr: &str, ip: [u8; 4]) -> Raw {
-        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
-            .expect("socket");
-        let local = std::net::SocketAddr::from((ip, 0));
-        socket.bind(&local.into()).expect("bind the source address");
         let addr: std::net::SocketAddr = addr.parse().expect("addr");
-        socket.connect(&addr.into()).expect("connect");
-        let stream: TcpStream = socket.into();
+        let stream = tcp_from(ip, addr, Duration::from_secs(5)).expect("connect");
         stream
             .set_read_timeout(Some(Duration::from_millis(200)))
             .expect("timeout");
@@ -812,4 +807,17 @@ pub fn announce(conn: &mut Raw, url: &str) -> (u16, String) {
         "ANNOUNCE {url} RTSP/1.0\r\nCSeq: 1\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{SDP}",
         SDP.len()
     ))
+}
+
+/// A TCP connection to `to` whose source address is `ip` (any 127.x.y.z works on Linux
+/// loopback), within `timeout`.
+pub fn tcp_from(
+    ip: [u8; 4],
+    to: std::net::SocketAddr,
+    timeout: Duration,
+) -> std::io::Result<TcpStream> {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    socket.bind(&std::net::SocketAddr::from((ip, 0)).into())?;
+    socket.connect_timeout(&to.into(), timeout)?;
+    Ok(socket.into())
 }
