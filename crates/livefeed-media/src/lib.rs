@@ -12,6 +12,7 @@
 //! - [`clock`]: wall-clock helpers shared by every stage that measures latency.
 //! - [`path`]: stream path names, the same for every protocol.
 //! - [`latency`]: per-stage latency samples and their percentiles.
+//! - [`track`]: the tracks beside the video (audio, …) and their RTP payloads.
 #![warn(missing_docs)]
 
 pub mod access_unit;
@@ -24,8 +25,9 @@ pub mod rtp;
 pub mod sdp;
 pub mod sei;
 pub mod timecode;
+pub mod track;
 
-pub use access_unit::{AccessUnit, CaptureStamp};
+pub use access_unit::{AccessUnit, CaptureStamp, VIDEO_CLOCK_RATE};
 
 /// One frame at 30 fps in 90 kHz ticks: the frame duration assumed until two frames of a
 /// stream have been seen.

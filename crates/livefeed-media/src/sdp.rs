@@ -1,6 +1,8 @@
-//! SDP for H.264 over RTP (RFC 6184 §8): the description livefeed offers to readers, and the
-//! video description it accepts from publishers (ANNOUNCE). Parsing and writing of SDP lines is
-//! done by `sdp-types`; this module only knows which lines matter for H.264.
+//! SDP for H.264 over RTP (RFC 6184 §8) and the tracks beside it: the description livefeed
+//! offers to readers, and the stream it accepts from publishers (ANNOUNCE): one H.264 video
+//! track and any other tracks, each kept as a [`TrackDescription`] and offered back as it was.
+//! Parsing and writing of SDP lines is done by `sdp-types`; this module only knows which lines
+//! matter.
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
@@ -8,6 +10,11 @@ use bytes::Bytes;
 use sdp_types::{Attribute, Connection, Media, Origin, Session, Time};
 
 use crate::h264::{nal_type, nal_unit_type};
+use crate::track::TrackDescription;
+
+/// Media sections a publisher's SDP may have at most (one video and a few audio tracks in
+/// practice).
+pub const MAX_TRACKS: usize = 8;
 
 /// The H.264 video track of a stream, as SDP describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +50,36 @@ pub enum SdpError {
     /// `sprop-parameter-sets` holds something that is not base64.
     #[error("sprop-parameter-sets is not base64: {0:?}")]
     BadParameterSets(String),
+    /// More media sections than [`MAX_TRACKS`].
+    #[error("SDP has {0} media sections; at most {MAX_TRACKS} are accepted")]
+    TooManyTracks(usize),
+    /// A section livefeed cannot carry (no payload type, or no clock rate).
+    #[error("SDP media section {index} ({media}) has no payload type with a known clock rate")]
+    UnusableTrack {
+        /// Position of the section in the SDP, from 0.
+        index: usize,
+        /// Its media type.
+        media: String,
+    },
+}
+
+/// What a publisher announced: its H.264 video track and every other track.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnnouncedStream {
+    /// The H.264 video track.
+    pub video: H264Track,
+    /// The other tracks, in the order of the SDP (offered as tracks 1, 2, …).
+    pub others: Vec<TrackDescription>,
+}
+
+impl AnnouncedStream {
+    /// The `a=control` of every track as announced: the video first, then the others (`None`
+    /// where the section had none).
+    pub fn controls(&self) -> Vec<Option<&str>> {
+        std::iter::once(self.video.control.as_deref())
+            .chain(self.others.iter().map(|t| t.control.as_deref()))
+            .collect()
+    }
 }
 
 /// What the offered SDP says about the stream.
@@ -58,6 +95,8 @@ pub struct OfferParams<'a> {
     pub origin_address: String,
     /// The `a=control` value of the video track, relative to the session URL.
     pub track_control: &'a str,
+    /// Other tracks, offered after the video with `a=control:trackID=1`, `trackID=2`, …
+    pub others: &'a [TrackDescription],
 }
 
 /// Builds the SDP livefeed answers DESCRIBE with: one H.264 track, packetization-mode 1,
@@ -86,6 +125,11 @@ pub fn offer_h264(params: &OfferParams<'_>) -> String {
         .attributes
         .push(Attribute::with_value("control", "*"));
     session.medias.push(video_media(params));
+    for (i, track) in params.others.iter().enumerate() {
+        session
+            .medias
+            .push(track_media(track, &format!("trackID={}", i + 1)));
+    }
     let mut out = Vec::new();
     // Writing into a Vec cannot fail.
     let _ = session.write(&mut out);
@@ -125,9 +169,95 @@ fn video_media(params: &OfferParams<'_>) -> Media {
     media
 }
 
+/// The media section of a track other than the video, as the publisher described it.
+fn track_media(track: &TrackDescription, control: &str) -> Media {
+    let pt = track.payload_type;
+    let mut media = Media {
+        media: track.media.clone(),
+        port: 0,
+        num_ports: None,
+        proto: "RTP/AVP".into(),
+        fmt: pt.to_string(),
+        media_title: None,
+        connections: Vec::new(),
+        bandwidths: Vec::new(),
+        key: None,
+        attributes: Vec::new(),
+    };
+    if let Some(rtpmap) = &track.rtpmap {
+        media
+            .attributes
+            .push(Attribute::with_value("rtpmap", format!("{pt} {rtpmap}")));
+    }
+    if let Some(fmtp) = &track.fmtp {
+        media
+            .attributes
+            .push(Attribute::with_value("fmtp", format!("{pt} {fmtp}")));
+    }
+    media
+        .attributes
+        .push(Attribute::with_value("control", control));
+    media
+}
+
+/// Reads a publisher's SDP: its first H.264/90000 video track, and every other media section
+/// as a [`TrackDescription`] (its first payload type).
+pub fn parse_announced(sdp: &[u8]) -> Result<AnnouncedStream, SdpError> {
+    let session = Session::parse(sdp).map_err(|e| SdpError::Syntax(e.to_string()))?;
+    if session.medias.len() > MAX_TRACKS {
+        return Err(SdpError::TooManyTracks(session.medias.len()));
+    }
+    let video = h264_of(&session)?;
+    let mut others = Vec::new();
+    for (index, media) in session.medias.iter().enumerate() {
+        if std::ptr::eq(media, video.1) {
+            continue;
+        }
+        let unusable = || SdpError::UnusableTrack {
+            index,
+            media: truncate(&media.media, 32),
+        };
+        let pt = media
+            .fmt
+            .split_whitespace()
+            .next()
+            .and_then(|f| f.parse::<u8>().ok())
+            .filter(|pt| *pt < 128)
+            .ok_or_else(unusable)?;
+        let control = media.get_first_attribute_value("control").flatten();
+        let track = TrackDescription::new(
+            &media.media,
+            pt,
+            attribute_of(media, "rtpmap", pt),
+            attribute_of(media, "fmtp", pt),
+            control,
+        )
+        .ok_or_else(unusable)?;
+        others.push(track);
+    }
+    Ok(AnnouncedStream {
+        video: video.0,
+        others,
+    })
+}
+
+/// The value of `a=<name>:<pt> <value>` in `media`.
+fn attribute_of<'m>(media: &'m Media, name: &'m str, pt: u8) -> Option<&'m str> {
+    let prefix = format!("{pt} ");
+    media
+        .get_attribute_values(name)
+        .flatten()
+        .find_map(|v| v.strip_prefix(prefix.as_str()))
+}
+
 /// Reads the first H.264/90000 video track from a publisher's SDP.
 pub fn parse_h264_track(sdp: &[u8]) -> Result<H264Track, SdpError> {
     let session = Session::parse(sdp).map_err(|e| SdpError::Syntax(e.to_string()))?;
+    h264_of(&session).map(|(track, _)| track)
+}
+
+/// The first H.264/90000 video track of a session, and its media section.
+fn h264_of(session: &Session) -> Result<(H264Track, &Media), SdpError> {
     let videos: Vec<&Media> = session
         .medias
         .iter()
@@ -141,7 +271,7 @@ pub fn parse_h264_track(sdp: &[u8]) -> Result<H264Track, SdpError> {
         for value in media.get_attribute_values("rtpmap").flatten() {
             last_rtpmap = value.to_string();
             if let Some(pt) = h264_payload_type(value)? {
-                return track_from_media(media, pt);
+                return Ok((track_from_media(media, pt)?, media));
             }
         }
     }
@@ -240,6 +370,7 @@ mod tests {
             payload_type: 96,
             origin_address: "127.0.0.1".into(),
             track_control: "trackID=0",
+            others: &[],
         })
     }
 
@@ -347,5 +478,74 @@ a=control:streamid=0\r\n";
             Ok(t) => assert!(t.sps.as_ref().is_none_or(|s| s.len() <= 45_000)),
             Err(e) => assert!(!e.to_string().is_empty()),
         }
+    }
+
+    /// What ffmpeg 5.1 sends for `-c:v libx264 -c:a aac -f rtsp`.
+    const FFMPEG_AV_SDP: &str = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=No Name\r\n\
+c=IN IP4 127.0.0.1\r\nt=0 0\r\na=tool:libavformat 59.27.100\r\nm=video 0 RTP/AVP 96\r\n\
+a=rtpmap:96 H264/90000\r\na=fmtp:96 packetization-mode=1; sprop-parameter-sets=Z2QAHqzZQKA9oQAAAwABAAADADIPFi2W,aOvjyyLA; profile-level-id=64001E\r\n\
+a=control:streamid=0\r\nm=audio 0 RTP/AVP 97\r\nb=AS:128\r\n\
+a=rtpmap:97 MPEG4-GENERIC/44100/2\r\n\
+a=fmtp:97 profile-level-id=1;mode=AAC-hbr;sizelength=13;indexlength=3;indexdeltalength=3; config=121056E500\r\n\
+a=control:streamid=1\r\n";
+
+    #[test]
+    fn an_audio_track_beside_the_video_is_kept_and_offered_back() {
+        let stream = parse_announced(FFMPEG_AV_SDP.as_bytes()).expect("parses");
+        assert_eq!(stream.video.control.as_deref(), Some("streamid=0"));
+        assert_eq!(stream.others.len(), 1);
+        let aac = &stream.others[0];
+        assert_eq!(aac.codec, crate::track::Codec::Aac);
+        assert_eq!(aac.clock_rate, 44_100);
+        assert_eq!(
+            stream.controls(),
+            vec![Some("streamid=0"), Some("streamid=1")]
+        );
+        let offer = offer_h264(&OfferParams {
+            sps: SPS,
+            pps: PPS,
+            payload_type: 96,
+            origin_address: "127.0.0.1".into(),
+            track_control: "trackID=0",
+            others: &stream.others,
+        });
+        assert!(offer.contains("m=audio 0 RTP/AVP 97\r\n"), "{offer}");
+        assert!(
+            offer.contains("a=rtpmap:97 MPEG4-GENERIC/44100/2\r\n"),
+            "{offer}"
+        );
+        assert!(
+            offer.contains("config=121056E500\r\na=control:trackID=1\r\n"),
+            "{offer}"
+        );
+        let back = parse_announced(offer.as_bytes()).expect("own offer parses");
+        assert_eq!(back.others[0].fmtp, aac.fmtp);
+        assert_eq!(back.others[0].control.as_deref(), Some("trackID=1"));
+    }
+
+    #[test]
+    fn audio_first_then_video_is_understood() {
+        let sdp = "v=0\r\no=- 0 0 IN IP4 1.2.3.4\r\ns=x\r\nt=0 0\r\nm=audio 0 RTP/AVP 0\r\n\
+a=control:a\r\nm=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=control:v\r\n";
+        let stream = parse_announced(sdp.as_bytes()).expect("parses");
+        assert_eq!(stream.video.control.as_deref(), Some("v"));
+        assert_eq!(stream.others[0].codec, crate::track::Codec::Pcmu);
+    }
+
+    #[test]
+    fn unusable_or_too_many_sections_are_refused() {
+        let head = "v=0\r\no=- 0 0 IN IP4 1.2.3.4\r\ns=x\r\nt=0 0\r\nm=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n";
+        let no_rate = format!("{head}m=audio 0 RTP/AVP 97\r\n");
+        assert!(matches!(
+            parse_announced(no_rate.as_bytes()),
+            Err(SdpError::UnusableTrack { index: 1, .. })
+        ));
+        let many = format!("{head}{}", "m=audio 0 RTP/AVP 0\r\n".repeat(MAX_TRACKS));
+        assert!(matches!(
+            parse_announced(many.as_bytes()),
+            Err(SdpError::TooManyTracks(9))
+        ));
+        let no_video = "v=0\r\no=- 0 0 IN IP4 1.2.3.4\r\ns=x\r\nt=0 0\r\nm=audio 0 RTP/AVP 0\r\n";
+        assert_eq!(parse_announced(no_video.as_bytes()), Err(SdpError::NoVideo));
     }
 }

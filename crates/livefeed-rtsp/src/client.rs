@@ -284,6 +284,7 @@ impl RtspPublisher {
             payload_type: PAYLOAD_TYPE,
             origin_address: conn.peer.ip().to_string(),
             track_control: "trackID=0",
+            others: &[],
         });
         let req = conn.session.announce(sdp);
         conn.roundtrip(req).await?;

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use livefeed_media::clock::{unix_now_ns, unix_ns_to_ntp};
 use livefeed_media::rtcp::SenderReport;
 use livefeed_media::rtp::H264Packetizer;
+use livefeed_media::track::{PacketWriter, TrackPacket};
 use livefeed_media::AccessUnit;
 
 use crate::server_session::PlayStart;
@@ -130,6 +131,84 @@ impl RtpSender {
             octet_count: self.octet_count,
         };
         Some(report.to_bytes())
+    }
+}
+
+/// One outgoing stream of a non-video track: the publisher's payloads re-stamped with this
+/// stream's SSRC, sequence numbers and timestamp base, and a sender report once a second that
+/// maps the wall clock at sending to the latest RTP time (as the video's does when its frames
+/// carry no capture stamp).
+pub struct TrackSender {
+    writer: PacketWriter,
+    first_seq: u16,
+    last_sr: Option<Instant>,
+    packet_count: u32,
+    octet_count: u32,
+}
+
+impl TrackSender {
+    /// A stream for payload type `payload_type` with random identifiers.
+    pub fn new(payload_type: u8) -> Self {
+        let first_seq = rand::random();
+        TrackSender {
+            writer: PacketWriter::new(rand::random(), payload_type, first_seq, rand::random()),
+            first_seq,
+            last_sr: None,
+            packet_count: 0,
+            octet_count: 0,
+        }
+    }
+
+    /// Where the stream starts, for RTP-Info.
+    pub fn start(&self, first_pts: u64) -> PlayStart {
+        PlayStart {
+            seq: self.first_seq,
+            rtptime: self.writer.rtp_time(first_pts),
+        }
+    }
+
+    /// Appends the RTP packet of `packet` to `rtp`, and returns a sender report when one is
+    /// due.
+    pub fn write(
+        &mut self,
+        packet: &TrackPacket,
+        now: Instant,
+        rtp: &mut Vec<u8>,
+    ) -> Option<Vec<u8>> {
+        self.writer.write(packet, rtp);
+        self.packet_count = self.packet_count.wrapping_add(1);
+        self.octet_count = self.octet_count.wrapping_add(packet.payload.len() as u32);
+        if self
+            .last_sr
+            .is_some_and(|t| now.saturating_duration_since(t) < SR_INTERVAL)
+        {
+            return None;
+        }
+        self.last_sr = Some(now);
+        let report = SenderReport {
+            ssrc: self.writer.ssrc(),
+            ntp: unix_ns_to_ntp(unix_now_ns()),
+            rtp_timestamp: self.writer.rtp_time(packet.pts),
+            packet_count: self.packet_count,
+            octet_count: self.octet_count,
+        };
+        Some(report.to_bytes())
+    }
+
+    /// [`TrackSender::write`] as `$`-framed interleaved bytes appended to `out`.
+    pub fn interleave(
+        &mut self,
+        packet: &TrackPacket,
+        now: Instant,
+        channels: (u8, u8),
+        out: &mut Vec<u8>,
+    ) {
+        let mut rtp = Vec::with_capacity(packet.payload.len() + 12);
+        let sr = self.write(packet, now, &mut rtp);
+        push_interleaved(out, channels.0, &rtp);
+        if let Some(sr) = sr {
+            push_interleaved(out, channels.1, &sr);
+        }
     }
 }
 

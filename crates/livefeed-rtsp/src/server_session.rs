@@ -5,20 +5,26 @@
 //! for what only the server knows (stream descriptions, sockets, the hub), and returns the
 //! response to write. It never panics on peer input and never touches a socket.
 //!
-//! One connection holds at most one session with one track (livefeed streams are single-track
-//! H.264). The session lives as long as the connection: a `Session` id that is not this
-//! connection's gets 454, so an id cannot be used from another connection or address.
+//! One connection holds at most one session, with one SETUP per track: a publisher sets up the
+//! tracks it announced (matched by their `a=control`), a reader the tracks livefeed offered
+//! (`trackID=0` is the H.264 video, `trackID=1`… the others; a URL without a track is the
+//! video). Every track of a session uses the same lower transport. The session lives as long
+//! as the connection: a `Session` id that is not this connection's gets 454, so an id cannot be
+//! used from another connection or address.
+//!
+//! A request is validated whole (URL, headers, state) before the handler is asked to act, so a
+//! refused request has started nothing.
 //!
 //! States: `Init` → (ANNOUNCE) → `Init` with an announced stream → (SETUP) → `Ready` →
 //! (PLAY) → `Playing` or (RECORD) → `Recording`; TEARDOWN returns to `Init`.
 
-use livefeed_media::sdp::{parse_h264_track, H264Track};
+use livefeed_media::sdp::{parse_announced, AnnouncedStream};
 use rtsp_types::headers;
 use rtsp_types::{Method, Request, Response, StatusCode, Url, Version};
 
 use crate::transport::{self, TransportRequest};
 
-/// The `a=control` of the single track livefeed offers.
+/// The `a=control` of the video track livefeed offers (track `N` is `trackID=N`).
 pub const TRACK_CONTROL: &str = "trackID=0";
 /// Seconds of silence after which a server may drop an idle session (sent as `timeout=`).
 pub const SESSION_TIMEOUT_SECS: u64 = 60;
@@ -105,17 +111,18 @@ pub trait SessionHandler {
     fn authorize(&mut self, request: &AuthContext<'_>) -> Result<(), Refusal>;
     /// The SDP describing `path` for a reader; `base` is the URL the SDP is relative to.
     fn describe(&mut self, path: &str) -> Result<String, Refusal>;
-    /// A publisher announces `track` on `path`.
-    fn announce(&mut self, path: &str, track: &H264Track) -> Result<(), Refusal>;
-    /// Sets up the transport (binds UDP sockets when asked for UDP).
+    /// A publisher announces `stream` on `path`.
+    fn announce(&mut self, path: &str, stream: &AnnouncedStream) -> Result<(), Refusal>;
+    /// Sets up the transport of `track` (binds UDP sockets when asked for UDP).
     fn setup(
         &mut self,
         path: &str,
         role: Role,
+        track: usize,
         transport: &TransportRequest,
     ) -> Result<ServerTransport, Refusal>;
-    /// Starts sending media to the reader.
-    fn play(&mut self, path: &str) -> Result<PlayStart, Refusal>;
+    /// Starts sending media of every set-up track to the reader: where each track starts.
+    fn play(&mut self, path: &str) -> Result<Vec<(usize, PlayStart)>, Refusal>;
     /// Starts accepting media from the publisher.
     fn record(&mut self, path: &str) -> Result<(), Refusal>;
     /// Stops whatever the session started and releases its resources.
@@ -134,14 +141,15 @@ enum State {
 struct SetUp {
     path: String,
     role: Role,
-    transport: TransportRequest,
+    /// Set-up tracks and their transports, in SETUP order.
+    tracks: Vec<(usize, TransportRequest)>,
 }
 
 /// The state of one RTSP connection's session.
 pub struct ServerSession {
     id: String,
     state: State,
-    announced: Option<(String, H264Track)>,
+    announced: Option<(String, AnnouncedStream)>,
     setup: Option<SetUp>,
 }
 
@@ -164,9 +172,11 @@ impl ServerSession {
         &self.id
     }
 
-    /// The transport set up, with its role, once SETUP succeeded.
+    /// The transport of the first track set up, with the role, once SETUP succeeded (every
+    /// track of a session has the same lower transport).
     pub fn transport(&self) -> Option<(Role, TransportRequest)> {
-        self.setup.as_ref().map(|s| (s.role, s.transport))
+        let setup = self.setup.as_ref()?;
+        setup.tracks.first().map(|(_, t)| (setup.role, *t))
     }
 
     /// Whether media is flowing (PLAY or RECORD done).
@@ -264,39 +274,40 @@ impl ServerSession {
                 "ANNOUNCE needs Content-Type: application/sdp",
             ));
         }
-        let track = parse_h264_track(req.body())
+        let stream = parse_announced(req.body())
             .map_err(|e| Refusal::new(StatusCode::BadRequest, e.to_string()))?;
-        handler.announce(&path, &track)?;
-        self.announced = Some((path, track));
+        handler.announce(&path, &stream)?;
+        self.announced = Some((path, stream));
         Ok(self.ok())
     }
 
     fn setup(&mut self, req: &Request<Vec<u8>>, handler: &mut dyn SessionHandler) -> Reply {
-        if self.setup.is_some() {
-            return Err(Refusal::new(
-                StatusCode::AggregateOperationNotAllowed,
-                "this session already has its track set up",
-            ));
+        if self.is_streaming() {
+            return Err(not_in_state("SETUP while streaming"));
         }
         let transports = req
             .typed_header::<headers::Transports>()
             .map_err(|_| Refusal::new(StatusCode::BadRequest, "malformed Transport header"))?;
         let transport = transport::choose(transports.as_ref())
             .map_err(|e| Refusal::new(StatusCode::UnsupportedTransport, e.to_string()))?;
-        let (path, role) = self.setup_target(request_url(req)?, transport.record)?;
+        let (path, role, track) = self.setup_target(request_url(req)?, transport.record)?;
+        self.check_joins_session(&path, role, track, &transport)?;
         authorize(req, handler, role, &path)?;
-        let server = handler.setup(&path, role, &transport)?;
+        let server = handler.setup(&path, role, track, &transport)?;
         let reply = transport::reply_header(
             &transport.lower,
             server.server_ports,
             server.ssrc,
             role == Role::Record,
         );
-        self.setup = Some(SetUp {
-            path,
-            role,
-            transport,
-        });
+        self.setup
+            .get_or_insert_with(|| SetUp {
+                path,
+                role,
+                tracks: Vec::new(),
+            })
+            .tracks
+            .push((track, transport));
         self.state = State::Ready;
         Ok(Response::builder(Version::V1_0, StatusCode::Ok)
             .header(headers::TRANSPORT, reply)
@@ -304,37 +315,73 @@ impl ServerSession {
             .build(Vec::new()))
     }
 
-    /// Which path and role a SETUP URL refers to.
-    fn setup_target(&self, url: &Url, record_mode: bool) -> Result<(String, Role), Refusal> {
-        let full = path_of(url)?;
-        if let Some((announced, _)) = &self.announced {
-            if full == *announced || full.starts_with(&format!("{announced}/")) {
-                return Ok((announced.clone(), Role::Record));
-            }
+    /// Whether a SETUP of `track` on `path` as `role` over `transport` fits the tracks the
+    /// session has set up already.
+    fn check_joins_session(
+        &self,
+        path: &str,
+        role: Role,
+        track: usize,
+        transport: &TransportRequest,
+    ) -> Result<(), Refusal> {
+        let Some(setup) = &self.setup else {
+            return Ok(());
+        };
+        if setup.path != path {
             return Err(Refusal::new(
-                StatusCode::BadRequest,
-                format!("SETUP for {full:?} but the session announced {announced:?}"),
+                StatusCode::AggregateOperationNotAllowed,
+                format!("this session is set up for {:?}, not {path:?}", setup.path),
             ));
+        }
+        if setup.role != role {
+            return Err(not_in_state("SETUP for the other direction"));
+        }
+        if setup.tracks.iter().any(|(t, _)| *t == track) {
+            return Err(Refusal::new(
+                StatusCode::AggregateOperationNotAllowed,
+                format!("track {track} is already set up in this session"),
+            ));
+        }
+        for (_, other) in &setup.tracks {
+            transport::check_compatible(&other.lower, &transport.lower)
+                .map_err(|e| Refusal::new(StatusCode::UnsupportedTransport, e))?;
+        }
+        Ok(())
+    }
+
+    /// Which path, role and track a SETUP URL refers to.
+    fn setup_target(&self, url: &Url, record_mode: bool) -> Result<(String, Role, usize), Refusal> {
+        let full = path_of(url)?;
+        if let Some((announced, stream)) = &self.announced {
+            let track = announced_track(url, &full, announced, stream).ok_or_else(|| {
+                Refusal::new(
+                    StatusCode::BadRequest,
+                    format!("SETUP for {full:?} matches no track the session announced on {announced:?}"),
+                )
+            })?;
+            return Ok((announced.clone(), Role::Record, track));
         }
         if record_mode {
             return Err(not_in_state("SETUP with mode=record before ANNOUNCE"));
         }
-        let path = full
-            .strip_suffix(&format!("/{TRACK_CONTROL}"))
-            .map(str::to_string)
-            .unwrap_or(full);
-        Ok((path, Role::Play))
+        Ok(offered_track(full)).map(|(path, track)| (path, Role::Play, track))
     }
 
     fn play(&mut self, req: &Request<Vec<u8>>, handler: &mut dyn SessionHandler) -> Reply {
-        let path = self.ready_for(Role::Play, "PLAY")?;
-        let start = handler.play(&path)?;
-        self.state = State::Playing;
         let url = request_url(req)?.as_str().trim_end_matches('/').to_string();
-        let rtp_info = format!(
-            "url={url}/{TRACK_CONTROL};seq={};rtptime={}",
-            start.seq, start.rtptime
-        );
+        let path = self.ready_for(Role::Play, "PLAY")?;
+        let starts = handler.play(&path)?;
+        self.state = State::Playing;
+        let rtp_info = starts
+            .iter()
+            .map(|(track, start)| {
+                format!(
+                    "url={url}/trackID={track};seq={};rtptime={}",
+                    start.seq, start.rtptime
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(",");
         Ok(Response::builder(Version::V1_0, StatusCode::Ok)
             .header(headers::SESSION, self.session_value())
             .header(headers::RANGE, "npt=0.000-")
@@ -342,7 +389,8 @@ impl ServerSession {
             .build(Vec::new()))
     }
 
-    fn record(&mut self, _req: &Request<Vec<u8>>, handler: &mut dyn SessionHandler) -> Reply {
+    fn record(&mut self, req: &Request<Vec<u8>>, handler: &mut dyn SessionHandler) -> Reply {
+        request_url(req)?;
         let path = self.ready_for(Role::Record, "RECORD")?;
         handler.record(&path)?;
         self.state = State::Recording;
@@ -383,6 +431,41 @@ impl ServerSession {
     fn session_value(&self) -> String {
         format!("{};timeout={SESSION_TIMEOUT_SECS}", self.id)
     }
+}
+
+/// The track of `full` (a SETUP URL's path) among those announced on `announced`: the one
+/// whose `a=control` names it, relative to the path or as an absolute URL; with a single
+/// track, any URL under the path.
+fn announced_track(
+    url: &Url,
+    full: &str,
+    announced: &str,
+    stream: &AnnouncedStream,
+) -> Option<usize> {
+    let controls = stream.controls();
+    let named = controls.iter().position(|control| {
+        control.is_some_and(|c| {
+            let c = c.trim();
+            if c.contains("://") {
+                Url::parse(c).is_ok_and(|u| u.path() == url.path())
+            } else {
+                full == format!("{announced}/{}", c.trim_start_matches('/'))
+            }
+        })
+    });
+    let under = full == announced || full.starts_with(&format!("{announced}/"));
+    named.or_else(|| (controls.len() == 1 && under).then_some(0))
+}
+
+/// The path and track a reader's SETUP URL names: `path/trackID=N` is track `N`, anything else
+/// the path's video (track 0).
+fn offered_track(full: String) -> (String, usize) {
+    if let Some((path, last)) = full.rsplit_once('/') {
+        if let Some(n) = last.strip_prefix("trackID=").and_then(|n| n.parse().ok()) {
+            return (path.to_string(), n);
+        }
+    }
+    (full, 0)
 }
 
 fn options_response() -> Response<Vec<u8>> {

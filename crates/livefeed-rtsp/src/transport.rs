@@ -128,6 +128,28 @@ fn check_pair(
     Ok(())
 }
 
+/// Whether a second track's transport `next` can join a session whose track uses `first`:
+/// the same lower transport, and other channels or ports.
+pub fn check_compatible(first: &LowerTransport, next: &LowerTransport) -> Result<(), String> {
+    match (first, next) {
+        (
+            LowerTransport::Tcp { rtp_channel: a, .. },
+            LowerTransport::Tcp { rtp_channel: b, .. },
+        ) if a == b => Err(format!(
+            "interleaved channels {b}-{} are already used by another track",
+            u16::from(*b) + 1
+        )),
+        (LowerTransport::Udp { rtp_port: a, .. }, LowerTransport::Udp { rtp_port: b, .. })
+            if a == b =>
+        {
+            Err(format!("client_port {b} is already used by another track"))
+        }
+        (LowerTransport::Tcp { .. }, LowerTransport::Tcp { .. })
+        | (LowerTransport::Udp { .. }, LowerTransport::Udp { .. }) => Ok(()),
+        _ => Err("every track of a session must use the same lower transport (TCP or UDP)".into()),
+    }
+}
+
 /// The `Transport` header value a server answers SETUP with.
 pub fn reply_header(
     lower: &LowerTransport,

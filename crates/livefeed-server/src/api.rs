@@ -2,7 +2,7 @@
 //!
 //! | route | what |
 //! |---|---|
-//! | `GET /api/v1/paths` | every path with a publisher or readers: publisher, stream, readers |
+//! | `GET /api/v1/paths` | every path with a publisher or readers: publisher, stream, its tracks and the outputs carrying each, readers |
 //! | `GET /api/v1/paths/{path}` | one path, 404 if unknown |
 //! | `POST /api/v1/metrics` | `{"samples":[{path, stage, client, unix_ms, latency_ms}]}` (Content-Type: application/json, 415 otherwise; 403 from a page of another origin or name) → `{"accepted": n}` once committed |
 //! | `GET /api/v1/metrics?path=&stage=&client=&since=&until=&step=` | points per stage/client and bucket (ms; defaults: the last 5 minutes, 1 s steps) |
@@ -111,9 +111,30 @@ fn path_json(app: &App, p: &PathSnapshot, sources: &[(String, SourceParams)]) ->
         "frames_in": p.frames_in,
         "bytes_in": p.bytes_in,
         "dropped_frames": p.drops,
+        "skipped_after_loss": p.skipped_after_loss,
+        "tracks": tracks_json(p),
         "test_source": source,
         "recording": app.recordings.is_recording(&p.name),
     })
+}
+
+/// Every track of the path's stream and the outputs that carry it: the H.264 video goes
+/// everywhere; other tracks are passed through RTSP only (for now).
+fn tracks_json(p: &PathSnapshot) -> Vec<Value> {
+    let Some(stream) = &p.stream else {
+        return Vec::new();
+    };
+    let video = json!({
+        "id": 0, "media": "video", "codec": "h264", "clock_rate": livefeed_media::VIDEO_CLOCK_RATE,
+        "outputs": ["rtsp", "hls", "webrtc", "recording"],
+    });
+    let others = stream.others.iter().enumerate().map(|(i, t)| {
+        json!({
+            "id": i + 1, "media": t.media, "codec": t.codec.name(), "clock_rate": t.clock_rate,
+            "outputs": ["rtsp"],
+        })
+    });
+    std::iter::once(video).chain(others).collect()
 }
 
 fn running_sources(app: &App) -> Vec<(String, SourceParams)> {

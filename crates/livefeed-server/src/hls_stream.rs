@@ -188,7 +188,10 @@ async fn run(stream: Arc<HlsStream>, mut sub: Subscription, mut files: Option<Hl
         frame_ticks: DEFAULT_FRAME_TICKS,
     };
     while let Some(delivery) = sub.recv().await {
-        let au = &delivery.frame.au;
+        let Some(au) = delivery.frame.video() else {
+            sub.note_not_carried("LL-HLS", &delivery.frame);
+            continue;
+        };
         if let Err(e) = update_track(&stream, au, files.as_mut()) {
             warn!(path = %stream.path, error = %e, "cannot describe the stream for LL-HLS");
             continue;

@@ -1,4 +1,10 @@
-//! The path hub: one publisher per path fans access units out to any number of readers.
+//! The path hub: one publisher per path fans its frames out to any number of readers.
+//!
+//! A path's stream is an H.264 video track (track 0) and any other tracks (audio, …) the
+//! publisher announced ([`TrackDescription`]); a [`HubFrame`] is a video access unit or one
+//! RTP payload of another track ([`TrackPacket`]). Keyframes are the video's: the GOP cache
+//! starts at one, a reader that falls behind skips every track to the next one, and payloads
+//! of other tracks are dropped until the path's first video frame sets the timeline.
 //!
 //! Contract:
 //! - [`Hub::claim_publisher`] reserves a path for one publisher (a second one is refused) and
@@ -14,8 +20,12 @@
 //! - [`Hub::snapshot`] describes every path for the API: publisher (with uptime, fps and
 //!   bitrate over the last second), readers with their protocol, address and drops.
 //! - Every keyframe handed to readers carries SPS and PPS in front of its slices.
+//! - After loss at ingest ([`Publisher::publish_received`] with `lost_before`), the path's
+//!   video skips to the next keyframe: no reader or cache gets a picture that may reference a
+//!   lost one. Such skipped frames are counted per path.
 //! - Timestamps stay monotonic for readers across publishers: a new publisher's `pts` are
-//!   shifted to continue one frame after the previous publisher's last frame.
+//!   shifted to continue one frame after the previous publisher's last frame; other tracks
+//!   are shifted by the same time, in their own clock.
 //! - A path whose publisher left keeps its readers for [`HubLimits::publisher_grace`]; if no
 //!   publisher returns by then, every reader is disconnected (their subscriptions end).
 
@@ -27,7 +37,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use livefeed_media::h264::{nal_type, nal_unit_type, SpsInfo};
-use livefeed_media::{AccessUnit, DEFAULT_FRAME_TICKS};
+use livefeed_media::track::{TrackDescription, TrackPacket};
+use livefeed_media::{AccessUnit, DEFAULT_FRAME_TICKS, VIDEO_CLOCK_RATE};
 use tokio::sync::mpsc;
 
 /// Limits of the hub.
@@ -37,7 +48,7 @@ pub struct HubLimits {
     pub reader_queue: usize,
     /// Access units kept in the GOP cache at most (a stream without keyframes stops caching).
     pub gop_cache_frames: usize,
-    /// Bytes kept in the GOP cache at most.
+    /// Bytes kept in the GOP cache at most (all tracks).
     pub gop_cache_bytes: usize,
     /// How long readers wait for a publisher that left to come back.
     pub publisher_grace: Duration,
@@ -76,23 +87,70 @@ pub struct StreamInfo {
     pub pps: Bytes,
     /// What the SPS says, when it could be read.
     pub sps_info: Option<SpsInfo>,
+    /// The tracks beside the video (track 1, 2, …), as the publisher announced them.
+    pub others: Vec<TrackDescription>,
 }
 
 impl StreamInfo {
     /// Stream info from parameter sets.
     pub fn new(sps: Bytes, pps: Bytes) -> Self {
         let sps_info = SpsInfo::parse(&sps).ok();
-        StreamInfo { sps, pps, sps_info }
+        StreamInfo {
+            sps,
+            pps,
+            sps_info,
+            others: Vec::new(),
+        }
     }
 }
 
-/// One access unit as the hub hands it out.
+/// What a frame of the hub carries.
+#[derive(Debug)]
+pub enum Media {
+    /// A video access unit (track 0).
+    Video(AccessUnit),
+    /// One RTP payload of another track.
+    Packet(TrackPacket),
+}
+
+/// One frame as the hub hands it out.
 #[derive(Debug)]
 pub struct HubFrame {
-    /// The access unit.
-    pub au: AccessUnit,
+    /// The media.
+    pub media: Media,
     /// When it was complete at the server.
     pub ingest: Instant,
+}
+
+impl HubFrame {
+    /// A video frame.
+    pub fn video_frame(au: AccessUnit, ingest: Instant) -> Self {
+        HubFrame {
+            media: Media::Video(au),
+            ingest,
+        }
+    }
+
+    /// The access unit, for a video frame.
+    pub fn video(&self) -> Option<&AccessUnit> {
+        match &self.media {
+            Media::Video(au) => Some(au),
+            Media::Packet(_) => None,
+        }
+    }
+
+    /// Whether this is a video keyframe.
+    pub fn is_keyframe(&self) -> bool {
+        self.video().is_some_and(|au| au.keyframe)
+    }
+
+    /// Payload bytes.
+    pub fn payload_len(&self) -> usize {
+        match &self.media {
+            Media::Video(au) => au.payload_len(),
+            Media::Packet(p) => p.payload.len(),
+        }
+    }
 }
 
 /// An item in a reader's queue.
@@ -246,12 +304,17 @@ struct PublisherSlot {
     since: SystemTime,
     /// Added to this publisher's `pts` (set by its first access unit).
     pts_offset: Option<i64>,
+    /// Video was lost at ingest: frames are skipped until the next keyframe.
+    broken: bool,
 }
 
 #[derive(Default)]
 struct PathInner {
     publisher: Option<PublisherSlot>,
     stream: Option<StreamInfo>,
+    /// The current publisher's tracks beside the video.
+    others: Vec<TrackDescription>,
+    skipped_after_loss: u64,
     gop: Vec<Arc<HubFrame>>,
     gop_bytes: usize,
     readers: Vec<ReaderSlot>,
@@ -303,6 +366,8 @@ pub struct PathSnapshot {
     pub bytes_in: u64,
     /// Frames skipped by all readers so far (those that left included).
     pub drops: u64,
+    /// Video frames skipped at ingest after loss, up to the next keyframe.
+    pub skipped_after_loss: u64,
 }
 
 impl PathSnapshot {
@@ -359,12 +424,24 @@ impl Hub {
         Some(state.clone())
     }
 
-    /// Reserves `path` for a publisher; `stream` is what its SDP announced, if anything.
+    /// Reserves `path` for a publisher of video only; `stream` is what its SDP announced, if
+    /// anything.
     pub fn claim_publisher(
         self: &Arc<Self>,
         path: &str,
         info: PublisherInfo,
         stream: Option<StreamInfo>,
+    ) -> Result<Publisher, PublishError> {
+        self.claim_publisher_with(path, info, stream, Vec::new())
+    }
+
+    /// Reserves `path` for a publisher of video and the tracks `others` (tracks 1, 2, …).
+    pub fn claim_publisher_with(
+        self: &Arc<Self>,
+        path: &str,
+        info: PublisherInfo,
+        stream: Option<StreamInfo>,
+        others: Vec<TrackDescription>,
     ) -> Result<Publisher, PublishError> {
         let state = self
             .path(path)
@@ -387,11 +464,13 @@ impl Hub {
                 info,
                 since: SystemTime::now(),
                 pts_offset: None,
+                broken: false,
             });
             inner.generation += 1;
             if stream.is_some() {
                 inner.stream = stream;
             }
+            inner.others = others;
             inner.gop.clear();
             inner.gop_bytes = 0;
         }
@@ -424,7 +503,9 @@ impl Hub {
         let state = paths.get(path)?;
         let inner = state.lock();
         inner.publisher.as_ref()?;
-        inner.stream.clone()
+        let mut stream = inner.stream.clone()?;
+        stream.others = inner.others.clone();
+        Some(stream)
     }
 
     /// Subscribes one of the server's own readers to `path` (see [`Hub::subscribe_as`]).
@@ -485,6 +566,7 @@ impl Hub {
             id,
             rx,
             drops,
+            not_carried: NotCarried::default(),
         })
     }
 
@@ -544,11 +626,15 @@ fn snapshot_of(name: &str, inner: &mut PathInner, now: Instant) -> PathSnapshot 
             fps,
             bitrate_bps,
         }),
-        stream: inner.stream.clone(),
+        stream: inner.stream.clone().map(|mut s| {
+            s.others = inner.others.clone();
+            s
+        }),
         readers,
         frames_in: inner.frames_in,
         bytes_in: inner.bytes_in,
         drops,
+        skipped_after_loss: inner.skipped_after_loss,
     }
 }
 
@@ -567,20 +653,65 @@ impl Publisher {
 
     /// Hands one access unit to every reader. Keyframes missing SPS/PPS get the known ones.
     /// `false` when another publisher has taken the path over: this one should stop.
-    pub fn publish(&self, mut au: AccessUnit, ingest: Instant) -> bool {
+    pub fn publish(&self, au: AccessUnit, ingest: Instant) -> bool {
+        self.publish_received(au, ingest, false)
+    }
+
+    /// [`Publisher::publish`] for an access unit received from a network: `lost_before` says
+    /// something was lost since the previous one, so the video skips to the next keyframe.
+    pub fn publish_received(&self, mut au: AccessUnit, ingest: Instant, lost_before: bool) -> bool {
         let mut inner = self.state.lock();
-        if inner.publisher.as_ref().is_none_or(|p| p.id != self.id) {
+        let Some(slot) = inner.publisher.as_mut().filter(|p| p.id == self.id) else {
             return false;
+        };
+        slot.broken = (slot.broken || lost_before) && !au.keyframe;
+        if slot.broken {
+            inner.skipped_after_loss += 1;
+            return true;
         }
         if au.keyframe {
             complete_parameter_sets(&mut inner, &mut au);
         }
         continue_timestamps(&mut inner, &mut au);
         let size = au.payload_len();
-        let frame = Arc::new(HubFrame { au, ingest });
+        let frame = Arc::new(HubFrame::video_frame(au, ingest));
         inner.frames_in += 1;
         inner.bytes_in += size as u64;
         inner.rate.record(ingest, size);
+        update_gop_cache(&mut inner, &frame, &self.limits);
+        fan_out(&mut inner, &frame);
+        true
+    }
+
+    /// Hands one payload of track `packet.track` (1, 2, …) to every reader, its `pts` moved
+    /// onto the path's timeline. Dropped before the path's first video frame, and for a track
+    /// this publisher did not announce. `false` as for [`Publisher::publish`].
+    pub fn publish_packet(&self, mut packet: TrackPacket, ingest: Instant) -> bool {
+        let mut inner = self.state.lock();
+        let Some(slot) = inner.publisher.as_ref().filter(|p| p.id == self.id) else {
+            return false;
+        };
+        let Some(offset) = slot.pts_offset else {
+            return true;
+        };
+        let Some(track) = packet
+            .track
+            .checked_sub(1)
+            .and_then(|i| inner.others.get(i))
+        else {
+            return true;
+        };
+        let scaled =
+            i128::from(offset) * i128::from(track.clock_rate) / i128::from(VIDEO_CLOCK_RATE);
+        packet.pts = packet
+            .pts
+            .saturating_add_signed(i64::try_from(scaled).unwrap_or(0));
+        let size = packet.payload.len();
+        let frame = Arc::new(HubFrame {
+            media: Media::Packet(packet),
+            ingest,
+        });
+        inner.bytes_in += size as u64;
         update_gop_cache(&mut inner, &frame, &self.limits);
         fan_out(&mut inner, &frame);
         true
@@ -681,13 +812,13 @@ fn complete_parameter_sets(inner: &mut PathInner, au: &mut AccessUnit) {
 }
 
 fn update_gop_cache(inner: &mut PathInner, frame: &Arc<HubFrame>, limits: &HubLimits) {
-    if frame.au.keyframe {
+    if frame.is_keyframe() {
         inner.gop.clear();
         inner.gop_bytes = 0;
     } else if inner.gop.is_empty() {
         return; // no keyframe to start from: nothing worth caching
     }
-    let size = frame.au.payload_len();
+    let size = frame.payload_len();
     if inner.gop.len() >= limits.gop_cache_frames || inner.gop_bytes + size > limits.gop_cache_bytes
     {
         inner.gop.clear();
@@ -700,8 +831,10 @@ fn update_gop_cache(inner: &mut PathInner, frame: &Arc<HubFrame>, limits: &HubLi
 
 fn fan_out(inner: &mut PathInner, frame: &Arc<HubFrame>) {
     inner.readers.retain_mut(|reader| {
-        if reader.skipping && !frame.au.keyframe {
-            reader.drops.fetch_add(1, Ordering::Relaxed);
+        if reader.skipping && !frame.is_keyframe() {
+            if frame.video().is_some() {
+                reader.drops.fetch_add(1, Ordering::Relaxed);
+            }
             return true;
         }
         match reader.tx.try_send(Delivery {
@@ -714,7 +847,9 @@ fn fan_out(inner: &mut PathInner, frame: &Arc<HubFrame>) {
             }
             Err(mpsc::error::TrySendError::Full(_)) => {
                 reader.skipping = true;
-                reader.drops.fetch_add(1, Ordering::Relaxed);
+                if frame.video().is_some() {
+                    reader.drops.fetch_add(1, Ordering::Relaxed);
+                }
                 true
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,
@@ -728,6 +863,30 @@ pub struct Subscription {
     id: u64,
     rx: mpsc::Receiver<Delivery>,
     drops: Arc<AtomicU64>,
+    not_carried: NotCarried,
+}
+
+/// Remembers which tracks an output said it does not carry, so it says so once per track.
+#[derive(Debug, Default)]
+pub struct NotCarried(u64);
+
+impl NotCarried {
+    /// Logs, the first time per track, that `output` does not carry `frame`'s track.
+    pub fn note(&mut self, path: &str, output: &str, frame: &HubFrame) {
+        let Media::Packet(packet) = &frame.media else {
+            return;
+        };
+        let bit = 1u64 << packet.track.min(63);
+        if self.0 & bit == 0 {
+            self.0 |= bit;
+            tracing::info!(
+                path,
+                output,
+                track = packet.track,
+                "this output does not carry the track yet: its frames are skipped"
+            );
+        }
+    }
 }
 
 impl Subscription {
@@ -744,6 +903,11 @@ impl Subscription {
     /// The path name.
     pub fn path(&self) -> &str {
         &self.state.name
+    }
+
+    /// Logs once per track that `output` skips `frame`'s track (see [`NotCarried`]).
+    pub fn note_not_carried(&mut self, output: &str, frame: &HubFrame) {
+        self.not_carried.note(&self.state.name, output, frame);
     }
 }
 

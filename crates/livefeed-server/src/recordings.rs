@@ -242,7 +242,11 @@ async fn record(
             _ = stop.cancelled() => break,
             d = sub.recv() => match d { Some(d) => d, None => break },
         };
-        let events = match recorder.push(&delivery.frame.au) {
+        let Some(au) = delivery.frame.video() else {
+            sub.note_not_carried("recording", &delivery.frame);
+            continue;
+        };
+        let events = match recorder.push(au) {
             Ok(e) => e,
             Err(e) => {
                 warn!(path, error = %e, "cannot record this access unit");

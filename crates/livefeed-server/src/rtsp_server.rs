@@ -15,11 +15,12 @@ use bytes::Bytes;
 use livefeed_auth::{Action, AuthRequest, Authenticator, Credentials, Decision};
 use livefeed_media::clock::{elapsed_ms, unix_now_ns};
 use livefeed_media::rtp::{DepacketizeError, Depacketized, DepacketizerLimits, H264Depacketizer};
-use livefeed_media::sdp::{offer_h264, H264Track, OfferParams};
+use livefeed_media::sdp::{offer_h264, AnnouncedStream, OfferParams};
+use livefeed_media::track::{PacketTimeline, TrackPacket};
 use livefeed_media::{sei, AccessUnit};
 use livefeed_rtsp::client_auth::without_userinfo;
 use livefeed_rtsp::framing::{Frame, FrameReader, FramingError, Limits};
-use livefeed_rtsp::rtp_sender::{RtpSender, PAYLOAD_TYPE};
+use livefeed_rtsp::rtp_sender::{RtpSender, TrackSender, PAYLOAD_TYPE};
 use livefeed_rtsp::server_session::{
     refusal_response, AuthContext, PlayStart, Refusal, Role, ServerSession, ServerTransport,
     SessionHandler, TRACK_CONTROL,
@@ -36,8 +37,8 @@ use tracing::{debug, info, warn};
 
 use crate::conn_gate::{self, ConnectionGate, Permit};
 use crate::hub::{
-    Delivery, Hub, PublishError, Publisher, PublisherInfo, ReaderInfo, StreamInfo, SubscribeError,
-    Subscription,
+    Delivery, Hub, Media, PublishError, Publisher, PublisherInfo, ReaderInfo, StreamInfo,
+    SubscribeError, Subscription,
 };
 use crate::metrics::ServerMetrics;
 
@@ -179,8 +180,8 @@ fn cseq_of(head: &[u8]) -> Option<u32> {
 enum WriterCommand {
     /// Bytes to write as they are (a response).
     Send(Vec<u8>),
-    /// Start sending a path's media interleaved on these channels.
-    StartPlay(Box<TcpPlay>),
+    /// Start sending a path's media interleaved on the connection.
+    StartPlay(Box<Play>),
     /// Stop sending media.
     StopPlay,
 }
@@ -339,13 +340,21 @@ struct Handler {
     cancel: CancellationToken,
     /// The path claimed by ANNOUNCE until RECORD, and when it was claimed.
     publisher: Option<(Publisher, Instant)>,
-    /// The RTP payload type the publisher announced.
-    payload_type: Option<u8>,
+    /// What the publisher announced.
+    announced: Option<AnnouncedStream>,
+    /// A TCP publisher's media in, once recording.
     ingest: Option<Ingest>,
-    udp: Option<(UdpSocket, UdpSocket)>,
-    udp_claim: Option<UdpClaim>,
-    transport: Option<TransportRequest>,
+    /// The tracks set up, in SETUP order.
+    tracks: Vec<TrackTransport>,
     tasks: Vec<JoinHandle<()>>,
+}
+
+/// One set-up track: its transport and, for UDP, its sockets until PLAY or RECORD takes them.
+struct TrackTransport {
+    track: usize,
+    transport: TransportRequest,
+    udp: Option<(UdpSocket, UdpSocket)>,
+    _claim: Option<UdpClaim>,
 }
 
 impl Handler {
@@ -363,11 +372,9 @@ impl Handler {
             out,
             cancel,
             publisher: None,
-            payload_type: None,
+            announced: None,
             ingest: None,
-            udp: None,
-            udp_claim: None,
-            transport: None,
+            tracks: Vec::new(),
             tasks: Vec::new(),
         }
     }
@@ -406,27 +413,34 @@ impl Handler {
         channel: u8,
         payload: &Bytes,
     ) -> Result<(), String> {
-        let Some(LowerTransport::Tcp {
-            rtp_channel,
-            rtcp_channel,
-        }) = self.transport.map(|t| t.lower)
-        else {
+        let channels: Vec<(usize, u8, u8)> = self
+            .tracks
+            .iter()
+            .filter_map(|t| match t.transport.lower {
+                LowerTransport::Tcp {
+                    rtp_channel,
+                    rtcp_channel,
+                } => Some((t.track, rtp_channel, rtcp_channel)),
+                LowerTransport::Udp { .. } => None,
+            })
+            .collect();
+        if channels.is_empty() {
             warn!(peer = %self.peer, channel, "interleaved frame without a TCP transport set up, closing");
             return Err(format!(
                 "interleaved frame on channel {channel} before SETUP"
             ));
-        };
-        if channel == rtcp_channel {
+        }
+        if channels.iter().any(|(_, _, rtcp)| *rtcp == channel) {
             return Ok(()); // RTCP from a publisher or a reader: nothing to act on yet
         }
-        if channel != rtp_channel {
+        let Some((track, _, _)) = channels.iter().find(|(_, rtp, _)| *rtp == channel) else {
             warn!(peer = %self.peer, channel, "interleaved frame on a channel never set up, closing");
             return Err(format!(
                 "interleaved frame on channel {channel}, which was not set up"
             ));
-        }
+        };
         match &mut self.ingest {
-            Some(ingest) if session.is_streaming() => ingest.push_rtp(payload),
+            Some(ingest) if session.is_streaming() => ingest.push(*track, payload),
             _ => {
                 debug!(peer = %self.peer, "RTP from a peer that is not recording: ignored");
                 Ok(())
@@ -512,10 +526,12 @@ impl SessionHandler for Handler {
             payload_type: PAYLOAD_TYPE,
             origin_address: origin,
             track_control: TRACK_CONTROL,
+            others: &stream.others,
         }))
     }
 
-    fn announce(&mut self, path: &str, track: &H264Track) -> Result<(), Refusal> {
+    fn announce(&mut self, path: &str, announced: &AnnouncedStream) -> Result<(), Refusal> {
+        let track = &announced.video;
         let stream = match (&track.sps, &track.pps) {
             (Some(sps), Some(pps)) => Some(StreamInfo::new(sps.clone(), pps.clone())),
             _ => None,
@@ -527,14 +543,17 @@ impl SessionHandler for Handler {
         let publisher = self
             .shared
             .hub
-            .claim_publisher(path, info, stream)
+            .claim_publisher_with(path, info, stream, announced.others.clone())
             .map_err(|e| match e {
                 PublishError::Busy { .. } => Refusal::new(StatusCode::Forbidden, e.to_string()),
                 PublishError::UnknownPath(_) => Refusal::new(StatusCode::NotFound, e.to_string()),
             })?;
-        info!(peer = %self.peer, path, "publisher announced");
+        let tracks: Vec<String> = std::iter::once("h264".to_string())
+            .chain(announced.others.iter().map(|t| t.codec.name()))
+            .collect();
+        info!(peer = %self.peer, path, tracks = %tracks.join(","), "publisher announced");
         self.publisher = Some((publisher, Instant::now()));
-        self.payload_type = Some(track.payload_type);
+        self.announced = Some(announced.clone());
         Ok(())
     }
 
@@ -542,47 +561,73 @@ impl SessionHandler for Handler {
         &mut self,
         path: &str,
         role: Role,
+        track: usize,
         transport: &TransportRequest,
     ) -> Result<ServerTransport, Refusal> {
-        if role == Role::Play && self.shared.hub.stream_info(path).is_none() {
-            return Err(Refusal::new(
-                StatusCode::NotFound,
-                format!("no stream is being published on path {path:?}"),
-            ));
+        if role == Role::Play {
+            let stream = self.shared.hub.stream_info(path).ok_or_else(|| {
+                Refusal::new(
+                    StatusCode::NotFound,
+                    format!("no stream is being published on path {path:?}"),
+                )
+            })?;
+            if track > stream.others.len() {
+                return Err(Refusal::new(
+                    StatusCode::NotFound,
+                    format!("path {path:?} has no track {track}"),
+                ));
+            }
         }
         let mut server_ports = None;
+        let mut udp = None;
+        let mut claim = None;
         if let LowerTransport::Udp { rtp_port, .. } = transport.lower {
-            let claim = UdpClaim::take(&self.shared.udp_destinations, self.peer.ip(), rtp_port)
-                .ok_or_else(|| {
-                    warn!(peer = %self.peer, rtp_port, "SETUP refused: client_port pair already in use");
-                    Refusal::new(
-                        StatusCode::BadRequest,
-                        format!("client_port {rtp_port} of this address is already used by another session"),
-                    )
-                })?;
-            self.udp_claim = Some(claim);
+            claim = Some(
+                UdpClaim::take(&self.shared.udp_destinations, self.peer.ip(), rtp_port)
+                    .ok_or_else(|| {
+                        warn!(peer = %self.peer, rtp_port, "SETUP refused: client_port pair already in use");
+                        Refusal::new(
+                            StatusCode::BadRequest,
+                            format!("client_port {rtp_port} of this address is already used by another session"),
+                        )
+                    })?,
+            );
             let pair = self.bind_udp()?;
             let a = pair.0.local_addr().map(|a| a.port()).unwrap_or(0);
             server_ports = Some((a, a.wrapping_add(1)));
-            self.udp = Some(pair);
+            udp = Some(pair);
         }
-        self.transport = Some(*transport);
+        self.tracks.push(TrackTransport {
+            track,
+            transport: *transport,
+            udp,
+            _claim: claim,
+        });
         Ok(ServerTransport {
             server_ports,
             ssrc: rand::random(),
         })
     }
 
-    fn play(&mut self, path: &str) -> Result<PlayStart, Refusal> {
-        let transport = self
-            .transport
-            .ok_or_else(|| Refusal::new(StatusCode::MethodNotValidInThisState, "no transport"))?;
-        let protocol = match transport.lower {
-            LowerTransport::Tcp { .. } => "rtsp/tcp",
-            LowerTransport::Udp { .. } => "rtsp/udp",
+    fn play(&mut self, path: &str) -> Result<Vec<(usize, PlayStart)>, Refusal> {
+        let tcp = match self.tracks.first().map(|t| t.transport.lower) {
+            Some(LowerTransport::Tcp { .. }) => true,
+            Some(LowerTransport::Udp { .. }) => false,
+            None => {
+                return Err(Refusal::new(
+                    StatusCode::MethodNotValidInThisState,
+                    "no transport",
+                ))
+            }
         };
+        let stream = self.shared.hub.stream_info(path).ok_or_else(|| {
+            Refusal::new(
+                StatusCode::NotFound,
+                format!("no stream is being published on path {path:?}"),
+            )
+        })?;
         let reader = ReaderInfo {
-            protocol: protocol.into(),
+            protocol: if tcp { "rtsp/tcp" } else { "rtsp/udp" }.into(),
             remote: self.peer.to_string(),
         };
         let sub = self
@@ -595,78 +640,103 @@ impl SessionHandler for Handler {
                     Refusal::new(StatusCode::ServiceUnavailable, e.to_string())
                 }
             })?;
-        let sender = RtpSender::new();
-        let start = sender.start(0);
-        info!(peer = %self.peer, path, "reader started");
-        match transport.lower {
-            LowerTransport::Tcp {
-                rtp_channel,
-                rtcp_channel,
-            } => {
-                let play = TcpPlay::new(sub, sender, (rtp_channel, rtcp_channel));
-                self.out
-                    .try_send(WriterCommand::StartPlay(Box::new(play)))
-                    .map_err(|_| Refusal::new(StatusCode::ServiceUnavailable, "connection busy"))?;
-            }
-            LowerTransport::Udp {
-                rtp_port,
-                rtcp_port,
-            } => {
-                let (rtp, rtcp) = self.udp.take().ok_or_else(|| {
-                    Refusal::new(StatusCode::MethodNotValidInThisState, "no UDP ports")
-                })?;
-                let ip = self.peer.ip();
-                let job = UdpPlay {
-                    sub,
-                    sender,
-                    rtp,
-                    rtcp,
-                    dest: (
-                        SocketAddr::new(ip, rtp_port),
-                        SocketAddr::new(ip, rtcp_port),
-                    ),
-                    peer: self.peer,
-                    metrics: self.shared.metrics.clone(),
-                    session_end: self.cancel.clone(),
-                };
-                self.tasks.push(tokio::spawn(job.run()));
-            }
+        let mut outputs = Vec::new();
+        let mut starts = Vec::new();
+        for t in &mut self.tracks {
+            let sender = if t.track == 0 {
+                TrackOut::Video(RtpSender::new())
+            } else {
+                let pt = stream
+                    .others
+                    .get(t.track - 1)
+                    .map_or(PAYLOAD_TYPE, |d| d.payload_type);
+                TrackOut::Packets(t.track, TrackSender::new(pt))
+            };
+            starts.push((t.track, sender.start()));
+            let destination = match t.transport.lower {
+                LowerTransport::Tcp {
+                    rtp_channel,
+                    rtcp_channel,
+                } => Destination::Interleaved(rtp_channel, rtcp_channel),
+                LowerTransport::Udp {
+                    rtp_port,
+                    rtcp_port,
+                } => {
+                    let (rtp, rtcp) = t.udp.take().ok_or_else(|| {
+                        Refusal::new(StatusCode::MethodNotValidInThisState, "no UDP ports")
+                    })?;
+                    let ip = self.peer.ip();
+                    Destination::Udp(Box::new(UdpOut {
+                        rtp,
+                        rtcp,
+                        rtp_to: SocketAddr::new(ip, rtp_port),
+                        rtcp_to: SocketAddr::new(ip, rtcp_port),
+                    }))
+                }
+            };
+            outputs.push((sender, destination));
         }
-        Ok(start)
+        info!(peer = %self.peer, path, tracks = starts.len(), "reader started");
+        let play = Play {
+            sub,
+            outputs,
+            buf: Vec::with_capacity(256 * 1024),
+        };
+        if tcp {
+            self.out
+                .try_send(WriterCommand::StartPlay(Box::new(play)))
+                .map_err(|_| Refusal::new(StatusCode::ServiceUnavailable, "connection busy"))?;
+        } else {
+            let job = UdpPlay {
+                play,
+                peer: self.peer,
+                metrics: self.shared.metrics.clone(),
+                session_end: self.cancel.clone(),
+            };
+            self.tasks.push(tokio::spawn(job.run()));
+        }
+        Ok(starts)
     }
 
     fn record(&mut self, path: &str) -> Result<(), Refusal> {
-        let (publisher, _) = self.publisher.take().ok_or_else(|| {
-            Refusal::new(
-                StatusCode::MethodNotValidInThisState,
-                "RECORD without ANNOUNCE",
-            )
-        })?;
-        let ingest = Ingest::new(
+        let ((publisher, _), announced) = self
+            .publisher
+            .take()
+            .zip(self.announced.clone())
+            .ok_or_else(|| {
+                Refusal::new(
+                    StatusCode::MethodNotValidInThisState,
+                    "RECORD without ANNOUNCE",
+                )
+            })?;
+        let shared = Arc::new(IngestShared {
             publisher,
-            self.peer,
-            self.shared.metrics.clone(),
-            self.shared.config.depacketizer,
-            self.payload_type,
-        );
-        info!(peer = %self.peer, path, "publisher recording");
-        match self.transport.map(|t| t.lower) {
-            Some(LowerTransport::Udp { .. }) => {
-                let (rtp, rtcp) = self.udp.take().ok_or_else(|| {
-                    Refusal::new(StatusCode::MethodNotValidInThisState, "no UDP ports")
-                })?;
-                let job = UdpRecord {
-                    ingest,
-                    rtp,
-                    rtcp,
-                    peer: self.peer,
-                    read_timeout: self.shared.config.read_timeout,
-                    cancel: self.cancel.clone(),
-                };
-                self.tasks.push(tokio::spawn(job.run()));
+            peer: self.peer,
+            metrics: self.shared.metrics.clone(),
+            started: std::sync::OnceLock::new(),
+            bad_packets: std::sync::atomic::AtomicU64::new(0),
+        });
+        let limits = self.shared.config.depacketizer;
+        let mut tcp_tracks = Vec::new();
+        for t in &mut self.tracks {
+            let ingest = TrackIngest::new(shared.clone(), t.track, &announced, limits);
+            match t.udp.take() {
+                Some((rtp, rtcp)) => {
+                    let job = UdpRecord {
+                        read_timeout: (t.track == 0).then_some(self.shared.config.read_timeout),
+                        ingest,
+                        rtp,
+                        rtcp,
+                        peer: self.peer,
+                        cancel: self.cancel.clone(),
+                    };
+                    self.tasks.push(tokio::spawn(job.run()));
+                }
+                None => tcp_tracks.push((t.track, ingest)),
             }
-            _ => self.ingest = Some(ingest),
         }
+        info!(peer = %self.peer, path, tracks = self.tracks.len(), "publisher recording");
+        self.ingest = Some(Ingest { tracks: tcp_tracks });
         Ok(())
     }
 
@@ -677,9 +747,8 @@ impl SessionHandler for Handler {
         let _ = self.out.try_send(WriterCommand::StopPlay);
         self.ingest = None;
         self.publisher = None;
-        self.udp = None;
-        self.udp_claim = None;
-        self.transport = None;
+        self.announced = None;
+        self.tracks.clear();
     }
 }
 
@@ -712,48 +781,109 @@ impl Drop for UdpClaim {
     }
 }
 
-/// A publisher's RTP turned into access units for the hub.
-struct Ingest {
-    /// Packets of any other payload type are dropped (counted as bad).
-    payload_type: Option<u8>,
-    depacketizer: H264Depacketizer,
+/// What the tracks of one publisher share: its hold on the path, and the moment its first
+/// video frame reached the hub (the zero of every track's timeline).
+struct IngestShared {
     publisher: Publisher,
-    first_ts: Option<u64>,
     peer: SocketAddr,
     metrics: Arc<ServerMetrics>,
-    bad_packets: u64,
+    started: std::sync::OnceLock<Instant>,
+    bad_packets: std::sync::atomic::AtomicU64,
+}
+
+impl IngestShared {
+    /// Logs the first few bad packets and then every 100th, naming the peer and the cause.
+    fn bad_packet(&self, track: usize, cause: &dyn std::fmt::Display) {
+        let count = self
+            .bad_packets
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
+        if count <= 5 || count.is_multiple_of(100) {
+            warn!(peer = %self.peer, path = self.publisher.path(), track, cause = %cause, count, "bad RTP from publisher");
+        }
+    }
+}
+
+/// A TCP publisher's media: each interleaved RTP packet goes to its track.
+struct Ingest {
+    tracks: Vec<(usize, TrackIngest)>,
 }
 
 impl Ingest {
+    /// `Err` once another publisher took the path over (the connection should close).
+    fn push(&mut self, track: usize, packet: &[u8]) -> Result<(), String> {
+        match self.tracks.iter_mut().find(|(t, _)| *t == track) {
+            Some((_, ingest)) => ingest.push(packet),
+            None => Ok(()),
+        }
+    }
+}
+
+/// One track of a publisher, RTP in, hub frames out.
+enum TrackIngest {
+    Video(VideoIngest),
+    Packets(PacketIngest),
+}
+
+impl TrackIngest {
     fn new(
-        publisher: Publisher,
-        peer: SocketAddr,
-        metrics: Arc<ServerMetrics>,
+        shared: Arc<IngestShared>,
+        track: usize,
+        announced: &AnnouncedStream,
         limits: DepacketizerLimits,
-        payload_type: Option<u8>,
     ) -> Self {
-        Ingest {
-            payload_type,
-            depacketizer: H264Depacketizer::with_limits(limits),
-            publisher,
-            first_ts: None,
-            peer,
-            metrics,
-            bad_packets: 0,
+        match track.checked_sub(1).and_then(|i| announced.others.get(i)) {
+            Some(description) => TrackIngest::Packets(PacketIngest {
+                shared,
+                track,
+                timeline: PacketTimeline::new(description.payload_type),
+                clock_rate: description.clock_rate,
+                anchor: None,
+            }),
+            None => TrackIngest::Video(VideoIngest {
+                shared,
+                payload_type: announced.video.payload_type,
+                depacketizer: H264Depacketizer::with_limits(limits),
+                first_ts: None,
+            }),
         }
     }
 
     /// `Err` once another publisher took the path over (the connection should close).
-    fn push_rtp(&mut self, packet: &[u8]) -> Result<(), String> {
-        if let (Some(want), Some(second)) = (self.payload_type, packet.get(1)) {
-            if second & 0x7f != want {
-                self.bad_packets += 1;
-                if self.bad_packets <= 5 || self.bad_packets.is_multiple_of(100) {
-                    warn!(peer = %self.peer, path = self.publisher.path(), payload_type = second & 0x7f,
-                        announced = want, count = self.bad_packets,
-                        "bad RTP from publisher: unexpected payload type, dropped");
-                }
-                return Ok(());
+    fn push(&mut self, packet: &[u8]) -> Result<(), String> {
+        let (taken, shared) = match self {
+            TrackIngest::Video(v) => (v.push_rtp(packet), &v.shared),
+            TrackIngest::Packets(p) => (p.push_rtp(packet), &p.shared),
+        };
+        if taken {
+            return Ok(());
+        }
+        info!(peer = %shared.peer, path = shared.publisher.path(), "publisher replaced by a new one, closing");
+        Err("another publisher took the path over".into())
+    }
+}
+
+/// The H.264 track: RTP packets into access units.
+struct VideoIngest {
+    shared: Arc<IngestShared>,
+    /// Packets of any other payload type are dropped (counted as bad).
+    payload_type: u8,
+    depacketizer: H264Depacketizer,
+    first_ts: Option<u64>,
+}
+
+impl VideoIngest {
+    /// `false` once another publisher took the path over.
+    fn push_rtp(&mut self, packet: &[u8]) -> bool {
+        if let Some(second) = packet.get(1) {
+            if second & 0x7f != self.payload_type {
+                let cause = format!(
+                    "unexpected payload type {} (announced {}), dropped",
+                    second & 0x7f,
+                    self.payload_type
+                );
+                self.shared.bad_packet(0, &cause);
+                return true;
             }
         }
         let mut next = match self.depacketizer.push(packet) {
@@ -766,21 +896,21 @@ impl Ingest {
         };
         while let Some(out) = next {
             if !self.publish(out) {
-                info!(peer = %self.peer, path = self.publisher.path(), "publisher replaced by a new one, closing");
-                return Err("another publisher took the path over".into());
+                return false;
             }
             next = self.depacketizer.pull();
         }
-        Ok(())
+        true
     }
 
     fn publish(&mut self, out: Depacketized) -> bool {
         let now = Instant::now();
         let first = *self.first_ts.get_or_insert(out.ext_timestamp);
         let capture = sei::find_stamp(&out.nals);
+        let shared = &self.shared;
         if let Some(c) = capture {
             let ms = elapsed_ms(c.unix_ns, unix_now_ns());
-            self.metrics.record_ingest(self.publisher.path(), ms);
+            shared.metrics.record_ingest(shared.publisher.path(), ms);
         }
         let au = AccessUnit {
             nals: out.nals,
@@ -788,35 +918,170 @@ impl Ingest {
             keyframe: out.keyframe,
             capture,
         };
-        self.publisher.publish(au, now)
+        shared.started.get_or_init(|| now);
+        shared
+            .publisher
+            .publish_received(au, now, out.lost_packets_before)
     }
 
-    /// Logs the first few bad packets and then every 100th, naming the peer and the cause.
-    fn bad_packet(&mut self, e: &DepacketizeError) {
-        self.bad_packets += 1;
-        if self.bad_packets <= 5 || self.bad_packets.is_multiple_of(100) {
-            warn!(peer = %self.peer, path = self.publisher.path(), cause = %e, count = self.bad_packets, "bad RTP from publisher");
-        }
+    fn bad_packet(&self, e: &DepacketizeError) {
+        self.shared.bad_packet(0, e);
     }
 }
 
-/// A reader playing over the RTSP TCP connection.
-struct TcpPlay {
+/// A track other than the video: RTP payloads passed on as they are, re-timed onto the
+/// path's timeline (the track's first payload after the first video frame is placed at the
+/// time it arrived, the rest follow their RTP timestamps).
+struct PacketIngest {
+    shared: Arc<IngestShared>,
+    track: usize,
+    timeline: PacketTimeline,
+    clock_rate: u32,
+    /// The track's first extended timestamp and the `pts` it was given.
+    anchor: Option<(u64, u64)>,
+}
+
+impl PacketIngest {
+    /// `false` once another publisher took the path over.
+    fn push_rtp(&mut self, packet: &[u8]) -> bool {
+        let payload = match self.timeline.push(packet) {
+            Ok(Some(p)) => p,
+            Ok(None) => return true,
+            Err(e) => {
+                self.shared.bad_packet(self.track, &e);
+                return true;
+            }
+        };
+        let Some(started) = self.shared.started.get() else {
+            return true; // no video yet: nothing to place this on
+        };
+        let rate = u64::from(self.clock_rate);
+        let (first, base) = *self.anchor.get_or_insert_with(|| {
+            let elapsed = started.elapsed().as_nanos() as u64;
+            let base = elapsed.saturating_mul(rate) / 1_000_000_000;
+            (payload.ext_timestamp, base)
+        });
+        let packet = TrackPacket {
+            track: self.track,
+            pts: base + payload.ext_timestamp.saturating_sub(first),
+            payload: payload.payload,
+            marker: payload.marker,
+        };
+        self.shared.publisher.publish_packet(packet, Instant::now())
+    }
+}
+
+/// A reader's media out: one sender per set-up track and where its packets go.
+struct Play {
     sub: Subscription,
-    sender: RtpSender,
-    channels: (u8, u8),
-    out: Vec<u8>,
+    outputs: Vec<(TrackOut, Destination)>,
+    /// Interleaved bytes being built (TCP).
+    buf: Vec<u8>,
 }
 
-impl TcpPlay {
-    fn new(sub: Subscription, sender: RtpSender, channels: (u8, u8)) -> Self {
-        TcpPlay {
-            sub,
-            sender,
-            channels,
-            out: Vec::with_capacity(256 * 1024),
+/// The sender of one track.
+enum TrackOut {
+    Video(RtpSender),
+    Packets(usize, TrackSender),
+}
+
+impl TrackOut {
+    fn start(&self) -> PlayStart {
+        match self {
+            TrackOut::Video(s) => s.start(0),
+            TrackOut::Packets(_, s) => s.start(0),
         }
     }
+
+    /// Whether this sender sends `media`.
+    fn carries(&self, media: &Media) -> bool {
+        match (self, media) {
+            (TrackOut::Video(_), Media::Video(_)) => true,
+            (TrackOut::Packets(track, _), Media::Packet(p)) => *track == p.track,
+            _ => false,
+        }
+    }
+}
+
+/// Where a track's packets go.
+enum Destination {
+    /// Interleaved on the RTSP connection on these RTP and RTCP channels.
+    Interleaved(u8, u8),
+    /// To the reader's UDP ports.
+    Udp(Box<UdpOut>),
+}
+
+struct UdpOut {
+    rtp: UdpSocket,
+    rtcp: UdpSocket,
+    rtp_to: SocketAddr,
+    rtcp_to: SocketAddr,
+}
+
+impl Play {
+    /// The sender and destination of `media`'s track, if the reader set it up.
+    fn output_for(&mut self, media: &Media) -> Option<&mut (TrackOut, Destination)> {
+        self.outputs.iter_mut().find(|(out, _)| out.carries(media))
+    }
+
+    /// Builds the interleaved bytes of `delivery` into `self.buf` (empty when its track is not
+    /// set up).
+    fn interleave(&mut self, delivery: &Delivery) {
+        self.buf.clear();
+        let now = Instant::now();
+        let media = &delivery.frame.media;
+        let mut buf = std::mem::take(&mut self.buf);
+        if let Some((out, Destination::Interleaved(rtp, rtcp))) = self.output_for(media) {
+            match (out, media) {
+                (TrackOut::Video(s), Media::Video(au)) => {
+                    s.interleave(au, now, (*rtp, *rtcp), &mut buf)
+                }
+                (TrackOut::Packets(_, s), Media::Packet(p)) => {
+                    s.interleave(p, now, (*rtp, *rtcp), &mut buf)
+                }
+                _ => {}
+            }
+        }
+        self.buf = buf;
+    }
+
+    /// Sends `delivery` to the reader's UDP ports, if its track is set up.
+    async fn send_udp(&mut self, delivery: &Delivery) -> std::io::Result<()> {
+        let now = Instant::now();
+        let media = &delivery.frame.media;
+        let Some((out, Destination::Udp(udp))) = self.output_for(media) else {
+            return Ok(());
+        };
+        match (out, media) {
+            (TrackOut::Video(s), Media::Video(au)) => {
+                let packets = s.packetize(au, now);
+                for p in packets.rtp {
+                    udp.rtp.send_to(p, udp.rtp_to).await?;
+                }
+                if let Some(sr) = &packets.rtcp {
+                    udp.rtcp.send_to(sr, udp.rtcp_to).await?;
+                }
+            }
+            (TrackOut::Packets(_, s), Media::Packet(p)) => {
+                let mut rtp = Vec::with_capacity(p.payload.len() + 12);
+                let sr = s.write(p, now, &mut rtp);
+                udp.rtp.send_to(&rtp, udp.rtp_to).await?;
+                if let Some(sr) = sr {
+                    udp.rtcp.send_to(&sr, udp.rtcp_to).await?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// The RTCP socket of the first UDP track, whose receiver reports are drained.
+fn rtcp_socket(outputs: &[(TrackOut, Destination)]) -> Option<&UdpSocket> {
+    outputs.iter().find_map(|(_, d)| match d {
+        Destination::Udp(u) => Some(&u.rtcp),
+        Destination::Interleaved(..) => None,
+    })
 }
 
 enum WriterEvent {
@@ -832,7 +1097,7 @@ async fn writer_loop(
     cancel: CancellationToken,
 ) {
     let timeout = shared.config.write_timeout;
-    let mut play: Option<Box<TcpPlay>> = None;
+    let mut play: Option<Box<Play>> = None;
     loop {
         let event = match play.as_mut() {
             Some(p) => tokio::select! {
@@ -873,20 +1138,17 @@ async fn writer_loop(
 
 async fn send_tcp_media(
     write: &mut OwnedWriteHalf,
-    play: &mut TcpPlay,
+    play: &mut Play,
     delivery: &Delivery,
     timeout: Duration,
     metrics: &ServerMetrics,
 ) -> Result<(), String> {
-    play.out.clear();
-    play.sender.interleave(
-        &delivery.frame.au,
-        Instant::now(),
-        play.channels,
-        &mut play.out,
-    );
-    write_timed(write, &play.out, timeout).await?;
-    if !delivery.from_cache {
+    play.interleave(delivery);
+    if play.buf.is_empty() {
+        return Ok(());
+    }
+    write_timed(write, &play.buf, timeout).await?;
+    if !delivery.from_cache && delivery.frame.video().is_some() {
         metrics.record_egress(play.sub.path(), delivery.frame.ingest.elapsed());
     }
     Ok(())
@@ -908,11 +1170,7 @@ async fn write_timed(
 
 /// A reader playing over UDP.
 struct UdpPlay {
-    sub: Subscription,
-    sender: RtpSender,
-    rtp: UdpSocket,
-    rtcp: UdpSocket,
-    dest: (SocketAddr, SocketAddr),
+    play: Play,
     peer: SocketAddr,
     metrics: Arc<ServerMetrics>,
     /// Ends the whole RTSP session when the hub drops this reader.
@@ -923,8 +1181,9 @@ impl UdpPlay {
     async fn run(mut self) {
         let mut rtcp_buf = [0u8; 1500];
         loop {
+            let Play { sub, outputs, .. } = &mut self.play;
             let delivery = tokio::select! {
-                d = self.sub.recv() => match d {
+                d = sub.recv() => match d {
                     Some(d) => d,
                     None => {
                         info!(peer = %self.peer, "RTSP reader disconnected by the server");
@@ -933,38 +1192,38 @@ impl UdpPlay {
                     }
                 },
                 // Receiver reports keep the socket drained; their content is not used yet.
-                _ = self.rtcp.recv_from(&mut rtcp_buf) => continue,
+                _ = drain(rtcp_socket(outputs), &mut rtcp_buf) => continue,
             };
-            if let Err(e) = self.send(&delivery).await {
+            if let Err(e) = self.play.send_udp(&delivery).await {
                 warn!(peer = %self.peer, error = %e, "UDP send to reader failed, stopping");
                 return;
             }
+            if !delivery.from_cache && delivery.frame.video().is_some() {
+                self.metrics
+                    .record_egress(self.play.sub.path(), delivery.frame.ingest.elapsed());
+            }
         }
-    }
-
-    async fn send(&mut self, delivery: &Delivery) -> std::io::Result<()> {
-        let packets = self.sender.packetize(&delivery.frame.au, Instant::now());
-        for p in packets.rtp {
-            self.rtp.send_to(p, self.dest.0).await?;
-        }
-        if let Some(sr) = &packets.rtcp {
-            self.rtcp.send_to(sr, self.dest.1).await?;
-        }
-        if !delivery.from_cache {
-            self.metrics
-                .record_egress(self.sub.path(), delivery.frame.ingest.elapsed());
-        }
-        Ok(())
     }
 }
 
-/// A publisher sending over UDP. Packets from any address but the RTSP peer's are ignored.
+/// Reads one datagram from `socket`; never completes without one.
+async fn drain(socket: Option<&UdpSocket>, buf: &mut [u8]) {
+    match socket {
+        Some(socket) => {
+            let _ = socket.recv_from(buf).await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// One track of a publisher sending over UDP. Packets from any address but the RTSP peer's
+/// are ignored. The video track's silence for `read_timeout` ends the session.
 struct UdpRecord {
-    ingest: Ingest,
+    ingest: TrackIngest,
     rtp: UdpSocket,
     rtcp: UdpSocket,
     peer: SocketAddr,
-    read_timeout: Duration,
+    read_timeout: Option<Duration>,
     cancel: CancellationToken,
 }
 
@@ -974,9 +1233,9 @@ impl UdpRecord {
         let mut rtcp_buf = [0u8; 1500];
         loop {
             tokio::select! {
-                r = tokio::time::timeout(self.read_timeout, self.rtp.recv_from(&mut buf)) => match r {
+                r = tokio::time::timeout(self.read_timeout.unwrap_or(Duration::MAX), self.rtp.recv_from(&mut buf)) => match r {
                     Ok(Ok((n, from))) if from.ip() == self.peer.ip() => {
-                        if self.ingest.push_rtp(&buf[..n]).is_err() {
+                        if self.ingest.push(&buf[..n]).is_err() {
                             self.cancel.cancel();
                             return;
                         }

@@ -401,10 +401,10 @@ impl MediaLoop {
             viewer.session.close();
             return;
         };
-        if let Err(e) = viewer
-            .session
-            .write_access_unit(&delivery.frame.au, Instant::now())
-        {
+        let Some(au) = delivery.frame.video() else {
+            return; // the forwarding task passes video only
+        };
+        if let Err(e) = viewer.session.write_access_unit(au, Instant::now()) {
             debug!(session = %id, error = %e, "cannot send to WebRTC viewer");
         } else if !delivery.from_cache {
             // Handed to str0m, which packetizes and sends on the next drive.
@@ -448,6 +448,10 @@ async fn forward(
     loop {
         let delivery = sub.recv().await;
         if let Some(d) = &delivery {
+            if d.frame.video().is_none() {
+                sub.note_not_carried("WebRTC", &d.frame);
+                continue;
+            }
             if !gate.pass(d, d.frame.ingest.elapsed()) {
                 continue;
             }
@@ -478,7 +482,7 @@ impl StaleStart {
             self.waiting_for_keyframe = true;
             return false;
         }
-        if self.waiting_for_keyframe && !delivery.frame.au.keyframe {
+        if self.waiting_for_keyframe && !delivery.frame.is_keyframe() {
             return false;
         }
         self.waiting_for_keyframe = false;
@@ -494,15 +498,15 @@ mod tests {
 
     fn delivery(keyframe: bool, from_cache: bool) -> Delivery {
         Delivery {
-            frame: Arc::new(HubFrame {
-                au: AccessUnit {
+            frame: Arc::new(HubFrame::video_frame(
+                AccessUnit {
                     nals: Vec::new(),
                     pts: 0,
                     keyframe,
                     capture: None,
                 },
-                ingest: Instant::now(),
-            }),
+                Instant::now(),
+            )),
             from_cache,
         }
     }

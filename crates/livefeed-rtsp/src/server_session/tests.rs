@@ -7,6 +7,7 @@ struct FakeServer {
     calls: Vec<String>,
     known_path: Option<&'static str>,
     refuse_announce: bool,
+    tracks: Vec<usize>,
 }
 
 impl SessionHandler for FakeServer {
@@ -25,9 +26,12 @@ impl SessionHandler for FakeServer {
             ))
         }
     }
-    fn announce(&mut self, path: &str, track: &H264Track) -> Result<(), Refusal> {
-        self.calls
-            .push(format!("announce {path} pt={}", track.payload_type));
+    fn announce(&mut self, path: &str, stream: &AnnouncedStream) -> Result<(), Refusal> {
+        self.calls.push(format!(
+            "announce {path} pt={} others={}",
+            stream.video.payload_type,
+            stream.others.len()
+        ));
         if self.refuse_announce {
             return Err(Refusal::new(StatusCode::Forbidden, "path busy"));
         }
@@ -37,22 +41,31 @@ impl SessionHandler for FakeServer {
         &mut self,
         path: &str,
         role: Role,
+        track: usize,
         t: &TransportRequest,
     ) -> Result<ServerTransport, Refusal> {
         self.calls
-            .push(format!("setup {path} {role:?} {:?}", t.lower));
+            .push(format!("setup {path} {role:?} track {track} {:?}", t.lower));
+        self.tracks.push(track);
         let server_ports = matches!(t.lower, LowerTransport::Udp { .. }).then_some((7000, 7001));
         Ok(ServerTransport {
             server_ports,
             ssrc: 0x1234,
         })
     }
-    fn play(&mut self, path: &str) -> Result<PlayStart, Refusal> {
+    fn play(&mut self, path: &str) -> Result<Vec<(usize, PlayStart)>, Refusal> {
         self.calls.push(format!("play {path}"));
-        Ok(PlayStart {
-            seq: 100,
-            rtptime: 5000,
-        })
+        Ok(self
+            .tracks
+            .iter()
+            .map(|t| {
+                let start = PlayStart {
+                    seq: 100 + *t as u16,
+                    rtptime: 5000,
+                };
+                (*t, start)
+            })
+            .collect())
     }
     fn record(&mut self, path: &str) -> Result<(), Refusal> {
         self.calls.push(format!("record {path}"));
@@ -153,8 +166,8 @@ fn ffmpeg_style_publish_over_tcp_reaches_recording() {
     assert_eq!(
         server.calls,
         [
-            "announce live pt=96",
-            "setup live Record Tcp { rtp_channel: 0, rtcp_channel: 1 }",
+            "announce live pt=96 others=0",
+            "setup live Record track 0 Tcp { rtp_channel: 0, rtcp_channel: 1 }",
             "record live"
         ]
     );
@@ -521,4 +534,158 @@ fn reasons_cannot_inject_headers() {
     resp.write(&mut out).expect("writes");
     let text = String::from_utf8_lossy(&out);
     assert!(!text.contains("\r\nX-Evil"), "{text}");
+}
+
+const AV_SDP: &str =
+    "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=No Name\r\nt=0 0\r\nm=video 0 RTP/AVP 96\r\n\
+a=rtpmap:96 H264/90000\r\na=control:streamid=0\r\nm=audio 0 RTP/AVP 97\r\n\
+a=rtpmap:97 MPEG4-GENERIC/44100/2\r\na=control:streamid=1\r\n";
+
+fn setup_with(url: &str, cseq: u32, transport: &str, session: Option<&str>) -> Request<Vec<u8>> {
+    let mut extra = vec![("Transport", transport)];
+    if let Some(id) = session {
+        extra.push(("Session", id));
+    }
+    request(Method::Setup, url, cseq, &extra, b"")
+}
+
+#[test]
+fn a_publisher_sets_up_each_announced_track_by_its_control() {
+    let mut s = ServerSession::new("av".into());
+    let mut server = FakeServer::default();
+    let r = s.handle(
+        &request(
+            Method::Announce,
+            "rtsp://h/av",
+            1,
+            &[("Content-Type", "application/sdp")],
+            AV_SDP.as_bytes(),
+        ),
+        &mut server,
+    );
+    assert_eq!(status(&r), 200);
+    let audio = setup_with(
+        "rtsp://h/av/streamid=1",
+        2,
+        "RTP/AVP/TCP;unicast;interleaved=2-3;mode=record",
+        None,
+    );
+    assert_eq!(status(&s.handle(&audio, &mut server)), 200);
+    let video = setup_with(
+        "rtsp://h/av/streamid=0",
+        3,
+        "RTP/AVP/TCP;unicast;interleaved=0-1;mode=record",
+        Some("av"),
+    );
+    assert_eq!(status(&s.handle(&video, &mut server)), 200);
+    let unknown = setup_with(
+        "rtsp://h/av/streamid=7",
+        4,
+        "RTP/AVP/TCP;unicast;interleaved=4-5;mode=record",
+        Some("av"),
+    );
+    let r = s.handle(&unknown, &mut server);
+    assert_eq!(status(&r), 400);
+    assert!(r.reason_phrase().contains("matches no track"), "{r:?}");
+    let record = request(Method::Record, "rtsp://h/av", 5, &[("Session", "av")], b"");
+    assert_eq!(status(&s.handle(&record, &mut server)), 200);
+    assert_eq!(
+        server.calls,
+        [
+            "announce av pt=96 others=1",
+            "setup av Record track 1 Tcp { rtp_channel: 2, rtcp_channel: 3 }",
+            "setup av Record track 0 Tcp { rtp_channel: 0, rtcp_channel: 1 }",
+            "record av"
+        ]
+    );
+}
+
+#[test]
+fn a_reader_sets_up_two_tracks_and_rtp_info_lists_both() {
+    let mut s = ServerSession::new("r".into());
+    let mut server = FakeServer {
+        known_path: Some("av"),
+        ..Default::default()
+    };
+    let t0 = setup_with(
+        "rtsp://h/av/trackID=0",
+        1,
+        "RTP/AVP;unicast;client_port=5000-5001",
+        None,
+    );
+    assert_eq!(status(&s.handle(&t0, &mut server)), 200);
+    let same_ports = setup_with(
+        "rtsp://h/av/trackID=1",
+        2,
+        "RTP/AVP;unicast;client_port=5000-5001",
+        Some("r"),
+    );
+    assert_eq!(status(&s.handle(&same_ports, &mut server)), 461);
+    let over_tcp = setup_with(
+        "rtsp://h/av/trackID=1",
+        3,
+        "RTP/AVP/TCP;interleaved=2-3",
+        Some("r"),
+    );
+    let r = s.handle(&over_tcp, &mut server);
+    assert_eq!(status(&r), 461);
+    assert!(r.reason_phrase().contains("same lower transport"), "{r:?}");
+    let t1 = setup_with(
+        "rtsp://h/av/trackID=1",
+        4,
+        "RTP/AVP;unicast;client_port=5002-5003",
+        Some("r"),
+    );
+    assert_eq!(status(&s.handle(&t1, &mut server)), 200);
+    let again = setup_with(
+        "rtsp://h/av/trackID=1",
+        5,
+        "RTP/AVP;unicast;client_port=5004-5005",
+        Some("r"),
+    );
+    assert_eq!(status(&s.handle(&again, &mut server)), 459);
+    let other_path = setup_with(
+        "rtsp://h/b/trackID=1",
+        6,
+        "RTP/AVP;unicast;client_port=5006-5007",
+        Some("r"),
+    );
+    assert_eq!(status(&s.handle(&other_path, &mut server)), 459);
+    let play = request(Method::Play, "rtsp://h/av", 7, &[("Session", "r")], b"");
+    let r = s.handle(&play, &mut server);
+    assert_eq!(status(&r), 200);
+    assert_eq!(
+        r.header(&headers::RTP_INFO).map(|v| v.as_str()),
+        Some("url=rtsp://h/av/trackID=0;seq=100;rtptime=5000,url=rtsp://h/av/trackID=1;seq=101;rtptime=5000")
+    );
+    let setup_while_playing = setup_with(
+        "rtsp://h/av/trackID=2",
+        8,
+        "RTP/AVP;unicast;client_port=5008-5009",
+        Some("r"),
+    );
+    assert_eq!(status(&s.handle(&setup_while_playing, &mut server)), 455);
+}
+
+#[test]
+fn play_star_is_400_and_starts_nothing() {
+    let mut s = ServerSession::new("p".into());
+    let mut server = FakeServer {
+        known_path: Some("live"),
+        ..Default::default()
+    };
+    let t0 = setup_with("rtsp://h/live", 1, "RTP/AVP/TCP;interleaved=0-1", None);
+    assert_eq!(status(&s.handle(&t0, &mut server)), 200);
+    let star = rtsp_types::Request::builder(Method::Play, Version::V1_0)
+        .header(headers::CSEQ, "2")
+        .header(headers::SESSION, "p")
+        .build(Vec::new());
+    let r = s.handle(&star, &mut server);
+    assert_eq!(status(&r), 400);
+    assert!(!s.is_streaming());
+    assert!(
+        !server.calls.iter().any(|c| c.starts_with("play")),
+        "{:?}",
+        server.calls
+    );
 }

@@ -32,7 +32,7 @@ fn info(remote: &str) -> PublisherInfo {
 fn drain(sub: &mut Subscription) -> Vec<(u64, bool)> {
     let mut out = Vec::new();
     while let Ok(d) = sub.rx.try_recv() {
-        out.push((d.frame.au.pts / 3000, d.from_cache));
+        out.push((d.frame.video().expect("video").pts / 3000, d.from_cache));
     }
     out
 }
@@ -158,7 +158,14 @@ async fn keyframes_without_parameter_sets_get_the_known_ones() {
     };
     publisher.publish(bare, Instant::now());
     let d = sub.rx.try_recv().expect("delivered");
-    let types: Vec<u8> = d.frame.au.nals.iter().map(|n| n[0] & 0x1f).collect();
+    let types: Vec<u8> = d
+        .frame
+        .video()
+        .expect("video")
+        .nals
+        .iter()
+        .map(|n| n[0] & 0x1f)
+        .collect();
     assert_eq!(types, [7, 8, 5]);
 }
 
@@ -240,4 +247,92 @@ async fn readers_are_disconnected_when_no_publisher_returns_within_the_grace() {
             .is_err(),
         "a reader whose publisher came back stays subscribed"
     );
+}
+
+#[tokio::test]
+async fn after_loss_readers_and_the_cache_skip_to_the_next_keyframe() {
+    let hub = Hub::new(None, HubLimits::default());
+    let publisher = hub
+        .claim_publisher("live", info("a"), None)
+        .expect("claimed");
+    let mut sub = hub.subscribe("live").expect("served");
+    publisher.publish_received(au(0, true), Instant::now(), false);
+    publisher.publish_received(au(1, false), Instant::now(), false);
+    // Frame 2 was lost: 3 and 4 may reference it.
+    publisher.publish_received(au(3, false), Instant::now(), true);
+    publisher.publish_received(au(4, false), Instant::now(), false);
+    let mut late = hub.subscribe("live").expect("served");
+    publisher.publish_received(au(5, true), Instant::now(), false);
+    publisher.publish_received(au(6, false), Instant::now(), false);
+    let seen: Vec<u64> = drain(&mut sub).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(seen, [0, 1, 5, 6]);
+    assert_eq!(
+        drain(&mut late),
+        [(0, true), (1, true), (5, false), (6, false)],
+        "the cache never held 3 or 4"
+    );
+    let snapshot = hub.snapshot();
+    assert_eq!(snapshot[0].skipped_after_loss, 2);
+    // Loss on a keyframe itself does not skip it.
+    publisher.publish_received(au(7, true), Instant::now(), true);
+    assert_eq!(drain(&mut sub), [(7, false)]);
+}
+
+fn packet(track: usize, pts: u64) -> TrackPacket {
+    TrackPacket {
+        track,
+        pts,
+        payload: Bytes::from_static(b"audio"),
+        marker: true,
+    }
+}
+
+fn aac_track() -> TrackDescription {
+    TrackDescription::new("audio", 97, Some("MPEG4-GENERIC/48000/2"), None, None).expect("valid")
+}
+
+#[tokio::test]
+async fn other_tracks_follow_the_video_timeline_and_its_keyframes() {
+    let hub = Hub::new(None, HubLimits::default());
+    let first = hub
+        .claim_publisher_with("live", info("a"), None, vec![aac_track()])
+        .expect("claimed");
+    let mut sub = hub.subscribe("live").expect("served");
+    assert!(
+        first.publish_packet(packet(1, 0), Instant::now()),
+        "before video: dropped"
+    );
+    first.publish(au(0, true), Instant::now());
+    first.publish_packet(packet(1, 1024), Instant::now());
+    first.publish_packet(packet(2, 0), Instant::now()); // never announced: dropped
+    first.publish(au(1, false), Instant::now());
+    let kinds: Vec<String> = std::iter::from_fn(|| sub.rx.try_recv().ok())
+        .map(|d| match &d.frame.media {
+            Media::Video(au) => format!("v{}", au.pts / 3000),
+            Media::Packet(p) => format!("t{}@{}", p.track, p.pts),
+        })
+        .collect();
+    assert_eq!(kinds, ["v0", "t1@1024", "v1"]);
+    let late = hub.subscribe("live").expect("served");
+    assert_eq!(late.rx.len(), 3, "the GOP cache holds the audio too");
+    let stream = hub.stream_info("live").expect("learnt from the keyframe");
+    assert_eq!(stream.others, [aac_track()], "the tracks are described");
+    drop(first);
+    // A new publisher continues the timeline: video one frame after 3000, audio by the same
+    // time in its own clock (6000 ticks at 90 kHz = 3200 at 48 kHz).
+    let second = hub
+        .claim_publisher_with("live", info("b"), None, vec![aac_track()])
+        .expect("claimed");
+    second.publish(au(0, true), Instant::now());
+    second.publish_packet(packet(1, 0), Instant::now());
+    let media: Vec<u64> = std::iter::from_fn(|| sub.rx.try_recv().ok())
+        .map(|d| match &d.frame.media {
+            Media::Video(au) => au.pts,
+            Media::Packet(p) => p.pts,
+        })
+        .collect();
+    assert_eq!(media, [6000, 3200]);
+    let snapshot = hub.snapshot();
+    let others = &snapshot[0].stream.as_ref().expect("stream").others;
+    assert_eq!(others.len(), 1);
 }

@@ -115,6 +115,13 @@ impl Proc {
         lock(&self.stderr).clone()
     }
 
+    /// Whether the process has not exited yet.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
     /// The PID.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map_or(0, Child::id)

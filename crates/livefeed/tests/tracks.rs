@@ -1,0 +1,210 @@
+//! Streams with sound: real publishers (ffmpeg, GStreamer) send H.264 with AAC, Opus or G.711
+//! over RTSP TCP and UDP; every track is served back over RTSP, where ffprobe finds the same
+//! tracks and ffmpeg decodes pictures and seconds of sound.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+/// ffmpeg publishing `testsrc2` and a sine tone encoded with `audio_codec` over `transport`.
+fn ffmpeg_av_publisher(url: &str, transport: &str, audio_codec: &str, secs: u32) -> Proc {
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-hide_banner", "-loglevel", "error", "-re"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=1000:sample_rate=48000"])
+        .args(["-t", &secs.to_string()])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-tune",
+            "zerolatency",
+        ])
+        .args(["-pix_fmt", "yuv420p", "-g", "30"])
+        .args(["-c:a", audio_codec])
+        .args(audio_options(audio_codec))
+        .args(["-f", "rtsp", "-rtsp_transport", transport, url]);
+    Proc::spawn("ffmpeg A/V publisher", &mut cmd)
+}
+
+/// G.711 is 8 kHz mono.
+fn audio_options(codec: &str) -> &'static [&'static str] {
+    match codec {
+        "pcm_mulaw" | "pcm_alaw" => &["-ar", "8000", "-ac", "1"],
+        _ => &[],
+    }
+}
+
+/// The codec names ffprobe reads from `url` over `transport`, in track order.
+fn probe_codecs(url: &str, transport: &str) -> Vec<String> {
+    let out = run(
+        "ffprobe",
+        Command::new("ffprobe")
+            .args(["-v", "error", "-rtsp_transport", transport])
+            .args(["-show_entries", "stream=codec_name", "-of", "csv=p=0"])
+            .arg(url),
+        Duration::from_secs(20),
+    );
+    out.assert_success();
+    out.stdout
+        .lines()
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+/// What ffmpeg decodes from `url` in `secs`: (video frames, seconds of audio).
+fn decode(url: &str, transport: &str, secs: u32) -> (usize, f64) {
+    let out = run(
+        "ffmpeg reader",
+        Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error"])
+            .args(["-rtsp_transport", transport, "-i", url])
+            .args(["-t", &secs.to_string(), "-map", "0:v", "-map", "0:a"])
+            .args(["-f", "framecrc", "-"]),
+        Duration::from_secs(u64::from(secs) + 20),
+    );
+    out.assert_success();
+    framecrc_summary(&out.stdout)
+}
+
+/// (video frames, audio seconds) of a `framecrc` listing with video as stream 0 and audio as
+/// stream 1.
+fn framecrc_summary(listing: &str) -> (usize, f64) {
+    let mut audio_rate = 0.0;
+    let mut frames = 0;
+    let mut audio_ticks = 0.0;
+    for line in listing.lines() {
+        if let Some(tb) = line.strip_prefix("#tb 1: ") {
+            let den = tb.split('/').nth(1).and_then(|d| d.trim().parse().ok());
+            audio_rate = den.unwrap_or(0.0);
+            continue;
+        }
+        if line.starts_with('#') {
+            continue;
+        }
+        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+        match fields.first() {
+            Some(&"0") => frames += 1,
+            Some(&"1") => {
+                audio_ticks += fields
+                    .get(3)
+                    .and_then(|d| d.parse::<f64>().ok())
+                    .unwrap_or(0.0)
+            }
+            _ => {}
+        }
+    }
+    assert!(audio_rate > 0.0, "no audio time base in:\n{listing:.2000}");
+    (frames, audio_ticks / audio_rate)
+}
+
+fn publish_and_read_back(audio_codec: &str, expected: &str, publish_over: &str, read_over: &str) {
+    let server = TestServer::start();
+    let url = server.url("av");
+    let mut publisher = ffmpeg_av_publisher(&url, publish_over, audio_codec, 30);
+    wait_for_stream(&server.addr(), "av");
+    assert_eq!(
+        probe_codecs(&url, read_over),
+        ["h264", expected],
+        "tracks read back over RTSP/{read_over}"
+    );
+    let (frames, audio_secs) = decode(&url, read_over, 4);
+    assert!(frames >= 60, "decoded {frames} video frames in 4 s");
+    assert!(
+        audio_secs >= 2.0,
+        "decoded {audio_secs:.2} s of audio in 4 s"
+    );
+    let api = http_get(server.http_port, "/api/v1/paths", Duration::from_secs(5)).text();
+    assert!(
+        api.contains(&format!("\"codec\":\"{}\"", api_codec(audio_codec))),
+        "{api}"
+    );
+    let still_publishing = publisher.is_running();
+    assert!(
+        still_publishing,
+        "the publisher was not refused: {}",
+        publisher.stderr_so_far()
+    );
+}
+
+fn api_codec(ffmpeg_codec: &str) -> &'static str {
+    match ffmpeg_codec {
+        "aac" => "aac",
+        "libopus" => "opus",
+        "pcm_mulaw" => "pcmu",
+        other => panic!("no API name for {other}"),
+    }
+}
+
+#[test]
+fn ffmpeg_h264_aac_over_tcp_is_served_with_both_tracks() {
+    publish_and_read_back("aac", "aac", "tcp", "tcp");
+}
+
+#[test]
+fn ffmpeg_h264_aac_over_udp_is_served_with_both_tracks() {
+    publish_and_read_back("aac", "aac", "udp", "udp");
+}
+
+#[test]
+fn ffmpeg_h264_opus_is_served_with_both_tracks() {
+    publish_and_read_back("libopus", "opus", "tcp", "udp");
+}
+
+#[test]
+fn ffmpeg_h264_pcmu_is_served_with_both_tracks() {
+    publish_and_read_back("pcm_mulaw", "pcm_mulaw", "udp", "tcp");
+}
+
+#[test]
+fn gstreamer_h264_opus_is_served_with_both_tracks() {
+    let server = TestServer::start();
+    let url = server.url("gst");
+    let pipeline = format!(
+        "rtspclientsink name=s location={url} protocols=tcp \
+         videotestsrc is-live=true ! video/x-raw,width=320,height=240,framerate=30/1 ! \
+         x264enc tune=zerolatency speed-preset=ultrafast key-int-max=30 ! video/x-h264,profile=baseline ! s. \
+         audiotestsrc is-live=true ! audioconvert ! audioresample ! opusenc ! s."
+    );
+    let mut cmd = Command::new("gst-launch-1.0");
+    cmd.arg("-q").args(pipeline.split_whitespace());
+    let mut publisher = Proc::spawn("gst-launch rtspclientsink", &mut cmd);
+    wait_for_stream(&server.addr(), "gst");
+    assert_eq!(probe_codecs(&url, "tcp"), ["h264", "opus"]);
+    let (frames, audio_secs) = decode(&url, "tcp", 4);
+    assert!(frames >= 60, "decoded {frames} video frames in 4 s");
+    assert!(
+        audio_secs >= 2.0,
+        "decoded {audio_secs:.2} s of audio in 4 s"
+    );
+    assert!(publisher.is_running(), "{}", publisher.stderr_so_far());
+}
+
+#[test]
+fn a_reader_that_sets_up_only_the_video_gets_only_the_video() {
+    let server = TestServer::start();
+    let url = server.url("av");
+    let _publisher = ffmpeg_av_publisher(&url, "tcp", "aac", 30);
+    wait_for_stream(&server.addr(), "av");
+    let mut conn = Raw::connect(&server);
+    let session = play_tcp(&mut conn, &server, "av");
+    assert!(!session.is_empty());
+    let frames = conn.interleaved_for(Duration::from_secs(2));
+    assert!(
+        frames.iter().any(|(ch, _, _)| *ch == 0),
+        "video RTP on channel 0"
+    );
+    assert!(
+        frames.iter().all(|(ch, _, _)| *ch <= 1),
+        "only the set-up track's channels: {:?}",
+        frames
+            .iter()
+            .map(|f| f.0)
+            .collect::<std::collections::BTreeSet<_>>()
+    );
+}
