@@ -35,7 +35,7 @@ try {
       const out = {};
       for (const [kind, s] of Object.entries(window.livefeedStats)) {
         const v = document.querySelector(`#${kind} video`);
-        out[kind] = { ...s, latencies: undefined, allLatencies: s.latencies, videoWidth: v.videoWidth, videoHeight: v.videoHeight };
+        out[kind] = { ...s, latencies: undefined, allLatencies: s.latencies, videoWidth: v.videoWidth, videoHeight: v.videoHeight, audioDecodedBytes: v.webkitAudioDecodedByteCount ?? null, muted: v.muted };
       }
       return out;
     });

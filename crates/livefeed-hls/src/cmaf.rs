@@ -1,4 +1,5 @@
-//! CMAF (fragmented MP4) muxing of H.264 video, without I/O.
+//! CMAF (fragmented MP4) muxing of H.264 video, and of an AAC audio track beside it, without
+//! I/O.
 //!
 //! Two kinds of output, both plain bytes:
 //!
@@ -24,7 +25,11 @@
 //! - **Chunks concatenate.** Each chunk is self-contained (`default-base-is-moof`, data offsets
 //!   relative to its own `moof`), so a part is the concatenation of its chunks and a segment the
 //!   concatenation of its parts, byte for byte.
-//! - **The init segment depends only on the SPS and PPS.** Samples never carry them (the `avc1`
+//! - **Audio is a second track** ([`AUDIO_TRACK_ID`], timescale = its sampling rate) in the
+//!   same init segment ([`init_segment_with_audio`]); its fragments come from their own
+//!   [`FragmentWriter::for_track`], one raw AAC frame per sample, every sample a sync sample.
+//!   Video and audio chunks interleave in arrival order in parts and segments.
+//! - **The init segment depends only on the SPS and PPS** (and the audio config). Samples never carry them (the `avc1`
 //!   sample entry keeps parameter sets in `avcC`), so when they change, build a new
 //!   [`VideoTrack`] and init segment ([`VideoTrack::from_access_unit`] on each keyframe finds
 //!   them; compare with `==`).
@@ -46,20 +51,25 @@
 //!   encoded by mp4-atom.
 
 use bytes::Bytes;
+use livefeed_media::aac::AacConfig;
 use livefeed_media::h264::{self, nal_type, SpsError, SpsInfo};
 use livefeed_media::AccessUnit;
+use mp4_atom::esds::{DecoderConfig, DecoderSpecific, EsDescriptor, SLConfig};
 use mp4_atom::{
-    Atom, Avc1, Avcc, BufMut as _, Dinf, Dref, Encode, FourCC, Ftyp, Hdlr, Header, Mdat, Mdhd,
-    Mdia, Mfhd, Minf, Moof, Moov, Mvex, Mvhd, Stbl, Stco, Stsd, Tfdt, Tfhd, Tkhd, Traf, Trak, Trex,
-    Trun, TrunEntry, TrunSamples, Url, Visual, Vmhd,
+    Atom, Audio, Avc1, Avcc, BufMut as _, Dinf, Dref, Encode, Esds, FourCC, Ftyp, Hdlr, Header,
+    Mdat, Mdhd, Mdia, Mfhd, Minf, Moof, Moov, Mp4a, Mvex, Mvhd, Smhd, Stbl, Stco, Stsd, Tfdt, Tfhd,
+    Tkhd, Traf, Trak, Trex, Trun, TrunEntry, TrunSamples, Url, Visual, Vmhd,
 };
 
 /// Timescale of every time in the output (`mvhd`, `mdhd`, `tfdt`, `trun`): 90 kHz, the clock of
 /// [`AccessUnit::pts`].
 pub const TIMESCALE: u32 = 90_000;
 
-/// The one track's ID (`tkhd`, `trex`, `tfhd`).
+/// The video track's ID (`tkhd`, `trex`, `tfhd`).
 pub const TRACK_ID: u32 = 1;
+
+/// The audio track's ID, when there is one.
+pub const AUDIO_TRACK_ID: u32 = 2;
 
 /// Sample flags of a sync sample (an IDR picture): `sample_depends_on` = 2 (depends on no other
 /// picture), `sample_is_non_sync_sample` clear.
@@ -259,8 +269,19 @@ impl VideoTrack {
 
 /// The init segment (`ftyp` + `moov`) of a track: serve it as the playlist's `EXT-X-MAP`.
 pub fn init_segment(track: &VideoTrack) -> Result<Bytes, CmafError> {
+    init_segment_with_audio(track, None)
+}
+
+/// The init segment of the video track and, if given, an AAC audio track.
+pub fn init_segment_with_audio(
+    track: &VideoTrack,
+    audio: Option<&AacConfig>,
+) -> Result<Bytes, CmafError> {
     track.check()?;
-    let moov = moov(track)?;
+    let mut moov = moov(track)?;
+    if let Some(audio) = audio {
+        add_audio(&mut moov, audio)?;
+    }
     let mut out = Vec::with_capacity(INIT_FIXED_LEN + track.sps.len() + track.pps.len());
     ftyp().encode(&mut out).map_err(encode_error("ftyp"))?;
     write_moov(&moov, &mut out).map_err(encode_error("moov"))?;
@@ -378,19 +399,114 @@ fn write_moov(moov: &Moov, out: &mut Vec<u8>) -> mp4_atom::Result<()> {
     })
 }
 
+/// Adds the AAC track (its `trak` and `trex`) to a `moov` built by [`moov`].
+fn add_audio(moov: &mut Moov, audio: &AacConfig) -> Result<(), CmafError> {
+    let timescale = audio.sample_rate;
+    let rate = u16::try_from(timescale).unwrap_or(0);
+    let mp4a = Mp4a {
+        audio: Audio {
+            data_reference_index: 1,
+            channel_count: u16::from(audio.channels.max(1)),
+            sample_size: 16,
+            sample_rate: rate.into(),
+        },
+        esds: Esds {
+            es_desc: EsDescriptor {
+                es_id: AUDIO_TRACK_ID as u16,
+                dec_config: DecoderConfig {
+                    object_type_indication: 0x40, // MPEG-4 Audio
+                    stream_type: 5,               // audio stream
+                    dec_specific: Some(DecoderSpecific {
+                        profile: audio.object_type,
+                        chan_conf: audio.channels,
+                        raw: audio.audio_specific_config.to_vec(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+                sl_config: SLConfig {},
+                ..Default::default()
+            },
+        },
+        btrt: None,
+        taic: None,
+    };
+    let minf = Minf {
+        smhd: Some(Smhd::default()),
+        dinf: Dinf {
+            dref: Dref {
+                entries: vec![Url::default().into()],
+            },
+        },
+        stbl: Stbl {
+            stsd: Stsd {
+                codecs: vec![mp4a.into()],
+            },
+            stco: Some(Stco::default()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    moov.trak.push(Trak {
+        tkhd: Tkhd {
+            track_id: AUDIO_TRACK_ID,
+            enabled: true,
+            in_movie: true,
+            alternate_group: 1,
+            volume: 1u8.into(),
+            ..Default::default()
+        },
+        mdia: Mdia {
+            mdhd: Mdhd {
+                timescale,
+                language: "und".into(),
+                ..Default::default()
+            },
+            hdlr: Hdlr {
+                handler: FourCC::new(b"soun"),
+                name: "livefeed audio".into(),
+            },
+            minf,
+        },
+        ..Default::default()
+    });
+    moov.mvhd.next_track_id = AUDIO_TRACK_ID + 1;
+    if let Some(mvex) = moov.mvex.as_mut() {
+        mvex.trex.push(Trex {
+            track_id: AUDIO_TRACK_ID,
+            default_sample_description_index: 1,
+            default_sample_duration: 0,
+            default_sample_size: 0,
+            default_sample_flags: SYNC_SAMPLE_FLAGS,
+        });
+    }
+    Ok(())
+}
+
 fn write_mdia(mdia: &Mdia, out: &mut Vec<u8>) -> mp4_atom::Result<()> {
     out.encode_atom(Mdia::KIND, |out| {
         mdia.mdhd.encode(out)?;
         mdia.hdlr.encode(out)?;
         out.encode_atom(Minf::KIND, |out| {
             mdia.minf.vmhd.encode(out)?;
+            mdia.minf.smhd.encode(out)?;
             mdia.minf.dinf.encode(out)?;
             mdia.minf.stbl.encode(out)
         })
     })
 }
 
-/// One coded picture, ready for a fragment.
+/// The sample of one raw AAC frame at `decode_time` (the audio track's timescale).
+pub fn audio_sample(frame: Bytes, decode_time: u64, duration: u32) -> Sample {
+    Sample {
+        data: frame,
+        decode_time,
+        duration,
+        keyframe: true,
+    }
+}
+
+/// One coded picture (or audio frame), ready for a fragment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sample {
     /// The NAL units in AVCC form: each prefixed with its 4-byte big-endian length.
@@ -468,11 +584,16 @@ impl Default for FragmentWriter {
 }
 
 impl FragmentWriter {
-    /// A writer whose first fragment has sequence number 1.
+    /// A writer of the video track whose first fragment has sequence number 1.
     pub fn new() -> Self {
+        Self::for_track(TRACK_ID)
+    }
+
+    /// A writer of track `track_id` (e.g. [`AUDIO_TRACK_ID`]).
+    pub fn for_track(track_id: u32) -> Self {
         let traf = Traf {
             tfhd: Tfhd {
-                track_id: TRACK_ID,
+                track_id,
                 default_base_is_moof: true,
                 ..Default::default()
             },

@@ -280,6 +280,8 @@ struct OpenPart {
     duration: u64,
     independent: bool,
     capture_unix_ns: Option<u64>,
+    /// A video chunk is in the part (companion chunks alone do not make it start).
+    has_video: bool,
 }
 
 #[derive(Debug)]
@@ -358,7 +360,12 @@ pub struct Playlist {
     pending_discontinuity: bool,
     discontinuities: u64,
     dropped_discontinuities: u64,
+    /// Chunks of other tracks waiting for the next video chunk.
+    companions: Vec<Bytes>,
 }
+
+/// Companion chunks (audio) that may wait for the next video chunk: about 2 s of AAC.
+pub const MAX_PENDING_COMPANIONS: usize = 100;
 
 impl Playlist {
     /// An empty playlist; the first segment will have Media Sequence Number 0.
@@ -372,6 +379,7 @@ impl Playlist {
             segments: VecDeque::new(),
             open: OpenSegment::new(0, false),
             started: false,
+            companions: Vec::new(),
             longest_segment: 0,
             longest_part: 0,
             since_keyframe: None,
@@ -408,6 +416,25 @@ impl Playlist {
             self.cut_segment(chunk.available_unix_ns, discontinuity, &mut pushed);
         }
         self.append(chunk, &mut pushed);
+        pushed
+    }
+
+    /// Queues a chunk of another track (audio): it goes into the part of the next video chunk,
+    /// just before it. Companions have no duration here and never decide where a part or
+    /// segment ends (the video does), and no part holds companions alone. Dropped before the
+    /// first keyframe (`Pushed::discarded`); at most [`MAX_PENDING_COMPANIONS`] wait (the
+    /// oldest is dropped) while the video stalls.
+    pub fn push_companion(&mut self, bytes: Bytes) -> Pushed {
+        let mut pushed = Pushed::default();
+        if !self.started {
+            pushed.discarded = true;
+            return pushed;
+        }
+        if self.companions.len() >= MAX_PENDING_COMPANIONS {
+            self.companions.remove(0);
+            pushed.discarded = true;
+        }
+        self.companions.push(bytes);
         pushed
     }
 
@@ -460,10 +487,12 @@ impl Playlist {
             self.open.capture_unix_ns = chunk.capture_unix_ns;
         }
         let current = &mut self.open.current;
-        if current.chunks.is_empty() {
+        if !current.has_video {
+            current.has_video = true;
             current.independent = chunk.keyframe;
             current.capture_unix_ns = chunk.capture_unix_ns;
         }
+        current.chunks.append(&mut self.companions);
         current.chunks.push(chunk.bytes);
         current.duration += duration;
         self.open.duration += duration;
@@ -1740,6 +1769,46 @@ seg1.m4s
         assert_eq!(
             program_date_time(4_107_542_399_999_000_000),
             "2100-02-28T23:59:59.999Z"
+        );
+    }
+
+    #[test]
+    fn companion_chunks_ride_in_front_of_the_next_video_chunk() {
+        let mut playlist = Playlist::new(config(3, 10));
+        let mut source = Source::new(30);
+        assert!(
+            playlist.push_companion(Bytes::from_static(b"a")).discarded,
+            "before the first keyframe"
+        );
+        source.push(&mut playlist, 1);
+        playlist.push_companion(Bytes::from_static(b"<a1>"));
+        playlist.push_companion(Bytes::from_static(b"<a2>"));
+        source.push(&mut playlist, 59);
+        playlist.push_companion(Bytes::from_static(b"<a3>"));
+        source.push(&mut playlist, 1); // frame 60, a keyframe: cuts segment 1
+        source.push(&mut playlist, 60);
+        let first = playlist.segment(0).expect("complete");
+        let expected = format!("[0]<a1><a2>{}", String::from_utf8_lossy(&frames(1..30)));
+        assert!(
+            String::from_utf8_lossy(&first).starts_with(&expected),
+            "{first:?}"
+        );
+        let third = playlist.segment(2).expect("complete");
+        assert!(
+            third.starts_with(b"<a3>[60]"),
+            "the companion queued before the cut opens the next segment: {third:?}"
+        );
+        let text = render_checked(&playlist, false);
+        assert!(
+            !text.contains("DURATION=0.0"),
+            "no part without video:\n{text}"
+        );
+        for _ in 0..MAX_PENDING_COMPANIONS {
+            playlist.push_companion(Bytes::from_static(b"x"));
+        }
+        assert!(
+            playlist.push_companion(Bytes::from_static(b"y")).discarded,
+            "bounded"
         );
     }
 }

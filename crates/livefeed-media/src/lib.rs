@@ -4,6 +4,7 @@
 //! no threads, no async. The one type that flows through the whole system is [`AccessUnit`]:
 //! one encoded H.264 picture with its presentation time and its capture wall-clock stamp.
 //!
+//! - [`aac`]: AAC over RTP (RFC 3640): stream config and depacketizer.
 //! - [`h264`]: Annex B splitting, NAL types, SPS facts (size, profile-level-id).
 //! - [`sei`]: the livefeed capture stamp carried in an SEI `user_data_unregistered` message.
 //! - [`rtp`] / [`rtcp`]: RTP H.264 packetizer and depacketizer (RFC 6184), RTCP sender reports.
@@ -15,6 +16,7 @@
 //! - [`track`]: the tracks beside the video (audio, …) and their RTP payloads.
 #![warn(missing_docs)]
 
+pub mod aac;
 pub mod access_unit;
 pub mod clock;
 pub mod h264;

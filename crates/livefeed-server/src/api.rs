@@ -119,7 +119,7 @@ fn path_json(app: &App, p: &PathSnapshot, sources: &[(String, SourceParams)]) ->
 }
 
 /// Every track of the path's stream and the outputs that carry it: the H.264 video goes
-/// everywhere; other tracks are passed through RTSP only (for now).
+/// everywhere; other tracks pass through RTSP, and the first AAC track goes into LL-HLS too.
 fn tracks_json(p: &PathSnapshot) -> Vec<Value> {
     let Some(stream) = &p.stream else {
         return Vec::new();
@@ -128,10 +128,16 @@ fn tracks_json(p: &PathSnapshot) -> Vec<Value> {
         "id": 0, "media": "video", "codec": "h264", "clock_rate": livefeed_media::VIDEO_CLOCK_RATE,
         "outputs": ["rtsp", "hls", "webrtc", "recording"],
     });
+    let hls_audio = stream.others.iter().position(crate::hls_stream::can_carry);
     let others = stream.others.iter().enumerate().map(|(i, t)| {
+        let outputs = if hls_audio == Some(i) {
+            json!(["rtsp", "hls"])
+        } else {
+            json!(["rtsp"])
+        };
         json!({
             "id": i + 1, "media": t.media, "codec": t.codec.name(), "clock_rate": t.clock_rate,
-            "outputs": ["rtsp"],
+            "outputs": outputs,
         })
     });
     std::iter::once(video).chain(others).collect()

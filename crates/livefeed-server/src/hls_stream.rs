@@ -3,6 +3,10 @@
 //! the shared state and wait for changes through a `watch` version counter, so a blocking
 //! playlist request or a preload-hinted part costs no polling.
 //!
+//! An AAC track (MPEG4-GENERIC) beside the video is muxed too: a second track in the init
+//! segment, one chunk per AAC frame queued into the part of the next video frame
+//! ([`Playlist::push_companion`]). Other tracks are skipped with one log line.
+//!
 //! Streams start on the first HTTP request for a path that has a publisher, and stop when the
 //! hub subscription ends. Decode times stay monotonic across a publisher that leaves and
 //! returns (its timestamps restart): the gap is bridged with the usual frame duration.
@@ -14,14 +18,16 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use livefeed_hls::cmaf::{self, FragmentWriter, VideoTrack};
 use livefeed_hls::playlist::{Chunk, Playlist, PlaylistConfig};
+use livefeed_media::aac::{AacConfig, AacDepacketizer};
 use livefeed_media::clock::unix_now_ns;
+use livefeed_media::track::{Codec, TrackDescription, TrackPacket};
 use livefeed_media::{AccessUnit, DEFAULT_FRAME_TICKS};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use crate::config::HlsConfig;
 use crate::hls_files::HlsFiles;
-use crate::hub::{Hub, Subscription};
+use crate::hub::{Hub, Media, Subscription};
 
 /// What the HLS task maintains for one path.
 pub struct HlsState {
@@ -109,7 +115,8 @@ impl HlsStreams {
                 return Some(stream.clone());
             }
         }
-        self.hub.stream_info(path)?;
+        let info = self.hub.stream_info(path)?;
+        let audio = hls_audio(path, &info.others);
         let sub = self.hub.subscribe(path)?;
         let stream = Arc::new(HlsStream {
             path: path.to_string(),
@@ -127,7 +134,7 @@ impl HlsStreams {
             .hls_dir
             .as_ref()
             .map(|dir| HlsFiles::new(dir.join(path), self.config.retained_segments));
-        tokio::spawn(run(stream.clone(), sub, files));
+        tokio::spawn(run(stream.clone(), sub, files, audio));
         info!(path, "LL-HLS stream started");
         Some(stream)
     }
@@ -179,7 +186,82 @@ impl Muxer {
     }
 }
 
-async fn run(stream: Arc<HlsStream>, mut sub: Subscription, mut files: Option<HlsFiles>) {
+/// The track of `others` LL-HLS carries beside the video: the first AAC (MPEG4-GENERIC) track
+/// whose fmtp can be read, with its config.
+pub fn hls_audio(path: &str, others: &[TrackDescription]) -> Option<(usize, AacConfig)> {
+    others
+        .iter()
+        .enumerate()
+        .find_map(|(i, t)| match aac_config(t)? {
+            Ok(config) => Some((i + 1, config)),
+            Err(e) => {
+                warn!(path, track = i + 1, error = %e, "AAC track not carried over LL-HLS");
+                None
+            }
+        })
+}
+
+/// Whether LL-HLS carries `track` (the first such track of a stream is carried).
+pub fn can_carry(track: &TrackDescription) -> bool {
+    matches!(aac_config(track), Some(Ok(_)))
+}
+
+/// The config of an MPEG4-GENERIC AAC track; `None` for any other track.
+fn aac_config(t: &TrackDescription) -> Option<Result<AacConfig, livefeed_media::aac::AacError>> {
+    let generic = t
+        .rtpmap
+        .as_deref()
+        .is_some_and(|m| m.to_ascii_uppercase().starts_with("MPEG4-GENERIC/"));
+    (t.codec == Codec::Aac && generic)
+        .then(|| AacConfig::from_fmtp(t.fmtp.as_deref().unwrap_or("")))
+}
+
+/// The AAC track's muxing state.
+struct AudioMuxer {
+    track: usize,
+    clock_rate: u32,
+    depacketizer: AacDepacketizer,
+    writer: FragmentWriter,
+}
+
+impl AudioMuxer {
+    /// The CMAF chunks of the frames `packet` completes.
+    fn chunks(&mut self, packet: &TrackPacket) -> Vec<Bytes> {
+        let frames = match self
+            .depacketizer
+            .push(&packet.payload, packet.pts, packet.marker)
+        {
+            Ok(frames) => frames,
+            Err(e) => {
+                debug!(track = self.track, error = %e, "AAC payload skipped");
+                return Vec::new();
+            }
+        };
+        let config = self.depacketizer.config();
+        let (rate, clock) = (
+            u64::from(config.sample_rate),
+            u64::from(self.clock_rate.max(1)),
+        );
+        frames
+            .into_iter()
+            .filter_map(|frame| {
+                let decode_time = frame.timestamp * rate / clock;
+                let sample = cmaf::audio_sample(frame.data, decode_time, config.frame_length);
+                self.writer
+                    .fragment(std::slice::from_ref(&sample))
+                    .map_err(|e| debug!(track = self.track, error = %e, "AAC frame skipped"))
+                    .ok()
+            })
+            .collect()
+    }
+}
+
+async fn run(
+    stream: Arc<HlsStream>,
+    mut sub: Subscription,
+    mut files: Option<HlsFiles>,
+    audio: Option<(usize, AacConfig)>,
+) {
     let mut muxer = Muxer {
         writer: FragmentWriter::new(),
         last_pts: None,
@@ -187,12 +269,31 @@ async fn run(stream: Arc<HlsStream>, mut sub: Subscription, mut files: Option<Hl
         offset: 0,
         frame_ticks: DEFAULT_FRAME_TICKS,
     };
+    let audio_config = audio.as_ref().map(|(_, c)| c.clone());
+    let mut audio = audio.map(|(track, config)| AudioMuxer {
+        track,
+        clock_rate: config.sample_rate,
+        depacketizer: AacDepacketizer::new(config),
+        writer: FragmentWriter::for_track(cmaf::AUDIO_TRACK_ID),
+    });
     while let Some(delivery) = sub.recv().await {
-        let Some(au) = delivery.frame.video() else {
-            sub.note_not_carried("LL-HLS", &delivery.frame);
-            continue;
+        let au = match &delivery.frame.media {
+            Media::Video(au) => au,
+            Media::Packet(p) => match audio.as_mut().filter(|a| a.track == p.track) {
+                Some(a) if stream.lock().init.is_some() => {
+                    for chunk in a.chunks(p) {
+                        stream.lock().playlist.push_companion(chunk);
+                    }
+                    continue;
+                }
+                Some(_) => continue,
+                None => {
+                    sub.note_not_carried("LL-HLS", &delivery.frame);
+                    continue;
+                }
+            },
         };
-        if let Err(e) = update_track(&stream, au, files.as_mut()) {
+        if let Err(e) = update_track(&stream, au, files.as_mut(), audio_config.as_ref()) {
             warn!(path = %stream.path, error = %e, "cannot describe the stream for LL-HLS");
             continue;
         }
@@ -237,6 +338,7 @@ fn update_track(
     stream: &HlsStream,
     au: &AccessUnit,
     files: Option<&mut HlsFiles>,
+    audio: Option<&AacConfig>,
 ) -> Result<(), cmaf::CmafError> {
     if !au.keyframe {
         return Ok(());
@@ -252,7 +354,7 @@ fn update_track(
     {
         return Ok(());
     }
-    let init = cmaf::init_segment(&track)?;
+    let init = cmaf::init_segment_with_audio(&track, audio)?;
     if state.track.is_some() {
         state.playlist.discontinuity();
     }

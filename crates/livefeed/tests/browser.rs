@@ -41,6 +41,21 @@ fn hls_player_page_plays_and_measures_latency_in_chromium() {
     assert_eq!(stats["videoWidth"], 640);
 }
 
+#[test]
+fn hls_js_plays_h264_with_aac_from_an_ffmpeg_publisher_in_chromium() {
+    let _browser = one_browser();
+    let server = TestServer::start();
+    let _publisher = ffmpeg_av_publisher(&server.url("av"), "tcp", "aac", 40);
+    wait_for_stream(&server.addr(), "av");
+    let all = run_player(&server, "/av/?play=hls", 10, 1);
+    let stats = &all["hls"];
+    let frames = stats["frames"].as_u64().unwrap_or(0);
+    assert!(frames >= 120, "hls.js shows the video: {all}");
+    let audio = stats["audioDecodedBytes"].as_u64().unwrap_or(0);
+    assert!(audio > 10_000, "Chromium decodes the AAC track: {all}");
+    assert_eq!(all["consoleErrors"], serde_json::json!([]), "{all}");
+}
+
 /// Runs web/tests/player.mjs on `page` of a server for `seconds` with `pages` tabs.
 fn run_player(server: &TestServer, page: &str, seconds: u32, pages: u32) -> serde_json::Value {
     let out = run(

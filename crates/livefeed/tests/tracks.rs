@@ -9,61 +9,45 @@ use std::time::Duration;
 
 use common::*;
 
-/// ffmpeg publishing `testsrc2` and a sine tone encoded with `audio_codec` over `transport`.
-fn ffmpeg_av_publisher(url: &str, transport: &str, audio_codec: &str, secs: u32) -> Proc {
-    let mut cmd = Command::new("ffmpeg");
-    cmd.args(["-hide_banner", "-loglevel", "error", "-re"])
-        .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30"])
-        .args(["-f", "lavfi", "-i", "sine=frequency=1000:sample_rate=48000"])
-        .args(["-t", &secs.to_string()])
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-tune",
-            "zerolatency",
-        ])
-        .args(["-pix_fmt", "yuv420p", "-g", "30"])
-        .args(["-c:a", audio_codec])
-        .args(audio_options(audio_codec))
-        .args(["-f", "rtsp", "-rtsp_transport", transport, url]);
-    Proc::spawn("ffmpeg A/V publisher", &mut cmd)
-}
-
-/// G.711 is 8 kHz mono.
-fn audio_options(codec: &str) -> &'static [&'static str] {
-    match codec {
-        "pcm_mulaw" | "pcm_alaw" => &["-ar", "8000", "-ac", "1"],
-        _ => &[],
+/// The codec names ffprobe reads from `url` over `transport` (`None`: an LL-HLS URL), in
+/// track order.
+fn probe_codecs(url: &str, transport: Option<&str>) -> Vec<String> {
+    let mut cmd = Command::new("ffprobe");
+    cmd.args(["-v", "error"]);
+    if let Some(transport) = transport {
+        cmd.args(["-rtsp_transport", transport]);
     }
-}
-
-/// The codec names ffprobe reads from `url` over `transport`, in track order.
-fn probe_codecs(url: &str, transport: &str) -> Vec<String> {
     let out = run(
         "ffprobe",
-        Command::new("ffprobe")
-            .args(["-v", "error", "-rtsp_transport", transport])
-            .args(["-show_entries", "stream=codec_name", "-of", "csv=p=0"])
+        cmd.args(["-show_entries", "stream=codec_name", "-of", "json"])
             .arg(url),
         Duration::from_secs(20),
     );
     out.assert_success();
-    out.stdout
-        .lines()
-        .map(|l| l.trim().to_string())
-        .filter(|l| !l.is_empty())
-        .collect()
+    let probed: serde_json::Value = serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("ffprobe JSON: {e}: {}", out.stdout));
+    probed["streams"]
+        .as_array()
+        .map(|streams| {
+            streams
+                .iter()
+                .filter_map(|s| s["codec_name"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
-/// What ffmpeg decodes from `url` in `secs`: (video frames, seconds of audio).
-fn decode(url: &str, transport: &str, secs: u32) -> (usize, f64) {
+/// What ffmpeg decodes from `url` in `secs`: (video frames, seconds of audio). `transport`
+/// is the RTSP transport, or `None` for an HTTP (LL-HLS) URL.
+fn decode(url: &str, transport: Option<&str>, secs: u32) -> (usize, f64) {
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-hide_banner", "-loglevel", "error"]);
+    if let Some(transport) = transport {
+        cmd.args(["-rtsp_transport", transport]);
+    }
     let out = run(
         "ffmpeg reader",
-        Command::new("ffmpeg")
-            .args(["-hide_banner", "-loglevel", "error"])
-            .args(["-rtsp_transport", transport, "-i", url])
+        cmd.args(["-i", url])
             .args(["-t", &secs.to_string(), "-map", "0:v", "-map", "0:a"])
             .args(["-f", "framecrc", "-"]),
         Duration::from_secs(u64::from(secs) + 20),
@@ -109,16 +93,26 @@ fn publish_and_read_back(audio_codec: &str, expected: &str, publish_over: &str, 
     let mut publisher = ffmpeg_av_publisher(&url, publish_over, audio_codec, 30);
     wait_for_stream(&server.addr(), "av");
     assert_eq!(
-        probe_codecs(&url, read_over),
+        probe_codecs(&url, Some(read_over)),
         ["h264", expected],
         "tracks read back over RTSP/{read_over}"
     );
-    let (frames, audio_secs) = decode(&url, read_over, 4);
+    let (frames, audio_secs) = decode(&url, Some(read_over), 4);
     assert!(frames >= 60, "decoded {frames} video frames in 4 s");
     assert!(
         audio_secs >= 2.0,
         "decoded {audio_secs:.2} s of audio in 4 s"
     );
+    if hls_carries(audio_codec) {
+        let hls = format!("{}/av/index.m3u8", server.http());
+        assert_eq!(probe_codecs(&hls, None), ["h264", expected], "over LL-HLS");
+        let (frames, audio_secs) = decode(&hls, None, 4);
+        assert!(frames >= 60, "decoded {frames} video frames from LL-HLS");
+        assert!(
+            audio_secs >= 2.0,
+            "decoded {audio_secs:.2} s of audio from LL-HLS"
+        );
+    }
     let api = http_get(server.http_port, "/api/v1/paths", Duration::from_secs(5)).text();
     assert!(
         api.contains(&format!("\"codec\":\"{}\"", api_codec(audio_codec))),
@@ -130,6 +124,11 @@ fn publish_and_read_back(audio_codec: &str, expected: &str, publish_over: &str, 
         "the publisher was not refused: {}",
         publisher.stderr_so_far()
     );
+}
+
+/// Whether LL-HLS carries this audio codec (yet).
+fn hls_carries(ffmpeg_codec: &str) -> bool {
+    ffmpeg_codec == "aac"
 }
 
 fn api_codec(ffmpeg_codec: &str) -> &'static str {
@@ -175,8 +174,8 @@ fn gstreamer_h264_opus_is_served_with_both_tracks() {
     cmd.arg("-q").args(pipeline.split_whitespace());
     let mut publisher = Proc::spawn("gst-launch rtspclientsink", &mut cmd);
     wait_for_stream(&server.addr(), "gst");
-    assert_eq!(probe_codecs(&url, "tcp"), ["h264", "opus"]);
-    let (frames, audio_secs) = decode(&url, "tcp", 4);
+    assert_eq!(probe_codecs(&url, Some("tcp")), ["h264", "opus"]);
+    let (frames, audio_secs) = decode(&url, Some("tcp"), 4);
     assert!(frames >= 60, "decoded {frames} video frames in 4 s");
     assert!(
         audio_secs >= 2.0,

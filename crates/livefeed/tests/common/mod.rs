@@ -392,6 +392,36 @@ pub fn ffmpeg_publisher_with(url: &str, transport: &str, secs: u32, extra: &[&st
     Proc::spawn("ffmpeg publisher", &mut cmd)
 }
 
+/// ffmpeg publishing `testsrc2` and a sine tone encoded with `audio_codec` over `transport`.
+pub fn ffmpeg_av_publisher(url: &str, transport: &str, audio_codec: &str, secs: u32) -> Proc {
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-hide_banner", "-loglevel", "error", "-re"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=1000:sample_rate=48000"])
+        .args(["-t", &secs.to_string()])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-tune",
+            "zerolatency",
+        ])
+        .args(["-pix_fmt", "yuv420p", "-g", "30"])
+        .args(["-c:a", audio_codec])
+        .args(audio_options(audio_codec))
+        .args(["-f", "rtsp", "-rtsp_transport", transport, url]);
+    Proc::spawn("ffmpeg A/V publisher", &mut cmd)
+}
+
+/// G.711 is 8 kHz mono.
+fn audio_options(codec: &str) -> &'static [&'static str] {
+    match codec {
+        "pcm_mulaw" | "pcm_alaw" => &["-ar", "8000", "-ac", "1"],
+        _ => &[],
+    }
+}
+
 /// Runs a command to completion with a timeout.
 pub fn run(name: &str, cmd: &mut Command, timeout: Duration) -> Output {
     Proc::spawn(name, cmd).wait(timeout)
