@@ -9,10 +9,14 @@
 //! - Decode times start at 0 in every file; each frame lasts the distance to the previous
 //!   frame's `pts` (the first ones: 1/30 s).
 //! - `Open` carries the capture time of the file's first frame (its SEI stamp), which names it.
+//! - With an AAC track ([`Recorder::set_audio`]), each file has it as a second track
+//!   ([`Recorder::push_audio`]): frames from the file's first video frame on, decode times on
+//!   the same timeline. A changed audio config starts a new file at the next keyframe.
 
 use std::time::Duration;
 
 use bytes::Bytes;
+use livefeed_media::aac::AacConfig;
 use livefeed_media::{AccessUnit, DEFAULT_FRAME_TICKS};
 
 use crate::cmaf::{self, CmafError, FragmentWriter, VideoTrack};
@@ -38,8 +42,10 @@ pub enum RecordEvent {
 #[derive(Debug)]
 struct OpenFile {
     track: VideoTrack,
+    audio: Option<AacConfig>,
     start_pts: u64,
     writer: FragmentWriter,
+    audio_writer: FragmentWriter,
 }
 
 /// Cuts access units into files.
@@ -49,6 +55,7 @@ pub struct Recorder {
     file: Option<OpenFile>,
     last_pts: Option<u64>,
     frame_ticks: u32,
+    audio: Option<AacConfig>,
 }
 
 impl Recorder {
@@ -59,7 +66,36 @@ impl Recorder {
             file: None,
             last_pts: None,
             frame_ticks: DEFAULT_FRAME_TICKS,
+            audio: None,
         }
+    }
+
+    /// The AAC track files carry from the next one on (`None`: video only).
+    pub fn set_audio(&mut self, audio: Option<AacConfig>) {
+        self.audio = audio;
+    }
+
+    /// Takes one AAC frame at `decode_time` (its sampling rate, the path's timeline); returns
+    /// what to write (nothing before the file's first video frame or without audio).
+    pub fn push_audio(
+        &mut self,
+        frame: Bytes,
+        decode_time: u64,
+    ) -> Result<Vec<RecordEvent>, CmafError> {
+        let Some(file) = self.file.as_mut() else {
+            return Ok(Vec::new());
+        };
+        let Some(audio) = &file.audio else {
+            return Ok(Vec::new());
+        };
+        let rate = u64::from(audio.sample_rate);
+        let start = file.start_pts * rate / TICKS_PER_SEC;
+        let Some(decode_time) = decode_time.checked_sub(start) else {
+            return Ok(Vec::new());
+        };
+        let sample = cmaf::audio_sample(frame, decode_time, audio.frame_length);
+        let bytes = file.audio_writer.fragment(std::slice::from_ref(&sample))?;
+        Ok(vec![RecordEvent::Append(bytes)])
     }
 
     /// Takes one access unit; returns what to write.
@@ -99,16 +135,19 @@ impl Recorder {
                 au.pts.saturating_sub(f.start_pts) >= self.file_ticks
                     || f.track.sps != track.sps
                     || f.track.pps != track.pps
+                    || f.audio != self.audio
             }
         };
         if !due {
             return Ok(None);
         }
-        let init = cmaf::init_segment(&track)?;
+        let init = cmaf::init_segment_with_audio(&track, self.audio.as_ref())?;
         self.file = Some(OpenFile {
             track,
+            audio: self.audio.clone(),
             start_pts: au.pts,
             writer: FragmentWriter::new(),
+            audio_writer: FragmentWriter::for_track(cmaf::AUDIO_TRACK_ID),
         });
         Ok(Some(RecordEvent::Open {
             capture_unix_ns: au.capture.map(|c| c.unix_ns),
@@ -195,5 +234,49 @@ mod tests {
             2,
             "back again: new file"
         );
+    }
+
+    #[test]
+    fn audio_frames_join_the_file_from_its_first_video_frame() {
+        let config = AacConfig::from_audio_specific_config(Bytes::from_static(&[0x11, 0x90]))
+            .expect("48 kHz stereo AAC-LC");
+        let mut r = Recorder::new(Duration::from_secs(3600));
+        r.set_audio(Some(config));
+        // 1_000_000 ticks at 90 kHz = 533_333 at 48 kHz.
+        assert!(r
+            .push_audio(Bytes::from_static(b"early"), 500_000)
+            .expect("ok")
+            .is_empty());
+        let events = r.push(&au(0, true)).expect("muxes");
+        let RecordEvent::Open { init, .. } = &events[0] else {
+            panic!("a file opens: {events:?}");
+        };
+        assert!(
+            init.windows(4).any(|w| w == b"mp4a"),
+            "the init has the AAC track"
+        );
+        assert!(
+            r.push_audio(Bytes::from_static(b"before"), 533_000)
+                .expect("ok")
+                .is_empty(),
+            "before the file's first frame"
+        );
+        let appended = r
+            .push_audio(Bytes::from_static(b"frame"), 534_357)
+            .expect("ok");
+        let [RecordEvent::Append(bytes)] = appended.as_slice() else {
+            panic!("one fragment: {appended:?}");
+        };
+        assert!(bytes.ends_with(b"frame"));
+        r.set_audio(None);
+        let events = r.push(&au(1, true)).expect("muxes");
+        assert!(
+            matches!(events[0], RecordEvent::Open { .. }),
+            "a changed audio config starts a new file"
+        );
+        assert!(r
+            .push_audio(Bytes::from_static(b"x"), 600_000)
+            .expect("ok")
+            .is_empty());
     }
 }

@@ -128,7 +128,7 @@ fn tracks_json(p: &PathSnapshot) -> Vec<Value> {
         "id": 0, "media": "video", "codec": "h264", "clock_rate": livefeed_media::VIDEO_CLOCK_RATE,
         "outputs": ["rtsp", "hls", "webrtc", "recording"],
     });
-    let hls_audio = stream.others.iter().position(crate::hls_stream::can_carry);
+    let hls_audio = stream.others.iter().position(crate::aac_track::can_carry);
     let others = stream.others.iter().enumerate().map(|(i, t)| {
         let outputs = if hls_audio == Some(i) {
             json!(["rtsp", "hls"])

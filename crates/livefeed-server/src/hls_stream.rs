@@ -18,13 +18,14 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use livefeed_hls::cmaf::{self, FragmentWriter, VideoTrack};
 use livefeed_hls::playlist::{Chunk, Playlist, PlaylistConfig};
-use livefeed_media::aac::{AacConfig, AacDepacketizer};
+use livefeed_media::aac::AacConfig;
 use livefeed_media::clock::unix_now_ns;
-use livefeed_media::track::{Codec, TrackDescription, TrackPacket};
+use livefeed_media::track::TrackPacket;
 use livefeed_media::{AccessUnit, DEFAULT_FRAME_TICKS};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
+use crate::aac_track::AacTrack;
 use crate::config::HlsConfig;
 use crate::hls_files::HlsFiles;
 use crate::hub::{Hub, Media, Subscription};
@@ -116,7 +117,7 @@ impl HlsStreams {
             }
         }
         let info = self.hub.stream_info(path)?;
-        let audio = hls_audio(path, &info.others);
+        let audio = AacTrack::find(path, &info.others);
         let sub = self.hub.subscribe(path)?;
         let stream = Arc::new(HlsStream {
             path: path.to_string(),
@@ -186,70 +187,25 @@ impl Muxer {
     }
 }
 
-/// The track of `others` LL-HLS carries beside the video: the first AAC (MPEG4-GENERIC) track
-/// whose fmtp can be read, with its config.
-pub fn hls_audio(path: &str, others: &[TrackDescription]) -> Option<(usize, AacConfig)> {
-    others
-        .iter()
-        .enumerate()
-        .find_map(|(i, t)| match aac_config(t)? {
-            Ok(config) => Some((i + 1, config)),
-            Err(e) => {
-                warn!(path, track = i + 1, error = %e, "AAC track not carried over LL-HLS");
-                None
-            }
-        })
-}
-
-/// Whether LL-HLS carries `track` (the first such track of a stream is carried).
-pub fn can_carry(track: &TrackDescription) -> bool {
-    matches!(aac_config(track), Some(Ok(_)))
-}
-
-/// The config of an MPEG4-GENERIC AAC track; `None` for any other track.
-fn aac_config(t: &TrackDescription) -> Option<Result<AacConfig, livefeed_media::aac::AacError>> {
-    let generic = t
-        .rtpmap
-        .as_deref()
-        .is_some_and(|m| m.to_ascii_uppercase().starts_with("MPEG4-GENERIC/"));
-    (t.codec == Codec::Aac && generic)
-        .then(|| AacConfig::from_fmtp(t.fmtp.as_deref().unwrap_or("")))
-}
-
 /// The AAC track's muxing state.
 struct AudioMuxer {
-    track: usize,
-    clock_rate: u32,
-    depacketizer: AacDepacketizer,
+    aac: AacTrack,
     writer: FragmentWriter,
 }
 
 impl AudioMuxer {
     /// The CMAF chunks of the frames `packet` completes.
     fn chunks(&mut self, packet: &TrackPacket) -> Vec<Bytes> {
-        let frames = match self
-            .depacketizer
-            .push(&packet.payload, packet.pts, packet.marker)
-        {
-            Ok(frames) => frames,
-            Err(e) => {
-                debug!(track = self.track, error = %e, "AAC payload skipped");
-                return Vec::new();
-            }
-        };
-        let config = self.depacketizer.config();
-        let (rate, clock) = (
-            u64::from(config.sample_rate),
-            u64::from(self.clock_rate.max(1)),
-        );
-        frames
+        let frame_length = self.aac.config().frame_length;
+        let track = self.aac.track;
+        self.aac
+            .frames(packet)
             .into_iter()
-            .filter_map(|frame| {
-                let decode_time = frame.timestamp * rate / clock;
-                let sample = cmaf::audio_sample(frame.data, decode_time, config.frame_length);
+            .filter_map(|(data, decode_time)| {
+                let sample = cmaf::audio_sample(data, decode_time, frame_length);
                 self.writer
                     .fragment(std::slice::from_ref(&sample))
-                    .map_err(|e| debug!(track = self.track, error = %e, "AAC frame skipped"))
+                    .map_err(|e| debug!(track, error = %e, "AAC frame skipped"))
                     .ok()
             })
             .collect()
@@ -260,7 +216,7 @@ async fn run(
     stream: Arc<HlsStream>,
     mut sub: Subscription,
     mut files: Option<HlsFiles>,
-    audio: Option<(usize, AacConfig)>,
+    audio: Option<AacTrack>,
 ) {
     let mut muxer = Muxer {
         writer: FragmentWriter::new(),
@@ -269,17 +225,15 @@ async fn run(
         offset: 0,
         frame_ticks: DEFAULT_FRAME_TICKS,
     };
-    let audio_config = audio.as_ref().map(|(_, c)| c.clone());
-    let mut audio = audio.map(|(track, config)| AudioMuxer {
-        track,
-        clock_rate: config.sample_rate,
-        depacketizer: AacDepacketizer::new(config),
+    let audio_config = audio.as_ref().map(|a| a.config().clone());
+    let mut audio = audio.map(|aac| AudioMuxer {
+        aac,
         writer: FragmentWriter::for_track(cmaf::AUDIO_TRACK_ID),
     });
     while let Some(delivery) = sub.recv().await {
         let au = match &delivery.frame.media {
             Media::Video(au) => au,
-            Media::Packet(p) => match audio.as_mut().filter(|a| a.track == p.track) {
+            Media::Packet(p) => match audio.as_mut().filter(|a| a.aac.track == p.track) {
                 Some(a) if stream.lock().init.is_some() => {
                     for chunk in a.chunks(p) {
                         stream.lock().playlist.push_companion(chunk);

@@ -905,6 +905,11 @@ impl Subscription {
         &self.state.name
     }
 
+    /// The tracks beside the video that the path's publisher announced.
+    pub fn others(&self) -> Vec<TrackDescription> {
+        self.state.lock().others.clone()
+    }
+
     /// Logs once per track that `output` skips `frame`'s track (see [`NotCarried`]).
     pub fn note_not_carried(&mut self, output: &str, frame: &HubFrame) {
         self.not_carried.note(&self.state.name, output, frame);

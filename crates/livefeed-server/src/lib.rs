@@ -21,6 +21,7 @@
 //! - [`config`]: one definition of the server's options for flags, env and the TOML file.
 //! - [`Server`]: binds and starts all of it.
 
+pub mod aac_track;
 pub mod api;
 pub mod config;
 pub mod conn_gate;

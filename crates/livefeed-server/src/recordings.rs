@@ -15,9 +15,10 @@ use livefeed_store::unix_now_ms;
 use tokio::io::AsyncWriteExt;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
-use crate::hub::Hub;
+use crate::aac_track::AacTrack;
+use crate::hub::{Hub, Media, Subscription};
 
 /// Recording settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -227,6 +228,28 @@ fn collect_files(root: &Path, dir: &Path, out: &mut Vec<RecordingFile>) {
     }
 }
 
+/// At a keyframe, makes the recorder carry the path's current AAC track (a new publisher may
+/// bring another one, or none).
+fn follow_audio(
+    path: &str,
+    sub: &Subscription,
+    aac: &mut Option<AacTrack>,
+    recorder: &mut Recorder,
+) {
+    let others = sub.others();
+    let wanted = others
+        .iter()
+        .enumerate()
+        .find(|(_, t)| crate::aac_track::can_carry(t))
+        .map(|(i, t)| (i + 1, t));
+    let current = aac.as_ref().map(|a| (a.track, &a.description));
+    if wanted == current {
+        return;
+    }
+    *aac = AacTrack::find(path, &others);
+    recorder.set_audio(aac.as_ref().map(|a| a.config().clone()));
+}
+
 /// Reads `sub` until it ends or `stop`, writing files into `dir`.
 async fn record(
     path: String,
@@ -236,17 +259,38 @@ async fn record(
     stop: CancellationToken,
 ) {
     let mut recorder = Recorder::new(config.file_duration);
+    let mut aac: Option<AacTrack> = None;
     let mut file: Option<(tokio::fs::File, PathBuf)> = None;
     loop {
         let delivery = tokio::select! {
             _ = stop.cancelled() => break,
             d = sub.recv() => match d { Some(d) => d, None => break },
         };
-        let Some(au) = delivery.frame.video() else {
-            sub.note_not_carried("recording", &delivery.frame);
-            continue;
+        let events = match &delivery.frame.media {
+            Media::Video(au) => {
+                if au.keyframe {
+                    follow_audio(&path, &sub, &mut aac, &mut recorder);
+                }
+                recorder.push(au)
+            }
+            Media::Packet(p) => match aac.as_mut().filter(|a| a.track == p.track) {
+                Some(a) => {
+                    let mut events = Vec::new();
+                    for (frame, decode_time) in a.frames(p) {
+                        match recorder.push_audio(frame, decode_time) {
+                            Ok(mut e) => events.append(&mut e),
+                            Err(e) => debug!(path, error = %e, "AAC frame not recorded"),
+                        }
+                    }
+                    Ok(events)
+                }
+                None => {
+                    sub.note_not_carried("recording", &delivery.frame);
+                    continue;
+                }
+            },
         };
-        let events = match recorder.push(au) {
+        let events = match events {
             Ok(e) => e,
             Err(e) => {
                 warn!(path, error = %e, "cannot record this access unit");

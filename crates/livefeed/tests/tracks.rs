@@ -88,7 +88,15 @@ fn framecrc_summary(listing: &str) -> (usize, f64) {
 }
 
 fn publish_and_read_back(audio_codec: &str, expected: &str, publish_over: &str, read_over: &str) {
-    let server = TestServer::start();
+    let record_dir = TempDir::new("livefeed-rec");
+    let server = TestServer::start_with(&[
+        "--record",
+        "av",
+        "--record-segment",
+        "3",
+        "--record-dir",
+        record_dir.path(),
+    ]);
     let url = server.url("av");
     let mut publisher = ffmpeg_av_publisher(&url, publish_over, audio_codec, 30);
     wait_for_stream(&server.addr(), "av");
@@ -113,6 +121,24 @@ fn publish_and_read_back(audio_codec: &str, expected: &str, publish_over: &str, 
             "decoded {audio_secs:.2} s of audio from LL-HLS"
         );
     }
+    if records(audio_codec) {
+        let file = retry(Duration::from_secs(20), || {
+            let files = mp4_files(&record_dir.0.join("av"));
+            match files.len() {
+                0 | 1 => Err(format!("no complete recording yet: {files:?}")),
+                _ => Ok(files[0].clone()),
+            }
+        });
+        let file = file.to_string_lossy().into_owned();
+        assert_eq!(
+            probe_codecs(&file, None),
+            ["h264", expected],
+            "the recording"
+        );
+        let (frames, audio_secs) = decode(&file, None, 10);
+        assert!(frames >= 60, "{frames} video frames in {file}");
+        assert!(audio_secs >= 2.0, "{audio_secs:.2} s of audio in {file}");
+    }
     let api = http_get(server.http_port, "/api/v1/paths", Duration::from_secs(5)).text();
     assert!(
         api.contains(&format!("\"codec\":\"{}\"", api_codec(audio_codec))),
@@ -124,6 +150,21 @@ fn publish_and_read_back(audio_codec: &str, expected: &str, publish_over: &str, 
         "the publisher was not refused: {}",
         publisher.stderr_so_far()
     );
+}
+
+/// Whether recordings carry this audio codec (yet).
+fn records(ffmpeg_codec: &str) -> bool {
+    ffmpeg_codec == "aac"
+}
+
+/// The .mp4 files of a directory, oldest first.
+fn mp4_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    files.retain(|p| p.extension().is_some_and(|e| e == "mp4"));
+    files.sort();
+    files
 }
 
 /// Whether LL-HLS carries this audio codec (yet).
