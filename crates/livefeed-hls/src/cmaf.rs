@@ -26,8 +26,9 @@
 //!   relative to its own `moof`), so a part is the concatenation of its chunks and a segment the
 //!   concatenation of its parts, byte for byte.
 //! - **Audio is a second track** ([`AUDIO_TRACK_ID`], timescale = its sampling rate) in the
-//!   same init segment ([`init_segment_with_audio`]); its fragments come from their own
-//!   [`FragmentWriter::for_track`], one raw AAC frame per sample, every sample a sync sample.
+//!   same init segment ([`init_segment_with_audio`]): AAC (`mp4a`/`esds`) or Opus
+//!   (`Opus`/`dOps`). Its fragments come from their own [`FragmentWriter::for_track`], one raw
+//!   AAC frame or Opus packet per sample, every sample a sync sample.
 //!   Video and audio chunks interleave in arrival order in parts and segments.
 //! - **The init segment depends only on the SPS and PPS** (and the audio config). Samples never carry them (the `avc1`
 //!   sample entry keeps parameter sets in `avcC`), so when they change, build a new
@@ -56,9 +57,10 @@ use livefeed_media::h264::{self, nal_type, SpsError, SpsInfo};
 use livefeed_media::AccessUnit;
 use mp4_atom::esds::{DecoderConfig, DecoderSpecific, EsDescriptor, SLConfig};
 use mp4_atom::{
-    Atom, Audio, Avc1, Avcc, BufMut as _, Dinf, Dref, Encode, Esds, FourCC, Ftyp, Hdlr, Header,
-    Mdat, Mdhd, Mdia, Mfhd, Minf, Moof, Moov, Mp4a, Mvex, Mvhd, Smhd, Stbl, Stco, Stsd, Tfdt, Tfhd,
-    Tkhd, Traf, Trak, Trex, Trun, TrunEntry, TrunSamples, Url, Visual, Vmhd,
+    Atom, Audio, Avc1, Avcc, BufMut as _, Codec, Dinf, Dops, Dref, Encode, Esds, FourCC, Ftyp,
+    Hdlr, Header, Mdat, Mdhd, Mdia, Mfhd, Minf, Moof, Moov, Mp4a, Mvex, Mvhd, Opus, Smhd, Stbl,
+    Stco, Stsd, Tfdt, Tfhd, Tkhd, Traf, Trak, Trex, Trun, TrunEntry, TrunSamples, Url, Visual,
+    Vmhd,
 };
 
 /// Timescale of every time in the output (`mvhd`, `mdhd`, `tfdt`, `trun`): 90 kHz, the clock of
@@ -272,10 +274,65 @@ pub fn init_segment(track: &VideoTrack) -> Result<Bytes, CmafError> {
     init_segment_with_audio(track, None)
 }
 
-/// The init segment of the video track and, if given, an AAC audio track.
+/// The audio track beside the video.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AudioTrack {
+    /// AAC with its AudioSpecificConfig.
+    Aac(AacConfig),
+    /// Opus (48 kHz) with this many output channels.
+    Opus {
+        /// 1 or 2.
+        channels: u8,
+    },
+}
+
+impl AudioTrack {
+    /// The track's timescale: its sampling rate.
+    pub fn timescale(&self) -> u32 {
+        match self {
+            AudioTrack::Aac(c) => c.sample_rate,
+            AudioTrack::Opus { .. } => livefeed_media::opus::CLOCK_RATE,
+        }
+    }
+
+    /// The RFC 6381 codec string (`mp4a.40.2`, `opus`).
+    pub fn codec_string(&self) -> String {
+        match self {
+            AudioTrack::Aac(c) => c.codec_string(),
+            AudioTrack::Opus { .. } => "opus".into(),
+        }
+    }
+
+    /// The `stsd` sample entry.
+    fn sample_entry(&self) -> Codec {
+        match self {
+            AudioTrack::Aac(c) => aac_sample_entry(c).into(),
+            AudioTrack::Opus { channels } => Opus {
+                audio: Audio {
+                    data_reference_index: 1,
+                    channel_count: u16::from(*channels),
+                    sample_size: 16,
+                    sample_rate: 48_000u16.into(),
+                },
+                dops: Dops {
+                    output_channel_count: *channels,
+                    // RFC 7845's usual encoder delay; players trim it from the start.
+                    pre_skip: 312,
+                    input_sample_rate: livefeed_media::opus::CLOCK_RATE,
+                    output_gain: 0,
+                    channel_mapping: None,
+                },
+                btrt: None,
+            }
+            .into(),
+        }
+    }
+}
+
+/// The init segment of the video track and, if given, an audio track.
 pub fn init_segment_with_audio(
     track: &VideoTrack,
-    audio: Option<&AacConfig>,
+    audio: Option<&AudioTrack>,
 ) -> Result<Bytes, CmafError> {
     track.check()?;
     let mut moov = moov(track)?;
@@ -399,11 +456,10 @@ fn write_moov(moov: &Moov, out: &mut Vec<u8>) -> mp4_atom::Result<()> {
     })
 }
 
-/// Adds the AAC track (its `trak` and `trex`) to a `moov` built by [`moov`].
-fn add_audio(moov: &mut Moov, audio: &AacConfig) -> Result<(), CmafError> {
-    let timescale = audio.sample_rate;
-    let rate = u16::try_from(timescale).unwrap_or(0);
-    let mp4a = Mp4a {
+/// The `mp4a` sample entry of an AAC track.
+fn aac_sample_entry(audio: &AacConfig) -> Mp4a {
+    let rate = u16::try_from(audio.sample_rate).unwrap_or(0);
+    Mp4a {
         audio: Audio {
             data_reference_index: 1,
             channel_count: u16::from(audio.channels.max(1)),
@@ -430,7 +486,12 @@ fn add_audio(moov: &mut Moov, audio: &AacConfig) -> Result<(), CmafError> {
         },
         btrt: None,
         taic: None,
-    };
+    }
+}
+
+/// Adds the audio track (its `trak` and `trex`) to a `moov` built by [`moov`].
+fn add_audio(moov: &mut Moov, audio: &AudioTrack) -> Result<(), CmafError> {
+    let timescale = audio.timescale();
     let minf = Minf {
         smhd: Some(Smhd::default()),
         dinf: Dinf {
@@ -440,7 +501,7 @@ fn add_audio(moov: &mut Moov, audio: &AacConfig) -> Result<(), CmafError> {
         },
         stbl: Stbl {
             stsd: Stsd {
-                codecs: vec![mp4a.into()],
+                codecs: vec![audio.sample_entry()],
             },
             stco: Some(Stco::default()),
             ..Default::default()

@@ -9,17 +9,16 @@
 //! - Decode times start at 0 in every file; each frame lasts the distance to the previous
 //!   frame's `pts` (the first ones: 1/30 s).
 //! - `Open` carries the capture time of the file's first frame (its SEI stamp), which names it.
-//! - With an AAC track ([`Recorder::set_audio`]), each file has it as a second track
+//! - With an audio track ([`Recorder::set_audio`]: AAC or Opus), each file has it as a second track
 //!   ([`Recorder::push_audio`]): frames from the file's first video frame on, decode times on
 //!   the same timeline. A changed audio config starts a new file at the next keyframe.
 
 use std::time::Duration;
 
 use bytes::Bytes;
-use livefeed_media::aac::AacConfig;
 use livefeed_media::{AccessUnit, DEFAULT_FRAME_TICKS};
 
-use crate::cmaf::{self, CmafError, FragmentWriter, VideoTrack};
+use crate::cmaf::{self, AudioTrack, CmafError, FragmentWriter, VideoTrack};
 
 /// 90 kHz ticks per second.
 const TICKS_PER_SEC: u64 = 90_000;
@@ -42,7 +41,7 @@ pub enum RecordEvent {
 #[derive(Debug)]
 struct OpenFile {
     track: VideoTrack,
-    audio: Option<AacConfig>,
+    audio: Option<AudioTrack>,
     start_pts: u64,
     writer: FragmentWriter,
     audio_writer: FragmentWriter,
@@ -55,7 +54,7 @@ pub struct Recorder {
     file: Option<OpenFile>,
     last_pts: Option<u64>,
     frame_ticks: u32,
-    audio: Option<AacConfig>,
+    audio: Option<AudioTrack>,
 }
 
 impl Recorder {
@@ -71,16 +70,18 @@ impl Recorder {
     }
 
     /// The AAC track files carry from the next one on (`None`: video only).
-    pub fn set_audio(&mut self, audio: Option<AacConfig>) {
+    pub fn set_audio(&mut self, audio: Option<AudioTrack>) {
         self.audio = audio;
     }
 
-    /// Takes one AAC frame at `decode_time` (its sampling rate, the path's timeline); returns
-    /// what to write (nothing before the file's first video frame or without audio).
+    /// Takes one audio frame at `decode_time` lasting `duration` (both in its sampling rate,
+    /// on the path's timeline); returns what to write (nothing before the file's first video
+    /// frame or without audio).
     pub fn push_audio(
         &mut self,
         frame: Bytes,
         decode_time: u64,
+        duration: u32,
     ) -> Result<Vec<RecordEvent>, CmafError> {
         let Some(file) = self.file.as_mut() else {
             return Ok(Vec::new());
@@ -88,12 +89,12 @@ impl Recorder {
         let Some(audio) = &file.audio else {
             return Ok(Vec::new());
         };
-        let rate = u64::from(audio.sample_rate);
+        let rate = u64::from(audio.timescale());
         let start = file.start_pts * rate / TICKS_PER_SEC;
         let Some(decode_time) = decode_time.checked_sub(start) else {
             return Ok(Vec::new());
         };
-        let sample = cmaf::audio_sample(frame, decode_time, audio.frame_length);
+        let sample = cmaf::audio_sample(frame, decode_time, duration);
         let bytes = file.audio_writer.fragment(std::slice::from_ref(&sample))?;
         Ok(vec![RecordEvent::Append(bytes)])
     }
@@ -238,13 +239,16 @@ mod tests {
 
     #[test]
     fn audio_frames_join_the_file_from_its_first_video_frame() {
-        let config = AacConfig::from_audio_specific_config(Bytes::from_static(&[0x11, 0x90]))
+        let config =
+            livefeed_media::aac::AacConfig::from_audio_specific_config(Bytes::from_static(&[
+                0x11, 0x90,
+            ]))
             .expect("48 kHz stereo AAC-LC");
         let mut r = Recorder::new(Duration::from_secs(3600));
-        r.set_audio(Some(config));
+        r.set_audio(Some(AudioTrack::Aac(config)));
         // 1_000_000 ticks at 90 kHz = 533_333 at 48 kHz.
         assert!(r
-            .push_audio(Bytes::from_static(b"early"), 500_000)
+            .push_audio(Bytes::from_static(b"early"), 500_000, 1024)
             .expect("ok")
             .is_empty());
         let events = r.push(&au(0, true)).expect("muxes");
@@ -256,13 +260,13 @@ mod tests {
             "the init has the AAC track"
         );
         assert!(
-            r.push_audio(Bytes::from_static(b"before"), 533_000)
+            r.push_audio(Bytes::from_static(b"before"), 533_000, 1024)
                 .expect("ok")
                 .is_empty(),
             "before the file's first frame"
         );
         let appended = r
-            .push_audio(Bytes::from_static(b"frame"), 534_357)
+            .push_audio(Bytes::from_static(b"frame"), 534_357, 1024)
             .expect("ok");
         let [RecordEvent::Append(bytes)] = appended.as_slice() else {
             panic!("one fragment: {appended:?}");
@@ -275,7 +279,7 @@ mod tests {
             "a changed audio config starts a new file"
         );
         assert!(r
-            .push_audio(Bytes::from_static(b"x"), 600_000)
+            .push_audio(Bytes::from_static(b"x"), 600_000, 1024)
             .expect("ok")
             .is_empty());
     }

@@ -5,6 +5,7 @@
 //! one encoded H.264 picture with its presentation time and its capture wall-clock stamp.
 //!
 //! - [`aac`]: AAC over RTP (RFC 3640): stream config and depacketizer.
+//! - [`opus`]: Opus over RTP (RFC 7587): packet durations, channels.
 //! - [`h264`]: Annex B splitting, NAL types, SPS facts (size, profile-level-id).
 //! - [`sei`]: the livefeed capture stamp carried in an SEI `user_data_unregistered` message.
 //! - [`rtp`] / [`rtcp`]: RTP H.264 packetizer and depacketizer (RFC 6184), RTCP sender reports.
@@ -21,6 +22,7 @@ pub mod access_unit;
 pub mod clock;
 pub mod h264;
 pub mod latency;
+pub mod opus;
 pub mod path;
 pub mod rtcp;
 pub mod rtp;

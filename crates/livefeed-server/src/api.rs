@@ -119,7 +119,8 @@ fn path_json(app: &App, p: &PathSnapshot, sources: &[(String, SourceParams)]) ->
 }
 
 /// Every track of the path's stream and the outputs that carry it: the H.264 video goes
-/// everywhere; other tracks pass through RTSP, and the first AAC track goes into LL-HLS too.
+/// everywhere; other tracks pass through RTSP, and the first AAC or Opus track goes into LL-HLS and
+/// recordings too.
 fn tracks_json(p: &PathSnapshot) -> Vec<Value> {
     let Some(stream) = &p.stream else {
         return Vec::new();
@@ -128,10 +129,10 @@ fn tracks_json(p: &PathSnapshot) -> Vec<Value> {
         "id": 0, "media": "video", "codec": "h264", "clock_rate": livefeed_media::VIDEO_CLOCK_RATE,
         "outputs": ["rtsp", "hls", "webrtc", "recording"],
     });
-    let hls_audio = stream.others.iter().position(crate::aac_track::can_carry);
+    let hls_audio = stream.others.iter().position(crate::audio_track::can_carry);
     let others = stream.others.iter().enumerate().map(|(i, t)| {
         let outputs = if hls_audio == Some(i) {
-            json!(["rtsp", "hls"])
+            json!(["rtsp", "hls", "recording"])
         } else {
             json!(["rtsp"])
         };

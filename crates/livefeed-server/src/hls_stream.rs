@@ -3,8 +3,8 @@
 //! the shared state and wait for changes through a `watch` version counter, so a blocking
 //! playlist request or a preload-hinted part costs no polling.
 //!
-//! An AAC track (MPEG4-GENERIC) beside the video is muxed too: a second track in the init
-//! segment, one chunk per AAC frame queued into the part of the next video frame
+//! An AAC (MPEG4-GENERIC) or Opus track beside the video is muxed too: a second track in the
+//! init segment, one chunk per audio frame queued into the part of the next video frame
 //! ([`Playlist::push_companion`]). Other tracks are skipped with one log line.
 //!
 //! Streams start on the first HTTP request for a path that has a publisher, and stop when the
@@ -16,16 +16,15 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use livefeed_hls::cmaf::{self, FragmentWriter, VideoTrack};
+use livefeed_hls::cmaf::{self, AudioTrack, FragmentWriter, VideoTrack};
 use livefeed_hls::playlist::{Chunk, Playlist, PlaylistConfig};
-use livefeed_media::aac::AacConfig;
 use livefeed_media::clock::unix_now_ns;
 use livefeed_media::track::TrackPacket;
 use livefeed_media::{AccessUnit, DEFAULT_FRAME_TICKS};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
-use crate::aac_track::AacTrack;
+use crate::audio_track::MuxedAudio;
 use crate::config::HlsConfig;
 use crate::hls_files::HlsFiles;
 use crate::hub::{Hub, Media, Subscription};
@@ -117,7 +116,7 @@ impl HlsStreams {
             }
         }
         let info = self.hub.stream_info(path)?;
-        let audio = AacTrack::find(path, &info.others);
+        let audio = MuxedAudio::find(path, &info.others);
         let sub = self.hub.subscribe(path)?;
         let stream = Arc::new(HlsStream {
             path: path.to_string(),
@@ -187,25 +186,24 @@ impl Muxer {
     }
 }
 
-/// The AAC track's muxing state.
+/// The audio track's muxing state.
 struct AudioMuxer {
-    aac: AacTrack,
+    audio: MuxedAudio,
     writer: FragmentWriter,
 }
 
 impl AudioMuxer {
     /// The CMAF chunks of the frames `packet` completes.
     fn chunks(&mut self, packet: &TrackPacket) -> Vec<Bytes> {
-        let frame_length = self.aac.config().frame_length;
-        let track = self.aac.track;
-        self.aac
+        let track = self.audio.track;
+        self.audio
             .frames(packet)
             .into_iter()
-            .filter_map(|(data, decode_time)| {
-                let sample = cmaf::audio_sample(data, decode_time, frame_length);
+            .filter_map(|f| {
+                let sample = cmaf::audio_sample(f.data, f.decode_time, f.duration);
                 self.writer
                     .fragment(std::slice::from_ref(&sample))
-                    .map_err(|e| debug!(track, error = %e, "AAC frame skipped"))
+                    .map_err(|e| debug!(track, error = %e, "audio frame skipped"))
                     .ok()
             })
             .collect()
@@ -216,7 +214,7 @@ async fn run(
     stream: Arc<HlsStream>,
     mut sub: Subscription,
     mut files: Option<HlsFiles>,
-    audio: Option<AacTrack>,
+    audio: Option<MuxedAudio>,
 ) {
     let mut muxer = Muxer {
         writer: FragmentWriter::new(),
@@ -225,15 +223,15 @@ async fn run(
         offset: 0,
         frame_ticks: DEFAULT_FRAME_TICKS,
     };
-    let audio_config = audio.as_ref().map(|a| a.config().clone());
-    let mut audio = audio.map(|aac| AudioMuxer {
-        aac,
+    let audio_config = audio.as_ref().map(MuxedAudio::cmaf_track);
+    let mut audio = audio.map(|audio| AudioMuxer {
+        audio,
         writer: FragmentWriter::for_track(cmaf::AUDIO_TRACK_ID),
     });
     while let Some(delivery) = sub.recv().await {
         let au = match &delivery.frame.media {
             Media::Video(au) => au,
-            Media::Packet(p) => match audio.as_mut().filter(|a| a.aac.track == p.track) {
+            Media::Packet(p) => match audio.as_mut().filter(|a| a.audio.track == p.track) {
                 Some(a) if stream.lock().init.is_some() => {
                     for chunk in a.chunks(p) {
                         stream.lock().playlist.push_companion(chunk);
@@ -292,7 +290,7 @@ fn update_track(
     stream: &HlsStream,
     au: &AccessUnit,
     files: Option<&mut HlsFiles>,
-    audio: Option<&AacConfig>,
+    audio: Option<&AudioTrack>,
 ) -> Result<(), cmaf::CmafError> {
     if !au.keyframe {
         return Ok(());

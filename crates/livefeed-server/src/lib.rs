@@ -21,8 +21,8 @@
 //! - [`config`]: one definition of the server's options for flags, env and the TOML file.
 //! - [`Server`]: binds and starts all of it.
 
-pub mod aac_track;
 pub mod api;
+pub mod audio_track;
 pub mod config;
 pub mod conn_gate;
 pub mod events;

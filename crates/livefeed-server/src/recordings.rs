@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::aac_track::AacTrack;
+use crate::audio_track::MuxedAudio;
 use crate::hub::{Hub, Media, Subscription};
 
 /// Recording settings.
@@ -228,26 +228,26 @@ fn collect_files(root: &Path, dir: &Path, out: &mut Vec<RecordingFile>) {
     }
 }
 
-/// At a keyframe, makes the recorder carry the path's current AAC track (a new publisher may
+/// At a keyframe, makes the recorder carry the path's current audio track (a new publisher may
 /// bring another one, or none).
 fn follow_audio(
     path: &str,
     sub: &Subscription,
-    aac: &mut Option<AacTrack>,
+    aac: &mut Option<MuxedAudio>,
     recorder: &mut Recorder,
 ) {
     let others = sub.others();
     let wanted = others
         .iter()
         .enumerate()
-        .find(|(_, t)| crate::aac_track::can_carry(t))
+        .find(|(_, t)| crate::audio_track::can_carry(t))
         .map(|(i, t)| (i + 1, t));
     let current = aac.as_ref().map(|a| (a.track, &a.description));
     if wanted == current {
         return;
     }
-    *aac = AacTrack::find(path, &others);
-    recorder.set_audio(aac.as_ref().map(|a| a.config().clone()));
+    *aac = MuxedAudio::find(path, &others);
+    recorder.set_audio(aac.as_ref().map(MuxedAudio::cmaf_track));
 }
 
 /// Reads `sub` until it ends or `stop`, writing files into `dir`.
@@ -259,7 +259,7 @@ async fn record(
     stop: CancellationToken,
 ) {
     let mut recorder = Recorder::new(config.file_duration);
-    let mut aac: Option<AacTrack> = None;
+    let mut aac: Option<MuxedAudio> = None;
     let mut file: Option<(tokio::fs::File, PathBuf)> = None;
     loop {
         let delivery = tokio::select! {
@@ -276,10 +276,10 @@ async fn record(
             Media::Packet(p) => match aac.as_mut().filter(|a| a.track == p.track) {
                 Some(a) => {
                     let mut events = Vec::new();
-                    for (frame, decode_time) in a.frames(p) {
-                        match recorder.push_audio(frame, decode_time) {
+                    for f in a.frames(p) {
+                        match recorder.push_audio(f.data, f.decode_time, f.duration) {
                             Ok(mut e) => events.append(&mut e),
-                            Err(e) => debug!(path, error = %e, "AAC frame not recorded"),
+                            Err(e) => debug!(path, error = %e, "audio frame not recorded"),
                         }
                     }
                     Ok(events)

@@ -154,7 +154,7 @@ fn publish_and_read_back(audio_codec: &str, expected: &str, publish_over: &str, 
 
 /// Whether recordings carry this audio codec (yet).
 fn records(ffmpeg_codec: &str) -> bool {
-    ffmpeg_codec == "aac"
+    matches!(ffmpeg_codec, "aac" | "libopus")
 }
 
 /// The .mp4 files of a directory, oldest first.
@@ -169,7 +169,7 @@ fn mp4_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 
 /// Whether LL-HLS carries this audio codec (yet).
 fn hls_carries(ffmpeg_codec: &str) -> bool {
-    ffmpeg_codec == "aac"
+    matches!(ffmpeg_codec, "aac" | "libopus")
 }
 
 fn api_codec(ffmpeg_codec: &str) -> &'static str {
@@ -221,6 +221,14 @@ fn gstreamer_h264_opus_is_served_with_both_tracks() {
     assert!(
         audio_secs >= 2.0,
         "decoded {audio_secs:.2} s of audio in 4 s"
+    );
+    let hls = format!("{}/gst/index.m3u8", server.http());
+    assert_eq!(probe_codecs(&hls, None), ["h264", "opus"], "over LL-HLS");
+    let (frames, audio_secs) = decode(&hls, None, 4);
+    assert!(frames >= 60, "decoded {frames} video frames from LL-HLS");
+    assert!(
+        audio_secs >= 2.0,
+        "decoded {audio_secs:.2} s of audio from LL-HLS"
     );
     assert!(publisher.is_running(), "{}", publisher.stderr_so_far());
 }

@@ -1,0 +1,127 @@
+//! The audio track of a path, as the server's own muxers (LL-HLS, recordings) read it: which
+//! of the tracks beside the video is carried (the first AAC — MPEG4-GENERIC — or Opus track
+//! that can be read), and its RTP payloads turned into frames (raw AAC frames, Opus packets)
+//! with decode times and durations in the track's sampling rate.
+
+use bytes::Bytes;
+use livefeed_hls::cmaf::AudioTrack;
+use livefeed_media::aac::{AacConfig, AacDepacketizer, AacError};
+use livefeed_media::opus;
+use livefeed_media::track::{Codec, TrackDescription, TrackPacket};
+use tracing::{debug, warn};
+
+/// One audio frame for a muxer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AudioFrame {
+    /// The frame (a raw AAC frame, an Opus packet).
+    pub data: Bytes,
+    /// Decode time in the sampling rate, on the path's timeline.
+    pub decode_time: u64,
+    /// Duration in the sampling rate.
+    pub duration: u32,
+}
+
+/// The audio track muxed beside a path's video.
+pub struct MuxedAudio {
+    /// The track number (1, 2, …).
+    pub track: usize,
+    /// What the publisher announced for it.
+    pub description: TrackDescription,
+    reader: Reader,
+}
+
+enum Reader {
+    Aac(AacDepacketizer),
+    Opus { channels: u8 },
+}
+
+impl MuxedAudio {
+    /// The audio track of `others` that the muxers carry, if any (logs why an AAC track cannot
+    /// be).
+    pub fn find(path: &str, others: &[TrackDescription]) -> Option<MuxedAudio> {
+        others.iter().enumerate().find_map(|(i, t)| {
+            let reader = match reader_for(t)? {
+                Ok(reader) => reader,
+                Err(e) => {
+                    warn!(path, track = i + 1, error = %e, "audio track cannot be muxed");
+                    return None;
+                }
+            };
+            Some(MuxedAudio {
+                track: i + 1,
+                description: t.clone(),
+                reader,
+            })
+        })
+    }
+
+    /// What the init segment says about the track.
+    pub fn cmaf_track(&self) -> AudioTrack {
+        match &self.reader {
+            Reader::Aac(d) => AudioTrack::Aac(d.config().clone()),
+            Reader::Opus { channels } => AudioTrack::Opus {
+                channels: *channels,
+            },
+        }
+    }
+
+    /// The frames `packet` completes. A malformed payload yields none.
+    pub fn frames(&mut self, packet: &TrackPacket) -> Vec<AudioFrame> {
+        let clock = u64::from(self.description.clock_rate.max(1));
+        match &mut self.reader {
+            Reader::Aac(depacketizer) => {
+                let frames = match depacketizer.push(&packet.payload, packet.pts, packet.marker) {
+                    Ok(frames) => frames,
+                    Err(e) => {
+                        debug!(track = self.track, error = %e, "AAC payload skipped");
+                        return Vec::new();
+                    }
+                };
+                let config = depacketizer.config();
+                let rate = u64::from(config.sample_rate);
+                frames
+                    .into_iter()
+                    .map(|f| AudioFrame {
+                        data: f.data,
+                        decode_time: f.timestamp * rate / clock,
+                        duration: config.frame_length,
+                    })
+                    .collect()
+            }
+            Reader::Opus { .. } => match opus::packet_samples(&packet.payload) {
+                Some(duration) => vec![AudioFrame {
+                    data: packet.payload.clone(),
+                    decode_time: packet.pts * u64::from(opus::CLOCK_RATE) / clock,
+                    duration,
+                }],
+                None => {
+                    debug!(
+                        track = self.track,
+                        "Opus payload without a valid TOC skipped"
+                    );
+                    Vec::new()
+                }
+            },
+        }
+    }
+}
+
+/// Whether the muxers can carry `track` (the first such track of a stream is carried).
+pub fn can_carry(track: &TrackDescription) -> bool {
+    matches!(reader_for(track), Some(Ok(_)))
+}
+
+/// How to read `t`; `None` for a track the muxers do not carry.
+fn reader_for(t: &TrackDescription) -> Option<Result<Reader, AacError>> {
+    let encoding = t.rtpmap.as_deref().unwrap_or("").to_ascii_uppercase();
+    match t.codec {
+        Codec::Aac if encoding.starts_with("MPEG4-GENERIC/") => Some(
+            AacConfig::from_fmtp(t.fmtp.as_deref().unwrap_or(""))
+                .map(|c| Reader::Aac(AacDepacketizer::new(c))),
+        ),
+        Codec::Opus if t.clock_rate == opus::CLOCK_RATE => Some(Ok(Reader::Opus {
+            channels: opus::channels(t.fmtp.as_deref()),
+        })),
+        _ => None,
+    }
+}
