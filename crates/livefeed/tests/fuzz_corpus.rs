@@ -16,6 +16,8 @@ mod auth_header;
 mod hls_query;
 #[path = "../../../fuzz/checks/metrics_json.rs"]
 mod metrics_json;
+#[path = "../../../fuzz/checks/rtp_audio_depacketize.rs"]
+mod rtp_audio_depacketize;
 #[path = "../../../fuzz/checks/rtp_h264_depacketize.rs"]
 mod rtp_h264_depacketize;
 #[path = "../../../fuzz/checks/rtsp_challenge.rs"]
@@ -24,6 +26,8 @@ mod rtsp_challenge;
 mod rtsp_framing;
 #[path = "../../../fuzz/checks/sdp_h264.rs"]
 mod sdp_h264;
+#[path = "../../../fuzz/checks/sdp_tracks.rs"]
+mod sdp_tracks;
 #[path = "../../../fuzz/checks/sei_stamp.rs"]
 mod sei_stamp;
 #[path = "../../../fuzz/checks/timecode_read.rs"]
@@ -126,4 +130,14 @@ fn auth_header_corpus() {
 #[test]
 fn rtsp_challenge_corpus() {
     replay("rtsp_challenge", rtsp_challenge::check);
+}
+
+#[test]
+fn sdp_tracks_corpus() {
+    replay("sdp_tracks", sdp_tracks::check);
+}
+
+#[test]
+fn rtp_audio_depacketize_corpus() {
+    replay("rtp_audio_depacketize", rtp_audio_depacketize::check);
 }
