@@ -219,6 +219,8 @@
   async function playWebRtc(video, path, stats, onStatus) {
     const pc = new RTCPeerConnection();
     const transceiver = pc.addTransceiver("video", { direction: "recvonly" });
+    // Sound, when the path has a track the server sends over WebRTC (Opus).
+    const audio = pc.addTransceiver("audio", { direction: "recvonly" });
     let session = null, timer = null;
     const stop = () => {
       clearInterval(timer);
@@ -233,7 +235,9 @@
       // The lowest jitter-buffer target the browser allows.
       if ("jitterBufferTarget" in e.receiver) e.receiver.jitterBufferTarget = 0;
       if ("playoutDelayHint" in e.receiver) e.receiver.playoutDelayHint = 0;
-      video.srcObject = e.streams[0] || new MediaStream([e.track]);
+      // Video and audio play together in one stream, whatever stream ids the answer gave them.
+      if (!video.srcObject) video.srcObject = new MediaStream();
+      video.srcObject.addTrack(e.track);
     };
     pc.onconnectionstatechange = () => onStatus(`WebRTC ${pc.connectionState}`);
     await pc.setLocalDescription(await pc.createOffer());
@@ -265,6 +269,12 @@
         stats.framesDropped = r.framesDropped;
         stats.nackCount = r.nackCount;
         last = r;
+      });
+      const sound = await audio.receiver.getStats();
+      sound.forEach((r) => {
+        if (r.type !== "inbound-rtp" || r.kind !== "audio") return;
+        stats.audioPacketsReceived = r.packetsReceived;
+        stats.audioCodec = sound.get(r.codecId)?.mimeType ?? null;
       });
     }, 1000);
     return { stop };

@@ -6,6 +6,9 @@
 //! (see [`StaleStart`]); otherwise at the next keyframe. Sessions end on DELETE, when ICE
 //! disconnects, or when the server stops.
 //!
+//! Video is the path's H.264 track; viewers that receive audio also get the path's first Opus
+//! track, passed through (other tracks are skipped with one log line).
+//!
 //! The str0m protocol work is in `livefeed-webrtc` (sans-IO); this module moves datagrams,
 //! frames and timers.
 
@@ -15,13 +18,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use livefeed_media::track::{Codec, TrackDescription};
 use livefeed_webrtc::{Poll, WhepSession};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::{debug, info};
 
-use crate::hub::{Delivery, Subscription};
+use crate::hub::{Delivery, Media, Subscription};
 use crate::metrics::ServerMetrics;
 
 /// A viewer session's id, as it appears in its WHEP resource URL.
@@ -401,8 +405,18 @@ impl MediaLoop {
             viewer.session.close();
             return;
         };
-        let Some(au) = delivery.frame.video() else {
-            return; // the forwarding task passes video only
+        let au = match &delivery.frame.media {
+            Media::Video(au) => au,
+            Media::Packet(p) => {
+                // The forwarding task passes the path's Opus track only.
+                if let Err(e) = viewer
+                    .session
+                    .write_audio(&p.payload, p.pts, Instant::now())
+                {
+                    debug!(session = %id, error = %e, "cannot send audio to WebRTC viewer");
+                }
+                return;
+            }
         };
         if let Err(e) = viewer.session.write_access_unit(au, Instant::now()) {
             debug!(session = %id, error = %e, "cannot send to WebRTC viewer");
@@ -445,10 +459,18 @@ async fn forward(
     media: mpsc::Sender<(SessionId, Option<Delivery>)>,
 ) {
     let mut gate = StaleStart::default();
+    let mut opus = opus_track(&sub.others());
     loop {
         let delivery = sub.recv().await;
         if let Some(d) = &delivery {
-            if d.frame.video().is_none() {
+            if d.frame.is_keyframe() {
+                opus = opus_track(&sub.others()); // a new publisher may bring another track
+            }
+            let passed = match &d.frame.media {
+                Media::Video(_) => true,
+                Media::Packet(p) => Some(p.track) == opus,
+            };
+            if !passed {
                 sub.note_not_carried("WebRTC", &d.frame);
                 continue;
             }
@@ -461,6 +483,14 @@ async fn forward(
             return;
         }
     }
+}
+
+/// The track WebRTC viewers get as audio: the path's first Opus track (passed through).
+fn opus_track(others: &[TrackDescription]) -> Option<usize> {
+    others
+        .iter()
+        .position(|t| t.codec == Codec::Opus && t.clock_rate == livefeed_media::opus::CLOCK_RATE)
+        .map(|i| i + 1)
 }
 
 /// A viewer's start from the GOP cache is worth it only while the cache is fresh: cached frames

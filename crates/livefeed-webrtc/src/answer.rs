@@ -1,8 +1,8 @@
 //! Touch-ups of the SDP answer str0m writes, for what browsers require of it.
 //!
-//! Browsers offer WHEP with a `recvonly` audio section before the video one. Only H.264 is
-//! configured, so str0m rejects the audio section (port 0), and str0m 0.24 then writes two
-//! things browsers do not take:
+//! Browsers offer WHEP with a `recvonly` audio section before the video one. When that
+//! section offers no codec livefeed sends (Opus), str0m rejects it (port 0), and str0m 0.24
+//! then writes two things browsers do not take:
 //!
 //! 1. The rejected m-line has no format at all (`m=audio 0 UDP/TLS/RTP/SAVPF `). RFC 8866
 //!    requires one; browsers' SDP parsers and str0m 0.24's own refuse the answer. Like str0m

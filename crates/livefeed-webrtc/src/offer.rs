@@ -130,6 +130,23 @@ pub(crate) fn check_video(offer: &str) -> Result<Precheck, WhepError> {
     })
 }
 
+/// The mids of the enabled (port ≠ 0) `m=audio` sections of an SDP text, in order.
+pub(crate) fn audio_mids(sdp: &str) -> Vec<String> {
+    let mut mids = Vec::new();
+    let mut in_audio = false;
+    for line in sdp.lines().map(|l| l.trim_end_matches('\r')) {
+        if let Some(m) = line.strip_prefix("m=") {
+            let mut fields = m.split_ascii_whitespace();
+            in_audio = fields.next() == Some("audio") && fields.next().is_some_and(|p| p != "0");
+            continue;
+        }
+        if let Some(mid) = line.strip_prefix("a=mid:").filter(|_| in_audio) {
+            mids.push(mid.trim().to_owned());
+        }
+    }
+    mids
+}
+
 /// The enabled (port ≠ 0) `m=video` sections of an SDP text.
 fn video_sections(sdp: &str) -> Vec<VideoSection> {
     let mut sections = Vec::new();
@@ -271,5 +288,14 @@ mod tests {
             err.to_string(),
             "offer is not SDP: it must start with \"v=0\", it starts with \"{\\\"sdp\\\": \\\"v=0\\\"}\""
         );
+    }
+
+    #[test]
+    fn audio_mids_are_those_of_enabled_audio_sections() {
+        let sdp = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\n\
+m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\nm=audio 0 UDP/TLS/RTP/SAVPF 0\r\na=mid:2\r\n\
+m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:a3\r\n";
+        assert_eq!(audio_mids(sdp), ["0", "a3"]);
+        assert!(audio_mids("m=video 9 X 96\r\na=mid:0\r\n").is_empty());
     }
 }

@@ -1,4 +1,5 @@
-//! One WHEP viewer: a str0m [`Rtc`] with one send-only H.264 video track.
+//! One WHEP viewer: a str0m [`Rtc`] with one send-only H.264 video track and, when the viewer
+//! offers to receive audio, one send-only Opus track.
 //!
 //! ## Contract
 //!
@@ -27,6 +28,10 @@
 //! are skipped (and counted) until the peer is connected and then until the first keyframe.
 //! [`WhepSession::wants_keyframe`] tells the caller a keyframe is needed: to start, or because
 //! the viewer asked for one (PLI/FIR); it stays set until a keyframe is written.
+//!
+//! Opus packets ([`WhepSession::write_audio`]) are passed through as they came (RFC 7587: one
+//! packet per RTP payload, 48 kHz clock), from the first keyframe written on; before that, and
+//! without a negotiated audio track, they are skipped.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -35,14 +40,14 @@ use std::time::{Duration, Instant};
 use livefeed_media::AccessUnit;
 use str0m::change::SdpOffer;
 use str0m::format::Codec;
-use str0m::media::{Direction, MediaKind, MediaTime, Mid, Pt};
+use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid, Pt};
 use str0m::net::{Protocol, Receive};
 use str0m::stats::MediaEgressStats;
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig, RtcError};
 
 use crate::answer::fix_answer;
 use crate::error::WhepError;
-use crate::offer::{check_envelope, check_video};
+use crate::offer::{audio_mids, check_envelope, check_video};
 
 /// H.264 payload types the server offers to negotiate: `(pt, rtx pt, profile-level-id)`, all
 /// packetization-mode 1, most preferred first. livefeed sends constrained baseline (42C01E
@@ -135,6 +140,8 @@ pub struct SessionStats {
     pub aus_skipped_not_connected: u64,
     /// Access units skipped while waiting for a keyframe.
     pub aus_skipped_waiting_for_keyframe: u64,
+    /// Opus packets handed to str0m.
+    pub audio_packets_sent: u64,
     /// PLI + FIR received.
     pub keyframe_requests: u64,
     /// RTP packets sent, retransmissions included.
@@ -173,6 +180,8 @@ pub struct WhepSession {
     rtc: Rtc,
     config: WhepConfig,
     track: Track,
+    /// The negotiated Opus track, when the viewer receives audio.
+    audio: Option<Track>,
     state: State,
     outbox: VecDeque<Poll>,
     rtc_timeout: Instant,
@@ -250,10 +259,14 @@ impl WhepSession {
             });
         };
 
+        let audio = audio_mids(offer_sdp)
+            .iter()
+            .find_map(|mid| negotiated_audio(&mut rtc, Mid::from(mid.as_str())));
         let mut session = WhepSession {
             rtc,
             config: config.clone(),
             track,
+            audio,
             state: State::Connecting {
                 deadline: now + config.connect_timeout,
             },
@@ -374,6 +387,41 @@ impl WhepSession {
             self.keyframe_requested = false;
         }
         self.stats.aus_sent += 1;
+        self.drain()?;
+        Ok(Written::Sent)
+    }
+
+    /// Whether the viewer receives an Opus track.
+    pub fn has_audio(&self) -> bool {
+        self.audio.is_some()
+    }
+
+    /// Writes one Opus packet at `pts` (48 kHz); `wallclock` as for
+    /// [`WhepSession::write_access_unit`]. Skipped without an audio track, before the viewer is
+    /// connected, and until its first keyframe was written.
+    pub fn write_audio(
+        &mut self,
+        packet: &[u8],
+        pts: u64,
+        wallclock: Instant,
+    ) -> Result<Written, WhepError> {
+        let Some(track) = self.audio else {
+            return Ok(Written::NotConnected);
+        };
+        if self.state != State::Connected {
+            return Ok(Written::NotConnected);
+        }
+        if self.waiting_for_keyframe {
+            return Ok(Written::SkippedWaitingForKeyframe);
+        }
+        let writer = self.rtc.writer(track.mid).ok_or(WhepError::NoTrack)?;
+        writer.write(
+            track.pt,
+            wallclock,
+            MediaTime::new(pts, Frequency::FORTY_EIGHT_KHZ),
+            packet,
+        )?;
+        self.stats.audio_packets_sent += 1;
         self.drain()?;
         Ok(Written::Sent)
     }
@@ -548,6 +596,22 @@ fn negotiated_track(rtc: &mut Rtc, mid: Mid) -> Option<Track> {
     Some(Track { mid, pt })
 }
 
+/// The track of media `mid` if it is audio we send, with its negotiated Opus payload type.
+fn negotiated_audio(rtc: &mut Rtc, mid: Mid) -> Option<Track> {
+    let media = rtc.media(mid)?;
+    if media.kind() != MediaKind::Audio
+        || !matches!(media.direction(), Direction::SendOnly | Direction::SendRecv)
+    {
+        return None;
+    }
+    let writer = rtc.writer(mid)?;
+    let pt = writer
+        .payload_params()
+        .find(|p| p.spec().codec == Codec::Opus)?
+        .pt();
+    Some(Track { mid, pt })
+}
+
 /// Preference among negotiated H.264 profiles: constrained baseline (what livefeed sends) over
 /// baseline.
 fn profile_rank(profile_level_id: Option<u32>) -> u8 {
@@ -572,6 +636,7 @@ fn rtc_config(config: &WhepConfig) -> RtcConfig {
     for (pt, rtx, profile_level_id) in H264_PAYLOADS {
         codecs.add_h264(pt.into(), Some(rtx.into()), true, profile_level_id);
     }
+    codecs.enable_opus(true, false);
     rtc
 }
 

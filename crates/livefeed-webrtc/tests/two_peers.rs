@@ -332,16 +332,18 @@ fn stamp_of(annex_b: &[u8]) -> Option<CaptureStamp> {
 fn browser_offer_is_answered_sendonly_h264_and_connects() {
     let (mut net, answer, _) = Net::new(&WhepConfig::default());
 
-    // Video answered sendonly with H.264 mode 1 only; the audio section is refused (port 0).
-    assert!(answer.contains("m=audio 0 "), "{answer}");
+    // Video answered sendonly with H.264 mode 1 only; audio sendonly with Opus.
+    let audio = &answer[answer.find("m=audio").expect("an audio section")..];
+    assert!(!audio.starts_with("m=audio 0 "), "{answer}");
+    assert!(audio.contains("opus/48000/2"), "{answer}");
     assert!(answer.contains("a=sendonly"), "{answer}");
     assert!(answer.contains("H264/90000"), "{answer}");
     assert!(!answer.contains("VP8"), "{answer}");
     assert!(!answer.contains("packetization-mode=0"), "{answer}");
     assert!(answer.contains("profile-level-id=42e01f"), "{answer}");
     assert!(
-        video_section(&answer).contains(" 192.0.2.1 8189 typ host"),
-        "the candidate belongs in the accepted video section:\n{answer}"
+        audio.contains(" 192.0.2.1 8189 typ host"),
+        "the candidate is in the first accepted section (audio):\n{answer}"
     );
 
     net.connect();
@@ -668,18 +670,19 @@ fn accept_fixture(offer: &str) -> String {
     let (session, answer) = WhepSession::accept_offer(offer, &[addr(SERVER)], Instant::now())
         .unwrap_or_else(|e| panic!("refused: {e}"));
     assert!(!session.is_closed());
-    // The audio section is refused with a format (port 0), and no other codec than H.264
+    // The audio section is answered with Opus, sendonly, and no other codec than H.264
     // mode 1 in constrained baseline (and its RTX) is answered for video.
-    assert!(
-        answer.contains("m=audio 0 UDP/TLS/RTP/SAVPF 0\r\n"),
-        "{answer}"
-    );
+    assert!(session.has_audio(), "{answer}");
+    let audio = &answer[answer.find("m=audio").expect("an audio section")..];
+    assert!(audio.contains("opus/48000/2"), "{answer}");
+    assert!(!audio.contains("PCMU"), "{answer}");
     let video = video_section(&answer);
     assert!(video.contains("a=sendonly\r\n"), "{video}");
-    // The candidates are where a browser looks for them: in the accepted (video) section.
+    // The candidates are where a browser looks for them: in the first accepted section (the
+    // audio one, which carries the BUNDLE transport).
+    let first = answer.find("m=").expect("a media section");
     assert!(
-        video.contains("a=candidate:")
-            && !answer[..answer.find("m=video").unwrap()].contains("a=candidate:"),
+        answer[first..].contains("a=candidate:") && !answer[..first].contains("a=candidate:"),
         "{answer}"
     );
     for codec in [

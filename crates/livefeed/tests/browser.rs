@@ -56,6 +56,22 @@ fn hls_js_plays_h264_with_aac_from_an_ffmpeg_publisher_in_chromium() {
     assert_eq!(all["consoleErrors"], serde_json::json!([]), "{all}");
 }
 
+#[test]
+fn webrtc_viewer_gets_opus_sound_from_an_ffmpeg_opus_publisher_in_chromium() {
+    let _browser = one_browser();
+    let server = TestServer::start();
+    let _publisher = ffmpeg_av_publisher(&server.url("av"), "tcp", "libopus", 40);
+    wait_for_stream(&server.addr(), "av");
+    let all = run_player(&server, "/av/?play=webrtc", 10, 1);
+    let stats = &all["webrtc"];
+    let frames = stats["frames"].as_u64().unwrap_or(0);
+    assert!(frames >= 120, "the video plays: {all}");
+    let packets = stats["audioPacketsReceived"].as_u64().unwrap_or(0);
+    assert!(packets >= 100, "Opus packets arrive (50 a second): {all}");
+    assert_eq!(stats["audioCodec"], "audio/opus", "{all}");
+    assert_eq!(all["consoleErrors"], serde_json::json!([]), "{all}");
+}
+
 /// Runs web/tests/player.mjs on `page` of a server for `seconds` with `pages` tabs.
 fn run_player(server: &TestServer, page: &str, seconds: u32, pages: u32) -> serde_json::Value {
     let out = run(
