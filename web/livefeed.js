@@ -274,6 +274,7 @@
       sound.forEach((r) => {
         if (r.type !== "inbound-rtp" || r.kind !== "audio") return;
         stats.audioPacketsReceived = r.packetsReceived;
+        stats.audioEnergy = r.totalAudioEnergy ?? null;
         stats.audioCodec = sound.get(r.codecId)?.mimeType ?? null;
       });
     }, 1000);

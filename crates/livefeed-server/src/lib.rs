@@ -40,6 +40,7 @@ pub mod rate_limit;
 pub mod recordings;
 pub mod rtsp_server;
 pub mod sources;
+pub mod transcode;
 pub mod web;
 pub mod whep;
 
@@ -129,6 +130,7 @@ impl Server {
             config.webrtc_address,
             config.webrtc_additional_hosts.clone(),
             metrics.clone(),
+            transcode::Transcoders::new(hub.clone()),
         )
         .with_context(|| {
             format!(

@@ -7,7 +7,8 @@
 //! disconnects, or when the server stops.
 //!
 //! Video is the path's H.264 track; viewers that receive audio also get the path's first Opus
-//! track, passed through (other tracks are skipped with one log line).
+//! track, passed through, or else its AAC track transcoded to Opus ([`crate::transcode`], once
+//! per path while viewers listen). Other tracks are skipped with one log line.
 //!
 //! The str0m protocol work is in `livefeed-webrtc` (sans-IO); this module moves datagrams,
 //! frames and timers.
@@ -21,12 +22,13 @@ use std::time::{Duration, Instant};
 use livefeed_media::track::{Codec, TrackDescription};
 use livefeed_webrtc::{Poll, WhepSession};
 use tokio::net::UdpSocket;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::{debug, info};
 
-use crate::hub::{Delivery, Media, Subscription};
+use crate::hub::{Delivery, HubFrame, Media, Subscription};
 use crate::metrics::ServerMetrics;
+use crate::transcode::{Transcoders, TRANSCODED_TRACK};
 
 /// A viewer session's id, as it appears in its WHEP resource URL.
 pub type SessionId = String;
@@ -78,6 +80,7 @@ enum Command {
         path: String,
         session: Box<WhepSession>,
         sub: Subscription,
+        transcoded: Option<broadcast::Receiver<Arc<HubFrame>>>,
         candidates: Vec<SocketAddr>,
         connecting: ConnectingSlot,
     },
@@ -95,6 +98,7 @@ pub struct WhepServer {
     additional_hosts: Vec<IpAddr>,
     next_id: AtomicU64,
     connecting: Arc<Connecting>,
+    transcoders: Arc<Transcoders>,
     task: JoinHandle<()>,
 }
 
@@ -104,6 +108,7 @@ impl WhepServer {
         address: SocketAddr,
         additional_hosts: Vec<IpAddr>,
         metrics: Arc<ServerMetrics>,
+        transcoders: Arc<Transcoders>,
     ) -> std::io::Result<Arc<WhepServer>> {
         let socket = std::net::UdpSocket::bind(address)?;
         socket.set_nonblocking(true)?;
@@ -118,6 +123,7 @@ impl WhepServer {
             additional_hosts,
             next_id: AtomicU64::new(1),
             connecting: Arc::default(),
+            transcoders,
             task,
         }))
     }
@@ -199,11 +205,18 @@ impl WhepServer {
         candidates: Vec<SocketAddr>,
         connecting: ConnectingSlot,
     ) -> bool {
+        let others = sub.others();
+        let transcoded = if session.has_audio() && opus_track(&others).is_none() {
+            self.transcoders.listen(path, &others)
+        } else {
+            None
+        };
         let cmd = Command::Add {
             id,
             path: path.to_string(),
             session: Box::new(session),
             sub,
+            transcoded,
             candidates,
             connecting,
         };
@@ -365,10 +378,12 @@ impl MediaLoop {
                 path,
                 session,
                 sub,
+                transcoded,
                 candidates,
                 connecting,
             } => {
-                let forward = tokio::spawn(forward(id.clone(), sub, self.media_tx.clone()));
+                let forward =
+                    tokio::spawn(forward(id.clone(), sub, transcoded, self.media_tx.clone()));
                 info!(session = %id, path, "WebRTC viewer added");
                 self.viewers.insert(
                     id,
@@ -456,14 +471,31 @@ impl MediaLoop {
 async fn forward(
     id: SessionId,
     mut sub: Subscription,
+    mut transcoded: Option<broadcast::Receiver<Arc<HubFrame>>>,
     media: mpsc::Sender<(SessionId, Option<Delivery>)>,
 ) {
     let mut gate = StaleStart::default();
     let mut opus = opus_track(&sub.others());
+    if transcoded.is_some() {
+        opus = Some(TRANSCODED_TRACK);
+    }
     loop {
-        let delivery = sub.recv().await;
+        let delivery = match transcoded.as_mut() {
+            Some(rx) => tokio::select! {
+                d = sub.recv() => d,
+                t = rx.recv() => match t {
+                    Ok(frame) => Some(Delivery { frame, from_cache: false }),
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => {
+                        transcoded = None;
+                        continue;
+                    }
+                },
+            },
+            None => sub.recv().await,
+        };
         if let Some(d) = &delivery {
-            if d.frame.is_keyframe() {
+            if d.frame.is_keyframe() && transcoded.is_none() {
                 opus = opus_track(&sub.others()); // a new publisher may bring another track
             }
             let passed = match &d.frame.media {

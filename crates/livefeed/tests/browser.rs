@@ -72,6 +72,26 @@ fn webrtc_viewer_gets_opus_sound_from_an_ffmpeg_opus_publisher_in_chromium() {
     assert_eq!(all["consoleErrors"], serde_json::json!([]), "{all}");
 }
 
+#[test]
+fn webrtc_viewer_gets_aac_transcoded_to_opus_in_chromium() {
+    let _browser = one_browser();
+    let server = TestServer::start();
+    let _publisher = ffmpeg_av_publisher(&server.url("av"), "tcp", "aac", 40);
+    wait_for_stream(&server.addr(), "av");
+    let all = run_player(&server, "/av/?play=webrtc", 10, 1);
+    let stats = &all["webrtc"];
+    let frames = stats["frames"].as_u64().unwrap_or(0);
+    assert!(frames >= 120, "the video plays: {all}");
+    let packets = stats["audioPacketsReceived"].as_u64().unwrap_or(0);
+    assert!(packets >= 100, "Opus packets arrive (50 a second): {all}");
+    assert_eq!(stats["audioCodec"], "audio/opus", "{all}");
+    // (The page's video is muted, so Chromium plays no audio out and reports no energy: that
+    // the transcoded sound is the publisher's tone is checked in livefeed-transcode's tests.)
+    assert_eq!(all["consoleErrors"], serde_json::json!([]), "{all}");
+    let log = server.proc.stderr_so_far();
+    assert!(log.contains("AAC → Opus transcoder started"), "{log}");
+}
+
 /// Runs web/tests/player.mjs on `page` of a server for `seconds` with `pages` tabs.
 fn run_player(server: &TestServer, page: &str, seconds: u32, pages: u32) -> serde_json::Value {
     let out = run(

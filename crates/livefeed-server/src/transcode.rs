@@ -1,0 +1,162 @@
+//! AAC → Opus for WebRTC viewers: browsers take Opus, cameras and encoders send AAC. One
+//! transcoder per path, started by the first WebRTC viewer of a path whose audio is AAC (and
+//! that has no Opus track), stopped once no viewer listens (checked at every packet it makes).
+//!
+//! The transcoder is one of the server's own hub readers: it depacketizes the path's AAC track
+//! ([`MuxedAudio`]), decodes and re-encodes it ([`AacToOpus`]) and broadcasts Opus packets as
+//! hub frames of track [`TRANSCODED_TRACK`], on the path's timeline, to every viewer's
+//! forwarding task. A viewer that falls behind the broadcast loses packets (sound only). When it
+//! stops it logs the CPU it spent per second of audio.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use livefeed_hls::cmaf::AudioTrack;
+use livefeed_media::track::{TrackDescription, TrackPacket};
+use livefeed_transcode::AacToOpus;
+use tokio::sync::broadcast;
+use tracing::{info, warn};
+
+use crate::audio_track::MuxedAudio;
+use crate::hub::{Hub, HubFrame, Media, Subscription};
+
+/// The track number transcoded Opus packets carry (no publisher track has it).
+pub const TRANSCODED_TRACK: usize = usize::MAX;
+
+/// Opus packets a slow viewer may lag behind before it loses some: 2 s.
+const BROADCAST_CAPACITY: usize = 100;
+
+/// The running transcoders of a server, by path.
+pub struct Transcoders {
+    hub: Arc<Hub>,
+    running: Mutex<HashMap<String, broadcast::Sender<Arc<HubFrame>>>>,
+}
+
+impl Transcoders {
+    /// No transcoder running yet.
+    pub fn new(hub: Arc<Hub>) -> Arc<Self> {
+        Arc::new(Transcoders {
+            hub,
+            running: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Opus packets of `path`'s AAC track (tracks `others`), from the path's running
+    /// transcoder or a new one; `None` when the path has no AAC track the muxers read, or
+    /// transcoding is impossible (the reason is logged).
+    pub fn listen(
+        self: &Arc<Self>,
+        path: &str,
+        others: &[TrackDescription],
+    ) -> Option<broadcast::Receiver<Arc<HubFrame>>> {
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(tx) = running.get(path) {
+            return Some(tx.subscribe());
+        }
+        let audio = MuxedAudio::find(path, others)?;
+        let AudioTrack::Aac(config) = audio.cmaf_track() else {
+            return None;
+        };
+        let transcoder = match AacToOpus::new(&config) {
+            Ok(t) => t,
+            Err(e) => {
+                warn!(path, error = %e, "AAC cannot be transcoded to Opus: WebRTC viewers get no sound");
+                return None;
+            }
+        };
+        let sub = self.hub.subscribe(path)?;
+        let (tx, rx) = broadcast::channel(BROADCAST_CAPACITY);
+        running.insert(path.to_string(), tx.clone());
+        info!(
+            path,
+            rate = config.sample_rate,
+            channels = config.channels,
+            "AAC → Opus transcoder started for WebRTC viewers"
+        );
+        let job = Job {
+            path: path.to_string(),
+            audio,
+            transcoder,
+            sub,
+            tx,
+            transcoders: self.clone(),
+        };
+        tokio::spawn(job.run());
+        Some(rx)
+    }
+
+    fn forget(&self, path: &str, tx: &broadcast::Sender<Arc<HubFrame>>) {
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        if running.get(path).is_some_and(|t| t.same_channel(tx)) {
+            running.remove(path);
+        }
+    }
+}
+
+/// One path's transcoder.
+struct Job {
+    path: String,
+    audio: MuxedAudio,
+    transcoder: AacToOpus,
+    sub: Subscription,
+    tx: broadcast::Sender<Arc<HubFrame>>,
+    transcoders: Arc<Transcoders>,
+}
+
+impl Job {
+    async fn run(mut self) {
+        let mut cpu = Duration::ZERO;
+        let mut audio_samples = 0u64;
+        while let Some(delivery) = self.sub.recv().await {
+            let Media::Packet(p) = &delivery.frame.media else {
+                continue;
+            };
+            if p.track != self.audio.track {
+                continue;
+            }
+            let started = Instant::now();
+            let mut packets = Vec::new();
+            for frame in self.audio.frames(p) {
+                match self.transcoder.push(&frame.data, frame.decode_time) {
+                    Ok(mut opus) => packets.append(&mut opus),
+                    Err(e) => {
+                        tracing::debug!(path = %self.path, error = %e, "AAC frame not transcoded")
+                    }
+                }
+            }
+            cpu += started.elapsed();
+            for opus in packets {
+                audio_samples += u64::from(opus.duration);
+                let frame = HubFrame {
+                    media: Media::Packet(TrackPacket {
+                        track: TRANSCODED_TRACK,
+                        pts: opus.pts,
+                        payload: opus.data,
+                        marker: true,
+                    }),
+                    ingest: delivery.frame.ingest,
+                };
+                if self.tx.send(Arc::new(frame)).is_err() {
+                    // No viewer listens any more.
+                    self.stop(cpu, audio_samples);
+                    return;
+                }
+            }
+        }
+        self.stop(cpu, audio_samples);
+    }
+
+    fn stop(&self, cpu: Duration, audio_samples: u64) {
+        self.transcoders.forget(&self.path, &self.tx);
+        let audio_secs = audio_samples as f64 / 48_000.0;
+        let share = if audio_secs > 0.0 {
+            100.0 * cpu.as_secs_f64() / audio_secs
+        } else {
+            0.0
+        };
+        info!(path = %self.path, audio_s = format!("{audio_secs:.1}"),
+            cpu_ms = cpu.as_millis() as u64, cpu_percent_of_a_core = format!("{share:.2}"),
+            "AAC → Opus transcoder stopped");
+    }
+}
