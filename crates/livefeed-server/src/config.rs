@@ -15,11 +15,11 @@ use livefeed_store::StoreConfig;
 use anyhow::Context;
 use serde::Deserialize;
 
-use crate::conn_gate::GateLimits;
-use crate::http_listener::HttpTimeouts;
 use crate::hub::HubLimits;
-use crate::recordings::RecordConfig;
-use crate::rtsp_server::RtspConfig;
+use crate::ingest::rtsp_server::RtspConfig;
+use crate::limits::conn_gate::GateLimits;
+use crate::limits::http_listener::HttpTimeouts;
+use crate::outputs::recordings::RecordConfig;
 
 /// Latency samples one client address may submit per second, by default: a demo reports about
 /// 150 a second (five stages at 30 fps), a dashboard 30.

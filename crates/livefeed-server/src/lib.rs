@@ -1,48 +1,78 @@
-//! The livefeed server: the path hub that fans access units out, the RTSP listener around it,
-//! the server's own latency metrics and its configuration.
+//! The livefeed server: the path hub at the centre, where streams come in (ingest), what
+//! serves them out (outputs), the HTTP API and pages, the server's own latency measurements
+//! and the limits that hold under abuse. Modules are grouped by that job:
 //!
-//! - [`hub`]: paths, publishers, readers, GOP cache, bounded reader queues.
-//! - [`rtsp_server`]: the RTSP listener (tokio shell around `livefeed-rtsp`'s session).
-//! - [`hls_stream`] / [`hls_files`]: LL-HLS per path (CMAF chunks into the playlist), and its
-//!   optional on-disk mirror.
-//! - [`http`] / [`web`]: the HTTP server (LL-HLS, player page) and its embedded assets.
-//! - [`whep`]: WebRTC viewers (WHEP) on one shared UDP socket.
-//! - [`api`] / [`metrics_store`]: the JSON API and the SQLite metrics store behind it.
-//! - [`rate_limit`]: token buckets per client address (latency samples submitted).
-//! - [`events`] / [`prometheus`]: the dashboard's live feed (SSE) and Prometheus `/metrics`.
-//! - [`recordings`]: fragmented-MP4 recording of paths, retention.
-//! - [`sources`]: the interface of the built-in test-pattern publishers the dashboard controls.
-//! - [`hls_viewers`]: who watches a path over LL-HLS.
-//! - [`conn_gate`] / [`http_listener`]: admission of TCP connections (per-address and total
-//!   caps under the open-file limit, idle ones shed when full) and the HTTP accept loop with
-//!   its header-read and body-progress timeouts.
-//! - [`http_auth`]: the HTTP side of authentication (RTSP's is in [`rtsp_server`]).
-//! - [`metrics`]: capture→ingest and ingest→egress latency windows.
+//! - [`hub`]: paths, publishers, tracks, readers, GOP cache, bounded reader queues.
+//! - [`ingest`]: where streams come in. [`ingest::rtsp_server`]: the RTSP listener (tokio
+//!   shell around `livefeed-rtsp`'s session: publishers, and RTSP readers too);
+//!   [`ingest::sources`]: the built-in test-pattern publishers the dashboard controls.
+//! - [`outputs`]: what serves a path out besides RTSP. [`outputs::hls_stream`] /
+//!   [`outputs::hls_files`] / [`outputs::hls_viewers`]: LL-HLS per path (CMAF chunks into the
+//!   playlist), its optional on-disk mirror, who watches it; [`outputs::whep`]: WebRTC viewers
+//!   on one shared UDP socket; [`outputs::recordings`]: fragmented-MP4 recording and retention;
+//!   [`outputs::audio_track`]: the audio track the muxers carry; [`outputs::transcode`]:
+//!   AAC → Opus for WebRTC viewers.
+//! - [`api`]: HTTP. [`api::http`] / [`api::web`]: the HTTP server (LL-HLS, pages, API routes)
+//!   and its embedded assets; [`api::rest`]: the JSON API; [`api::events`] /
+//!   [`api::prometheus`]: the dashboard's live feed (SSE) and Prometheus `/metrics`;
+//!   [`api::http_auth`]: the HTTP side of authentication (RTSP's is in the RTSP listener).
+//! - [`measure`]: [`measure::metrics`]: capture→ingest and ingest→egress latency windows;
+//!   [`measure::metrics_store`]: glue to the SQLite metrics store.
+//! - [`limits`]: [`limits::conn_gate`] / [`limits::http_listener`]: admission of TCP
+//!   connections (per-address and total caps under the open-file limit, idle ones shed when
+//!   full) and the HTTP accept loop with its timeouts; [`limits::rate_limit`]: token buckets
+//!   per client address.
 //! - [`config`]: one definition of the server's options for flags, env and the TOML file.
 //! - [`Server`]: binds and starts all of it.
 
-pub mod api;
-pub mod audio_track;
 pub mod config;
-pub mod conn_gate;
-pub mod events;
-pub mod hls_files;
-pub mod hls_stream;
-pub mod hls_viewers;
-pub mod http;
-pub mod http_auth;
-pub mod http_listener;
 pub mod hub;
-pub mod metrics;
-pub mod metrics_store;
-pub mod prometheus;
-pub mod rate_limit;
-pub mod recordings;
-pub mod rtsp_server;
-pub mod sources;
-pub mod transcode;
-pub mod web;
-pub mod whep;
+
+/// Where streams come in.
+pub mod ingest {
+    pub mod rtsp_server;
+    pub mod sources;
+}
+
+/// What serves a path out (besides RTSP readers, served by the RTSP listener).
+pub mod outputs {
+    pub mod audio_track;
+    pub mod hls_files;
+    pub mod hls_stream;
+    pub mod hls_viewers;
+    pub mod recordings;
+    pub mod transcode;
+    pub mod whep;
+}
+
+/// HTTP: the server, the JSON API, the live feeds and the pages.
+pub mod api {
+    pub mod events;
+    pub mod http;
+    pub mod http_auth;
+    pub mod prometheus;
+    pub mod rest;
+    pub mod web;
+}
+
+/// The server's own latency measurements and their store.
+pub mod measure {
+    pub mod metrics;
+    pub mod metrics_store;
+}
+
+/// What holds under abuse: connection admission, accept loops, rate limits.
+pub mod limits {
+    pub mod conn_gate;
+    pub mod http_listener;
+    pub mod rate_limit;
+}
+
+use api::{events, http};
+use ingest::{rtsp_server, sources};
+use limits::{conn_gate, rate_limit};
+use measure::{metrics, metrics_store};
+use outputs::{hls_stream, recordings, transcode, whep};
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use livefeed_rtsp::client::TransportKind;
-use livefeed_server::sources::{SourceParams, TestSources};
+use livefeed_server::ingest::sources::{SourceParams, TestSources};
 use livefeed_server::{Server, ServerOptions};
 use livefeed_source::camera::PixelFormat;
 use livefeed_source::capture::{CaptureSettings, SourceSpec};

@@ -12,7 +12,7 @@ use livefeed_media::latency::{stage, LatencySummary, LatencyWindow};
 use livefeed_media::timecode::Timecode;
 use livefeed_media::CaptureStamp;
 use livefeed_rtsp::client::Received;
-use livefeed_server::metrics::{PathLatency, ServerMetrics};
+use livefeed_server::measure::metrics::{PathLatency, ServerMetrics};
 use livefeed_source::capture::Encoded;
 use serde_json::{json, Map, Value};
 use tokio_util::sync::CancellationToken;

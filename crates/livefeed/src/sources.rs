@@ -10,8 +10,8 @@ use std::time::Instant;
 
 use livefeed_media::clock::{elapsed_ms, unix_now_ns};
 use livefeed_server::hub::{Hub, PublishError, Publisher, PublisherInfo};
-use livefeed_server::metrics::ServerMetrics;
-use livefeed_server::sources::{SourceError, SourceParams, TestSources, MAX_TEST_SOURCES};
+use livefeed_server::ingest::sources::{SourceError, SourceParams, TestSources, MAX_TEST_SOURCES};
+use livefeed_server::measure::metrics::ServerMetrics;
 use livefeed_source::capture::{self, CaptureSettings, SourceSpec};
 use tokio::runtime::Handle;
 use tokio::task::JoinHandle;

@@ -23,7 +23,7 @@ use bytes::Bytes;
 use livefeed_hls::playlist::{PartState, Playlist, Pushed};
 use tracing::warn;
 
-use crate::hls_stream::HlsState;
+use crate::outputs::hls_stream::HlsState;
 
 /// Write jobs queued for the writer thread before new ones are dropped (one job per completed
 /// part: 6.4 s of 100 ms parts).

@@ -7,17 +7,17 @@
 //! | `POST /api/v1/metrics` | `{"samples":[{path, stage, client, unix_ms, latency_ms}]}` (Content-Type: application/json, 415 otherwise; 403 from a page of another origin or name) → `{"accepted": n}` once committed |
 //! | `GET /api/v1/metrics?path=&stage=&client=&since=&until=&step=` | points per stage/client and bucket (ms; defaults: the last 5 minutes, 1 s steps) |
 //! | `GET /api/v1/time` | the server's clock (Unix ns), for clients' NTP-style offset estimates |
-//! | `GET /api/v1/events` | Server-Sent Events: the dashboard's state once a second (see [`crate::events`]) |
+//! | `GET /api/v1/events` | Server-Sent Events: the dashboard's state once a second (see [`crate::api::events`]) |
 //! | `POST /api/v1/sources/{path}` | start the built-in test pattern on `path`: `{width, height, fps, bitrate_kbps}` (all optional) → 201 |
 //! | `DELETE /api/v1/sources/{path}` | stop it → 204, 404 if none |
 //! | `DELETE /api/v1/readers/{id}` | disconnect an RTSP or WebRTC reader → 204, 404 if none |
 //! | `GET /api/v1/recordings` | every recorded file: path, file, start time, size, URL |
 //! | `GET /api/v1/recordings/{path}/{file}` | download one (video/mp4) |
 //! | `POST /api/v1/recordings/{path}` / `DELETE` | start / stop recording a path → 201 / 204 |
-//! | `GET /metrics` | Prometheus (see [`crate::prometheus`]) |
+//! | `GET /metrics` | Prometheus (see [`crate::api::prometheus`]) |
 //!
 //! Errors are JSON `{"error": "..."}` with the right status: bad input is 400, never 500.
-//! Who may call what is decided in front of every route by [`crate::http_auth`]: without
+//! Who may call what is decided in front of every route by [`crate::api::http_auth`]: without
 //! configured users, controls (sources, readers) answer only clients on loopback (403).
 
 use std::collections::HashMap;
@@ -31,9 +31,9 @@ use bytes::Bytes;
 use livefeed_store::{parse_samples_json, MetricsQuery, StoreError};
 use serde_json::{json, Value};
 
-use crate::http::{App, Conn};
+use crate::api::http::{App, Conn};
 use crate::hub::PathSnapshot;
-use crate::sources::{SourceError, SourceParams};
+use crate::ingest::sources::{SourceError, SourceParams};
 
 /// A JSON error.
 pub struct ApiError(StatusCode, String);
@@ -129,7 +129,10 @@ fn tracks_json(p: &PathSnapshot) -> Vec<Value> {
         "id": 0, "media": "video", "codec": "h264", "clock_rate": livefeed_media::VIDEO_CLOCK_RATE,
         "outputs": ["rtsp", "hls", "webrtc", "recording"],
     });
-    let hls_audio = stream.others.iter().position(crate::audio_track::can_carry);
+    let hls_audio = stream
+        .others
+        .iter()
+        .position(crate::outputs::audio_track::can_carry);
     let others = stream.others.iter().enumerate().map(|(i, t)| {
         let outputs = if hls_audio == Some(i) {
             json!(["rtsp", "hls", "recording"])
@@ -377,7 +380,7 @@ pub async fn download_recording(State(app): State<App>, Path(rest): Path<String>
         .rsplit_once('/')
         .ok_or_else(|| bad_request("expected /api/v1/recordings/PATH/FILE.mp4"))?;
     let path = livefeed_media::path::validate(path).map_err(bad_request)?;
-    if crate::recordings::parse_file_name(file).is_none() {
+    if crate::outputs::recordings::parse_file_name(file).is_none() {
         return Err(bad_request(format!(
             "{file:?} is not a recording's file name"
         )));
@@ -422,10 +425,10 @@ pub async fn start_recording(
 ) -> ApiResult {
     let name = livefeed_media::path::validate(&name).map_err(bad_request)?;
     app.recordings.start(name).map_err(|e| match e {
-        crate::recordings::RecordError::AlreadyRecording(_) => {
+        crate::outputs::recordings::RecordError::AlreadyRecording(_) => {
             ApiError(StatusCode::CONFLICT, e.to_string())
         }
-        crate::recordings::RecordError::NotPublished(_) => {
+        crate::outputs::recordings::RecordError::NotPublished(_) => {
             ApiError(StatusCode::NOT_FOUND, e.to_string())
         }
     })?;

@@ -7,7 +7,7 @@
 //! disconnects, or when the server stops.
 //!
 //! Video is the path's H.264 track; viewers that receive audio also get the path's first Opus
-//! track, passed through, or else its AAC track transcoded to Opus ([`crate::transcode`], once
+//! track, passed through, or else its AAC track transcoded to Opus ([`crate::outputs::transcode`], once
 //! per path while viewers listen). Other tracks are skipped with one log line.
 //!
 //! The str0m protocol work is in `livefeed-webrtc` (sans-IO); this module moves datagrams,
@@ -27,8 +27,8 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info};
 
 use crate::hub::{Delivery, HubFrame, Media, Subscription};
-use crate::metrics::ServerMetrics;
-use crate::transcode::{Transcoders, TRANSCODED_TRACK};
+use crate::measure::metrics::ServerMetrics;
+use crate::outputs::transcode::{Transcoders, TRANSCODED_TRACK};
 
 /// A viewer session's id, as it appears in its WHEP resource URL.
 pub type SessionId = String;

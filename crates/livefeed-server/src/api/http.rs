@@ -1,5 +1,5 @@
 //! The HTTP server (axum): LL-HLS per path, WHEP, the dashboard and player pages, the API
-//! (see [`crate::api`]).
+//! (see [`crate::api::rest`]).
 //!
 //! | route | what |
 //! |---|---|
@@ -33,10 +33,10 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tower_http::cors::CorsLayer;
 
-use crate::hls_stream::{blocking_timeout, HlsStream, HlsStreams};
+use crate::api::web;
 use crate::hub::{Hub, ReaderInfo};
-use crate::web;
-use crate::whep::WhepServer;
+use crate::outputs::hls_stream::{blocking_timeout, HlsStream, HlsStreams};
+use crate::outputs::whep::WhepServer;
 use livefeed_webrtc::WhepSession;
 
 /// The path `/live.m3u8` is an alias for.
@@ -63,29 +63,29 @@ pub struct App {
     /// WebRTC viewers.
     pub whep: Arc<WhepServer>,
     /// The metrics store.
-    pub store: crate::metrics_store::MetricsStore,
+    pub store: crate::measure::metrics_store::MetricsStore,
     /// LL-HLS viewers per path.
-    pub hls_viewers: Arc<crate::hls_viewers::HlsViewers>,
+    pub hls_viewers: Arc<crate::outputs::hls_viewers::HlsViewers>,
     /// Server-side latency (and the samples it feeds the store).
-    pub metrics: Arc<crate::metrics::ServerMetrics>,
+    pub metrics: Arc<crate::measure::metrics::ServerMetrics>,
     /// The built-in test-pattern publishers, when the program provides them.
-    pub sources: Arc<std::sync::OnceLock<Arc<dyn crate::sources::TestSources>>>,
+    pub sources: Arc<std::sync::OnceLock<Arc<dyn crate::ingest::sources::TestSources>>>,
     /// The dashboard's live feed (Server-Sent Events).
-    pub events: crate::events::EventFeed,
+    pub events: crate::api::events::EventFeed,
     /// Prometheus histograms of every latency sample.
-    pub prometheus: Arc<crate::prometheus::Prometheus>,
+    pub prometheus: Arc<crate::api::prometheus::Prometheus>,
     /// The last seconds of latency samples, for the live figures.
-    pub recent: Arc<crate::events::RecentLatency>,
+    pub recent: Arc<crate::api::events::RecentLatency>,
     /// Who may do what.
     pub auth: Arc<livefeed_auth::Authenticator>,
     /// Recordings.
-    pub recordings: Arc<crate::recordings::Recordings>,
+    pub recordings: Arc<crate::outputs::recordings::Recordings>,
     /// Host names controls are answered for, beyond IP addresses and `localhost`.
     pub allowed_hosts: Arc<[String]>,
     /// Latency samples per second and client address.
-    pub sample_rate: Arc<crate::rate_limit::RateLimiter>,
+    pub sample_rate: Arc<crate::limits::rate_limit::RateLimiter>,
     /// Refused requests, logged once a second per kind.
-    pub refusals: Arc<crate::conn_gate::RefusalLog>,
+    pub refusals: Arc<crate::limits::conn_gate::RefusalLog>,
 }
 
 impl App {
@@ -127,10 +127,10 @@ pub struct Conn {
 pub fn spawn(
     listener: TcpListener,
     app: App,
-    gate: Arc<crate::conn_gate::ConnectionGate>,
-    timeouts: crate::http_listener::HttpTimeouts,
+    gate: Arc<crate::limits::conn_gate::ConnectionGate>,
+    timeouts: crate::limits::http_listener::HttpTimeouts,
 ) -> JoinHandle<()> {
-    tokio::spawn(crate::http_listener::serve(
+    tokio::spawn(crate::limits::http_listener::serve(
         listener,
         router(app),
         gate,
@@ -145,29 +145,30 @@ pub fn router(app: App) -> Router {
         .route("/live.m3u8", get(live_alias))
         .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .route("/static/{file}", get(static_file))
-        .route("/api/v1/paths", get(crate::api::paths))
-        .route("/api/v1/paths/{*path}", get(crate::api::path))
+        .route("/api/v1/paths", get(crate::api::rest::paths))
+        .route("/api/v1/paths/{*path}", get(crate::api::rest::path))
         .route(
             "/api/v1/metrics",
-            get(crate::api::get_metrics).post(crate::api::post_metrics),
+            get(crate::api::rest::get_metrics).post(crate::api::rest::post_metrics),
         )
-        .route("/api/v1/time", get(crate::api::time))
-        .route("/api/v1/events", get(crate::events::events))
+        .route("/api/v1/time", get(crate::api::rest::time))
+        .route("/api/v1/events", get(crate::api::events::events))
         .route(
             "/api/v1/sources/{*path}",
-            axum::routing::post(crate::api::start_source).delete(crate::api::stop_source),
+            axum::routing::post(crate::api::rest::start_source)
+                .delete(crate::api::rest::stop_source),
         )
         .route(
             "/api/v1/readers/{id}",
-            axum::routing::delete(crate::api::disconnect_reader),
+            axum::routing::delete(crate::api::rest::disconnect_reader),
         )
-        .route("/metrics", get(crate::api::prometheus))
-        .route("/api/v1/recordings", get(crate::api::list_recordings))
+        .route("/metrics", get(crate::api::rest::prometheus))
+        .route("/api/v1/recordings", get(crate::api::rest::list_recordings))
         .route(
             "/api/v1/recordings/{*rest}",
-            get(crate::api::download_recording)
-                .post(crate::api::start_recording)
-                .delete(crate::api::stop_recording),
+            get(crate::api::rest::download_recording)
+                .post(crate::api::rest::start_recording)
+                .delete(crate::api::rest::stop_recording),
         )
         .route(
             "/{*rest}",
@@ -179,7 +180,7 @@ pub fn router(app: App) -> Router {
         .layer(DefaultBodyLimit::max(MAX_OFFER_BYTES))
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
-            crate::http_auth::require,
+            crate::api::http_auth::require,
         ))
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
@@ -340,7 +341,7 @@ fn stream_of(hls: &Arc<HlsStreams>, path: &str) -> Result<Arc<HlsStream>, HttpEr
 
 /// The 503 of a playlist request that timed out, naming what the stream lacks: frames arrive
 /// (`frames_published`) but none was a keyframe LL-HLS can start from, or nothing arrives.
-fn stalled(state: &crate::hls_stream::HlsState, frames_published: u64) -> HttpError {
+fn stalled(state: &crate::outputs::hls_stream::HlsState, frames_published: u64) -> HttpError {
     if state.init.is_none() && frames_published > 0 {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -599,7 +600,7 @@ async fn whep_offer(
             error(StatusCode::SERVICE_UNAVAILABLE, reason)
         })?;
     let candidates = app.whep.candidates(conn.local.map(|a| a.ip()));
-    let config = crate::whep::WhepServer::session_config();
+    let config = crate::outputs::whep::WhepServer::session_config();
     let (session, answer) =
         WhepSession::accept_offer_with(&config, offer, &candidates, Instant::now()).map_err(
             |e| {

@@ -20,7 +20,7 @@ use livefeed_store::Sample;
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
-use crate::http::App;
+use crate::api::http::App;
 
 /// How far back the live latency figures reach.
 pub const RECENT_WINDOW: Duration = Duration::from_secs(5);
@@ -141,7 +141,7 @@ impl EventFeed {
 pub fn state_json(app: &App) -> Value {
     json!({
         "time_unix_ms": livefeed_store::unix_now_ms(),
-        "paths": crate::api::paths_json(app),
+        "paths": crate::api::rest::paths_json(app),
         "latency": app.recent.summary(),
     })
 }

@@ -15,7 +15,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use livefeed_auth::{Action, AuthRequest, Decision};
 
-use crate::http::{App, Conn, DEFAULT_PATH};
+use crate::api::http::{App, Conn, DEFAULT_PATH};
 
 /// What a request needs: `None` for nothing, else the action and the path it applies to.
 pub fn classify(method: &Method, path: &str) -> Option<(Action, String)> {

@@ -18,8 +18,8 @@ use livefeed_transcode::AacToOpus;
 use tokio::sync::broadcast;
 use tracing::{info, warn};
 
-use crate::audio_track::MuxedAudio;
 use crate::hub::{Hub, HubFrame, Media, Subscription};
+use crate::outputs::audio_track::MuxedAudio;
 
 /// The track number transcoded Opus packets carry (no publisher track has it).
 pub const TRANSCODED_TRACK: usize = usize::MAX;

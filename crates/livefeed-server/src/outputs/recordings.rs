@@ -17,8 +17,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::audio_track::MuxedAudio;
 use crate::hub::{Hub, Media, Subscription};
+use crate::outputs::audio_track::MuxedAudio;
 
 /// Recording settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -240,7 +240,7 @@ fn follow_audio(
     let wanted = others
         .iter()
         .enumerate()
-        .find(|(_, t)| crate::audio_track::can_carry(t))
+        .find(|(_, t)| crate::outputs::audio_track::can_carry(t))
         .map(|(i, t)| (i + 1, t));
     let current = aac.as_ref().map(|a| (a.track, &a.description));
     if wanted == current {

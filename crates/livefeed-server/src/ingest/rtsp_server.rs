@@ -35,12 +35,12 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::conn_gate::{self, ConnectionGate, Permit};
 use crate::hub::{
     Delivery, Hub, Media, PublishError, Publisher, PublisherInfo, ReaderInfo, StreamInfo,
     SubscribeError, Subscription,
 };
-use crate::metrics::ServerMetrics;
+use crate::limits::conn_gate::{self, ConnectionGate, Permit};
+use crate::measure::metrics::ServerMetrics;
 
 /// Timeouts and limits of the RTSP server.
 #[derive(Debug, Clone)]

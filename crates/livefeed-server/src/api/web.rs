@@ -9,23 +9,39 @@ use bytes::Bytes;
 use livefeed_hls::playlist::SegmentTimes;
 use serde_json::{json, Value};
 
-const PLAYER_HTML: &str = include_str!("../../../web/player.html");
-const DASHBOARD_HTML: &str = include_str!("../../../web/dashboard.html");
+const PLAYER_HTML: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../web/player.html"
+));
+const DASHBOARD_HTML: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../web/dashboard.html"
+));
 
 const JS: &str = "text/javascript";
 
 /// The static assets: (file name, content type, bytes).
 const ASSETS: [(&str, &str, &[u8]); 6] = [
-    ("player.js", JS, include_bytes!("../../../web/player.js")),
+    (
+        "player.js",
+        JS,
+        include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../web/player.js")),
+    ),
     (
         "livefeed.js",
         JS,
-        include_bytes!("../../../web/livefeed.js"),
+        include_bytes!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../web/livefeed.js"
+        )),
     ),
     (
         "dashboard.js",
         JS,
-        include_bytes!("../../../web/dashboard.js"),
+        include_bytes!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../web/dashboard.js"
+        )),
     ),
     (
         "hls.min.js",

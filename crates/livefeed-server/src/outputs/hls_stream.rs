@@ -24,10 +24,10 @@ use livefeed_media::{AccessUnit, DEFAULT_FRAME_TICKS};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
-use crate::audio_track::MuxedAudio;
 use crate::config::HlsConfig;
-use crate::hls_files::HlsFiles;
 use crate::hub::{Hub, Media, Subscription};
+use crate::outputs::audio_track::MuxedAudio;
+use crate::outputs::hls_files::HlsFiles;
 
 /// What the HLS task maintains for one path.
 pub struct HlsState {

@@ -28,8 +28,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tower::ServiceExt;
 
-use crate::conn_gate::{Activity, ConnectionGate, Permit, Refusal, SlowRefusal};
-use crate::http::Conn;
+use crate::api::http::Conn;
+use crate::limits::conn_gate::{Activity, ConnectionGate, Permit, Refusal, SlowRefusal};
 
 /// The timeouts of HTTP connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
