@@ -6,7 +6,7 @@
 //! (bench/transcode.sh runs it). Needs ffmpeg and libopus0.
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use livefeed_media::aac::AacConfig;
