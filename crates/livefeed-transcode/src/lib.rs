@@ -1,5 +1,6 @@
 //! Sans-IO audio transcoding for outputs that cannot carry the publisher's codec: AAC to Opus
-//! for WebRTC (browsers do not take AAC over RTP).
+//! for WebRTC (browsers do not take AAC over RTP), and G.711 to Opus for LL-HLS and recordings
+//! (fMP4 players do not take G.711) and WebRTC.
 //!
 //! Contract of [`AacToOpus`]:
 //! - [`AacToOpus::push`] takes one raw AAC frame (AAC-LC, mono or stereo; as the RFC 3640
@@ -12,6 +13,7 @@
 //! - A frame the decoder refuses is an error and changes nothing else.
 //! - Decoding is pure Rust (symphonia); encoding is libopus, loaded at run time (see
 //!   [`opus_encoder`]): without it, [`AacToOpus::new`] fails with a clear error.
+//! - [`G711ToOpus`] does the same for G.711 payloads (µ-law or A-law, 8 kHz, resampled).
 
 pub mod opus_encoder;
 
@@ -59,17 +61,7 @@ pub struct OpusPacket {
 /// AAC frames in, Opus packets out (see the crate docs).
 pub struct AacToOpus {
     decoder: AacDecoder,
-    rate: u32,
-    channels: usize,
-    resampler: Option<rubato::Fft<f32>>,
-    encoder: OpusEncoder,
-    /// Decoded frames (interleaved) waiting for the resampler's next input chunk.
-    to_resample: Vec<f32>,
-    /// 48 kHz samples (interleaved) waiting to fill an Opus frame, and the time of the first.
-    pending: Vec<f32>,
-    pending_pts: Option<u64>,
-    /// Where the next AAC frame is expected (its rate), to notice jumps.
-    next_decode_time: Option<u64>,
+    framer: OpusFramer,
     decoded: Vec<f32>,
 }
 
@@ -83,31 +75,10 @@ impl AacToOpus {
         let decoder = AacDecoder::try_new(&params, &AudioDecoderOptions::default())
             .map_err(|e| TranscodeError::Decoder(e.to_string()))?;
         let channels = usize::from(config.channels).clamp(1, 2);
-        let encoder = OpusEncoder::new(channels, BITRATE_PER_CHANNEL * channels as i32)?;
-        let resampler = if config.sample_rate == 48_000 {
-            None
-        } else {
-            let fixed = rubato::FixedSync::Input;
-            let r = rubato::Fft::<f32>::new(
-                config.sample_rate as usize,
-                48_000,
-                config.frame_length as usize,
-                channels,
-                fixed,
-            )
-            .map_err(|e| TranscodeError::Resampler(e.to_string()))?;
-            Some(r)
-        };
+        let framer = OpusFramer::new(config.sample_rate, channels, config.frame_length as usize)?;
         Ok(AacToOpus {
             decoder,
-            rate: config.sample_rate,
-            channels,
-            resampler,
-            encoder,
-            to_resample: Vec::new(),
-            pending: Vec::new(),
-            pending_pts: None,
-            next_decode_time: None,
+            framer,
             decoded: Vec::new(),
         })
     }
@@ -124,16 +95,138 @@ impl AacToOpus {
             .decoder
             .decode_ref(&packet)
             .map_err(|e| TranscodeError::Decoder(e.to_string()))?;
-        let frames = decoded.frames();
         let source_channels = decoded.spec().channels().count().max(1);
         self.decoded.clear();
         decoded.copy_to_vec_interleaved(&mut self.decoded);
-        let interleaved = fit_channels(&self.decoded, source_channels, self.channels);
+        let interleaved = fit_channels(&self.decoded, source_channels, self.framer.channels);
+        self.framer.push(&interleaved, decode_time)
+    }
+}
+
+/// G.711 (µ-law or A-law, 8 kHz mono) payloads in, Opus packets out: the same contract as
+/// [`AacToOpus`], with RTP payloads (any number of samples) and their timestamps (8 kHz).
+pub struct G711ToOpus {
+    a_law: bool,
+    framer: OpusFramer,
+}
+
+impl G711ToOpus {
+    /// A transcoder of µ-law (PCMU, `a_law` false) or A-law (PCMA) at 8 kHz.
+    pub fn new(a_law: bool) -> Result<Self, TranscodeError> {
+        Ok(G711ToOpus {
+            a_law,
+            framer: OpusFramer::new(8_000, 1, 160)?,
+        })
+    }
+
+    /// Decodes one payload at `timestamp` (8 kHz) and returns the Opus packets it completes.
+    pub fn push(
+        &mut self,
+        payload: &[u8],
+        timestamp: u64,
+    ) -> Result<Vec<OpusPacket>, TranscodeError> {
+        let decode = if self.a_law {
+            g711::a_law
+        } else {
+            g711::mu_law
+        };
+        let samples: Vec<f32> = payload
+            .iter()
+            .map(|&b| f32::from(decode(b)) / 32768.0)
+            .collect();
+        self.framer.push(&samples, timestamp)
+    }
+}
+
+/// G.711 decoding (ITU-T G.711), sample by sample.
+pub mod g711 {
+    /// One µ-law byte as a 16-bit linear sample.
+    pub fn mu_law(byte: u8) -> i16 {
+        let b = !byte;
+        let exponent = (b >> 4) & 0x07;
+        let magnitude = ((i16::from(b & 0x0f) << 3) + 0x84) << exponent;
+        let value = magnitude - 0x84;
+        if b & 0x80 != 0 {
+            -value
+        } else {
+            value
+        }
+    }
+
+    /// One A-law byte as a 16-bit linear sample.
+    pub fn a_law(byte: u8) -> i16 {
+        let b = byte ^ 0x55;
+        let exponent = (b >> 4) & 0x07;
+        let mantissa = i16::from(b & 0x0f);
+        let value = if exponent == 0 {
+            (mantissa << 4) + 8
+        } else {
+            ((mantissa << 4) + 0x108) << (exponent - 1)
+        };
+        if b & 0x80 != 0 {
+            value
+        } else {
+            -value
+        }
+    }
+}
+
+/// Decoded samples in, 20 ms Opus packets out: resampling to 48 kHz when needed, the 48 kHz
+/// timeline (restarted at a jump in decode times), the encoder.
+struct OpusFramer {
+    rate: u32,
+    channels: usize,
+    resampler: Option<rubato::Fft<f32>>,
+    encoder: OpusEncoder,
+    /// Samples (interleaved, source rate) waiting for the resampler's next input chunk.
+    to_resample: Vec<f32>,
+    /// 48 kHz samples (interleaved) waiting to fill an Opus frame, and the time of the first.
+    pending: Vec<f32>,
+    pending_pts: Option<u64>,
+    /// Where the next input is expected (source rate), to notice jumps.
+    next_decode_time: Option<u64>,
+}
+
+impl OpusFramer {
+    fn new(rate: u32, channels: usize, chunk: usize) -> Result<Self, TranscodeError> {
+        let encoder = OpusEncoder::new(channels, BITRATE_PER_CHANNEL * channels as i32)?;
+        let resampler = if rate == 48_000 {
+            None
+        } else {
+            let r = rubato::Fft::<f32>::new(
+                rate as usize,
+                48_000,
+                chunk,
+                channels,
+                rubato::FixedSync::Input,
+            )
+            .map_err(|e| TranscodeError::Resampler(e.to_string()))?;
+            Some(r)
+        };
+        Ok(OpusFramer {
+            rate,
+            channels,
+            resampler,
+            encoder,
+            to_resample: Vec::new(),
+            pending: Vec::new(),
+            pending_pts: None,
+            next_decode_time: None,
+        })
+    }
+
+    /// Takes `samples` (interleaved, source rate) starting at `decode_time` (source rate).
+    fn push(
+        &mut self,
+        samples: &[f32],
+        decode_time: u64,
+    ) -> Result<Vec<OpusPacket>, TranscodeError> {
         if self.next_decode_time != Some(decode_time) {
             self.restart(decode_time);
         }
+        let frames = samples.len() / self.channels;
         self.next_decode_time = Some(decode_time + frames as u64);
-        self.resample(&interleaved)?;
+        self.resample(samples)?;
         self.encode_ready()
     }
 

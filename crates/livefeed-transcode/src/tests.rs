@@ -196,3 +196,94 @@ fn the_opus_packets_carry_the_publishers_tone() {
         );
     }
 }
+
+/// `secs` of a 1 kHz tone as G.711 bytes (ffmpeg's encoder), and ffmpeg's own decoding of them.
+fn g711_tone(format: &str, secs: u32) -> (Vec<u8>, Vec<i16>) {
+    let encoded = std::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i"])
+        .arg(format!(
+            "sine=frequency=1000:sample_rate=8000:duration={secs}"
+        ))
+        .args(["-f", format, "-"])
+        .output()
+        .expect("ffmpeg runs")
+        .stdout;
+    let mut child = std::process::Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-f",
+            format,
+            "-ar",
+            "8000",
+            "-ac",
+            "1",
+        ])
+        .args(["-i", "-", "-f", "s16le", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("ffmpeg runs");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let bytes = encoded.clone();
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        let _ = stdin.write_all(&bytes);
+    });
+    let out = child.wait_with_output().expect("ffmpeg decodes");
+    let _ = writer.join();
+    let decoded = out
+        .stdout
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        .collect();
+    (encoded, decoded)
+}
+
+#[test]
+fn g711_decoding_matches_ffmpeg_sample_for_sample() {
+    for (format, decode) in [
+        ("mulaw", g711::mu_law as fn(u8) -> i16),
+        ("alaw", g711::a_law),
+    ] {
+        let (encoded, reference) = g711_tone(format, 1);
+        assert_eq!(encoded.len(), 8000);
+        let ours: Vec<i16> = encoded.iter().map(|&b| decode(b)).collect();
+        assert_eq!(ours, reference, "{format}");
+    }
+    // Every byte decodes (no overflow), and silence is near zero.
+    for b in 0..=255u8 {
+        let _ = (g711::mu_law(b), g711::a_law(b));
+    }
+    assert_eq!(g711::mu_law(0xff), 0);
+    assert!(g711::a_law(0xd5).abs() <= 8);
+}
+
+#[test]
+fn g711_becomes_opus_carrying_the_same_tone() {
+    for (format, a_law) in [("mulaw", false), ("alaw", true)] {
+        let (encoded, _) = g711_tone(format, 2);
+        let mut t = G711ToOpus::new(a_law).expect("libopus is there");
+        let mut packets = Vec::new();
+        for (i, payload) in encoded.chunks(160).enumerate() {
+            packets.extend(
+                t.push(payload, 80_000 + i as u64 * 160)
+                    .expect("transcodes"),
+            );
+        }
+        assert!(
+            (90..=100).contains(&packets.len()),
+            "{format}: {} packets",
+            packets.len()
+        );
+        assert_eq!(packets[0].pts, 80_000 * 6, "8 kHz → 48 kHz timeline");
+        assert!(packets.windows(2).all(|p| p[1].pts == p[0].pts + 960));
+        let pcm = decode_opus(&packets, 1);
+        let share = tone_share(&pcm[4800..], 1000.0);
+        assert!(
+            share > 0.8,
+            "{format}: the 1 kHz tone holds {share:.2} of the power"
+        );
+    }
+}

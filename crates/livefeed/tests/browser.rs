@@ -92,6 +92,23 @@ fn webrtc_viewer_gets_aac_transcoded_to_opus_in_chromium() {
     assert!(log.contains("AAC → Opus transcoder started"), "{log}");
 }
 
+#[test]
+fn webrtc_viewer_gets_g711_transcoded_to_opus_in_chromium() {
+    let _browser = one_browser();
+    let server = TestServer::start();
+    let _publisher = ffmpeg_av_publisher(&server.url("av"), "tcp", "pcm_mulaw", 40);
+    wait_for_stream(&server.addr(), "av");
+    let all = run_player(&server, "/av/?play=webrtc", 8, 1);
+    let stats = &all["webrtc"];
+    assert!(
+        stats["frames"].as_u64().unwrap_or(0) >= 90,
+        "the video plays: {all}"
+    );
+    let packets = stats["audioPacketsReceived"].as_u64().unwrap_or(0);
+    assert!(packets >= 100, "Opus packets arrive (50 a second): {all}");
+    assert_eq!(stats["audioCodec"], "audio/opus", "{all}");
+}
+
 /// Runs web/tests/player.mjs on `page` of a server for `seconds` with `pages` tabs.
 fn run_player(server: &TestServer, page: &str, seconds: u32, pages: u32) -> serde_json::Value {
     let out = run(

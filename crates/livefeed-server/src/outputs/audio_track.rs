@@ -1,13 +1,15 @@
 //! The audio track of a path, as the server's own muxers (LL-HLS, recordings) read it: which
-//! of the tracks beside the video is carried (the first AAC — MPEG4-GENERIC — or Opus track
-//! that can be read), and its RTP payloads turned into frames (raw AAC frames, Opus packets)
-//! with decode times and durations in the track's sampling rate.
+//! of the tracks beside the video is carried (the first AAC — MPEG4-GENERIC —, Opus or G.711
+//! track that can be read), and its RTP payloads turned into frames (raw AAC frames, Opus
+//! packets) with decode times and durations in the track's sampling rate. G.711, which fMP4
+//! players do not take, is transcoded to Opus (48 kHz) here.
 
 use bytes::Bytes;
 use livefeed_hls::cmaf::AudioTrack;
 use livefeed_media::aac::{AacConfig, AacDepacketizer, AacError};
 use livefeed_media::opus;
 use livefeed_media::track::{Codec, TrackDescription, TrackPacket};
+use livefeed_transcode::G711ToOpus;
 use tracing::{debug, warn};
 
 /// One audio frame for a muxer.
@@ -33,6 +35,14 @@ pub struct MuxedAudio {
 enum Reader {
     Aac(AacDepacketizer),
     Opus { channels: u8 },
+    G711(Box<G711ToOpus>),
+}
+
+/// What a track is, for the muxers.
+enum Kind {
+    Aac(AacConfig),
+    Opus { channels: u8 },
+    G711 { a_law: bool },
 }
 
 impl MuxedAudio {
@@ -40,7 +50,7 @@ impl MuxedAudio {
     /// be).
     pub fn find(path: &str, others: &[TrackDescription]) -> Option<MuxedAudio> {
         others.iter().enumerate().find_map(|(i, t)| {
-            let reader = match reader_for(t)? {
+            let reader = match kind_of(t)?.and_then(Reader::new) {
                 Ok(reader) => reader,
                 Err(e) => {
                     warn!(path, track = i + 1, error = %e, "audio track cannot be muxed");
@@ -62,6 +72,7 @@ impl MuxedAudio {
             Reader::Opus { channels } => AudioTrack::Opus {
                 channels: *channels,
             },
+            Reader::G711(_) => AudioTrack::Opus { channels: 1 },
         }
     }
 
@@ -102,25 +113,62 @@ impl MuxedAudio {
                     Vec::new()
                 }
             },
+            Reader::G711(transcoder) => {
+                let timestamp = packet.pts * 8_000 / clock;
+                match transcoder.push(&packet.payload, timestamp) {
+                    Ok(packets) => packets
+                        .into_iter()
+                        .map(|p| AudioFrame {
+                            data: p.data,
+                            decode_time: p.pts,
+                            duration: p.duration,
+                        })
+                        .collect(),
+                    Err(e) => {
+                        debug!(track = self.track, error = %e, "G.711 payload not transcoded");
+                        Vec::new()
+                    }
+                }
+            }
         }
+    }
+}
+
+impl Reader {
+    fn new(kind: Kind) -> Result<Reader, String> {
+        Ok(match kind {
+            Kind::Aac(config) => Reader::Aac(AacDepacketizer::new(config)),
+            Kind::Opus { channels } => Reader::Opus { channels },
+            Kind::G711 { a_law } => {
+                Reader::G711(Box::new(G711ToOpus::new(a_law).map_err(|e| e.to_string())?))
+            }
+        })
     }
 }
 
 /// Whether the muxers can carry `track` (the first such track of a stream is carried).
 pub fn can_carry(track: &TrackDescription) -> bool {
-    matches!(reader_for(track), Some(Ok(_)))
+    match kind_of(track) {
+        Some(Ok(Kind::G711 { .. })) => livefeed_transcode::opus_encoder::available().is_ok(),
+        Some(Ok(_)) => true,
+        _ => false,
+    }
 }
 
-/// How to read `t`; `None` for a track the muxers do not carry.
-fn reader_for(t: &TrackDescription) -> Option<Result<Reader, AacError>> {
+/// What `t` is; `None` for a track the muxers do not carry.
+fn kind_of(t: &TrackDescription) -> Option<Result<Kind, String>> {
     let encoding = t.rtpmap.as_deref().unwrap_or("").to_ascii_uppercase();
     match t.codec {
         Codec::Aac if encoding.starts_with("MPEG4-GENERIC/") => Some(
             AacConfig::from_fmtp(t.fmtp.as_deref().unwrap_or(""))
-                .map(|c| Reader::Aac(AacDepacketizer::new(c))),
+                .map(Kind::Aac)
+                .map_err(|e: AacError| e.to_string()),
         ),
-        Codec::Opus if t.clock_rate == opus::CLOCK_RATE => Some(Ok(Reader::Opus {
+        Codec::Opus if t.clock_rate == opus::CLOCK_RATE => Some(Ok(Kind::Opus {
             channels: opus::channels(t.fmtp.as_deref()),
+        })),
+        Codec::Pcmu | Codec::Pcma if t.clock_rate == 8_000 => Some(Ok(Kind::G711 {
+            a_law: t.codec == Codec::Pcma,
         })),
         _ => None,
     }

@@ -1,6 +1,7 @@
-//! AAC → Opus for WebRTC viewers: browsers take Opus, cameras and encoders send AAC. One
-//! transcoder per path, started by the first WebRTC viewer of a path whose audio is AAC (and
-//! that has no Opus track), stopped once no viewer listens (checked at every packet it makes).
+//! AAC (and G.711) → Opus for WebRTC viewers: browsers take Opus, cameras and encoders send
+//! AAC or G.711. One transcoder per path, started by the first WebRTC viewer of a path whose
+//! audio is AAC or G.711 (and that has no Opus track), stopped once no viewer listens (checked
+//! at every packet it makes).
 //!
 //! The transcoder is one of the server's own hub readers: it depacketizes the path's AAC track
 //! ([`MuxedAudio`]), decodes and re-encodes it ([`AacToOpus`]) and broadcasts Opus packets as
@@ -55,25 +56,22 @@ impl Transcoders {
             return Some(tx.subscribe());
         }
         let audio = MuxedAudio::find(path, others)?;
-        let AudioTrack::Aac(config) = audio.cmaf_track() else {
-            return None;
-        };
-        let transcoder = match AacToOpus::new(&config) {
-            Ok(t) => t,
-            Err(e) => {
-                warn!(path, error = %e, "AAC cannot be transcoded to Opus: WebRTC viewers get no sound");
-                return None;
-            }
+        // AAC is transcoded here; G.711 comes out of MuxedAudio as Opus already.
+        let transcoder = match audio.cmaf_track() {
+            AudioTrack::Aac(config) => match AacToOpus::new(&config) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    warn!(path, error = %e, "AAC cannot be transcoded to Opus: WebRTC viewers get no sound");
+                    return None;
+                }
+            },
+            AudioTrack::Opus { .. } => None,
         };
         let sub = self.hub.subscribe(path)?;
         let (tx, rx) = broadcast::channel(BROADCAST_CAPACITY);
         running.insert(path.to_string(), tx.clone());
-        info!(
-            path,
-            rate = config.sample_rate,
-            channels = config.channels,
-            "AAC → Opus transcoder started for WebRTC viewers"
-        );
+        info!(path, codec = %audio.description.codec.name(),
+            "audio → Opus transcoder started for WebRTC viewers");
         let job = Job {
             path: path.to_string(),
             audio,
@@ -98,7 +96,8 @@ impl Transcoders {
 struct Job {
     path: String,
     audio: MuxedAudio,
-    transcoder: AacToOpus,
+    /// `None` when the track's frames are Opus already (G.711 transcoded by [`MuxedAudio`]).
+    transcoder: Option<AacToOpus>,
     sub: Subscription,
     tx: broadcast::Sender<Arc<HubFrame>>,
     transcoders: Arc<Transcoders>,
@@ -118,7 +117,15 @@ impl Job {
             let started = Instant::now();
             let mut packets = Vec::new();
             for frame in self.audio.frames(p) {
-                match self.transcoder.push(&frame.data, frame.decode_time) {
+                let Some(transcoder) = self.transcoder.as_mut() else {
+                    packets.push(livefeed_transcode::OpusPacket {
+                        data: frame.data,
+                        pts: frame.decode_time,
+                        duration: frame.duration,
+                    });
+                    continue;
+                };
+                match transcoder.push(&frame.data, frame.decode_time) {
                     Ok(mut opus) => packets.append(&mut opus),
                     Err(e) => {
                         tracing::debug!(path = %self.path, error = %e, "AAC frame not transcoded")
@@ -157,6 +164,6 @@ impl Job {
         };
         info!(path = %self.path, audio_s = format!("{audio_secs:.1}"),
             cpu_ms = cpu.as_millis() as u64, cpu_percent_of_a_core = format!("{share:.2}"),
-            "AAC → Opus transcoder stopped");
+            "audio → Opus transcoder stopped");
     }
 }
