@@ -19,7 +19,7 @@ use tokio::net::{TcpStream, UdpSocket};
 
 use crate::client_session::{track_url, ClientError, ClientSession};
 use crate::framing::{Frame, FrameReader, FramingError, Limits};
-use crate::rtp_sender::{RtpSender, PAYLOAD_TYPE};
+use crate::rtp_sender::{push_interleaved, RtpSender, PAYLOAD_TYPE};
 use crate::transport::{self, LowerTransport};
 
 /// Interval between keep-alives while playing.
@@ -261,6 +261,9 @@ pub struct RtspPublisher {
     writer: OwnedWriteHalf,
     media: MediaPath,
     sender: RtpSender,
+    /// Fault injection: every Nth RTP packet is left out (see [`RtspPublisher::drop_every`]).
+    drop_every: Option<u32>,
+    packets: u64,
     out: Vec<u8>,
     drain: tokio::task::JoinHandle<()>,
     session: ClientSession,
@@ -297,6 +300,8 @@ impl RtspPublisher {
             writer,
             media,
             sender: RtpSender::new(),
+            drop_every: None,
+            packets: 0,
             out: Vec::with_capacity(256 * 1024),
             drain: tokio::spawn(drain_control(read, reader)),
             session,
@@ -308,20 +313,44 @@ impl RtspPublisher {
         self.drain.is_finished()
     }
 
+    /// Fault injection for tests: leaves out every `n`th RTP packet (sequence numbers still
+    /// count it, so the server sees the loss it would on a lossy network).
+    pub fn drop_every(&mut self, n: Option<u32>) {
+        self.drop_every = n.filter(|n| *n > 0);
+    }
+
+    /// Whether the next RTP packet is one to leave out.
+    fn drops_next(&mut self) -> bool {
+        self.packets += 1;
+        self.drop_every
+            .is_some_and(|n| self.packets.is_multiple_of(u64::from(n)))
+    }
+
     /// Sends one access unit as RTP (and an RTCP sender report once a second).
     pub async fn send(&mut self, au: &AccessUnit) -> Result<(), Error> {
         if self.is_closed() {
             return Err(Error::Closed);
         }
-        let now = Instant::now();
+        let (rtp_packets, sender_report) = {
+            let packets = self.sender.packetize(au, Instant::now());
+            (packets.rtp.to_vec(), packets.rtcp)
+        };
+        let rtp_packets: Vec<Bytes> = rtp_packets
+            .into_iter()
+            .filter(|_| !self.drops_next())
+            .collect();
         match &self.media {
             MediaPath::Tcp {
                 rtp_channel,
                 rtcp_channel,
             } => {
                 self.out.clear();
-                self.sender
-                    .interleave(au, now, (*rtp_channel, *rtcp_channel), &mut self.out);
+                for p in &rtp_packets {
+                    push_interleaved(&mut self.out, *rtp_channel, p);
+                }
+                if let Some(sr) = &sender_report {
+                    push_interleaved(&mut self.out, *rtcp_channel, sr);
+                }
                 self.writer
                     .write_all(&self.out)
                     .await
@@ -333,13 +362,12 @@ impl RtspPublisher {
                 server_rtp,
                 server_rtcp,
             } => {
-                let packets = self.sender.packetize(au, now);
-                for p in packets.rtp {
+                for p in &rtp_packets {
                     rtp.send_to(p, *server_rtp)
                         .await
                         .map_err(io_err("sending RTP over UDP"))?;
                 }
-                if let Some(sr) = &packets.rtcp {
+                if let Some(sr) = &sender_report {
                     rtcp.send_to(sr, *server_rtcp)
                         .await
                         .map_err(io_err("sending RTCP"))?;

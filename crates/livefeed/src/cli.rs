@@ -196,6 +196,9 @@ struct PublishArgs {
     /// RTP transport
     #[arg(long, default_value = "tcp")]
     transport: TransportKind,
+    /// Fault injection for tests: leave out every Nth RTP packet, as a lossy network would
+    #[arg(long, value_name = "N")]
+    drop_rtp_every: Option<u32>,
     #[command(flatten)]
     output: OutputArgs,
     #[command(flatten)]
@@ -364,6 +367,7 @@ impl DemoChain {
             stats: stats.clone(),
             stop: stop.clone(),
             preview: false,
+            drop_rtp_every: None,
         }));
         let (started_tx, started_rx) = tokio::sync::oneshot::channel();
         let receiver = tokio::spawn(pipeline::receive(ReceiveJob {
@@ -538,6 +542,7 @@ async fn publish(args: PublishArgs) -> anyhow::Result<()> {
         stats: stats.clone(),
         stop: stop.clone(),
         preview: args.preview,
+        drop_rtp_every: args.drop_rtp_every,
     };
     run_reported(
         stats,

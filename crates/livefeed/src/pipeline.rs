@@ -35,6 +35,8 @@ pub struct PublishJob {
     pub stop: CancellationToken,
     /// Shows the outgoing picture (green overlay) in a window.
     pub preview: bool,
+    /// Fault injection: every Nth RTP packet is left out.
+    pub drop_rtp_every: Option<u32>,
 }
 
 /// How often a lost camera is looked for again.
@@ -146,6 +148,7 @@ async fn publish_capture(job: &PublishJob, capture: &mut CaptureHandle) -> anyho
     let mut publisher = RtspPublisher::connect(&job.url, job.transport, &sps, &pps, RTSP_TIMEOUT)
         .await
         .with_context(|| format!("cannot publish to {shown}"))?;
+    publisher.drop_every(job.drop_rtp_every);
     let mut next = Some(first);
     while let Some(encoded) = next.take() {
         publisher

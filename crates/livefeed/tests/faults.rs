@@ -126,3 +126,40 @@ fn readers_are_disconnected_once_the_grace_period_passes() {
         "the reader is let go after the grace period: {out:?}"
     );
 }
+
+/// RTP lost between a publisher and the server (every 97th packet left out by the publisher,
+/// over UDP and over TCP): the server skips the path's video to the next keyframe after each
+/// loss, so a reader never gets a picture that references a lost one. Its decoder reports no
+/// error and every picture it shows carries the timecode its SEI stamp says (0 mismatches);
+/// the frames skipped are counted per path (`skipped_after_loss`).
+#[test]
+fn after_loss_at_ingest_readers_never_decode_a_picture_that_references_a_lost_one() {
+    for transport in ["udp", "tcp"] {
+        let server = TestServer::start();
+        let url = server.url("lossy");
+        let _publisher = livefeed_publisher(
+            &url,
+            transport,
+            &["--duration", "60", "--drop-rtp-every", "97", "--gop", "30"],
+        );
+        wait_for_stream(&server.addr(), "lossy");
+        let out = livefeed_receiver(&url, 6, &[]).wait(Duration::from_secs(40));
+        out.assert_success();
+        let summary = json_summary(&out.stdout);
+        let decoded = summary["frames_decoded"].as_u64().unwrap_or(0);
+        assert!(decoded >= 30, "{transport}: pictures still flow: {summary}");
+        assert_eq!(summary["decode_errors"], 0, "{transport}: {summary}");
+        assert_eq!(summary["mismatches"], 0, "{transport}: {summary}");
+        let paths = http_get(
+            server.http_port,
+            "/api/v1/paths/lossy",
+            Duration::from_secs(5),
+        );
+        let path: serde_json::Value = serde_json::from_slice(&paths.body).expect("JSON");
+        let skipped = path["skipped_after_loss"].as_u64().unwrap_or(0);
+        assert!(
+            skipped > 0,
+            "{transport}: frames after each loss were skipped: {path}"
+        );
+    }
+}
