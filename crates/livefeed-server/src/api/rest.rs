@@ -119,8 +119,9 @@ fn path_json(app: &App, p: &PathSnapshot, sources: &[(String, SourceParams)]) ->
 }
 
 /// Every track of the path's stream and the outputs that carry it: the H.264 video goes
-/// everywhere; other tracks pass through RTSP, and the first AAC or Opus track goes into LL-HLS and
-/// recordings too.
+/// everywhere; other tracks pass through RTSP; the first AAC, Opus or G.711 track goes into
+/// LL-HLS and recordings, and to WebRTC viewers the first Opus track, or else that track
+/// transcoded to Opus.
 fn tracks_json(p: &PathSnapshot) -> Vec<Value> {
     let Some(stream) = &p.stream else {
         return Vec::new();
@@ -129,16 +130,19 @@ fn tracks_json(p: &PathSnapshot) -> Vec<Value> {
         "id": 0, "media": "video", "codec": "h264", "clock_rate": livefeed_media::VIDEO_CLOCK_RATE,
         "outputs": ["rtsp", "hls", "webrtc", "recording"],
     });
-    let hls_audio = stream
+    let muxed = stream
         .others
         .iter()
         .position(crate::outputs::audio_track::can_carry);
+    let webrtc = crate::outputs::whep::webrtc_audio_track(&stream.others).map(|t| t - 1);
     let others = stream.others.iter().enumerate().map(|(i, t)| {
-        let outputs = if hls_audio == Some(i) {
-            json!(["rtsp", "hls", "recording"])
-        } else {
-            json!(["rtsp"])
-        };
+        let mut outputs = vec!["rtsp"];
+        if muxed == Some(i) {
+            outputs.extend(["hls", "recording"]);
+        }
+        if webrtc == Some(i) {
+            outputs.push("webrtc");
+        }
         json!({
             "id": i + 1, "media": t.media, "codec": t.codec.name(), "clock_rate": t.clock_rate,
             "outputs": outputs,

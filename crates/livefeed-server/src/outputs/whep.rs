@@ -517,6 +517,18 @@ async fn forward(
     }
 }
 
+/// The track WebRTC viewers hear (1, 2, …): the first Opus track (passed through), or else the
+/// muxers' audio track (AAC or G.711, transcoded) when libopus is there.
+pub fn webrtc_audio_track(others: &[TrackDescription]) -> Option<usize> {
+    opus_track(others).or_else(|| {
+        livefeed_transcode::opus_encoder::available().ok()?;
+        others
+            .iter()
+            .position(crate::outputs::audio_track::can_carry)
+            .map(|i| i + 1)
+    })
+}
+
 /// The track WebRTC viewers get as audio: the path's first Opus track (passed through).
 fn opus_track(others: &[TrackDescription]) -> Option<usize> {
     others
