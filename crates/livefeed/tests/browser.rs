@@ -89,7 +89,7 @@ fn webrtc_viewer_gets_aac_transcoded_to_opus_in_chromium() {
     // the transcoded sound is the publisher's tone is checked in livefeed-transcode's tests.)
     assert_eq!(all["consoleErrors"], serde_json::json!([]), "{all}");
     let log = server.proc.stderr_so_far();
-    assert!(log.contains("AAC → Opus transcoder started"), "{log}");
+    assert!(log.contains("audio → Opus transcoder started"), "{log}");
 }
 
 #[test]
