@@ -89,8 +89,7 @@ impl Recorder {
         let Some(audio) = &file.audio else {
             return Ok(Vec::new());
         };
-        let rate = u64::from(audio.timescale());
-        let start = file.start_pts * rate / TICKS_PER_SEC;
+        let start = livefeed_media::clock::rescale(file.start_pts, audio.timescale(), 90_000);
         let Some(decode_time) = decode_time.checked_sub(start) else {
             return Ok(Vec::new());
         };

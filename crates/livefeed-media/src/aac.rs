@@ -17,6 +17,12 @@ use bytes::{Bytes, BytesMut};
 pub const FRAME_LENGTH: u32 = 1024;
 /// Largest AAC frame accepted (6144 bits per channel, 8 channels).
 pub const MAX_FRAME_LEN: usize = 6144;
+/// Most frames one RTP payload may carry (RFC 3640 senders put a handful).
+pub const MAX_FRAMES_PER_PACKET: usize = 64;
+/// Sampling rates accepted: the standard table's (an explicit rate must be within them too).
+pub const MIN_SAMPLE_RATE: u32 = 7_350;
+/// See [`MIN_SAMPLE_RATE`].
+pub const MAX_SAMPLE_RATE: u32 = 96_000;
 
 /// Why an AAC stream or payload was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -92,7 +98,9 @@ impl AacConfig {
             return Err(unsupported("mode", &mode));
         }
         let size_length = size.ok_or(AacError::Missing("sizeLength"))?;
-        if !(1..=16).contains(&size_length) {
+        // AAC-lbr uses 6 bits, AAC-hbr 13: shorter sizes would let a few header bits name
+        // many empty frames.
+        if !(6..=16).contains(&size_length) {
             return Err(unsupported("sizeLength", &size_length.to_string()));
         }
         let config = config.ok_or(AacError::Missing("config"))?;
@@ -122,8 +130,10 @@ impl AacConfig {
                 "has a reserved sampling frequency index",
             ))?,
         };
-        if sample_rate == 0 {
-            return Err(AacError::BadConfig("has a sampling rate of 0"));
+        if !(MIN_SAMPLE_RATE..=MAX_SAMPLE_RATE).contains(&sample_rate) {
+            return Err(AacError::BadConfig(
+                "has a sampling rate outside 7350..=96000 Hz",
+            ));
         }
         let channels = bits.read(4).ok_or(AacError::BadConfig("is truncated"))? as u8;
         // GASpecificConfig's frameLengthFlag, for the object types that have one.
@@ -253,7 +263,10 @@ impl AacDepacketizer {
             .ok_or(AacError::Truncated("AU headers run past the payload"))?;
         let mut data = &payload[2 + headers_len..];
         let sizes = self.au_sizes(headers, headers_bits)?;
-        if let Some((expected, ts, mut buf)) = self.fragment.take() {
+        // A fragment in progress continues only with the same timestamp (its last piece may be
+        // lost).
+        let continued = self.fragment.take().filter(|(_, ts, _)| *ts == timestamp);
+        if let Some((expected, ts, mut buf)) = continued {
             // A continuation: one AU header naming the whole frame, data = the next piece.
             buf.extend_from_slice(data);
             if buf.len() > expected {
@@ -276,7 +289,10 @@ impl AacDepacketizer {
             if size > MAX_FRAME_LEN {
                 return Err(AacError::FrameTooLarge(size));
             }
-            let ts = timestamp + i as u64 * u64::from(self.config.frame_length);
+            let ts = timestamp.saturating_add(i as u64 * u64::from(self.config.frame_length));
+            if size == 0 {
+                return Err(AacError::Truncated("an AU header names an empty frame"));
+            }
             if size > data.len() {
                 if sizes.len() == 1 && !marker {
                     let mut buf = BytesMut::with_capacity(size);
@@ -316,6 +332,11 @@ impl AacDepacketizer {
             reader.read((header_len - usize::from(c.size_length)) as u32);
             sizes.push(size as usize);
             used += header_len;
+            if sizes.len() > MAX_FRAMES_PER_PACKET {
+                return Err(AacError::Truncated(
+                    "more AU headers than frames a packet may carry",
+                ));
+            }
         }
         Ok(sizes)
     }
@@ -421,5 +442,35 @@ mod tests {
             d.push(&huge, 0, false),
             Err(AacError::FrameTooLarge(8191))
         ));
+    }
+
+    #[test]
+    fn header_floods_odd_rates_and_stale_fragments_are_refused() {
+        assert!(
+            AacConfig::from_fmtp("mode=AAC-hbr;sizelength=1;indexlength=0;config=1190").is_err()
+        );
+        // An explicit sampling rate of 1 Hz (index 15).
+        let one_hz = [0x17, 0x80, 0x00, 0x00, 0x08];
+        assert!(AacConfig::from_audio_specific_config(Bytes::copy_from_slice(&one_hz)).is_err());
+        let mut d = AacDepacketizer::new(AacConfig::from_fmtp(FFMPEG_FMTP).expect("valid"));
+        assert!(d.push(&payload(&[b""]), 0, true).is_err(), "an empty frame");
+        let many: Vec<&[u8]> = vec![b"x"; MAX_FRAMES_PER_PACKET + 1];
+        assert!(
+            d.push(&payload(&many), 0, true).is_err(),
+            "too many AU headers"
+        );
+        let whole = vec![7u8; 10];
+        let mut first = payload(&[&whole]);
+        first.truncate(4 + 6);
+        assert_eq!(d.push(&first, 5, false).expect("valid"), []);
+        // The last fragment was lost: the next packet (another timestamp) stands on its own.
+        let frames = d.push(&payload(&[b"abc"]), 1029, true).expect("valid");
+        assert_eq!(
+            frames,
+            [AacFrame {
+                data: Bytes::from_static(b"abc"),
+                timestamp: 1029
+            }]
+        );
     }
 }

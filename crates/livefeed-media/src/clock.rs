@@ -77,6 +77,16 @@ pub fn ntp_to_unix_ns(ntp: u64) -> u64 {
     secs * 1_000_000_000 + frac
 }
 
+/// `ticks` of a `from` Hz clock in a `to` Hz clock (rounded down; saturating, never
+/// overflowing; 0 for a clock of 0 Hz).
+pub fn rescale(ticks: u64, to: u32, from: u32) -> u64 {
+    if from == 0 {
+        return 0;
+    }
+    let scaled = u128::from(ticks) * u128::from(to) / u128::from(from);
+    u64::try_from(scaled).unwrap_or(u64::MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,5 +128,13 @@ mod tests {
     fn elapsed_is_signed() {
         assert_eq!(elapsed_ms(2_000_000, 1_000_000), -1.0);
         assert_eq!(elapsed_ms(1_000_000, 3_500_000), 2.5);
+    }
+
+    #[test]
+    fn rescaling_never_overflows() {
+        assert_eq!(rescale(44_100, 48_000, 44_100), 48_000);
+        assert_eq!(rescale(u64::MAX, 48_000, 8_000), u64::MAX);
+        assert_eq!(rescale(u64::MAX / 2, 8_000, 48_000), u64::MAX / 12);
+        assert_eq!(rescale(5, 48_000, 0), 0);
     }
 }

@@ -392,6 +392,15 @@ impl ServerSession {
     fn record(&mut self, req: &Request<Vec<u8>>, handler: &mut dyn SessionHandler) -> Reply {
         request_url(req)?;
         let path = self.ready_for(Role::Record, "RECORD")?;
+        // The video sets the path's timeline and keyframes: a publisher without it has nothing
+        // readers could start from (and nothing whose silence would end its session).
+        if !self
+            .setup
+            .as_ref()
+            .is_some_and(|s| s.tracks.iter().any(|(t, _)| *t == 0))
+        {
+            return Err(not_in_state("RECORD without the H.264 video track set up"));
+        }
         handler.record(&path)?;
         self.state = State::Recording;
         Ok(self.ok())

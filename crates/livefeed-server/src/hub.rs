@@ -44,9 +44,11 @@ use tokio::sync::mpsc;
 /// Limits of the hub.
 #[derive(Debug, Clone, Copy)]
 pub struct HubLimits {
-    /// Access units a reader may have queued before it starts skipping to the next keyframe.
+    /// Access units a reader may have queued before it starts skipping to the next keyframe
+    /// (a path with tracks beside the video gets room for as many frames of each, up to two).
     pub reader_queue: usize,
-    /// Access units kept in the GOP cache at most (a stream without keyframes stops caching).
+    /// Access units kept in the GOP cache at most, the frames of other tracks not counted (a
+    /// stream without keyframes stops caching).
     pub gop_cache_frames: usize,
     /// Bytes kept in the GOP cache at most (all tracks).
     pub gop_cache_bytes: usize,
@@ -317,6 +319,8 @@ struct PathInner {
     skipped_after_loss: u64,
     gop: Vec<Arc<HubFrame>>,
     gop_bytes: usize,
+    /// Video frames in `gop`.
+    gop_video: usize,
     readers: Vec<ReaderSlot>,
     frames_in: u64,
     bytes_in: u64,
@@ -473,6 +477,7 @@ impl Hub {
             inner.others = others;
             inner.gop.clear();
             inner.gop_bytes = 0;
+            inner.gop_video = 0;
         }
         Ok(Publisher {
             state,
@@ -541,7 +546,8 @@ impl Hub {
                     limit: self.limits.readers_per_path,
                 });
             }
-            let capacity = self.limits.reader_queue + inner.gop.len();
+            let tracks = 1 + inner.others.len().min(2);
+            let capacity = self.limits.reader_queue * tracks + inner.gop.len();
             let (tx, rx) = mpsc::channel(capacity.max(1));
             for frame in &inner.gop {
                 // The channel has room for the whole cache.
@@ -727,6 +733,7 @@ impl Drop for Publisher {
             start_grace_timer(&self.state, inner.generation, self.limits.publisher_grace);
             inner.gop.clear();
             inner.gop_bytes = 0;
+            inner.gop_video = 0;
         }
     }
 }
@@ -815,18 +822,23 @@ fn update_gop_cache(inner: &mut PathInner, frame: &Arc<HubFrame>, limits: &HubLi
     if frame.is_keyframe() {
         inner.gop.clear();
         inner.gop_bytes = 0;
+        inner.gop_video = 0;
     } else if inner.gop.is_empty() {
         return; // no keyframe to start from: nothing worth caching
     }
     let size = frame.payload_len();
-    if inner.gop.len() >= limits.gop_cache_frames || inner.gop_bytes + size > limits.gop_cache_bytes
+    if inner.gop_video >= limits.gop_cache_frames || inner.gop_bytes + size > limits.gop_cache_bytes
     {
         inner.gop.clear();
         inner.gop_bytes = 0;
+        inner.gop_video = 0;
         return;
     }
     inner.gop.push(frame.clone());
     inner.gop_bytes += size;
+    if frame.video().is_some() {
+        inner.gop_video += 1;
+    }
 }
 
 fn fan_out(inner: &mut PathInner, frame: &Arc<HubFrame>) {

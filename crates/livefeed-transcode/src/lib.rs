@@ -225,7 +225,7 @@ impl OpusFramer {
             self.restart(decode_time);
         }
         let frames = samples.len() / self.channels;
-        self.next_decode_time = Some(decode_time + frames as u64);
+        self.next_decode_time = Some(decode_time.saturating_add(frames as u64));
         self.resample(samples)?;
         self.encode_ready()
     }
@@ -234,7 +234,11 @@ impl OpusFramer {
     fn restart(&mut self, decode_time: u64) {
         self.to_resample.clear();
         self.pending.clear();
-        self.pending_pts = Some(decode_time * 48_000 / u64::from(self.rate.max(1)));
+        self.pending_pts = Some(livefeed_media::clock::rescale(
+            decode_time,
+            48_000,
+            self.rate,
+        ));
         if let Some(r) = self.resampler.as_mut() {
             r.reset();
         }
@@ -274,7 +278,7 @@ impl OpusFramer {
             let data = Bytes::copy_from_slice(self.encoder.encode(&self.pending[..frame_samples])?);
             self.pending.drain(..frame_samples);
             let pts = self.pending_pts.unwrap_or(0);
-            self.pending_pts = Some(pts + OPUS_FRAME as u64);
+            self.pending_pts = Some(pts.saturating_add(OPUS_FRAME as u64));
             packets.push(OpusPacket {
                 data,
                 pts,

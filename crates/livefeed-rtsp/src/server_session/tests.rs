@@ -689,3 +689,29 @@ fn play_star_is_400_and_starts_nothing() {
         server.calls
     );
 }
+
+#[test]
+fn record_without_the_video_track_is_455() {
+    let mut s = ServerSession::new("a".into());
+    let mut server = FakeServer::default();
+    let announce = request(
+        Method::Announce,
+        "rtsp://h/av",
+        1,
+        &[("Content-Type", "application/sdp")],
+        AV_SDP.as_bytes(),
+    );
+    assert_eq!(status(&s.handle(&announce, &mut server)), 200);
+    let audio = setup_with(
+        "rtsp://h/av/streamid=1",
+        2,
+        "RTP/AVP;unicast;client_port=5000-5001;mode=record",
+        None,
+    );
+    assert_eq!(status(&s.handle(&audio, &mut server)), 200);
+    let record = request(Method::Record, "rtsp://h/av", 3, &[("Session", "a")], b"");
+    let r = s.handle(&record, &mut server);
+    assert_eq!(status(&r), 455);
+    assert!(r.reason_phrase().contains("video"), "{r:?}");
+    assert!(!server.calls.iter().any(|c| c.starts_with("record")));
+}

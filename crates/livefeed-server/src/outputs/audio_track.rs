@@ -7,6 +7,7 @@
 use bytes::Bytes;
 use livefeed_hls::cmaf::AudioTrack;
 use livefeed_media::aac::{AacConfig, AacDepacketizer, AacError};
+use livefeed_media::clock::rescale;
 use livefeed_media::opus;
 use livefeed_media::track::{Codec, TrackDescription, TrackPacket};
 use livefeed_transcode::G711ToOpus;
@@ -65,6 +66,30 @@ impl MuxedAudio {
         })
     }
 
+    /// Whether `current` is the audio track of `others` the muxers carry (a new publisher
+    /// may bring another one, or none).
+    pub fn is_current(current: Option<&MuxedAudio>, others: &[TrackDescription]) -> bool {
+        let wanted = others
+            .iter()
+            .enumerate()
+            .find(|(_, t)| can_carry(t))
+            .map(|(i, t)| (i + 1, t));
+        wanted == current.map(|a| (a.track, &a.description))
+    }
+
+    /// Makes `current` the audio track of `others` the muxers carry; `true` if it changed.
+    pub fn follow(
+        path: &str,
+        current: &mut Option<MuxedAudio>,
+        others: &[TrackDescription],
+    ) -> bool {
+        if Self::is_current(current.as_ref(), others) {
+            return false;
+        }
+        *current = MuxedAudio::find(path, others);
+        true
+    }
+
     /// What the init segment says about the track.
     pub fn cmaf_track(&self) -> AudioTrack {
         match &self.reader {
@@ -78,7 +103,7 @@ impl MuxedAudio {
 
     /// The frames `packet` completes. A malformed payload yields none.
     pub fn frames(&mut self, packet: &TrackPacket) -> Vec<AudioFrame> {
-        let clock = u64::from(self.description.clock_rate.max(1));
+        let clock = self.description.clock_rate;
         match &mut self.reader {
             Reader::Aac(depacketizer) => {
                 let frames = match depacketizer.push(&packet.payload, packet.pts, packet.marker) {
@@ -89,12 +114,12 @@ impl MuxedAudio {
                     }
                 };
                 let config = depacketizer.config();
-                let rate = u64::from(config.sample_rate);
+                let rate = config.sample_rate;
                 frames
                     .into_iter()
                     .map(|f| AudioFrame {
                         data: f.data,
-                        decode_time: f.timestamp * rate / clock,
+                        decode_time: rescale(f.timestamp, rate, clock),
                         duration: config.frame_length,
                     })
                     .collect()
@@ -102,7 +127,7 @@ impl MuxedAudio {
             Reader::Opus { .. } => match opus::packet_samples(&packet.payload) {
                 Some(duration) => vec![AudioFrame {
                     data: packet.payload.clone(),
-                    decode_time: packet.pts * u64::from(opus::CLOCK_RATE) / clock,
+                    decode_time: rescale(packet.pts, opus::CLOCK_RATE, clock),
                     duration,
                 }],
                 None => {
@@ -114,7 +139,7 @@ impl MuxedAudio {
                 }
             },
             Reader::G711(transcoder) => {
-                let timestamp = packet.pts * 8_000 / clock;
+                let timestamp = rescale(packet.pts, 8_000, clock);
                 match transcoder.push(&packet.payload, timestamp) {
                     Ok(packets) => packets
                         .into_iter()

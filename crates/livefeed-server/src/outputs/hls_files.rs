@@ -222,6 +222,7 @@ mod tests {
             }),
             init: None,
             track: None,
+            audio: None,
             ended: false,
         };
         let mut files = HlsFiles::new(dir.clone(), 2);

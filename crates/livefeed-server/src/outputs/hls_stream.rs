@@ -37,6 +37,8 @@ pub struct HlsState {
     pub init: Option<Bytes>,
     /// The track the init segment describes.
     pub track: Option<VideoTrack>,
+    /// The audio track the init segment describes.
+    pub audio: Option<AudioTrack>,
     /// The subscription ended (publisher gone for good or server stopping).
     pub ended: bool,
 }
@@ -124,6 +126,7 @@ impl HlsStreams {
                 playlist: Playlist::new(self.playlist_config(path)),
                 init: None,
                 track: None,
+                audio: None,
                 ended: false,
             }),
             version: watch::channel(0).0,
@@ -193,6 +196,13 @@ struct AudioMuxer {
 }
 
 impl AudioMuxer {
+    fn new(audio: MuxedAudio) -> Self {
+        AudioMuxer {
+            audio,
+            writer: FragmentWriter::for_track(cmaf::AUDIO_TRACK_ID),
+        }
+    }
+
     /// The CMAF chunks of the frames `packet` completes.
     fn chunks(&mut self, packet: &TrackPacket) -> Vec<Bytes> {
         let track = self.audio.track;
@@ -223,14 +233,25 @@ async fn run(
         offset: 0,
         frame_ticks: DEFAULT_FRAME_TICKS,
     };
-    let audio_config = audio.as_ref().map(MuxedAudio::cmaf_track);
-    let mut audio = audio.map(|audio| AudioMuxer {
-        audio,
-        writer: FragmentWriter::for_track(cmaf::AUDIO_TRACK_ID),
-    });
+    let mut audio_config = audio.as_ref().map(MuxedAudio::cmaf_track);
+    let mut audio = audio.map(AudioMuxer::new);
     while let Some(delivery) = sub.recv().await {
         let au = match &delivery.frame.media {
-            Media::Video(au) => au,
+            Media::Video(au) => {
+                let others = if au.keyframe {
+                    sub.others()
+                } else {
+                    Vec::new()
+                };
+                if au.keyframe && !MuxedAudio::is_current(audio.as_ref().map(|a| &a.audio), &others)
+                {
+                    // A new publisher brought another audio track (or none): a new init.
+                    let found = MuxedAudio::find(&stream.path, &others);
+                    audio_config = found.as_ref().map(MuxedAudio::cmaf_track);
+                    audio = found.map(AudioMuxer::new);
+                }
+                au
+            }
             Media::Packet(p) => match audio.as_mut().filter(|a| a.audio.track == p.track) {
                 Some(a) if stream.lock().init.is_some() => {
                     for chunk in a.chunks(p) {
@@ -303,6 +324,7 @@ fn update_track(
         .track
         .as_ref()
         .is_some_and(|t| t.sps == track.sps && t.pps == track.pps)
+        && state.audio.as_ref() == audio
     {
         return Ok(());
     }
@@ -315,6 +337,7 @@ fn update_track(
     }
     state.init = Some(init);
     state.track = Some(track);
+    state.audio = audio.cloned();
     Ok(())
 }
 

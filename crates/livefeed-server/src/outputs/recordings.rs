@@ -236,18 +236,9 @@ fn follow_audio(
     aac: &mut Option<MuxedAudio>,
     recorder: &mut Recorder,
 ) {
-    let others = sub.others();
-    let wanted = others
-        .iter()
-        .enumerate()
-        .find(|(_, t)| crate::outputs::audio_track::can_carry(t))
-        .map(|(i, t)| (i + 1, t));
-    let current = aac.as_ref().map(|a| (a.track, &a.description));
-    if wanted == current {
-        return;
+    if MuxedAudio::follow(path, aac, &sub.others()) {
+        recorder.set_audio(aac.as_ref().map(MuxedAudio::cmaf_track));
     }
-    *aac = MuxedAudio::find(path, &others);
-    recorder.set_audio(aac.as_ref().map(MuxedAudio::cmaf_track));
 }
 
 /// Reads `sub` until it ends or `stop`, writing files into `dir`.

@@ -73,6 +73,7 @@ impl Transcoders {
         info!(path, codec = %audio.description.codec.name(),
             "audio → Opus transcoder started for WebRTC viewers");
         let job = Job {
+            tracks: others.to_vec(),
             path: path.to_string(),
             audio,
             transcoder,
@@ -84,6 +85,22 @@ impl Transcoders {
         Some(rx)
     }
 
+    /// Whether the job of `tx` should end because nobody listens; if so it is forgotten, under
+    /// the same lock [`Transcoders::listen`] subscribes under (so no viewer joins a job that
+    /// is ending).
+    fn nobody_listens(&self, path: &str, tx: &broadcast::Sender<Arc<HubFrame>>) -> bool {
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        if tx.receiver_count() > 0 {
+            return false;
+        }
+        if running.get(path).is_some_and(|t| t.same_channel(tx)) {
+            running.remove(path);
+        }
+        true
+    }
+
+    /// Forgets the job of `tx` (it ended, whatever the reason), so the next viewer starts a
+    /// new one.
     fn forget(&self, path: &str, tx: &broadcast::Sender<Arc<HubFrame>>) {
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         if running.get(path).is_some_and(|t| t.same_channel(tx)) {
@@ -101,6 +118,15 @@ struct Job {
     sub: Subscription,
     tx: broadcast::Sender<Arc<HubFrame>>,
     transcoders: Arc<Transcoders>,
+    /// The path's tracks when the job started: another publisher's may differ.
+    tracks: Vec<TrackDescription>,
+}
+
+impl Drop for Job {
+    fn drop(&mut self) {
+        // Whatever ended the job (a panic too): the next viewer must start a new one.
+        self.transcoders.forget(&self.path, &self.tx);
+    }
 }
 
 impl Job {
@@ -108,8 +134,15 @@ impl Job {
         let mut cpu = Duration::ZERO;
         let mut audio_samples = 0u64;
         while let Some(delivery) = self.sub.recv().await {
-            let Media::Packet(p) = &delivery.frame.media else {
-                continue;
+            let p = match &delivery.frame.media {
+                Media::Video(au) => {
+                    if au.keyframe && self.sub.others() != self.tracks {
+                        info!(path = %self.path, "the path's tracks changed: transcoder ends");
+                        break;
+                    }
+                    continue;
+                }
+                Media::Packet(p) => p,
             };
             if p.track != self.audio.track {
                 continue;
@@ -144,8 +177,9 @@ impl Job {
                     }),
                     ingest: delivery.frame.ingest,
                 };
-                if self.tx.send(Arc::new(frame)).is_err() {
-                    // No viewer listens any more.
+                if self.tx.send(Arc::new(frame)).is_err()
+                    && self.transcoders.nobody_listens(&self.path, &self.tx)
+                {
                     self.stop(cpu, audio_samples);
                     return;
                 }
@@ -155,7 +189,6 @@ impl Job {
     }
 
     fn stop(&self, cpu: Duration, audio_samples: u64) {
-        self.transcoders.forget(&self.path, &self.tx);
         let audio_secs = audio_samples as f64 / 48_000.0;
         let share = if audio_secs > 0.0 {
             100.0 * cpu.as_secs_f64() / audio_secs
