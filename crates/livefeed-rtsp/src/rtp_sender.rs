@@ -27,10 +27,44 @@ pub struct RtpSender {
     packetizer: H264Packetizer,
     rtp_base: u32,
     first_seq: u16,
+    reports: Reports,
+    packets: Vec<Bytes>,
+}
+
+/// What a sender report says of one outgoing stream: packets and payload octets so far, and
+/// when the last report went out (one per [`SR_INTERVAL`]).
+#[derive(Default)]
+struct Reports {
     last_sr: Option<Instant>,
     packet_count: u32,
     octet_count: u32,
-    packets: Vec<Bytes>,
+}
+
+impl Reports {
+    /// Counts `packets` RTP packets of `octets` payload bytes.
+    fn count(&mut self, packets: usize, octets: usize) {
+        self.packet_count = self.packet_count.wrapping_add(packets as u32);
+        self.octet_count = self.octet_count.wrapping_add(octets as u32);
+    }
+
+    /// A sender report mapping `wall_ns` (Unix ns) to `rtp_ts`, when one is due at `now`.
+    fn due(&mut self, now: Instant, ssrc: u32, wall_ns: u64, rtp_ts: u32) -> Option<Vec<u8>> {
+        if self
+            .last_sr
+            .is_some_and(|t| now.saturating_duration_since(t) < SR_INTERVAL)
+        {
+            return None;
+        }
+        self.last_sr = Some(now);
+        let report = SenderReport {
+            ssrc,
+            ntp: unix_ns_to_ntp(wall_ns),
+            rtp_timestamp: rtp_ts,
+            packet_count: self.packet_count,
+            octet_count: self.octet_count,
+        };
+        Some(report.to_bytes())
+    }
 }
 
 /// The packets of one access unit, and a sender report when one is due.
@@ -53,9 +87,7 @@ impl RtpSender {
             packetizer: H264Packetizer::new(ssrc, PAYLOAD_TYPE, RTP_MTU, first_seq),
             rtp_base,
             first_seq,
-            last_sr: None,
-            packet_count: 0,
-            octet_count: 0,
+            reports: Reports::default(),
             packets: Vec::with_capacity(256),
         }
     }
@@ -83,15 +115,15 @@ impl RtpSender {
         let rtp_ts = self.rtp_time(au.pts);
         self.packets.clear();
         self.packetizer.packetize(au, rtp_ts, &mut self.packets);
-        self.packet_count = self.packet_count.wrapping_add(self.packets.len() as u32);
         let payload: usize = self
             .packets
             .iter()
             .map(|p| p.len().saturating_sub(12))
             .sum();
-        self.octet_count = self.octet_count.wrapping_add(payload as u32);
+        self.reports.count(self.packets.len(), payload);
         let capture_ns = au.capture.map_or_else(unix_now_ns, |c| c.unix_ns);
-        let rtcp = self.sender_report_due(now, capture_ns, rtp_ts);
+        let ssrc = self.ssrc();
+        let rtcp = self.reports.due(now, ssrc, capture_ns, rtp_ts);
         Packets {
             rtp: &self.packets,
             rtcp,
@@ -114,24 +146,6 @@ impl RtpSender {
             push_interleaved(out, channels.1, sr);
         }
     }
-
-    fn sender_report_due(&mut self, now: Instant, capture_ns: u64, rtp_ts: u32) -> Option<Vec<u8>> {
-        if self
-            .last_sr
-            .is_some_and(|t| now.saturating_duration_since(t) < SR_INTERVAL)
-        {
-            return None;
-        }
-        self.last_sr = Some(now);
-        let report = SenderReport {
-            ssrc: self.ssrc(),
-            ntp: unix_ns_to_ntp(capture_ns),
-            rtp_timestamp: rtp_ts,
-            packet_count: self.packet_count,
-            octet_count: self.octet_count,
-        };
-        Some(report.to_bytes())
-    }
 }
 
 /// One outgoing stream of a non-video track: the publisher's payloads re-stamped with this
@@ -141,9 +155,7 @@ impl RtpSender {
 pub struct TrackSender {
     writer: PacketWriter,
     first_seq: u16,
-    last_sr: Option<Instant>,
-    packet_count: u32,
-    octet_count: u32,
+    reports: Reports,
 }
 
 impl TrackSender {
@@ -153,9 +165,7 @@ impl TrackSender {
         TrackSender {
             writer: PacketWriter::new(rand::random(), payload_type, first_seq, rand::random()),
             first_seq,
-            last_sr: None,
-            packet_count: 0,
-            octet_count: 0,
+            reports: Reports::default(),
         }
     }
 
@@ -176,23 +186,10 @@ impl TrackSender {
         rtp: &mut Vec<u8>,
     ) -> Option<Vec<u8>> {
         self.writer.write(packet, rtp);
-        self.packet_count = self.packet_count.wrapping_add(1);
-        self.octet_count = self.octet_count.wrapping_add(packet.payload.len() as u32);
-        if self
-            .last_sr
-            .is_some_and(|t| now.saturating_duration_since(t) < SR_INTERVAL)
-        {
-            return None;
-        }
-        self.last_sr = Some(now);
-        let report = SenderReport {
-            ssrc: self.writer.ssrc(),
-            ntp: unix_ns_to_ntp(unix_now_ns()),
-            rtp_timestamp: self.writer.rtp_time(packet.pts),
-            packet_count: self.packet_count,
-            octet_count: self.octet_count,
-        };
-        Some(report.to_bytes())
+        self.reports.count(1, packet.payload.len());
+        let rtp_ts = self.writer.rtp_time(packet.pts);
+        self.reports
+            .due(now, self.writer.ssrc(), unix_now_ns(), rtp_ts)
     }
 
     /// [`TrackSender::write`] as `$`-framed interleaved bytes appended to `out`.
@@ -281,5 +278,40 @@ mod tests {
             out.windows(2).any(|w| w == [b'$', 3]),
             "an RTCP frame on channel 3"
         );
+    }
+
+    #[test]
+    fn a_track_sender_restamps_payloads_and_reports_once_a_second() {
+        let mut s = TrackSender::new(97);
+        let packet = |pts| TrackPacket {
+            track: 1,
+            pts,
+            payload: Bytes::from_static(b"opus"),
+            marker: true,
+        };
+        let t0 = Instant::now();
+        let mut out = Vec::new();
+        s.interleave(&packet(0), t0, (2, 3), &mut out);
+        assert_eq!(&out[..2], &[b'$', 2]);
+        let rtp = livefeed_media::rtp::parse_rtp(&out[4..4 + 16]).expect("valid RTP");
+        assert_eq!(
+            (rtp.payload_type, rtp.marker, rtp.payload),
+            (97, true, &b"opus"[..])
+        );
+        assert_eq!(rtp.timestamp, s.start(0).rtptime);
+        assert!(
+            out.windows(2).any(|w| w == [b'$', 3]),
+            "the first packet carries a report"
+        );
+        let mut rtp_only = Vec::new();
+        assert!(s
+            .write(&packet(960), t0 + Duration::from_millis(20), &mut rtp_only)
+            .is_none());
+        let sr = s
+            .write(&packet(48_000), t0 + SR_INTERVAL, &mut rtp_only)
+            .expect("due");
+        let reports = parse_sender_reports(&sr).expect("valid RTCP");
+        assert_eq!(reports[0].packet_count, 3);
+        assert_eq!(reports[0].rtp_timestamp, s.start(48_000).rtptime);
     }
 }
