@@ -200,9 +200,15 @@ impl TrackSender {
         channels: (u8, u8),
         out: &mut Vec<u8>,
     ) {
-        let mut rtp = Vec::with_capacity(packet.payload.len() + 12);
-        let sr = self.write(packet, now, &mut rtp);
-        push_interleaved(out, channels.0, &rtp);
+        // The RTP packet is written in place after its `$` header, whose length is then set.
+        let start = out.len();
+        out.extend_from_slice(&[b'$', channels.0, 0, 0]);
+        let sr = self.write(packet, now, out);
+        let Ok(len) = u16::try_from(out.len() - start - 4) else {
+            out.truncate(start); // more than one interleaved frame holds: not sent
+            return;
+        };
+        out[start + 2..start + 4].copy_from_slice(&len.to_be_bytes());
         if let Some(sr) = sr {
             push_interleaved(out, channels.1, &sr);
         }

@@ -975,7 +975,7 @@ impl PacketIngest {
 struct Play {
     sub: Subscription,
     outputs: Vec<(TrackOut, Destination)>,
-    /// Interleaved bytes being built (TCP).
+    /// Bytes being built: interleaved frames (TCP), or one RTP packet of another track (UDP).
     buf: Vec<u8>,
 }
 
@@ -1018,12 +1018,15 @@ struct UdpOut {
     rtcp_to: SocketAddr,
 }
 
-impl Play {
-    /// The sender and destination of `media`'s track, if the reader set it up.
-    fn output_for(&mut self, media: &Media) -> Option<&mut (TrackOut, Destination)> {
-        self.outputs.iter_mut().find(|(out, _)| out.carries(media))
-    }
+/// The sender and destination of `media`'s track, if the reader set it up.
+fn output_for<'a>(
+    outputs: &'a mut [(TrackOut, Destination)],
+    media: &Media,
+) -> Option<&'a mut (TrackOut, Destination)> {
+    outputs.iter_mut().find(|(out, _)| out.carries(media))
+}
 
+impl Play {
     /// Builds the interleaved bytes of `delivery` into `self.buf` (empty when its track is not
     /// set up).
     fn interleave(&mut self, delivery: &Delivery) {
@@ -1031,7 +1034,9 @@ impl Play {
         let now = Instant::now();
         let media = &delivery.frame.media;
         let mut buf = std::mem::take(&mut self.buf);
-        if let Some((out, Destination::Interleaved(rtp, rtcp))) = self.output_for(media) {
+        if let Some((out, Destination::Interleaved(rtp, rtcp))) =
+            output_for(&mut self.outputs, media)
+        {
             match (out, media) {
                 (TrackOut::Video(s), Media::Video(au)) => {
                     s.interleave(au, now, (*rtp, *rtcp), &mut buf)
@@ -1049,7 +1054,7 @@ impl Play {
     async fn send_udp(&mut self, delivery: &Delivery) -> std::io::Result<()> {
         let now = Instant::now();
         let media = &delivery.frame.media;
-        let Some((out, Destination::Udp(udp))) = self.output_for(media) else {
+        let Some((out, Destination::Udp(udp))) = output_for(&mut self.outputs, media) else {
             return Ok(());
         };
         match (out, media) {
@@ -1063,9 +1068,10 @@ impl Play {
                 }
             }
             (TrackOut::Packets(_, s), Media::Packet(p)) => {
-                let mut rtp = Vec::with_capacity(p.payload.len() + 12);
-                let sr = s.write(p, now, &mut rtp);
-                udp.rtp.send_to(&rtp, udp.rtp_to).await?;
+                let rtp = &mut self.buf;
+                rtp.clear();
+                let sr = s.write(p, now, rtp);
+                udp.rtp.send_to(rtp, udp.rtp_to).await?;
                 if let Some(sr) = sr {
                     udp.rtcp.send_to(&sr, udp.rtcp_to).await?;
                 }
