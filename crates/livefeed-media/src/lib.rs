@@ -1,15 +1,18 @@
 //! Sans-IO media core of livefeed.
 //!
 //! Everything here is pure: bytes, values and time go in, bytes and values come out. No sockets,
-//! no threads, no async. The one type that flows through the whole system is [`AccessUnit`]:
-//! one encoded H.264 picture with its presentation time and its capture wall-clock stamp.
+//! no threads, no async. A stream is an H.264 video track, whose unit is the [`AccessUnit`]
+//! (one encoded picture with its presentation time and its capture wall-clock stamp), and any
+//! other tracks beside it, whose unit is the [`track::TrackPacket`] (one RTP payload on the
+//! path's timeline).
 //!
 //! - [`aac`]: AAC over RTP (RFC 3640): stream config and depacketizer.
 //! - [`opus`]: Opus over RTP (RFC 7587): packet durations, channels.
 //! - [`h264`]: Annex B splitting, NAL types, SPS facts (size, profile-level-id).
 //! - [`sei`]: the livefeed capture stamp carried in an SEI `user_data_unregistered` message.
 //! - [`rtp`] / [`rtcp`]: RTP H.264 packetizer and depacketizer (RFC 6184), RTCP sender reports.
-//! - [`sdp`]: the SDP livefeed offers and the H.264 description it accepts from publishers.
+//! - [`sdp`]: the SDP livefeed offers and the stream (H.264 video and other tracks) it accepts
+//!   from publishers.
 //! - [`timecode`]: the pixel timecode strip drawn into, and read back from, a picture.
 //! - [`clock`]: wall-clock helpers shared by every stage that measures latency.
 //! - [`path`]: stream path names, the same for every protocol.

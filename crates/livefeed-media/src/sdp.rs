@@ -99,8 +99,9 @@ pub struct OfferParams<'a> {
     pub others: &'a [TrackDescription],
 }
 
-/// Builds the SDP livefeed answers DESCRIBE with: one H.264 track, packetization-mode 1,
-/// `profile-level-id` from the SPS, `sprop-parameter-sets` with SPS and PPS.
+/// Builds the SDP livefeed answers DESCRIBE with: the H.264 track (`trackID=0`),
+/// packetization-mode 1, `profile-level-id` from the SPS, `sprop-parameter-sets` with SPS and
+/// PPS; then the other tracks as the publisher described them (`trackID=1`, …).
 pub fn offer_h264(params: &OfferParams<'_>) -> String {
     let mut session = Session::new(
         Origin::new(
