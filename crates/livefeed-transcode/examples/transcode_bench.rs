@@ -5,12 +5,13 @@
 //! Usage: `cargo run --release -p livefeed-transcode --example transcode_bench -- [SECONDS] [RUNS]`
 //! (bench/transcode.sh runs it). Needs ffmpeg and libopus0.
 
-use std::process::Command;
 use std::time::Duration;
 
-use bytes::Bytes;
-use livefeed_media::aac::AacConfig;
 use livefeed_transcode::AacToOpus;
+
+#[path = "../src/test_tone.rs"]
+mod test_tone;
+use test_tone::aac_tone;
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -66,45 +67,4 @@ struct Timespec {
 
 extern "C" {
     fn clock_gettime(clock: i32, ts: *mut Timespec) -> i32;
-}
-
-/// Raw AAC frames of `secs` of a 1 kHz tone encoded by ffmpeg (ADTS, headers stripped).
-fn aac_tone(rate: u32, channels: u8, secs: u32) -> (AacConfig, Vec<Vec<u8>>) {
-    let out = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i"])
-        .arg(format!(
-            "sine=frequency=1000:sample_rate={rate}:duration={secs}"
-        ))
-        .args([
-            "-ac",
-            &channels.to_string(),
-            "-c:a",
-            "aac",
-            "-f",
-            "adts",
-            "-",
-        ])
-        .output()
-        .expect("ffmpeg runs");
-    let adts = out.stdout;
-    let mut frames = Vec::new();
-    let mut asc = None;
-    let mut at = 0;
-    while at + 7 <= adts.len() {
-        let h = &adts[at..at + 7];
-        let len = (usize::from(h[3] & 3) << 11) | (usize::from(h[4]) << 3) | usize::from(h[5] >> 5);
-        let header = if h[1] & 1 == 0 { 9 } else { 7 };
-        let (object_type, index) = ((h[2] >> 6) + 1, (h[2] >> 2) & 0xf);
-        let ch = ((h[2] & 1) << 2) | (h[3] >> 6);
-        asc.get_or_insert([
-            (object_type << 3) | (index >> 1),
-            ((index & 1) << 7) | (ch << 3),
-        ]);
-        frames.push(adts[at + header..at + len].to_vec());
-        at += len;
-    }
-    let config =
-        AacConfig::from_audio_specific_config(Bytes::copy_from_slice(&asc.expect("frames")))
-            .expect("valid");
-    (config, frames)
 }

@@ -309,4 +309,6 @@ fn fit_channels(samples: &[f32], from: usize, to: usize) -> Vec<f32> {
 }
 
 #[cfg(test)]
+mod test_tone;
+#[cfg(test)]
 mod tests;

@@ -413,34 +413,37 @@ impl Handler {
         channel: u8,
         payload: &Bytes,
     ) -> Result<(), String> {
-        let channels: Vec<(usize, u8, u8)> = self
-            .tracks
-            .iter()
-            .filter_map(|t| match t.transport.lower {
-                LowerTransport::Tcp {
-                    rtp_channel,
-                    rtcp_channel,
-                } => Some((t.track, rtp_channel, rtcp_channel)),
-                LowerTransport::Udp { .. } => None,
-            })
-            .collect();
-        if channels.is_empty() {
+        // Called for every RTP packet a TCP publisher sends: no allocation here.
+        let mut tcp = self.tracks.iter().filter_map(|t| match t.transport.lower {
+            LowerTransport::Tcp {
+                rtp_channel,
+                rtcp_channel,
+            } => Some((t.track, rtp_channel, rtcp_channel)),
+            LowerTransport::Udp { .. } => None,
+        });
+        let Some(first) = tcp.next() else {
             warn!(peer = %self.peer, channel, "interleaved frame without a TCP transport set up, closing");
             return Err(format!(
                 "interleaved frame on channel {channel} before SETUP"
             ));
+        };
+        let mut track = None;
+        for (t, rtp, rtcp) in std::iter::once(first).chain(tcp) {
+            if rtcp == channel {
+                return Ok(()); // RTCP from a publisher or a reader: nothing to act on yet
+            }
+            if rtp == channel {
+                track = Some(t);
+            }
         }
-        if channels.iter().any(|(_, _, rtcp)| *rtcp == channel) {
-            return Ok(()); // RTCP from a publisher or a reader: nothing to act on yet
-        }
-        let Some((track, _, _)) = channels.iter().find(|(_, rtp, _)| *rtp == channel) else {
+        let Some(track) = track else {
             warn!(peer = %self.peer, channel, "interleaved frame on a channel never set up, closing");
             return Err(format!(
                 "interleaved frame on channel {channel}, which was not set up"
             ));
         };
         match &mut self.ingest {
-            Some(ingest) if session.is_streaming() => ingest.push(*track, payload),
+            Some(ingest) if session.is_streaming() => ingest.push(track, payload),
             _ => {
                 debug!(peer = %self.peer, "RTP from a peer that is not recording: ignored");
                 Ok(())
@@ -1033,21 +1036,18 @@ impl Play {
         self.buf.clear();
         let now = Instant::now();
         let media = &delivery.frame.media;
-        let mut buf = std::mem::take(&mut self.buf);
+        let buf = &mut self.buf;
         if let Some((out, Destination::Interleaved(rtp, rtcp))) =
             output_for(&mut self.outputs, media)
         {
             match (out, media) {
-                (TrackOut::Video(s), Media::Video(au)) => {
-                    s.interleave(au, now, (*rtp, *rtcp), &mut buf)
-                }
+                (TrackOut::Video(s), Media::Video(au)) => s.interleave(au, now, (*rtp, *rtcp), buf),
                 (TrackOut::Packets(_, s), Media::Packet(p)) => {
-                    s.interleave(p, now, (*rtp, *rtcp), &mut buf)
+                    s.interleave(p, now, (*rtp, *rtcp), buf)
                 }
                 _ => {}
             }
         }
-        self.buf = buf;
     }
 
     /// Sends `delivery` to the reader's UDP ports, if its track is set up.
