@@ -5,9 +5,10 @@
 //! Shared by the `sdp_tracks` fuzz target and the corpus replay test
 //! (`crates/livefeed/tests/fuzz_corpus.rs`).
 
-use livefeed_media::sdp::{offer_h264, parse_announced, OfferParams, MAX_TRACKS};
+use livefeed_media::sdp::{offer, parse_announced, OfferParams, MAX_TRACKS};
 use livefeed_media::track::MAX_ATTRIBUTE_LEN;
 
+const VPS: &[u8] = &[0x40, 0x01, 0x0c, 0x01];
 const SPS: &[u8] = &[0x67, 0x42, 0xc0, 0x1e, 0x8c, 0x8d, 0x40];
 const PPS: &[u8] = &[0x68, 0xce, 0x3c, 0x80];
 
@@ -27,7 +28,9 @@ pub fn check(data: &[u8]) {
             assert!(value.chars().count() <= MAX_ATTRIBUTE_LEN);
         }
     }
-    let offer = offer_h264(&OfferParams {
+    let offer = offer(&OfferParams {
+        codec: stream.video.codec,
+        vps: VPS,
         sps: SPS,
         pps: PPS,
         payload_type: 96,

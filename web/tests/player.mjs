@@ -39,7 +39,11 @@ try {
       }
       return out;
     });
-    results.push({ ...players, consoleErrors });
+    // Whether this browser can receive H.265 over WebRTC at all (Chromium offers it only where
+    // a platform decoder exists): tests of an H.265 stream expect video or a 406 accordingly.
+    const receivesH265 = await page.evaluate(() =>
+      RTCRtpReceiver.getCapabilities("video").codecs.some((c) => c.mimeType.toLowerCase() === "video/h265"));
+    results.push({ ...players, consoleErrors, receivesH265 });
   }
   console.log(JSON.stringify(Number(pages) === 1 ? results[0] : { pages: results }));
 } finally {

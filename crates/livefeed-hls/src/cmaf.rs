@@ -1,11 +1,11 @@
-//! CMAF (fragmented MP4) muxing of H.264 video, and of an AAC audio track beside it, without
-//! I/O.
+//! CMAF (fragmented MP4) muxing of H.264 or H.265 video, and of an audio track beside it,
+//! without I/O.
 //!
 //! Two kinds of output, both plain bytes:
 //!
-//! - the **init segment** ([`init_segment`]): `ftyp` + `moov` describing one H.264 track
-//!   ([`TRACK_ID`], timescale [`TIMESCALE`]) whose SPS and PPS sit in the `avcC` box. Served as
-//!   the playlist's `EXT-X-MAP`.
+//! - the **init segment** ([`init_segment`]): `ftyp` + `moov` describing one video track
+//!   ([`TRACK_ID`], timescale [`TIMESCALE`]): H.264 as `avc1` with SPS and PPS in `avcC`, H.265
+//!   as `hvc1` with VPS, SPS and PPS in `hvcC`. Served as the playlist's `EXT-X-MAP`.
 //! - **chunks** ([`FragmentWriter::fragment`]): one `moof` + `mdat` carrying whole access units
 //!   as AVCC samples ([`sample_from_access_unit`]).
 //!
@@ -30,8 +30,9 @@
 //!   (`Opus`/`dOps`). Its fragments come from their own [`FragmentWriter::for_track`], one raw
 //!   AAC frame or Opus packet per sample, every sample a sync sample.
 //!   Video and audio chunks interleave in arrival order in parts and segments.
-//! - **The init segment depends only on the SPS and PPS** (and the audio config). Samples never carry them (the `avc1`
-//!   sample entry keeps parameter sets in `avcC`), so when they change, build a new
+//! - **The init segment depends only on the parameter sets** (and the audio config). Samples
+//!   never carry them (`avc1` and `hvc1` sample entries keep them in `avcC`/`hvcC`; `hvc1`, not
+//!   `hev1`, is what Apple's HLS rules ask for), so when they change, build a new
 //!   [`VideoTrack`] and init segment ([`VideoTrack::from_access_unit`] on each keyframe finds
 //!   them; compare with `==`).
 //!
@@ -54,13 +55,13 @@
 use bytes::Bytes;
 use livefeed_media::aac::AacConfig;
 use livefeed_media::h264::{self, nal_type, SpsError, SpsInfo};
-use livefeed_media::AccessUnit;
+use livefeed_media::{h265, AccessUnit, VideoCodec};
 use mp4_atom::esds::{DecoderConfig, DecoderSpecific, EsDescriptor, SLConfig};
 use mp4_atom::{
     Atom, Audio, Avc1, Avcc, BufMut as _, Codec, Dinf, Dops, Dref, Encode, Esds, FourCC, Ftyp,
-    Hdlr, Header, Mdat, Mdhd, Mdia, Mfhd, Minf, Moof, Moov, Mp4a, Mvex, Mvhd, Opus, Smhd, Stbl,
-    Stco, Stsd, Tfdt, Tfhd, Tkhd, Traf, Trak, Trex, Trun, TrunEntry, TrunSamples, Url, Visual,
-    Vmhd,
+    Hdlr, Header, Hvc1, HvcCArray, Hvcc, Mdat, Mdhd, Mdia, Mfhd, Minf, Moof, Moov, Mp4a, Mvex,
+    Mvhd, Opus, Smhd, Stbl, Stco, Stsd, Tfdt, Tfhd, Tkhd, Traf, Trak, Trex, Trun, TrunEntry,
+    TrunSamples, Url, Visual, Vmhd,
 };
 
 /// Timescale of every time in the output (`mvhd`, `mdhd`, `tfdt`, `trun`): 90 kHz, the clock of
@@ -182,12 +183,16 @@ fn too_large(field: &'static str, value: usize, max: u64) -> CmafError {
     }
 }
 
-/// The H.264 video track: what the init segment describes.
+/// The video track: what the init segment describes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VideoTrack {
-    /// The sequence parameter set NAL unit (header byte included, no start code).
+    /// H.264 or H.265.
+    pub codec: VideoCodec,
+    /// The H.265 video parameter set NAL unit (empty for H.264).
+    pub vps: Bytes,
+    /// The sequence parameter set NAL unit (header included, no start code).
     pub sps: Bytes,
-    /// The picture parameter set NAL unit (header byte included, no start code).
+    /// The picture parameter set NAL unit (header included, no start code).
     pub pps: Bytes,
     /// Picture width in pixels, from the SPS.
     pub width: u32,
@@ -196,42 +201,91 @@ pub struct VideoTrack {
 }
 
 impl VideoTrack {
-    /// The track of a stream with these parameter sets; the picture size is read from the SPS.
+    /// The H.264 track of a stream with these parameter sets; the picture size is read from
+    /// the SPS.
     pub fn from_parameter_sets(sps: Bytes, pps: Bytes) -> Result<Self, CmafError> {
         let info = SpsInfo::parse(&sps)?;
+        let size = (info.width, info.height);
+        Self::checked(VideoCodec::H264, Bytes::new(), sps, pps, size)
+    }
+
+    /// The H.265 track of a stream with these parameter sets.
+    pub fn from_h265_parameter_sets(vps: Bytes, sps: Bytes, pps: Bytes) -> Result<Self, CmafError> {
+        let info = h265::SpsInfo::parse(&sps)?;
+        let size = (info.width, info.height);
+        Self::checked(VideoCodec::H265, vps, sps, pps, size)
+    }
+
+    /// A track of these parameter sets and picture size, if the muxer can write it.
+    fn checked(
+        codec: VideoCodec,
+        vps: Bytes,
+        sps: Bytes,
+        pps: Bytes,
+        (width, height): (u32, u32),
+    ) -> Result<Self, CmafError> {
         let track = VideoTrack {
+            codec,
+            vps,
             sps,
             pps,
-            width: info.width,
-            height: info.height,
+            width,
+            height,
         };
         track.check()?;
         Ok(track)
     }
 
-    /// The track described by the first SPS and PPS of an access unit, `None` if it lacks either
-    /// (livefeed keyframes carry both).
+    /// The track described by the first parameter sets of an access unit (of its codec),
+    /// `None` if it lacks one (livefeed keyframes carry them all).
     pub fn from_access_unit(au: &AccessUnit) -> Result<Option<Self>, CmafError> {
+        let codec = au.codec;
         let find = |wanted| {
             au.nals
                 .iter()
-                .find(|nal| h264::nal_unit_type(nal) == Some(wanted))
+                .find(|nal| codec.nal_unit_type(nal) == Some(wanted))
+                .cloned()
         };
-        match (find(nal_type::SPS), find(nal_type::PPS)) {
-            (Some(sps), Some(pps)) => Self::from_parameter_sets(sps.clone(), pps.clone()).map(Some),
-            _ => Ok(None),
+        match codec {
+            VideoCodec::H264 => match (find(nal_type::SPS), find(nal_type::PPS)) {
+                (Some(sps), Some(pps)) => Self::from_parameter_sets(sps, pps).map(Some),
+                _ => Ok(None),
+            },
+            VideoCodec::H265 => {
+                let sets = (
+                    find(h265::nal_type::VPS),
+                    find(h265::nal_type::SPS),
+                    find(h265::nal_type::PPS),
+                );
+                match sets {
+                    (Some(vps), Some(sps), Some(pps)) => {
+                        Self::from_h265_parameter_sets(vps, sps, pps).map(Some)
+                    }
+                    _ => Ok(None),
+                }
+            }
         }
     }
 
-    /// The RFC 6381 codec string for the playlist's `CODECS` attribute, e.g. `avc1.42C01E`:
-    /// profile, constraint flags and level from the SPS.
+    /// The RFC 6381 codec string for the playlist's `CODECS` attribute: `avc1.42C01E` (H.264
+    /// profile, constraint flags and level from the SPS) or `hvc1.1.6.L93.B0` (H.265).
     pub fn codec_string(&self) -> String {
-        let byte = |i: usize| self.sps.get(i).copied().unwrap_or(0);
-        format!("avc1.{:02X}{:02X}{:02X}", byte(1), byte(2), byte(3))
+        match self.codec {
+            VideoCodec::H264 => {
+                let byte = |i: usize| self.sps.get(i).copied().unwrap_or(0);
+                format!("avc1.{:02X}{:02X}{:02X}", byte(1), byte(2), byte(3))
+            }
+            VideoCodec::H265 => h265::SpsInfo::parse(&self.sps)
+                .map(|info| info.codec_string())
+                .unwrap_or_else(|_| "hvc1".into()),
+        }
     }
 
-    /// Checks what the boxes need: NAL unit types, `avcC` lengths, 16-bit picture size.
+    /// Checks what the boxes need: NAL unit types, `avcC`/`hvcC` lengths, 16-bit picture size.
     fn check(&self) -> Result<(), CmafError> {
+        if self.codec == VideoCodec::H265 {
+            return self.check_h265();
+        }
         for (nal, expected, wanted) in [
             (&self.sps, "SPS", nal_type::SPS),
             (&self.pps, "PPS", nal_type::PPS),
@@ -256,6 +310,92 @@ impl VideoTrack {
         }
         self.size()?;
         Ok(())
+    }
+
+    fn check_h265(&self) -> Result<(), CmafError> {
+        for (nal, expected, wanted) in [
+            (&self.vps, "VPS", h265::nal_type::VPS),
+            (&self.sps, "SPS", h265::nal_type::SPS),
+            (&self.pps, "PPS", h265::nal_type::PPS),
+        ] {
+            let actual = h265::nal_unit_type(nal);
+            if actual != Some(wanted) {
+                return Err(CmafError::WrongParameterSet {
+                    expected,
+                    actual,
+                    len: nal.len(),
+                });
+            }
+            if nal.len() > usize::from(u16::MAX) {
+                return Err(too_large(
+                    "hvcC NAL unit length",
+                    nal.len(),
+                    u16::MAX.into(),
+                ));
+            }
+        }
+        self.size()?;
+        Ok(())
+    }
+
+    /// The `stsd` sample entry: `avc1` with `avcC`, or `hvc1` with `hvcC`.
+    fn sample_entry(&self, width: u16, height: u16) -> Result<Codec, CmafError> {
+        let visual = Visual {
+            data_reference_index: 1,
+            width,
+            height,
+            ..Default::default()
+        };
+        Ok(match self.codec {
+            VideoCodec::H264 => Avc1 {
+                visual,
+                avcc: Avcc::new(&self.sps, &self.pps).map_err(encode_error("avcC"))?,
+                ..Default::default()
+            }
+            .into(),
+            VideoCodec::H265 => Hvc1 {
+                visual,
+                hvcc: self.hvcc()?,
+                ..Default::default()
+            }
+            .into(),
+        })
+    }
+
+    /// The `HEVCDecoderConfigurationRecord` (ISO/IEC 14496-15 8.3.3): profile, tier, level,
+    /// chroma format and bit depths from the SPS; the three parameter sets as complete arrays.
+    fn hvcc(&self) -> Result<Hvcc, CmafError> {
+        let info = h265::SpsInfo::parse(&self.sps)?;
+        let ptl = info.ptl;
+        let array = |nal_unit_type, nal: &Bytes| HvcCArray {
+            completeness: true,
+            nal_unit_type,
+            nalus: vec![nal.to_vec()],
+        };
+        Ok(Hvcc {
+            configuration_version: 1,
+            general_profile_space: ptl.profile_space,
+            general_tier_flag: ptl.high_tier,
+            general_profile_idc: ptl.profile_idc,
+            general_profile_compatibility_flags: ptl.compatibility_flags.to_be_bytes(),
+            general_constraint_indicator_flags: ptl.constraint_flags,
+            general_level_idc: ptl.level_idc,
+            min_spatial_segmentation_idc: 0,
+            parallelism_type: 0,
+            chroma_format_idc: info.chroma_format_idc,
+            bit_depth_luma_minus8: info.bit_depth_luma_minus8,
+            bit_depth_chroma_minus8: info.bit_depth_chroma_minus8,
+            avg_frame_rate: 0,
+            constant_frame_rate: 0,
+            num_temporal_layers: info.sub_layers,
+            temporal_id_nested: info.temporal_id_nesting,
+            length_size_minus_one: 3,
+            arrays: vec![
+                array(h265::nal_type::VPS, &self.vps),
+                array(h265::nal_type::SPS, &self.sps),
+                array(h265::nal_type::PPS, &self.pps),
+            ],
+        })
     }
 
     /// Width and height as the 16-bit fields of `tkhd` and `avc1` hold them.
@@ -339,20 +479,25 @@ pub fn init_segment_with_audio(
     if let Some(audio) = audio {
         add_audio(&mut moov, audio)?;
     }
-    let mut out = Vec::with_capacity(INIT_FIXED_LEN + track.sps.len() + track.pps.len());
-    ftyp().encode(&mut out).map_err(encode_error("ftyp"))?;
+    let sets_len = track.vps.len() + track.sps.len() + track.pps.len();
+    let mut out = Vec::with_capacity(INIT_FIXED_LEN + sets_len);
+    ftyp(track.codec)
+        .encode(&mut out)
+        .map_err(encode_error("ftyp"))?;
     write_moov(&moov, &mut out).map_err(encode_error("moov"))?;
     Ok(out.into())
 }
 
-fn ftyp() -> Ftyp {
+/// Brands: `avc1` (the AVC file format) only for H.264.
+fn ftyp(codec: VideoCodec) -> Ftyp {
+    let brands: &[&[u8; 4]] = match codec {
+        VideoCodec::H264 => &[b"iso6", b"cmfc", b"avc1", b"mp41"],
+        VideoCodec::H265 => &[b"iso6", b"cmfc", b"mp41"],
+    };
     Ftyp {
         major_brand: FourCC::new(b"iso6"),
         minor_version: 0,
-        compatible_brands: [b"iso6", b"cmfc", b"avc1", b"mp41"]
-            .into_iter()
-            .map(FourCC::new)
-            .collect(),
+        compatible_brands: brands.iter().map(|b| FourCC::new(b)).collect(),
     }
 }
 
@@ -410,19 +555,9 @@ fn moov(track: &VideoTrack) -> Result<Moov, CmafError> {
 }
 
 /// `minf` of the track: video header, "data is in this file", and an empty sample table (the
-/// samples are in the fragments) whose one sample entry is `avc1` with the parameter sets.
+/// samples are in the fragments) whose one sample entry carries the parameter sets.
 fn minf(track: &VideoTrack, width: u16, height: u16) -> Result<Minf, CmafError> {
-    let avcc = Avcc::new(&track.sps, &track.pps).map_err(encode_error("avcC"))?;
-    let avc1 = Avc1 {
-        visual: Visual {
-            data_reference_index: 1,
-            width,
-            height,
-            ..Default::default()
-        },
-        avcc,
-        ..Default::default()
-    };
+    let entry = track.sample_entry(width, height)?;
     Ok(Minf {
         vmhd: Some(Vmhd::default()),
         dinf: Dinf {
@@ -432,7 +567,7 @@ fn minf(track: &VideoTrack, width: u16, height: u16) -> Result<Minf, CmafError> 
         },
         stbl: Stbl {
             stsd: Stsd {
-                codecs: vec![avc1.into()],
+                codecs: vec![entry],
             },
             stco: Some(Stco::default()),
             ..Default::default()
@@ -581,13 +716,20 @@ pub struct Sample {
 }
 
 /// Whether a NAL unit goes into a sample: AUDs are dropped (MP4 samples delimit pictures
-/// themselves) and so are SPS and PPS (they live in `avcC`, see [`init_segment`]). Everything
-/// else stays, SEI in particular: the livefeed capture stamp must reach HLS players.
-fn keep_in_sample(nal: &Bytes) -> bool {
-    !matches!(
-        h264::nal_unit_type(nal),
-        None | Some(nal_type::AUD | nal_type::SPS | nal_type::PPS)
-    )
+/// themselves) and so are parameter sets (they live in `avcC`/`hvcC`, see [`init_segment`]).
+/// Everything else stays, SEI in particular: the livefeed capture stamp must reach HLS players.
+fn keep_in_sample(codec: VideoCodec, nal: &Bytes) -> bool {
+    codec.nal_unit_type(nal).is_some()
+        && !codec.is_access_unit_delimiter(nal)
+        && !codec.is_parameter_set(nal)
+}
+
+/// Whether a NAL unit is a coded slice.
+fn is_slice(codec: VideoCodec, nal: &[u8]) -> bool {
+    match codec {
+        VideoCodec::H264 => h264::is_vcl(nal),
+        VideoCodec::H265 => h265::nal_unit_type(nal).is_some_and(h265::is_vcl),
+    }
 }
 
 /// The sample of an access unit: its NAL units in AVCC form (AUD, SPS and PPS dropped, SEI
@@ -595,25 +737,26 @@ fn keep_in_sample(nal: &Bytes) -> bool {
 ///
 /// Fails if no coded slice remains, or a NAL unit is 4 GiB or more.
 pub fn sample_from_access_unit(au: &AccessUnit, duration: u32) -> Result<Sample, CmafError> {
+    let codec = au.codec;
     let len: usize = au
         .nals
         .iter()
-        .filter(|nal| keep_in_sample(nal))
+        .filter(|nal| keep_in_sample(codec, nal))
         .map(|nal| 4 + nal.len())
         .sum();
     let mut data = Vec::with_capacity(len);
     let mut has_slice = false;
-    for nal in au.nals.iter().filter(|nal| keep_in_sample(nal)) {
+    for nal in au.nals.iter().filter(|nal| keep_in_sample(codec, nal)) {
         let nal_len = u32::try_from(nal.len())
             .map_err(|_| too_large("mdat AVCC NAL unit length", nal.len(), u32::MAX.into()))?;
         data.extend_from_slice(&nal_len.to_be_bytes());
         data.extend_from_slice(nal);
-        has_slice |= h264::is_vcl(nal);
+        has_slice |= is_slice(codec, nal);
     }
     if !has_slice {
         return Err(CmafError::NoPicture {
             pts: au.pts,
-            nal_types: au.nals.iter().map(|nal| h264::nal_unit_type(nal)).collect(),
+            nal_types: au.nals.iter().map(|nal| codec.nal_unit_type(nal)).collect(),
         });
     }
     Ok(Sample {
@@ -887,6 +1030,7 @@ mod tests {
     #[test]
     fn track_from_access_unit_finds_parameter_sets_of_keyframes_only() {
         let keyframe = AccessUnit {
+            codec: livefeed_media::VideoCodec::H264,
             nals: vec![
                 Bytes::from_static(&[0x09, 0xf0]),
                 Bytes::from_static(SPS_640X480),
@@ -902,6 +1046,7 @@ mod tests {
             Some(track())
         );
         let delta = AccessUnit {
+            codec: livefeed_media::VideoCodec::H264,
             nals: vec![Bytes::from_static(&[0x41, 0x9a])],
             keyframe: false,
             ..keyframe
@@ -1107,6 +1252,7 @@ mod tests {
         let sei: &[u8] = &[0x06, 0x05, 0x01, 0xaa, 0x80];
         let idr: &[u8] = &[0x65, 0x88, 0x84, 0x00, 0x33];
         let au = AccessUnit {
+            codec: livefeed_media::VideoCodec::H264,
             nals: [aud, SPS_640X480, PPS, sei, idr]
                 .into_iter()
                 .map(Bytes::from_static)
@@ -1127,6 +1273,7 @@ mod tests {
 
         let slice: &[u8] = &[0x41, 0x9a, 0x02];
         let delta = AccessUnit {
+            codec: livefeed_media::VideoCodec::H264,
             nals: vec![Bytes::from_static(slice), Bytes::new()],
             pts: 126_456,
             keyframe: false,
@@ -1137,6 +1284,7 @@ mod tests {
         assert!(!sample.keyframe);
 
         let no_picture = AccessUnit {
+            codec: livefeed_media::VideoCodec::H264,
             nals: vec![Bytes::from_static(aud), Bytes::from_static(SPS_640X480)],
             ..delta
         };
@@ -1180,6 +1328,7 @@ mod tests {
                 .any(|n| h264::nal_unit_type(n) == Some(nal_type::IDR));
             let pts = units.len() as u64 * 3000;
             units.push(AccessUnit {
+                codec: livefeed_media::VideoCodec::H264,
                 nals: std::mem::take(nals),
                 pts,
                 keyframe,

@@ -133,8 +133,7 @@ impl Recorder {
             None => true,
             Some(f) => {
                 au.pts.saturating_sub(f.start_pts) >= self.file_ticks
-                    || f.track.sps != track.sps
-                    || f.track.pps != track.pps
+                    || f.track != track
                     || f.audio != self.audio
             }
         };
@@ -178,6 +177,7 @@ mod tests {
             nals.insert(0, Bytes::from_static(SPS));
         }
         AccessUnit {
+            codec: livefeed_media::VideoCodec::H264,
             nals,
             pts: 1_000_000 + n * 3000,
             keyframe,

@@ -160,14 +160,15 @@ fn small_number(name: &'static str, value: &str) -> Result<u8, AacError> {
     value.parse::<u8>().map_err(|_| unsupported(name, value))
 }
 
-fn unsupported(name: &'static str, value: &str) -> AacError {
+pub(crate) fn unsupported(name: &'static str, value: &str) -> AacError {
     AacError::Unsupported {
         name,
         value: value.chars().take(32).collect(),
     }
 }
 
-fn decode_hex(text: &str) -> Option<Vec<u8>> {
+/// Bytes of a hex string of at most 128 digits.
+pub(crate) fn decode_hex(text: &str) -> Option<Vec<u8>> {
     let text = text.trim();
     if text.is_empty() || !text.len().is_multiple_of(2) || text.len() > 128 {
         return None;
@@ -179,26 +180,42 @@ fn decode_hex(text: &str) -> Option<Vec<u8>> {
 }
 
 /// Reads bits most significant first.
-struct BitReader<'a> {
+pub(crate) struct BitReader<'a> {
     data: &'a [u8],
     pos: usize,
 }
 
 impl<'a> BitReader<'a> {
-    fn new(data: &'a [u8]) -> Self {
+    pub(crate) fn new(data: &'a [u8]) -> Self {
         BitReader { data, pos: 0 }
     }
 
+    fn bit(&self, pos: usize) -> Option<u8> {
+        Some((*self.data.get(pos / 8)? >> (7 - pos % 8)) & 1)
+    }
+
     /// The next `n` (≤ 32) bits, or `None` past the end.
-    fn read(&mut self, n: u32) -> Option<u32> {
+    pub(crate) fn read(&mut self, n: u32) -> Option<u32> {
         let mut value = 0u32;
         for _ in 0..n {
-            let byte = *self.data.get(self.pos / 8)?;
-            let bit = (byte >> (7 - self.pos % 8)) & 1;
-            value = (value << 1) | u32::from(bit);
+            value = (value << 1) | u32::from(self.bit(self.pos)?);
             self.pos += 1;
         }
         Some(value)
+    }
+
+    /// How many bits have been read.
+    pub(crate) fn position(&self) -> usize {
+        self.pos
+    }
+
+    /// Bits `start..end` as bytes, the last one padded with zeros.
+    pub(crate) fn copy(&self, start: usize, end: usize) -> Vec<u8> {
+        let mut out = vec![0u8; end.saturating_sub(start).div_ceil(8)];
+        for (i, pos) in (start..end).enumerate() {
+            out[i / 8] |= self.bit(pos).unwrap_or(0) << (7 - i % 8);
+        }
+        out
     }
 }
 

@@ -1,10 +1,14 @@
-//! RTCP sender reports (RFC 3550 section 6.4.1), sans-IO, built on `rtcp-types`.
+//! RTCP sender reports (RFC 3550 section 6.4.1) and keyframe requests, sans-IO, built on
+//! `rtcp-types`.
 //!
 //! A sender report ties an RTP timestamp to a wall-clock (NTP) time, so a receiver can tell when
 //! a frame was sampled even without the in-band SEI stamp. [`SenderReport::to_bytes`] writes a
 //! compound packet (SR, then SDES with CNAME, as RFC 3550 wants every compound packet to carry);
 //! [`parse_sender_reports`] validates a compound packet and returns the SRs in it, skipping the
 //! other packet types. [`RtcpSenderState`] counts what a sender sent, for its reports.
+//!
+//! Keyframe requests: [`picture_loss_indication`] writes an RFC 4585 PLI (behind an empty
+//! receiver report), [`requests_keyframe`] finds a PLI or an RFC 5104 FIR in a compound packet.
 
 use rtcp_types::prelude::*;
 use rtcp_types::{Compound, RtcpParseError, Sdes, SdesChunk, SdesItem, Unknown};
@@ -119,6 +123,47 @@ pub fn parse_sender_reports(packet: &[u8]) -> Result<Vec<SenderReport>, RtcpErro
     Ok(reports)
 }
 
+/// A picture loss indication (RFC 4585 §6.3.1) from `sender_ssrc` about the stream
+/// `media_ssrc`: the way to ask a video sender for a keyframe. Written as a compound packet, an
+/// empty receiver report and then the PLI, since RFC 3550 wants a compound packet to start with
+/// a report.
+pub fn picture_loss_indication(sender_ssrc: u32, media_ssrc: u32) -> Vec<u8> {
+    let report = rtcp_types::ReceiverReport::builder(sender_ssrc);
+    let pli = rtcp_types::Pli::builder();
+    let feedback = rtcp_types::PayloadFeedback::builder(&pli)
+        .sender_ssrc(sender_ssrc)
+        .media_ssrc(media_ssrc);
+    let compound = Compound::builder().add_packet(report).add_packet(feedback);
+    // Cannot fail: an empty report and a PLI without padding.
+    let size = compound.calculate_size().expect("RR + PLI layout is valid");
+    let mut buf = vec![0; size];
+    let written = compound
+        .write_into(&mut buf)
+        .expect("buffer has the computed size");
+    buf.truncate(written);
+    buf
+}
+
+/// Whether an RTCP compound packet asks the video sender for a keyframe: it holds a picture
+/// loss indication (RFC 4585) or a full intra request (RFC 5104). Malformed packets are errors.
+pub fn requests_keyframe(packet: &[u8]) -> Result<bool, RtcpError> {
+    let compound_error = |source| RtcpError::Compound {
+        len: packet.len(),
+        source,
+    };
+    let compound = Compound::parse(packet).map_err(compound_error)?;
+    for parsed in compound {
+        if let rtcp_types::Packet::PayloadFeedback(feedback) = parsed.map_err(compound_error)? {
+            if feedback.parse_fci::<rtcp_types::Pli>().is_ok()
+                || feedback.parse_fci::<rtcp_types::Fir>().is_ok()
+            {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
+}
+
 /// The first RTCP packet of `data` (by its length field) and its packet type.
 fn split_packet(data: &[u8]) -> Result<(&[u8], u8), RtcpParseError> {
     let truncated = |expected| RtcpParseError::Truncated {
@@ -192,6 +237,26 @@ mod tests {
         let mut buf = vec![0; packet.calculate_size().unwrap()];
         packet.write_into(&mut buf).unwrap();
         buf
+    }
+
+    #[test]
+    fn a_picture_loss_indication_asks_for_a_keyframe_and_a_report_does_not() {
+        let pli = picture_loss_indication(1, 0x1234_5678);
+        assert_eq!(pli.len(), 8 + 12, "an empty RR and a PLI");
+        assert_eq!((pli[1], pli[9], pli[8] & 0x1f), (201, 206, 1));
+        assert_eq!(&pli[16..20], &0x1234_5678u32.to_be_bytes());
+        assert_eq!(requests_keyframe(&pli), Ok(true));
+        assert!(parse_sender_reports(&pli).unwrap().is_empty());
+        let report = SenderReport {
+            ssrc: 7,
+            ntp: 1 << 32,
+            rtp_timestamp: 90_000,
+            packet_count: 1,
+            octet_count: 100,
+        };
+        assert_eq!(requests_keyframe(&report.to_bytes()), Ok(false));
+        assert!(requests_keyframe(&pli[..10]).is_err(), "truncated");
+        assert!(requests_keyframe(&[]).is_err());
     }
 
     #[test]
@@ -295,10 +360,11 @@ mod tests {
 
     #[test]
     fn sender_state_counts_packets_and_payload_octets() {
-        use crate::rtp::H264Packetizer;
+        use crate::rtp::VideoPacketizer;
         use crate::AccessUnit;
-        let mut packetizer = H264Packetizer::new(5, 96, 1200, 0);
+        let mut packetizer = VideoPacketizer::new(crate::VideoCodec::H264, 5, 96, 1200, 0);
         let au = AccessUnit {
+            codec: crate::VideoCodec::H264,
             nals: vec![bytes::Bytes::from(vec![0x65; 3000])],
             pts: 0,
             keyframe: true,

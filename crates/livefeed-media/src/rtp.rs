@@ -1,19 +1,22 @@
-//! RTP for H.264 (RFC 6184, packetization-mode 1), sans-IO.
+//! RTP for H.264 (RFC 6184, packetization-mode 1) and H.265 (RFC 7798, no DONL), sans-IO.
 //!
 //! - [`parse_rtp`] validates an RTP packet and returns its header fields and payload.
-//! - [`H264Packetizer`] turns an [`AccessUnit`] into RTP packets: a single NAL unit packet for a
-//!   NAL unit that fits, one STAP-A for consecutive NAL units that fit together, FU-A fragments
-//!   for a NAL unit that does not fit. No packet exceeds the MTU; the last one carries the marker.
-//! - [`H264Depacketizer`] turns RTP packets back into access units.
+//! - [`VideoPacketizer`] turns an [`AccessUnit`] into RTP packets: a single NAL unit packet for
+//!   a NAL unit that fits, one aggregation packet (H.264 STAP-A; H.265 AP) for consecutive NAL
+//!   units that fit together, fragmentation units (H.264 FU-A; H.265 FU) for a NAL unit that
+//!   does not fit. No packet exceeds the MTU; the last one carries the marker.
+//! - [`VideoDepacketizer`] turns RTP packets back into access units. H.265 PACI packets and
+//!   streams that send decoding order numbers (`sprop-max-don-diff` > 0, refused at the SDP) are
+//!   not supported.
 //!
 //! # Depacketizer contract
 //!
-//! Push the packets of one RTP stream in arrival order with [`H264Depacketizer::push`]; there is
+//! Push the packets of one RTP stream in arrival order with [`VideoDepacketizer::push`]; there is
 //! no jitter buffer, so reorder first if the network reorders. An access unit ends at a packet
 //! with the marker bit or, if the sender left the marker out, at the first packet with another
 //! RTP timestamp. `push` returns the oldest finished access unit. When one push finishes two (a
 //! timestamp change and a marker in the same packet) or finishes one and then fails, the other
-//! waits in a small queue: call [`H264Depacketizer::pull`] after each `push` until it returns
+//! waits in a small queue: call [`VideoDepacketizer::pull`] after each `push` until it returns
 //! `None` to get it at once; otherwise the next `push` returns it. Nothing is lost either way.
 //!
 //! Late and duplicate packets are dropped and counted. An access unit that loses packets (a
@@ -21,9 +24,10 @@
 //! packet is discarded whole, its remaining packets skipped: a decoder is better served by a
 //! missing picture than by a damaged one. The next emitted access unit then has
 //! [`Depacketized::lost_packets_before`] set. After a gap, a packet with a new timestamp starts
-//! a new access unit; if it is a FU-A fragment whose start was lost (or came before the first
-//! packet pushed), that access unit is skipped without an error. An error describes one packet and never poisons the state: the next packet
-//! is handled normally. A new SSRC resets sequence and timestamp tracking.
+//! a new access unit; if it is a fragment whose start was lost (or came before the first packet
+//! pushed), that access unit is skipped without an error. An error describes one packet and
+//! never poisons the state: the next packet is handled normally. A new SSRC resets sequence and
+//! timestamp tracking.
 
 use std::collections::VecDeque;
 use std::ops::Range;
@@ -31,14 +35,17 @@ use std::ops::Range;
 use bytes::{Bytes, BytesMut};
 use rtp_types::{RtpPacket, RtpPacketBuilder, RtpParseError};
 
-use crate::AccessUnit;
+use crate::{AccessUnit, VideoCodec};
+
+mod h265;
 
 /// Size of an RTP header without CSRCs or extension; the packetizer writes exactly this.
 pub const RTP_HEADER_LEN: usize = 12;
 /// Default maximum RTP packet size (header included): safe on any path, tunnels included.
 pub const DEFAULT_MTU: usize = 1200;
-/// Smallest MTU the packetizer accepts: a header plus a FU-A with one byte of NAL data.
-pub const MIN_MTU: usize = RTP_HEADER_LEN + 3;
+/// Smallest MTU the packetizer accepts: a header plus a fragmentation unit with one byte of
+/// NAL data (H.264 FU-A: 2 bytes of FU headers; H.265 FU: 3).
+pub const MIN_MTU: usize = RTP_HEADER_LEN + 4;
 /// Largest MTU the packetizer accepts: an RTP packet must fit a 16-bit length (interleaved
 /// RTSP framing, STAP-A sizes).
 pub const MAX_MTU: usize = u16::MAX as usize;
@@ -46,7 +53,6 @@ pub const MAX_MTU: usize = u16::MAX as usize;
 const NAL_FORBIDDEN_BIT: u8 = 0x80;
 const NAL_NRI_MASK: u8 = 0x60;
 const NAL_TYPE_MASK: u8 = 0x1f;
-const NAL_TYPE_IDR: u8 = 5;
 const STAP_A: u8 = 24;
 const STAP_B: u8 = 25;
 const MTAP16: u8 = 26;
@@ -60,7 +66,7 @@ const FU_END: u8 = 0x40;
 const MAX_MISORDER: u16 = 100;
 /// A forward sequence step above this size is a restart, not a count of lost packets.
 const MAX_DROPOUT: u16 = 3000;
-/// Finished access units kept for [`H264Depacketizer::pull`] before the oldest is dropped.
+/// Finished access units kept for [`VideoDepacketizer::pull`] before the oldest is dropped.
 const MAX_READY: usize = 8;
 
 /// The fields of a valid RTP packet and its payload (padding removed).
@@ -184,20 +190,29 @@ fn classify_truncation(packet: &[u8]) -> RtpError {
     }
 }
 
-/// Splits access units into RTP packets (RFC 6184 non-interleaved mode).
+/// Splits access units into RTP packets (RFC 6184 non-interleaved mode; RFC 7798 without
+/// DONL).
 #[derive(Debug, Clone)]
-pub struct H264Packetizer {
+pub struct VideoPacketizer {
+    codec: VideoCodec,
     ssrc: u32,
     payload_type: u8,
     mtu: usize,
     next_seq: u16,
 }
 
-impl H264Packetizer {
-    /// A packetizer writing packets of at most `mtu` bytes (RTP header included; clamped to
-    /// [`MIN_MTU`]..=[`MAX_MTU`]). `payload_type` is masked to 7 bits.
-    pub fn new(ssrc: u32, payload_type: u8, mtu: usize, initial_seq: u16) -> Self {
+impl VideoPacketizer {
+    /// A packetizer of `codec` writing packets of at most `mtu` bytes (RTP header included;
+    /// clamped to [`MIN_MTU`]..=[`MAX_MTU`]). `payload_type` is masked to 7 bits.
+    pub fn new(
+        codec: VideoCodec,
+        ssrc: u32,
+        payload_type: u8,
+        mtu: usize,
+        initial_seq: u16,
+    ) -> Self {
         Self {
+            codec,
             ssrc,
             payload_type: payload_type & 0x7f,
             mtu: mtu.clamp(MIN_MTU, MAX_MTU),
@@ -225,6 +240,11 @@ impl H264Packetizer {
         self.mtu
     }
 
+    /// The codec packetized.
+    pub fn codec(&self) -> VideoCodec {
+        self.codec
+    }
+
     fn payload_budget(&self) -> usize {
         self.mtu - RTP_HEADER_LEN
     }
@@ -243,36 +263,61 @@ impl H264Packetizer {
                 i += 1;
                 continue;
             }
-            let (taken, count) = stap_a_group(rest, self.payload_budget());
+            let header_len = self.aggregation_header_len();
+            let (taken, count) = aggregation_group(rest, header_len, self.payload_budget());
             let consumed = if count >= 2 { taken } else { 1 };
             let marker = i + consumed == nals.len();
             if count >= 2 {
-                self.write_stap_a(&rest[..taken], rtp_timestamp, marker, out);
+                self.write_aggregate(&rest[..taken], rtp_timestamp, marker, out);
             } else if nal.len() <= self.payload_budget() {
                 self.write_packet(rtp_timestamp, marker, &[nal], out);
             } else {
-                self.write_fu_a(nal, rtp_timestamp, marker, out);
+                match self.codec {
+                    VideoCodec::H264 => self.write_fu_a(nal, rtp_timestamp, marker, out),
+                    VideoCodec::H265 => self.write_h265_fu(nal, rtp_timestamp, marker, out),
+                }
             }
             i += consumed;
         }
     }
 
-    fn write_stap_a(&mut self, nals: &[Bytes], ts: u32, marker: bool, out: &mut Vec<Bytes>) {
-        let headers = nals.iter().filter_map(|nal| nal.first());
-        let f = headers
-            .clone()
-            .fold(0, |acc, h| acc | (h & NAL_FORBIDDEN_BIT));
-        let nri = headers.map(|h| h & NAL_NRI_MASK).max().unwrap_or(0);
+    /// Bytes of the aggregation packet's own header (STAP-A: 1, AP: 2).
+    fn aggregation_header_len(&self) -> usize {
+        match self.codec {
+            VideoCodec::H264 => 1,
+            VideoCodec::H265 => h265::PAYLOAD_HEADER_LEN,
+        }
+    }
+
+    fn write_aggregate(&mut self, nals: &[Bytes], ts: u32, marker: bool, out: &mut Vec<Bytes>) {
         let nals = nals.iter().filter(|nal| !nal.is_empty());
-        let payload_len = 1 + nals.clone().map(|nal| 2 + nal.len()).sum::<usize>();
+        let header_len = self.aggregation_header_len();
+        let payload_len = header_len + nals.clone().map(|nal| 2 + nal.len()).sum::<usize>();
         let mut buf = self.start_packet(ts, marker, payload_len);
-        buf.push(f | nri | STAP_A);
+        match self.codec {
+            VideoCodec::H264 => buf.push(stap_a_header(nals.clone())),
+            VideoCodec::H265 => buf.extend_from_slice(&h265::ap_header(nals.clone())),
+        }
         for nal in nals {
             // Fits: each NAL is at most the payload budget, which is below MAX_MTU.
             buf.extend_from_slice(&(nal.len() as u16).to_be_bytes());
             buf.extend_from_slice(nal);
         }
         self.finish_packet(buf, out);
+    }
+
+    fn write_h265_fu(&mut self, nal: &[u8], ts: u32, marker: bool, out: &mut Vec<Bytes>) {
+        let Some((payload_header, type_bits, body)) = h265::fu_parts(nal) else {
+            return;
+        };
+        let fragment_len = self.payload_budget() - h265::FU_OVERHEAD;
+        let count = body.len().div_ceil(fragment_len);
+        for (k, fragment) in body.chunks(fragment_len).enumerate() {
+            let end = k + 1 == count;
+            let fu_header = (u8::from(k == 0) << 7) | (u8::from(end) << 6) | type_bits;
+            let [h0, h1] = payload_header;
+            self.write_packet(ts, marker && end, &[&[h0, h1, fu_header], fragment], out);
+        }
     }
 
     fn write_fu_a(&mut self, nal: &[u8], ts: u32, marker: bool, out: &mut Vec<Bytes>) {
@@ -321,10 +366,21 @@ impl H264Packetizer {
     }
 }
 
-/// How many of `nals` (the first one non-empty) fit in one STAP-A of `budget` bytes: returns
-/// (entries taken, empty ones included; non-empty NAL units among them).
-fn stap_a_group(nals: &[Bytes], budget: usize) -> (usize, usize) {
-    let (mut size, mut taken, mut count) = (1, 0, 0);
+/// The STAP-A header byte: the highest NRI of the aggregated NAL units, F if any has it.
+fn stap_a_header<'a>(nals: impl Iterator<Item = &'a Bytes> + Clone) -> u8 {
+    let headers = nals.filter_map(|nal| nal.first());
+    let f = headers
+        .clone()
+        .fold(0, |acc, h| acc | (h & NAL_FORBIDDEN_BIT));
+    let nri = headers.map(|h| h & NAL_NRI_MASK).max().unwrap_or(0);
+    f | nri | STAP_A
+}
+
+/// How many of `nals` (the first one non-empty) fit in one aggregation packet of `budget`
+/// bytes whose own header is `header_len` bytes: returns (entries taken, empty ones included;
+/// non-empty NAL units among them).
+fn aggregation_group(nals: &[Bytes], header_len: usize, budget: usize) -> (usize, usize) {
+    let (mut size, mut taken, mut count) = (header_len, 0, 0);
     for nal in nals {
         if !nal.is_empty() {
             if size + 2 + nal.len() > budget {
@@ -366,7 +422,7 @@ pub struct Depacketized {
     /// RTP timestamp unwrapped to 64 bits: keeps counting across the 32-bit wrap. Starts at the
     /// stream's first timestamp; a jump backwards moves it back (saturating at 0).
     pub ext_timestamp: u64,
-    /// Whether a NAL unit is an IDR slice (type 5).
+    /// Whether a NAL unit is a slice a decoder can start from (H.264 IDR, H.265 IRAP).
     pub keyframe: bool,
     /// Whether something was lost since the previous emitted access unit: packets missing, or
     /// an access unit discarded (error, cap, unfinished fragment). A decoder should expect
@@ -426,13 +482,15 @@ pub enum DepacketizeError {
         nal_type: u8,
     },
     /// STAP-A with no NAL unit.
-    #[error("STAP-A without NAL units (seq {seq})")]
+    #[error("aggregation packet (STAP-A/AP) without NAL units (seq {seq})")]
     StapAEmpty {
         /// Sequence number.
         seq: u16,
     },
     /// STAP-A ending in the middle of a 2-byte size field.
-    #[error("STAP-A size field truncated at payload byte {offset} (seq {seq})")]
+    #[error(
+        "aggregation packet (STAP-A/AP) size field truncated at payload byte {offset} (seq {seq})"
+    )]
     StapATruncated {
         /// Sequence number.
         seq: u16,
@@ -440,7 +498,7 @@ pub enum DepacketizeError {
         offset: usize,
     },
     /// STAP-A NAL unit size of 0.
-    #[error("STAP-A NAL size 0 at payload byte {offset} (seq {seq})")]
+    #[error("aggregation packet (STAP-A/AP) NAL size 0 at payload byte {offset} (seq {seq})")]
     StapAZeroLength {
         /// Sequence number.
         seq: u16,
@@ -448,7 +506,7 @@ pub enum DepacketizeError {
         offset: usize,
     },
     /// STAP-A NAL unit size larger than the bytes left.
-    #[error("STAP-A NAL size {len} at payload byte {offset} exceeds the {remaining} bytes left (seq {seq})")]
+    #[error("aggregation packet (STAP-A/AP) NAL size {len} at payload byte {offset} exceeds the {remaining} bytes left (seq {seq})")]
     StapALengthTooLong {
         /// Sequence number.
         seq: u16,
@@ -460,37 +518,39 @@ pub enum DepacketizeError {
         remaining: usize,
     },
     /// FU-A without an FU header.
-    #[error("FU-A without FU header (seq {seq})")]
+    #[error("fragmentation unit (FU-A/FU) without FU header (seq {seq})")]
     FuATooShort {
         /// Sequence number.
         seq: u16,
     },
     /// FU-A with both start and end bits: a NAL unit must not be "fragmented" into one FU.
-    #[error("FU-A with both start and end bits set (seq {seq})")]
+    #[error("fragmentation unit (FU-A/FU) with both start and end bits set (seq {seq})")]
     FuAStartAndEnd {
         /// Sequence number.
         seq: u16,
     },
     /// FU-A start while another fragmented NAL unit is unfinished; both are discarded.
-    #[error("FU-A start while a fragmented NAL unit is still open (seq {seq})")]
+    #[error(
+        "fragmentation unit (FU-A/FU) start while a fragmented NAL unit is still open (seq {seq})"
+    )]
     FuAStartWhileOpen {
         /// Sequence number.
         seq: u16,
     },
     /// FU-A middle fragment with no start before it.
-    #[error("FU-A middle fragment without start (seq {seq})")]
+    #[error("fragmentation unit (FU-A/FU) middle fragment without start (seq {seq})")]
     FuAMiddleWithoutStart {
         /// Sequence number.
         seq: u16,
     },
     /// FU-A end fragment with no start before it.
-    #[error("FU-A end without start (seq {seq})")]
+    #[error("fragmentation unit (FU-A/FU) end without start (seq {seq})")]
     FuAEndWithoutStart {
         /// Sequence number.
         seq: u16,
     },
     /// A non-FU packet arrived while a fragmented NAL unit was unfinished.
-    #[error("NAL packet type {nal_type} while a FU-A NAL unit is unfinished (seq {seq})")]
+    #[error("NAL packet type {nal_type} while a fragmented (FU-A/FU) NAL unit is unfinished (seq {seq})")]
     FuAUnfinished {
         /// Sequence number.
         seq: u16,
@@ -539,6 +599,7 @@ fn packet_type_name(nal_type: &u8) -> &'static str {
         MTAP16 => "MTAP16",
         MTAP24 => "MTAP24",
         FU_B => "FU-B",
+        h265::PACI => "PACI",
         _ => "unknown",
     }
 }
@@ -575,6 +636,7 @@ enum Arrival {
 /// The access unit being reassembled: all NAL bytes in one buffer, split when emitted.
 #[derive(Debug, Default)]
 struct AuAssembler {
+    codec: VideoCodec,
     /// RTP and extended timestamp, once the access unit's first packet arrived.
     timestamp: Option<(u32, u64)>,
     data: BytesMut,
@@ -590,6 +652,7 @@ impl AuAssembler {
     }
 
     fn clear(&mut self) {
+        // The codec stays.
         self.timestamp = None;
         self.data.clear();
         self.nals.clear();
@@ -641,13 +704,14 @@ impl AuAssembler {
         let start = self.data.len();
         self.data.extend_from_slice(nal);
         self.nals.push(start..self.data.len());
-        self.keyframe |= header & NAL_TYPE_MASK == NAL_TYPE_IDR;
+        self.keyframe |= self.codec.is_keyframe_nal(nal);
         Ok(())
     }
 
+    /// Starts a fragmented NAL unit with its rebuilt NAL header (1 or 2 bytes).
     fn fu_begin(
         &mut self,
-        header: u8,
+        header: &[u8],
         body: &[u8],
         limits: &DepacketizerLimits,
         seq: u16,
@@ -655,9 +719,9 @@ impl AuAssembler {
         if self.fu_start.is_some() {
             return Err(DepacketizeError::FuAStartWhileOpen { seq });
         }
-        self.check_caps(1 + body.len(), 1, limits, seq)?;
+        self.check_caps(header.len() + body.len(), 1, limits, seq)?;
         self.fu_start = Some(self.data.len());
-        self.data.extend_from_slice(&[header]);
+        self.data.extend_from_slice(header);
         self.data.extend_from_slice(body);
         Ok(())
     }
@@ -679,8 +743,8 @@ impl AuAssembler {
         self.check_caps(body.len(), 0, limits, seq)?;
         self.data.extend_from_slice(body);
         if end {
-            let header = self.data.get(start).copied().unwrap_or(0);
-            self.keyframe |= header & NAL_TYPE_MASK == NAL_TYPE_IDR;
+            let nal = self.data.get(start..).unwrap_or_default();
+            self.keyframe |= self.codec.is_keyframe_nal(nal);
             self.nals.push(start..self.data.len());
             self.fu_start = None;
         }
@@ -709,9 +773,10 @@ impl AuAssembler {
     }
 }
 
-/// Rebuilds access units from RTP H.264 packets. See the [module docs](self) for the contract.
+/// Rebuilds access units from RTP H.264 or H.265 packets. See the [module docs](self) for the
+/// contract.
 #[derive(Debug, Default)]
-pub struct H264Depacketizer {
+pub struct VideoDepacketizer {
     limits: DepacketizerLimits,
     stats: DepacketizerStats,
     stream: Option<StreamPos>,
@@ -723,18 +788,27 @@ pub struct H264Depacketizer {
     ready: VecDeque<Depacketized>,
 }
 
-impl H264Depacketizer {
-    /// A depacketizer with the default [`DepacketizerLimits`].
-    pub fn new() -> Self {
-        Self::default()
+impl VideoDepacketizer {
+    /// A depacketizer of `codec` with the default [`DepacketizerLimits`].
+    pub fn new(codec: VideoCodec) -> Self {
+        Self::with_limits(codec, DepacketizerLimits::default())
     }
 
-    /// A depacketizer with the given caps.
-    pub fn with_limits(limits: DepacketizerLimits) -> Self {
+    /// A depacketizer of `codec` with the given caps.
+    pub fn with_limits(codec: VideoCodec, limits: DepacketizerLimits) -> Self {
         Self {
             limits,
+            au: AuAssembler {
+                codec,
+                ..AuAssembler::default()
+            },
             ..Self::default()
         }
+    }
+
+    /// The codec depacketized.
+    pub fn codec(&self) -> VideoCodec {
+        self.au.codec
     }
 
     /// The caps in force.
@@ -864,6 +938,13 @@ impl H264Depacketizer {
     }
 
     fn depacketize_payload(&mut self, rtp: &RtpPacketInfo<'_>) -> Result<(), DepacketizeError> {
+        match self.au.codec {
+            VideoCodec::H264 => self.depacketize_h264(rtp),
+            VideoCodec::H265 => self.depacketize_h265(rtp),
+        }
+    }
+
+    fn depacketize_h264(&mut self, rtp: &RtpPacketInfo<'_>) -> Result<(), DepacketizeError> {
         let seq = rtp.sequence_number;
         let Some((&header, rest)) = rtp.payload.split_first() else {
             return Err(DepacketizeError::EmptyPayload { seq });
@@ -886,6 +967,7 @@ impl H264Depacketizer {
         }
     }
 
+    /// The NAL units of an aggregation packet's body (after its header): STAP-A and AP alike.
     fn push_stap_a(&mut self, mut rest: &[u8], seq: u16) -> Result<(), DepacketizeError> {
         if rest.is_empty() {
             return Err(DepacketizeError::StapAEmpty { seq });
@@ -926,7 +1008,7 @@ impl H264Depacketizer {
             (true, true) => Err(DepacketizeError::FuAStartAndEnd { seq }),
             (true, false) => {
                 let header = (indicator & !NAL_TYPE_MASK) | (fu_header & NAL_TYPE_MASK);
-                self.au.fu_begin(header, body, &limits, seq)
+                self.au.fu_begin(&[header], body, &limits, seq)
             }
             (false, end) => self.au.fu_continue(body, end, &limits, seq),
         }
@@ -993,6 +1075,7 @@ mod tests {
             .iter()
             .any(|n| n.first().is_some_and(|h| h & 0x1f == 5));
         AccessUnit {
+            codec: crate::VideoCodec::H264,
             nals,
             pts: 0,
             keyframe,
@@ -1002,7 +1085,7 @@ mod tests {
 
     /// Pushes every packet (all must be accepted) and collects what comes out, `pull` included.
     fn depacketize_all<P: AsRef<[u8]>>(
-        d: &mut H264Depacketizer,
+        d: &mut VideoDepacketizer,
         packets: &[P],
     ) -> Vec<Depacketized> {
         let mut out = Vec::new();
@@ -1034,7 +1117,7 @@ mod tests {
 
     /// After an error, a following one-packet access unit still comes out, flagged as following
     /// a loss.
-    fn assert_recovers(d: &mut H264Depacketizer, seq: u16) {
+    fn assert_recovers(d: &mut VideoDepacketizer, seq: u16) {
         let au = d
             .push(&rtp(seq, 900_000, true, &GOOD_NAL))
             .expect("good packet accepted")
@@ -1047,7 +1130,7 @@ mod tests {
 
     /// Pushes `setup` (accepted), then `bad`, which must fail with `expected`; then recovery.
     fn assert_rejected(setup: &[Vec<u8>], bad: Vec<u8>, expected: DepacketizeError) {
-        let mut d = H264Depacketizer::new();
+        let mut d = VideoDepacketizer::new(VideoCodec::H264);
         depacketize_all(&mut d, setup);
         assert_eq!(d.push(&bad), Err(expected));
         assert_eq!(d.stats().errors, 1);
@@ -1073,7 +1156,7 @@ mod tests {
 
     fn round_trip(nals: Vec<Bytes>, mtu: usize, first_seq: u16, ts: u32) -> Vec<Bytes> {
         let au = access_unit(nals);
-        let mut packetizer = H264Packetizer::new(SSRC, PT, mtu, first_seq);
+        let mut packetizer = VideoPacketizer::new(VideoCodec::H264, SSRC, PT, mtu, first_seq);
         let mut packets = Vec::new();
         packetizer.packetize(&au, ts, &mut packets);
         check_packets(&packets, mtu, first_seq, ts);
@@ -1081,7 +1164,7 @@ mod tests {
             packetizer.next_seq(),
             first_seq.wrapping_add(packets.len() as u16)
         );
-        let mut d = H264Depacketizer::new();
+        let mut d = VideoDepacketizer::new(VideoCodec::H264);
         let out = depacketize_all(&mut d, &packets);
         assert_eq!(out.len(), 1);
         let got = &out[0];
@@ -1158,7 +1241,7 @@ mod tests {
 
     #[test]
     fn empty_nal_units_are_skipped_and_empty_access_units_write_nothing() {
-        let mut packetizer = H264Packetizer::new(SSRC, PT, DEFAULT_MTU, 0);
+        let mut packetizer = VideoPacketizer::new(VideoCodec::H264, SSRC, PT, DEFAULT_MTU, 0);
         let mut packets = Vec::new();
         packetizer.packetize(&access_unit(vec![Bytes::new()]), 0, &mut packets);
         assert!(packets.is_empty());
@@ -1171,16 +1254,16 @@ mod tests {
         ];
         packetizer.packetize(&access_unit(nals), 0, &mut packets);
         assert_eq!(packets.len(), 1);
-        let out = depacketize_all(&mut H264Depacketizer::new(), &packets);
+        let out = depacketize_all(&mut VideoDepacketizer::new(VideoCodec::H264), &packets);
         assert_eq!(out[0].nals, vec![nal(1, 10, 0), nal(1, 10, 1)]);
     }
 
     #[test]
     fn packetizer_clamps_mtu_and_masks_payload_type() {
-        let p = H264Packetizer::new(SSRC, 0xff, 3, 0);
+        let p = VideoPacketizer::new(VideoCodec::H264, SSRC, 0xff, 3, 0);
         assert_eq!((p.mtu(), p.payload_type(), p.ssrc()), (MIN_MTU, 0x7f, SSRC));
         round_trip(vec![nal(5, 50, 0)], MIN_MTU, 0, 0);
-        let p = H264Packetizer::new(SSRC, PT, usize::MAX, 0);
+        let p = VideoPacketizer::new(VideoCodec::H264, SSRC, PT, usize::MAX, 0);
         assert_eq!(p.mtu(), MAX_MTU);
     }
 
@@ -1196,8 +1279,8 @@ mod tests {
 
     #[test]
     fn ext_timestamp_keeps_counting_across_the_32_bit_wrap() {
-        let mut packetizer = H264Packetizer::new(SSRC, PT, DEFAULT_MTU, 0);
-        let mut d = H264Depacketizer::new();
+        let mut packetizer = VideoPacketizer::new(VideoCodec::H264, SSRC, PT, DEFAULT_MTU, 0);
+        let mut d = VideoDepacketizer::new(VideoCodec::H264);
         let start = u32::MAX - 6000;
         for i in 0..5u32 {
             let ts = start.wrapping_add(i * 3000);
@@ -1243,8 +1326,8 @@ mod tests {
             let seq = rng.next() as u16;
             let mut ts = rng.next() as u32;
             let mut ext = u64::from(ts);
-            let mut packetizer = H264Packetizer::new(SSRC, PT, mtu, seq);
-            let mut d = H264Depacketizer::new();
+            let mut packetizer = VideoPacketizer::new(VideoCodec::H264, SSRC, PT, mtu, seq);
+            let mut d = VideoDepacketizer::new(VideoCodec::H264);
             for _ in 0..100 {
                 let count = 1 + rng.below(8);
                 let au = access_unit((0..count).map(|_| random_nal(&mut rng, mtu)).collect());
@@ -1361,7 +1444,7 @@ mod tests {
     fn invalid_rtp_is_an_error_and_the_stream_goes_on() {
         let mut bad = rtp(1, 1000, true, &GOOD_NAL);
         bad[0] = 0x40;
-        let mut d = H264Depacketizer::new();
+        let mut d = VideoDepacketizer::new(VideoCodec::H264);
         let err = DepacketizeError::Rtp(RtpError::Version { version: 1 });
         assert_eq!(d.push(&bad), Err(err));
         let au = d.push(&rtp(2, 900_000, true, &GOOD_NAL)).unwrap().unwrap();
@@ -1436,7 +1519,7 @@ mod tests {
     #[test]
     fn fu_a_end_without_start_is_an_error() {
         let err = DepacketizeError::FuAEndWithoutStart { seq: 4711 };
-        let mut d = H264Depacketizer::new();
+        let mut d = VideoDepacketizer::new(VideoCodec::H264);
         assert!(d.push(&rtp(4710, 500, true, &GOOD_NAL)).unwrap().is_some());
         let end_fragment = rtp(4711, 1000, true, &[0x7c, 0x45, 1, 2]);
         assert_eq!(d.push(&end_fragment), Err(err));
@@ -1474,7 +1557,7 @@ mod tests {
 
     #[test]
     fn fu_a_unfinished_at_the_marker_discards_the_access_unit() {
-        let mut d = H264Depacketizer::new();
+        let mut d = VideoDepacketizer::new(VideoCodec::H264);
         assert_eq!(d.push(&rtp(0, 1000, true, &[0x7c, 0x85, 1, 2])), Ok(None));
         assert_eq!(d.stats().discarded_access_units, 1);
         assert_recovers(&mut d, 1);
@@ -1492,7 +1575,7 @@ mod tests {
 
     #[test]
     fn undefined_types_are_ignored() {
-        let mut d = H264Depacketizer::new();
+        let mut d = VideoDepacketizer::new(VideoCodec::H264);
         let packets = [
             rtp(0, 1000, false, &[0x00, 1]),
             rtp(1, 1000, false, &[0x1e, 1]),
@@ -1511,10 +1594,14 @@ mod tests {
             max_access_unit_bytes: 2500,
             max_nals: 1024,
         };
-        let mut d = H264Depacketizer::with_limits(limits);
+        let mut d = VideoDepacketizer::with_limits(VideoCodec::H264, limits);
         let mut packets = Vec::new();
         let au = access_unit(vec![nal(5, 3000, 0)]);
-        H264Packetizer::new(SSRC, PT, DEFAULT_MTU, 0).packetize(&au, 1000, &mut packets);
+        VideoPacketizer::new(VideoCodec::H264, SSRC, PT, DEFAULT_MTU, 0).packetize(
+            &au,
+            1000,
+            &mut packets,
+        );
         assert_eq!(d.push(&packets[0]), Ok(None));
         assert_eq!(d.push(&packets[1]), Ok(None));
         let err = DepacketizeError::AccessUnitTooLarge {
@@ -1534,7 +1621,7 @@ mod tests {
             max_access_unit_bytes: 1 << 20,
             max_nals: 3,
         };
-        let mut d = H264Depacketizer::with_limits(limits);
+        let mut d = VideoDepacketizer::with_limits(VideoCodec::H264, limits);
         let stap = [STAP_A, 0, 1, 0x67, 0, 1, 0x68, 0, 1, 0x06];
         assert_eq!(d.push(&rtp(0, 1000, false, &stap)), Ok(None));
         let err = DepacketizeError::TooManyNals {
@@ -1555,7 +1642,7 @@ mod tests {
 
     /// Packets of `count` access units of two FU-A packets each, from sequence number `seq`.
     fn two_packet_aus(count: u32, seq: u16) -> Vec<Bytes> {
-        let mut packetizer = H264Packetizer::new(SSRC, PT, 100, seq);
+        let mut packetizer = VideoPacketizer::new(VideoCodec::H264, SSRC, PT, 100, seq);
         let mut packets = Vec::new();
         for i in 0..count {
             let au = access_unit(vec![nal(1, 150, i as u8)]);
@@ -1569,7 +1656,7 @@ mod tests {
     fn loss_inside_a_frame_discards_it_and_flags_the_next() {
         let mut packets = two_packet_aus(3, 10);
         packets.remove(3); // second half of access unit 1
-        let mut d = H264Depacketizer::new();
+        let mut d = VideoDepacketizer::new(VideoCodec::H264);
         let out = depacketize_all(&mut d, &packets);
         let got: Vec<(u32, bool)> = out
             .iter()
@@ -1587,7 +1674,7 @@ mod tests {
     fn loss_of_a_frame_start_skips_its_remainder() {
         let mut packets = two_packet_aus(3, 10);
         packets.remove(2); // first half of access unit 1
-        let mut d = H264Depacketizer::new();
+        let mut d = VideoDepacketizer::new(VideoCodec::H264);
         let out = depacketize_all(&mut d, &packets);
         let got: Vec<(u32, bool)> = out
             .iter()
@@ -1603,7 +1690,7 @@ mod tests {
 
     #[test]
     fn joining_in_the_middle_of_a_fragmented_nal_skips_it_silently() {
-        let mut d = H264Depacketizer::new();
+        let mut d = VideoDepacketizer::new(VideoCodec::H264);
         assert_eq!(d.push(&rtp(7, 1000, false, &[0x7c, 0x05, 1])), Ok(None));
         assert_eq!(d.push(&rtp(8, 1000, true, &[0x7c, 0x45, 2])), Ok(None));
         let au = d.push(&rtp(9, 4000, true, &GOOD_NAL)).unwrap().unwrap();
@@ -1622,7 +1709,7 @@ mod tests {
             p(65_534, 0), // late, from before the wrap
             p(1, 9000),
         ];
-        let mut d = H264Depacketizer::new();
+        let mut d = VideoDepacketizer::new(VideoCodec::H264);
         let out = depacketize_all(&mut d, &packets);
         let ts: Vec<u32> = out.iter().map(|a| a.rtp_timestamp).collect();
         assert_eq!(ts, [0, 3000, 6000, 9000]);
@@ -1636,7 +1723,7 @@ mod tests {
 
     #[test]
     fn ssrc_change_mid_stream_resets_and_continues() {
-        let mut d = H264Depacketizer::new();
+        let mut d = VideoDepacketizer::new(VideoCodec::H264);
         assert_eq!(d.push(&rtp(500, 1000, false, &[0x7c, 0x85, 1])), Ok(None));
         let other = rtp_with_ssrc(0xabcd, 3, 77, true, &GOOD_NAL);
         let au = d.push(&other).unwrap().expect("new stream's access unit");
@@ -1664,7 +1751,7 @@ mod tests {
             .zip(timestamps)
             .map(|(seq, ts)| rtp(seq, ts, true, &GOOD_NAL))
             .collect();
-        let mut d = H264Depacketizer::new();
+        let mut d = VideoDepacketizer::new(VideoCodec::H264);
         let out = depacketize_all(&mut d, &packets);
         let ext: Vec<u64> = out.iter().map(|a| a.ext_timestamp).collect();
         // A forward jump over 2^31 reads as backwards; the unwrapped value saturates at 0 and
@@ -1682,7 +1769,7 @@ mod tests {
 
     #[test]
     fn timestamp_change_without_marker_ends_the_access_unit() {
-        let mut d = H264Depacketizer::new();
+        let mut d = VideoDepacketizer::new(VideoCodec::H264);
         assert_eq!(d.push(&rtp(0, 1000, false, &[0x41, 1])), Ok(None));
         let first = d.push(&rtp(1, 4000, true, &[0x41, 2])).unwrap().unwrap();
         assert_eq!((first.rtp_timestamp, first.nals.len()), (1000, 1));
@@ -1693,7 +1780,7 @@ mod tests {
 
     #[test]
     fn error_after_a_timestamp_change_keeps_the_finished_access_unit() {
-        let mut d = H264Depacketizer::new();
+        let mut d = VideoDepacketizer::new(VideoCodec::H264);
         assert_eq!(d.push(&rtp(0, 1000, false, &[0x41, 1])), Ok(None));
         let err = DepacketizeError::EmptyPayload { seq: 1 };
         assert_eq!(d.push(&rtp(1, 4000, false, &[])), Err(err));
@@ -1703,7 +1790,10 @@ mod tests {
     #[test]
     fn errors_name_the_packet() {
         let err = DepacketizeError::FuAEndWithoutStart { seq: 4711 };
-        assert_eq!(err.to_string(), "FU-A end without start (seq 4711)");
+        assert_eq!(
+            err.to_string(),
+            "fragmentation unit (FU-A/FU) end without start (seq 4711)"
+        );
         let err = DepacketizeError::Unsupported {
             seq: 9,
             nal_type: 25,

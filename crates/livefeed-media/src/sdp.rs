@@ -1,6 +1,7 @@
-//! SDP for H.264 over RTP (RFC 6184 §8) and the tracks beside it: the description livefeed
-//! offers to readers, and the stream it accepts from publishers (ANNOUNCE): one H.264 video
-//! track and any other tracks, each kept as a [`TrackDescription`] and offered back as it was.
+//! SDP for H.264 (RFC 6184 §8) and H.265 (RFC 7798 §7) over RTP and the tracks beside them: the
+//! description livefeed offers to readers, and the stream it accepts from publishers
+//! (ANNOUNCE): one H.264 or H.265 video track and any other tracks, each kept as a
+//! [`TrackDescription`] and offered back as it was.
 //! Parsing and writing of SDP lines is done by `sdp-types`; this module only knows which lines
 //! matter.
 
@@ -10,22 +11,28 @@ use bytes::Bytes;
 use sdp_types::{Attribute, Connection, Media, Origin, Session, Time};
 
 use crate::h264::{nal_type, nal_unit_type};
+use crate::h265;
 use crate::track::TrackDescription;
+use crate::VideoCodec;
 
 /// Media sections a publisher's SDP may have at most (one video and a few audio tracks in
 /// practice).
 pub const MAX_TRACKS: usize = 8;
 
-/// The H.264 video track of a stream, as SDP describes it.
+/// The video track of a stream, as SDP describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct H264Track {
+pub struct VideoTrack {
+    /// H.264 or H.265.
+    pub codec: VideoCodec,
     /// RTP payload type (dynamic, 96..=127 in practice).
     pub payload_type: u8,
     /// The track's `a=control` value (relative or absolute URL), if given.
     pub control: Option<String>,
-    /// SPS from `sprop-parameter-sets`, if given.
+    /// H.265 VPS from `sprop-vps`, if given.
+    pub vps: Option<Bytes>,
+    /// SPS from `sprop-parameter-sets` (H.264) or `sprop-sps` (H.265), if given.
     pub sps: Option<Bytes>,
-    /// PPS from `sprop-parameter-sets`, if given.
+    /// PPS from `sprop-parameter-sets` (H.264) or `sprop-pps` (H.265), if given.
     pub pps: Option<Bytes>,
     /// `profile-level-id`, if given.
     pub profile_level_id: Option<String>,
@@ -41,9 +48,16 @@ pub enum SdpError {
     /// No `m=video` section.
     #[error("SDP has no video media section")]
     NoVideo,
-    /// A video section exists, but none is H.264 with a 90 kHz clock.
-    #[error("SDP video is not H.264/90000 (rtpmap: {0})")]
-    NotH264(String),
+    /// A video section exists, but none is H.264 or H.265 with a 90 kHz clock.
+    #[error("SDP video is neither H.264/90000 nor H.265/90000 (rtpmap: {0})")]
+    UnsupportedVideo(String),
+    /// The video is H.265, but the client reading it takes only H.264.
+    #[error("SDP video is H.265; this client reads H.264 only")]
+    NotH264,
+    /// H.265 with decoding order numbers (`sprop-max-don-diff` > 0), which livefeed does not
+    /// reorder.
+    #[error("H.265 sprop-max-don-diff={0}: decoding order numbers are not supported")]
+    DecodingOrderNumbers(String),
     /// `a=rtpmap` without a clock rate.
     #[error("SDP rtpmap for payload type {0} has no clock rate")]
     MissingClockRate(u8),
@@ -63,11 +77,11 @@ pub enum SdpError {
     },
 }
 
-/// What a publisher announced: its H.264 video track and every other track.
+/// What a publisher announced: its video track and every other track.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AnnouncedStream {
-    /// The H.264 video track.
-    pub video: H264Track,
+    /// The video track.
+    pub video: VideoTrack,
     /// The other tracks, in the order of the SDP (offered as tracks 1, 2, …).
     pub others: Vec<TrackDescription>,
 }
@@ -85,6 +99,10 @@ impl AnnouncedStream {
 /// What the offered SDP says about the stream.
 #[derive(Debug, Clone)]
 pub struct OfferParams<'a> {
+    /// The video codec.
+    pub codec: VideoCodec,
+    /// VPS NAL unit of an H.265 stream (empty for H.264).
+    pub vps: &'a [u8],
     /// SPS NAL unit of the stream.
     pub sps: &'a [u8],
     /// PPS NAL unit of the stream.
@@ -99,10 +117,11 @@ pub struct OfferParams<'a> {
     pub others: &'a [TrackDescription],
 }
 
-/// Builds the SDP livefeed answers DESCRIBE with: the H.264 track (`trackID=0`),
-/// packetization-mode 1, `profile-level-id` from the SPS, `sprop-parameter-sets` with SPS and
-/// PPS; then the other tracks as the publisher described them (`trackID=1`, …).
-pub fn offer_h264(params: &OfferParams<'_>) -> String {
+/// Builds the SDP livefeed answers DESCRIBE with: the video track (`trackID=0`) — H.264 with
+/// packetization-mode 1, `profile-level-id` from the SPS and `sprop-parameter-sets`; H.265 with
+/// `sprop-vps`, `sprop-sps` and `sprop-pps` — then the other tracks as the publisher described
+/// them (`trackID=1`, …).
+pub fn offer(params: &OfferParams<'_>) -> String {
     let mut session = Session::new(
         Origin::new(
             "0",
@@ -145,6 +164,31 @@ fn video_media(params: &OfferParams<'_>) -> Media {
         sdp_types::TransportProto::RtpAvp,
         pt,
     );
+    let (rtpmap, fmtp) = match params.codec {
+        VideoCodec::H264 => h264_rtpmap_fmtp(params),
+        VideoCodec::H265 => (
+            format!("{pt} H265/90000"),
+            format!(
+                "{pt} sprop-vps={};sprop-sps={};sprop-pps={}",
+                BASE64.encode(params.vps),
+                BASE64.encode(params.sps),
+                BASE64.encode(params.pps)
+            ),
+        ),
+    };
+    media
+        .attributes
+        .push(Attribute::with_value("rtpmap", rtpmap));
+    media.attributes.push(Attribute::with_value("fmtp", fmtp));
+    media
+        .attributes
+        .push(Attribute::with_value("control", params.track_control));
+    media
+}
+
+/// The H.264 `rtpmap` and `fmtp` values.
+fn h264_rtpmap_fmtp(params: &OfferParams<'_>) -> (String, String) {
+    let pt = params.payload_type;
     let profile_level_id = params
         .sps
         .get(1..4)
@@ -155,19 +199,12 @@ fn video_media(params: &OfferParams<'_>) -> Media {
         BASE64.encode(params.sps),
         BASE64.encode(params.pps)
     );
-    media
-        .attributes
-        .push(Attribute::with_value("rtpmap", format!("{pt} H264/90000")));
-    media.attributes.push(Attribute::with_value(
-        "fmtp",
+    (
+        format!("{pt} H264/90000"),
         format!(
             "{pt} packetization-mode=1;profile-level-id={profile_level_id};sprop-parameter-sets={sprop}"
         ),
-    ));
-    media
-        .attributes
-        .push(Attribute::with_value("control", params.track_control));
-    media
+    )
 }
 
 /// The media section of a track other than the video, as the publisher described it.
@@ -201,14 +238,14 @@ fn track_media(track: &TrackDescription, control: &str) -> Media {
     media
 }
 
-/// Reads a publisher's SDP: its first H.264/90000 video track, and every other media section
-/// as a [`TrackDescription`] (its first payload type).
+/// Reads a publisher's SDP: its first H.264/90000 or H.265/90000 video track, and every other
+/// media section as a [`TrackDescription`] (its first payload type).
 pub fn parse_announced(sdp: &[u8]) -> Result<AnnouncedStream, SdpError> {
     let session = Session::parse(sdp).map_err(|e| SdpError::Syntax(e.to_string()))?;
     if session.medias.len() > MAX_TRACKS {
         return Err(SdpError::TooManyTracks(session.medias.len()));
     }
-    let video = h264_of(&session)?;
+    let video = video_of(&session)?;
     let mut others = Vec::new();
     for (index, media) in session.medias.iter().enumerate() {
         if std::ptr::eq(media, video.1) {
@@ -251,14 +288,19 @@ fn attribute_of<'m>(media: &'m Media, name: &'m str, pt: u8) -> Option<&'m str> 
         .find_map(|v| v.strip_prefix(prefix.as_str()))
 }
 
-/// Reads the first H.264/90000 video track from a publisher's SDP.
-pub fn parse_h264_track(sdp: &[u8]) -> Result<H264Track, SdpError> {
+/// Reads the first video track from an SDP (a server's DESCRIBE answer) for a client that
+/// decodes H.264 only: an H.265 track is [`SdpError::NotH264`].
+pub fn parse_h264_track(sdp: &[u8]) -> Result<VideoTrack, SdpError> {
     let session = Session::parse(sdp).map_err(|e| SdpError::Syntax(e.to_string()))?;
-    h264_of(&session).map(|(track, _)| track)
+    let (track, _) = video_of(&session)?;
+    if track.codec != VideoCodec::H264 {
+        return Err(SdpError::NotH264);
+    }
+    Ok(track)
 }
 
-/// The first H.264/90000 video track of a session, and its media section.
-fn h264_of(session: &Session) -> Result<(H264Track, &Media), SdpError> {
+/// The first H.264/90000 or H.265/90000 video track of a session, and its media section.
+fn video_of(session: &Session) -> Result<(VideoTrack, &Media), SdpError> {
     let videos: Vec<&Media> = session
         .medias
         .iter()
@@ -271,16 +313,17 @@ fn h264_of(session: &Session) -> Result<(H264Track, &Media), SdpError> {
     for media in videos {
         for value in media.get_attribute_values("rtpmap").flatten() {
             last_rtpmap = value.to_string();
-            if let Some(pt) = h264_payload_type(value)? {
-                return Ok((track_from_media(media, pt)?, media));
+            if let Some((pt, codec)) = video_payload_type(value)? {
+                return Ok((track_from_media(media, pt, codec)?, media));
             }
         }
     }
-    Err(SdpError::NotH264(last_rtpmap))
+    Err(SdpError::UnsupportedVideo(truncate(&last_rtpmap, 64)))
 }
 
-/// `96 H264/90000` → `Some(96)`; another codec → `None`; H264 without clock rate → error.
-fn h264_payload_type(rtpmap: &str) -> Result<Option<u8>, SdpError> {
+/// `96 H264/90000` → `Some((96, H264))`, likewise H265; another codec → `None`; H.264 or H.265
+/// without clock rate → error.
+fn video_payload_type(rtpmap: &str) -> Result<Option<(u8, VideoCodec)>, SdpError> {
     let (pt, encoding) = match rtpmap.trim().split_once(' ') {
         Some(parts) => parts,
         None => return Ok(None),
@@ -289,27 +332,28 @@ fn h264_payload_type(rtpmap: &str) -> Result<Option<u8>, SdpError> {
         return Ok(None);
     };
     let mut fields = encoding.trim().split('/');
-    if !fields
-        .next()
-        .is_some_and(|n| n.eq_ignore_ascii_case("H264"))
-    {
-        return Ok(None);
-    }
+    let codec = match fields.next() {
+        Some(n) if n.eq_ignore_ascii_case("H264") => VideoCodec::H264,
+        Some(n) if n.eq_ignore_ascii_case("H265") => VideoCodec::H265,
+        _ => return Ok(None),
+    };
     match fields.next().map(str::trim) {
-        Some("90000") => Ok(Some(pt)),
+        Some("90000") => Ok(Some((pt, codec))),
         Some("") | None => Err(SdpError::MissingClockRate(pt)),
         Some(_) => Ok(None),
     }
 }
 
-fn track_from_media(media: &Media, pt: u8) -> Result<H264Track, SdpError> {
+fn track_from_media(media: &Media, pt: u8, codec: VideoCodec) -> Result<VideoTrack, SdpError> {
     let control = media
         .get_first_attribute_value("control")
         .flatten()
         .map(str::to_string);
-    let mut track = H264Track {
+    let mut track = VideoTrack {
+        codec,
         payload_type: pt,
         control,
+        vps: None,
         sps: None,
         pps: None,
         profile_level_id: None,
@@ -325,21 +369,56 @@ fn track_from_media(media: &Media, pt: u8) -> Result<H264Track, SdpError> {
     Ok(track)
 }
 
-fn apply_fmtp(track: &mut H264Track, fmtp: &str) -> Result<(), SdpError> {
+fn apply_fmtp(track: &mut VideoTrack, fmtp: &str) -> Result<(), SdpError> {
     for param in fmtp.split(';') {
         let Some((key, value)) = param.trim().split_once('=') else {
             continue;
         };
+        let h265 = track.codec == VideoCodec::H265;
         match key.trim().to_ascii_lowercase().as_str() {
-            "profile-level-id" => track.profile_level_id = Some(value.trim().to_string()),
-            "sprop-parameter-sets" => apply_parameter_sets(track, value)?,
+            "profile-level-id" => track.profile_level_id = Some(truncate(value.trim(), 64)),
+            "sprop-parameter-sets" if !h265 => apply_parameter_sets(track, value)?,
+            "sprop-vps" if h265 => track.vps = first_parameter_set(value)?,
+            "sprop-sps" if h265 => track.sps = first_parameter_set(value)?,
+            "sprop-pps" if h265 => track.pps = first_parameter_set(value)?,
+            "sprop-max-don-diff" if h265 && value.trim() != "0" => {
+                return Err(SdpError::DecodingOrderNumbers(truncate(value.trim(), 16)));
+            }
             _ => {}
+        }
+    }
+    if track.codec == VideoCodec::H265 {
+        // Keep only parameter sets of the right type.
+        let is = |nal: &Option<Bytes>, t: u8| {
+            nal.as_deref()
+                .is_some_and(|n| h265::nal_unit_type(n) == Some(t))
+        };
+        if !is(&track.vps, h265::nal_type::VPS) {
+            track.vps = None;
+        }
+        if !is(&track.sps, h265::nal_type::SPS) {
+            track.sps = None;
+        }
+        if !is(&track.pps, h265::nal_type::PPS) {
+            track.pps = None;
         }
     }
     Ok(())
 }
 
-fn apply_parameter_sets(track: &mut H264Track, value: &str) -> Result<(), SdpError> {
+/// The first NAL unit of an H.265 `sprop-vps`/`sprop-sps`/`sprop-pps` value (a comma-separated
+/// base64 list); `None` for an empty value.
+fn first_parameter_set(value: &str) -> Result<Option<Bytes>, SdpError> {
+    let Some(item) = value.split(',').map(str::trim).find(|s| !s.is_empty()) else {
+        return Ok(None);
+    };
+    let nal = BASE64
+        .decode(item)
+        .map_err(|_| SdpError::BadParameterSets(truncate(item, 64)))?;
+    Ok(Some(Bytes::from(nal)))
+}
+
+fn apply_parameter_sets(track: &mut VideoTrack, value: &str) -> Result<(), SdpError> {
     for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let nal = BASE64
             .decode(item)
@@ -364,8 +443,10 @@ mod tests {
     const SPS: &[u8] = &[0x67, 0x42, 0xc0, 0x1e, 0x8c, 0x8d, 0x40];
     const PPS: &[u8] = &[0x68, 0xce, 0x3c, 0x80];
 
-    fn offer() -> String {
-        offer_h264(&OfferParams {
+    fn h264_offer() -> String {
+        offer(&OfferParams {
+            codec: VideoCodec::H264,
+            vps: &[],
             sps: SPS,
             pps: PPS,
             payload_type: 96,
@@ -377,7 +458,7 @@ mod tests {
 
     #[test]
     fn offer_parses_back_to_the_same_track() {
-        let sdp = offer();
+        let sdp = h264_offer();
         assert!(sdp.contains("m=video 0 RTP/AVP 96\r\n"), "{sdp}");
         assert!(sdp.contains("a=rtpmap:96 H264/90000\r\n"), "{sdp}");
         assert!(sdp.contains("profile-level-id=42C01E"), "{sdp}");
@@ -416,7 +497,7 @@ a=control:streamid=0\r\n";
         let sdp = "v=0\r\no=- 0 0 IN IP4 1.2.3.4\r\ns=x\r\nt=0 0\r\nm=video 0 RTP/AVP 97\r\na=rtpmap:97 VP8/90000\r\n";
         assert!(matches!(
             parse_h264_track(sdp.as_bytes()),
-            Err(SdpError::NotH264(_))
+            Err(SdpError::UnsupportedVideo(_))
         ));
     }
 
@@ -458,7 +539,7 @@ a=control:streamid=0\r\n";
         sdp.push_str(&format!("a=fmtp:96 {}\r\n", "x=y;".repeat(5000)));
         assert!(matches!(
             parse_h264_track(sdp.as_bytes()),
-            Err(SdpError::NotH264(_))
+            Err(SdpError::UnsupportedVideo(_))
         ));
     }
 
@@ -502,7 +583,9 @@ a=control:streamid=1\r\n";
             stream.controls(),
             vec![Some("streamid=0"), Some("streamid=1")]
         );
-        let offer = offer_h264(&OfferParams {
+        let offer = offer(&OfferParams {
+            codec: VideoCodec::H264,
+            vps: &[],
             sps: SPS,
             pps: PPS,
             payload_type: 96,
@@ -522,6 +605,77 @@ a=control:streamid=1\r\n";
         let back = parse_announced(offer.as_bytes()).expect("own offer parses");
         assert_eq!(back.others[0].fmtp, aac.fmtp);
         assert_eq!(back.others[0].control.as_deref(), Some("trackID=1"));
+    }
+
+    /// What ffmpeg sends for `-c:v libx265 -c:a aac -f rtsp` (parameter sets of a real stream).
+    fn ffmpeg_h265_sdp(fmtp: &str) -> String {
+        format!(
+            "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=No Name\r\nt=0 0\r\n\
+m=video 0 RTP/AVP 96\r\na=rtpmap:96 H265/90000\r\n{fmtp}a=control:streamid=0\r\n\
+m=audio 0 RTP/AVP 97\r\na=rtpmap:97 MPEG4-GENERIC/44100/1\r\n\
+a=fmtp:97 profile-level-id=1;mode=AAC-hbr;sizelength=13;indexlength=3;indexdeltalength=3; config=120856E500\r\n\
+a=control:streamid=1\r\n"
+        )
+    }
+
+    #[test]
+    fn an_h265_stream_is_read_and_offered_back_with_its_parameter_sets() {
+        use crate::h265::samples::{PPS, SPS_320X240, VPS};
+        let fmtp = format!(
+            "a=fmtp:96 sprop-vps={}; sprop-sps={}; sprop-pps={}\r\n",
+            BASE64.encode(VPS),
+            BASE64.encode(SPS_320X240),
+            BASE64.encode(PPS)
+        );
+        let stream = parse_announced(ffmpeg_h265_sdp(&fmtp).as_bytes()).expect("parses");
+        assert_eq!(stream.video.codec, VideoCodec::H265);
+        assert_eq!(stream.video.vps.as_deref(), Some(VPS));
+        assert_eq!(stream.video.sps.as_deref(), Some(SPS_320X240));
+        assert_eq!(stream.video.pps.as_deref(), Some(PPS));
+        assert_eq!(stream.others.len(), 1);
+        let sdp = offer(&OfferParams {
+            codec: VideoCodec::H265,
+            vps: VPS,
+            sps: SPS_320X240,
+            pps: PPS,
+            payload_type: 96,
+            origin_address: "127.0.0.1".into(),
+            track_control: "trackID=0",
+            others: &stream.others,
+        });
+        assert!(sdp.contains("a=rtpmap:96 H265/90000\r\n"), "{sdp}");
+        let back = parse_announced(sdp.as_bytes()).expect("own offer parses");
+        assert_eq!(
+            back.video,
+            VideoTrack {
+                control: Some("trackID=0".into()),
+                ..stream.video.clone()
+            }
+        );
+        assert_eq!(
+            parse_h264_track(sdp.as_bytes()),
+            Err(SdpError::NotH264),
+            "an H.264-only client is told why"
+        );
+    }
+
+    #[test]
+    fn h265_without_sprops_is_accepted_and_with_don_is_refused() {
+        let stream = parse_announced(ffmpeg_h265_sdp("").as_bytes()).expect("parses");
+        assert_eq!(stream.video.codec, VideoCodec::H265);
+        assert_eq!(stream.video.sps, None);
+        let don = ffmpeg_h265_sdp("a=fmtp:96 sprop-max-don-diff=2\r\n");
+        assert_eq!(
+            parse_announced(don.as_bytes()),
+            Err(SdpError::DecodingOrderNumbers("2".into()))
+        );
+        // A parameter set of the wrong type is ignored, not trusted.
+        let wrong = format!(
+            "a=fmtp:96 sprop-sps={}\r\n",
+            BASE64.encode(crate::h265::samples::PPS)
+        );
+        let stream = parse_announced(ffmpeg_h265_sdp(&wrong).as_bytes()).expect("parses");
+        assert_eq!(stream.video.sps, None);
     }
 
     #[test]

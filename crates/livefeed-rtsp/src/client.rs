@@ -1,21 +1,23 @@
 //! The tokio shell around [`crate::client_session`]: an RTSP publisher (ANNOUNCE/SETUP/RECORD,
-//! then RTP out) and an RTSP player (DESCRIBE/SETUP/PLAY, then RTP in), over TCP-interleaved
+//! then RTP out, and the server's RTCP keyframe requests in) and an RTSP player (DESCRIBE/SETUP/PLAY, then RTP in), over TCP-interleaved
 //! or UDP transport. All protocol decisions live in the sans-IO modules; this file moves bytes.
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use livefeed_media::clock::unix_now_ns;
-use livefeed_media::rtp::H264Depacketizer;
-use livefeed_media::sdp::{offer_h264, parse_h264_track, H264Track, OfferParams};
-use livefeed_media::{sei, AccessUnit};
+use livefeed_media::rtp::VideoDepacketizer;
+use livefeed_media::sdp::{offer, parse_h264_track, OfferParams, VideoTrack};
+use livefeed_media::{sei, AccessUnit, VideoCodec};
 use rtsp_types::headers::{self, TypedHeader};
 use rtsp_types::{Request, Response, Url};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpStream, UdpSocket};
+use tokio::sync::watch;
 
 use crate::client_session::{track_url, ClientError, ClientSession};
 use crate::framing::{Frame, FrameReader, FramingError, Limits};
@@ -188,7 +190,8 @@ enum MediaPath {
     },
     Udp {
         rtp: UdpSocket,
-        rtcp: UdpSocket,
+        /// Shared with the task that reads the server's RTCP.
+        rtcp: Arc<UdpSocket>,
         server_rtp: SocketAddr,
         server_rtcp: SocketAddr,
     },
@@ -237,7 +240,7 @@ async fn setup_media(
             let ip = conn.peer.ip();
             Ok(MediaPath::Udp {
                 rtp,
-                rtcp,
+                rtcp: Arc::new(rtcp),
                 server_rtp: SocketAddr::new(ip, a),
                 server_rtcp: SocketAddr::new(ip, b),
             })
@@ -266,6 +269,10 @@ pub struct RtspPublisher {
     packets: u64,
     out: Vec<u8>,
     drain: tokio::task::JoinHandle<()>,
+    /// Reads the server's RTCP on UDP (over TCP, `drain` does).
+    rtcp_reader: Option<tokio::task::JoinHandle<()>>,
+    /// Counts the keyframe requests (RTCP PLI/FIR) the server sent.
+    keyframe_requests: Arc<watch::Sender<u64>>,
     session: ClientSession,
 }
 
@@ -281,7 +288,9 @@ impl RtspPublisher {
         let mut conn = Connection::open(url, timeout).await?;
         let req = conn.session.options();
         conn.roundtrip(req).await?;
-        let sdp = offer_h264(&OfferParams {
+        let sdp = offer(&OfferParams {
+            codec: VideoCodec::H264,
+            vps: &[],
             sps,
             pps,
             payload_type: PAYLOAD_TYPE,
@@ -296,6 +305,17 @@ impl RtspPublisher {
         let req = conn.session.record();
         conn.roundtrip(req).await?;
         let (read, writer, reader, session) = conn.into_parts();
+        let keyframe_requests = Arc::new(watch::Sender::new(0));
+        let (rtcp_channel, rtcp_reader) = match &media {
+            MediaPath::Tcp { rtcp_channel, .. } => (Some(*rtcp_channel), None),
+            MediaPath::Udp {
+                rtcp, server_rtcp, ..
+            } => {
+                let task = read_rtcp(rtcp.clone(), server_rtcp.ip(), keyframe_requests.clone());
+                (None, Some(tokio::spawn(task)))
+            }
+        };
+        let drain = drain_control(read, reader, rtcp_channel, keyframe_requests.clone());
         Ok(RtspPublisher {
             writer,
             media,
@@ -303,9 +323,18 @@ impl RtspPublisher {
             drop_every: None,
             packets: 0,
             out: Vec::with_capacity(256 * 1024),
-            drain: tokio::spawn(drain_control(read, reader)),
+            drain: tokio::spawn(drain),
+            rtcp_reader,
+            keyframe_requests,
             session,
         })
+    }
+
+    /// Changes each time the server asks for a keyframe (an RTCP PLI or FIR: a viewer lost a
+    /// picture or needs one to start); the caller's encoder should make its next picture an
+    /// IDR picture.
+    pub fn keyframe_requests(&self) -> watch::Receiver<u64> {
+        self.keyframe_requests.subscribe()
     }
 
     /// Whether the server has closed the connection.
@@ -389,11 +418,27 @@ impl RtspPublisher {
 impl Drop for RtspPublisher {
     fn drop(&mut self) {
         self.drain.abort();
+        if let Some(task) = &self.rtcp_reader {
+            task.abort();
+        }
     }
 }
 
-/// Reads and discards what a server sends on a recording connection; ends when it closes.
-async fn drain_control(mut read: OwnedReadHalf, mut reader: FrameReader) {
+/// Counts a keyframe request if `rtcp` (a compound packet from the server) holds one.
+fn note_keyframe_request(rtcp: &[u8], requests: &watch::Sender<u64>) {
+    if livefeed_media::rtcp::requests_keyframe(rtcp).unwrap_or(false) {
+        requests.send_modify(|n| *n += 1);
+    }
+}
+
+/// Reads what a server sends on a recording connection: RTCP on `rtcp_channel` is checked for
+/// keyframe requests, the rest is discarded. Ends when the server closes.
+async fn drain_control(
+    mut read: OwnedReadHalf,
+    mut reader: FrameReader,
+    rtcp_channel: Option<u8>,
+    keyframe_requests: Arc<watch::Sender<u64>>,
+) {
     let mut buf = vec![0u8; 4096];
     loop {
         match read.read(&mut buf).await {
@@ -402,12 +447,30 @@ async fn drain_control(mut read: OwnedReadHalf, mut reader: FrameReader) {
                 reader.push(&buf[..n]);
                 loop {
                     match reader.next_frame() {
+                        Ok(Some(Frame::Interleaved { channel, payload }))
+                            if Some(channel) == rtcp_channel =>
+                        {
+                            note_keyframe_request(&payload, &keyframe_requests);
+                        }
                         Ok(Some(_)) => {}
                         Ok(None) => break,
                         Err(_) => return,
                     }
                 }
             }
+        }
+    }
+}
+
+/// Reads the server's RTCP on a publisher's UDP RTCP socket for keyframe requests; datagrams
+/// from other addresses are ignored.
+async fn read_rtcp(socket: Arc<UdpSocket>, server: IpAddr, requests: Arc<watch::Sender<u64>>) {
+    let mut buf = vec![0u8; 1500];
+    loop {
+        match socket.recv_from(&mut buf).await {
+            Ok((n, from)) if from.ip() == server => note_keyframe_request(&buf[..n], &requests),
+            Ok(_) => {}
+            Err(_) => return,
         }
     }
 }
@@ -425,13 +488,13 @@ pub struct Received {
 
 /// Plays a stream from an RTSP server (DESCRIBE/SETUP/PLAY).
 pub struct RtspPlayer {
-    track: H264Track,
+    track: VideoTrack,
     control_read: OwnedReadHalf,
     control_reader: FrameReader,
     writer: OwnedWriteHalf,
     media: MediaPath,
     session: ClientSession,
-    depacketizer: H264Depacketizer,
+    depacketizer: VideoDepacketizer,
     first_ts: Option<u64>,
     pending: VecDeque<Received>,
     timeout: Duration,
@@ -467,7 +530,7 @@ impl RtspPlayer {
             writer,
             media,
             session,
-            depacketizer: H264Depacketizer::new(),
+            depacketizer: VideoDepacketizer::new(VideoCodec::H264),
             first_ts: None,
             pending: VecDeque::new(),
             timeout,
@@ -476,7 +539,7 @@ impl RtspPlayer {
     }
 
     /// The video track as the server described it.
-    pub fn track(&self) -> &H264Track {
+    pub fn track(&self) -> &VideoTrack {
         &self.track
     }
 
@@ -522,6 +585,7 @@ impl RtspPlayer {
             let capture = sei::find_stamp(&out.nals);
             self.pending.push_back(Received {
                 au: AccessUnit {
+                    codec: livefeed_media::VideoCodec::H264,
                     nals: out.nals,
                     pts: out.ext_timestamp.saturating_sub(first),
                     keyframe: out.keyframe,

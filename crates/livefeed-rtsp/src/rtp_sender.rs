@@ -9,13 +9,13 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use livefeed_media::clock::{unix_now_ns, unix_ns_to_ntp};
 use livefeed_media::rtcp::SenderReport;
-use livefeed_media::rtp::H264Packetizer;
+use livefeed_media::rtp::VideoPacketizer;
 use livefeed_media::track::{PacketWriter, TrackPacket};
-use livefeed_media::AccessUnit;
+use livefeed_media::{AccessUnit, VideoCodec};
 
 use crate::server_session::PlayStart;
 
-/// RTP payload type livefeed sends H.264 with.
+/// RTP payload type livefeed sends video (H.264 or H.265) with.
 pub const PAYLOAD_TYPE: u8 = 96;
 /// Largest RTP packet livefeed sends (fits a 1500-byte MTU with room for tunnels).
 pub const RTP_MTU: usize = 1200;
@@ -24,7 +24,7 @@ pub const SR_INTERVAL: Duration = Duration::from_secs(1);
 
 /// State of one outgoing RTP stream.
 pub struct RtpSender {
-    packetizer: H264Packetizer,
+    packetizer: VideoPacketizer,
     rtp_base: u32,
     first_seq: u16,
     reports: Reports,
@@ -84,7 +84,13 @@ impl RtpSender {
     /// A stream with the given identifiers (tests).
     pub fn with_ids(ssrc: u32, first_seq: u16, rtp_base: u32) -> Self {
         RtpSender {
-            packetizer: H264Packetizer::new(ssrc, PAYLOAD_TYPE, RTP_MTU, first_seq),
+            packetizer: VideoPacketizer::new(
+                VideoCodec::H264,
+                ssrc,
+                PAYLOAD_TYPE,
+                RTP_MTU,
+                first_seq,
+            ),
             rtp_base,
             first_seq,
             reports: Reports::default(),
@@ -110,8 +116,13 @@ impl RtpSender {
         self.rtp_base.wrapping_add(pts as u32)
     }
 
-    /// Packetizes one access unit.
+    /// Packetizes one access unit, in the payload format of its codec.
     pub fn packetize(&mut self, au: &AccessUnit, now: Instant) -> Packets<'_> {
+        if au.codec != self.packetizer.codec() {
+            let p = &self.packetizer;
+            self.packetizer =
+                VideoPacketizer::new(au.codec, p.ssrc(), PAYLOAD_TYPE, RTP_MTU, p.next_seq());
+        }
         let rtp_ts = self.rtp_time(au.pts);
         self.packets.clear();
         self.packetizer.packetize(au, rtp_ts, &mut self.packets);
@@ -238,6 +249,7 @@ mod tests {
 
     fn au(pts: u64) -> AccessUnit {
         AccessUnit {
+            codec: livefeed_media::VideoCodec::H264,
             nals: vec![Bytes::from(vec![0x65; 3000])],
             pts,
             keyframe: true,

@@ -1,6 +1,6 @@
 //! The path hub: one publisher per path fans its frames out to any number of readers.
 //!
-//! A path's stream is an H.264 video track (track 0) and any other tracks (audio, …) the
+//! A path's stream is an H.264 or H.265 video track (track 0) and any other tracks (audio, …) the
 //! publisher announced ([`TrackDescription`]); a [`HubFrame`] is a video access unit or one
 //! RTP payload of another track ([`TrackPacket`]). Keyframes are the video's: the GOP cache
 //! starts at one, a reader that falls behind skips every track to the next one, and payloads
@@ -19,7 +19,8 @@
 //!   (`None`) and the protocol shell closes that reader's session.
 //! - [`Hub::snapshot`] describes every path for the API: publisher (with uptime, fps and
 //!   bitrate over the last second), readers with their protocol, address and drops.
-//! - Every keyframe handed to readers carries SPS and PPS in front of its slices.
+//! - Every keyframe handed to readers carries its parameter sets (H.264 SPS, PPS; H.265 VPS,
+//!   SPS, PPS) in front of its slices.
 //! - After loss at ingest ([`Publisher::publish_received`] with `lost_before`), the path's
 //!   video skips to the next keyframe: no reader or cache gets a picture that may reference a
 //!   lost one. Such skipped frames are counted per path.
@@ -36,9 +37,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use livefeed_media::h264::{nal_type, nal_unit_type, SpsInfo};
 use livefeed_media::track::{TrackDescription, TrackPacket};
-use livefeed_media::{AccessUnit, DEFAULT_FRAME_TICKS, VIDEO_CLOCK_RATE};
+use livefeed_media::{h264, h265};
+use livefeed_media::{AccessUnit, VideoCodec, DEFAULT_FRAME_TICKS, VIDEO_CLOCK_RATE};
 use tokio::sync::mpsc;
 
 /// Limits of the hub.
@@ -83,25 +84,83 @@ impl Default for HubLimits {
 /// The parameters of a path's current stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamInfo {
+    /// The video codec.
+    pub codec: VideoCodec,
+    /// Video parameter set NAL unit (H.265; empty for H.264).
+    pub vps: Bytes,
     /// Sequence parameter set NAL unit.
     pub sps: Bytes,
     /// Picture parameter set NAL unit.
     pub pps: Bytes,
     /// What the SPS says, when it could be read.
-    pub sps_info: Option<SpsInfo>,
+    pub video: Option<VideoInfo>,
     /// The tracks beside the video (track 1, 2, …), as the publisher announced them.
     pub others: Vec<TrackDescription>,
 }
 
+/// What a stream's SPS says, for the API and the dashboard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VideoInfo {
+    /// Picture width.
+    pub width: u32,
+    /// Picture height.
+    pub height: u32,
+    /// Codec, profile and level, e.g. "H264 constrained baseline 3.1 640x480".
+    pub description: String,
+}
+
 impl StreamInfo {
-    /// Stream info from parameter sets.
+    /// Stream info from H.264 parameter sets.
     pub fn new(sps: Bytes, pps: Bytes) -> Self {
-        let sps_info = SpsInfo::parse(&sps).ok();
+        let video = h264::SpsInfo::parse(&sps).ok().map(|i| VideoInfo {
+            width: i.width,
+            height: i.height,
+            description: i.describe(),
+        });
         StreamInfo {
+            codec: VideoCodec::H264,
+            vps: Bytes::new(),
             sps,
             pps,
-            sps_info,
+            video,
             others: Vec::new(),
+        }
+    }
+
+    /// Stream info from H.265 parameter sets.
+    pub fn h265(vps: Bytes, sps: Bytes, pps: Bytes) -> Self {
+        let video = h265::SpsInfo::parse(&sps).ok().map(|i| VideoInfo {
+            width: i.width,
+            height: i.height,
+            description: i.describe(),
+        });
+        StreamInfo {
+            codec: VideoCodec::H265,
+            vps,
+            sps,
+            pps,
+            video,
+            others: Vec::new(),
+        }
+    }
+
+    /// Stream info from the parameter sets of `codec`, in [`VideoCodec::parameter_set_types`]
+    /// order; `None` when one is missing.
+    pub fn from_parameter_sets(codec: VideoCodec, sets: &[Bytes]) -> Option<Self> {
+        match (codec, sets) {
+            (VideoCodec::H264, [sps, pps]) => Some(Self::new(sps.clone(), pps.clone())),
+            (VideoCodec::H265, [vps, sps, pps]) => {
+                Some(Self::h265(vps.clone(), sps.clone(), pps.clone()))
+            }
+            _ => None,
+        }
+    }
+
+    /// The parameter sets in the order a keyframe carries them.
+    pub fn parameter_sets(&self) -> Vec<Bytes> {
+        match self.codec {
+            VideoCodec::H264 => vec![self.sps.clone(), self.pps.clone()],
+            VideoCodec::H265 => vec![self.vps.clone(), self.sps.clone(), self.pps.clone()],
         }
     }
 }
@@ -338,9 +397,15 @@ struct PathInner {
 pub struct PathState {
     name: String,
     inner: Mutex<PathInner>,
+    /// Counts keyframe requests (a viewer's PLI, loss at ingest); the publisher watches it.
+    keyframe_requests: tokio::sync::watch::Sender<u64>,
 }
 
 impl PathState {
+    fn request_keyframe(&self) {
+        self.keyframe_requests.send_modify(|n| *n += 1);
+    }
+
     fn lock(&self) -> MutexGuard<'_, PathInner> {
         // A panic while holding the lock cannot leave the state half-updated in a way that
         // matters more than stopping the whole path, so poisoned locks are recovered.
@@ -372,6 +437,8 @@ pub struct PathSnapshot {
     pub drops: u64,
     /// Video frames skipped at ingest after loss, up to the next keyframe.
     pub skipped_after_loss: u64,
+    /// Keyframe requests made to the publisher so far (viewers' PLI/FIR, loss at ingest).
+    pub keyframe_requests: u64,
 }
 
 impl PathSnapshot {
@@ -423,6 +490,7 @@ impl Hub {
             Arc::new(PathState {
                 name: name.to_string(),
                 inner: Mutex::new(PathInner::default()),
+                keyframe_requests: tokio::sync::watch::Sender::new(0),
             })
         });
         Some(state.clone())
@@ -582,7 +650,7 @@ impl Hub {
         let now = Instant::now();
         let mut out: Vec<PathSnapshot> = paths
             .values()
-            .map(|state| snapshot_of(&state.name, &mut state.lock(), now))
+            .map(|state| snapshot_of(state, &mut state.lock(), now))
             .filter(|s| s.publisher.is_some() || !s.readers.is_empty())
             .collect();
         out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -611,7 +679,8 @@ impl Hub {
     }
 }
 
-fn snapshot_of(name: &str, inner: &mut PathInner, now: Instant) -> PathSnapshot {
+fn snapshot_of(state: &PathState, inner: &mut PathInner, now: Instant) -> PathSnapshot {
+    let name = &state.name;
     let (fps, bitrate_bps) = inner.rate.per_second(now);
     let readers: Vec<ReaderSnapshot> = inner
         .readers
@@ -641,6 +710,7 @@ fn snapshot_of(name: &str, inner: &mut PathInner, now: Instant) -> PathSnapshot 
         bytes_in: inner.bytes_in,
         drops,
         skipped_after_loss: inner.skipped_after_loss,
+        keyframe_requests: *state.keyframe_requests.borrow(),
     }
 }
 
@@ -657,6 +727,12 @@ impl Publisher {
         &self.state.name
     }
 
+    /// Changes whenever someone asks this path's publisher for a keyframe (see
+    /// [`Subscription::request_keyframe`]); requests made before this call are not seen.
+    pub fn keyframe_requests(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.state.keyframe_requests.subscribe()
+    }
+
     /// Hands one access unit to every reader. Keyframes missing SPS/PPS get the known ones.
     /// `false` when another publisher has taken the path over: this one should stop.
     pub fn publish(&self, au: AccessUnit, ingest: Instant) -> bool {
@@ -670,9 +746,15 @@ impl Publisher {
         let Some(slot) = inner.publisher.as_mut().filter(|p| p.id == self.id) else {
             return false;
         };
+        let newly_broken = lost_before && !slot.broken && !au.keyframe;
         slot.broken = (slot.broken || lost_before) && !au.keyframe;
         if slot.broken {
             inner.skipped_after_loss += 1;
+            drop(inner);
+            if newly_broken {
+                // The sooner the next keyframe, the shorter the gap every reader sees.
+                self.state.request_keyframe();
+            }
             return true;
         }
         if au.keyframe {
@@ -789,32 +871,33 @@ fn start_grace_timer(state: &Arc<PathState>, generation: u64, grace: Duration) {
     });
 }
 
-/// Learns SPS/PPS from in-band keyframes, and adds them to keyframes that lack them.
+/// Learns the parameter sets from in-band keyframes, and adds them to keyframes that lack
+/// them (when the path's known ones are of the same codec).
 fn complete_parameter_sets(inner: &mut PathInner, au: &mut AccessUnit) {
-    let find = |t: u8| {
-        au.nals
-            .iter()
-            .find(|n| nal_unit_type(n) == Some(t))
-            .cloned()
-    };
-    match (find(nal_type::SPS), find(nal_type::PPS)) {
-        (Some(sps), Some(pps)) => {
-            let changed = inner
-                .stream
-                .as_ref()
-                .is_none_or(|s| s.sps != sps || s.pps != pps);
-            if changed {
-                inner.stream = Some(StreamInfo::new(sps, pps));
-            }
+    let codec = au.codec;
+    let found: Option<Vec<Bytes>> = codec
+        .parameter_set_types()
+        .iter()
+        .map(|&t| {
+            au.nals
+                .iter()
+                .find(|n| codec.nal_unit_type(n) == Some(t))
+                .cloned()
+        })
+        .collect();
+    if let Some(sets) = found {
+        let changed = inner
+            .stream
+            .as_ref()
+            .is_none_or(|s| s.codec != codec || s.parameter_sets() != sets);
+        if changed {
+            inner.stream = StreamInfo::from_parameter_sets(codec, &sets);
         }
-        _ => {
-            if let Some(stream) = &inner.stream {
-                au.nals
-                    .retain(|n| !matches!(nal_unit_type(n), Some(nal_type::SPS | nal_type::PPS)));
-                au.nals.insert(0, stream.pps.clone());
-                au.nals.insert(0, stream.sps.clone());
-            }
-        }
+        return;
+    }
+    if let Some(stream) = inner.stream.as_ref().filter(|s| s.codec == codec) {
+        au.nals.retain(|n| !codec.is_parameter_set(n));
+        au.nals.splice(0..0, stream.parameter_sets());
     }
 }
 
@@ -878,6 +961,17 @@ pub struct Subscription {
     not_carried: NotCarried,
 }
 
+/// Asks one path's publisher for keyframes (see [`Subscription::keyframe_requester`]).
+#[derive(Clone)]
+pub struct KeyframeRequester(Arc<PathState>);
+
+impl KeyframeRequester {
+    /// See [`Subscription::request_keyframe`].
+    pub fn request(&self) {
+        self.0.request_keyframe();
+    }
+}
+
 /// Remembers which tracks an output said it does not carry, so it says so once per track.
 #[derive(Debug, Default)]
 pub struct NotCarried(u64);
@@ -920,6 +1014,19 @@ impl Subscription {
     /// The tracks beside the video that the path's publisher announced.
     pub fn others(&self) -> Vec<TrackDescription> {
         self.state.lock().others.clone()
+    }
+
+    /// Asks the path's publisher for a keyframe (a viewer lost a picture or needs one to
+    /// start): the publisher's ingest passes it on (RTCP PLI to an RTSP publisher), at most a
+    /// few times a second however many readers ask.
+    pub fn request_keyframe(&self) {
+        self.state.request_keyframe();
+    }
+
+    /// A handle that asks for keyframes like [`Subscription::request_keyframe`], for the part
+    /// of an output that does not hold the subscription.
+    pub fn keyframe_requester(&self) -> KeyframeRequester {
+        KeyframeRequester(self.state.clone())
     }
 
     /// Logs once per track that `output` skips `frame`'s track (see [`NotCarried`]).

@@ -98,10 +98,16 @@ pub struct CaptureHandle {
     /// For a camera: the mode negotiated (pixel format, size, rate).
     pub camera: Option<CameraFormat>,
     stop: Arc<AtomicBool>,
+    keyframe: Arc<AtomicBool>,
     thread: Option<JoinHandle<anyhow::Result<u64>>>,
 }
 
 impl CaptureHandle {
+    /// Makes the next picture encoded an IDR picture (requests before it are merged).
+    pub fn request_keyframe(&self) {
+        self.keyframe.store(true, Ordering::Relaxed);
+    }
+
     /// Asks the loop to stop after the current frame.
     pub fn stop(&self) {
         self.stop.store(true, Ordering::Relaxed);
@@ -278,6 +284,7 @@ fn start_loop(
     let camera = source.camera_format();
     let (tx, rx) = mpsc::channel(8);
     let stop = Arc::new(AtomicBool::new(false));
+    let keyframe = Arc::new(AtomicBool::new(false));
     let state = Loop {
         source,
         encoder,
@@ -285,6 +292,7 @@ fn start_loop(
         fps,
         tx,
         stop: stop.clone(),
+        keyframe: keyframe.clone(),
         clock_correction_ns: settings.clock_correction_ns,
         tap,
     };
@@ -297,6 +305,7 @@ fn start_loop(
         format: (width, height, fps),
         camera,
         stop,
+        keyframe,
         thread: Some(thread),
     })
 }
@@ -308,6 +317,7 @@ struct Loop {
     fps: f64,
     tx: mpsc::Sender<Encoded>,
     stop: Arc<AtomicBool>,
+    keyframe: Arc<AtomicBool>,
     clock_correction_ns: i64,
     tap: Option<std::sync::mpsc::SyncSender<I420Frame>>,
 }
@@ -356,6 +366,9 @@ impl Loop {
                 {
                     self.tap = None;
                 }
+            }
+            if self.keyframe.swap(false, Ordering::Relaxed) {
+                self.encoder.force_keyframe();
             }
             let au = self.encoder.encode(&self.frame, pts, stamp)?;
             let encoded_unix_ns = corrected(unix_now_ns(), self.clock_correction_ns);

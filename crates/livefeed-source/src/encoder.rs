@@ -81,6 +81,9 @@ pub trait VideoEncoder: Send {
         pts: u64,
         stamp: CaptureStamp,
     ) -> anyhow::Result<AccessUnit>;
+
+    /// Makes the next picture an IDR picture (a viewer asked for one: RTCP PLI/FIR).
+    fn force_keyframe(&mut self);
 }
 
 /// Opens the encoder `kind` for `settings`.
@@ -107,6 +110,10 @@ impl VideoEncoder for H264Encoder {
         stamp: CaptureStamp,
     ) -> anyhow::Result<AccessUnit> {
         H264Encoder::encode(self, frame, pts, stamp)
+    }
+
+    fn force_keyframe(&mut self) {
+        H264Encoder::force_keyframe(self);
     }
 }
 
@@ -179,6 +186,7 @@ impl H264Encoder {
             bail!("encoder produced no picture for frame {}", stamp.frame);
         }
         Ok(AccessUnit {
+            codec: livefeed_media::VideoCodec::H264,
             nals,
             pts,
             keyframe,

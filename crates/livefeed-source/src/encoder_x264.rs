@@ -24,6 +24,8 @@ pub struct X264Encoder {
     handle: *mut sys::x264_t,
     settings: EncoderSettings,
     annex_b: Vec<u8>,
+    /// The next picture is to be an IDR picture.
+    idr_next: bool,
 }
 
 // The handle is used from one thread at a time (the encoder moves with the capture loop).
@@ -84,11 +86,16 @@ impl X264Encoder {
             handle,
             settings,
             annex_b: Vec::with_capacity(256 * 1024),
+            idr_next: false,
         })
     }
 }
 
 impl VideoEncoder for X264Encoder {
+    fn force_keyframe(&mut self) {
+        self.idr_next = true;
+    }
+
     fn encode(
         &mut self,
         frame: &I420Frame,
@@ -117,7 +124,11 @@ impl VideoEncoder for X264Encoder {
                 std::ptr::null_mut(),
             ];
             pic.i_pts = pts as i64;
-            pic.i_type = sys::X264_TYPE_AUTO as i32;
+            pic.i_type = if std::mem::take(&mut self.idr_next) {
+                sys::X264_TYPE_IDR as i32
+            } else {
+                sys::X264_TYPE_AUTO as i32
+            };
             sys::x264_picture_init(pic_out.as_mut_ptr());
             let size = sys::x264_encoder_encode(
                 self.handle,
@@ -150,6 +161,7 @@ impl VideoEncoder for X264Encoder {
             );
         }
         Ok(AccessUnit {
+            codec: livefeed_media::VideoCodec::H264,
             nals,
             pts,
             keyframe,

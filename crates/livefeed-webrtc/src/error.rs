@@ -44,6 +44,17 @@ pub enum WhepError {
         /// The video codecs the offer listed, for the error body and the log.
         offered: String,
     },
+    /// The stream is H.265 and the offer has no H.265 (livefeed does not transcode video):
+    /// the viewer's browser cannot play this stream over WebRTC.
+    #[error(
+        "this stream is H.265 and the offer's video has no H.265 (livefeed does not transcode \
+         video; play it over LL-HLS or RTSP, or use a browser that offers H.265); offered: \
+         {offered}"
+    )]
+    NoH265 {
+        /// The video codecs the offer listed.
+        offered: String,
+    },
     /// str0m refused the offer (e.g. no `a=fingerprint`, no ICE credentials).
     #[error("offer refused: {0}")]
     OfferRefused(String),
@@ -76,6 +87,12 @@ pub enum WhepError {
 }
 
 impl WhepError {
+    /// Whether the offer lacks the stream's video codec: the viewer cannot play this stream
+    /// (HTTP 406 Not Acceptable), as opposed to a malformed offer (400).
+    pub fn is_codec_mismatch(&self) -> bool {
+        matches!(self, WhepError::NoH264 { .. } | WhepError::NoH265 { .. })
+    }
+
     /// Whether the fault lies with the peer (its offer or its packets) rather than with the
     /// server: `true` → answer HTTP 400 (415 for [`WhepError::NotSdp`] if the content type
     /// was wrong too), `false` → HTTP 500.
@@ -87,6 +104,7 @@ impl WhepError {
             | WhepError::NoVideo
             | WhepError::VideoNotReceiving { .. }
             | WhepError::NoH264 { .. }
+            | WhepError::NoH265 { .. }
             | WhepError::OfferRefused(_)
             | WhepError::UnrecognizedDatagram { .. } => true,
             WhepError::NoCandidates

@@ -6,6 +6,8 @@
 //! reports syntax errors as [`WhepError::InvalidSdp`]. The scan never panics and looks at
 //! nothing beyond [`MAX_OFFER_BYTES`].
 
+use livefeed_media::VideoCodec;
+
 use crate::error::WhepError;
 
 /// Largest offer accepted, in bytes. Browser offers are 3–10 KiB.
@@ -52,6 +54,21 @@ impl VideoSection {
         })
     }
 
+    /// Whether some payload type is H.265.
+    fn has_h265(&self) -> bool {
+        self.rtpmaps
+            .iter()
+            .any(|(_, name)| name.eq_ignore_ascii_case("H265"))
+    }
+
+    /// Whether the section offers `codec` in a form livefeed can send.
+    fn offers(&self, codec: VideoCodec) -> bool {
+        match codec {
+            VideoCodec::H264 => self.has_h264_mode1(),
+            VideoCodec::H265 => self.has_h265(),
+        }
+    }
+
     /// The offered video codecs in words: `VP8, H264 (42e01f, mode 1), rtx`.
     fn describe(&self, out: &mut Vec<String>) {
         for (pt, name) in &self.rtpmaps {
@@ -94,9 +111,9 @@ pub(crate) fn check_envelope(offer: &str) -> Result<(), WhepError> {
     Ok(())
 }
 
-/// Checks the video of an offer (that str0m could parse): a receiving video section with H.264
-/// packetization-mode 1.
-pub(crate) fn check_video(offer: &str) -> Result<Precheck, WhepError> {
+/// Checks the video of an offer (that str0m could parse): a receiving video section with the
+/// stream's codec (H.264 with packetization-mode 1, or H.265).
+pub(crate) fn check_video(offer: &str, codec: VideoCodec) -> Result<Precheck, WhepError> {
     let sections = video_sections(offer);
     if sections.is_empty() {
         return Err(WhepError::NoVideo);
@@ -118,11 +135,14 @@ pub(crate) fn check_video(offer: &str) -> Result<Precheck, WhepError> {
     };
     let video_mids: Vec<String> = receiving
         .iter()
-        .filter(|s| s.has_h264_mode1())
+        .filter(|s| s.offers(codec))
         .filter_map(|s| s.mid.clone())
         .collect();
     if video_mids.is_empty() {
-        return Err(WhepError::NoH264 { offered });
+        return Err(match codec {
+            VideoCodec::H264 => WhepError::NoH264 { offered },
+            VideoCodec::H265 => WhepError::NoH265 { offered },
+        });
     }
     Ok(Precheck {
         offered,
@@ -212,7 +232,7 @@ mod tests {
 
     fn precheck(offer: &str) -> Result<Precheck, WhepError> {
         check_envelope(offer)?;
-        check_video(offer)
+        check_video(offer, VideoCodec::H264)
     }
 
     const CHROME_LIKE: &str = "v=0\r\n\
@@ -237,6 +257,18 @@ mod tests {
     fn browser_offer_passes_and_lists_codecs() {
         let checked = precheck(CHROME_LIKE).unwrap();
         assert_eq!(checked.offered, "VP8, rtx, H264 (42e01f, mode 1)");
+        assert_eq!(checked.video_mids, vec!["1".to_owned()]);
+    }
+
+    #[test]
+    fn h265_stream_needs_an_offer_with_h265() {
+        let err = check_video(CHROME_LIKE, VideoCodec::H265).unwrap_err();
+        assert!(matches!(err, WhepError::NoH265 { .. }), "{err}");
+        assert!(err.is_codec_mismatch());
+        assert!(err.to_string().contains("H264 (42e01f, mode 1)"), "{err}");
+        let with_h265 = format!("{CHROME_LIKE}a=rtpmap:104 H265/90000\r\n")
+            .replace("102 103\r\n", "102 103 104\r\n");
+        let checked = check_video(&with_h265, VideoCodec::H265).unwrap();
         assert_eq!(checked.video_mids, vec!["1".to_owned()]);
     }
 

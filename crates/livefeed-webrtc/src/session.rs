@@ -37,7 +37,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use livefeed_media::AccessUnit;
+use livefeed_media::{AccessUnit, VideoCodec};
 use str0m::change::SdpOffer;
 use str0m::format::Codec;
 use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid, Pt};
@@ -73,6 +73,8 @@ pub struct WhepConfig {
     /// How often str0m reports egress statistics (packets, NACKs, RTT) into
     /// [`WhepSession::stats`].
     pub stats_interval: Duration,
+    /// The stream's video codec: the offer must have it (livefeed does not transcode video).
+    pub video_codec: VideoCodec,
 }
 
 impl Default for WhepConfig {
@@ -82,6 +84,7 @@ impl Default for WhepConfig {
             connect_timeout: Duration::from_secs(15),
             disconnect_timeout: Duration::ZERO,
             stats_interval: Duration::from_secs(1),
+            video_codec: VideoCodec::H264,
         }
     }
 }
@@ -226,7 +229,8 @@ impl WhepSession {
         check_envelope(offer_sdp)?;
         let offer = SdpOffer::from_sdp_string(offer_sdp)
             .map_err(|e| WhepError::InvalidSdp(e.to_string()))?;
-        let checked = check_video(offer_sdp)?;
+        let codec = config.video_codec;
+        let checked = check_video(offer_sdp, codec)?;
         if candidates.is_empty() {
             return Err(WhepError::NoCandidates);
         }
@@ -251,11 +255,13 @@ impl WhepSession {
         let Some(track) = checked
             .video_mids
             .iter()
-            .find_map(|mid| negotiated_track(&mut rtc, Mid::from(mid.as_str())))
+            .find_map(|mid| negotiated_track(&mut rtc, Mid::from(mid.as_str()), codec))
         else {
-            // The text offered H.264 mode 1, but not in a profile str0m matched to ours.
-            return Err(WhepError::NoH264 {
-                offered: checked.offered,
+            // The text offered the codec, but not in a profile str0m matched to ours.
+            let offered = checked.offered;
+            return Err(match codec {
+                VideoCodec::H264 => WhepError::NoH264 { offered },
+                VideoCodec::H265 => WhepError::NoH265 { offered },
             });
         };
 
@@ -577,7 +583,7 @@ impl WhepSession {
 
 /// The track of media `mid` if it is video we send, with its negotiated H.264 packetization-mode
 /// 1 payload type (constrained baseline first).
-fn negotiated_track(rtc: &mut Rtc, mid: Mid) -> Option<Track> {
+fn negotiated_track(rtc: &mut Rtc, mid: Mid, codec: VideoCodec) -> Option<Track> {
     let media = rtc.media(mid)?;
     if media.kind() != MediaKind::Video
         || !matches!(media.direction(), Direction::SendOnly | Direction::SendRecv)
@@ -585,6 +591,13 @@ fn negotiated_track(rtc: &mut Rtc, mid: Mid) -> Option<Track> {
         return None;
     }
     let writer = rtc.writer(mid)?;
+    if codec == VideoCodec::H265 {
+        let pt = writer
+            .payload_params()
+            .find(|p| p.spec().codec == Codec::H265)?
+            .pt();
+        return Some(Track { mid, pt });
+    }
     let pt = writer
         .payload_params()
         .filter(|p| {
@@ -633,8 +646,14 @@ fn rtc_config(config: &WhepConfig) -> RtcConfig {
         .set_stats_interval(Some(config.stats_interval))
         .clear_codecs();
     let codecs = rtc.codec_config();
-    for (pt, rtx, profile_level_id) in H264_PAYLOADS {
-        codecs.add_h264(pt.into(), Some(rtx.into()), true, profile_level_id);
+    match config.video_codec {
+        VideoCodec::H264 => {
+            for (pt, rtx, profile_level_id) in H264_PAYLOADS {
+                codecs.add_h264(pt.into(), Some(rtx.into()), true, profile_level_id);
+            }
+        }
+        // str0m's H.265 entries; the viewer's fmtp (profile, tier, level) is negotiated.
+        VideoCodec::H265 => codecs.enable_h265(true),
     }
     codecs.enable_opus(true, false);
     rtc

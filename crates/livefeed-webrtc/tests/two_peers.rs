@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use livefeed_media::h264::split_annex_b;
 use livefeed_media::sei;
-use livefeed_media::{AccessUnit, CaptureStamp};
+use livefeed_media::{AccessUnit, CaptureStamp, VideoCodec};
 use livefeed_webrtc::{CloseReason, Poll, WhepConfig, WhepError, WhepSession, Written};
 use str0m::change::{SdpAnswer, SdpPendingOffer};
 use str0m::media::{Direction, KeyframeRequestKind, MediaData, MediaKind, Mid};
@@ -67,10 +67,33 @@ fn access_unit(frame: u64, keyframe: bool) -> AccessUnit {
         vec![sei::encode_stamp(s), filler(0x41, 600, frame as u8)]
     };
     AccessUnit {
+        codec: VideoCodec::H264,
         nals,
         pts: 90_000 + frame * FRAME_TICKS,
         keyframe,
         capture: Some(s),
+    }
+}
+
+/// An H.265 frame: a keyframe carries VPS, SPS, PPS and a 4 KB IDR_W_RADL slice, other frames
+/// a 600 byte TRAIL_R slice (two-byte NAL headers, layer 0, temporal id 0).
+fn h265_access_unit(frame: u64, keyframe: bool) -> AccessUnit {
+    let nal = |nal_type: u8, len: usize| {
+        let mut nal = vec![nal_type << 1, 0x01];
+        nal.extend_from_slice(&filler(0xff, len, frame as u8)[1..]);
+        Bytes::from(nal)
+    };
+    let nals = if keyframe {
+        vec![nal(32, 20), nal(33, 40), nal(34, 8), nal(19, 4000)]
+    } else {
+        vec![nal(1, 600)]
+    };
+    AccessUnit {
+        codec: VideoCodec::H265,
+        nals,
+        pts: 90_000 + frame * FRAME_TICKS,
+        keyframe,
+        capture: Some(stamp(frame)),
     }
 }
 
@@ -286,7 +309,11 @@ impl Net {
 
     /// Writes frame `frame`, then lets one frame time pass.
     fn write_frame(&mut self, frame: u64, keyframe: bool) -> Written {
-        let au = access_unit(frame, keyframe);
+        self.write_access_unit(access_unit(frame, keyframe))
+    }
+
+    /// Writes `au`, then lets one frame time pass.
+    fn write_access_unit(&mut self, au: AccessUnit) -> Written {
         let written = self.server.write_access_unit(&au, self.now).unwrap();
         self.drain_server();
         let end = self.now + FRAME_TIME;
@@ -656,6 +683,42 @@ fn session_that_never_connects_closes_itself() {
     }
     assert_eq!(server.close_reason(), Some(&CloseReason::ConnectTimeout));
     assert_eq!(t, deadline);
+}
+
+/// An H.265 stream to a browser that offers H.265: the answer carries H.265 (and no H.264), and
+/// every access unit arrives whole, starting at the keyframe with its parameter sets.
+#[test]
+fn h265_stream_is_answered_h265_and_its_frames_arrive() {
+    let config = WhepConfig {
+        video_codec: VideoCodec::H265,
+        ..WhepConfig::default()
+    };
+    let (mut net, answer, _) = Net::new(&config);
+    let video = video_section(&answer);
+    assert!(video.contains("H265/90000"), "{video}");
+    assert!(!video.contains("H264/90000"), "{video}");
+    net.connect();
+
+    let sent: Vec<AccessUnit> = (0..8).map(|f| h265_access_unit(f, f == 0)).collect();
+    for au in &sent {
+        assert_eq!(net.write_access_unit(au.clone()), Written::Sent);
+    }
+    net.run_for(Duration::from_millis(200));
+
+    let media = net.media();
+    assert_eq!(media.len(), sent.len(), "one MediaData per access unit");
+    let h265_types = |annex_b: &[u8]| -> Vec<u8> {
+        split_annex_b(annex_b)
+            .iter()
+            .map(|n| (n[0] >> 1) & 0x3f)
+            .collect()
+    };
+    assert_eq!(h265_types(&media[0].data), vec![32, 33, 34, 19]);
+    for (m, au) in media.iter().zip(&sent) {
+        let got: Vec<&[u8]> = split_annex_b(&m.data);
+        let want: Vec<&[u8]> = au.nals.iter().map(|n| &n[..]).collect();
+        assert_eq!(got, want, "the access unit arrives byte for byte");
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

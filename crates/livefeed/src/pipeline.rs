@@ -8,7 +8,7 @@ use anyhow::Context;
 use bytes::Bytes;
 use livefeed_media::clock::{elapsed_ms, unix_now_ns};
 use livefeed_media::h264::{nal_type, nal_unit_type};
-use livefeed_media::sdp::H264Track;
+use livefeed_media::sdp::VideoTrack;
 use livefeed_media::{timecode, AccessUnit};
 use livefeed_rtsp::client::{Received, RtspPlayer, RtspPublisher, TransportKind};
 use livefeed_rtsp::client_auth::without_userinfo;
@@ -149,6 +149,7 @@ async fn publish_capture(job: &PublishJob, capture: &mut CaptureHandle) -> anyho
         .await
         .with_context(|| format!("cannot publish to {shown}"))?;
     publisher.drop_every(job.drop_rtp_every);
+    let mut keyframe_requests = publisher.keyframe_requests();
     let mut next = Some(first);
     while let Some(encoded) = next.take() {
         publisher
@@ -156,10 +157,17 @@ async fn publish_capture(job: &PublishJob, capture: &mut CaptureHandle) -> anyho
             .await
             .context("sending to the server")?;
         job.stats.lock().record_published(&encoded);
-        next = tokio::select! {
-            biased;
-            _ = job.stop.cancelled() => None,
-            f = capture.frames.recv() => f,
+        next = loop {
+            tokio::select! {
+                biased;
+                _ = job.stop.cancelled() => break None,
+                // A viewer lost a picture or needs one to start (RTCP PLI/FIR from the server).
+                Ok(()) = keyframe_requests.changed() => {
+                    tracing::debug!("keyframe requested by the server");
+                    capture.request_keyframe();
+                }
+                f = capture.frames.recv() => break f,
+            }
         };
     }
     publisher.close().await;
@@ -244,7 +252,7 @@ pub async fn receive(job: ReceiveJob) -> anyhow::Result<()> {
 /// Decodes each access unit, reads the pixel timecode and records capture→decoded.
 fn decode_loop(
     rx: std_mpsc::Receiver<Received>,
-    track: H264Track,
+    track: VideoTrack,
     stats: SharedStats,
     window: Option<Preview>,
 ) -> anyhow::Result<()> {
@@ -305,7 +313,7 @@ impl WindowRate {
 }
 
 /// Keyframes from servers that keep parameter sets only in the SDP get them from the track.
-fn add_missing_parameter_sets(au: &mut AccessUnit, track: &H264Track) {
+fn add_missing_parameter_sets(au: &mut AccessUnit, track: &VideoTrack) {
     if !au.keyframe
         || au
             .nals

@@ -99,9 +99,79 @@ fn webrtc_viewer_gets_aac_transcoded_to_opus_in_chromium() {
 }
 
 #[test]
+fn webrtc_viewer_gets_aac_latm_transcoded_to_opus_in_chromium() {
+    let log = assert_webrtc_viewer_hears_opus("aac-latm");
+    assert!(log.contains("audio → Opus transcoder started"), "{log}");
+}
+
+#[test]
 fn webrtc_viewer_gets_g711_transcoded_to_opus_in_chromium() {
     let log = assert_webrtc_viewer_hears_opus("pcm_mulaw");
     assert!(log.contains("audio → Opus transcoder started"), "{log}");
+}
+
+/// An H.265 stream (ffmpeg, libx265 + AAC) played over WebRTC in Chromium: where the browser
+/// offers H.265 it plays; where it does not (Chromium without a platform H.265 decoder, as here),
+/// the page is told 406 Not Acceptable with a reason naming H.265 rather than an answer with no
+/// video, and the server goes on serving the stream.
+#[test]
+fn webrtc_viewer_of_h265_plays_it_or_is_told_406() {
+    let _browser = one_browser();
+    let server = TestServer::start();
+    let _publisher = ffmpeg_av_publisher_with(&server.url("hevc"), "tcp", "libx265", "aac", 40);
+    wait_for_stream(&server.addr(), "hevc");
+    let all = run_player(&server, "/hevc/?play=webrtc", 5, 1);
+    let stats = &all["webrtc"];
+    if all["receivesH265"] == serde_json::json!(true) {
+        let frames = stats["frames"].as_u64().unwrap_or(0);
+        assert!(frames >= 60, "Chromium offers H.265 and plays it: {all}");
+        return;
+    }
+    let errors = stats["errors"].to_string();
+    assert!(
+        errors.contains("WHEP refused: 406") && errors.contains("H.265"),
+        "a viewer that cannot play H.265 is told so: {all}"
+    );
+    let describe = raw_exchange(
+        &server.addr(),
+        &format!(
+            "DESCRIBE {} RTSP/1.0\r\nCSeq: 1\r\n\r\n",
+            server.url("hevc")
+        ),
+    );
+    assert!(
+        describe.starts_with("RTSP/1.0 200") && describe.contains("H265/90000"),
+        "the stream goes on: {describe}"
+    );
+}
+
+/// A WebRTC viewer joining a stream whose keyframes are 30 s apart: the cached keyframe is
+/// too old to start from, so the server asks livefeed's publisher for a keyframe (RTCP PLI on
+/// its RTSP connection) and the viewer plays within moments instead of waiting up to 30 s.
+#[test]
+fn webrtc_viewer_of_a_long_gop_starts_at_a_requested_keyframe() {
+    let _browser = one_browser();
+    let server = TestServer::start();
+    let url = server.url("gop");
+    let _publisher = livefeed_publisher(&url, "tcp", &["--duration", "60", "--gop", "900"]);
+    wait_for_stream(&server.addr(), "gop");
+    // Past the fresh-start window: the cached keyframe is now stale.
+    std::thread::sleep(Duration::from_secs(1));
+    let all = run_player(&server, "/gop/?play=webrtc", 6, 1);
+    let frames = all["webrtc"]["frames"].as_u64().unwrap_or(0);
+    assert!(frames >= 90, "the viewer plays (of ~180 in 6 s): {all}");
+    let path = http_get(
+        server.http_port,
+        "/api/v1/paths/gop",
+        Duration::from_secs(5),
+    )
+    .text();
+    let path: serde_json::Value = serde_json::from_str(&path).expect("JSON");
+    let requests = path["keyframe_requests"].as_u64().unwrap_or(0);
+    assert!(
+        requests >= 1,
+        "the viewer's start asked for a keyframe: {path}"
+    );
 }
 
 /// Runs web/tests/player.mjs on `page` of a server for `seconds` with `pages` tabs.

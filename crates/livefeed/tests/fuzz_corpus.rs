@@ -18,8 +18,8 @@ mod hls_query;
 mod metrics_json;
 #[path = "../../../fuzz/checks/rtp_audio_depacketize.rs"]
 mod rtp_audio_depacketize;
-#[path = "../../../fuzz/checks/rtp_h264_depacketize.rs"]
-mod rtp_h264_depacketize;
+#[path = "../../../fuzz/checks/rtp_video_depacketize.rs"]
+mod rtp_video_depacketize;
 #[path = "../../../fuzz/checks/rtsp_challenge.rs"]
 mod rtsp_challenge;
 #[path = "../../../fuzz/checks/rtsp_framing.rs"]
@@ -99,7 +99,12 @@ fn metrics_json_corpus() {
 
 #[test]
 fn rtp_h264_depacketize_corpus() {
-    replay("rtp_h264_depacketize", rtp_h264_depacketize::check);
+    replay("rtp_h264_depacketize", rtp_video_depacketize::check);
+}
+
+#[test]
+fn rtp_h265_depacketize_corpus() {
+    replay("rtp_h265_depacketize", rtp_video_depacketize::check_h265);
 }
 
 #[test]

@@ -1,6 +1,7 @@
-//! Streams with sound: real publishers (ffmpeg, GStreamer) send H.264 with AAC, Opus or G.711
-//! over RTSP TCP and UDP; every track is served back over RTSP, where ffprobe finds the same
-//! tracks and ffmpeg decodes pictures and seconds of sound.
+//! Streams with sound: real publishers (ffmpeg, GStreamer) send H.264 or H.265 with AAC, Opus
+//! or G.711 over RTSP TCP and UDP; every track is served back over RTSP, LL-HLS and in
+//! recordings, where ffprobe finds the same tracks and ffmpeg decodes pictures and seconds of
+//! sound.
 
 mod common;
 
@@ -87,7 +88,49 @@ fn framecrc_summary(listing: &str) -> (usize, f64) {
     (frames, audio_ticks / audio_rate)
 }
 
+/// The video encoders the tests publish with.
+#[derive(Clone, Copy)]
+enum Video {
+    H264,
+    H265,
+}
+
+impl Video {
+    fn encoder(self) -> &'static str {
+        match self {
+            Video::H264 => "libx264",
+            Video::H265 => "libx265",
+        }
+    }
+
+    /// ffprobe's codec name.
+    fn probed(self) -> &'static str {
+        match self {
+            Video::H264 => "h264",
+            Video::H265 => "hevc",
+        }
+    }
+
+    /// livefeed's API name.
+    fn api(self) -> &'static str {
+        match self {
+            Video::H264 => "h264",
+            Video::H265 => "h265",
+        }
+    }
+}
+
 fn publish_and_read_back(audio_codec: &str, expected: &str, publish_over: &str, read_over: &str) {
+    publish_and_read_back_video(Video::H264, audio_codec, expected, publish_over, read_over);
+}
+
+fn publish_and_read_back_video(
+    video: Video,
+    audio_codec: &str,
+    expected: &str,
+    publish_over: &str,
+    read_over: &str,
+) {
     let record_dir = TempDir::new("livefeed-rec");
     let server = TestServer::start_with(&[
         "--record",
@@ -98,11 +141,13 @@ fn publish_and_read_back(audio_codec: &str, expected: &str, publish_over: &str, 
         record_dir.path(),
     ]);
     let url = server.url("av");
-    let mut publisher = ffmpeg_av_publisher(&url, publish_over, audio_codec, 30);
+    let mut publisher =
+        ffmpeg_av_publisher_with(&url, publish_over, video.encoder(), audio_codec, 30);
     wait_for_stream(&server.addr(), "av");
+    let video_name = video.probed();
     assert_eq!(
         probe_codecs(&url, Some(read_over)),
-        ["h264", expected],
+        [video_name, expected],
         "tracks read back over RTSP/{read_over}"
     );
     let (frames, audio_secs) = decode(&url, Some(read_over), 4);
@@ -115,7 +160,7 @@ fn publish_and_read_back(audio_codec: &str, expected: &str, publish_over: &str, 
         let hls = format!("{}/av/index.m3u8", server.http());
         assert_eq!(
             probe_codecs(&hls, None),
-            ["h264", muxed(expected)],
+            [video_name, muxed(expected)],
             "over LL-HLS"
         );
         let (frames, audio_secs) = decode(&hls, None, 4);
@@ -136,7 +181,7 @@ fn publish_and_read_back(audio_codec: &str, expected: &str, publish_over: &str, 
         let file = file.to_string_lossy().into_owned();
         assert_eq!(
             probe_codecs(&file, None),
-            ["h264", muxed(expected)],
+            [video_name, muxed(expected)],
             "the recording"
         );
         let (frames, audio_secs) = decode(&file, None, 10);
@@ -144,10 +189,9 @@ fn publish_and_read_back(audio_codec: &str, expected: &str, publish_over: &str, 
         assert!(audio_secs >= 2.0, "{audio_secs:.2} s of audio in {file}");
     }
     let api = http_get(server.http_port, "/api/v1/paths", Duration::from_secs(5)).text();
-    assert!(
-        api.contains(&format!("\"codec\":\"{}\"", api_codec(audio_codec))),
-        "{api}"
-    );
+    for codec in [video.api(), api_codec(audio_codec)] {
+        assert!(api.contains(&format!("\"codec\":\"{codec}\"")), "{api}");
+    }
     let still_publishing = publisher.is_running();
     assert!(
         still_publishing,
@@ -158,7 +202,7 @@ fn publish_and_read_back(audio_codec: &str, expected: &str, publish_over: &str, 
 
 /// Whether recordings carry this audio codec (yet).
 fn records(ffmpeg_codec: &str) -> bool {
-    matches!(ffmpeg_codec, "aac" | "libopus" | "pcm_mulaw")
+    matches!(ffmpeg_codec, "aac" | "aac-latm" | "libopus" | "pcm_mulaw")
 }
 
 /// The audio codec of LL-HLS and recordings: G.711 is transcoded to Opus (fMP4 players do not
@@ -182,12 +226,12 @@ fn mp4_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 
 /// Whether LL-HLS carries this audio codec (yet).
 fn hls_carries(ffmpeg_codec: &str) -> bool {
-    matches!(ffmpeg_codec, "aac" | "libopus" | "pcm_mulaw")
+    matches!(ffmpeg_codec, "aac" | "aac-latm" | "libopus" | "pcm_mulaw")
 }
 
 fn api_codec(ffmpeg_codec: &str) -> &'static str {
     match ffmpeg_codec {
-        "aac" => "aac",
+        "aac" | "aac-latm" => "aac",
         "libopus" => "opus",
         "pcm_mulaw" => "pcmu",
         other => panic!("no API name for {other}"),
@@ -202,6 +246,23 @@ fn ffmpeg_h264_aac_over_tcp_is_served_with_both_tracks() {
 #[test]
 fn ffmpeg_h264_aac_over_udp_is_served_with_both_tracks() {
     publish_and_read_back("aac", "aac", "udp", "udp");
+}
+
+/// AAC as MP4A-LATM (RFC 6416; ffmpeg `-rtpflags latm`, as many IP cameras send it): passed
+/// through on RTSP, depacketized for LL-HLS and the recording.
+#[test]
+fn ffmpeg_h264_aac_latm_over_udp_is_served_with_both_tracks() {
+    publish_and_read_back("aac-latm", "aac", "udp", "udp");
+}
+
+#[test]
+fn ffmpeg_h265_aac_over_tcp_is_served_with_both_tracks() {
+    publish_and_read_back_video(Video::H265, "aac", "aac", "tcp", "tcp");
+}
+
+#[test]
+fn ffmpeg_h265_aac_over_udp_is_served_with_both_tracks() {
+    publish_and_read_back_video(Video::H265, "aac", "aac", "udp", "udp");
 }
 
 #[test]

@@ -88,7 +88,7 @@ fn bad_whep_requests_get_a_clear_4xx_and_others_stream_on() {
             "/live/whep",
             sdp,
             VP8_ONLY.as_bytes().to_vec(),
-            400,
+            406,
             "H.264",
         ),
         Case(

@@ -584,12 +584,12 @@ async fn whep_offer(
             "a WHEP offer needs Content-Type: application/sdp",
         ));
     }
-    if app.hub.stream_info(&path).is_none() {
+    let Some(stream) = app.hub.stream_info(&path) else {
         return Err(error(
             StatusCode::NOT_FOUND,
             format!("no stream is being published on path {path:?}"),
         ));
-    }
+    };
     let offer = std::str::from_utf8(&body)
         .map_err(|_| error(StatusCode::BAD_REQUEST, "the offer is not UTF-8 text"))?;
     let connecting = app
@@ -600,11 +600,13 @@ async fn whep_offer(
             error(StatusCode::SERVICE_UNAVAILABLE, reason)
         })?;
     let candidates = app.whep.candidates(conn.local.map(|a| a.ip()));
-    let config = crate::outputs::whep::WhepServer::session_config();
+    let config = crate::outputs::whep::WhepServer::session_config(stream.codec);
     let (session, answer) =
         WhepSession::accept_offer_with(&config, offer, &candidates, Instant::now()).map_err(
             |e| {
-                let status = if e.is_client_error() {
+                let status = if e.is_codec_mismatch() {
+                    StatusCode::NOT_ACCEPTABLE
+                } else if e.is_client_error() {
                     StatusCode::BAD_REQUEST
                 } else {
                     StatusCode::INTERNAL_SERVER_ERROR

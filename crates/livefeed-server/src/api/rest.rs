@@ -63,7 +63,7 @@ fn unix_ms(t: SystemTime) -> u64 {
 }
 
 fn path_json(app: &App, p: &PathSnapshot, sources: &[(String, SourceParams)]) -> Value {
-    let stream = p.stream.as_ref().and_then(|s| s.sps_info);
+    let stream = p.stream.as_ref().and_then(|s| s.video.as_ref());
     let now = SystemTime::now();
     let publisher = p.publisher.as_ref().map(|pb| {
         json!({
@@ -105,13 +105,14 @@ fn path_json(app: &App, p: &PathSnapshot, sources: &[(String, SourceParams)]) ->
         "publisher": publisher,
         "width": stream.map(|s| s.width),
         "height": stream.map(|s| s.height),
-        "codec": stream.map(|s| s.describe()),
+        "codec": stream.map(|s| s.description.clone()),
         "readers": readers,
         "reader_counts": { "rtsp": count("rtsp"), "webrtc": count("webrtc"), "hls": hls.len() },
         "frames_in": p.frames_in,
         "bytes_in": p.bytes_in,
         "dropped_frames": p.drops,
         "skipped_after_loss": p.skipped_after_loss,
+        "keyframe_requests": p.keyframe_requests,
         "tracks": tracks_json(p),
         "test_source": source,
         "recording": app.recordings.is_recording(&p.name),
@@ -126,9 +127,12 @@ fn tracks_json(p: &PathSnapshot) -> Vec<Value> {
     let Some(stream) = &p.stream else {
         return Vec::new();
     };
+    // WebRTC carries H.265 only to viewers whose browser offers it.
     let video = json!({
-        "id": 0, "media": "video", "codec": "h264", "clock_rate": livefeed_media::VIDEO_CLOCK_RATE,
+        "id": 0, "media": "video", "codec": stream.codec.name(),
+        "clock_rate": livefeed_media::VIDEO_CLOCK_RATE,
         "outputs": ["rtsp", "hls", "webrtc", "recording"],
+        "webrtc_only_if_viewer_offers_codec": stream.codec == livefeed_media::VideoCodec::H265,
     });
     let muxed = stream
         .others

@@ -15,6 +15,7 @@ fn au(n: u64, keyframe: bool) -> AccessUnit {
         nals.insert(0, Bytes::from_static(SPS));
     }
     AccessUnit {
+        codec: livefeed_media::VideoCodec::H264,
         nals,
         pts: n * 3000,
         keyframe,
@@ -151,6 +152,7 @@ async fn keyframes_without_parameter_sets_get_the_known_ones() {
         .expect("claimed");
     let mut sub = hub.subscribe("live").expect("served");
     let bare = AccessUnit {
+        codec: livefeed_media::VideoCodec::H264,
         nals: vec![Bytes::from_static(&[0x65, 1])],
         pts: 0,
         keyframe: true,
@@ -276,6 +278,28 @@ async fn after_loss_readers_and_the_cache_skip_to_the_next_keyframe() {
     // Loss on a keyframe itself does not skip it.
     publisher.publish_received(au(7, true), Instant::now(), true);
     assert_eq!(drain(&mut sub), [(7, false)]);
+}
+
+#[tokio::test]
+async fn keyframe_requests_reach_the_publisher_from_readers_and_from_loss() {
+    let hub = Hub::new(None, HubLimits::default());
+    let publisher = hub
+        .claim_publisher("live", info("a"), None)
+        .expect("claimed");
+    let mut requests = publisher.keyframe_requests();
+    let sub = hub.subscribe("live").expect("served");
+    publisher.publish_received(au(0, true), Instant::now(), false);
+    assert!(!requests.has_changed().unwrap(), "nobody asked yet");
+    sub.request_keyframe();
+    assert!(requests.has_changed().unwrap(), "a reader asked");
+    requests.borrow_and_update();
+    // Loss asks once, when the video breaks, not for every frame skipped after it.
+    publisher.publish_received(au(2, false), Instant::now(), true);
+    assert!(requests.has_changed().unwrap(), "loss asked");
+    requests.borrow_and_update();
+    publisher.publish_received(au(3, false), Instant::now(), false);
+    assert!(!requests.has_changed().unwrap());
+    assert_eq!(hub.snapshot()[0].keyframe_requests, 2);
 }
 
 fn packet(track: usize, pts: u64) -> TrackPacket {

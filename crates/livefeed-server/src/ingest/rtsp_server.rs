@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use livefeed_auth::{Action, AuthRequest, Authenticator, Credentials, Decision};
 use livefeed_media::clock::{elapsed_ms, unix_now_ns};
-use livefeed_media::rtp::{DepacketizeError, Depacketized, DepacketizerLimits, H264Depacketizer};
-use livefeed_media::sdp::{offer_h264, AnnouncedStream, OfferParams};
+use livefeed_media::rtp::{DepacketizeError, Depacketized, DepacketizerLimits, VideoDepacketizer};
+use livefeed_media::sdp::{offer, AnnouncedStream, OfferParams};
 use livefeed_media::track::{PacketTimeline, TrackPacket};
-use livefeed_media::{sei, AccessUnit};
+use livefeed_media::{sei, AccessUnit, VideoCodec};
 use livefeed_rtsp::client_auth::without_userinfo;
 use livefeed_rtsp::framing::{Frame, FrameReader, FramingError, Limits};
 use livefeed_rtsp::rtp_sender::{RtpSender, TrackSender, PAYLOAD_TYPE};
@@ -41,6 +41,8 @@ use crate::hub::{
 };
 use crate::limits::conn_gate::{self, ConnectionGate, Permit};
 use crate::measure::metrics::ServerMetrics;
+
+mod keyframe_requests;
 
 /// Timeouts and limits of the RTSP server.
 #[derive(Debug, Clone)]
@@ -353,7 +355,8 @@ struct Handler {
 struct TrackTransport {
     track: usize,
     transport: TransportRequest,
-    udp: Option<(UdpSocket, UdpSocket)>,
+    /// RTP and RTCP sockets (the RTCP one shared with a publisher's keyframe requests).
+    udp: Option<(UdpSocket, Arc<UdpSocket>)>,
     _claim: Option<UdpClaim>,
 }
 
@@ -523,7 +526,9 @@ impl SessionHandler for Handler {
         let origin = self
             .local
             .map_or_else(|| "0.0.0.0".to_string(), |a| a.ip().to_string());
-        Ok(offer_h264(&OfferParams {
+        Ok(offer(&OfferParams {
+            codec: stream.codec,
+            vps: &stream.vps,
             sps: &stream.sps,
             pps: &stream.pps,
             payload_type: PAYLOAD_TYPE,
@@ -535,10 +540,12 @@ impl SessionHandler for Handler {
 
     fn announce(&mut self, path: &str, announced: &AnnouncedStream) -> Result<(), Refusal> {
         let track = &announced.video;
-        let stream = match (&track.sps, &track.pps) {
-            (Some(sps), Some(pps)) => Some(StreamInfo::new(sps.clone(), pps.clone())),
-            _ => None,
-        };
+        let sets: Vec<Bytes> = [&track.vps, &track.sps, &track.pps]
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect();
+        let stream = StreamInfo::from_parameter_sets(track.codec, &sets);
         let info = PublisherInfo {
             protocol: "rtsp".into(),
             remote: self.peer.to_string(),
@@ -551,7 +558,7 @@ impl SessionHandler for Handler {
                 PublishError::Busy { .. } => Refusal::new(StatusCode::Forbidden, e.to_string()),
                 PublishError::UnknownPath(_) => Refusal::new(StatusCode::NotFound, e.to_string()),
             })?;
-        let tracks: Vec<String> = std::iter::once("h264".to_string())
+        let tracks: Vec<String> = std::iter::once(track.codec.name().to_string())
             .chain(announced.others.iter().map(|t| t.codec.name()))
             .collect();
         info!(peer = %self.peer, path, tracks = %tracks.join(","), "publisher announced");
@@ -598,7 +605,7 @@ impl SessionHandler for Handler {
             let pair = self.bind_udp()?;
             let a = pair.0.local_addr().map(|a| a.port()).unwrap_or(0);
             server_ports = Some((a, a.wrapping_add(1)));
-            udp = Some(pair);
+            udp = Some((pair.0, Arc::new(pair.1)));
         }
         self.tracks.push(TrackTransport {
             track,
@@ -718,11 +725,32 @@ impl SessionHandler for Handler {
             metrics: self.shared.metrics.clone(),
             started: std::sync::OnceLock::new(),
             bad_packets: std::sync::atomic::AtomicU64::new(0),
+            video_ssrc: std::sync::atomic::AtomicU32::new(0),
         });
         let limits = self.shared.config.depacketizer;
         let mut tcp_tracks = Vec::new();
         for t in &mut self.tracks {
             let ingest = TrackIngest::new(shared.clone(), t.track, &announced, limits);
+            let video_rtcp = match (t.track, t.transport.lower, &t.udp) {
+                (0, LowerTransport::Tcp { rtcp_channel, .. }, _) => {
+                    Some(keyframe_requests::Sink::Tcp {
+                        out: self.out.clone(),
+                        channel: rtcp_channel,
+                    })
+                }
+                (0, LowerTransport::Udp { rtcp_port, .. }, Some((_, rtcp))) => {
+                    Some(keyframe_requests::Sink::Udp {
+                        socket: rtcp.clone(),
+                        to: SocketAddr::new(self.peer.ip(), rtcp_port),
+                    })
+                }
+                _ => None,
+            };
+            if let Some(sink) = video_rtcp {
+                let requests = shared.publisher.keyframe_requests();
+                let task = keyframe_requests::forward(requests, sink, shared.clone());
+                self.tasks.push(tokio::spawn(task));
+            }
             match t.udp.take() {
                 Some((rtp, rtcp)) => {
                     let job = UdpRecord {
@@ -792,6 +820,8 @@ struct IngestShared {
     metrics: Arc<ServerMetrics>,
     started: std::sync::OnceLock<Instant>,
     bad_packets: std::sync::atomic::AtomicU64,
+    /// The SSRC of the publisher's video RTP (for the RTCP sent to it).
+    video_ssrc: std::sync::atomic::AtomicU32,
 }
 
 impl IngestShared {
@@ -846,7 +876,7 @@ impl TrackIngest {
             None => TrackIngest::Video(VideoIngest {
                 shared,
                 payload_type: announced.video.payload_type,
-                depacketizer: H264Depacketizer::with_limits(limits),
+                depacketizer: VideoDepacketizer::with_limits(announced.video.codec, limits),
                 first_ts: None,
             }),
         }
@@ -866,18 +896,24 @@ impl TrackIngest {
     }
 }
 
-/// The H.264 track: RTP packets into access units.
+/// The video track: RTP packets into access units.
 struct VideoIngest {
     shared: Arc<IngestShared>,
     /// Packets of any other payload type are dropped (counted as bad).
     payload_type: u8,
-    depacketizer: H264Depacketizer,
+    depacketizer: VideoDepacketizer,
     first_ts: Option<u64>,
 }
 
 impl VideoIngest {
     /// `false` once another publisher took the path over.
     fn push_rtp(&mut self, packet: &[u8]) -> bool {
+        if let Some(ssrc) = packet.get(8..12).and_then(|b| <[u8; 4]>::try_from(b).ok()) {
+            let ssrc = u32::from_be_bytes(ssrc);
+            self.shared
+                .video_ssrc
+                .store(ssrc, std::sync::atomic::Ordering::Relaxed);
+        }
         if let Some(second) = packet.get(1) {
             if second & 0x7f != self.payload_type {
                 let cause = format!(
@@ -909,13 +945,18 @@ impl VideoIngest {
     fn publish(&mut self, out: Depacketized) -> bool {
         let now = Instant::now();
         let first = *self.first_ts.get_or_insert(out.ext_timestamp);
-        let capture = sei::find_stamp(&out.nals);
+        let codec = self.depacketizer.codec();
+        // livefeed's capture stamp is an H.264 SEI message.
+        let capture = (codec == VideoCodec::H264)
+            .then(|| sei::find_stamp(&out.nals))
+            .flatten();
         let shared = &self.shared;
         if let Some(c) = capture {
             let ms = elapsed_ms(c.unix_ns, unix_now_ns());
             shared.metrics.record_ingest(shared.publisher.path(), ms);
         }
         let au = AccessUnit {
+            codec,
             nals: out.nals,
             pts: out.ext_timestamp.saturating_sub(first),
             keyframe: out.keyframe,
@@ -1016,7 +1057,7 @@ enum Destination {
 
 struct UdpOut {
     rtp: UdpSocket,
-    rtcp: UdpSocket,
+    rtcp: Arc<UdpSocket>,
     rtp_to: SocketAddr,
     rtcp_to: SocketAddr,
 }
@@ -1085,7 +1126,7 @@ impl Play {
 /// The RTCP socket of the first UDP track, whose receiver reports are drained.
 fn rtcp_socket(outputs: &[(TrackOut, Destination)]) -> Option<&UdpSocket> {
     outputs.iter().find_map(|(_, d)| match d {
-        Destination::Udp(u) => Some(&u.rtcp),
+        Destination::Udp(u) => Some(&*u.rtcp),
         Destination::Interleaved(..) => None,
     })
 }
@@ -1227,7 +1268,7 @@ async fn drain(socket: Option<&UdpSocket>, buf: &mut [u8]) {
 struct UdpRecord {
     ingest: TrackIngest,
     rtp: UdpSocket,
-    rtcp: UdpSocket,
+    rtcp: Arc<UdpSocket>,
     peer: SocketAddr,
     read_timeout: Option<Duration>,
     cancel: CancellationToken,

@@ -1,13 +1,14 @@
 //! The audio track of a path, as the server's own muxers (LL-HLS, recordings) read it: which
-//! of the tracks beside the video is carried (the first AAC — MPEG4-GENERIC —, Opus or G.711
-//! track that can be read), and its RTP payloads turned into frames (raw AAC frames, Opus
+//! of the tracks beside the video is carried (the first AAC — MPEG4-GENERIC or MP4A-LATM —,
+//! Opus or G.711 track that can be read), and its RTP payloads turned into frames (raw AAC frames, Opus
 //! packets) with decode times and durations in the track's sampling rate. G.711, which fMP4
 //! players do not take, is transcoded to Opus (48 kHz) here.
 
 use bytes::Bytes;
 use livefeed_hls::cmaf::AudioTrack;
-use livefeed_media::aac::{AacConfig, AacDepacketizer, AacError};
+use livefeed_media::aac::{AacConfig, AacDepacketizer, AacError, AacFrame};
 use livefeed_media::clock::rescale;
+use livefeed_media::latm::{self, LatmDepacketizer};
 use livefeed_media::opus;
 use livefeed_media::track::{Codec, TrackDescription, TrackPacket};
 use livefeed_transcode::G711ToOpus;
@@ -35,6 +36,7 @@ pub struct MuxedAudio {
 
 enum Reader {
     Aac(AacDepacketizer),
+    Latm(LatmDepacketizer),
     Opus { channels: u8 },
     G711(Box<G711ToOpus>),
 }
@@ -42,6 +44,7 @@ enum Reader {
 /// What a track is, for the muxers.
 enum Kind {
     Aac(AacConfig),
+    Latm(AacConfig),
     Opus { channels: u8 },
     G711 { a_law: bool },
 }
@@ -94,6 +97,7 @@ impl MuxedAudio {
     pub fn cmaf_track(&self) -> AudioTrack {
         match &self.reader {
             Reader::Aac(d) => AudioTrack::Aac(d.config().clone()),
+            Reader::Latm(d) => AudioTrack::Aac(d.config().clone()),
             Reader::Opus { channels } => AudioTrack::Opus {
                 channels: *channels,
             },
@@ -106,23 +110,12 @@ impl MuxedAudio {
         let clock = self.description.clock_rate;
         match &mut self.reader {
             Reader::Aac(depacketizer) => {
-                let frames = match depacketizer.push(&packet.payload, packet.pts, packet.marker) {
-                    Ok(frames) => frames,
-                    Err(e) => {
-                        debug!(track = self.track, error = %e, "AAC payload skipped");
-                        return Vec::new();
-                    }
-                };
-                let config = depacketizer.config();
-                let rate = config.sample_rate;
-                frames
-                    .into_iter()
-                    .map(|f| AudioFrame {
-                        data: f.data,
-                        decode_time: rescale(f.timestamp, rate, clock),
-                        duration: config.frame_length,
-                    })
-                    .collect()
+                let frames = depacketizer.push(&packet.payload, packet.pts, packet.marker);
+                aac_frames(self.track, depacketizer.config(), clock, frames)
+            }
+            Reader::Latm(depacketizer) => {
+                let frames = depacketizer.push(&packet.payload, packet.pts, packet.marker);
+                aac_frames(self.track, depacketizer.config(), clock, frames)
             }
             Reader::Opus { .. } => match opus::packet_samples(&packet.payload) {
                 Some(duration) => vec![AudioFrame {
@@ -159,10 +152,35 @@ impl MuxedAudio {
     }
 }
 
+/// The muxer frames of what an AAC depacketizer (either payload format) returned.
+fn aac_frames(
+    track: usize,
+    config: &AacConfig,
+    clock: u32,
+    frames: Result<Vec<AacFrame>, AacError>,
+) -> Vec<AudioFrame> {
+    let frames = match frames {
+        Ok(frames) => frames,
+        Err(e) => {
+            debug!(track, error = %e, "AAC payload skipped");
+            return Vec::new();
+        }
+    };
+    frames
+        .into_iter()
+        .map(|f| AudioFrame {
+            data: f.data,
+            decode_time: rescale(f.timestamp, config.sample_rate, clock),
+            duration: config.frame_length,
+        })
+        .collect()
+}
+
 impl Reader {
     fn new(kind: Kind) -> Result<Reader, String> {
         Ok(match kind {
             Kind::Aac(config) => Reader::Aac(AacDepacketizer::new(config)),
+            Kind::Latm(config) => Reader::Latm(LatmDepacketizer::new(config)),
             Kind::Opus { channels } => Reader::Opus { channels },
             Kind::G711 { a_law } => {
                 Reader::G711(Box::new(G711ToOpus::new(a_law).map_err(|e| e.to_string())?))
@@ -188,6 +206,11 @@ fn kind_of(t: &TrackDescription) -> Option<Result<Kind, String>> {
             AacConfig::from_fmtp(t.fmtp.as_deref().unwrap_or(""))
                 .map(Kind::Aac)
                 .map_err(|e: AacError| e.to_string()),
+        ),
+        Codec::Aac if encoding.starts_with("MP4A-LATM/") => Some(
+            latm::config_from_fmtp(t.fmtp.as_deref().unwrap_or(""))
+                .map(Kind::Latm)
+                .map_err(|e| format!("MP4A-LATM: {e}")),
         ),
         Codec::Opus if t.clock_rate == opus::CLOCK_RATE => Some(Ok(Kind::Opus {
             channels: opus::channels(t.fmtp.as_deref()),

@@ -320,12 +320,7 @@ fn update_track(
         return Ok(());
     };
     let mut state = stream.lock();
-    if state
-        .track
-        .as_ref()
-        .is_some_and(|t| t.sps == track.sps && t.pps == track.pps)
-        && state.audio.as_ref() == audio
-    {
+    if state.track.as_ref().is_some_and(|t| *t == track) && state.audio.as_ref() == audio {
         return Ok(());
     }
     let init = cmaf::init_segment_with_audio(&track, audio)?;

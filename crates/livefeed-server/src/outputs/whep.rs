@@ -3,10 +3,11 @@
 //! Each viewer's frames come from its own hub subscription through a forwarding task, so a
 //! viewer that cannot keep up skips to the next keyframe in the hub (its drops are counted)
 //! and never slows the others. A new viewer starts from the GOP cache only while it is fresh
-//! (see [`StaleStart`]); otherwise at the next keyframe. Sessions end on DELETE, when ICE
-//! disconnects, or when the server stops.
+//! (see [`StaleStart`]); otherwise at the next keyframe, which it asks the publisher for
+//! (as it does whenever its browser sends a PLI or FIR: [`Subscription::request_keyframe`]).
+//! Sessions end on DELETE, when ICE disconnects, or when the server stops.
 //!
-//! Video is the path's H.264 track; viewers that receive audio also get the path's first Opus
+//! Video is the path's H.264 or H.265 track; viewers that receive audio also get the path's first Opus
 //! track, passed through, or else its AAC track transcoded to Opus ([`crate::outputs::transcode`], once
 //! per path while viewers listen). Other tracks are skipped with one log line.
 //!
@@ -26,7 +27,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::{debug, info};
 
-use crate::hub::{Delivery, HubFrame, Media, Subscription};
+use crate::hub::{Delivery, HubFrame, KeyframeRequester, Media, Subscription};
 use crate::measure::metrics::ServerMetrics;
 use crate::outputs::transcode::{Transcoders, TRANSCODED_TRACK};
 
@@ -180,10 +181,12 @@ impl WhepServer {
         })
     }
 
-    /// The session settings: connecting sessions expire after [`CONNECT_TIMEOUT`].
-    pub fn session_config() -> livefeed_webrtc::WhepConfig {
+    /// The session settings for a stream of `codec`: connecting sessions expire after
+    /// [`CONNECT_TIMEOUT`].
+    pub fn session_config(codec: livefeed_media::VideoCodec) -> livefeed_webrtc::WhepConfig {
         livefeed_webrtc::WhepConfig {
             connect_timeout: CONNECT_TIMEOUT,
+            video_codec: codec,
             ..Default::default()
         }
     }
@@ -247,13 +250,37 @@ impl Drop for WhepServer {
 struct Viewer {
     path: String,
     session: Box<WhepSession>,
+    /// Asks the path's publisher for a keyframe while the session wants one.
+    keyframes: KeyframeRequester,
+    /// When this viewer last asked.
+    keyframe_asked: Option<Instant>,
     forward: JoinHandle<()>,
     candidates: Vec<SocketAddr>,
     /// Held until the session connects (or closes).
     connecting: Option<ConnectingSlot>,
 }
 
+/// How often a viewer that still waits for a keyframe asks again.
+const KEYFRAME_ASK_AGAIN: Duration = Duration::from_secs(1);
+
 impl Viewer {
+    /// Passes the session's need for a keyframe (its browser's PLI/FIR, or a start that waits
+    /// for one) to the publisher, once, and again each [`KEYFRAME_ASK_AGAIN`] while it lasts.
+    fn ask_for_keyframe_if_wanted(&mut self) {
+        if !self.session.wants_keyframe() {
+            self.keyframe_asked = None;
+            return;
+        }
+        let now = Instant::now();
+        if self
+            .keyframe_asked
+            .is_none_or(|at| now.duration_since(at) >= KEYFRAME_ASK_AGAIN)
+        {
+            self.keyframes.request();
+            self.keyframe_asked = Some(now);
+        }
+    }
+
     /// The local candidate a datagram from `source` arrived on. The socket may be bound to an
     /// unspecified address, where the real destination is not reported: loopback peers reached
     /// the loopback candidate, others the first other one.
@@ -329,6 +356,7 @@ impl MediaLoop {
     async fn drive(&mut self) -> Instant {
         let mut wake = Instant::now() + Duration::from_millis(500);
         for (id, viewer) in self.viewers.iter_mut() {
+            viewer.ask_for_keyframe_if_wanted();
             loop {
                 match viewer.session.poll() {
                     Poll::Transmit {
@@ -382,6 +410,7 @@ impl MediaLoop {
                 candidates,
                 connecting,
             } => {
+                let keyframes = sub.keyframe_requester();
                 let forward =
                     tokio::spawn(forward(id.clone(), sub, transcoded, self.media_tx.clone()));
                 info!(session = %id, path, "WebRTC viewer added");
@@ -390,6 +419,8 @@ impl MediaLoop {
                     Viewer {
                         path,
                         session,
+                        keyframes,
+                        keyframe_asked: None,
                         forward,
                         candidates,
                         connecting: Some(connecting),
@@ -506,7 +537,11 @@ async fn forward(
                 sub.note_not_carried("WebRTC", &d.frame);
                 continue;
             }
+            let was_waiting = gate.waiting_for_keyframe;
             if !gate.pass(d, d.frame.ingest.elapsed()) {
+                if !was_waiting && gate.waiting_for_keyframe {
+                    sub.request_keyframe(); // the cache was stale: ask for a fresh start
+                }
                 continue;
             }
         }
@@ -574,6 +609,7 @@ mod tests {
         Delivery {
             frame: Arc::new(HubFrame::video_frame(
                 AccessUnit {
+                    codec: livefeed_media::VideoCodec::H264,
                     nals: Vec::new(),
                     pts: 0,
                     keyframe,

@@ -394,30 +394,47 @@ pub fn ffmpeg_publisher_with(url: &str, transport: &str, secs: u32, extra: &[&st
 
 /// ffmpeg publishing `testsrc2` and a sine tone encoded with `audio_codec` over `transport`.
 pub fn ffmpeg_av_publisher(url: &str, transport: &str, audio_codec: &str, secs: u32) -> Proc {
+    ffmpeg_av_publisher_with(url, transport, "libx264", audio_codec, secs)
+}
+
+/// [`ffmpeg_av_publisher`] with the video encoder `video_codec` (`libx264` or `libx265`, both
+/// zero-latency, a keyframe each second).
+pub fn ffmpeg_av_publisher_with(
+    url: &str,
+    transport: &str,
+    video_codec: &str,
+    audio_codec: &str,
+    secs: u32,
+) -> Proc {
     let mut cmd = Command::new("ffmpeg");
     cmd.args(["-hide_banner", "-loglevel", "error", "-re"])
         .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30"])
         .args(["-f", "lavfi", "-i", "sine=frequency=1000:sample_rate=48000"])
         .args(["-t", &secs.to_string()])
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-tune",
-            "zerolatency",
-        ])
+        .args(["-c:v", video_codec, "-preset", "ultrafast"])
+        .args(["-tune", "zerolatency"])
         .args(["-pix_fmt", "yuv420p", "-g", "30"])
-        .args(["-c:a", audio_codec])
+        .args(video_options(video_codec))
+        .args(["-c:a", audio_codec.trim_end_matches("-latm")])
         .args(audio_options(audio_codec))
         .args(["-f", "rtsp", "-rtsp_transport", transport, url]);
     Proc::spawn("ffmpeg A/V publisher", &mut cmd)
 }
 
-/// G.711 is 8 kHz mono.
+/// libx265 is quiet only when told so.
+fn video_options(codec: &str) -> &'static [&'static str] {
+    match codec {
+        "libx265" => &["-x265-params", "log-level=none"],
+        _ => &[],
+    }
+}
+
+/// G.711 is 8 kHz mono; `aac-latm` is AAC sent as MP4A-LATM (RFC 6416) rather than
+/// MPEG4-GENERIC.
 fn audio_options(codec: &str) -> &'static [&'static str] {
     match codec {
         "pcm_mulaw" | "pcm_alaw" => &["-ar", "8000", "-ac", "1"],
+        "aac-latm" => &["-rtpflags", "latm"],
         _ => &[],
     }
 }
