@@ -41,7 +41,7 @@ pub fn check(data: &[u8]) {
         .or_else(|_| latm::config_from_fmtp(DEFAULT_LATM_FMTP))
         .expect("the default LATM fmtp is valid");
     assert!(latm_config.sample_rate > 0 && latm_config.channels > 0);
-    let mut latm = LatmDepacketizer::new(latm_config);
+    let mut latm = LatmDepacketizer::new(latm_config, 90_000);
     let mut timeline = PacketTimeline::new(97);
     for packet in chunks(packets) {
         if let Some(samples) = opus::packet_samples(packet) {

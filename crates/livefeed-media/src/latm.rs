@@ -6,11 +6,13 @@
 //!   stream's [`AacConfig`] (its AudioSpecificConfig cut out of the StreamMuxConfig's bits). It
 //!   takes what one-program, one-layer AAC senders write: audioMuxVersion 0, all streams with
 //!   the same time framing, one subframe, frameLengthType 0, no other data; anything else (and
-//!   `cpresent=1`, the configuration in band) is refused with the reason.
+//!   `cpresent=1`, the configuration in band) is refused with the reason. A missing `cpresent`
+//!   is read as 0 when a `config` is given, as ffmpeg reads it (RFC 6416's default is 1).
 //! - [`LatmDepacketizer::push`] takes one RTP payload with its (extended) timestamp and marker
 //!   and returns the raw AAC frames it completes: each AudioMuxElement is a PayloadLengthInfo
 //!   (bytes summed up to the first that is not 255) and that many bytes of frame. A payload may
-//!   hold several elements (frame `n` at `timestamp + n * frame_length`), or one element may be
+//!   hold several elements (frame `n` at `timestamp` plus `n` frame lengths, in the RTP clock
+//!   rate, which may differ from the sampling rate), or one element may be
 //!   split across payloads of the same timestamp, the last with the marker. A malformed payload
 //!   is an error and drops only itself (and any element in progress).
 
@@ -100,6 +102,8 @@ fn skip_audio_specific_config(bits: &mut BitReader) -> Result<(), AacError> {
 #[derive(Debug)]
 pub struct LatmDepacketizer {
     config: AacConfig,
+    /// The RTP clock rate (RFC 6416 allows one other than the sampling rate, e.g. 90000).
+    clock_rate: u32,
     /// An AudioMuxElement split across payloads: its timestamp and the bytes so far.
     fragment: Option<(u64, BytesMut)>,
 }
@@ -113,12 +117,22 @@ enum Element<'a> {
 }
 
 impl LatmDepacketizer {
-    /// A depacketizer for a stream described by `config`.
-    pub fn new(config: AacConfig) -> Self {
+    /// A depacketizer for a stream described by `config` whose RTP timestamps run at
+    /// `clock_rate`.
+    pub fn new(config: AacConfig, clock_rate: u32) -> Self {
         LatmDepacketizer {
             config,
+            clock_rate: clock_rate.max(1),
             fragment: None,
         }
+    }
+
+    /// The RTP time of frame `n` of a payload at `timestamp` (frames are `frame_length`
+    /// samples at the sampling rate apart).
+    fn frame_time(&self, timestamp: u64, n: u64) -> u64 {
+        let samples = u128::from(n) * u128::from(self.config.frame_length);
+        let ticks = samples * u128::from(self.clock_rate) / u128::from(self.config.sample_rate);
+        timestamp.saturating_add(u64::try_from(ticks).unwrap_or(u64::MAX))
     }
 
     /// The stream's configuration.
@@ -173,8 +187,7 @@ impl LatmDepacketizer {
             }
             match element(rest)? {
                 Element::Whole(frame, after) => {
-                    let n = frames.len() as u64;
-                    let ts = timestamp.saturating_add(n * u64::from(self.config.frame_length));
+                    let ts = self.frame_time(timestamp, frames.len() as u64);
                     frames.push(AacFrame {
                         data: Bytes::copy_from_slice(frame),
                         timestamp: ts,
@@ -281,7 +294,7 @@ mod tests {
 
     #[test]
     fn several_elements_in_one_payload_are_frames_one_frame_length_apart() {
-        let mut d = LatmDepacketizer::new(config());
+        let mut d = LatmDepacketizer::new(config(), 48_000);
         let (a, b) = (frame(300, 1), frame(20, 2));
         let payload = [element_of(&a), element_of(&b)].concat();
         let frames = d.push(&payload, 5000, true).unwrap();
@@ -291,8 +304,17 @@ mod tests {
     }
 
     #[test]
+    fn frames_of_one_payload_are_spaced_in_the_rtp_clock() {
+        let mut d = LatmDepacketizer::new(config(), 90_000);
+        let payload = [element_of(&frame(30, 1)), element_of(&frame(30, 2))].concat();
+        let frames = d.push(&payload, 1000, true).unwrap();
+        // 1024 samples at 48 kHz are 1920 ticks of a 90 kHz clock.
+        assert_eq!(frames[1].timestamp, 1000 + 1920);
+    }
+
+    #[test]
     fn an_element_split_across_payloads_is_reassembled() {
-        let mut d = LatmDepacketizer::new(config());
+        let mut d = LatmDepacketizer::new(config(), 48_000);
         let big = frame(1500, 3);
         let whole = element_of(&big);
         let (first, second) = whole.split_at(700);
@@ -308,7 +330,7 @@ mod tests {
 
     #[test]
     fn malformed_payloads_are_errors_and_the_next_one_still_comes_out() {
-        let mut d = LatmDepacketizer::new(config());
+        let mut d = LatmDepacketizer::new(config(), 48_000);
         let too_long = [vec![255u8; 30], vec![1]].concat();
         let cases: [(&[u8], &str); 4] = [
             (&[], "empty payload"),

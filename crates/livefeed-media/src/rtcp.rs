@@ -7,6 +7,9 @@
 //! [`parse_sender_reports`] validates a compound packet and returns the SRs in it, skipping the
 //! other packet types. [`RtcpSenderState`] counts what a sender sent, for its reports.
 //!
+//! [`CaptureClock`] turns a sender's RTP timestamps into capture times through its latest
+//! sender report.
+//!
 //! Keyframe requests: [`picture_loss_indication`] writes an RFC 4585 PLI (behind an empty
 //! receiver report), [`requests_keyframe`] finds a PLI or an RFC 5104 FIR in a compound packet.
 
@@ -61,6 +64,44 @@ impl SenderReport {
     /// The report's wall-clock time in Unix nanoseconds.
     pub fn unix_ns(&self) -> u64 {
         crate::clock::ntp_to_unix_ns(self.ntp)
+    }
+}
+
+/// Maps a sender's RTP timestamps to the wall-clock time they were captured at, from its
+/// latest sender report (RFC 3550 §6.4.1: the report pairs an RTP time with an NTP time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CaptureClock {
+    clock_rate: u32,
+    last: Option<SenderReport>,
+}
+
+impl CaptureClock {
+    /// A clock for RTP timestamps at `clock_rate` Hz, with no report yet.
+    pub fn new(clock_rate: u32) -> Self {
+        CaptureClock {
+            clock_rate: clock_rate.max(1),
+            last: None,
+        }
+    }
+
+    /// Takes the sender reports of an RTCP compound packet (the latest wins); malformed
+    /// packets are errors and change nothing.
+    pub fn on_rtcp(&mut self, packet: &[u8]) -> Result<(), RtcpError> {
+        if let Some(sr) = parse_sender_reports(packet)?.pop() {
+            self.last = Some(sr);
+        }
+        Ok(())
+    }
+
+    /// The capture time (Unix ns) of `rtp_timestamp`, once a report has been seen: its
+    /// distance from the report's RTP time (±2³¹ ticks, wrapping) added to the report's wall
+    /// time.
+    pub fn capture_unix_ns(&self, rtp_timestamp: u32) -> Option<u64> {
+        let sr = self.last?;
+        let ticks = i128::from(rtp_timestamp.wrapping_sub(sr.rtp_timestamp) as i32);
+        let ns = ticks * 1_000_000_000 / i128::from(self.clock_rate);
+        let at = i128::from(sr.unix_ns()) + ns;
+        u64::try_from(at).ok()
     }
 }
 
@@ -124,18 +165,25 @@ pub fn parse_sender_reports(packet: &[u8]) -> Result<Vec<SenderReport>, RtcpErro
 }
 
 /// A picture loss indication (RFC 4585 §6.3.1) from `sender_ssrc` about the stream
-/// `media_ssrc`: the way to ask a video sender for a keyframe. Written as a compound packet, an
-/// empty receiver report and then the PLI, since RFC 3550 wants a compound packet to start with
-/// a report.
+/// `media_ssrc`: the way to ask a video sender for a keyframe. Written as a compound packet
+/// (RFC 3550 §6.1, RFC 4585 §3.1): an empty receiver report, an SDES with the CNAME, then the
+/// PLI.
 pub fn picture_loss_indication(sender_ssrc: u32, media_ssrc: u32) -> Vec<u8> {
     let report = rtcp_types::ReceiverReport::builder(sender_ssrc);
     let pli = rtcp_types::Pli::builder();
     let feedback = rtcp_types::PayloadFeedback::builder(&pli)
         .sender_ssrc(sender_ssrc)
         .media_ssrc(media_ssrc);
-    let compound = Compound::builder().add_packet(report).add_packet(feedback);
-    // Cannot fail: an empty report and a PLI without padding.
-    let size = compound.calculate_size().expect("RR + PLI layout is valid");
+    let cname = SdesItem::builder(SdesItem::CNAME, CNAME);
+    let sdes = Sdes::builder().add_chunk(SdesChunk::builder(sender_ssrc).add_item(cname));
+    let compound = Compound::builder()
+        .add_packet(report)
+        .add_packet(sdes)
+        .add_packet(feedback);
+    // Cannot fail: an empty report, one short CNAME and a PLI without padding.
+    let size = compound
+        .calculate_size()
+        .expect("RR + SDES + PLI layout is valid");
     let mut buf = vec![0; size];
     let written = compound
         .write_into(&mut buf)
@@ -240,11 +288,43 @@ mod tests {
     }
 
     #[test]
+    fn a_capture_clock_maps_rtp_time_through_the_latest_report() {
+        let mut clock = CaptureClock::new(48_000);
+        assert_eq!(clock.capture_unix_ns(1000), None, "no report yet");
+        let second = 1_700_000_000_000_000_000u64;
+        let report = SenderReport {
+            ssrc: 9,
+            ntp: crate::clock::unix_ns_to_ntp(second),
+            rtp_timestamp: u32::MAX - 479, // 480 ticks before the wrap
+            packet_count: 1,
+            octet_count: 1,
+        };
+        clock.on_rtcp(&report.to_bytes()).unwrap();
+        let near = |got: Option<u64>, want: u64| got.is_some_and(|g| g.abs_diff(want) < 1_000);
+        // 960 ticks later, across the wrap: 20 ms after the report.
+        assert!(near(clock.capture_unix_ns(480), second + 20_000_000));
+        assert!(near(
+            clock.capture_unix_ns(u32::MAX - 959),
+            second - 10_000_000
+        ));
+        assert!(clock.on_rtcp(&[0x80, 200, 0, 9]).is_err());
+        assert!(
+            near(clock.capture_unix_ns(480), second + 20_000_000),
+            "unchanged"
+        );
+    }
+
+    #[test]
     fn a_picture_loss_indication_asks_for_a_keyframe_and_a_report_does_not() {
         let pli = picture_loss_indication(1, 0x1234_5678);
-        assert_eq!(pli.len(), 8 + 12, "an empty RR and a PLI");
-        assert_eq!((pli[1], pli[9], pli[8] & 0x1f), (201, 206, 1));
-        assert_eq!(&pli[16..20], &0x1234_5678u32.to_be_bytes());
+        let sdes_len = 4 * (usize::from(u16::from_be_bytes([pli[10], pli[11]])) + 1);
+        let at = 8 + sdes_len;
+        assert_eq!(pli.len(), at + 12, "an empty RR, an SDES and a PLI");
+        assert_eq!(
+            (pli[1], pli[9], pli[at + 1], pli[at] & 0x1f),
+            (201, 202, 206, 1)
+        );
+        assert_eq!(&pli[at + 8..at + 12], &0x1234_5678u32.to_be_bytes());
         assert_eq!(requests_keyframe(&pli), Ok(true));
         assert!(parse_sender_reports(&pli).unwrap().is_empty());
         let report = SenderReport {

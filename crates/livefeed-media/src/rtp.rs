@@ -497,6 +497,14 @@ pub enum DepacketizeError {
         /// Offset of the size field in the payload.
         offset: usize,
     },
+    /// A NAL unit shorter than its header (an H.265 NAL unit of one byte).
+    #[error("NAL unit of {len} byte(s) is shorter than its header (seq {seq})")]
+    NalTooShort {
+        /// Sequence number.
+        seq: u16,
+        /// Its length.
+        len: usize,
+    },
     /// STAP-A NAL unit size of 0.
     #[error("aggregation packet (STAP-A/AP) NAL size 0 at payload byte {offset} (seq {seq})")]
     StapAZeroLength {
@@ -695,9 +703,11 @@ impl AuAssembler {
         limits: &DepacketizerLimits,
         seq: u16,
     ) -> Result<(), DepacketizeError> {
-        let header = nal.first().copied().unwrap_or(0);
-        if header & NAL_FORBIDDEN_BIT != 0 {
-            let nal_type = header & NAL_TYPE_MASK;
+        let Some(nal_type) = self.codec.nal_unit_type(nal) else {
+            let len = nal.len();
+            return Err(DepacketizeError::NalTooShort { seq, len });
+        };
+        if nal.first().is_some_and(|h| h & NAL_FORBIDDEN_BIT != 0) {
             return Err(DepacketizeError::ForbiddenBit { seq, nal_type });
         }
         self.check_caps(nal.len(), 1, limits, seq)?;
@@ -973,7 +983,11 @@ impl VideoDepacketizer {
             return Err(DepacketizeError::StapAEmpty { seq });
         }
         let limits = self.limits;
-        let mut offset = 1;
+        // Offsets in the payload: the STAP-A header is 1 byte, the AP payload header 2.
+        let mut offset = match self.au.codec {
+            VideoCodec::H264 => 1,
+            VideoCodec::H265 => h265::PAYLOAD_HEADER_LEN,
+        };
         while !rest.is_empty() {
             let Some((&[hi, lo], after)) = rest.split_first_chunk::<2>() else {
                 return Err(DepacketizeError::StapATruncated { seq, offset });

@@ -146,6 +146,9 @@ pub struct TrackPacket {
     pub payload: Bytes,
     /// The RTP marker bit.
     pub marker: bool,
+    /// Wall-clock time of the payload's first sample, Unix ns, when the publisher's RTCP
+    /// sender reports tell it.
+    pub capture_unix_ns: Option<u64>,
 }
 
 /// Why an RTP packet of a non-video track was dropped.
@@ -186,6 +189,8 @@ struct Position {
 pub struct TimedPayload {
     /// The RTP timestamp, unwrapped; 0 at the track's first packet.
     pub ext_timestamp: u64,
+    /// The RTP timestamp as sent (for the sender's reports).
+    pub rtp_timestamp: u32,
     /// The RTP payload.
     pub payload: Bytes,
     /// The marker bit.
@@ -240,6 +245,7 @@ impl PacketTimeline {
         });
         Ok(Some(TimedPayload {
             ext_timestamp: ext,
+            rtp_timestamp: rtp.timestamp,
             payload: Bytes::copy_from_slice(rtp.payload),
             marker: rtp.marker,
         }))
@@ -304,6 +310,7 @@ mod tests {
             pts: u64::from(ts),
             payload: Bytes::copy_from_slice(payload),
             marker,
+            capture_unix_ns: None,
         };
         let mut out = Vec::new();
         PacketWriter::new(ssrc, 97, seq, 0).write(&packet, &mut out);
@@ -368,6 +375,7 @@ mod tests {
             pts: 1000,
             payload: Bytes::from_static(b"xyz"),
             marker: true,
+            capture_unix_ns: None,
         };
         let mut w = PacketWriter::new(0xdead_beef, 97, 65535, u32::MAX);
         let mut out = Vec::new();

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use livefeed_media::clock::unix_now_ns;
 use livefeed_media::rtp::VideoDepacketizer;
 use livefeed_media::sdp::{offer, parse_h264_track, OfferParams, VideoTrack};
+use livefeed_media::track::{TrackDescription, TrackPacket};
 use livefeed_media::{sei, AccessUnit, VideoCodec};
 use rtsp_types::headers::{self, TypedHeader};
 use rtsp_types::{Request, Response, Url};
@@ -21,7 +22,7 @@ use tokio::sync::watch;
 
 use crate::client_session::{track_url, ClientError, ClientSession};
 use crate::framing::{Frame, FrameReader, FramingError, Limits};
-use crate::rtp_sender::{push_interleaved, RtpSender, PAYLOAD_TYPE};
+use crate::rtp_sender::{push_interleaved, RtpSender, TrackSender, PAYLOAD_TYPE};
 use crate::transport::{self, LowerTransport};
 
 /// Interval between keep-alives while playing.
@@ -197,23 +198,27 @@ enum MediaPath {
     },
 }
 
+/// Sets up the `index`th track (0: video) at `track`: over TCP on channels `2 × index` and
+/// `2 × index + 1`, over UDP on a new pair of ports.
 async fn setup_media(
     conn: &mut Connection,
     track: Url,
+    index: u8,
     kind: TransportKind,
     record: bool,
 ) -> Result<MediaPath, Error> {
     match kind {
         TransportKind::Tcp => {
+            let channels = (2 * index, 2 * index + 1);
             let lower = LowerTransport::Tcp {
-                rtp_channel: 0,
-                rtcp_channel: 1,
+                rtp_channel: channels.0,
+                rtcp_channel: channels.1,
             };
             let req = conn.session.setup(track, &lower, record);
             let resp = conn.roundtrip(req).await?;
             let (rtp_channel, rtcp_channel) = reply_transports(&resp)
                 .and_then(|t| transport::interleaved_channels(&t))
-                .unwrap_or((0, 1));
+                .unwrap_or(channels);
             Ok(MediaPath::Tcp {
                 rtp_channel,
                 rtcp_channel,
@@ -259,11 +264,14 @@ fn reply_transports(resp: &Response<Vec<u8>>) -> Option<headers::Transports> {
     headers::Transports::from_headers(resp).ok().flatten()
 }
 
-/// Publishes access units to an RTSP server (ANNOUNCE/SETUP/RECORD).
+/// Publishes access units, and optionally one audio track, to an RTSP server
+/// (ANNOUNCE/SETUP/RECORD).
 pub struct RtspPublisher {
     writer: OwnedWriteHalf,
     media: MediaPath,
     sender: RtpSender,
+    /// The audio track (`trackID=1`), if one was announced.
+    audio: Option<(MediaPath, TrackSender)>,
     /// Fault injection: every Nth RTP packet is left out (see [`RtspPublisher::drop_every`]).
     drop_every: Option<u32>,
     packets: u64,
@@ -277,12 +285,14 @@ pub struct RtspPublisher {
 }
 
 impl RtspPublisher {
-    /// Connects and starts recording on `url`, describing the stream with `sps` and `pps`.
+    /// Connects and starts recording on `url`, describing the stream with `sps` and `pps` and,
+    /// when given, an `audio` track beside the video (sent with [`RtspPublisher::send_audio`]).
     pub async fn connect(
         url: &str,
         kind: TransportKind,
         sps: &[u8],
         pps: &[u8],
+        audio: Option<&TrackDescription>,
         timeout: Duration,
     ) -> Result<Self, Error> {
         let mut conn = Connection::open(url, timeout).await?;
@@ -296,12 +306,20 @@ impl RtspPublisher {
             payload_type: PAYLOAD_TYPE,
             origin_address: conn.peer.ip().to_string(),
             track_control: "trackID=0",
-            others: &[],
+            others: audio.map(std::slice::from_ref).unwrap_or_default(),
         });
         let req = conn.session.announce(sdp);
         conn.roundtrip(req).await?;
         let track = track_url(conn.session.url(), None, Some("trackID=0"))?;
-        let media = setup_media(&mut conn, track, kind, true).await?;
+        let media = setup_media(&mut conn, track, 0, kind, true).await?;
+        let audio = match audio {
+            Some(description) => {
+                let track = track_url(conn.session.url(), None, Some("trackID=1"))?;
+                let path = setup_media(&mut conn, track, 1, kind, true).await?;
+                Some((path, TrackSender::new(description.payload_type)))
+            }
+            None => None,
+        };
         let req = conn.session.record();
         conn.roundtrip(req).await?;
         let (read, writer, reader, session) = conn.into_parts();
@@ -320,6 +338,7 @@ impl RtspPublisher {
             writer,
             media,
             sender: RtpSender::new(),
+            audio,
             drop_every: None,
             packets: 0,
             out: Vec::with_capacity(256 * 1024),
@@ -400,6 +419,65 @@ impl RtspPublisher {
                     rtcp.send_to(sr, *server_rtcp)
                         .await
                         .map_err(io_err("sending RTCP"))?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Sends one payload of the audio track (pts in its clock rate; its first sample captured
+    /// at Unix time `capture_unix_ns`, which its sender reports map to), and an RTCP sender
+    /// report once a second. Nothing happens without an audio track.
+    pub async fn send_audio(
+        &mut self,
+        payload: Bytes,
+        pts: u64,
+        capture_unix_ns: u64,
+    ) -> Result<(), Error> {
+        if self.is_closed() {
+            return Err(Error::Closed);
+        }
+        let Some((media, sender)) = &mut self.audio else {
+            return Ok(());
+        };
+        let packet = TrackPacket {
+            track: 1,
+            pts,
+            payload,
+            marker: true,
+            capture_unix_ns: Some(capture_unix_ns),
+        };
+        let mut rtp = Vec::with_capacity(packet.payload.len() + 16);
+        let report = sender.write_captured(&packet, capture_unix_ns, Instant::now(), &mut rtp);
+        match media {
+            MediaPath::Tcp {
+                rtp_channel,
+                rtcp_channel,
+            } => {
+                self.out.clear();
+                push_interleaved(&mut self.out, *rtp_channel, &rtp);
+                if let Some(sr) = &report {
+                    push_interleaved(&mut self.out, *rtcp_channel, sr);
+                }
+                self.writer
+                    .write_all(&self.out)
+                    .await
+                    .map_err(io_err("sending audio RTP over TCP"))
+            }
+            MediaPath::Udp {
+                rtp: socket,
+                rtcp,
+                server_rtp,
+                server_rtcp,
+            } => {
+                socket
+                    .send_to(&rtp, *server_rtp)
+                    .await
+                    .map_err(io_err("sending audio RTP over UDP"))?;
+                if let Some(sr) = &report {
+                    rtcp.send_to(sr, *server_rtcp)
+                        .await
+                        .map_err(io_err("sending audio RTCP"))?;
                 }
                 Ok(())
             }
@@ -519,7 +597,7 @@ impl RtspPlayer {
             base.as_deref(),
             track.control.as_deref(),
         )?;
-        let media = setup_media(&mut conn, track_url, kind, false).await?;
+        let media = setup_media(&mut conn, track_url, 0, kind, false).await?;
         let req = conn.session.play();
         conn.roundtrip(req).await?;
         let (control_read, writer, reader, session) = conn.into_parts();

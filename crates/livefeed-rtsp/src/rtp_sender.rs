@@ -196,17 +196,31 @@ impl TrackSender {
         now: Instant,
         rtp: &mut Vec<u8>,
     ) -> Option<Vec<u8>> {
+        self.write_captured(packet, unix_now_ns(), now, rtp)
+    }
+
+    /// [`TrackSender::write`] for a payload whose first sample was captured at Unix time
+    /// `capture_unix_ns`: its sender reports map RTP time to capture time (a publisher's own
+    /// audio, whose capture time it knows).
+    pub fn write_captured(
+        &mut self,
+        packet: &TrackPacket,
+        capture_unix_ns: u64,
+        now: Instant,
+        rtp: &mut Vec<u8>,
+    ) -> Option<Vec<u8>> {
         self.writer.write(packet, rtp);
         self.reports.count(1, packet.payload.len());
         let rtp_ts = self.writer.rtp_time(packet.pts);
         self.reports
-            .due(now, self.writer.ssrc(), unix_now_ns(), rtp_ts)
+            .due(now, self.writer.ssrc(), capture_unix_ns, rtp_ts)
     }
 
-    /// [`TrackSender::write`] as `$`-framed interleaved bytes appended to `out`.
+    /// [`TrackSender::write_captured`] as `$`-framed interleaved bytes appended to `out`.
     pub fn interleave(
         &mut self,
         packet: &TrackPacket,
+        capture_unix_ns: u64,
         now: Instant,
         channels: (u8, u8),
         out: &mut Vec<u8>,
@@ -214,7 +228,7 @@ impl TrackSender {
         // The RTP packet is written in place after its `$` header, whose length is then set.
         let start = out.len();
         out.extend_from_slice(&[b'$', channels.0, 0, 0]);
-        let sr = self.write(packet, now, out);
+        let sr = self.write_captured(packet, capture_unix_ns, now, out);
         let Ok(len) = u16::try_from(out.len() - start - 4) else {
             out.truncate(start); // more than one interleaved frame holds: not sent
             return;
@@ -306,10 +320,11 @@ mod tests {
             pts,
             payload: Bytes::from_static(b"opus"),
             marker: true,
+            capture_unix_ns: None,
         };
         let t0 = Instant::now();
         let mut out = Vec::new();
-        s.interleave(&packet(0), t0, (2, 3), &mut out);
+        s.interleave(&packet(0), unix_now_ns(), t0, (2, 3), &mut out);
         assert_eq!(&out[..2], &[b'$', 2]);
         let rtp = livefeed_media::rtp::parse_rtp(&out[4..4 + 16]).expect("valid RTP");
         assert_eq!(

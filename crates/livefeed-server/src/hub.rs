@@ -539,8 +539,9 @@ impl Hub {
                 broken: false,
             });
             inner.generation += 1;
-            if stream.is_some() {
-                inner.stream = stream;
+            if let Some(stream) = stream {
+                follow_codec(&mut inner, stream.codec, path);
+                inner.stream = Some(stream);
             }
             inner.others = others;
             inner.gop.clear();
@@ -743,7 +744,11 @@ impl Publisher {
     /// something was lost since the previous one, so the video skips to the next keyframe.
     pub fn publish_received(&self, mut au: AccessUnit, ingest: Instant, lost_before: bool) -> bool {
         let mut inner = self.state.lock();
-        let Some(slot) = inner.publisher.as_mut().filter(|p| p.id == self.id) else {
+        if inner.publisher.as_ref().is_none_or(|p| p.id != self.id) {
+            return false;
+        }
+        follow_codec(&mut inner, au.codec, &self.state.name);
+        let Some(slot) = inner.publisher.as_mut() else {
             return false;
         };
         let newly_broken = lost_before && !slot.broken && !au.keyframe;
@@ -869,6 +874,39 @@ fn start_grace_timer(state: &Arc<PathState>, generation: u64, grace: Duration) {
         inner.readers.clear();
         tracing::info!(path = %state.name, readers = n, ?grace, "no publisher came back: readers disconnected");
     });
+}
+
+/// A path whose video changes codec (a new publisher sends H.265 where the last sent H.264):
+/// its client readers negotiated the old codec, so they are disconnected (they reconnect and
+/// negotiate again); the server's own outputs (LL-HLS, recordings) follow the new stream.
+fn follow_codec(inner: &mut PathInner, codec: VideoCodec, path: &str) {
+    let Some(old) = inner
+        .stream
+        .as_ref()
+        .map(|s| s.codec)
+        .filter(|&c| c != codec)
+    else {
+        return;
+    };
+    inner.stream = None;
+    let before = inner.readers.len();
+    let mut gone = 0;
+    inner.readers.retain(|r| {
+        let keep = r.info.is_internal();
+        if !keep {
+            gone += r.drops.load(Ordering::Relaxed);
+        }
+        keep
+    });
+    inner.drops_of_gone_readers += gone;
+    let n = before - inner.readers.len();
+    tracing::info!(
+        path,
+        from = old.name(),
+        to = codec.name(),
+        readers = n,
+        "the path's video codec changed: its readers are disconnected to negotiate again"
+    );
 }
 
 /// Learns the parameter sets from in-band keyframes, and adds them to keyframes that lack

@@ -12,6 +12,8 @@
 //!
 //! - [`camera`]: webcams (V4L2): modes, negotiation, YUYV/MJPEG → I420, driver timestamps.
 //! - [`encoder`] / [`decoder`]: (and `encoder_x264` with the `x264` feature) OpenH264 at zero-latency settings, access units in and out.
+//! - [`tone`]: the test tone (a hum with a beep at each whole second of capture time) that
+//!   `livefeed publish --audio tone` sends beside the picture.
 //! - [`capture`]: the paced capture loop on its own thread: source → overlay → timecode →
 //!   encoder → channel.
 //!
@@ -27,6 +29,7 @@ pub mod encoder_x264;
 pub mod frame;
 pub mod overlay;
 pub mod pattern;
+pub mod tone;
 pub mod y4m_input;
 
 pub use frame::{FrameError, I420Frame};

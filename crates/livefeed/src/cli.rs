@@ -14,7 +14,7 @@ use livefeed_source::capture::{CaptureSettings, SourceSpec};
 use livefeed_source::encoder::EncoderKind;
 use tokio_util::sync::CancellationToken;
 
-use crate::pipeline::{self, PublishJob, ReceiveJob};
+use crate::pipeline::{self, AudioSource, PublishJob, ReceiveJob};
 use crate::report::{Reporter, SharedStats, Stats};
 use crate::server_link::{self, ServerLink};
 use crate::sources::BuiltinSources;
@@ -139,6 +139,10 @@ struct DemoArgs {
     /// RTP transport between the demo's publisher/receiver and its server
     #[arg(long, default_value = "tcp")]
     transport: TransportKind,
+    /// Audio track the demo's publisher adds: none, or tone (a hum with a 50 ms beep at each
+    /// whole second of capture time, Opus; needs libopus0)
+    #[arg(long, value_enum, default_value = "none")]
+    audio: AudioSource,
     /// Path the demo publishes on
     #[arg(long = "demo-path", default_value = "live")]
     demo_path: String,
@@ -199,6 +203,10 @@ struct PublishArgs {
     /// Fault injection for tests: leave out every Nth RTP packet, as a lossy network would
     #[arg(long, value_name = "N")]
     drop_rtp_every: Option<u32>,
+    /// Audio track beside the video: none, or tone (a hum with a 50 ms beep at each whole
+    /// second of capture time, Opus 48 kHz; needs libopus0)
+    #[arg(long, value_enum, default_value = "none")]
+    audio: AudioSource,
     #[command(flatten)]
     output: OutputArgs,
     #[command(flatten)]
@@ -318,6 +326,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
             let chain = DemoChain {
                 path: path.clone(),
                 transport: args.transport,
+                audio: args.audio,
                 capture: args.encode.capture(SourceSpec::TestPattern),
                 json: args.output.json,
                 labelled: several,
@@ -343,6 +352,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
 struct DemoChain {
     path: String,
     transport: TransportKind,
+    audio: AudioSource,
     capture: CaptureSettings,
     json: bool,
     labelled: bool,
@@ -368,6 +378,7 @@ impl DemoChain {
             stop: stop.clone(),
             preview: false,
             drop_rtp_every: None,
+            audio: self.audio,
         }));
         let (started_tx, started_rx) = tokio::sync::oneshot::channel();
         let receiver = tokio::spawn(pipeline::receive(ReceiveJob {
@@ -543,6 +554,7 @@ async fn publish(args: PublishArgs) -> anyhow::Result<()> {
         stop: stop.clone(),
         preview: args.preview,
         drop_rtp_every: args.drop_rtp_every,
+        audio: args.audio,
     };
     run_reported(
         stats,

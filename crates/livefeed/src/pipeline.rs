@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use bytes::Bytes;
-use livefeed_media::clock::{elapsed_ms, unix_now_ns};
+use livefeed_media::clock::{corrected, elapsed_ms, unix_now_ns};
 use livefeed_media::h264::{nal_type, nal_unit_type};
 use livefeed_media::sdp::VideoTrack;
 use livefeed_media::{timecode, AccessUnit};
@@ -17,6 +17,7 @@ use livefeed_source::capture::{self, CaptureHandle, CaptureSettings, Encoded, So
 use livefeed_source::decoder::H264Decoder;
 use livefeed_source::overlay;
 
+use crate::audio_tone::{self, ToneTrack};
 use crate::preview::Preview;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
@@ -37,6 +38,18 @@ pub struct PublishJob {
     pub preview: bool,
     /// Fault injection: every Nth RTP packet is left out.
     pub drop_rtp_every: Option<u32>,
+    /// The audio track sent beside the video.
+    pub audio: AudioSource,
+}
+
+/// What a publisher sends as its audio track.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum AudioSource {
+    /// No audio track.
+    #[default]
+    None,
+    /// The test tone: a hum with a 50 ms beep at each whole second of capture time, Opus.
+    Tone,
 }
 
 /// How often a lost camera is looked for again.
@@ -145,9 +158,25 @@ async fn publish_capture(job: &PublishJob, capture: &mut CaptureHandle) -> anyho
         return Ok(());
     };
     let (sps, pps) = parameter_sets(&first.au).context("the first access unit has no SPS/PPS")?;
-    let mut publisher = RtspPublisher::connect(&job.url, job.transport, &sps, &pps, RTSP_TIMEOUT)
-        .await
-        .with_context(|| format!("cannot publish to {shown}"))?;
+    let correction = job.capture.clock_correction_ns;
+    let now_ns = || corrected(unix_now_ns(), correction);
+    let mut tone = match job.audio {
+        AudioSource::None => None,
+        AudioSource::Tone => ToneTrack::new(now_ns())
+            .inspect_err(|e| tracing::warn!("{e:#}: publishing video only"))
+            .ok(),
+    };
+    let audio = tone.as_ref().map(|_| audio_tone::description());
+    let mut publisher = RtspPublisher::connect(
+        &job.url,
+        job.transport,
+        &sps,
+        &pps,
+        audio.as_ref(),
+        RTSP_TIMEOUT,
+    )
+    .await
+    .with_context(|| format!("cannot publish to {shown}"))?;
     publisher.drop_every(job.drop_rtp_every);
     let mut keyframe_requests = publisher.keyframe_requests();
     let mut next = Some(first);
@@ -158,6 +187,9 @@ async fn publish_capture(job: &PublishJob, capture: &mut CaptureHandle) -> anyho
             .context("sending to the server")?;
         job.stats.lock().record_published(&encoded);
         next = loop {
+            let audio_due = tone
+                .as_ref()
+                .map_or(Duration::MAX, |t| t.next_due_in(now_ns()));
             tokio::select! {
                 biased;
                 _ = job.stop.cancelled() => break None,
@@ -165,6 +197,16 @@ async fn publish_capture(job: &PublishJob, capture: &mut CaptureHandle) -> anyho
                 Ok(()) = keyframe_requests.changed() => {
                     tracing::debug!("keyframe requested by the server");
                     capture.request_keyframe();
+                }
+                _ = tokio::time::sleep(audio_due), if tone.is_some() => {
+                    if let Some(tone) = tone.as_mut() {
+                        for frame in tone.due(now_ns())? {
+                            publisher
+                                .send_audio(frame.payload, frame.pts, frame.capture_unix_ns)
+                                .await
+                                .context("sending audio to the server")?;
+                        }
+                    }
                 }
                 f = capture.frames.recv() => break f,
             }

@@ -330,3 +330,70 @@ fn a_reader_that_sets_up_only_the_video_gets_only_the_video() {
             .collect::<std::collections::BTreeSet<_>>()
     );
 }
+
+/// The times (s, from the start of the decoded sound) at which the beeps of livefeed's test
+/// tone begin in `secs` of `url`'s audio, decoded by ffmpeg to 48 kHz mono: 10 ms windows whose
+/// peak passes 0.3 after a window below 0.15 (the hum peaks at 0.05, the beep at 0.55).
+fn beep_onsets(url: &str, transport: Option<&str>, secs: u32) -> Vec<f64> {
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-hide_banner", "-loglevel", "error"]);
+    if let Some(transport) = transport {
+        cmd.args(["-rtsp_transport", transport]);
+    }
+    cmd.args(["-i", url, "-t", &secs.to_string(), "-map", "0:a"])
+        .args(["-ac", "1", "-ar", "48000", "-f", "f32le", "-"])
+        .stdout(std::process::Stdio::piped());
+    let child = cmd.spawn().expect("ffmpeg");
+    let out = child.wait_with_output().expect("ffmpeg output");
+    assert!(out.status.success(), "ffmpeg decoding {url}");
+    let samples: Vec<f32> = out
+        .stdout
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    let mut onsets = Vec::new();
+    let mut quiet = false;
+    for (i, window) in samples.chunks(480).enumerate() {
+        let peak = window.iter().fold(0.0f32, |m, s| m.max(s.abs()));
+        if quiet && peak > 0.3 {
+            onsets.push(i as f64 * 0.01);
+        }
+        quiet = peak < 0.15;
+    }
+    onsets
+}
+
+/// `livefeed publish --audio tone`: the test pattern with an Opus test tone beside it, over
+/// RTSP TCP and UDP. ffprobe reads both tracks back over RTSP and LL-HLS, and the beeps the
+/// tone carries at each whole second of capture time come out of the decoded sound one second
+/// apart (within a 10 ms window).
+#[test]
+fn livefeed_publisher_with_the_test_tone_is_served_with_both_tracks() {
+    for transport in ["tcp", "udp"] {
+        let server = TestServer::start();
+        let url = server.url("tone");
+        let publisher =
+            livefeed_publisher(&url, transport, &["--duration", "30", "--audio", "tone"]);
+        wait_for_stream(&server.addr(), "tone");
+        assert_eq!(
+            probe_codecs(&url, Some(transport)),
+            ["h264", "opus"],
+            "{transport}: over RTSP"
+        );
+        let hls = format!("{}/tone/index.m3u8", server.http());
+        assert_eq!(probe_codecs(&hls, None), ["h264", "opus"], "over LL-HLS");
+        let onsets = beep_onsets(&url, Some(transport), 5);
+        assert!(
+            onsets.len() >= 4,
+            "{transport}: a beep each second: {onsets:?}"
+        );
+        for pair in onsets.windows(2) {
+            let gap = pair[1] - pair[0];
+            assert!(
+                (gap - 1.0).abs() <= 0.02,
+                "{transport}: beeps one second apart: {onsets:?}"
+            );
+        }
+        drop(publisher);
+    }
+}

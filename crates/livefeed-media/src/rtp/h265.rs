@@ -230,15 +230,16 @@ mod tests {
             rtp(4, 9000, true, &[FU << 1, 1, 0xc1, 9]), // FU start and end
             rtp(5, 12000, true, &[AP << 1, 1, 0, 9, 2]), // AP size past the end
             rtp(6, 15000, true, &[0x26]),               // one-byte payload
+            rtp(7, 15000, true, &[AP << 1, 1, 0, 1, 2]), // AP unit shorter than a header
         ];
         for packet in &errors {
             let err = d.push(packet).expect_err("refused");
             assert!(!err.to_string().is_empty());
         }
         // A reserved type (51..=63) is skipped without an error.
-        let reserved = rtp(7, 18000, false, &[55 << 1, 1, 9, 9]);
+        let reserved = rtp(8, 18000, false, &[55 << 1, 1, 9, 9]);
         assert!(d.push(&reserved).expect("ignored").is_none());
-        let fine = rtp(8, 18000, true, &nal(1, 20, 0));
+        let fine = rtp(9, 18000, true, &nal(1, 20, 0));
         let au = d.push(&fine).expect("valid").expect("emitted");
         assert_eq!(au.nals.len(), 1);
         assert_eq!(d.stats().errors, errors.len() as u64);

@@ -302,12 +302,51 @@ async fn keyframe_requests_reach_the_publisher_from_readers_and_from_loss() {
     assert_eq!(hub.snapshot()[0].keyframe_requests, 2);
 }
 
+#[tokio::test]
+async fn a_new_publisher_of_another_codec_disconnects_client_readers_only() {
+    let hub = Hub::new(None, HubLimits::default());
+    let first = hub
+        .claim_publisher("live", info("a"), None)
+        .expect("claimed");
+    first.publish_received(au(0, true), Instant::now(), false);
+    let client = ReaderInfo {
+        protocol: "webrtc".into(),
+        remote: "192.0.2.7:5000".into(),
+    };
+    let mut viewer = hub.subscribe_as("live", client).expect("served");
+    let mut muxer = hub.subscribe("live").expect("served");
+    drop(first);
+    // Within the publisher grace, an H.265 publisher takes the path.
+    let second = hub
+        .claim_publisher("live", info("b"), None)
+        .expect("claimed");
+    let hevc = AccessUnit {
+        codec: VideoCodec::H265,
+        nals: vec![Bytes::from_static(&[19 << 1, 1, 0xaf])],
+        pts: 0,
+        keyframe: true,
+        capture: None,
+    };
+    second.publish_received(hevc, Instant::now(), false);
+    drain(&mut viewer);
+    assert!(viewer.recv().await.is_none(), "the H.264 viewer is let go");
+    let got: Vec<VideoCodec> = std::iter::from_fn(|| muxer.rx.try_recv().ok())
+        .filter_map(|d| d.frame.video().map(|au| au.codec))
+        .collect();
+    assert_eq!(
+        got.last(),
+        Some(&VideoCodec::H265),
+        "the server's own output follows"
+    );
+}
+
 fn packet(track: usize, pts: u64) -> TrackPacket {
     TrackPacket {
         track,
         pts,
         payload: Bytes::from_static(b"audio"),
         marker: true,
+        capture_unix_ns: None,
     }
 }
 

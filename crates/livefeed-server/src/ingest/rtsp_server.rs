@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use livefeed_auth::{Action, AuthRequest, Authenticator, Credentials, Decision};
 use livefeed_media::clock::{elapsed_ms, unix_now_ns};
+use livefeed_media::rtcp::CaptureClock;
 use livefeed_media::rtp::{DepacketizeError, Depacketized, DepacketizerLimits, VideoDepacketizer};
 use livefeed_media::sdp::{offer, AnnouncedStream, OfferParams};
 use livefeed_media::track::{PacketTimeline, TrackPacket};
@@ -36,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::hub::{
-    Delivery, Hub, Media, PublishError, Publisher, PublisherInfo, ReaderInfo, StreamInfo,
+    Delivery, Hub, HubFrame, Media, PublishError, Publisher, PublisherInfo, ReaderInfo, StreamInfo,
     SubscribeError, Subscription,
 };
 use crate::limits::conn_gate::{self, ConnectionGate, Permit};
@@ -433,7 +434,11 @@ impl Handler {
         let mut track = None;
         for (t, rtp, rtcp) in std::iter::once(first).chain(tcp) {
             if rtcp == channel {
-                return Ok(()); // RTCP from a publisher or a reader: nothing to act on yet
+                // A publisher's sender reports time its tracks; a reader's reports are not used.
+                if let Some(ingest) = self.ingest.as_mut().filter(|_| session.is_streaming()) {
+                    ingest.push_rtcp(t, payload);
+                }
+                return Ok(());
             }
             if rtp == channel {
                 track = Some(t);
@@ -725,7 +730,7 @@ impl SessionHandler for Handler {
             metrics: self.shared.metrics.clone(),
             started: std::sync::OnceLock::new(),
             bad_packets: std::sync::atomic::AtomicU64::new(0),
-            video_ssrc: std::sync::atomic::AtomicU32::new(0),
+            video_ssrc: std::sync::atomic::AtomicU64::new(0),
         });
         let limits = self.shared.config.depacketizer;
         let mut tcp_tracks = Vec::new();
@@ -820,8 +825,9 @@ struct IngestShared {
     metrics: Arc<ServerMetrics>,
     started: std::sync::OnceLock<Instant>,
     bad_packets: std::sync::atomic::AtomicU64,
-    /// The SSRC of the publisher's video RTP (for the RTCP sent to it).
-    video_ssrc: std::sync::atomic::AtomicU32,
+    /// The SSRC of the publisher's video RTP (for the RTCP sent to it) with bit 32 set once
+    /// known; 0 before its first packet.
+    video_ssrc: std::sync::atomic::AtomicU64,
 }
 
 impl IngestShared {
@@ -850,6 +856,13 @@ impl Ingest {
             None => Ok(()),
         }
     }
+
+    /// RTCP for `track` from the publisher.
+    fn push_rtcp(&mut self, track: usize, packet: &[u8]) {
+        if let Some((_, ingest)) = self.tracks.iter_mut().find(|(t, _)| *t == track) {
+            ingest.push_rtcp(packet);
+        }
+    }
 }
 
 /// One track of a publisher, RTP in, hub frames out.
@@ -872,6 +885,7 @@ impl TrackIngest {
                 timeline: PacketTimeline::new(description.payload_type),
                 clock_rate: description.clock_rate,
                 anchor: None,
+                capture: CaptureClock::new(description.clock_rate),
             }),
             None => TrackIngest::Video(VideoIngest {
                 shared,
@@ -894,6 +908,16 @@ impl TrackIngest {
         info!(peer = %shared.peer, path = shared.publisher.path(), "publisher replaced by a new one, closing");
         Err("another publisher took the path over".into())
     }
+
+    /// Takes the publisher's RTCP for this track: the sender reports that tie a non-video
+    /// track's RTP time to its capture time. (The video's capture time is its SEI stamp.)
+    fn push_rtcp(&mut self, packet: &[u8]) {
+        if let TrackIngest::Packets(p) = self {
+            if let Err(e) = p.capture.on_rtcp(packet) {
+                p.shared.bad_packet(p.track, &e);
+            }
+        }
+    }
 }
 
 /// The video track: RTP packets into access units.
@@ -909,10 +933,10 @@ impl VideoIngest {
     /// `false` once another publisher took the path over.
     fn push_rtp(&mut self, packet: &[u8]) -> bool {
         if let Some(ssrc) = packet.get(8..12).and_then(|b| <[u8; 4]>::try_from(b).ok()) {
-            let ssrc = u32::from_be_bytes(ssrc);
+            let seen = 1 << 32 | u64::from(u32::from_be_bytes(ssrc));
             self.shared
                 .video_ssrc
-                .store(ssrc, std::sync::atomic::Ordering::Relaxed);
+                .store(seen, std::sync::atomic::Ordering::Relaxed);
         }
         if let Some(second) = packet.get(1) {
             if second & 0x7f != self.payload_type {
@@ -983,6 +1007,8 @@ struct PacketIngest {
     clock_rate: u32,
     /// The track's first extended timestamp and the `pts` it was given.
     anchor: Option<(u64, u64)>,
+    /// Capture times from the publisher's sender reports of this track.
+    capture: CaptureClock,
 }
 
 impl PacketIngest {
@@ -1010,6 +1036,7 @@ impl PacketIngest {
             pts: base + payload.ext_timestamp.saturating_sub(first),
             payload: payload.payload,
             marker: payload.marker,
+            capture_unix_ns: self.capture.capture_unix_ns(payload.rtp_timestamp),
         };
         self.shared.publisher.publish_packet(packet, Instant::now())
     }
@@ -1070,6 +1097,15 @@ fn output_for<'a>(
     outputs.iter_mut().find(|(out, _)| out.carries(media))
 }
 
+/// The wall-clock time a reader's sender reports map a payload's RTP time to: its capture
+/// time when the publisher's reports told it, else when it reached the server (never the
+/// time it is sent, which for a payload from the GOP cache is up to a GOP later).
+fn capture_or_ingest_time(packet: &TrackPacket, frame: &HubFrame) -> u64 {
+    packet
+        .capture_unix_ns
+        .unwrap_or_else(|| unix_now_ns().saturating_sub(frame.ingest.elapsed().as_nanos() as u64))
+}
+
 impl Play {
     /// Builds the interleaved bytes of `delivery` into `self.buf` (empty when its track is not
     /// set up).
@@ -1084,7 +1120,8 @@ impl Play {
             match (out, media) {
                 (TrackOut::Video(s), Media::Video(au)) => s.interleave(au, now, (*rtp, *rtcp), buf),
                 (TrackOut::Packets(_, s), Media::Packet(p)) => {
-                    s.interleave(p, now, (*rtp, *rtcp), buf)
+                    let captured = capture_or_ingest_time(p, &delivery.frame);
+                    s.interleave(p, captured, now, (*rtp, *rtcp), buf)
                 }
                 _ => {}
             }
@@ -1111,7 +1148,8 @@ impl Play {
             (TrackOut::Packets(_, s), Media::Packet(p)) => {
                 let rtp = &mut self.buf;
                 rtp.clear();
-                let sr = s.write(p, now, rtp);
+                let captured = capture_or_ingest_time(p, &delivery.frame);
+                let sr = s.write_captured(p, captured, now, rtp);
                 udp.rtp.send_to(rtp, udp.rtp_to).await?;
                 if let Some(sr) = sr {
                     udp.rtcp.send_to(&sr, udp.rtcp_to).await?;
@@ -1295,7 +1333,10 @@ impl UdpRecord {
                         return;
                     }
                 },
-                _ = self.rtcp.recv_from(&mut rtcp_buf) => {}
+                r = self.rtcp.recv_from(&mut rtcp_buf) => match r {
+                    Ok((n, from)) if from.ip() == self.peer.ip() => self.ingest.push_rtcp(&rtcp_buf[..n]),
+                    _ => {}
+                },
             }
         }
     }

@@ -44,7 +44,7 @@ enum Reader {
 /// What a track is, for the muxers.
 enum Kind {
     Aac(AacConfig),
-    Latm(AacConfig),
+    Latm(AacConfig, u32),
     Opus { channels: u8 },
     G711 { a_law: bool },
 }
@@ -180,7 +180,7 @@ impl Reader {
     fn new(kind: Kind) -> Result<Reader, String> {
         Ok(match kind {
             Kind::Aac(config) => Reader::Aac(AacDepacketizer::new(config)),
-            Kind::Latm(config) => Reader::Latm(LatmDepacketizer::new(config)),
+            Kind::Latm(config, clock) => Reader::Latm(LatmDepacketizer::new(config, clock)),
             Kind::Opus { channels } => Reader::Opus { channels },
             Kind::G711 { a_law } => {
                 Reader::G711(Box::new(G711ToOpus::new(a_law).map_err(|e| e.to_string())?))
@@ -209,7 +209,7 @@ fn kind_of(t: &TrackDescription) -> Option<Result<Kind, String>> {
         ),
         Codec::Aac if encoding.starts_with("MP4A-LATM/") => Some(
             latm::config_from_fmtp(t.fmtp.as_deref().unwrap_or(""))
-                .map(Kind::Latm)
+                .map(|config| Kind::Latm(config, t.clock_rate))
                 .map_err(|e| format!("MP4A-LATM: {e}")),
         ),
         Codec::Opus if t.clock_rate == opus::CLOCK_RATE => Some(Ok(Kind::Opus {

@@ -174,6 +174,7 @@ impl Job {
                         pts: opus.pts,
                         payload: opus.data,
                         marker: true,
+                        capture_unix_ns: None,
                     }),
                     ingest: delivery.frame.ingest,
                 };

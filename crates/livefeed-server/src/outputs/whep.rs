@@ -265,10 +265,10 @@ const KEYFRAME_ASK_AGAIN: Duration = Duration::from_secs(1);
 
 impl Viewer {
     /// Passes the session's need for a keyframe (its browser's PLI/FIR, or a start that waits
-    /// for one) to the publisher, once, and again each [`KEYFRAME_ASK_AGAIN`] while it lasts.
+    /// for one) to the publisher, at most once per [`KEYFRAME_ASK_AGAIN`] however often the
+    /// browser asks (so one viewer cannot make the publisher send keyframes back to back).
     fn ask_for_keyframe_if_wanted(&mut self) {
         if !self.session.wants_keyframe() {
-            self.keyframe_asked = None;
             return;
         }
         let now = Instant::now();

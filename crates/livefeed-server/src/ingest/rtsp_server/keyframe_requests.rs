@@ -22,6 +22,9 @@ use super::{IngestShared, WriterCommand};
 /// bits, and one answers every viewer waiting at that moment.
 pub const MIN_INTERVAL: Duration = Duration::from_millis(500);
 
+/// How often a request made before the publisher's first RTP packet looks for its SSRC.
+const SSRC_POLL: Duration = Duration::from_millis(20);
+
 /// The SSRC livefeed's RTCP to publishers is sent from.
 const SERVER_SSRC: u32 = 0x6c66_7364; // "lfsd"
 
@@ -45,7 +48,14 @@ pub async fn forward(mut requests: watch::Receiver<u64>, sink: Sink, shared: Arc
     let path = shared.publisher.path().to_string();
     let mut sent = 0u64;
     while requests.changed().await.is_ok() {
-        let media_ssrc = shared.video_ssrc.load(Ordering::Relaxed);
+        // The PLI names the publisher's video SSRC, known from its first RTP packet (receivers
+        // such as GStreamer's ignore feedback about another SSRC).
+        let media_ssrc = loop {
+            match shared.video_ssrc.load(Ordering::Relaxed) {
+                0 => tokio::time::sleep(SSRC_POLL).await,
+                seen => break seen as u32, // the SSRC, below the "seen" bit
+            }
+        };
         let pli = picture_loss_indication(SERVER_SSRC, media_ssrc);
         let delivered = match &sink {
             Sink::Tcp { out, channel } => {
