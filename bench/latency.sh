@@ -10,6 +10,8 @@
 #
 # Builds nothing: expects target/release/livefeed (cargo build --release).
 # Environment: DURATION (30), FRAMERATE (30), RUNS ("640x480:2000 1280x720:4000"),
+#              AUDIOS ("none": each run once per value of the demo's --audio, e.g. "none tone"
+#              to compare the chain with and without the test tone beside the video),
 #              PROBE_BITRATE (1), PROBE_SECS (10), OUT_DIR (a new /tmp/livefeed-bench.* dir).
 # Takes about 2 × (DURATION + 2) s, plus 2 × (PROBE_SECS + 5) s for the bitrate probe.
 set -euo pipefail
@@ -18,6 +20,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 DURATION=${DURATION:-30}
 FRAMERATE=${FRAMERATE:-30}
 RUNS=${RUNS:-"640x480:2000 1280x720:4000"}
+AUDIOS=${AUDIOS:-none}
 PROBE_BITRATE=${PROBE_BITRATE:-1}
 PROBE_SECS=${PROBE_SECS:-10}
 OUT_DIR=${OUT_DIR:-$(mktemp -d /tmp/livefeed-bench.XXXXXX)}
@@ -40,13 +43,15 @@ echo "- logs and raw JSON: $OUT_DIR"
 echo
 
 for run in $RUNS; do
+for audio in $AUDIOS; do
     res=${run%%:*}
     kbps=${run##*:}
-    tag="demo-$res"
-    echo "## demo $res @ ${FRAMERATE} fps, ${kbps} kbit/s, ${DURATION} s"
+    tag="demo-$res-audio-$audio"
+    echo "## demo $res @ ${FRAMERATE} fps, ${kbps} kbit/s, ${DURATION} s, audio: $audio"
     echo
     cmd=("$BIN" --duration "$DURATION" --json --resolution "$res" --framerate "$FRAMERATE"
-         --bitrate "$kbps" --rtsp-address 127.0.0.1:0 --http-address 127.0.0.1:0 --webrtc-address 127.0.0.1:0)
+         --bitrate "$kbps" --audio "$audio"
+         --rtsp-address 127.0.0.1:0 --http-address 127.0.0.1:0 --webrtc-address 127.0.0.1:0)
     echo "Command: \`target/release/livefeed ${cmd[*]:1}\`"
     echo "Load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo
@@ -64,6 +69,7 @@ for run in $RUNS; do
     fi
     python3 "$BENCH_DIR/summary_table.py" "$OUT_DIR/$tag.jsonl" "${targets[@]}" || true
     echo
+done
 done
 
 if [ "$PROBE_BITRATE" = 1 ]; then

@@ -18,6 +18,11 @@ STAGES = [
     ("capture_to_decoded", "capture→decoded (pixel timecode)"),
     ("server_ingest_to_egress", "server ingest→egress (server-added)"),
 ]
+# Printed only when the run has them (a stream with the test tone: `--audio tone`).
+AUDIO_STAGES = [
+    ("audio_capture_to_received", "audio capture→received (RTCP SR, client)"),
+    ("av_offset", "A/V offset (beep − frame of the same second)"),
+]
 
 
 def fmt(v):
@@ -56,7 +61,13 @@ def main():
             continue
         print(f"| {label} | {s.get('count', 0)} | {fmt(s.get('p50'))} | {fmt(s.get('p95'))} "
               f"| {fmt(s.get('p99'))} | {fmt(s.get('max'))} |")
-    for key in sorted(set(stages) - {k for k, _ in STAGES}):
+    for key, label in AUDIO_STAGES:
+        s = stages.get(key)
+        if s is not None:
+            print(f"| {label} | {s.get('count', 0)} | {fmt(s.get('p50'))} | {fmt(s.get('p95'))} "
+                  f"| {fmt(s.get('p99'))} | {fmt(s.get('max'))} |")
+    known = {k for k, _ in STAGES} | {k for k, _ in AUDIO_STAGES}
+    for key in sorted(set(stages) - known):
         s = stages[key]
         print(f"| {key} | {s.get('count', 0)} | {fmt(s.get('p50'))} | {fmt(s.get('p95'))} "
               f"| {fmt(s.get('p99'))} | {fmt(s.get('max'))} |")

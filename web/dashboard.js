@@ -11,7 +11,7 @@ const $ = (id) => document.getElementById(id);
 const state = { paths: [], latency: [], selected: null, mode: "webrtc", players: {}, chart: null, chartKey: "", events: 0, chartData };
 window.livefeedDashboard = state;
 
-const STAGE_ORDER = ["capture_to_encoded", "capture_to_ingest", "server_ingest_to_egress", "capture_to_received", "capture_to_decoded", "capture_to_displayed"];
+const STAGE_ORDER = ["capture_to_encoded", "capture_to_ingest", "server_ingest_to_egress", "capture_to_received", "capture_to_decoded", "capture_to_displayed", "audio_capture_to_received", "av_offset"];
 const fmt = (v, digits = 1) => (v == null ? "–" : Number(v).toFixed(digits));
 
 function el(tag, attrs = {}, ...children) {

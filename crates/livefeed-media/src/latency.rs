@@ -16,6 +16,13 @@ pub mod stage {
     pub const DECODED: &str = "capture_to_decoded";
     /// Server ingest to the last packet written to a reader.
     pub const SERVER_ADDED: &str = "server_ingest_to_egress";
+    /// Capture of an audio payload's first sample to its arrival at a client (the capture time
+    /// from the RTCP sender reports of the audio track).
+    pub const AUDIO_RECEIVED: &str = "audio_capture_to_received";
+    /// How much later than the picture the sound of the same instant reaches a client: the
+    /// latency of the test tone's beep at a whole second of capture time minus the latency of
+    /// the video frame captured then (positive: the sound is late).
+    pub const AV_OFFSET: &str = "av_offset";
 }
 
 /// Percentiles of one interval's samples, in milliseconds.

@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use livefeed_media::clock::unix_now_ns;
+use livefeed_media::rtcp::CaptureClock;
 use livefeed_media::rtp::VideoDepacketizer;
-use livefeed_media::sdp::{offer, parse_h264_track, OfferParams, VideoTrack};
-use livefeed_media::track::{TrackDescription, TrackPacket};
+use livefeed_media::sdp::{offer, parse_announced, parse_h264_track, OfferParams, VideoTrack};
+use livefeed_media::track::{Codec, PacketTimeline, TrackDescription, TrackPacket};
 use livefeed_media::{sei, AccessUnit, VideoCodec};
 use rtsp_types::headers::{self, TypedHeader};
 use rtsp_types::{Request, Response, Url};
@@ -380,7 +381,7 @@ impl RtspPublisher {
             return Err(Error::Closed);
         }
         let (rtp_packets, sender_report) = {
-            let packets = self.sender.packetize(au, Instant::now());
+            let packets = self.sender.packetize(au, unix_now_ns(), Instant::now());
             (packets.rtp.to_vec(), packets.rtcp)
         };
         let rtp_packets: Vec<Bytes> = rtp_packets
@@ -564,9 +565,47 @@ pub struct Received {
     pub lost_before: bool,
 }
 
-/// Plays a stream from an RTSP server (DESCRIBE/SETUP/PLAY).
+/// One audio payload as a player received it.
+#[derive(Debug, Clone)]
+pub struct AudioReceived {
+    /// The RTP payload (an Opus packet).
+    pub payload: Bytes,
+    /// Its RTP timestamp, unwrapped, counted from the first one received (48 kHz).
+    pub pts: u64,
+    /// Capture time of its first sample, Unix ns, from the server's sender reports.
+    pub capture_unix_ns: Option<u64>,
+    /// When it arrived, Unix ns.
+    pub received_unix_ns: u64,
+}
+
+/// What a player receives: a video access unit or an audio payload.
+#[derive(Debug, Clone)]
+pub enum Incoming {
+    /// A complete access unit.
+    Video(Received),
+    /// One payload of the audio track.
+    Audio(AudioReceived),
+}
+
+/// The Opus track a player set up beside the video.
+struct AudioIn {
+    media: MediaPath,
+    timeline: PacketTimeline,
+    clock: CaptureClock,
+}
+
+/// What one read from the network was.
+enum Packet {
+    Video(Bytes),
+    Audio(Bytes),
+    AudioRtcp(Bytes),
+}
+
+/// Plays a stream from an RTSP server (DESCRIBE/SETUP/PLAY): its video and, when asked, its
+/// Opus audio track.
 pub struct RtspPlayer {
     track: VideoTrack,
+    audio: Option<AudioIn>,
     control_read: OwnedReadHalf,
     control_reader: FrameReader,
     writer: OwnedWriteHalf,
@@ -580,8 +619,14 @@ pub struct RtspPlayer {
 }
 
 impl RtspPlayer {
-    /// Connects and starts playing `url`.
-    pub async fn connect(url: &str, kind: TransportKind, timeout: Duration) -> Result<Self, Error> {
+    /// Connects and starts playing `url`; with `audio`, also the stream's first Opus track
+    /// (48 kHz), if it has one.
+    pub async fn connect(
+        url: &str,
+        kind: TransportKind,
+        audio: bool,
+        timeout: Duration,
+    ) -> Result<Self, Error> {
         let mut conn = Connection::open(url, timeout).await?;
         let req = conn.session.options();
         conn.roundtrip(req).await?;
@@ -589,6 +634,15 @@ impl RtspPlayer {
         let resp = conn.roundtrip(req).await?;
         let track = parse_h264_track(resp.body())
             .map_err(|e| Error::Invalid(format!("stream description: {e}")))?;
+        let opus = audio
+            .then(|| parse_announced(resp.body()).ok())
+            .flatten()
+            .and_then(|stream| {
+                stream
+                    .others
+                    .into_iter()
+                    .find(|t| t.codec == Codec::Opus && t.clock_rate == 48_000)
+            });
         let base = resp
             .header(&headers::CONTENT_BASE)
             .map(|v| v.as_str().to_string());
@@ -598,11 +652,28 @@ impl RtspPlayer {
             track.control.as_deref(),
         )?;
         let media = setup_media(&mut conn, track_url, 0, kind, false).await?;
+        let audio = match opus {
+            Some(opus) => {
+                let url = crate::client_session::track_url(
+                    conn.session.url(),
+                    base.as_deref(),
+                    opus.control.as_deref(),
+                )?;
+                let media = setup_media(&mut conn, url, 1, kind, false).await?;
+                Some(AudioIn {
+                    media,
+                    timeline: PacketTimeline::new(opus.payload_type),
+                    clock: CaptureClock::new(opus.clock_rate),
+                })
+            }
+            None => None,
+        };
         let req = conn.session.play();
         conn.roundtrip(req).await?;
         let (control_read, writer, reader, session) = conn.into_parts();
         Ok(RtspPlayer {
             track,
+            audio,
             control_read,
             control_reader: reader,
             writer,
@@ -621,15 +692,20 @@ impl RtspPlayer {
         &self.track
     }
 
-    /// Waits for the next complete access unit. Errors when the server closes the stream or
-    /// nothing arrives for the timeout given at connect.
-    pub async fn next(&mut self) -> Result<Received, Error> {
+    /// Whether an audio track was set up.
+    pub fn has_audio(&self) -> bool {
+        self.audio.is_some()
+    }
+
+    /// Waits for the next complete access unit or audio payload. Errors when the server closes
+    /// the stream or nothing arrives for the timeout given at connect.
+    pub async fn next(&mut self) -> Result<Incoming, Error> {
         let mut keepalive = tokio::time::interval_at(
             tokio::time::Instant::now() + KEEPALIVE_INTERVAL,
             KEEPALIVE_INTERVAL,
         );
         if let Some(received) = self.pending.pop_front() {
-            return Ok(received);
+            return Ok(Incoming::Video(received));
         }
         loop {
             let packet = tokio::select! {
@@ -641,11 +717,43 @@ impl RtspPlayer {
                     continue;
                 }
             };
-            self.depacketize(&packet);
+            match packet {
+                Packet::Video(packet) => self.depacketize(&packet),
+                Packet::Audio(packet) => {
+                    if let Some(audio) = self.audio_payload(&packet) {
+                        return Ok(Incoming::Audio(audio));
+                    }
+                }
+                Packet::AudioRtcp(packet) => {
+                    if let Some(audio) = self.audio.as_mut() {
+                        if let Err(e) = audio.clock.on_rtcp(&packet) {
+                            tracing::debug!(error = %e, "dropping audio RTCP");
+                        }
+                    }
+                }
+            }
             if let Some(received) = self.pending.pop_front() {
-                return Ok(received);
+                return Ok(Incoming::Video(received));
             }
         }
+    }
+
+    /// One audio RTP packet as an [`AudioReceived`]; `None` for a late, duplicate or bad one.
+    fn audio_payload(&mut self, packet: &[u8]) -> Option<AudioReceived> {
+        let audio = self.audio.as_mut()?;
+        let timed = match audio.timeline.push(packet) {
+            Ok(timed) => timed?,
+            Err(e) => {
+                tracing::debug!(error = %e, "dropping audio RTP packet");
+                return None;
+            }
+        };
+        Some(AudioReceived {
+            capture_unix_ns: audio.clock.capture_unix_ns(timed.rtp_timestamp),
+            payload: timed.payload,
+            pts: timed.ext_timestamp,
+            received_unix_ns: unix_now_ns(),
+        })
     }
 
     /// Feeds one packet; finished access units go to `pending`.
@@ -676,14 +784,29 @@ impl RtspPlayer {
         }
     }
 
-    /// The next RTP packet, from the TCP connection or the UDP socket.
-    async fn next_rtp(&mut self) -> Result<Bytes, Error> {
+    /// The next media packet: video RTP, audio RTP or audio RTCP, from the TCP connection or
+    /// the UDP sockets.
+    async fn next_rtp(&mut self) -> Result<Packet, Error> {
+        let audio_channels = match self.audio.as_ref().map(|a| &a.media) {
+            Some(MediaPath::Tcp {
+                rtp_channel,
+                rtcp_channel,
+            }) => Some((*rtp_channel, *rtcp_channel)),
+            _ => None,
+        };
         loop {
             if let MediaPath::Tcp { rtp_channel, .. } = self.media {
                 while let Some(frame) = self.control_reader.next_frame()? {
                     if let Frame::Interleaved { channel, payload } = frame {
                         if channel == rtp_channel {
-                            return Ok(payload);
+                            return Ok(Packet::Video(payload));
+                        }
+                        match audio_channels {
+                            Some((rtp, _)) if channel == rtp => return Ok(Packet::Audio(payload)),
+                            Some((_, rtcp)) if channel == rtcp => {
+                                return Ok(Packet::AudioRtcp(payload))
+                            }
+                            _ => {}
                         }
                     }
                 }
@@ -694,11 +817,29 @@ impl RtspPlayer {
                     rtp, server_rtp, ..
                 } => {
                     let server_ip = server_rtp.ip();
+                    let (audio_rtp, audio_rtcp) = match self.audio.as_ref().map(|a| &a.media) {
+                        Some(MediaPath::Udp { rtp, rtcp, .. }) => (Some(rtp), Some(&**rtcp)),
+                        _ => (None, None),
+                    };
+                    let mut audio_buf = [0u8; 1500];
+                    let mut rtcp_buf = [0u8; 1500];
                     tokio::select! {
                         r = rtp.recv_from(&mut self.buf) => {
                             let (n, from) = r.map_err(io_err("receiving RTP over UDP"))?;
                             if from.ip() == server_ip {
-                                return Ok(Bytes::copy_from_slice(&self.buf[..n]));
+                                return Ok(Packet::Video(Bytes::copy_from_slice(&self.buf[..n])));
+                            }
+                        }
+                        Some(r) = recv_if(audio_rtp, &mut audio_buf) => {
+                            let (n, from) = r.map_err(io_err("receiving audio RTP over UDP"))?;
+                            if from.ip() == server_ip {
+                                return Ok(Packet::Audio(Bytes::copy_from_slice(&audio_buf[..n])));
+                            }
+                        }
+                        Some(r) = recv_if(audio_rtcp, &mut rtcp_buf) => {
+                            let (n, from) = r.map_err(io_err("receiving audio RTCP over UDP"))?;
+                            if from.ip() == server_ip {
+                                return Ok(Packet::AudioRtcp(Bytes::copy_from_slice(&rtcp_buf[..n])));
                             }
                         }
                         r = read_into(&mut self.control_read, &mut self.control_reader) => {
@@ -726,6 +867,17 @@ impl RtspPlayer {
         let req = self.session.teardown();
         let _ = send_request(&mut self.writer, &req).await;
         let _ = self.writer.shutdown().await;
+    }
+}
+
+/// A datagram from `socket`, or never when there is none.
+async fn recv_if(
+    socket: Option<&UdpSocket>,
+    buf: &mut [u8],
+) -> Option<std::io::Result<(usize, SocketAddr)>> {
+    match socket {
+        Some(socket) => Some(socket.recv_from(buf).await),
+        None => std::future::pending().await,
     }
 }
 

@@ -116,8 +116,15 @@ impl RtpSender {
         self.rtp_base.wrapping_add(pts as u32)
     }
 
-    /// Packetizes one access unit, in the payload format of its codec.
-    pub fn packetize(&mut self, au: &AccessUnit, now: Instant) -> Packets<'_> {
+    /// Packetizes one access unit, in the payload format of its codec. Its sender reports map
+    /// RTP time to the access unit's capture stamp, or to `unstamped_capture_ns` (Unix ns: for
+    /// a relay, when the frame reached it) for a frame without one.
+    pub fn packetize(
+        &mut self,
+        au: &AccessUnit,
+        unstamped_capture_ns: u64,
+        now: Instant,
+    ) -> Packets<'_> {
         if au.codec != self.packetizer.codec() {
             let p = &self.packetizer;
             self.packetizer =
@@ -132,7 +139,7 @@ impl RtpSender {
             .map(|p| p.len().saturating_sub(12))
             .sum();
         self.reports.count(self.packets.len(), payload);
-        let capture_ns = au.capture.map_or_else(unix_now_ns, |c| c.unix_ns);
+        let capture_ns = au.capture.map_or(unstamped_capture_ns, |c| c.unix_ns);
         let ssrc = self.ssrc();
         let rtcp = self.reports.due(now, ssrc, capture_ns, rtp_ts);
         Packets {
@@ -141,15 +148,17 @@ impl RtpSender {
         }
     }
 
-    /// Packetizes one access unit into `$`-framed interleaved bytes appended to `out`.
+    /// Packetizes one access unit into `$`-framed interleaved bytes appended to `out` (see
+    /// [`RtpSender::packetize`]).
     pub fn interleave(
         &mut self,
         au: &AccessUnit,
+        unstamped_capture_ns: u64,
         now: Instant,
         channels: (u8, u8),
         out: &mut Vec<u8>,
     ) {
-        let packets = self.packetize(au, now);
+        let packets = self.packetize(au, unstamped_capture_ns, now);
         for p in packets.rtp {
             push_interleaved(out, channels.0, p);
         }
@@ -275,17 +284,17 @@ mod tests {
     fn timestamps_follow_pts_from_the_base_and_reports_come_once_a_second() {
         let mut s = RtpSender::with_ids(7, 100, u32::MAX - 10);
         let t0 = Instant::now();
-        let first = s.packetize(&au(0), t0);
+        let first = s.packetize(&au(0), unix_now_ns(), t0);
         assert_eq!(first.rtp.len(), 3);
         let sr = first.rtcp.expect("first access unit carries a report");
         let reports = parse_sender_reports(&sr).expect("valid RTCP");
         assert_eq!(reports[0].ssrc, 7);
         assert_eq!(reports[0].rtp_timestamp, u32::MAX - 10);
         assert!(s
-            .packetize(&au(3000), t0 + Duration::from_millis(33))
+            .packetize(&au(3000), unix_now_ns(), t0 + Duration::from_millis(33))
             .rtcp
             .is_none());
-        let later = s.packetize(&au(90_000), t0 + SR_INTERVAL);
+        let later = s.packetize(&au(90_000), unix_now_ns(), t0 + SR_INTERVAL);
         let reports = parse_sender_reports(&later.rtcp.expect("due")).expect("valid");
         assert_eq!(reports[0].rtp_timestamp, 90_000 - 11, "wraps");
         assert_eq!(
@@ -301,7 +310,7 @@ mod tests {
     fn interleaved_frames_are_dollar_framed() {
         let mut s = RtpSender::with_ids(1, 1, 0);
         let mut out = Vec::new();
-        s.interleave(&au(0), Instant::now(), (2, 3), &mut out);
+        s.interleave(&au(0), unix_now_ns(), Instant::now(), (2, 3), &mut out);
         assert_eq!(out[0], b'$');
         assert_eq!(out[1], 2);
         let len = u16::from_be_bytes([out[2], out[3]]) as usize;

@@ -11,13 +11,15 @@ use serde::{Deserialize, Serialize};
 use crate::StoreError;
 
 /// The stages of the chain, in order; a sample's `stage` must be one of them.
-pub const STAGES: [&str; 6] = [
+pub const STAGES: [&str; 8] = [
     livefeed_media::latency::stage::ENCODED,
     livefeed_media::latency::stage::INGEST,
     livefeed_media::latency::stage::RECEIVED,
     livefeed_media::latency::stage::DECODED,
     STAGE_DISPLAYED,
     livefeed_media::latency::stage::SERVER_ADDED,
+    livefeed_media::latency::stage::AUDIO_RECEIVED,
+    livefeed_media::latency::stage::AV_OFFSET,
 ];
 
 /// Capture to picture on screen in a browser (`requestVideoFrameCallback` + pixel timecode).

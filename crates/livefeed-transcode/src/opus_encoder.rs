@@ -1,4 +1,5 @@
-//! The Opus encoder: libopus, loaded at run time from the system (`libopus.so.0`, Debian's
+//! The Opus encoder (and a decoder, for a receiver that listens to what it measures): libopus,
+//! loaded at run time from the system (`libopus.so.0`, Debian's
 //! `libopus0`, which ffmpeg, GStreamer and Chromium already pull in).
 //!
 //! Why not a binding crate: every maintained one (`opus`, `audiopus_sys`, `opusic-sys`,
@@ -33,6 +34,9 @@ type Create = unsafe extern "C" fn(i32, c_int, c_int, *mut c_int) -> *mut c_void
 type EncodeFloat = unsafe extern "C" fn(*mut c_void, *const f32, c_int, *mut u8, i32) -> i32;
 type Destroy = unsafe extern "C" fn(*mut c_void);
 type Ctl = unsafe extern "C" fn(*mut c_void, c_int, ...) -> c_int;
+type DecoderCreate = unsafe extern "C" fn(i32, c_int, *mut c_int) -> *mut c_void;
+type DecodeFloat =
+    unsafe extern "C" fn(*mut c_void, *const u8, i32, *mut f32, c_int, c_int) -> c_int;
 
 /// The libopus functions livefeed calls.
 struct Library {
@@ -41,6 +45,9 @@ struct Library {
     encode_float: EncodeFloat,
     destroy: Destroy,
     ctl: Ctl,
+    decoder_create: DecoderCreate,
+    decode_float: DecodeFloat,
+    decoder_destroy: Destroy,
 }
 
 /// libopus, loaded once per process.
@@ -75,12 +82,24 @@ fn symbols(lib: libloading::Library) -> Result<Library, EncoderError> {
             .get::<Destroy>(b"opus_encoder_destroy\0")
             .map_err(missing)?;
         let ctl = *lib.get::<Ctl>(b"opus_encoder_ctl\0").map_err(missing)?;
+        let decoder_create = *lib
+            .get::<DecoderCreate>(b"opus_decoder_create\0")
+            .map_err(missing)?;
+        let decode_float = *lib
+            .get::<DecodeFloat>(b"opus_decode_float\0")
+            .map_err(missing)?;
+        let decoder_destroy = *lib
+            .get::<Destroy>(b"opus_decoder_destroy\0")
+            .map_err(missing)?;
         Ok(Library {
             _lib: lib,
             create,
             encode_float,
             destroy,
             ctl,
+            decoder_create,
+            decode_float,
+            decoder_destroy,
         })
     }
 }
@@ -165,5 +184,67 @@ impl Drop for OpusEncoder {
     fn drop(&mut self) {
         // SAFETY: created by opus_encoder_create and destroyed once.
         unsafe { (self.lib.destroy)(self.state) }
+    }
+}
+
+/// Most samples per channel one Opus packet decodes to (120 ms at 48 kHz).
+const MAX_FRAME_SAMPLES: usize = 5760;
+
+/// One libopus decoder at 48 kHz (for a receiver that listens to what it measures).
+pub struct OpusDecoder {
+    lib: &'static Library,
+    state: *mut c_void,
+    channels: usize,
+    pcm: Vec<f32>,
+}
+
+// SAFETY: as for the encoder: the state is only touched through `&mut self`.
+unsafe impl Send for OpusDecoder {}
+
+impl OpusDecoder {
+    /// A decoder of `channels` (1 or 2) at 48 kHz.
+    pub fn new(channels: usize) -> Result<Self, EncoderError> {
+        let lib = library()?;
+        let channels = channels.clamp(1, 2);
+        let mut error: c_int = 0;
+        // SAFETY: valid arguments; the result is checked before use.
+        let state = unsafe { (lib.decoder_create)(48_000, channels as c_int, &mut error) };
+        if state.is_null() || error != 0 {
+            return Err(EncoderError::Opus(error));
+        }
+        Ok(OpusDecoder {
+            lib,
+            state,
+            channels,
+            pcm: vec![0.0; MAX_FRAME_SAMPLES * channels],
+        })
+    }
+
+    /// Decodes one packet (any bytes: libopus refuses what is not Opus) into interleaved
+    /// samples.
+    pub fn decode(&mut self, packet: &[u8]) -> Result<&[f32], EncoderError> {
+        let len = i32::try_from(packet.len()).map_err(|_| EncoderError::Opus(-1))?;
+        // SAFETY: `packet` holds `len` bytes; `pcm` holds MAX_FRAME_SAMPLES per channel.
+        let n = unsafe {
+            (self.lib.decode_float)(
+                self.state,
+                packet.as_ptr(),
+                len,
+                self.pcm.as_mut_ptr(),
+                MAX_FRAME_SAMPLES as c_int,
+                0,
+            )
+        };
+        if n < 0 {
+            return Err(EncoderError::Opus(n));
+        }
+        Ok(&self.pcm[..n as usize * self.channels])
+    }
+}
+
+impl Drop for OpusDecoder {
+    fn drop(&mut self) {
+        // SAFETY: created by opus_decoder_create and destroyed once.
+        unsafe { (self.lib.decoder_destroy)(self.state) }
     }
 }

@@ -3,6 +3,7 @@
 //! With no subcommand it runs the demo: server, test-pattern publisher and receiver in one
 //! process, printing one status line per second.
 
+mod audio_probe;
 mod audio_tone;
 mod cli;
 mod pipeline;

@@ -10,13 +10,14 @@ use livefeed_media::clock::{corrected, elapsed_ms, unix_now_ns};
 use livefeed_media::h264::{nal_type, nal_unit_type};
 use livefeed_media::sdp::VideoTrack;
 use livefeed_media::{timecode, AccessUnit};
-use livefeed_rtsp::client::{Received, RtspPlayer, RtspPublisher, TransportKind};
+use livefeed_rtsp::client::{Incoming, Received, RtspPlayer, RtspPublisher, TransportKind};
 use livefeed_rtsp::client_auth::without_userinfo;
 use livefeed_server::Server;
 use livefeed_source::capture::{self, CaptureHandle, CaptureSettings, Encoded, SourceSpec};
 use livefeed_source::decoder::H264Decoder;
 use livefeed_source::overlay;
 
+use crate::audio_probe::AudioProbe;
 use crate::audio_tone::{self, ToneTrack};
 use crate::preview::Preview;
 use tokio::sync::oneshot;
@@ -248,10 +249,18 @@ pub async fn receive(job: ReceiveJob) -> anyhow::Result<()> {
         }
     }
     let shown = without_userinfo(&job.url);
-    let mut player = RtspPlayer::connect(&job.url, job.transport, job.timeout)
+    let mut player = RtspPlayer::connect(&job.url, job.transport, true, job.timeout)
         .await
         .with_context(|| format!("cannot read the stream {shown}"))?;
-    tracing::info!(url = %shown, "receiving");
+    tracing::info!(url = %shown, audio = player.has_audio(), "receiving");
+    let mut probe = player
+        .has_audio()
+        .then(|| {
+            AudioProbe::new()
+                .inspect_err(|e| tracing::warn!("{e:#}: no A/V offset measured"))
+                .ok()
+        })
+        .flatten();
     let (tx, rx) = std_mpsc::sync_channel::<Received>(64);
     let track = player.track().clone();
     let stats = job.stats.clone();
@@ -273,10 +282,27 @@ pub async fn receive(job: ReceiveJob) -> anyhow::Result<()> {
             r = player.next() => r,
         };
         match received {
-            Ok(received) => {
-                job.stats.lock().record_received(&received);
+            Ok(Incoming::Video(received)) => {
+                let mut stats = job.stats.lock();
+                stats.record_received(&received);
+                if let (Some(probe), Some(capture)) = (probe.as_mut(), received.au.capture) {
+                    let at = stats.in_server_time(received.received_unix_ns);
+                    for offset in probe.on_video(capture.unix_ns, at) {
+                        stats.record_av_offset(offset, at);
+                    }
+                }
+                drop(stats);
                 if tx.send(received).is_err() {
                     break Ok(());
+                }
+            }
+            Ok(Incoming::Audio(audio)) => {
+                let mut stats = job.stats.lock();
+                let at = stats.record_audio_received(&audio);
+                if let (Some(probe), Some(capture)) = (probe.as_mut(), audio.capture_unix_ns) {
+                    for offset in probe.on_audio(&audio.payload, capture, at) {
+                        stats.record_av_offset(offset, at);
+                    }
                 }
             }
             Err(e) => break Err(anyhow::Error::new(e).context(format!("reading {shown}"))),

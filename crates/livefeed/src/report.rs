@@ -2,7 +2,9 @@
 //!
 //! Stages: capture→encoded (publisher), capture→ingest and ingest→egress (server, demo only),
 //! capture→received (SEI stamp at the receiver), capture→decoded (pixel timecode after
-//! decode). A frame whose timecode and SEI stamp disagree is counted as a mismatch.
+//! decode), and for a stream with the test tone, audio capture→received (from the audio
+//! track's sender reports) and the A/V offset (beep vs the frame of the same second). A frame
+//! whose timecode and SEI stamp disagree is counted as a mismatch.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -11,7 +13,7 @@ use livefeed_media::clock::{corrected, elapsed_ms, ClockOffset};
 use livefeed_media::latency::{stage, LatencySummary, LatencyWindow};
 use livefeed_media::timecode::Timecode;
 use livefeed_media::CaptureStamp;
-use livefeed_rtsp::client::Received;
+use livefeed_rtsp::client::{AudioReceived, Received};
 use livefeed_server::measure::metrics::{PathLatency, ServerMetrics};
 use livefeed_source::capture::Encoded;
 use serde_json::{json, Map, Value};
@@ -20,18 +22,20 @@ use tokio_util::sync::CancellationToken;
 use crate::pipeline::encoded_latency_ms;
 
 /// The stages a report lists, in order.
-const STAGES: [&str; 5] = [
+const STAGES: [&str; 7] = [
     stage::ENCODED,
     stage::INGEST,
     stage::RECEIVED,
     stage::DECODED,
     stage::SERVER_ADDED,
+    stage::AUDIO_RECEIVED,
+    stage::AV_OFFSET,
 ];
 
 /// Latency windows of every stage.
 #[derive(Debug, Default, Clone)]
 struct Windows {
-    by_stage: [LatencyWindow; 5],
+    by_stage: [LatencyWindow; 7],
 }
 
 impl Windows {
@@ -248,6 +252,26 @@ impl Stats {
         }
     }
 
+    /// An audio payload was received: capture→received from the capture time the sender
+    /// reports give it; returns its arrival in server time.
+    pub fn record_audio_received(&mut self, a: &AudioReceived) -> u64 {
+        let at = self.server_time(a.received_unix_ns);
+        if let Some(capture) = a.capture_unix_ns {
+            self.record(stage::AUDIO_RECEIVED, elapsed_ms(capture, at), at);
+        }
+        at
+    }
+
+    /// An A/V offset measured at `at_ns` (server time), ms.
+    pub fn record_av_offset(&mut self, ms: f64, at_ns: u64) {
+        self.record(stage::AV_OFFSET, ms, at_ns);
+    }
+
+    /// This host's clock reading `local_ns`, in server time.
+    pub fn in_server_time(&self, local_ns: u64) -> u64 {
+        self.server_time(local_ns)
+    }
+
     /// A picture was decoded; `tc` is its timecode, `stamp` the SEI stamp of its access unit.
     pub fn record_decoded(
         &mut self,
@@ -395,6 +419,8 @@ impl Reporter {
                 (stage::RECEIVED, "received"),
                 (stage::DECODED, "decoded"),
                 (stage::SERVER_ADDED, "server+"),
+                (stage::AUDIO_RECEIVED, "audio"),
+                (stage::AV_OFFSET, "a/v"),
             ] {
                 if let Some(s) = windows.get(name).summary() {
                     line.push_str(&format!(

@@ -397,3 +397,42 @@ fn livefeed_publisher_with_the_test_tone_is_served_with_both_tracks() {
         drop(publisher);
     }
 }
+
+/// `livefeed receive` of a stream with the test tone, over TCP and UDP: it takes the audio
+/// track too and reports audio capture→received (from the capture times the server's sender
+/// reports carry: at least the 20 ms an Opus frame takes to fill) and the A/V offset (each
+/// beep against the video frame captured at the same second: small on loopback), beside the
+/// usual video stages.
+#[test]
+fn livefeed_receiver_measures_audio_latency_and_the_av_offset_of_the_test_tone() {
+    for transport in ["tcp", "udp"] {
+        let server = TestServer::start();
+        let url = server.url("tone");
+        let publisher =
+            livefeed_publisher(&url, transport, &["--duration", "30", "--audio", "tone"]);
+        wait_for_stream(&server.addr(), "tone");
+        let out =
+            livefeed_receiver(&url, 6, &["--transport", transport]).wait(Duration::from_secs(40));
+        out.assert_success();
+        let summary = json_summary(&out.stdout);
+        let stages = &summary["stages"];
+        let audio = &stages["audio_capture_to_received"];
+        let count = audio["count"].as_u64().unwrap_or(0);
+        assert!(count >= 200, "{transport}: 50 packets a second: {summary}");
+        let p50 = audio["p50"].as_f64().unwrap_or(-1.0);
+        assert!(
+            (19.0..=150.0).contains(&p50),
+            "{transport}: a frame's 20 ms plus the trip: {summary}"
+        );
+        let offset = &stages["av_offset"];
+        assert!(
+            offset["count"].as_u64().unwrap_or(0) >= 4,
+            "{transport}: a beep a second paired with its frame: {summary}"
+        );
+        let p50 = offset["p50"].as_f64().unwrap_or(f64::MAX);
+        assert!(p50.abs() <= 40.0, "{transport}: {summary}");
+        assert!(stages["capture_to_decoded"]["count"].as_u64().unwrap_or(0) >= 120);
+        assert_eq!(summary["mismatches"], 0, "{transport}: {summary}");
+        drop(publisher);
+    }
+}

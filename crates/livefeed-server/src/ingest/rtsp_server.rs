@@ -1101,9 +1101,13 @@ fn output_for<'a>(
 /// time when the publisher's reports told it, else when it reached the server (never the
 /// time it is sent, which for a payload from the GOP cache is up to a GOP later).
 fn capture_or_ingest_time(packet: &TrackPacket, frame: &HubFrame) -> u64 {
-    packet
-        .capture_unix_ns
-        .unwrap_or_else(|| unix_now_ns().saturating_sub(frame.ingest.elapsed().as_nanos() as u64))
+    packet.capture_unix_ns.unwrap_or_else(|| ingest_time(frame))
+}
+
+/// When `frame` reached the server, Unix ns (what a reader's sender reports map a frame
+/// without a capture stamp to).
+fn ingest_time(frame: &HubFrame) -> u64 {
+    unix_now_ns().saturating_sub(frame.ingest.elapsed().as_nanos() as u64)
 }
 
 impl Play {
@@ -1118,7 +1122,10 @@ impl Play {
             output_for(&mut self.outputs, media)
         {
             match (out, media) {
-                (TrackOut::Video(s), Media::Video(au)) => s.interleave(au, now, (*rtp, *rtcp), buf),
+                (TrackOut::Video(s), Media::Video(au)) => {
+                    let ingested = ingest_time(&delivery.frame);
+                    s.interleave(au, ingested, now, (*rtp, *rtcp), buf)
+                }
                 (TrackOut::Packets(_, s), Media::Packet(p)) => {
                     let captured = capture_or_ingest_time(p, &delivery.frame);
                     s.interleave(p, captured, now, (*rtp, *rtcp), buf)
@@ -1137,7 +1144,7 @@ impl Play {
         };
         match (out, media) {
             (TrackOut::Video(s), Media::Video(au)) => {
-                let packets = s.packetize(au, now);
+                let packets = s.packetize(au, ingest_time(&delivery.frame), now);
                 for p in packets.rtp {
                     udp.rtp.send_to(p, udp.rtp_to).await?;
                 }
