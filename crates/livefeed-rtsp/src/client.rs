@@ -388,42 +388,15 @@ impl RtspPublisher {
             .into_iter()
             .filter(|_| !self.drops_next())
             .collect();
-        match &self.media {
-            MediaPath::Tcp {
-                rtp_channel,
-                rtcp_channel,
-            } => {
-                self.out.clear();
-                for p in &rtp_packets {
-                    push_interleaved(&mut self.out, *rtp_channel, p);
-                }
-                if let Some(sr) = &sender_report {
-                    push_interleaved(&mut self.out, *rtcp_channel, sr);
-                }
-                self.writer
-                    .write_all(&self.out)
-                    .await
-                    .map_err(io_err("sending RTP over TCP"))
-            }
-            MediaPath::Udp {
-                rtp,
-                rtcp,
-                server_rtp,
-                server_rtcp,
-            } => {
-                for p in &rtp_packets {
-                    rtp.send_to(p, *server_rtp)
-                        .await
-                        .map_err(io_err("sending RTP over UDP"))?;
-                }
-                if let Some(sr) = &sender_report {
-                    rtcp.send_to(sr, *server_rtcp)
-                        .await
-                        .map_err(io_err("sending RTCP"))?;
-                }
-                Ok(())
-            }
-        }
+        let out = &mut self.out;
+        send_media(
+            &mut self.writer,
+            out,
+            &self.media,
+            &rtp_packets,
+            sender_report,
+        )
+        .await
     }
 
     /// Sends one payload of the audio track (pts in its clock rate; its first sample captured
@@ -450,39 +423,8 @@ impl RtspPublisher {
         };
         let mut rtp = Vec::with_capacity(packet.payload.len() + 16);
         let report = sender.write_captured(&packet, capture_unix_ns, Instant::now(), &mut rtp);
-        match media {
-            MediaPath::Tcp {
-                rtp_channel,
-                rtcp_channel,
-            } => {
-                self.out.clear();
-                push_interleaved(&mut self.out, *rtp_channel, &rtp);
-                if let Some(sr) = &report {
-                    push_interleaved(&mut self.out, *rtcp_channel, sr);
-                }
-                self.writer
-                    .write_all(&self.out)
-                    .await
-                    .map_err(io_err("sending audio RTP over TCP"))
-            }
-            MediaPath::Udp {
-                rtp: socket,
-                rtcp,
-                server_rtp,
-                server_rtcp,
-            } => {
-                socket
-                    .send_to(&rtp, *server_rtp)
-                    .await
-                    .map_err(io_err("sending audio RTP over UDP"))?;
-                if let Some(sr) = &report {
-                    rtcp.send_to(sr, *server_rtcp)
-                        .await
-                        .map_err(io_err("sending audio RTCP"))?;
-                }
-                Ok(())
-            }
-        }
+        let rtp = [Bytes::from(rtp)];
+        send_media(&mut self.writer, &mut self.out, media, &rtp, report).await
     }
 
     /// Sends TEARDOWN and closes the connection.
@@ -499,6 +441,53 @@ impl Drop for RtspPublisher {
         self.drain.abort();
         if let Some(task) = &self.rtcp_reader {
             task.abort();
+        }
+    }
+}
+
+/// Sends a track's RTP packets and, when due, its sender report: interleaved on the
+/// connection (built in `out`) or to the server's UDP ports.
+async fn send_media(
+    writer: &mut OwnedWriteHalf,
+    out: &mut Vec<u8>,
+    media: &MediaPath,
+    rtp_packets: &[Bytes],
+    sender_report: Option<Vec<u8>>,
+) -> Result<(), Error> {
+    match media {
+        MediaPath::Tcp {
+            rtp_channel,
+            rtcp_channel,
+        } => {
+            out.clear();
+            for p in rtp_packets {
+                push_interleaved(out, *rtp_channel, p);
+            }
+            if let Some(sr) = &sender_report {
+                push_interleaved(out, *rtcp_channel, sr);
+            }
+            writer
+                .write_all(out)
+                .await
+                .map_err(io_err("sending RTP over TCP"))
+        }
+        MediaPath::Udp {
+            rtp,
+            rtcp,
+            server_rtp,
+            server_rtcp,
+        } => {
+            for p in rtp_packets {
+                rtp.send_to(p, *server_rtp)
+                    .await
+                    .map_err(io_err("sending RTP over UDP"))?;
+            }
+            if let Some(sr) = &sender_report {
+                rtcp.send_to(sr, *server_rtcp)
+                    .await
+                    .map_err(io_err("sending RTCP"))?;
+            }
+            Ok(())
         }
     }
 }

@@ -363,6 +363,16 @@ fn beep_onsets(url: &str, transport: Option<&str>, secs: u32) -> Vec<f64> {
     onsets
 }
 
+/// A server with `livefeed publish --audio tone` publishing on `tone` over `transport`:
+/// (server, the path's URL, the publisher).
+fn tone_publisher(transport: &str) -> (TestServer, String, Proc) {
+    let server = TestServer::start();
+    let url = server.url("tone");
+    let publisher = livefeed_publisher(&url, transport, &["--duration", "30", "--audio", "tone"]);
+    wait_for_stream(&server.addr(), "tone");
+    (server, url, publisher)
+}
+
 /// `livefeed publish --audio tone`: the test pattern with an Opus test tone beside it, over
 /// RTSP TCP and UDP. ffprobe reads both tracks back over RTSP and LL-HLS, and the beeps the
 /// tone carries at each whole second of capture time come out of the decoded sound one second
@@ -370,11 +380,7 @@ fn beep_onsets(url: &str, transport: Option<&str>, secs: u32) -> Vec<f64> {
 #[test]
 fn livefeed_publisher_with_the_test_tone_is_served_with_both_tracks() {
     for transport in ["tcp", "udp"] {
-        let server = TestServer::start();
-        let url = server.url("tone");
-        let publisher =
-            livefeed_publisher(&url, transport, &["--duration", "30", "--audio", "tone"]);
-        wait_for_stream(&server.addr(), "tone");
+        let (server, url, publisher) = tone_publisher(transport);
         assert_eq!(
             probe_codecs(&url, Some(transport)),
             ["h264", "opus"],
@@ -406,11 +412,7 @@ fn livefeed_publisher_with_the_test_tone_is_served_with_both_tracks() {
 #[test]
 fn livefeed_receiver_measures_audio_latency_and_the_av_offset_of_the_test_tone() {
     for transport in ["tcp", "udp"] {
-        let server = TestServer::start();
-        let url = server.url("tone");
-        let publisher =
-            livefeed_publisher(&url, transport, &["--duration", "30", "--audio", "tone"]);
-        wait_for_stream(&server.addr(), "tone");
+        let (_server, url, publisher) = tone_publisher(transport);
         let out =
             livefeed_receiver(&url, 6, &["--transport", transport]).wait(Duration::from_secs(40));
         out.assert_success();
