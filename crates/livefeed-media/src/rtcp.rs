@@ -10,8 +10,9 @@
 //! [`CaptureClock`] turns a sender's RTP timestamps into capture times through its latest
 //! sender report.
 //!
-//! Keyframe requests: [`picture_loss_indication`] writes an RFC 4585 PLI (behind an empty
-//! receiver report), [`requests_keyframe`] finds a PLI or an RFC 5104 FIR in a compound packet.
+//! Keyframe requests: [`picture_loss_indication`] writes an RFC 4585 PLI (after an empty
+//! receiver report and an SDES CNAME), [`requests_keyframe`] finds a PLI or an RFC 5104 FIR in a
+//! compound packet.
 
 use rtcp_types::prelude::*;
 use rtcp_types::{Compound, RtcpParseError, Sdes, SdesChunk, SdesItem, Unknown};

@@ -2,12 +2,13 @@
 //! RTCP sender report out. Used by publishers (client) and by the server for each reader.
 //!
 //! The RTP timestamp of an access unit is a random base plus its 90 kHz `pts`. The sender
-//! report maps the capture wall-clock time of the latest access unit (NTP) to its RTP time.
+//! report maps the wall-clock time the caller gives for the latest access unit or payload (NTP:
+//! its capture stamp, or for a relay the time it arrived) to its RTP time.
 
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use livefeed_media::clock::{unix_now_ns, unix_ns_to_ntp};
+use livefeed_media::clock::unix_ns_to_ntp;
 use livefeed_media::rtcp::SenderReport;
 use livefeed_media::rtp::VideoPacketizer;
 use livefeed_media::track::{PacketWriter, TrackPacket};
@@ -170,8 +171,7 @@ impl RtpSender {
 
 /// One outgoing stream of a non-video track: the publisher's payloads re-stamped with this
 /// stream's SSRC, sequence numbers and timestamp base, and a sender report once a second that
-/// maps the wall clock at sending to the latest RTP time (as the video's does when its frames
-/// carry no capture stamp).
+/// maps the wall-clock time the caller gives for the latest payload to its RTP time.
 pub struct TrackSender {
     writer: PacketWriter,
     first_seq: u16,
@@ -198,19 +198,9 @@ impl TrackSender {
     }
 
     /// Appends the RTP packet of `packet` to `rtp`, and returns a sender report when one is
-    /// due.
-    pub fn write(
-        &mut self,
-        packet: &TrackPacket,
-        now: Instant,
-        rtp: &mut Vec<u8>,
-    ) -> Option<Vec<u8>> {
-        self.write_captured(packet, unix_now_ns(), now, rtp)
-    }
-
-    /// [`TrackSender::write`] for a payload whose first sample was captured at Unix time
-    /// `capture_unix_ns`: its sender reports map RTP time to capture time (a publisher's own
-    /// audio, whose capture time it knows).
+    /// due. Its first sample was captured at Unix time `capture_unix_ns` (for a relay: the
+    /// time it arrived, when the capture time is unknown), which the reports map its RTP time
+    /// to.
     pub fn write_captured(
         &mut self,
         packet: &TrackPacket,
@@ -268,6 +258,7 @@ pub fn push_interleaved(out: &mut Vec<u8>, channel: u8, payload: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use livefeed_media::clock::unix_now_ns;
     use livefeed_media::rtcp::parse_sender_reports;
 
     fn au(pts: u64) -> AccessUnit {
@@ -347,10 +338,20 @@ mod tests {
         );
         let mut rtp_only = Vec::new();
         assert!(s
-            .write(&packet(960), t0 + Duration::from_millis(20), &mut rtp_only)
+            .write_captured(
+                &packet(960),
+                unix_now_ns(),
+                t0 + Duration::from_millis(20),
+                &mut rtp_only
+            )
             .is_none());
         let sr = s
-            .write(&packet(48_000), t0 + SR_INTERVAL, &mut rtp_only)
+            .write_captured(
+                &packet(48_000),
+                unix_now_ns(),
+                t0 + SR_INTERVAL,
+                &mut rtp_only,
+            )
             .expect("due");
         let reports = parse_sender_reports(&sr).expect("valid RTCP");
         assert_eq!(reports[0].packet_count, 3);

@@ -539,6 +539,7 @@ impl Hub {
                 broken: false,
             });
             inner.generation += 1;
+            follow_others(&mut inner, &others, path);
             if let Some(stream) = stream {
                 follow_codec(&mut inner, stream.codec, path);
                 inner.stream = Some(stream);
@@ -889,6 +890,35 @@ fn follow_codec(inner: &mut PathInner, codec: VideoCodec, path: &str) {
         return;
     };
     inner.stream = None;
+    let n = disconnect_clients(inner);
+    tracing::info!(
+        path,
+        from = old.name(),
+        to = codec.name(),
+        readers = n,
+        "the path's video codec changed: its readers are disconnected to negotiate again"
+    );
+}
+
+/// A new publisher whose tracks beside the video differ from the last one's (AAC where Opus
+/// was, another clock rate or payload type): client readers set them up as they were, so they
+/// are disconnected to negotiate again, as for a change of video codec.
+fn follow_others(inner: &mut PathInner, others: &[TrackDescription], path: &str) {
+    if inner.stream.is_none() || inner.others == others {
+        return;
+    }
+    let n = disconnect_clients(inner);
+    if n > 0 {
+        tracing::info!(
+            path,
+            readers = n,
+            "the path's tracks changed: its readers are disconnected to negotiate again"
+        );
+    }
+}
+
+/// Disconnects every client reader (their subscriptions end); returns how many.
+fn disconnect_clients(inner: &mut PathInner) -> usize {
     let before = inner.readers.len();
     let mut gone = 0;
     inner.readers.retain(|r| {
@@ -899,14 +929,7 @@ fn follow_codec(inner: &mut PathInner, codec: VideoCodec, path: &str) {
         keep
     });
     inner.drops_of_gone_readers += gone;
-    let n = before - inner.readers.len();
-    tracing::info!(
-        path,
-        from = old.name(),
-        to = codec.name(),
-        readers = n,
-        "the path's video codec changed: its readers are disconnected to negotiate again"
-    );
+    before - inner.readers.len()
 }
 
 /// Learns the parameter sets from in-band keyframes, and adds them to keyframes that lack

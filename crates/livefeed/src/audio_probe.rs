@@ -41,6 +41,8 @@ pub struct AudioProbe {
     decoder: OpusDecoder,
     /// Samples since the last one louder than [`BEEP_LEVEL`].
     quiet_run: usize,
+    /// The pts the next payload should have (a gap means a lost payload).
+    next_pts: Option<u64>,
     pending: VecDeque<Beep>,
     /// (capture, arrival) of recent video frames, Unix ns.
     frames: VecDeque<(u64, u64)>,
@@ -52,15 +54,34 @@ impl AudioProbe {
         Ok(AudioProbe {
             decoder: OpusDecoder::new(1)?,
             quiet_run: 0,
+            next_pts: None,
             pending: VecDeque::new(),
             frames: VecDeque::new(),
         })
     }
 
-    /// An audio payload whose first sample was captured at `capture_ns` arrived at
-    /// `arrival_ns`; returns the A/V offsets it completes.
-    pub fn on_audio(&mut self, payload: &[u8], capture_ns: u64, arrival_ns: u64) -> Vec<f64> {
-        let Some(onset) = self.find_onset(payload) else {
+    /// An audio payload at `pts` (48 kHz) whose first sample was captured at `capture_ns`
+    /// arrived at `arrival_ns`; returns the A/V offsets it completes. After a lost payload no
+    /// beep is counted until the sound has been quiet again (the lost one may have held the
+    /// beep's start).
+    pub fn on_audio(
+        &mut self,
+        payload: &[u8],
+        pts: u64,
+        capture_ns: u64,
+        arrival_ns: u64,
+    ) -> Vec<f64> {
+        if self.next_pts.is_some_and(|expected| expected != pts) {
+            self.quiet_run = 0;
+        }
+        let Some((onset, samples)) = self.find_onset(payload) else {
+            // Undecodable: as good as lost.
+            self.quiet_run = 0;
+            self.next_pts = None;
+            return Vec::new();
+        };
+        self.next_pts = Some(pts + samples as u64);
+        let Some(onset) = onset else {
             return Vec::new();
         };
         let onset_ns = capture_ns + onset as u64 * 1_000_000_000 / u64::from(SAMPLE_RATE);
@@ -89,8 +110,9 @@ impl AudioProbe {
         self.pair()
     }
 
-    /// The index of the first sample of a beep in `payload`, if one starts there.
-    fn find_onset(&mut self, payload: &[u8]) -> Option<usize> {
+    /// Decodes `payload`: the index of the first sample of a beep in it, if one starts
+    /// there, and its number of samples; `None` if it does not decode.
+    fn find_onset(&mut self, payload: &[u8]) -> Option<(Option<usize>, usize)> {
         let pcm = match self.decoder.decode(payload) {
             Ok(pcm) => pcm,
             Err(e) => {
@@ -98,6 +120,7 @@ impl AudioProbe {
                 return None;
             }
         };
+        let samples = pcm.len();
         let mut onset = None;
         for (i, sample) in pcm.iter().enumerate() {
             if sample.abs() <= BEEP_LEVEL {
@@ -109,7 +132,7 @@ impl AudioProbe {
             }
             self.quiet_run = 0;
         }
-        onset
+        Some((onset, samples))
     }
 
     /// Offsets of the pending beeps whose video frame has arrived (they are then forgotten).
@@ -166,8 +189,12 @@ mod tests {
         }
         // Audio from 500 ms before the second, each packet arriving 30 ms after its capture.
         let mut offsets = Vec::new();
-        for (capture, packet) in tone(second - 500_000_000 + 7_000_000, 40) {
-            offsets.extend(probe.on_audio(&packet, capture, capture + 30_000_000));
+        for (k, (capture, packet)) in tone(second - 500_000_000 + 7_000_000, 40)
+            .into_iter()
+            .enumerate()
+        {
+            let pts = k as u64 * FRAME_SAMPLES as u64;
+            offsets.extend(probe.on_audio(&packet, pts, capture, capture + 30_000_000));
         }
         assert_eq!(offsets.len(), 1, "one beep in 800 ms: {offsets:?}");
         // The packet holding the beep's onset starts 13 ms before the second and arrives 30 ms
@@ -176,6 +203,28 @@ mod tests {
         // it is counted from.)
         let want = 17.0 - 5.0;
         assert!((offsets[0] - want).abs() < 2.0, "{offsets:?}, want ~{want}");
+    }
+
+    #[test]
+    fn a_lost_payload_before_the_beep_is_not_taken_for_its_start() {
+        let second = 1_700_000_001_000_000_000u64;
+        let mut probe = AudioProbe::new().expect("libopus0");
+        for k in 0..12u64 {
+            let capture = second - 200_000_000 + k * 33_333_333;
+            probe.on_video(capture, capture + 5_000_000);
+        }
+        // The beep starts 15 ms into packet 25, which is lost: packet 26 is loud from its
+        // first sample, but follows a gap.
+        let start = second - 500_000_000 - 15_000_000;
+        let mut offsets = Vec::new();
+        for (k, (capture, packet)) in tone(start, 40).into_iter().enumerate() {
+            if k == 25 {
+                continue;
+            }
+            let pts = k as u64 * FRAME_SAMPLES as u64;
+            offsets.extend(probe.on_audio(&packet, pts, capture, capture + 30_000_000));
+        }
+        assert!(offsets.is_empty(), "{offsets:?}");
     }
 
     #[test]
@@ -198,7 +247,8 @@ mod tests {
                 .collect();
             let packet = encoder.encode(&pcm).expect("encodes").to_vec();
             let capture = 1_200_000_000 + k * FRAME_NS;
-            offsets.extend(probe.on_audio(&packet, capture, capture + 20_000_000));
+            let pts = k * FRAME_SAMPLES as u64;
+            offsets.extend(probe.on_audio(&packet, pts, capture, capture + 20_000_000));
         }
         assert!(offsets.is_empty(), "{offsets:?}");
     }

@@ -52,12 +52,14 @@ pub struct ToneTrack {
 }
 
 impl ToneTrack {
-    /// A tone starting at Unix time `now_ns`. Fails when libopus is not installed.
+    /// A tone starting at the first 20 ms boundary of Unix time from `now_ns` on, so that
+    /// every whole second of capture time (and its beep) starts a frame: the beep's delay is
+    /// then the same in every run. Fails when libopus is not installed.
     pub fn new(now_ns: u64) -> anyhow::Result<Self> {
         let encoder = OpusEncoder::new(1, BITRATE).context("the --audio tone encoder")?;
         Ok(ToneTrack {
             encoder,
-            start_ns: now_ns,
+            start_ns: now_ns.div_ceil(FRAME_NS) * FRAME_NS,
             next_frame: 0,
             pcm: vec![0.0; FRAME_SAMPLES],
         })
@@ -101,7 +103,9 @@ mod tests {
     #[test]
     fn frames_follow_the_sample_clock_and_a_stall_skips_ahead() {
         let start = 1_700_000_000_000_000_000;
-        let mut tone = ToneTrack::new(start).expect("libopus0 (scripts/install-deps)");
+        let mut tone = ToneTrack::new(start - 5_000_000).expect("libopus0 (scripts/install-deps)");
+        // Started at the next 20 ms boundary: a whole second starts a frame.
+        assert_eq!(tone.start_ns, start);
         assert!(tone.due(start + FRAME_NS - 1).unwrap().is_empty());
         let frames = tone.due(start + 3 * FRAME_NS).unwrap();
         let pts: Vec<u64> = frames.iter().map(|f| f.pts).collect();

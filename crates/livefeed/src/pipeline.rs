@@ -300,7 +300,7 @@ pub async fn receive(job: ReceiveJob) -> anyhow::Result<()> {
                 let mut stats = job.stats.lock();
                 let at = stats.record_audio_received(&audio);
                 if let (Some(probe), Some(capture)) = (probe.as_mut(), audio.capture_unix_ns) {
-                    for offset in probe.on_audio(&audio.payload, capture, at) {
+                    for offset in probe.on_audio(&audio.payload, audio.pts, capture, at) {
                         stats.record_av_offset(offset, at);
                     }
                 }

@@ -340,6 +340,50 @@ async fn a_new_publisher_of_another_codec_disconnects_client_readers_only() {
     );
 }
 
+#[tokio::test]
+async fn a_new_publisher_with_other_tracks_disconnects_client_readers() {
+    let hub = Hub::new(None, HubLimits::default());
+    let opus = TrackDescription::new("audio", 97, Some("opus/48000/2"), None, None).unwrap();
+    let aac =
+        TrackDescription::new("audio", 97, Some("MPEG4-GENERIC/48000/2"), None, None).unwrap();
+    let stream = || {
+        Some(StreamInfo::new(
+            Bytes::from_static(SPS),
+            Bytes::from_static(PPS),
+        ))
+    };
+    let first = hub
+        .claim_publisher_with("live", info("a"), stream(), vec![opus.clone()])
+        .expect("claimed");
+    first.publish_received(au(0, true), Instant::now(), false);
+    let client = ReaderInfo {
+        protocol: "rtsp/tcp".into(),
+        remote: "192.0.2.7:5000".into(),
+    };
+    let mut same = hub.subscribe_as("live", client.clone()).expect("served");
+    drop(first);
+    // The same tracks again: readers stay.
+    let second = hub
+        .claim_publisher_with("live", info("b"), stream(), vec![opus])
+        .expect("claimed");
+    second.publish_received(au(0, true), Instant::now(), false);
+    drain(&mut same);
+    assert!(
+        matches!(
+            same.rx.try_recv(),
+            Err(tokio::sync::mpsc::error::TryRecvError::Empty)
+        ),
+        "still subscribed, nothing pending"
+    );
+    drop(second);
+    // AAC where Opus was: the reader set up Opus, so it is let go.
+    let _third = hub
+        .claim_publisher_with("live", info("c"), stream(), vec![aac])
+        .expect("claimed");
+    drain(&mut same);
+    assert!(same.recv().await.is_none(), "the reader is let go");
+}
+
 fn packet(track: usize, pts: u64) -> TrackPacket {
     TrackPacket {
         track,

@@ -696,6 +696,7 @@ impl SessionHandler for Handler {
             sub,
             outputs,
             buf: Vec::with_capacity(256 * 1024),
+            video_stamped: false,
         };
         if tcp {
             self.out
@@ -1048,6 +1049,8 @@ struct Play {
     outputs: Vec<(TrackOut, Destination)>,
     /// Bytes being built: interleaved frames (TCP), or one RTP packet of another track (UDP).
     buf: Vec<u8>,
+    /// Whether the last video frame carried a capture stamp (see [`packet_time`]).
+    video_stamped: bool,
 }
 
 /// The sender of one track.
@@ -1097,11 +1100,17 @@ fn output_for<'a>(
     outputs.iter_mut().find(|(out, _)| out.carries(media))
 }
 
-/// The wall-clock time a reader's sender reports map a payload's RTP time to: its capture
-/// time when the publisher's reports told it, else when it reached the server (never the
-/// time it is sent, which for a payload from the GOP cache is up to a GOP later).
-fn capture_or_ingest_time(packet: &TrackPacket, frame: &HubFrame) -> u64 {
-    packet.capture_unix_ns.unwrap_or_else(|| ingest_time(frame))
+/// The wall-clock time a reader's sender reports map a payload's RTP time to, in the same
+/// clock as the video's: its capture time (from the publisher's reports) when the video's
+/// frames carry capture stamps too (both in the publisher's clock), else when it reached the
+/// server, as unstamped video is (never the time it is sent, which for a payload from the GOP
+/// cache is up to a GOP later). Readers that sync tracks by sender reports then line them up
+/// whatever the publisher's clock says.
+fn packet_time(packet: &TrackPacket, frame: &HubFrame, video_stamped: bool) -> u64 {
+    match packet.capture_unix_ns {
+        Some(captured) if video_stamped => captured,
+        _ => ingest_time(frame),
+    }
 }
 
 /// When `frame` reached the server, Unix ns (what a reader's sender reports map a frame
@@ -1118,6 +1127,10 @@ impl Play {
         let now = Instant::now();
         let media = &delivery.frame.media;
         let buf = &mut self.buf;
+        if let Media::Video(au) = media {
+            self.video_stamped = au.capture.is_some();
+        }
+        let stamped = self.video_stamped;
         if let Some((out, Destination::Interleaved(rtp, rtcp))) =
             output_for(&mut self.outputs, media)
         {
@@ -1127,8 +1140,8 @@ impl Play {
                     s.interleave(au, ingested, now, (*rtp, *rtcp), buf)
                 }
                 (TrackOut::Packets(_, s), Media::Packet(p)) => {
-                    let captured = capture_or_ingest_time(p, &delivery.frame);
-                    s.interleave(p, captured, now, (*rtp, *rtcp), buf)
+                    let at = packet_time(p, &delivery.frame, stamped);
+                    s.interleave(p, at, now, (*rtp, *rtcp), buf)
                 }
                 _ => {}
             }
@@ -1139,6 +1152,10 @@ impl Play {
     async fn send_udp(&mut self, delivery: &Delivery) -> std::io::Result<()> {
         let now = Instant::now();
         let media = &delivery.frame.media;
+        if let Media::Video(au) = media {
+            self.video_stamped = au.capture.is_some();
+        }
+        let stamped = self.video_stamped;
         let Some((out, Destination::Udp(udp))) = output_for(&mut self.outputs, media) else {
             return Ok(());
         };
@@ -1155,8 +1172,8 @@ impl Play {
             (TrackOut::Packets(_, s), Media::Packet(p)) => {
                 let rtp = &mut self.buf;
                 rtp.clear();
-                let captured = capture_or_ingest_time(p, &delivery.frame);
-                let sr = s.write_captured(p, captured, now, rtp);
+                let at = packet_time(p, &delivery.frame, stamped);
+                let sr = s.write_captured(p, at, now, rtp);
                 udp.rtp.send_to(rtp, udp.rtp_to).await?;
                 if let Some(sr) = sr {
                     udp.rtcp.send_to(&sr, udp.rtcp_to).await?;
