@@ -139,9 +139,10 @@ struct DemoArgs {
     /// RTP transport between the demo's publisher/receiver and its server
     #[arg(long, default_value = "tcp")]
     transport: TransportKind,
-    /// Audio track the demo's publisher adds: none, or tone (a hum with a 50 ms beep at each
-    /// whole second of capture time, Opus; needs libopus0)
-    #[arg(long, value_enum, default_value = "none")]
+    /// Audio track the demo's publisher adds: tone (a hum with a 50 ms beep at each whole
+    /// second of capture time, Opus; without libopus0 the demo warns and runs video only), or
+    /// none
+    #[arg(long, value_enum, default_value = "tone")]
     audio: AudioSource,
     /// Path the demo publishes on
     #[arg(long = "demo-path", default_value = "live")]
