@@ -47,19 +47,12 @@ impl SenderReport {
             .rtp_timestamp(self.rtp_timestamp)
             .packet_count(self.packet_count)
             .octet_count(self.octet_count);
-        let cname = SdesItem::builder(SdesItem::CNAME, CNAME);
-        let sdes = Sdes::builder().add_chunk(SdesChunk::builder(self.ssrc).add_item(cname));
-        let compound = Compound::builder().add_packet(sr).add_packet(sdes);
-        // Cannot fail: no report blocks, no padding, one short CNAME.
-        let size = compound
-            .calculate_size()
-            .expect("SR + SDES layout is valid");
-        let mut buf = vec![0; size];
-        let written = compound
-            .write_into(&mut buf)
-            .expect("buffer has the computed size");
-        buf.truncate(written);
-        buf
+        // No report blocks, no padding, one short CNAME.
+        write_compound(
+            Compound::builder()
+                .add_packet(sr)
+                .add_packet(cname_sdes(self.ssrc)),
+        )
     }
 
     /// The report's wall-clock time in Unix nanoseconds.
@@ -175,16 +168,27 @@ pub fn picture_loss_indication(sender_ssrc: u32, media_ssrc: u32) -> Vec<u8> {
     let feedback = rtcp_types::PayloadFeedback::builder(&pli)
         .sender_ssrc(sender_ssrc)
         .media_ssrc(media_ssrc);
+    // An empty report, one short CNAME and a PLI without padding.
+    write_compound(
+        Compound::builder()
+            .add_packet(report)
+            .add_packet(cname_sdes(sender_ssrc))
+            .add_packet(feedback),
+    )
+}
+
+/// The SDES packet every compound packet of `ssrc` carries: its CNAME, [`CNAME`].
+fn cname_sdes(ssrc: u32) -> rtcp_types::SdesBuilder<'static> {
     let cname = SdesItem::builder(SdesItem::CNAME, CNAME);
-    let sdes = Sdes::builder().add_chunk(SdesChunk::builder(sender_ssrc).add_item(cname));
-    let compound = Compound::builder()
-        .add_packet(report)
-        .add_packet(sdes)
-        .add_packet(feedback);
-    // Cannot fail: an empty report, one short CNAME and a PLI without padding.
+    Sdes::builder().add_chunk(SdesChunk::builder(ssrc).add_item(cname))
+}
+
+/// Writes a compound packet livefeed built itself. Cannot fail for the layouts above (fixed
+/// packets, no padding, one short CNAME), so a failure is a bug here, not bad input.
+fn write_compound(compound: rtcp_types::CompoundBuilder<'_>) -> Vec<u8> {
     let size = compound
         .calculate_size()
-        .expect("RR + SDES + PLI layout is valid");
+        .expect("livefeed's RTCP layouts are valid");
     let mut buf = vec![0; size];
     let written = compound
         .write_into(&mut buf)

@@ -127,6 +127,41 @@ fn readers_are_disconnected_once_the_grace_period_passes() {
     );
 }
 
+/// `livefeed publish` over `transport` leaving out every `drop_every`th RTP packet, with a
+/// keyframe every `gop` frames, read for 6 s by `livefeed receive`: whatever was lost, the
+/// receiver exits cleanly with no decode error and no SEI/timecode mismatch. Returns the
+/// server, the publisher, the receiver's summary and the path as the API shows it.
+fn lossy_run(
+    transport: &str,
+    drop_every: &str,
+    gop: &str,
+) -> (TestServer, Proc, serde_json::Value, serde_json::Value) {
+    let server = TestServer::start();
+    let url = server.url("lossy");
+    let args = [
+        "--duration",
+        "60",
+        "--drop-rtp-every",
+        drop_every,
+        "--gop",
+        gop,
+    ];
+    let publisher = livefeed_publisher(&url, transport, &args);
+    wait_for_stream(&server.addr(), "lossy");
+    let out = livefeed_receiver(&url, 6, &[]).wait(Duration::from_secs(40));
+    out.assert_success();
+    let summary = json_summary(&out.stdout);
+    assert_eq!(summary["decode_errors"], 0, "{transport}: {summary}");
+    assert_eq!(summary["mismatches"], 0, "{transport}: {summary}");
+    let paths = http_get(
+        server.http_port,
+        "/api/v1/paths/lossy",
+        Duration::from_secs(5),
+    );
+    let path: serde_json::Value = serde_json::from_slice(&paths.body).expect("JSON");
+    (server, publisher, summary, path)
+}
+
 /// RTP lost between a publisher and the server with keyframes 30 s apart (every 100th packet
 /// left out, over UDP and over TCP): without a keyframe request the reader would see nothing
 /// after the first loss until the next scheduled keyframe (checked: with the request disabled
@@ -137,37 +172,12 @@ fn readers_are_disconnected_once_the_grace_period_passes() {
 #[test]
 fn after_loss_at_ingest_the_publisher_is_asked_for_a_keyframe() {
     for transport in ["udp", "tcp"] {
-        let server = TestServer::start();
-        let url = server.url("lossy");
-        let publisher = livefeed_publisher(
-            &url,
-            transport,
-            &[
-                "--duration",
-                "60",
-                "--drop-rtp-every",
-                "100",
-                "--gop",
-                "900",
-            ],
-        );
-        wait_for_stream(&server.addr(), "lossy");
-        let out = livefeed_receiver(&url, 6, &[]).wait(Duration::from_secs(40));
-        out.assert_success();
-        let summary = json_summary(&out.stdout);
+        let (server, publisher, summary, path) = lossy_run(transport, "100", "900");
         let decoded = summary["frames_decoded"].as_u64().unwrap_or(0);
         assert!(
             decoded >= 140,
             "{transport}: pictures flow on after each loss (of ~180 in 6 s): {summary}"
         );
-        assert_eq!(summary["decode_errors"], 0, "{transport}: {summary}");
-        assert_eq!(summary["mismatches"], 0, "{transport}: {summary}");
-        let paths = http_get(
-            server.http_port,
-            "/api/v1/paths/lossy",
-            Duration::from_secs(5),
-        );
-        let path: serde_json::Value = serde_json::from_slice(&paths.body).expect("JSON");
         let requests = path["keyframe_requests"].as_u64().unwrap_or(0);
         assert!(requests >= 1, "{transport}: {path}");
         let log = server.proc.stderr_so_far();
@@ -187,27 +197,9 @@ fn after_loss_at_ingest_the_publisher_is_asked_for_a_keyframe() {
 #[test]
 fn after_loss_at_ingest_readers_never_decode_a_picture_that_references_a_lost_one() {
     for transport in ["udp", "tcp"] {
-        let server = TestServer::start();
-        let url = server.url("lossy");
-        let _publisher = livefeed_publisher(
-            &url,
-            transport,
-            &["--duration", "60", "--drop-rtp-every", "97", "--gop", "30"],
-        );
-        wait_for_stream(&server.addr(), "lossy");
-        let out = livefeed_receiver(&url, 6, &[]).wait(Duration::from_secs(40));
-        out.assert_success();
-        let summary = json_summary(&out.stdout);
+        let (_server, _publisher, summary, path) = lossy_run(transport, "97", "30");
         let decoded = summary["frames_decoded"].as_u64().unwrap_or(0);
         assert!(decoded >= 30, "{transport}: pictures still flow: {summary}");
-        assert_eq!(summary["decode_errors"], 0, "{transport}: {summary}");
-        assert_eq!(summary["mismatches"], 0, "{transport}: {summary}");
-        let paths = http_get(
-            server.http_port,
-            "/api/v1/paths/lossy",
-            Duration::from_secs(5),
-        );
-        let path: serde_json::Value = serde_json::from_slice(&paths.body).expect("JSON");
         let skipped = path["skipped_after_loss"].as_u64().unwrap_or(0);
         assert!(
             skipped > 0,
