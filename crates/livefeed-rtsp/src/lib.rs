@@ -2,8 +2,9 @@
 //!
 //! - [`framing`]: byte stream → RTSP messages and `$` interleaved frames, with limits.
 //! - [`transport`]: choosing and validating the `Transport` a peer asks for.
-//! - [`server_session`]: the server side of one RTSP connection as a state machine; the caller
-//!   supplies a [`server_session::SessionHandler`] that knows the streams and owns the sockets.
+//! - [`server_session`]: the server side of one RTSP connection as a state machine that returns
+//!   [`server_session::Effect`]s (check a permission, claim a path, open a transport, start
+//!   sending); the server performs them and reports the outcome.
 //! - [`client_session`]: the client side (publish: ANNOUNCE/SETUP/RECORD, play:
 //!   DESCRIBE/SETUP/PLAY) as request builders and response checks.
 //! - [`rtp_sender`]: one outgoing RTP stream (packets, RTP clock, sender reports).

@@ -1,19 +1,20 @@
 //! The server side of one RTSP connection, as a state machine without I/O.
 //!
-//! Feed each request from [`crate::framing`] to [`ServerSession::handle`] together with a
-//! [`SessionHandler`]; it validates the request against the session state, asks the handler
-//! for what only the server knows (stream descriptions, sockets, the hub), and returns the
-//! response to write. It never panics on peer input and never touches a socket.
+//! Feed each request from [`crate::framing`] to [`ServerSession::handle`]. It validates the
+//! request whole (version, session id, body, URL, headers, state) and either answers at once
+//! ([`Step::Respond`]: OPTIONS, GET_PARAMETER, every refusal) or returns the [`Effect`] the
+//! server must perform: a permission to check, then describe, claim the path, open a track's
+//! transport (bind UDP), subscribe and start sending, start accepting media, or stop. The
+//! shell performs it and passes the outcome to [`ServerSession::complete`], which makes the
+//! state transition only on success and returns the response to write. So a refused request
+//! has started nothing, and the session never panics on peer input or touches a socket.
 //!
 //! One connection holds at most one session, with one SETUP per track: a publisher sets up the
 //! tracks it announced (matched by their `a=control`), a reader the tracks livefeed offered
-//! (`trackID=0` is the H.264 video, `trackID=1`… the others; a URL without a track is the
+//! (`trackID=0` is the video, `trackID=1`… the others; a URL without a track is the
 //! video). Every track of a session uses the same lower transport. The session lives as long
 //! as the connection: a `Session` id that is not this connection's gets 454, so an id cannot be
 //! used from another connection or address.
-//!
-//! A request is validated whole (URL, headers, state) before the handler is asked to act, so a
-//! refused request has started nothing.
 //!
 //! States: `Init` → (ANNOUNCE) → `Init` with an announced stream → (SETUP) → `Ready` →
 //! (PLAY) → `Playing` or (RECORD) → `Recording`; TEARDOWN returns to `Init`.
@@ -61,19 +62,19 @@ impl Refusal {
     }
 }
 
-/// What a request asks to be allowed, for [`SessionHandler::authorize`].
-#[derive(Debug, Clone, Copy)]
-pub struct AuthContext<'a> {
+/// What a request asks to be allowed: the shell checks it before it performs an [`Effect`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthCheck {
     /// Read (DESCRIBE, SETUP for play) or publish (ANNOUNCE, SETUP for record).
     pub role: Role,
     /// The stream path.
-    pub path: &'a str,
+    pub path: String,
     /// The `Authorization` header's value, if any.
-    pub authorization: Option<&'a str>,
+    pub authorization: Option<String>,
     /// The method, e.g. `DESCRIBE`.
-    pub method: &'a str,
+    pub method: String,
     /// The request URI.
-    pub uri: &'a str,
+    pub uri: String,
 }
 
 /// Whether the session reads or publishes.
@@ -103,30 +104,85 @@ pub struct PlayStart {
     pub rtptime: u32,
 }
 
-/// What the server shell provides to the session: knowledge of streams and ownership of
-/// sockets and tasks. Every method may refuse with a status and a reason.
-pub trait SessionHandler {
-    /// May this request read or publish its path? Called before DESCRIBE, ANNOUNCE and SETUP
-    /// act; a refusal (401 with challenges, 403) is the answer.
-    fn authorize(&mut self, request: &AuthContext<'_>) -> Result<(), Refusal>;
-    /// The SDP describing `path` for a reader; `base` is the URL the SDP is relative to.
-    fn describe(&mut self, path: &str) -> Result<String, Refusal>;
-    /// A publisher announces `stream` on `path`.
-    fn announce(&mut self, path: &str, stream: &AnnouncedStream) -> Result<(), Refusal>;
-    /// Sets up the transport of `track` (binds UDP sockets when asked for UDP).
-    fn setup(
-        &mut self,
-        path: &str,
+/// What a validated request asks the server to do. The shell checks [`Effect::authorize`]
+/// first (a refusal is the answer), then performs [`Effect::action`] and hands the outcome to
+/// [`ServerSession::complete`].
+#[derive(Debug, Clone)]
+pub struct Effect {
+    /// The permission to check before acting, if the request needs one.
+    pub authorize: Option<AuthCheck>,
+    /// What to do.
+    pub action: Action,
+}
+
+/// The server-side work a request needs; each has one [`Done`] answer.
+#[derive(Debug, Clone)]
+pub enum Action {
+    /// Describe `path` for a reader: answer [`Done::Described`] with its SDP.
+    Describe {
+        /// The stream path.
+        path: String,
+    },
+    /// Claim `path` for the publisher of `stream`: answer [`Done::Announced`].
+    Announce {
+        /// The stream path.
+        path: String,
+        /// What the publisher announced.
+        stream: Box<AnnouncedStream>,
+    },
+    /// Set up `track`'s transport (bind UDP sockets when asked for UDP): answer
+    /// [`Done::SetUp`].
+    Setup {
+        /// The stream path.
+        path: String,
+        /// Reading or publishing.
         role: Role,
+        /// The track (index in the announced or offered stream).
         track: usize,
-        transport: &TransportRequest,
-    ) -> Result<ServerTransport, Refusal>;
-    /// Starts sending media of every set-up track to the reader: where each track starts.
-    fn play(&mut self, path: &str) -> Result<Vec<(usize, PlayStart)>, Refusal>;
-    /// Starts accepting media from the publisher.
-    fn record(&mut self, path: &str) -> Result<(), Refusal>;
-    /// Stops whatever the session started and releases its resources.
-    fn teardown(&mut self);
+        /// The transport the client asked for, already validated.
+        transport: TransportRequest,
+    },
+    /// Subscribe and start sending every set-up track to the reader: answer
+    /// [`Done::Playing`] with where each track starts.
+    Play {
+        /// The stream path.
+        path: String,
+    },
+    /// Start accepting the publisher's media: answer [`Done::Recording`].
+    Record {
+        /// The stream path.
+        path: String,
+    },
+    /// Stop whatever the session started and release its resources: answer
+    /// [`Done::TornDown`].
+    Teardown,
+}
+
+/// The outcome of an [`Action`] the shell performed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Done {
+    /// [`Action::Describe`]: the SDP.
+    Described(String),
+    /// [`Action::Announce`].
+    Announced,
+    /// [`Action::Setup`]: the server's side of the transport.
+    SetUp(ServerTransport),
+    /// [`Action::Play`]: where each set-up track starts.
+    Playing(Vec<(usize, PlayStart)>),
+    /// [`Action::Record`].
+    Recording,
+    /// [`Action::Teardown`].
+    TornDown,
+}
+
+/// What [`ServerSession::handle`] returns: an answer now, or work for the shell first.
+#[derive(Debug)]
+pub enum Step {
+    /// Send this response; nothing else happens.
+    Respond(Response<Vec<u8>>),
+    /// Perform this effect, then pass its outcome to [`ServerSession::complete`] and send the
+    /// response that returns.
+    Perform(Effect),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,15 +201,49 @@ struct SetUp {
     tracks: Vec<(usize, TransportRequest)>,
 }
 
+/// A request whose effect the shell is performing: what [`ServerSession::complete`] needs to
+/// finish its transition and answer.
+#[derive(Debug)]
+struct Pending {
+    cseq: Option<String>,
+    then: Then,
+}
+
+/// The transition to make once an effect succeeded.
+#[derive(Debug)]
+enum Then {
+    /// Answer the SDP with this `Content-Base`.
+    Describe { base: String },
+    /// Remember the announced stream.
+    Announce {
+        path: String,
+        stream: Box<AnnouncedStream>,
+    },
+    /// Add the track to the session and enter `Ready`.
+    Setup {
+        path: String,
+        role: Role,
+        track: usize,
+        transport: TransportRequest,
+    },
+    /// Enter `Playing`; RTP-Info URLs are relative to `url`.
+    Play { url: String },
+    /// Enter `Recording`.
+    Record,
+    /// Back to `Init`.
+    Teardown,
+}
+
 /// The state of one RTSP connection's session.
 pub struct ServerSession {
     id: String,
     state: State,
     announced: Option<(String, AnnouncedStream)>,
     setup: Option<SetUp>,
+    pending: Option<Pending>,
 }
 
-type Reply = Result<Response<Vec<u8>>, Refusal>;
+type Planned = Result<(Option<AuthCheck>, Action, Then), Refusal>;
 
 impl ServerSession {
     /// A new session; `id` is sent in the `Session` header from the first SETUP on (use an
@@ -164,6 +254,7 @@ impl ServerSession {
             state: State::Init,
             announced: None,
             setup: None,
+            pending: None,
         }
     }
 
@@ -189,24 +280,53 @@ impl ServerSession {
         self.setup.as_ref().map(|s| s.path.as_str())
     }
 
-    /// Handles one request and returns the response to send. A refusal becomes a 4xx/5xx
-    /// response with the reason as reason phrase and as a text body.
-    pub fn handle(
-        &mut self,
-        req: &Request<Vec<u8>>,
-        handler: &mut dyn SessionHandler,
-    ) -> Response<Vec<u8>> {
+    /// Validates one request whole against the session state. A request that needs nothing
+    /// from the server, or is refused, is answered at once ([`Step::Respond`]; a refusal is a
+    /// 4xx/5xx with the reason as reason phrase and text body) and changes nothing. Otherwise
+    /// the session waits for the outcome of the [`Step::Perform`] effect and changes state only
+    /// when [`ServerSession::complete`] gets a success.
+    pub fn handle(&mut self, req: &Request<Vec<u8>>) -> Step {
         let cseq = req.header(&headers::CSEQ).map(|v| v.as_str().to_string());
-        let result = self.dispatch(req, handler);
-        let mut response = result.unwrap_or_else(|refusal| refusal_response(&refusal));
-        if let Some(cseq) = cseq {
-            response.insert_header(headers::CSEQ, cseq);
+        if self.pending.is_some() {
+            let refusal = Refusal::new(
+                StatusCode::InternalServerError,
+                "the previous request is still being handled",
+            );
+            return Step::Respond(finish(refusal_response(&refusal), cseq));
         }
-        response.insert_header(headers::SERVER, crate::PRODUCT);
-        response
+        match self.plan(req) {
+            Ok(Plan::Answer(response)) => Step::Respond(finish(response, cseq)),
+            Ok(Plan::Act(authorize, action, then)) => {
+                self.pending = Some(Pending { cseq, then });
+                Step::Perform(Effect { authorize, action })
+            }
+            Err(refusal) => Step::Respond(finish(refusal_response(&refusal), cseq)),
+        }
     }
 
-    fn dispatch(&mut self, req: &Request<Vec<u8>>, handler: &mut dyn SessionHandler) -> Reply {
+    /// Finishes the request whose effect the shell performed: on success the session makes its
+    /// transition; a refusal (from the permission check or the action) is the answer and
+    /// changes nothing, except that a TEARDOWN always ends the session. An outcome that is not
+    /// the one the effect asked for is answered 500.
+    pub fn complete(&mut self, outcome: Result<Done, Refusal>) -> Response<Vec<u8>> {
+        let Some(Pending { cseq, then }) = self.pending.take() else {
+            let refusal = Refusal::new(StatusCode::InternalServerError, "no request in progress");
+            return finish(refusal_response(&refusal), None);
+        };
+        if matches!(then, Then::Teardown) {
+            self.reset();
+        }
+        let response = match outcome {
+            Ok(done) => self.transition(then, done),
+            Err(refusal) => Err(refusal),
+        };
+        finish(
+            response.unwrap_or_else(|refusal| refusal_response(&refusal)),
+            cseq,
+        )
+    }
+
+    fn plan(&mut self, req: &Request<Vec<u8>>) -> Result<Plan, Refusal> {
         if req.version() != Version::V1_0 {
             return Err(Refusal::new(
                 StatusCode::RTSPVersionNotSupported,
@@ -215,15 +335,15 @@ impl ServerSession {
         }
         self.check_session_header(req)?;
         check_body_allowed(req)?;
-        match req.method() {
-            Method::Options => Ok(options_response()),
-            Method::Describe => self.describe(req, handler),
-            Method::Announce => self.announce(req, handler),
-            Method::Setup => self.setup(req, handler),
-            Method::Play => self.play(req, handler),
-            Method::Record => self.record(req, handler),
-            Method::Teardown => Ok(self.teardown(handler)),
-            Method::GetParameter | Method::SetParameter => Ok(self.ok()),
+        let planned = match req.method() {
+            Method::Options => return Ok(Plan::Answer(options_response())),
+            Method::GetParameter | Method::SetParameter => return Ok(Plan::Answer(self.ok())),
+            Method::Describe => self.describe(req),
+            Method::Announce => self.announce(req),
+            Method::Setup => self.setup(req),
+            Method::Play => self.play(req),
+            Method::Record => self.record(req),
+            Method::Teardown => Ok((None, Action::Teardown, Then::Teardown)),
             Method::Pause => Err(Refusal::new(
                 StatusCode::MethodNotValidInThisState,
                 "PAUSE is not supported on live streams",
@@ -231,6 +351,67 @@ impl ServerSession {
             other => Err(Refusal::new(
                 StatusCode::NotImplemented,
                 format!("method {} is not implemented", method_name(other)),
+            )),
+        };
+        planned.map(|(authorize, action, then)| Plan::Act(authorize, action, then))
+    }
+
+    /// The state change and the response for an effect that succeeded.
+    fn transition(&mut self, then: Then, done: Done) -> Result<Response<Vec<u8>>, Refusal> {
+        match (then, done) {
+            (Then::Describe { base }, Done::Described(sdp)) => {
+                Ok(Response::builder(Version::V1_0, StatusCode::Ok)
+                    .header(headers::CONTENT_TYPE, "application/sdp")
+                    .header(headers::CONTENT_BASE, base)
+                    .build(sdp.into_bytes()))
+            }
+            (Then::Announce { path, stream }, Done::Announced) => {
+                self.announced = Some((path, *stream));
+                Ok(self.ok())
+            }
+            (
+                Then::Setup {
+                    path,
+                    role,
+                    track,
+                    transport,
+                },
+                Done::SetUp(server),
+            ) => {
+                let reply = transport::reply_header(
+                    &transport.lower,
+                    server.server_ports,
+                    server.ssrc,
+                    role == Role::Record,
+                );
+                self.setup
+                    .get_or_insert_with(|| SetUp {
+                        path,
+                        role,
+                        tracks: Vec::new(),
+                    })
+                    .tracks
+                    .push((track, transport));
+                self.state = State::Ready;
+                Ok(Response::builder(Version::V1_0, StatusCode::Ok)
+                    .header(headers::TRANSPORT, reply)
+                    .header(headers::SESSION, self.session_value())
+                    .build(Vec::new()))
+            }
+            (Then::Play { url }, Done::Playing(starts)) => {
+                self.state = State::Playing;
+                Ok(self.play_response(&url, &starts))
+            }
+            (Then::Record, Done::Recording) => {
+                self.state = State::Recording;
+                Ok(self.ok())
+            }
+            (Then::Teardown, Done::TornDown) => {
+                Ok(Response::builder(Version::V1_0, StatusCode::Ok).build(Vec::new()))
+            }
+            (then, done) => Err(Refusal::new(
+                StatusCode::InternalServerError,
+                format!("outcome {done:?} does not answer {then:?}"),
             )),
         }
     }
@@ -249,24 +430,23 @@ impl ServerSession {
         ))
     }
 
-    fn describe(&mut self, req: &Request<Vec<u8>>, handler: &mut dyn SessionHandler) -> Reply {
+    fn describe(&mut self, req: &Request<Vec<u8>>) -> Planned {
         let url = request_url(req)?;
         let path = path_of(url)?;
-        authorize(req, handler, Role::Play, &path)?;
-        let sdp = handler.describe(&path)?;
         let base = format!("{}/", url.as_str().trim_end_matches('/'));
-        Ok(Response::builder(Version::V1_0, StatusCode::Ok)
-            .header(headers::CONTENT_TYPE, "application/sdp")
-            .header(headers::CONTENT_BASE, base)
-            .build(sdp.into_bytes()))
+        let check = auth_check(req, Role::Play, &path)?;
+        Ok((
+            Some(check),
+            Action::Describe { path },
+            Then::Describe { base },
+        ))
     }
 
-    fn announce(&mut self, req: &Request<Vec<u8>>, handler: &mut dyn SessionHandler) -> Reply {
+    fn announce(&mut self, req: &Request<Vec<u8>>) -> Planned {
         if self.state != State::Init || self.setup.is_some() {
             return Err(not_in_state("ANNOUNCE after SETUP"));
         }
         let path = path_of(request_url(req)?)?;
-        authorize(req, handler, Role::Record, &path)?;
         let content_type = req.header(&headers::CONTENT_TYPE).map(|v| v.as_str());
         if !content_type.is_some_and(|t| t.trim().eq_ignore_ascii_case("application/sdp")) {
             return Err(Refusal::new(
@@ -275,13 +455,17 @@ impl ServerSession {
             ));
         }
         let stream = parse_announced(req.body())
+            .map(Box::new)
             .map_err(|e| Refusal::new(StatusCode::BadRequest, e.to_string()))?;
-        handler.announce(&path, &stream)?;
-        self.announced = Some((path, stream));
-        Ok(self.ok())
+        let check = auth_check(req, Role::Record, &path)?;
+        let action = Action::Announce {
+            path: path.clone(),
+            stream: stream.clone(),
+        };
+        Ok((Some(check), action, Then::Announce { path, stream }))
     }
 
-    fn setup(&mut self, req: &Request<Vec<u8>>, handler: &mut dyn SessionHandler) -> Reply {
+    fn setup(&mut self, req: &Request<Vec<u8>>) -> Planned {
         if self.is_streaming() {
             return Err(not_in_state("SETUP while streaming"));
         }
@@ -292,27 +476,20 @@ impl ServerSession {
             .map_err(|e| Refusal::new(StatusCode::UnsupportedTransport, e.to_string()))?;
         let (path, role, track) = self.setup_target(request_url(req)?, transport.record)?;
         self.check_joins_session(&path, role, track, &transport)?;
-        authorize(req, handler, role, &path)?;
-        let server = handler.setup(&path, role, track, &transport)?;
-        let reply = transport::reply_header(
-            &transport.lower,
-            server.server_ports,
-            server.ssrc,
-            role == Role::Record,
-        );
-        self.setup
-            .get_or_insert_with(|| SetUp {
-                path,
-                role,
-                tracks: Vec::new(),
-            })
-            .tracks
-            .push((track, transport));
-        self.state = State::Ready;
-        Ok(Response::builder(Version::V1_0, StatusCode::Ok)
-            .header(headers::TRANSPORT, reply)
-            .header(headers::SESSION, self.session_value())
-            .build(Vec::new()))
+        let check = auth_check(req, role, &path)?;
+        let action = Action::Setup {
+            path: path.clone(),
+            role,
+            track,
+            transport,
+        };
+        let then = Then::Setup {
+            path,
+            role,
+            track,
+            transport,
+        };
+        Ok((Some(check), action, then))
     }
 
     /// Whether a SETUP of `track` on `path` as `role` over `transport` fits the tracks the
@@ -367,11 +544,13 @@ impl ServerSession {
         Ok(offered_track(full)).map(|(path, track)| (path, Role::Play, track))
     }
 
-    fn play(&mut self, req: &Request<Vec<u8>>, handler: &mut dyn SessionHandler) -> Reply {
+    fn play(&mut self, req: &Request<Vec<u8>>) -> Planned {
         let url = request_url(req)?.as_str().trim_end_matches('/').to_string();
         let path = self.ready_for(Role::Play, "PLAY")?;
-        let starts = handler.play(&path)?;
-        self.state = State::Playing;
+        Ok((None, Action::Play { path }, Then::Play { url }))
+    }
+
+    fn play_response(&self, url: &str, starts: &[(usize, PlayStart)]) -> Response<Vec<u8>> {
         let rtp_info = starts
             .iter()
             .map(|(track, start)| {
@@ -382,14 +561,14 @@ impl ServerSession {
             })
             .collect::<Vec<_>>()
             .join(",");
-        Ok(Response::builder(Version::V1_0, StatusCode::Ok)
+        Response::builder(Version::V1_0, StatusCode::Ok)
             .header(headers::SESSION, self.session_value())
             .header(headers::RANGE, "npt=0.000-")
             .header(headers::RTP_INFO, rtp_info)
-            .build(Vec::new()))
+            .build(Vec::new())
     }
 
-    fn record(&mut self, req: &Request<Vec<u8>>, handler: &mut dyn SessionHandler) -> Reply {
+    fn record(&mut self, req: &Request<Vec<u8>>) -> Planned {
         request_url(req)?;
         let path = self.ready_for(Role::Record, "RECORD")?;
         // The video sets the path's timeline and keyframes: a publisher without it has nothing
@@ -399,11 +578,9 @@ impl ServerSession {
             .as_ref()
             .is_some_and(|s| s.tracks.iter().any(|(t, _)| *t == 0))
         {
-            return Err(not_in_state("RECORD without the H.264 video track set up"));
+            return Err(not_in_state("RECORD without the video track set up"));
         }
-        handler.record(&path)?;
-        self.state = State::Recording;
-        Ok(self.ok())
+        Ok((None, Action::Record { path }, Then::Record))
     }
 
     /// The set-up path if the session is in `Ready` (or already streaming) with `role`.
@@ -418,12 +595,10 @@ impl ServerSession {
         }
     }
 
-    fn teardown(&mut self, handler: &mut dyn SessionHandler) -> Response<Vec<u8>> {
-        handler.teardown();
+    fn reset(&mut self) {
         self.state = State::Init;
         self.setup = None;
         self.announced = None;
-        Response::builder(Version::V1_0, StatusCode::Ok).build(Vec::new())
     }
 
     fn ok(&self) -> Response<Vec<u8>> {
@@ -440,6 +615,23 @@ impl ServerSession {
     fn session_value(&self) -> String {
         format!("{};timeout={SESSION_TIMEOUT_SECS}", self.id)
     }
+}
+
+/// What a valid request leads to.
+enum Plan {
+    /// A response that needs nothing from the server.
+    Answer(Response<Vec<u8>>),
+    /// An effect (after an optional permission check) and the transition it allows.
+    Act(Option<AuthCheck>, Action, Then),
+}
+
+/// Adds the headers every response carries: the request's `CSeq` and `Server`.
+fn finish(mut response: Response<Vec<u8>>, cseq: Option<String>) -> Response<Vec<u8>> {
+    if let Some(cseq) = cseq {
+        response.insert_header(headers::CSEQ, cseq);
+    }
+    response.insert_header(headers::SERVER, crate::PRODUCT);
+    response
 }
 
 /// The track of `full` (a SETUP URL's path) among those announced on `announced`: the one
@@ -499,21 +691,16 @@ pub fn refusal_response(refusal: &Refusal) -> Response<Vec<u8>> {
     response
 }
 
-/// Asks `handler` whether `req` may take `role` on `path`.
-fn authorize(
-    req: &Request<Vec<u8>>,
-    handler: &mut dyn SessionHandler,
-    role: Role,
-    path: &str,
-) -> Result<(), Refusal> {
-    let uri = request_url(req)?.as_str();
-    let method = method_name(req.method());
-    handler.authorize(&AuthContext {
+/// The permission `req` needs to take `role` on `path`.
+fn auth_check(req: &Request<Vec<u8>>, role: Role, path: &str) -> Result<AuthCheck, Refusal> {
+    Ok(AuthCheck {
         role,
-        path,
-        authorization: req.header(&headers::AUTHORIZATION).map(|v| v.as_str()),
-        method: &method,
-        uri,
+        path: path.to_string(),
+        authorization: req
+            .header(&headers::AUTHORIZATION)
+            .map(|v| v.as_str().to_string()),
+        method: method_name(req.method()),
+        uri: request_url(req)?.as_str().to_string(),
     })
 }
 

@@ -1,18 +1,48 @@
 use super::*;
 use crate::transport::LowerTransport;
 
-/// A handler that records what the session asked of it.
+/// A server that performs the session's effects by recording them.
 #[derive(Default)]
 struct FakeServer {
     calls: Vec<String>,
     known_path: Option<&'static str>,
     refuse_announce: bool,
+    refuse_auth: bool,
+    /// Permission checks asked for, in order.
+    checks: Vec<String>,
     tracks: Vec<usize>,
 }
 
-impl SessionHandler for FakeServer {
-    fn authorize(&mut self, _request: &AuthContext<'_>) -> Result<(), Refusal> {
-        Ok(())
+impl FakeServer {
+    fn perform(&mut self, effect: &Effect) -> Result<Done, Refusal> {
+        if let Some(check) = &effect.authorize {
+            self.checks
+                .push(format!("{} {:?} {}", check.method, check.role, check.path));
+            if self.refuse_auth {
+                return Err(Refusal::unauthorized("authentication required", vec![]));
+            }
+        }
+        match &effect.action {
+            Action::Describe { path } => self.describe(path).map(Done::Described),
+            Action::Announce { path, stream } => {
+                self.announce(path, stream).map(|()| Done::Announced)
+            }
+            Action::Setup {
+                path,
+                role,
+                track,
+                transport,
+            } => Ok(Done::SetUp(self.setup(path, *role, *track, transport))),
+            Action::Play { path } => Ok(Done::Playing(self.play(path))),
+            Action::Record { path } => {
+                self.calls.push(format!("record {path}"));
+                Ok(Done::Recording)
+            }
+            Action::Teardown => {
+                self.calls.push("teardown".into());
+                Ok(Done::TornDown)
+            }
+        }
     }
 
     fn describe(&mut self, path: &str) -> Result<String, Refusal> {
@@ -26,6 +56,7 @@ impl SessionHandler for FakeServer {
             ))
         }
     }
+
     fn announce(&mut self, path: &str, stream: &AnnouncedStream) -> Result<(), Refusal> {
         self.calls.push(format!(
             "announce {path} pt={} others={}",
@@ -37,26 +68,27 @@ impl SessionHandler for FakeServer {
         }
         Ok(())
     }
+
     fn setup(
         &mut self,
         path: &str,
         role: Role,
         track: usize,
         t: &TransportRequest,
-    ) -> Result<ServerTransport, Refusal> {
+    ) -> ServerTransport {
         self.calls
             .push(format!("setup {path} {role:?} track {track} {:?}", t.lower));
         self.tracks.push(track);
         let server_ports = matches!(t.lower, LowerTransport::Udp { .. }).then_some((7000, 7001));
-        Ok(ServerTransport {
+        ServerTransport {
             server_ports,
             ssrc: 0x1234,
-        })
+        }
     }
-    fn play(&mut self, path: &str) -> Result<Vec<(usize, PlayStart)>, Refusal> {
+
+    fn play(&mut self, path: &str) -> Vec<(usize, PlayStart)> {
         self.calls.push(format!("play {path}"));
-        Ok(self
-            .tracks
+        self.tracks
             .iter()
             .map(|t| {
                 let start = PlayStart {
@@ -65,14 +97,23 @@ impl SessionHandler for FakeServer {
                 };
                 (*t, start)
             })
-            .collect())
+            .collect()
     }
-    fn record(&mut self, path: &str) -> Result<(), Refusal> {
-        self.calls.push(format!("record {path}"));
-        Ok(())
-    }
-    fn teardown(&mut self) {
-        self.calls.push("teardown".into());
+}
+
+/// What the server shell does with one request: answer it, or perform its effect and answer
+/// with the session's completion.
+fn drive(
+    session: &mut ServerSession,
+    req: &Request<Vec<u8>>,
+    server: &mut FakeServer,
+) -> Response<Vec<u8>> {
+    match session.handle(req) {
+        Step::Respond(response) => response,
+        Step::Perform(effect) => {
+            let outcome = server.perform(&effect);
+            session.complete(outcome)
+        }
     }
 }
 
@@ -105,7 +146,8 @@ a=rtpmap:96 H264/90000\r\na=fmtp:96 packetization-mode=1\r\na=control:streamid=0
 
 fn announce(session: &mut ServerSession, server: &mut FakeServer, path: &str) -> Response<Vec<u8>> {
     let url = format!("rtsp://127.0.0.1:8554/{path}");
-    session.handle(
+    drive(
+        session,
         &request(
             Method::Announce,
             &url,
@@ -121,7 +163,8 @@ fn announce(session: &mut ServerSession, server: &mut FakeServer, path: &str) ->
 fn ffmpeg_style_publish_over_tcp_reaches_recording() {
     let mut s = ServerSession::new("abc".into());
     let mut server = FakeServer::default();
-    let r = s.handle(
+    let r = drive(
+        &mut s,
         &request(Method::Options, "rtsp://127.0.0.1:8554/live", 1, &[], b""),
         &mut server,
     );
@@ -131,7 +174,8 @@ fn ffmpeg_style_publish_over_tcp_reaches_recording() {
         .is_some_and(|v| v.as_str().contains("RECORD")));
     assert_eq!(r.header(&headers::CSEQ).map(|v| v.as_str()), Some("1"));
     assert_eq!(status(&announce(&mut s, &mut server, "live")), 200);
-    let r = s.handle(
+    let r = drive(
+        &mut s,
         &request(
             Method::Setup,
             "rtsp://127.0.0.1:8554/live/streamid=0",
@@ -151,7 +195,8 @@ fn ffmpeg_style_publish_over_tcp_reaches_recording() {
     assert!(r.header(&headers::TRANSPORT).is_some_and(
         |v| v.as_str().contains("interleaved=0-1") && v.as_str().contains("mode=record")
     ));
-    let r = s.handle(
+    let r = drive(
+        &mut s,
         &request(
             Method::Record,
             "rtsp://127.0.0.1:8554/live",
@@ -180,7 +225,8 @@ fn describe_setup_play_over_udp() {
         known_path: Some("cam/1"),
         ..Default::default()
     };
-    let r = s.handle(
+    let r = drive(
+        &mut s,
         &request(Method::Describe, "rtsp://h:8554/cam/1", 1, &[], b""),
         &mut server,
     );
@@ -193,7 +239,8 @@ fn describe_setup_play_over_udp() {
         r.header(&headers::CONTENT_TYPE).map(|v| v.as_str()),
         Some("application/sdp")
     );
-    let r = s.handle(
+    let r = drive(
+        &mut s,
         &request(
             Method::Setup,
             "rtsp://h:8554/cam/1/trackID=0",
@@ -207,7 +254,8 @@ fn describe_setup_play_over_udp() {
     assert!(r
         .header(&headers::TRANSPORT)
         .is_some_and(|v| v.as_str().contains("server_port=7000-7001")));
-    let r = s.handle(
+    let r = drive(
+        &mut s,
         &request(
             Method::Play,
             "rtsp://h:8554/cam/1/",
@@ -228,7 +276,8 @@ fn describe_setup_play_over_udp() {
 #[test]
 fn describe_of_unknown_path_is_404_with_reason() {
     let mut s = ServerSession::new("x".into());
-    let r = s.handle(
+    let r = drive(
+        &mut s,
         &request(Method::Describe, "rtsp://h/none", 1, &[], b""),
         &mut FakeServer::default(),
     );
@@ -241,7 +290,8 @@ fn describe_of_unknown_path_is_404_with_reason() {
 fn play_and_record_without_setup_are_455() {
     for method in [Method::Play, Method::Record] {
         let mut s = ServerSession::new("x".into());
-        let r = s.handle(
+        let r = drive(
+            &mut s,
             &request(method, "rtsp://h/live", 1, &[], b""),
             &mut FakeServer::default(),
         );
@@ -265,8 +315,8 @@ fn setup_twice_is_refused() {
             b"",
         )
     };
-    assert_eq!(status(&s.handle(&setup(1), &mut server)), 200);
-    assert_eq!(status(&s.handle(&setup(2), &mut server)), 459);
+    assert_eq!(status(&drive(&mut s, &setup(1), &mut server)), 200);
+    assert_eq!(status(&drive(&mut s, &setup(2), &mut server)), 459);
 }
 
 #[test]
@@ -274,7 +324,8 @@ fn setup_across_paths_is_refused() {
     let mut s = ServerSession::new("x".into());
     let mut server = FakeServer::default();
     assert_eq!(status(&announce(&mut s, &mut server, "a")), 200);
-    let r = s.handle(
+    let r = drive(
+        &mut s,
         &request(
             Method::Setup,
             "rtsp://h/b/streamid=0",
@@ -291,7 +342,8 @@ fn setup_across_paths_is_refused() {
 #[test]
 fn record_mode_setup_without_announce_is_455() {
     let mut s = ServerSession::new("x".into());
-    let r = s.handle(
+    let r = drive(
+        &mut s,
         &request(
             Method::Setup,
             "rtsp://h/live",
@@ -311,7 +363,8 @@ fn session_id_of_another_connection_is_454() {
         known_path: Some("live"),
         ..Default::default()
     };
-    let r = s.handle(
+    let r = drive(
+        &mut s,
         &request(
             Method::Play,
             "rtsp://h/live",
@@ -323,7 +376,8 @@ fn session_id_of_another_connection_is_454() {
     );
     assert_eq!(status(&r), 454);
     // Even after our own SETUP, a foreign id stays unknown.
-    s.handle(
+    drive(
+        &mut s,
         &request(
             Method::Setup,
             "rtsp://h/live",
@@ -333,7 +387,8 @@ fn session_id_of_another_connection_is_454() {
         ),
         &mut server,
     );
-    let r = s.handle(
+    let r = drive(
+        &mut s,
         &request(
             Method::Play,
             "rtsp://h/live",
@@ -350,7 +405,8 @@ fn session_id_of_another_connection_is_454() {
 #[test]
 fn body_on_a_bodyless_method_is_400() {
     let mut s = ServerSession::new("x".into());
-    let r = s.handle(
+    let r = drive(
+        &mut s,
         &request(Method::Options, "rtsp://h/live", 1, &[], b"surprise"),
         &mut FakeServer::default(),
     );
@@ -361,12 +417,14 @@ fn body_on_a_bodyless_method_is_400() {
 fn announce_needs_sdp_content_type_and_valid_sdp() {
     let mut s = ServerSession::new("x".into());
     let mut server = FakeServer::default();
-    let r = s.handle(
+    let r = drive(
+        &mut s,
         &request(Method::Announce, "rtsp://h/live", 1, &[], SDP.as_bytes()),
         &mut server,
     );
     assert_eq!(status(&r), 415);
-    let r = s.handle(
+    let r = drive(
+        &mut s,
         &request(
             Method::Announce,
             "rtsp://h/live",
@@ -409,7 +467,8 @@ fn unsupported_transport_is_461() {
     .iter()
     .enumerate()
     {
-        let r = s.handle(
+        let r = drive(
+            &mut s,
             &request(
                 Method::Setup,
                 "rtsp://h/live",
@@ -435,12 +494,20 @@ fn bad_paths_are_400() {
         "rtsp://h/a%00b",
         "rtsp://h/a b",
     ] {
-        let r = s.handle(&request(Method::Describe, url, 1, &[], b""), &mut server);
+        let r = drive(
+            &mut s,
+            &request(Method::Describe, url, 1, &[], b""),
+            &mut server,
+        );
         assert_eq!(status(&r), 400, "{url}");
     }
     let long = format!("rtsp://h/{}", "a".repeat(MAX_PATH_LEN + 1));
     assert_eq!(
-        status(&s.handle(&request(Method::Describe, &long, 1, &[], b""), &mut server)),
+        status(&drive(
+            &mut s,
+            &request(Method::Describe, &long, 1, &[], b""),
+            &mut server
+        )),
         400
     );
     assert!(server.calls.is_empty());
@@ -457,7 +524,11 @@ fn dot_segments_are_resolved_before_they_reach_the_server() {
         "rtsp://h/a/%2E%2E/b",
         "rtsp://h/./b",
     ] {
-        let r = s.handle(&request(Method::Describe, url, 1, &[], b""), &mut server);
+        let r = drive(
+            &mut s,
+            &request(Method::Describe, url, 1, &[], b""),
+            &mut server,
+        );
         assert!(matches!(status(&r), 400 | 404), "{url}");
     }
     assert!(
@@ -470,7 +541,8 @@ fn dot_segments_are_resolved_before_they_reach_the_server() {
 #[test]
 fn unknown_methods_get_501_and_pause_455() {
     let mut s = ServerSession::new("x".into());
-    let r = s.handle(
+    let r = drive(
+        &mut s,
         &request(
             Method::Extension("FLY".into()),
             "rtsp://h/live",
@@ -481,7 +553,8 @@ fn unknown_methods_get_501_and_pause_455() {
         &mut FakeServer::default(),
     );
     assert_eq!(status(&r), 501);
-    let r = s.handle(
+    let r = drive(
+        &mut s,
         &request(Method::Pause, "rtsp://h/live", 2, &[], b""),
         &mut FakeServer::default(),
     );
@@ -494,7 +567,10 @@ fn rtsp_2_requests_get_505() {
     let req = Request::builder(Method::Options, Version::V2_0)
         .header(headers::CSEQ, "1")
         .build(Vec::new());
-    assert_eq!(status(&s.handle(&req, &mut FakeServer::default())), 505);
+    assert_eq!(
+        status(&drive(&mut s, &req, &mut FakeServer::default())),
+        505
+    );
 }
 
 #[test]
@@ -512,7 +588,7 @@ fn setup_teardown_churn_leaves_no_state_behind() {
             &[("Transport", "RTP/AVP/TCP;interleaved=0-1")],
             b"",
         );
-        assert_eq!(status(&s.handle(&setup, &mut server)), 200);
+        assert_eq!(status(&drive(&mut s, &setup, &mut server)), 200);
         let teardown = request(
             Method::Teardown,
             "rtsp://h/live",
@@ -520,7 +596,7 @@ fn setup_teardown_churn_leaves_no_state_behind() {
             &[("Session", "x")],
             b"",
         );
-        assert_eq!(status(&s.handle(&teardown, &mut server)), 200);
+        assert_eq!(status(&drive(&mut s, &teardown, &mut server)), 200);
         server.calls.clear();
     }
     assert!(s.transport().is_none());
@@ -553,7 +629,8 @@ fn setup_with(url: &str, cseq: u32, transport: &str, session: Option<&str>) -> R
 fn a_publisher_sets_up_each_announced_track_by_its_control() {
     let mut s = ServerSession::new("av".into());
     let mut server = FakeServer::default();
-    let r = s.handle(
+    let r = drive(
+        &mut s,
         &request(
             Method::Announce,
             "rtsp://h/av",
@@ -570,25 +647,25 @@ fn a_publisher_sets_up_each_announced_track_by_its_control() {
         "RTP/AVP/TCP;unicast;interleaved=2-3;mode=record",
         None,
     );
-    assert_eq!(status(&s.handle(&audio, &mut server)), 200);
+    assert_eq!(status(&drive(&mut s, &audio, &mut server)), 200);
     let video = setup_with(
         "rtsp://h/av/streamid=0",
         3,
         "RTP/AVP/TCP;unicast;interleaved=0-1;mode=record",
         Some("av"),
     );
-    assert_eq!(status(&s.handle(&video, &mut server)), 200);
+    assert_eq!(status(&drive(&mut s, &video, &mut server)), 200);
     let unknown = setup_with(
         "rtsp://h/av/streamid=7",
         4,
         "RTP/AVP/TCP;unicast;interleaved=4-5;mode=record",
         Some("av"),
     );
-    let r = s.handle(&unknown, &mut server);
+    let r = drive(&mut s, &unknown, &mut server);
     assert_eq!(status(&r), 400);
     assert!(r.reason_phrase().contains("matches no track"), "{r:?}");
     let record = request(Method::Record, "rtsp://h/av", 5, &[("Session", "av")], b"");
-    assert_eq!(status(&s.handle(&record, &mut server)), 200);
+    assert_eq!(status(&drive(&mut s, &record, &mut server)), 200);
     assert_eq!(
         server.calls,
         [
@@ -613,21 +690,21 @@ fn a_reader_sets_up_two_tracks_and_rtp_info_lists_both() {
         "RTP/AVP;unicast;client_port=5000-5001",
         None,
     );
-    assert_eq!(status(&s.handle(&t0, &mut server)), 200);
+    assert_eq!(status(&drive(&mut s, &t0, &mut server)), 200);
     let same_ports = setup_with(
         "rtsp://h/av/trackID=1",
         2,
         "RTP/AVP;unicast;client_port=5000-5001",
         Some("r"),
     );
-    assert_eq!(status(&s.handle(&same_ports, &mut server)), 461);
+    assert_eq!(status(&drive(&mut s, &same_ports, &mut server)), 461);
     let over_tcp = setup_with(
         "rtsp://h/av/trackID=1",
         3,
         "RTP/AVP/TCP;interleaved=2-3",
         Some("r"),
     );
-    let r = s.handle(&over_tcp, &mut server);
+    let r = drive(&mut s, &over_tcp, &mut server);
     assert_eq!(status(&r), 461);
     assert!(r.reason_phrase().contains("same lower transport"), "{r:?}");
     let t1 = setup_with(
@@ -636,23 +713,23 @@ fn a_reader_sets_up_two_tracks_and_rtp_info_lists_both() {
         "RTP/AVP;unicast;client_port=5002-5003",
         Some("r"),
     );
-    assert_eq!(status(&s.handle(&t1, &mut server)), 200);
+    assert_eq!(status(&drive(&mut s, &t1, &mut server)), 200);
     let again = setup_with(
         "rtsp://h/av/trackID=1",
         5,
         "RTP/AVP;unicast;client_port=5004-5005",
         Some("r"),
     );
-    assert_eq!(status(&s.handle(&again, &mut server)), 459);
+    assert_eq!(status(&drive(&mut s, &again, &mut server)), 459);
     let other_path = setup_with(
         "rtsp://h/b/trackID=1",
         6,
         "RTP/AVP;unicast;client_port=5006-5007",
         Some("r"),
     );
-    assert_eq!(status(&s.handle(&other_path, &mut server)), 459);
+    assert_eq!(status(&drive(&mut s, &other_path, &mut server)), 459);
     let play = request(Method::Play, "rtsp://h/av", 7, &[("Session", "r")], b"");
-    let r = s.handle(&play, &mut server);
+    let r = drive(&mut s, &play, &mut server);
     assert_eq!(status(&r), 200);
     assert_eq!(
         r.header(&headers::RTP_INFO).map(|v| v.as_str()),
@@ -664,7 +741,10 @@ fn a_reader_sets_up_two_tracks_and_rtp_info_lists_both() {
         "RTP/AVP;unicast;client_port=5008-5009",
         Some("r"),
     );
-    assert_eq!(status(&s.handle(&setup_while_playing, &mut server)), 455);
+    assert_eq!(
+        status(&drive(&mut s, &setup_while_playing, &mut server)),
+        455
+    );
 }
 
 #[test]
@@ -675,12 +755,14 @@ fn play_star_is_400_and_starts_nothing() {
         ..Default::default()
     };
     let t0 = setup_with("rtsp://h/live", 1, "RTP/AVP/TCP;interleaved=0-1", None);
-    assert_eq!(status(&s.handle(&t0, &mut server)), 200);
+    assert_eq!(status(&drive(&mut s, &t0, &mut server)), 200);
     let star = rtsp_types::Request::builder(Method::Play, Version::V1_0)
         .header(headers::CSEQ, "2")
         .header(headers::SESSION, "p")
         .build(Vec::new());
-    let r = s.handle(&star, &mut server);
+    let Step::Respond(r) = s.handle(&star) else {
+        panic!("PLAY * must be answered without any effect");
+    };
     assert_eq!(status(&r), 400);
     assert!(!s.is_streaming());
     assert!(
@@ -701,17 +783,200 @@ fn record_without_the_video_track_is_455() {
         &[("Content-Type", "application/sdp")],
         AV_SDP.as_bytes(),
     );
-    assert_eq!(status(&s.handle(&announce, &mut server)), 200);
+    assert_eq!(status(&drive(&mut s, &announce, &mut server)), 200);
     let audio = setup_with(
         "rtsp://h/av/streamid=1",
         2,
         "RTP/AVP;unicast;client_port=5000-5001;mode=record",
         None,
     );
-    assert_eq!(status(&s.handle(&audio, &mut server)), 200);
+    assert_eq!(status(&drive(&mut s, &audio, &mut server)), 200);
     let record = request(Method::Record, "rtsp://h/av", 3, &[("Session", "a")], b"");
-    let r = s.handle(&record, &mut server);
+    let r = drive(&mut s, &record, &mut server);
     assert_eq!(status(&r), 455);
     assert!(r.reason_phrase().contains("video"), "{r:?}");
     assert!(!server.calls.iter().any(|c| c.starts_with("record")));
+}
+
+fn announce_request(cseq: u32) -> Request<Vec<u8>> {
+    request(
+        Method::Announce,
+        "rtsp://h/live",
+        cseq,
+        &[("Content-Type", "application/sdp")],
+        SDP.as_bytes(),
+    )
+}
+
+#[test]
+fn a_publish_is_a_sequence_of_effects_and_state_changes_only_on_their_success() {
+    let mut s = ServerSession::new("e".into());
+    let Step::Perform(effect) = s.handle(&announce_request(1)) else {
+        panic!("ANNOUNCE needs the server");
+    };
+    let check = effect.authorize.expect("ANNOUNCE is checked");
+    assert_eq!((check.role, check.path.as_str()), (Role::Record, "live"));
+    assert_eq!(check.method, "ANNOUNCE");
+    let Action::Announce { path, stream } = effect.action else {
+        panic!("not an announce: {:?}", effect.action);
+    };
+    assert_eq!((path.as_str(), stream.others.len()), ("live", 0));
+    assert_eq!(status(&s.complete(Ok(Done::Announced))), 200);
+
+    let setup = setup_with(
+        "rtsp://h/live/streamid=0",
+        2,
+        "RTP/AVP/TCP;unicast;interleaved=0-1;mode=record",
+        None,
+    );
+    let Step::Perform(effect) = s.handle(&setup) else {
+        panic!("SETUP needs the server");
+    };
+    assert!(
+        matches!(
+            effect.action,
+            Action::Setup { ref path, role: Role::Record, track: 0, .. } if path == "live"
+        ),
+        "{:?}",
+        effect.action
+    );
+    assert_eq!(s.path(), None, "nothing is set up before the server did it");
+    let server = ServerTransport {
+        server_ports: None,
+        ssrc: 7,
+    };
+    let r = s.complete(Ok(Done::SetUp(server)));
+    assert_eq!(status(&r), 200);
+    assert_eq!(r.header(&headers::CSEQ).map(|v| v.as_str()), Some("2"));
+    assert_eq!(s.path(), Some("live"));
+
+    let record = request(Method::Record, "rtsp://h/live", 3, &[("Session", "e")], b"");
+    let Step::Perform(effect) = s.handle(&record) else {
+        panic!("RECORD needs the server");
+    };
+    assert!(effect.authorize.is_none(), "SETUP was checked already");
+    assert!(matches!(effect.action, Action::Record { ref path } if path == "live"));
+    assert!(
+        !s.is_streaming(),
+        "not recording before the server accepts media"
+    );
+    assert_eq!(status(&s.complete(Ok(Done::Recording))), 200);
+    assert!(s.is_streaming());
+}
+
+#[test]
+fn a_refused_effect_leaves_the_session_as_it_was() {
+    let mut s = ServerSession::new("r".into());
+    let setup = setup_with(
+        "rtsp://h/live",
+        1,
+        "RTP/AVP;unicast;client_port=5000-5001",
+        None,
+    );
+    assert!(matches!(s.handle(&setup), Step::Perform(_)));
+    let r = s.complete(Err(Refusal::new(
+        StatusCode::InternalServerError,
+        "no UDP ports available",
+    )));
+    assert_eq!(status(&r), 500);
+    assert_eq!(r.reason_phrase(), "no UDP ports available");
+    assert_eq!(s.path(), None);
+    assert!(s.transport().is_none());
+    // Nothing was set up, so PLAY is answered without asking the server anything.
+    let play = request(Method::Play, "rtsp://h/live", 2, &[], b"");
+    let Step::Respond(r) = s.handle(&play) else {
+        panic!("PLAY without SETUP must not reach the server");
+    };
+    assert_eq!(status(&r), 455);
+}
+
+#[test]
+fn a_refused_permission_is_the_answer_and_nothing_is_claimed() {
+    let mut s = ServerSession::new("a".into());
+    let mut server = FakeServer {
+        refuse_auth: true,
+        ..Default::default()
+    };
+    let r = drive(&mut s, &announce_request(1), &mut server);
+    assert_eq!(status(&r), 401);
+    assert_eq!(server.checks, ["ANNOUNCE Record live"]);
+    assert!(server.calls.is_empty(), "{:?}", server.calls);
+    // The announce was not remembered: a record-mode SETUP is still "before ANNOUNCE".
+    server.refuse_auth = false;
+    let setup = setup_with(
+        "rtsp://h/live/streamid=0",
+        2,
+        "RTP/AVP/TCP;unicast;interleaved=0-1;mode=record",
+        None,
+    );
+    let r = drive(&mut s, &setup, &mut server);
+    assert_eq!(status(&r), 455, "{r:?}");
+}
+
+#[test]
+fn a_malformed_request_is_refused_before_any_permission_check() {
+    let mut s = ServerSession::new("m".into());
+    let mut server = FakeServer::default();
+    let bad_sdp = request(
+        Method::Announce,
+        "rtsp://h/live",
+        1,
+        &[("Content-Type", "application/sdp")],
+        b"v=0\r\nm=video\r\n",
+    );
+    assert_eq!(status(&drive(&mut s, &bad_sdp, &mut server)), 400);
+    let bad_transport = setup_with("rtsp://h/live", 2, "RTP/AVP;multicast", None);
+    assert_eq!(status(&drive(&mut s, &bad_transport, &mut server)), 461);
+    assert!(server.checks.is_empty(), "{:?}", server.checks);
+    assert!(server.calls.is_empty(), "{:?}", server.calls);
+}
+
+#[test]
+fn an_outcome_that_answers_another_effect_is_500_and_changes_nothing() {
+    let mut s = ServerSession::new("x".into());
+    let setup = setup_with("rtsp://h/live", 1, "RTP/AVP/TCP;interleaved=0-1", None);
+    assert!(matches!(s.handle(&setup), Step::Perform(_)));
+    // A second request before the first is complete is refused, not interleaved.
+    let Step::Respond(busy) = s.handle(&request(Method::Options, "rtsp://h/live", 2, &[], b""))
+    else {
+        panic!("a request while another is pending must be answered at once");
+    };
+    assert_eq!(status(&busy), 500);
+    let r = s.complete(Ok(Done::Recording));
+    assert_eq!(status(&r), 500);
+    assert_eq!(s.path(), None);
+    assert!(!s.is_streaming());
+    assert_eq!(
+        status(&s.complete(Ok(Done::Announced))),
+        500,
+        "nothing pending"
+    );
+}
+
+#[test]
+fn teardown_ends_the_session_through_the_server() {
+    let mut s = ServerSession::new("t".into());
+    let mut server = FakeServer {
+        known_path: Some("live"),
+        ..Default::default()
+    };
+    let setup = setup_with("rtsp://h/live", 1, "RTP/AVP/TCP;interleaved=0-1", None);
+    assert_eq!(status(&drive(&mut s, &setup, &mut server)), 200);
+    let play = request(Method::Play, "rtsp://h/live", 2, &[("Session", "t")], b"");
+    assert_eq!(status(&drive(&mut s, &play, &mut server)), 200);
+    assert!(s.is_streaming());
+    let teardown = request(
+        Method::Teardown,
+        "rtsp://h/live",
+        3,
+        &[("Session", "t")],
+        b"",
+    );
+    let Step::Perform(effect) = s.handle(&teardown) else {
+        panic!("TEARDOWN must stop what the server started");
+    };
+    assert!(matches!(effect.action, Action::Teardown));
+    assert_eq!(status(&s.complete(Ok(Done::TornDown))), 200);
+    assert!(!s.is_streaming());
+    assert_eq!(s.path(), None);
 }

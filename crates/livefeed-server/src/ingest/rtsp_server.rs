@@ -23,8 +23,8 @@ use livefeed_rtsp::client_auth::without_userinfo;
 use livefeed_rtsp::framing::{Frame, FrameReader, FramingError, Limits};
 use livefeed_rtsp::rtp_sender::{RtpSender, TrackSender, PAYLOAD_TYPE};
 use livefeed_rtsp::server_session::{
-    refusal_response, AuthContext, PlayStart, Refusal, Role, ServerSession, ServerTransport,
-    SessionHandler, TRACK_CONTROL,
+    refusal_response, Action as SessionAction, AuthCheck, Done, Effect, PlayStart, Refusal, Role,
+    ServerSession, ServerTransport, Step, TRACK_CONTROL,
 };
 use livefeed_rtsp::transport::{LowerTransport, TransportRequest};
 use rtsp_types::StatusCode;
@@ -291,7 +291,13 @@ impl Connection {
             match self.reader.next_frame() {
                 Ok(None) => return Ok(()),
                 Ok(Some(Frame::Request(req))) => {
-                    let resp = self.session.handle(&req, &mut self.handler);
+                    let resp = match self.session.handle(&req) {
+                        Step::Respond(resp) => resp,
+                        Step::Perform(effect) => {
+                            let outcome = self.handler.perform(&effect);
+                            self.session.complete(outcome)
+                        }
+                    };
                     log_exchange(&self.handler.peer, &req, &resp);
                     if resp.status() == StatusCode::Unauthorized
                         && req.header(&rtsp_types::headers::AUTHORIZATION).is_some()
@@ -468,8 +474,34 @@ impl Handler {
     }
 }
 
-impl SessionHandler for Handler {
-    fn authorize(&mut self, request: &AuthContext<'_>) -> Result<(), Refusal> {
+/// The effects a session asks for, performed.
+impl Handler {
+    /// Checks the effect's permission, then performs its action.
+    fn perform(&mut self, effect: &Effect) -> Result<Done, Refusal> {
+        if let Some(check) = &effect.authorize {
+            self.authorize(check)?;
+        }
+        match &effect.action {
+            SessionAction::Describe { path } => self.describe(path).map(Done::Described),
+            SessionAction::Announce { path, stream } => {
+                self.announce(path, stream).map(|()| Done::Announced)
+            }
+            SessionAction::Setup {
+                path,
+                role,
+                track,
+                transport,
+            } => self.setup(path, *role, *track, transport).map(Done::SetUp),
+            SessionAction::Play { path } => self.play(path).map(Done::Playing),
+            SessionAction::Record { path } => self.record(path).map(|()| Done::Recording),
+            SessionAction::Teardown => {
+                self.teardown();
+                Ok(Done::TornDown)
+            }
+        }
+    }
+
+    fn authorize(&mut self, request: &AuthCheck) -> Result<(), Refusal> {
         let action = match request.role {
             Role::Play => Action::Read,
             Role::Record => Action::Publish,
@@ -478,6 +510,7 @@ impl SessionHandler for Handler {
         let config = &self.shared.config;
         let scheme_allowed = match request
             .authorization
+            .as_deref()
             .map(livefeed_auth::parse_authorization)
         {
             Some(Ok(Credentials::Basic { .. })) => config.basic_auth,
@@ -492,7 +525,7 @@ impl SessionHandler for Handler {
             c
         };
         if !scheme_allowed {
-            warn!(peer = %self.peer, path = request.path, "RTSP credentials in a scheme this server does not accept");
+            warn!(peer = %self.peer, path = %request.path, "RTSP credentials in a scheme this server does not accept");
             return Err(Refusal::unauthorized(
                 "this authentication scheme is not accepted",
                 challenges(),
@@ -500,18 +533,18 @@ impl SessionHandler for Handler {
         }
         let decision = self.shared.auth.check(&AuthRequest {
             action,
-            path: request.path,
+            path: &request.path,
             ip: self.peer.ip(),
             connection: Some(self.peer),
-            authorization: request.authorization,
-            method: request.method,
-            uri: request.uri,
+            authorization: request.authorization.as_deref(),
+            method: &request.method,
+            uri: &request.uri,
             now_secs,
         });
         match decision {
             Decision::Allowed { .. } => Ok(()),
             Decision::Unauthorized { reason, .. } => {
-                warn!(peer = %self.peer, path = request.path, %reason, "RTSP authentication failed");
+                warn!(peer = %self.peer, path = %request.path, %reason, "RTSP authentication failed");
                 Err(Refusal::unauthorized(
                     "authentication required",
                     challenges(),
