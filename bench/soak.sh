@@ -136,7 +136,8 @@ def hls_session():
             if not hint:
                 return error("playlist without a preload hint")
             uri = hint[-1].split('URI="')[1].split('"')[0]
-            msn, part = (int(x) for x in uri[len("part"):-len(".m4s")].split("."))
+            name = uri.split("-", 1)[-1]  # "<stream id>-part<msn>.<i>.m4s"
+            msn, part = (int(x) for x in name[len("part"):-len(".m4s")].split("."))
             c.request("GET", f"/soak/{uri}"); r = c.getresponse(); data = r.read()
             if r.status == 200:
                 count("bytes", len(data))

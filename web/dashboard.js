@@ -74,7 +74,7 @@ function renderPaths() {
     li.append(el("div", { class: "muted" }, pub
       ? `${pub.protocol} from ${pub.remote} · ${p.width || "?"}×${p.height || "?"} · ${fmt(pub.fps, 0)} fps · ${fmt(pub.bitrate_bps / 1000, 0)} kbit/s · up ${uptime(pub.uptime_s)}`
       : "no publisher"));
-    li.append(el("div", { class: "muted" }, `readers: RTSP ${counts.rtsp || 0} · WebRTC ${counts.webrtc || 0} · LL-HLS ${counts.hls || 0} · dropped frames ${p.dropped_frames}${p.skipped_after_loss ? ` · skipped after loss ${p.skipped_after_loss}` : ""}${p.keyframe_requests ? ` · keyframes requested ${p.keyframe_requests}` : ""}`));
+    li.append(el("div", { class: "muted" }, `readers: RTSP ${counts.rtsp || 0} · WebRTC ${counts.webrtc || 0} · LL-HLS ${counts.hls || 0} (${p.hls_requests_per_second || 0} requests/s) · dropped frames ${p.dropped_frames}${p.skipped_after_loss ? ` · skipped after loss ${p.skipped_after_loss}` : ""}${p.keyframe_requests ? ` · keyframes requested ${p.keyframe_requests}` : ""}`));
     // Every track and the outputs that carry it.
     if ((p.tracks || []).length) {
       const tracks = p.tracks.map((t) => `${t.codec}${t.media === "audio" ? ` ${fmt(t.clock_rate / 1000, 1)} kHz` : ""} → ${t.outputs.join(", ")}`);

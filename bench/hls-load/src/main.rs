@@ -197,9 +197,23 @@ fn machine_busy_ticks() -> Option<u64> {
 /// A part: (Media Sequence Number, index within the segment).
 type PartId = (u64, u32);
 
-/// `partM.I.m4s` (possibly after a directory or URL prefix).
+/// The file name of a part URI (after a directory or URL prefix).
+fn part_name(uri: &str) -> Option<&str> {
+    uri.rsplit('/').next()
+}
+
+/// What comes before `part` in a part's name: the server's stream id and a dash
+/// (`3f2a9c01-part4.0.m4s`), or nothing.
+fn part_prefix(uri: &str) -> Option<String> {
+    let name = part_name(uri)?;
+    part_id(uri)?;
+    Some(name[..name.find("part")?].to_string())
+}
+
+/// `partM.I.m4s` or `<stream id>-partM.I.m4s` (possibly after a directory or URL prefix).
 fn part_id(uri: &str) -> Option<PartId> {
-    let name = uri.rsplit('/').next()?;
+    let name = part_name(uri)?;
+    let name = name.split_once('-').map_or(name, |(_, rest)| rest);
     let (msn, index) = name
         .strip_prefix("part")?
         .strip_suffix(".m4s")?
@@ -212,6 +226,8 @@ fn part_id(uri: &str) -> Option<PartId> {
 struct Listing {
     parts: Vec<PartId>,
     hint: Option<PartId>,
+    /// What part names start with (the stream id), from the preload hint.
+    prefix: String,
 }
 
 fn quoted_uri(line: &str) -> Option<&str> {
@@ -229,6 +245,7 @@ fn parse_playlist(text: &str) -> Listing {
             }
         } else if line.starts_with("#EXT-X-PRELOAD-HINT:") && line.contains("TYPE=PART") {
             listing.hint = quoted_uri(line).and_then(part_id);
+            listing.prefix = quoted_uri(line).and_then(part_prefix).unwrap_or_default();
         }
     }
     listing
@@ -311,6 +328,8 @@ struct Client<'a> {
     cfg: &'a Config,
     window: Window,
     stats: ClientStats,
+    /// What part names start with, from the last playlist.
+    part_prefix: String,
 }
 
 impl Client<'_> {
@@ -331,11 +350,17 @@ impl Client<'_> {
             self.stats.bytes += body.len() as u64;
         }
         let text = std::str::from_utf8(&body).map_err(|_| "playlist_utf8".to_string())?;
-        Ok(parse_playlist(text))
+        let listing = parse_playlist(text);
+        self.part_prefix.clone_from(&listing.prefix);
+        Ok(listing)
     }
 
     async fn part(&mut self, sender: &mut Sender, (msn, index): PartId) -> Result<(), String> {
-        let path = format!("{}part{msn}.{index}.m4s", self.cfg.playlist.dir());
+        let path = format!(
+            "{}{}part{msn}.{index}.m4s",
+            self.cfg.playlist.dir(),
+            self.part_prefix
+        );
         let sent = Instant::now();
         let (body, done) = get(sender, &self.cfg.playlist.authority, &path).await?;
         let arrived = unix_now_ns();
@@ -466,6 +491,7 @@ async fn run(cfg: Config) -> Result<Value, String> {
                 cfg,
                 window,
                 stats: ClientStats::default(),
+                part_prefix: String::new(),
             };
             let _ = tokio::time::timeout_at(window.end.into(), client.run(delay)).await;
             client.stats
@@ -629,6 +655,17 @@ mod tests {
             Listing {
                 parts: vec![(4, 0), (5, 0)],
                 hint: Some((5, 1)),
+                prefix: String::new(),
+            }
+        );
+        let named = "#EXT-X-PART:DURATION=0.1,URI=\"ab12-part4.0.m4s\"\n\
+                     #EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"ab12-part4.1.m4s\"\n";
+        assert_eq!(
+            parse_playlist(named),
+            Listing {
+                parts: vec![(4, 0)],
+                hint: Some((4, 1)),
+                prefix: "ab12-".into(),
             }
         );
         assert_eq!(part_id("part12.3.m4s"), Some((12, 3)));

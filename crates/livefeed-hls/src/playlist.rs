@@ -76,6 +76,7 @@
 
 use std::collections::VecDeque;
 use std::fmt::{self, Write as _};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -107,6 +108,11 @@ pub struct PlaylistConfig {
     /// Prefix of every URI in the playlist: `""` for relative URIs, or an absolute one such as
     /// `http://1.2.3.4:8888/live/` (`--public-url`).
     pub uri_prefix: String,
+    /// Names this instance of the stream in its part and segment URIs
+    /// (`<id>-part<msn>.<i>.m4s`, `<id>-seg<msn>.m4s`), so a stream that starts again at MSN 0
+    /// (the publisher came back after its grace period, or the server restarted) never reuses
+    /// a URI an HTTP cache may hold. Empty: plain `part<msn>.<i>.m4s` / `seg<msn>.m4s`.
+    pub stream_id: String,
 }
 
 impl Default for PlaylistConfig {
@@ -117,6 +123,7 @@ impl Default for PlaylistConfig {
             playlist_segments: 6,
             retained_segments: 20,
             uri_prefix: String::new(),
+            stream_id: String::new(),
         }
     }
 }
@@ -223,19 +230,36 @@ pub struct SegmentTimes {
 /// A resource named by the playlist, parsed from the last path component of a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Resource {
-    /// `init.mp4`
+    /// `init.mp4`: whatever the init segment is now.
     Init,
+    /// `init-<16 hex digits>.mp4`: one version of the init segment, named by
+    /// [`init_name`]'s hash of its bytes.
+    InitVersion(u64),
     /// `seg<msn>.m4s`
     Segment(u64),
     /// `part<msn>.<index>.m4s`
     Part(u64, u32),
 }
 
+/// Longest stream id accepted in a URI.
+pub const MAX_STREAM_ID_LEN: usize = 32;
+
 impl Resource {
-    /// Parses `init.mp4`, `seg<msn>.m4s` or `part<msn>.<index>.m4s` (plain decimal numbers).
+    /// Parses `init.mp4`, `init-<hex>.mp4`, `seg<msn>.m4s` or `part<msn>.<index>.m4s` (plain
+    /// decimal numbers).
     pub fn parse(name: &str) -> Option<Resource> {
         if name == "init.mp4" {
             return Some(Resource::Init);
+        }
+        if let Some(hex) = name
+            .strip_prefix("init-")
+            .and_then(|n| n.strip_suffix(".mp4"))
+        {
+            let valid = hex.len() == 16 && hex.bytes().all(|b| b.is_ascii_hexdigit());
+            return valid
+                .then(|| u64::from_str_radix(hex, 16).ok())
+                .flatten()
+                .map(Resource::InitVersion);
         }
         let stem = name.strip_suffix(".m4s")?;
         if let Some(msn) = stem.strip_prefix("seg") {
@@ -245,6 +269,38 @@ impl Resource {
         let index = u32::try_from(parse_decimal(index)?).ok()?;
         Some(Resource::Part(parse_decimal(msn)?, index))
     }
+
+    /// Parses a name with an optional stream id (`<id>-seg3.m4s`, see
+    /// [`PlaylistConfig::stream_id`]): the id (`""` without one) and the resource. An id is 1 to
+    /// [`MAX_STREAM_ID_LEN`] ASCII letters and digits.
+    pub fn parse_named(name: &str) -> Option<(&str, Resource)> {
+        if let Some((id, rest)) = name.split_once('-') {
+            let valid_id = !id.is_empty()
+                && id.len() <= MAX_STREAM_ID_LEN
+                && id.bytes().all(|b| b.is_ascii_alphanumeric());
+            if valid_id && id != "init" {
+                return match Resource::parse(rest)? {
+                    r @ (Resource::Segment(_) | Resource::Part(..)) => Some((id, r)),
+                    Resource::Init | Resource::InitVersion(_) => None,
+                };
+            }
+        }
+        Resource::parse(name).map(|r| ("", r))
+    }
+}
+
+/// The name of an init segment: `init-<16 hex digits>.mp4`, the FNV-1a 64-bit hash of its
+/// bytes, so the URI changes whenever the init segment does (new parameter sets, new audio
+/// track) and an HTTP cache can keep each version for ever. (FNV-1a: stable across builds and
+/// platforms, unlike std's hasher; collisions need not be resisted against a publisher, who
+/// can only change its own stream.)
+pub fn init_name(init: &[u8]) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for &byte in init {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("init-{hash:016x}.mp4")
 }
 
 #[derive(Debug, Clone)]
@@ -272,6 +328,8 @@ struct Segment {
     capture_unix_ns: Option<u64>,
     available_unix_ns: u64,
     discontinuity: bool,
+    /// The name of the init segment its media needs.
+    init: Arc<str>,
 }
 
 #[derive(Debug, Default)]
@@ -293,10 +351,11 @@ struct OpenSegment {
     duration: u64,
     capture_unix_ns: Option<u64>,
     discontinuity: bool,
+    init: Arc<str>,
 }
 
 impl OpenSegment {
-    fn new(msn: u64, discontinuity: bool) -> Self {
+    fn new(msn: u64, discontinuity: bool, init: Arc<str>) -> Self {
         Self {
             msn,
             parts: Vec::new(),
@@ -304,6 +363,7 @@ impl OpenSegment {
             duration: 0,
             capture_unix_ns: None,
             discontinuity,
+            init,
         }
     }
 
@@ -337,6 +397,7 @@ impl OpenSegment {
             capture_unix_ns: self.capture_unix_ns,
             available_unix_ns,
             discontinuity: self.discontinuity,
+            init: self.init,
         }
     }
 }
@@ -362,7 +423,12 @@ pub struct Playlist {
     dropped_discontinuities: u64,
     /// Chunks of other tracks waiting for the next video chunk.
     companions: Vec<Bytes>,
+    /// The name of the current init segment (`init.mp4` until [`Playlist::set_init`]).
+    init: Arc<str>,
 }
+
+/// The init segment's name before [`Playlist::set_init`].
+const DEFAULT_INIT: &str = "init.mp4";
 
 /// Companion chunks (audio) that may wait for the next video chunk: about 2 s of AAC.
 pub const MAX_PENDING_COMPANIONS: usize = 100;
@@ -377,7 +443,8 @@ impl Playlist {
             segment_target_ticks: to_ticks(config.segment_target).max(1),
             config,
             segments: VecDeque::new(),
-            open: OpenSegment::new(0, false),
+            open: OpenSegment::new(0, false, Arc::from(DEFAULT_INIT)),
+            init: Arc::from(DEFAULT_INIT),
             started: false,
             companions: Vec::new(),
             longest_segment: 0,
@@ -387,6 +454,16 @@ impl Playlist {
             pending_discontinuity: false,
             discontinuities: 0,
             dropped_discontinuities: 0,
+        }
+    }
+
+    /// Names the init segment the media pushed from now on needs ([`init_name`]): segments
+    /// opened from now on (and the open one, while it has no media) list it in an
+    /// `EXT-X-MAP` tag. Change it together with [`Playlist::discontinuity`].
+    pub fn set_init(&mut self, name: &str) {
+        self.init = Arc::from(name);
+        if !self.open.has_media() {
+            self.open.init = self.init.clone();
         }
     }
 
@@ -469,7 +546,7 @@ impl Playlist {
             self.pending_discontinuity = false;
             self.discontinuities += 1;
         }
-        let next = OpenSegment::new(self.open.msn + 1, discontinuity);
+        let next = OpenSegment::new(self.open.msn + 1, discontinuity, self.init.clone());
         let segment = std::mem::replace(&mut self.open, next).finish(now);
         self.longest_segment = self.longest_segment.max(segment.duration);
         self.segments.push_back(segment);
@@ -532,15 +609,24 @@ impl Playlist {
             .len()
             .saturating_sub(self.config.playlist_segments);
         let skipped = if skip { self.skippable(first) } else { 0 };
-        self.write_header(out, first)?;
+        // The EXT-X-MAP in the header is the first listed segment's; a later segment that
+        // needs another init segment gets its own tag.
+        let mut map = self
+            .segments
+            .get(first + skipped)
+            .map_or(&self.open.init, |s| &s.init);
+        self.write_header(out, first, map)?;
         if skipped > 0 {
             writeln!(out, "#EXT-X-SKIP:SKIPPED-SEGMENTS={skipped}")?;
         }
         let parts_from = self.segments.len().saturating_sub(SEGMENTS_WITH_PARTS);
         for (i, segment) in self.segments.iter().enumerate().skip(first + skipped) {
-            self.write_segment(out, segment, i >= parts_from)?;
+            let new_map = (segment.init != *map).then_some(&*segment.init);
+            map = &segment.init;
+            self.write_segment(out, segment, new_map, i >= parts_from)?;
         }
-        self.write_open_segment(out)?;
+        let new_map = (self.open.init != *map).then_some(&*self.open.init);
+        self.write_open_segment(out, new_map)?;
         let (msn, index) = self.preload_hint();
         writeln!(
             out,
@@ -549,7 +635,7 @@ impl Playlist {
         )
     }
 
-    fn write_header(&self, out: &mut String, first: usize) -> fmt::Result {
+    fn write_header(&self, out: &mut String, first: usize, map: &str) -> fmt::Result {
         let part_target_ms = self.part_target_ms();
         let target = self.target_duration_secs();
         let first_msn = self.segments.get(first).map_or(self.open.msn, |s| s.msn);
@@ -578,11 +664,27 @@ impl Playlist {
             let sequence = self.dropped_discontinuities + before;
             writeln!(out, "#EXT-X-DISCONTINUITY-SEQUENCE:{sequence}")?;
         }
-        writeln!(out, "#EXT-X-MAP:URI=\"{}init.mp4\"", self.config.uri_prefix)
+        self.write_map(out, map)
     }
 
-    fn write_segment(&self, out: &mut String, segment: &Segment, with_parts: bool) -> fmt::Result {
-        write_segment_tags(out, segment.discontinuity, segment.capture_unix_ns)?;
+    fn write_map(&self, out: &mut String, init: &str) -> fmt::Result {
+        writeln!(out, "#EXT-X-MAP:URI=\"{}{init}\"", self.config.uri_prefix)
+    }
+
+    fn write_segment(
+        &self,
+        out: &mut String,
+        segment: &Segment,
+        map: Option<&str>,
+        with_parts: bool,
+    ) -> fmt::Result {
+        if segment.discontinuity {
+            writeln!(out, "#EXT-X-DISCONTINUITY")?;
+        }
+        if let Some(init) = map {
+            self.write_map(out, init)?;
+        }
+        write_program_date_time(out, segment.capture_unix_ns)?;
         if with_parts {
             for (i, part) in segment.parts.iter().enumerate() {
                 self.write_part(out, segment.msn, i, &part.info)?;
@@ -592,11 +694,17 @@ impl Playlist {
         writeln!(out, "{}", self.segment_uri(segment.msn))
     }
 
-    fn write_open_segment(&self, out: &mut String) -> fmt::Result {
+    fn write_open_segment(&self, out: &mut String, map: Option<&str>) -> fmt::Result {
         if self.open.parts.is_empty() {
             return Ok(());
         }
-        write_segment_tags(out, self.open.discontinuity, self.open.capture_unix_ns)?;
+        if self.open.discontinuity {
+            writeln!(out, "#EXT-X-DISCONTINUITY")?;
+        }
+        if let Some(init) = map {
+            self.write_map(out, init)?;
+        }
+        write_program_date_time(out, self.open.capture_unix_ns)?;
         for (i, (info, _)) in self.open.parts.iter().enumerate() {
             self.write_part(out, self.open.msn, i, info)?;
         }
@@ -815,12 +923,35 @@ impl Playlist {
 
     /// The URI of part `index` of segment `msn`.
     pub fn part_uri(&self, msn: u64, index: u32) -> String {
-        format!("{}part{msn}.{index}.m4s", self.config.uri_prefix)
+        format!("{}{}", self.config.uri_prefix, self.part_name(msn, index))
     }
 
     /// The URI of segment `msn`.
     pub fn segment_uri(&self, msn: u64) -> String {
-        format!("{}seg{msn}.m4s", self.config.uri_prefix)
+        format!("{}{}", self.config.uri_prefix, self.segment_name(msn))
+    }
+
+    /// The file name of part `index` of segment `msn` (its URI without the prefix).
+    pub fn part_name(&self, msn: u64, index: u32) -> String {
+        format!("{}part{msn}.{index}.m4s", self.id_prefix())
+    }
+
+    /// The file name of segment `msn`.
+    pub fn segment_name(&self, msn: u64) -> String {
+        format!("{}seg{msn}.m4s", self.id_prefix())
+    }
+
+    /// The file name of the current init segment.
+    pub fn init_name(&self) -> &str {
+        &self.init
+    }
+
+    fn id_prefix(&self) -> String {
+        if self.config.stream_id.is_empty() {
+            String::new()
+        } else {
+            format!("{}-", self.config.stream_id)
+        }
     }
 
     fn first_retained_msn(&self) -> u64 {
@@ -834,10 +965,7 @@ impl Playlist {
     }
 }
 
-fn write_segment_tags(out: &mut String, discontinuity: bool, capture: Option<u64>) -> fmt::Result {
-    if discontinuity {
-        writeln!(out, "#EXT-X-DISCONTINUITY")?;
-    }
+fn write_program_date_time(out: &mut String, capture: Option<u64>) -> fmt::Result {
     if let Some(ns) = capture {
         writeln!(out, "#EXT-X-PROGRAM-DATE-TIME:{}", program_date_time(ns))?;
     }
@@ -1662,10 +1790,16 @@ seg1.m4s
                 playlist_segments: 1 + round as usize * 2,
                 retained_segments: 3 + round as usize * 3,
                 uri_prefix: String::new(),
+                stream_id: if round % 2 == 0 {
+                    String::new()
+                } else {
+                    format!("s{round}")
+                },
             });
             for n in 0..800_u64 {
                 if next(200) == 0 {
                     playlist.discontinuity();
+                    playlist.set_init(&init_name(&n.to_be_bytes()));
                 }
                 let pushed = playlist.push(Chunk {
                     bytes: Bytes::from(n.to_be_bytes().to_vec()),
@@ -1693,9 +1827,22 @@ seg1.m4s
             Ok(m3u8_rs::Playlist::MediaPlaylist(p)) => p,
             other => panic!("not a media playlist: {other:?}\n{text}"),
         };
-        for segment in &parsed.segments {
+        let mut map = None;
+        let listed = playlist
+            .segments
+            .len()
+            .min(playlist.config.playlist_segments);
+        let first = playlist.segments.len() - listed;
+        for (i, segment) in parsed.segments.iter().enumerate() {
             assert!(
                 segment.duration.round() as u64 <= parsed.target_duration,
+                "{text}"
+            );
+            // Every segment plays with the init segment its media was muxed for.
+            map = segment.map.as_ref().map(|m| m.uri.clone()).or(map);
+            assert_eq!(
+                map.as_deref(),
+                Some(&*playlist.segments[first + i].init),
                 "{text}"
             );
         }
@@ -1745,6 +1892,101 @@ seg1.m4s
         ] {
             assert_eq!(Resource::parse(bad), None, "{bad}");
         }
+        assert_eq!(
+            Resource::parse("init-00000000000000ff.mp4"),
+            Some(Resource::InitVersion(255))
+        );
+        for bad in [
+            "init-ff.mp4",
+            "init-00000000000000fg.mp4",
+            "init-.mp4",
+            "init-0000000000000000ff.mp4",
+        ] {
+            assert_eq!(Resource::parse(bad), None, "{bad}");
+        }
+        assert_eq!(
+            Resource::parse_named("a1b2-seg12.m4s"),
+            Some(("a1b2", Resource::Segment(12)))
+        );
+        assert_eq!(
+            Resource::parse_named("a1b2-part12.3.m4s"),
+            Some(("a1b2", Resource::Part(12, 3)))
+        );
+        assert_eq!(
+            Resource::parse_named("seg12.m4s"),
+            Some(("", Resource::Segment(12)))
+        );
+        assert_eq!(
+            Resource::parse_named("init-00000000000000ff.mp4"),
+            Some(("", Resource::InitVersion(255)))
+        );
+        let long = format!("{}-seg1.m4s", "a".repeat(MAX_STREAM_ID_LEN + 1));
+        for bad in [
+            "-seg1.m4s",
+            "a.b-seg1.m4s",
+            "x-init.mp4",
+            "x-y-seg1.m4s",
+            long.as_str(),
+        ] {
+            assert_eq!(Resource::parse_named(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn init_names_follow_the_bytes() {
+        assert_eq!(init_name(b""), "init-cbf29ce484222325.mp4");
+        assert_ne!(init_name(b"sps A"), init_name(b"sps B"));
+        let name = init_name(b"moov");
+        assert!(matches!(
+            Resource::parse(&name),
+            Some(Resource::InitVersion(_))
+        ));
+    }
+
+    #[test]
+    fn a_new_init_segment_is_named_where_its_media_starts() {
+        let mut playlist = Playlist::new(PlaylistConfig {
+            part_target: Duration::from_millis(100),
+            playlist_segments: 3,
+            stream_id: "k7".into(),
+            ..PlaylistConfig::default()
+        });
+        playlist.set_init("init-0000000000000001.mp4");
+        let mut source = Source::new(30);
+        source.push(&mut playlist, 45);
+        playlist.discontinuity();
+        playlist.set_init("init-0000000000000002.mp4");
+        source.push(&mut playlist, 45);
+        let text = render_checked(&playlist, false);
+        let maps: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("#EXT-X-MAP"))
+            .collect();
+        assert_eq!(
+            maps,
+            [
+                "#EXT-X-MAP:URI=\"init-0000000000000001.mp4\"",
+                "#EXT-X-MAP:URI=\"init-0000000000000002.mp4\""
+            ],
+            "{text}"
+        );
+        // The second map follows the discontinuity, before the first segment that needs it.
+        let at = text.find("#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI=\"init-0000000000000002.mp4\"");
+        assert!(at.is_some(), "{text}");
+        assert!(text.contains("\nk7-seg0.m4s\n"), "{text}");
+        assert!(text.contains("URI=\"k7-part"), "{text}");
+        // Once the old segments leave the playlist, the header names the new init.
+        source.push(&mut playlist, 150);
+        let text = render_checked(&playlist, false);
+        let maps: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("#EXT-X-MAP"))
+            .collect();
+        assert_eq!(
+            maps,
+            ["#EXT-X-MAP:URI=\"init-0000000000000002.mp4\""],
+            "{text}"
+        );
     }
 
     #[test]

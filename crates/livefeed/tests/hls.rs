@@ -27,14 +27,23 @@ fn tag<'a>(playlist: &'a str, tag: &str) -> Option<&'a str> {
         .map(str::trim)
 }
 
+/// A media name without the stream id the server puts before it (`3f2a9c01-seg4.m4s` →
+/// `seg4.m4s`).
+fn without_stream_id(name: &str) -> &str {
+    name.split_once('-').map_or(name, |(_, rest)| rest)
+}
+
+/// The media sequence number of a segment name (with or without the stream id).
+fn segment_msn(name: &str) -> Option<u64> {
+    without_stream_id(name)
+        .strip_prefix("seg")
+        .and_then(|s| s.strip_suffix(".m4s"))
+        .and_then(|n| n.parse().ok())
+}
+
 /// The highest media sequence number of a complete segment listed.
 fn last_msn(playlist: &str) -> u64 {
-    playlist
-        .lines()
-        .filter_map(|l| l.strip_prefix("seg").and_then(|s| s.strip_suffix(".m4s")))
-        .filter_map(|n| n.parse().ok())
-        .max()
-        .unwrap_or(0)
+    playlist.lines().filter_map(segment_msn).max().unwrap_or(0)
 }
 
 /// The playlist of `path` once it lists a complete segment, and its target duration (s).
@@ -96,7 +105,7 @@ fn playlist_media_and_sidecar_are_served_with_the_right_headers() {
     for tag in [
         "#EXT-X-PART-INF:PART-TARGET=",
         "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES",
-        "#EXT-X-MAP:URI=\"init.mp4\"",
+        "#EXT-X-MAP:URI=\"init-",
         "#EXT-X-PRELOAD-HINT:TYPE=PART",
         "INDEPENDENT=YES",
         "#EXT-X-PROGRAM-DATE-TIME:",
@@ -108,45 +117,110 @@ fn playlist_media_and_sidecar_are_served_with_the_right_headers() {
         r.header("content-type").as_deref(),
         Some("application/vnd.apple.mpegurl")
     );
-    assert_eq!(r.header("cache-control").as_deref(), Some("no-cache"));
+    // A plain playlist moves every part: no freshness for a cache at 100 ms parts.
+    assert_eq!(
+        r.header("cache-control").as_deref(),
+        Some("public, max-age=0")
+    );
     assert_eq!(
         r.header("access-control-allow-origin").as_deref(),
         Some("*")
+    );
+    // An answer to a blocking request never changes: a cache may keep it for the blocking
+    // timeout (3 target durations of 1 s).
+    let msn = last_msn(&text);
+    let blocking = http_get(
+        server.http_port,
+        &format!("/live/index.m3u8?_HLS_msn={msn}&_HLS_part=0"),
+        WAIT,
+    );
+    assert_eq!(blocking.status, 200);
+    assert_eq!(
+        blocking.header("cache-control").as_deref(),
+        Some("public, max-age=3")
     );
     // The alias of the original streamer.
     let alias = http_get(server.http_port, "/live.m3u8", WAIT);
     assert_eq!(alias.status, 200);
     assert!(alias.text().contains("#EXT-X-MAP"));
-    // Init, a listed segment and a listed part.
-    let init = http_get(server.http_port, "/live/init.mp4", WAIT);
+    // Init, a listed segment and a listed part: named for what they hold, so immutable.
+    let uris: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.split("URI=\"").nth(1))
+        .filter_map(|u| u.split('"').next())
+        .collect();
+    let init_name = uris
+        .iter()
+        .find(|u| u.starts_with("init-"))
+        .expect("the init segment's name");
+    let init = http_get(server.http_port, &format!("/live/{init_name}"), WAIT);
     assert_eq!(init.status, 200);
     assert_eq!(&init.body[4..8], b"ftyp");
     assert!(init
         .header("cache-control")
         .is_some_and(|v| v.contains("immutable")));
+    // `init.mp4` is whatever the init segment is now: the same bytes, revalidated.
+    let current = http_get(server.http_port, "/live/init.mp4", WAIT);
+    assert_eq!(current.body, init.body);
+    assert_eq!(current.header("cache-control").as_deref(), Some("no-cache"));
     let seg = text
         .lines()
-        .find(|l| l.starts_with("seg"))
+        .find(|l| segment_msn(l).is_some())
         .expect("a segment");
+    let (stream_id, _) = seg.split_once('-').expect("the stream id before the name");
     let r = http_get(server.http_port, &format!("/live/{seg}"), WAIT);
     assert_eq!(r.status, 200, "{seg}");
     assert_eq!(&r.body[4..8], b"moof", "a segment starts with a CMAF chunk");
-    let part = text
-        .lines()
-        .filter_map(|l| l.split("URI=\"").nth(1))
-        .filter_map(|u| u.split('"').next())
-        .find(|u| u.starts_with("part"))
+    assert!(r
+        .header("cache-control")
+        .is_some_and(|v| v.contains("immutable")));
+    // Without the id the name does not say which run of the stream: same bytes, revalidated.
+    let plain = http_get(
+        server.http_port,
+        &format!("/live/{}", without_stream_id(seg)),
+        WAIT,
+    );
+    assert_eq!(plain.body, r.body);
+    assert_eq!(plain.header("cache-control").as_deref(), Some("no-cache"));
+    // Another run's id is never answered with this run's bytes.
+    let other_run = format!(
+        "/live/{}{}",
+        if stream_id == "0" { "1" } else { "0" },
+        &seg[stream_id.len()..]
+    );
+    assert_eq!(
+        http_get(server.http_port, &other_run, WAIT).status,
+        404,
+        "{other_run}"
+    );
+    let part = uris
+        .iter()
+        .find(|u| without_stream_id(u).starts_with("part"))
         .expect("a part");
+    assert!(part.starts_with(&format!("{stream_id}-")), "{part}");
     let r = http_get(server.http_port, &format!("/live/{part}"), WAIT);
     assert_eq!(r.status, 200, "{part}");
     assert_eq!(&r.body[4..8], b"moof");
+    // Every one of these requests was counted, by kind and status.
+    let metrics = http_get(server.http_port, "/metrics", WAIT).text();
+    for (kind, status) in [
+        ("playlist", 200),
+        ("blocking_playlist", 200),
+        ("init", 200),
+        ("segment", 200),
+        ("segment", 404),
+        ("part", 200),
+    ] {
+        let series = format!("livefeed_hls_requests_total{{kind=\"{kind}\",status=\"{status}\"}} ");
+        assert!(metrics.contains(&series), "{series} missing:\n{metrics}");
+    }
     // The timestamp sidecar maps segments to capture and availability times.
     let ts = http_get(server.http_port, "/live/timestamps.json", WAIT);
     assert_eq!(ts.status, 200);
     let json: serde_json::Value = serde_json::from_slice(&ts.body).expect("JSON");
     let first = &json["segments"][0];
     assert!(
-        first["uri"].as_str().is_some_and(|u| u.starts_with("seg")),
+        first["uri"].as_str().and_then(segment_msn).is_some(),
         "{json}"
     );
     let (capture, available) = (
@@ -175,8 +249,9 @@ fn blocking_reload_waits_for_the_next_part_and_delta_updates_skip() {
     let text = playlist_with_segments(&server, 1);
     let hint = text
         .lines()
-        .find_map(|l| l.strip_prefix("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part"))
+        .find_map(|l| l.strip_prefix("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\""))
         .expect("preload hint");
+    let (stream_id, hint) = hint.split_once("-part").expect("<id>-part<msn>.<i>.m4s");
     let (msn, part) = hint
         .trim_end_matches(".m4s\"")
         .split_once('.')
@@ -189,7 +264,8 @@ fn blocking_reload_waits_for_the_next_part_and_delta_updates_skip() {
     );
     assert_eq!(r.status, 200);
     assert!(
-        r.text().contains(&format!("part{msn}.{part}.m4s\"")),
+        r.text()
+            .contains(&format!("{stream_id}-part{msn}.{part}.m4s\"")),
         "the awaited part is listed:\n{}",
         r.text()
     );
@@ -199,11 +275,16 @@ fn blocking_reload_waits_for_the_next_part_and_delta_updates_skip() {
     );
     // The preload-hinted part itself is streamed as its frames arrive.
     let next = format!(
-        "/live/part{msn}.{}.m4s",
+        "/live/{stream_id}-part{msn}.{}.m4s",
         part.parse::<u32>().expect("number") + 1
     );
     let r = http_get(server.http_port, &next, WAIT);
     assert_eq!(r.status, 200, "{next}");
+    assert_eq!(
+        r.header("x-livefeed-part").as_deref(),
+        Some("streamed"),
+        "{next}"
+    );
     assert!(r.body.len() > 8 && &r.body[4..8] == b"moof");
     // Delta update once enough segments exist (CAN-SKIP-UNTIL = 6 target durations).
     playlist_with_segments(&server, 9);
@@ -352,7 +433,7 @@ fn public_url_and_hls_dir_match_the_original_streamer() {
     ]);
     let text = playlist_with_segments(&server, 2);
     assert!(
-        text.contains("#EXT-X-MAP:URI=\"http://192.0.2.7:8080/live/init.mp4\""),
+        text.contains("#EXT-X-MAP:URI=\"http://192.0.2.7:8080/live/init-"),
         "{text}"
     );
     // Parts hold whole frames, so the target is rounded up to a whole number of frames.
@@ -364,8 +445,10 @@ fn public_url_and_hls_dir_match_the_original_streamer() {
         "{text}"
     );
     assert!(
-        text.lines()
-            .any(|l| l.starts_with("http://192.0.2.7:8080/live/seg")),
+        text.lines().any(|l| l
+            .strip_prefix("http://192.0.2.7:8080/live/")
+            .and_then(segment_msn)
+            .is_some()),
         "{text}"
     );
     // Files on disk: written atomically, old segments deleted.
@@ -375,9 +458,17 @@ fn public_url_and_hls_dir_match_the_original_streamer() {
             .map_err(|e| e.to_string())?
             .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
             .collect();
-        let segs = names.iter().filter(|n| n.starts_with("seg")).count();
+        let segs = names.iter().filter(|n| segment_msn(n).is_some()).count();
+        // The playlist on disk names files that exist.
+        let on_disk = std::fs::read_to_string(live.join("index.m3u8")).unwrap_or_default();
+        let init_listed = on_disk
+            .split("init-")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .is_some_and(|rest| names.contains(&format!("init-{rest}")));
         let seen_enough = text_has_msn_over(&names, 4);
         if names.contains(&"init.mp4".to_string())
+            && init_listed
             && names.contains(&"index.m3u8".to_string())
             && seen_enough
             && segs <= 3
@@ -392,11 +483,7 @@ fn public_url_and_hls_dir_match_the_original_streamer() {
 }
 
 fn text_has_msn_over(names: &[String], msn: u64) -> bool {
-    names
-        .iter()
-        .filter_map(|n| n.strip_prefix("seg").and_then(|s| s.strip_suffix(".m4s")))
-        .filter_map(|n| n.parse::<u64>().ok())
-        .any(|n| n > msn)
+    names.iter().filter_map(|n| segment_msn(n)).any(|n| n > msn)
 }
 
 #[test]
@@ -456,7 +543,7 @@ fn an_msn_that_left_the_playlist_gets_the_current_playlist_at_once() {
         started.elapsed() < Duration::from_secs(1),
         "answered at once"
     );
-    assert!(!r.text().contains("seg0.m4s"), "{}", r.text());
+    assert!(!r.text().contains("-seg0.m4s"), "{}", r.text());
     assert_eq!(
         http_get(server.http_port, "/live/seg0.m4s", WAIT).status,
         404

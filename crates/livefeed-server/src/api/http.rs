@@ -5,14 +5,20 @@
 //! |---|---|
 //! | `/PATH/index.m3u8` | media playlist; `_HLS_msn`/`_HLS_part` block until that part exists (503 after 3 × target duration), `_HLS_skip=YES` gives a delta update |
 //! | `/live.m3u8` | alias of `/live/index.m3u8` |
-//! | `/PATH/init.mp4`, `/PATH/segN.m4s`, `/PATH/partN.I.m4s` | CMAF init, segments, parts; the preload-hinted part is streamed as its frames arrive |
+//! | `/PATH/init-HASH.mp4`, `/PATH/ID-segN.m4s`, `/PATH/ID-partN.I.m4s` | CMAF init, segments, parts as the playlist names them (also `init.mp4`, `segN.m4s`, `partN.I.m4s`); the preload-hinted part is streamed as its frames arrive |
 //! | `/PATH/timestamps.json` | capture and availability time of every segment and part |
 //! | `/` | the dashboard (paths, readers, video, stage breakdown, latency chart, controls) |
 //! | `/PATH/` | the player page (hls.js, latency from the pixel timecode) |
 //! | `/static/*` | the page's scripts |
 //!
 //! Path names follow [`livefeed_media::path`]; anything else is a 400. Every response allows any
-//! origin (CORS), playlists are never cached, parts/segments/init are immutable.
+//! origin (CORS). Caching is designed for HTTP caches in front (nginx, Varnish, CDNs): the
+//! playlist names the init segment by a hash of its bytes (`init-<hash>.mp4`) and parts and
+//! segments with an id of this run of the stream (`<id>-part3.1.m4s`), and those are immutable;
+//! a playlist answering a blocking request may be kept for the blocking timeout, a plain one
+//! for at most one part target (see [`playlist_cache_control`]). `init.mp4` and media names
+//! without the id still work, marked `no-cache`. Every LL-HLS request is counted in
+//! `livefeed_hls_requests_total` (kind, status).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -33,6 +39,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tower_http::cors::CorsLayer;
 
+use crate::api::prometheus::HlsRequestKind;
 use crate::api::web;
 use crate::hub::{Hub, ReaderInfo};
 use crate::outputs::hls_stream::{blocking_timeout, HlsStream, HlsStreams};
@@ -49,6 +56,10 @@ pub const DEFAULT_PATH: &str = "live";
 /// "could not synchronize", the recovery seek fails and it polls forever without downloading
 /// (the player stays "buffering"). With two it syncs on the last one and plays.
 pub const SEGMENTS_BEFORE_FIRST_ANSWER: u64 = 2;
+
+/// A response header marking a part streamed while it is being written (the preload-hinted
+/// part), for the request counter; also useful to see in a cache's logs.
+const STREAMED_PART: &str = "x-livefeed-part";
 
 /// Largest WHEP offer accepted (SDP offers are a few KiB).
 pub const MAX_OFFER_BYTES: usize = 64 * 1024;
@@ -247,7 +258,12 @@ async fn live_alias(
 ) -> HttpResult {
     app.hls_viewers
         .request(DEFAULT_PATH, conn.remote, query.as_deref());
-    playlist(&app.hls, DEFAULT_PATH, query.as_deref()).await
+    let kind = request_kind(&Resource::Playlist, query.as_deref());
+    let result = playlist(&app.hls, DEFAULT_PATH, query.as_deref()).await;
+    if let Some(kind) = kind {
+        count_hls_request(&app, DEFAULT_PATH, kind, &result);
+    }
+    result
 }
 
 async fn static_file(Path(file): Path<String>) -> HttpResult {
@@ -266,11 +282,18 @@ async fn static_file(Path(file): Path<String>) -> HttpResult {
 /// What the last segment of a request path names.
 enum Resource {
     Playlist,
-    Init,
-    Segment(u64),
-    Part(u64, u32),
+    Init(Option<u64>),
+    /// A segment or a part, with the stream id its name carries (`""`: none).
+    Media(String, MediaName),
     Timestamps,
     Player,
+}
+
+/// A segment (`msn`) or a part (`msn`, `index`).
+#[derive(Clone, Copy)]
+enum MediaName {
+    Segment(u64),
+    Part(u64, u32),
 }
 
 fn resource(file: &str) -> Option<Resource> {
@@ -278,11 +301,16 @@ fn resource(file: &str) -> Option<Resource> {
         "index.m3u8" => Some(Resource::Playlist),
         "timestamps.json" => Some(Resource::Timestamps),
         "" => Some(Resource::Player),
-        media => Some(match playlist::Resource::parse(media)? {
-            playlist::Resource::Init => Resource::Init,
-            playlist::Resource::Segment(msn) => Resource::Segment(msn),
-            playlist::Resource::Part(msn, i) => Resource::Part(msn, i),
-        }),
+        media => {
+            let (id, named) = playlist::Resource::parse_named(media)?;
+            let media = |name| Resource::Media(id.to_string(), name);
+            Some(match named {
+                playlist::Resource::Init => Resource::Init(None),
+                playlist::Resource::InitVersion(hash) => Resource::Init(Some(hash)),
+                playlist::Resource::Segment(msn) => media(MediaName::Segment(msn)),
+                playlist::Resource::Part(msn, i) => media(MediaName::Part(msn, i)),
+            })
+        }
     }
 }
 
@@ -315,7 +343,8 @@ async fn dispatch(
 ) -> HttpResult {
     let (path, res, bare) = split_request(&rest)?;
     let hls = &app.hls;
-    match res {
+    let kind = request_kind(&res, query.as_deref());
+    let result = match res {
         Resource::Player if bare => Ok(Redirect::permanent(&format!("/{path}/")).into_response()),
         Resource::Player => Ok(web::player_page(&path)),
         Resource::Playlist => {
@@ -323,11 +352,46 @@ async fn dispatch(
                 .request(&path, conn.remote, query.as_deref());
             playlist(hls, &path, query.as_deref()).await
         }
-        Resource::Init => init(hls, &path).await,
-        Resource::Segment(msn) => segment(hls, &path, msn),
-        Resource::Part(msn, i) => part(hls, &path, msn, i).await,
+        Resource::Init(version) => init(hls, &path, version).await,
+        Resource::Media(id, MediaName::Segment(msn)) => segment(hls, &path, &id, msn),
+        Resource::Media(id, MediaName::Part(msn, i)) => part(hls, &path, &id, msn, i).await,
         Resource::Timestamps => timestamps(hls, &path),
+    };
+    if let Some(kind) = kind {
+        count_hls_request(&app, &path, kind, &result);
     }
+    result
+}
+
+/// The `kind` label of an LL-HLS request in `livefeed_hls_requests_total`.
+fn request_kind(res: &Resource, query: Option<&str>) -> Option<HlsRequestKind> {
+    Some(match res {
+        Resource::Playlist => match parse_query(query) {
+            Ok(q) if q.msn.is_some() => HlsRequestKind::BlockingPlaylist,
+            _ => HlsRequestKind::Playlist,
+        },
+        Resource::Init(_) => HlsRequestKind::Init,
+        Resource::Media(_, MediaName::Segment(_)) => HlsRequestKind::Segment,
+        Resource::Media(_, MediaName::Part(..)) => HlsRequestKind::Part,
+        Resource::Timestamps | Resource::Player => return None,
+    })
+}
+
+fn count_hls_request(app: &App, path: &str, kind: HlsRequestKind, result: &HttpResult) {
+    let (status, kind) = match result {
+        Ok(response) => {
+            // A part answered while it is still being written was the preload-hinted one.
+            let streamed = response.headers().get(STREAMED_PART).is_some();
+            let kind = match kind {
+                HlsRequestKind::Part if streamed => HlsRequestKind::PreloadPart,
+                other => other,
+            };
+            (response.status().as_u16(), kind)
+        }
+        Err(HttpError(status, _)) => (status.as_u16(), kind),
+    };
+    app.prometheus.hls_request(kind, status);
+    app.hls_viewers.count_request(path);
 }
 
 fn stream_of(hls: &Arc<HlsStreams>, path: &str) -> Result<Arc<HlsStream>, HttpError> {
@@ -403,51 +467,117 @@ async fn playlist(hls: &Arc<HlsStreams>, path: &str, query: Option<&str>) -> Htt
         let frames = hls.frames_published(path).unwrap_or(0);
         stalled(&stream.lock(), frames)
     })??;
+    let cache_control = playlist_cache_control(&stream.lock(), request.msn.is_some());
     Ok((
         [
             (
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/vnd.apple.mpegurl"),
             ),
-            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::try_from(cache_control)
+                    .unwrap_or(HeaderValue::from_static("no-cache")),
+            ),
         ],
         text,
     )
         .into_response())
 }
 
-fn media(bytes: Bytes) -> HttpResult {
+/// How long a cache may keep a playlist response.
+///
+/// A response to a blocking request (`_HLS_msn`, with or without `_HLS_part`/`_HLS_skip`)
+/// contains what it asked for whenever it is served, so it may be kept: for the blocking
+/// timeout (3 target durations, 3 s by default). Players ask for a given `_HLS_msn`/`_HLS_part`
+/// only around the moment it appears, all within that time, so one origin request serves them
+/// all; and should the stream start again from MSN 0 (its publisher came back after the grace
+/// period, or the server restarted), the old stream's answer is served for at most that long.
+/// A plain request is answered from the live edge, which moves every part: at most one part
+/// target of freshness, in whole seconds (0 for parts under a second, so a cache revalidates).
+fn playlist_cache_control(state: &crate::outputs::hls_stream::HlsState, blocking: bool) -> String {
+    let secs = if blocking {
+        blocking_timeout(state).as_secs()
+    } else {
+        state.playlist.config().part_target.as_secs()
+    };
+    format!("public, max-age={secs}")
+}
+
+/// `Cache-Control` of media whose name says which bytes it holds (the playlist's URIs: a
+/// hashed init segment, parts and segments named with the stream id): kept for ever.
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+
+/// `Cache-Control` of media asked for by a name that does not say which bytes (`init.mp4`,
+/// parts and segments without the stream id): whatever the stream holds now.
+const REVALIDATE: &str = "no-cache";
+
+fn media(bytes: Bytes, cache_control: &'static str) -> HttpResult {
     Ok((
         [
             (header::CONTENT_TYPE, "video/mp4"),
-            (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
+            (header::CACHE_CONTROL, cache_control),
         ],
         bytes,
     )
         .into_response())
 }
 
-async fn init(hls: &Arc<HlsStreams>, path: &str) -> HttpResult {
+/// `init.mp4` (the current init segment) or one version of it, `init-<hash>.mp4`.
+async fn init(hls: &Arc<HlsStreams>, path: &str, version: Option<u64>) -> HttpResult {
     let stream = stream_of(hls, path)?;
-    let deadline = Instant::now() + blocking_timeout(&stream.lock());
-    let init = stream.wait_for(deadline, |s| s.init.clone()).await;
-    media(init.ok_or_else(|| error(StatusCode::SERVICE_UNAVAILABLE, "no keyframe received yet"))?)
+    let Some(hash) = version else {
+        let deadline = Instant::now() + blocking_timeout(&stream.lock());
+        let init = stream.wait_for(deadline, |s| s.init.clone()).await;
+        let init =
+            init.ok_or_else(|| error(StatusCode::SERVICE_UNAVAILABLE, "no keyframe received yet"))?;
+        return media(init, REVALIDATE);
+    };
+    let init = stream.lock().init_named(hash);
+    media(
+        init.ok_or_else(|| {
+            error(
+                StatusCode::NOT_FOUND,
+                format!("init segment {hash:016x} is not (or no longer) this stream's"),
+            )
+        })?,
+        IMMUTABLE,
+    )
 }
 
-fn segment(hls: &Arc<HlsStreams>, path: &str, msn: u64) -> HttpResult {
-    let bytes = stream_of(hls, path)?.lock().playlist.segment(msn);
-    media(bytes.ok_or_else(|| {
+/// The `Cache-Control` of a part or segment named with stream id `id`, or a 404 if the name
+/// belongs to another run of the stream (a cache must never get this run's bytes for it).
+fn media_cache_control(stream: &HlsStream, id: &str) -> Result<&'static str, HttpError> {
+    if id.is_empty() {
+        return Ok(REVALIDATE);
+    }
+    if id == stream.lock().stream_id() {
+        return Ok(IMMUTABLE);
+    }
+    Err(error(
+        StatusCode::NOT_FOUND,
+        format!("{id:?} names an earlier run of this stream, whose media is gone"),
+    ))
+}
+
+fn segment(hls: &Arc<HlsStreams>, path: &str, id: &str, msn: u64) -> HttpResult {
+    let stream = stream_of(hls, path)?;
+    let cache_control = media_cache_control(&stream, id)?;
+    let bytes = stream.lock().playlist.segment(msn);
+    let bytes = bytes.ok_or_else(|| {
         error(
             StatusCode::NOT_FOUND,
             format!("segment {msn} is not available"),
         )
-    })?)
+    })?;
+    media(bytes, cache_control)
 }
 
 /// A part: complete parts are sent at once; the part being written (or about to be, when the
 /// playlist hinted it) is streamed chunk by chunk as its frames arrive.
-async fn part(hls: &Arc<HlsStreams>, path: &str, msn: u64, index: u32) -> HttpResult {
+async fn part(hls: &Arc<HlsStreams>, path: &str, id: &str, msn: u64, index: u32) -> HttpResult {
     let stream = stream_of(hls, path)?;
+    let cache_control = media_cache_control(&stream, id)?;
     let deadline = Instant::now() + blocking_timeout(&stream.lock());
     let first = stream
         .wait_for(deadline, |s| match s.playlist.part(msn, index) {
@@ -464,8 +594,8 @@ async fn part(hls: &Arc<HlsStreams>, path: &str, msn: u64, index: u32) -> HttpRe
         .await;
     match first {
         None => Err(error(StatusCode::SERVICE_UNAVAILABLE, "the stream stalled")),
-        Some(PartState::Complete(bytes)) => media(bytes),
-        Some(PartState::Open { .. }) => Ok(stream_part(stream, msn, index)),
+        Some(PartState::Complete(bytes)) => media(bytes, cache_control),
+        Some(PartState::Open { .. }) => Ok(stream_part(stream, msn, index, cache_control)),
         Some(PartState::Gone) => Err(error(
             StatusCode::NOT_FOUND,
             format!("part {msn}.{index} is gone"),
@@ -478,7 +608,12 @@ async fn part(hls: &Arc<HlsStreams>, path: &str, msn: u64, index: u32) -> HttpRe
 }
 
 /// Streams an open part: what exists now, then each new chunk, until the part is complete.
-fn stream_part(stream: Arc<HlsStream>, msn: u64, index: u32) -> Response {
+fn stream_part(
+    stream: Arc<HlsStream>,
+    msn: u64,
+    index: u32,
+    cache_control: &'static str,
+) -> Response {
     let body = futures_util::stream::unfold(
         (stream, 0usize, false),
         move |(stream, sent, done)| async move {
@@ -507,7 +642,8 @@ fn stream_part(stream: Arc<HlsStream>, msn: u64, index: u32) -> Response {
     (
         [
             (header::CONTENT_TYPE, "video/mp4"),
-            (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
+            (header::CACHE_CONTROL, cache_control),
+            (header::HeaderName::from_static(STREAMED_PART), "streamed"),
         ],
         Body::from_stream(body),
     )
@@ -686,10 +822,18 @@ mod tests {
     #[test]
     fn resources_are_recognised() {
         assert!(matches!(resource("index.m3u8"), Some(Resource::Playlist)));
-        assert!(matches!(resource("seg12.m4s"), Some(Resource::Segment(12))));
         assert!(matches!(
-            resource("part12.3.m4s"),
-            Some(Resource::Part(12, 3))
+            resource("seg12.m4s"),
+            Some(Resource::Media(id, MediaName::Segment(12))) if id.is_empty()
+        ));
+        assert!(matches!(
+            resource("ab12-part12.3.m4s"),
+            Some(Resource::Media(id, MediaName::Part(12, 3))) if id == "ab12"
+        ));
+        assert!(matches!(resource("init.mp4"), Some(Resource::Init(None))));
+        assert!(matches!(
+            resource("init-00000000000000ff.mp4"),
+            Some(Resource::Init(Some(255)))
         ));
         assert!(resource("part12.m4s").is_none());
         assert!(resource("seg-1.m4s").is_none());

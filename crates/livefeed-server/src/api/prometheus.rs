@@ -6,6 +6,9 @@
 //! - `livefeed_readers` — per `path` and `protocol` (`rtsp/tcp`, `rtsp/udp`, `webrtc`, `hls`);
 //! - `livefeed_frames_in`, `livefeed_bytes_in`, `livefeed_dropped_frames` — counters per path
 //!   (frames skipped by slow readers);
+//! - `livefeed_hls_requests_total` — LL-HLS requests answered, by `kind` (playlist,
+//!   blocking_playlist, part, preload_part, segment, init) and `status`: what an HTTP cache in
+//!   front leaves for the origin;
 //! - `livefeed_samples_dropped` — latency samples not recorded: the server's queue was full, or
 //!   they would have made a series beyond [`MAX_LATENCY_SERIES`].
 //!
@@ -46,6 +49,37 @@ struct Totals {
     drops: u64,
 }
 
+/// What an LL-HLS request asked for, as the `kind` label of `livefeed_hls_requests_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HlsRequestKind {
+    /// A playlist, answered from the live edge at once.
+    Playlist,
+    /// A playlist with delivery directives (`_HLS_msn`…), held until it can be answered.
+    BlockingPlaylist,
+    /// A complete part.
+    Part,
+    /// The part being written (the preload hint), streamed as it grows.
+    PreloadPart,
+    /// A complete segment.
+    Segment,
+    /// An init segment.
+    Init,
+}
+
+impl HlsRequestKind {
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            HlsRequestKind::Playlist => "playlist",
+            HlsRequestKind::BlockingPlaylist => "blocking_playlist",
+            HlsRequestKind::Part => "part",
+            HlsRequestKind::PreloadPart => "preload_part",
+            HlsRequestKind::Segment => "segment",
+            HlsRequestKind::Init => "init",
+        }
+    }
+}
+
 /// The server's Prometheus metrics.
 pub struct Prometheus {
     registry: Registry,
@@ -57,6 +91,7 @@ pub struct Prometheus {
     bytes_in: Family<Labels, Counter>,
     drops: Family<Labels, Counter>,
     samples_dropped: Counter,
+    hls_requests: Family<Labels, Counter>,
     totals: Mutex<HashMap<String, Totals>>,
     /// Latency label sets created so far (clients name paths and kinds freely: bounded).
     latency_series: Mutex<std::collections::HashSet<Labels>>,
@@ -94,6 +129,7 @@ impl Prometheus {
             bytes_in: Family::default(),
             drops: Family::default(),
             samples_dropped: Counter::default(),
+            hls_requests: Family::default(),
             totals: Mutex::new(HashMap::new()),
             latency_series: Mutex::new(std::collections::HashSet::new()),
             registry: Registry::default(),
@@ -122,7 +158,19 @@ impl Prometheus {
             "Latency samples not recorded: server queue full, or a new series over the cap",
             m.samples_dropped.clone(),
         );
+        registry.register(
+            "hls_requests",
+            "LL-HLS requests answered, by kind and status",
+            m.hls_requests.clone(),
+        );
         Prometheus { registry, ..m }
+    }
+
+    /// Counts one LL-HLS request answered with `status` (label sets: 6 kinds × the few
+    /// statuses the server answers with).
+    pub fn hls_request(&self, kind: HlsRequestKind, status: u16) {
+        let key = labels(&[("kind", kind.label()), ("status", &status.to_string())]);
+        self.hls_requests.get_or_create(&key).inc();
     }
 
     /// Adds latency samples to the histograms.
@@ -221,5 +269,28 @@ mod tests {
         );
         assert!(text.contains("livefeed_latency_ms_count{"), "{text}");
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn hls_requests_are_counted_by_kind_and_status() {
+        let m = Prometheus::new();
+        m.hls_request(HlsRequestKind::BlockingPlaylist, 200);
+        m.hls_request(HlsRequestKind::BlockingPlaylist, 200);
+        m.hls_request(HlsRequestKind::PreloadPart, 404);
+        let text = m.render(&[], |_| 0);
+        assert!(
+            text.contains("# TYPE livefeed_hls_requests counter"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "livefeed_hls_requests_total{kind=\"blocking_playlist\",status=\"200\"} 2"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("livefeed_hls_requests_total{kind=\"preload_part\",status=\"404\"} 1"),
+            "{text}"
+        );
     }
 }

@@ -108,6 +108,7 @@ fn path_json(app: &App, p: &PathSnapshot, sources: &[(String, SourceParams)]) ->
         "codec": stream.map(|s| s.description.clone()),
         "readers": readers,
         "reader_counts": { "rtsp": count("rtsp"), "webrtc": count("webrtc"), "hls": hls.len() },
+        "hls_requests_per_second": app.hls_viewers.requests_per_second(&p.name),
         "frames_in": p.frames_in,
         "bytes_in": p.bytes_in,
         "dropped_frames": p.drops,

@@ -1,8 +1,9 @@
 //! `--hls-dir`: the LL-HLS files also written to disk, for tools that want files (the original
 //! streamer wrote them) and for a plain file server (nginx) to serve.
 //!
-//! Written: `init.mp4`; every part as `part<msn>.<index>.m4s` as soon as it completes; every
-//! segment as `seg<msn>.m4s` when it completes; and `index.m3u8`, the same LL-HLS playlist the
+//! Written: each init segment under the name the playlist gives it (`init-<hash>.mp4`) and as
+//! `init.mp4` (the latest); every part as the playlist names it (`<stream id>-part<msn>.<i>.m4s`)
+//! as soon as it completes; every segment (`<stream id>-seg<msn>.m4s`) when it completes; and `index.m3u8`, the same LL-HLS playlist the
 //! HTTP server renders (parts, preload hint, no delta skip), rewritten after every completed part
 //! (it used to be rewritten per segment, and parts used to stay in memory). A file server cannot
 //! honour the playlist's `CAN-BLOCK-RELOAD=YES` or stream the hinted part: its clients must poll.
@@ -78,10 +79,14 @@ impl HlsFiles {
         }
     }
 
-    /// Writes `init.mp4`.
-    pub fn write_init(&mut self, init: &Bytes) {
+    /// Writes an init segment as `name` and as `init.mp4`. Old versions stay (a few hundred
+    /// bytes each, one per change of the publisher's parameter sets).
+    pub fn write_init(&mut self, name: &str, init: &Bytes) {
         self.send(Job {
-            writes: vec![("init.mp4".into(), init.clone())],
+            writes: vec![
+                (name.to_string(), init.clone()),
+                ("init.mp4".into(), init.clone()),
+            ],
             deletes: Vec::new(),
         });
     }
@@ -98,16 +103,16 @@ impl HlsFiles {
         if pushed.segment_completed {
             let msn = playlist.open_msn().saturating_sub(1);
             if let Some(segment) = playlist.segment(msn) {
-                writes.push((format!("seg{msn}.m4s"), segment));
+                writes.push((playlist.segment_name(msn), segment));
                 self.written.push_back(msn);
             }
             while self.written.len() > self.retained {
                 let Some(old) = self.written.pop_front() else {
                     break;
                 };
-                deletes.push(format!("seg{old}.m4s"));
+                deletes.push(playlist.segment_name(old));
                 let parts = self.parts.remove(&old).unwrap_or(0);
-                deletes.extend((0..parts).map(|i| format!("part{old}.{i}.m4s")));
+                deletes.extend((0..parts).map(|i| playlist.part_name(old, i)));
             }
         }
         if let Some(text) = playlist.render(false) {
@@ -124,7 +129,7 @@ impl HlsFiles {
             let (msn, index) = self.next_part;
             match playlist.part(msn, index) {
                 PartState::Complete(bytes) => {
-                    out.push((format!("part{msn}.{index}.m4s"), bytes));
+                    out.push((playlist.part_name(msn, index), bytes));
                     self.parts.insert(msn, index + 1);
                     self.next_part = (msn, index + 1);
                 }
@@ -219,8 +224,10 @@ mod tests {
                 playlist_segments: 1,
                 retained_segments: 2,
                 uri_prefix: String::new(),
+                stream_id: String::new(),
             }),
             init: None,
+            inits: Default::default(),
             track: None,
             audio: None,
             ended: false,

@@ -11,13 +11,13 @@
 //! hub subscription ends. Decode times stay monotonic across a publisher that leaves and
 //! returns (its timestamps restart): the gap is bridged with the usual frame duration.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use livefeed_hls::cmaf::{self, AudioTrack, FragmentWriter, VideoTrack};
-use livefeed_hls::playlist::{Chunk, Playlist, PlaylistConfig};
+use livefeed_hls::playlist::{self, Chunk, Playlist, PlaylistConfig};
 use livefeed_media::clock::unix_now_ns;
 use livefeed_media::track::TrackPacket;
 use livefeed_media::{AccessUnit, DEFAULT_FRAME_TICKS};
@@ -35,6 +35,9 @@ pub struct HlsState {
     pub playlist: Playlist,
     /// The init segment, once the first keyframe arrived.
     pub init: Option<Bytes>,
+    /// The latest versions of the init segment by name ([`playlist::init_name`]), newest last:
+    /// segments still listed may need an older one.
+    pub inits: VecDeque<(String, Bytes)>,
     /// The track the init segment describes.
     pub track: Option<VideoTrack>,
     /// The audio track the init segment describes.
@@ -125,6 +128,7 @@ impl HlsStreams {
             state: Mutex::new(HlsState {
                 playlist: Playlist::new(self.playlist_config(path)),
                 init: None,
+                inits: VecDeque::new(),
                 track: None,
                 audio: None,
                 ended: false,
@@ -144,6 +148,7 @@ impl HlsStreams {
 
     fn playlist_config(&self, path: &str) -> PlaylistConfig {
         PlaylistConfig {
+            stream_id: format!("{:08x}", rand::random::<u32>()),
             part_target: self.config.part_target,
             segment_target: self.config.segment_target,
             playlist_segments: self.config.playlist_segments,
@@ -327,13 +332,40 @@ fn update_track(
     if state.track.is_some() {
         state.playlist.discontinuity();
     }
+    let name = playlist::init_name(&init);
     if let Some(files) = files {
-        files.write_init(&init);
+        files.write_init(&name, &init);
     }
+    state.playlist.set_init(&name);
+    if state.inits.len() >= KEPT_INITS {
+        state.inits.pop_front();
+    }
+    state.inits.push_back((name, init.clone()));
     state.init = Some(init);
     state.track = Some(track);
     state.audio = audio.cloned();
     Ok(())
+}
+
+/// Versions of the init segment kept fetchable by name: a publisher changing its parameter sets
+/// more often than this within one playlist window leaves its oldest segments unplayable.
+const KEPT_INITS: usize = 8;
+
+impl HlsState {
+    /// The init segment named `init-<hash>.mp4`, if it is one of the kept versions.
+    pub fn init_named(&self, hash: u64) -> Option<Bytes> {
+        let name = format!("init-{hash:016x}.mp4");
+        self.inits
+            .iter()
+            .rev()
+            .find(|(n, _)| *n == name)
+            .map(|(_, b)| b.clone())
+    }
+
+    /// The id naming this run of the stream in its part and segment URIs.
+    pub fn stream_id(&self) -> &str {
+        &self.playlist.config().stream_id
+    }
 }
 
 /// How long a blocking request may wait: three target durations (the LL-HLS rule for when a

@@ -16,6 +16,20 @@ pub const MAX_VIEWERS: usize = 10_000;
 /// Longest `viewer` id kept (longer ones are cut).
 const MAX_ID_LEN: usize = 64;
 
+/// Moves `rate` on to second `now`.
+fn advance(rate: &mut RequestRate, now: u64) {
+    if now == rate.second {
+        return;
+    }
+    rate.previous = if now == rate.second + 1 {
+        rate.count
+    } else {
+        0
+    };
+    rate.second = now;
+    rate.count = 0;
+}
+
 /// One LL-HLS viewer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HlsViewer {
@@ -36,9 +50,58 @@ struct Seen {
 #[derive(Default)]
 pub struct HlsViewers {
     seen: Mutex<HashMap<(String, String), Seen>>,
+    requests: Mutex<HashMap<String, RequestRate>>,
+}
+
+/// LL-HLS requests of one path, counted per whole second.
+#[derive(Debug, Clone, Copy)]
+struct RequestRate {
+    /// The second being counted (since `HlsViewers` was made), its count, and the count of
+    /// the second before it.
+    second: u64,
+    count: u64,
+    previous: u64,
+}
+
+/// Paths whose request rate is tracked (a bound on memory: paths are validated names, but many).
+const MAX_RATE_PATHS: usize = 10_000;
+
+/// Seconds since a fixed point, for request rates.
+fn second_now() -> u64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_secs()
 }
 
 impl HlsViewers {
+    /// Counts one LL-HLS request (playlist, part, segment or init) for `path`.
+    pub fn count_request(&self, path: &str) {
+        let now = second_now();
+        let mut rates = self.requests.lock().unwrap_or_else(|p| p.into_inner());
+        if !rates.contains_key(path) && rates.len() >= MAX_RATE_PATHS {
+            rates.retain(|_, r| now.saturating_sub(r.second) <= 1);
+            if rates.len() >= MAX_RATE_PATHS {
+                return;
+            }
+        }
+        let rate = rates.entry(path.to_string()).or_insert(RequestRate {
+            second: now,
+            count: 0,
+            previous: 0,
+        });
+        advance(rate, now);
+        rate.count += 1;
+    }
+
+    /// LL-HLS requests for `path` in the last complete second.
+    pub fn requests_per_second(&self, path: &str) -> u64 {
+        let now = second_now();
+        let mut rates = self.requests.lock().unwrap_or_else(|p| p.into_inner());
+        rates.get_mut(path).map_or(0, |rate| {
+            advance(rate, now);
+            rate.previous
+        })
+    }
+
     /// A playlist request for `path` from `remote` with the raw query `query`.
     pub fn request(&self, path: &str, remote: SocketAddr, query: Option<&str>) {
         let key = viewer_id(query).unwrap_or_else(|| remote.ip().to_string());
