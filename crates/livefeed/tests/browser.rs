@@ -18,10 +18,6 @@ fn one_browser() -> std::sync::MutexGuard<'static, ()> {
     ONE_BROWSER.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn player_script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../web/tests/player.mjs")
-}
-
 #[test]
 fn hls_player_page_plays_and_measures_latency_in_chromium() {
     let _browser = one_browser();
@@ -176,18 +172,7 @@ fn webrtc_viewer_of_a_long_gop_starts_at_a_requested_keyframe() {
 
 /// Runs web/tests/player.mjs on `page` of a server for `seconds` with `pages` tabs.
 fn run_player(server: &TestServer, page: &str, seconds: u32, pages: u32) -> serde_json::Value {
-    let out = run(
-        "node web/tests/player.mjs",
-        Command::new("node")
-            .arg(player_script())
-            .arg(format!("{}{page}", server.http()))
-            .arg(seconds.to_string())
-            .arg(pages.to_string()),
-        Duration::from_secs(u64::from(seconds) + 120),
-    );
-    out.assert_success();
-    let line = out.stdout.lines().last().unwrap_or_default();
-    serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {}", out.stdout))
+    run_player_page(&format!("{}{page}", server.http()), seconds, pages)
 }
 
 /// Checks one player's measurements: at least `min_frames` displayed, the timecode read from
@@ -202,15 +187,7 @@ fn assert_plays(stats: &serde_json::Value, min_frames: u64, max_median_ms: f64) 
         measured >= frames * 9 / 10,
         "the timecode is read from (nearly) every frame: {stats}"
     );
-    let mut latencies: Vec<f64> = stats["allLatencies"]
-        .as_array()
-        .map(|a| a.iter().filter_map(|v| v.as_f64()).collect())
-        .unwrap_or_default();
-    latencies.sort_by(f64::total_cmp);
-    let median = latencies
-        .get(latencies.len() / 2)
-        .copied()
-        .unwrap_or(f64::NAN);
+    let median = median_latency(stats);
     assert!(
         median > 0.0 && median < max_median_ms,
         "median glass-to-glass {median} ms: {stats}"

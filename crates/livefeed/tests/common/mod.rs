@@ -875,3 +875,35 @@ pub fn tcp_from(
     socket.connect_timeout(&to.into(), timeout)?;
     Ok(socket.into())
 }
+
+/// Runs web/tests/player.mjs (headless Chromium) on the page at `url` for `seconds` with
+/// `pages` tabs; what the pages measured (`window.livefeedStats` per player).
+pub fn run_player_page(url: &str, seconds: u32, pages: u32) -> serde_json::Value {
+    let script =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../web/tests/player.mjs");
+    let out = run(
+        "node web/tests/player.mjs",
+        Command::new("node")
+            .arg(script)
+            .arg(url)
+            .arg(seconds.to_string())
+            .arg(pages.to_string()),
+        Duration::from_secs(u64::from(seconds) + 120),
+    );
+    out.assert_success();
+    let line = out.stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {}", out.stdout))
+}
+
+/// The median glass-to-glass latency (ms) of one player's measurements, NaN without any.
+pub fn median_latency(stats: &serde_json::Value) -> f64 {
+    let mut latencies: Vec<f64> = stats["allLatencies"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_f64()).collect())
+        .unwrap_or_default();
+    latencies.sort_by(f64::total_cmp);
+    latencies
+        .get(latencies.len() / 2)
+        .copied()
+        .unwrap_or(f64::NAN)
+}
