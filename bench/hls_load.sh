@@ -82,7 +82,10 @@ echo "- logs and raw JSON: $OUT_DIR"
 echo
 
 HLS_DIR=$OUT_DIR/hls
-serve_args=(--test-src --hls-dir "$HLS_DIR" --data-dir "$OUT_DIR/data")
+# Every client connects from 127.0.0.1: lift the per-address connection cap (256 by default)
+# above the client count, as for a cache tier or a NAT in front of the server.
+serve_args=(--test-src --hls-dir "$HLS_DIR" --data-dir "$OUT_DIR/data"
+            --max-connections-per-address $((CLIENTS + 64)))
 if [ -n "$PART_DURATION" ]; then serve_args+=(--part-duration "$PART_DURATION"); fi
 start_server "$OUT_DIR/server" "${serve_args[@]}"
 server_http_port "$OUT_DIR/server"

@@ -76,7 +76,7 @@
 
 use std::collections::VecDeque;
 use std::fmt::{self, Write as _};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -425,6 +425,8 @@ pub struct Playlist {
     companions: Vec<Bytes>,
     /// The name of the current init segment (`init.mp4` until [`Playlist::set_init`]).
     init: Arc<str>,
+    /// The text [`Playlist::render_shared`] gave, full and delta, until the next change.
+    rendered: [OnceLock<Option<Bytes>>; 2],
 }
 
 /// The init segment's name before [`Playlist::set_init`].
@@ -445,6 +447,7 @@ impl Playlist {
             segments: VecDeque::new(),
             open: OpenSegment::new(0, false, Arc::from(DEFAULT_INIT)),
             init: Arc::from(DEFAULT_INIT),
+            rendered: Default::default(),
             started: false,
             companions: Vec::new(),
             longest_segment: 0,
@@ -461,6 +464,7 @@ impl Playlist {
     /// opened from now on (and the open one, while it has no media) list it in an
     /// `EXT-X-MAP` tag. Change it together with [`Playlist::discontinuity`].
     pub fn set_init(&mut self, name: &str) {
+        self.invalidate();
         self.init = Arc::from(name);
         if !self.open.has_media() {
             self.open.init = self.init.clone();
@@ -474,6 +478,7 @@ impl Playlist {
 
     /// Appends one chunk (one frame) to the open part.
     pub fn push(&mut self, chunk: Chunk) -> Pushed {
+        self.invalidate();
         let mut pushed = Pushed::default();
         if !self.started {
             if !chunk.keyframe {
@@ -502,6 +507,7 @@ impl Playlist {
     /// first keyframe (`Pushed::discarded`); at most [`MAX_PENDING_COMPANIONS`] wait (the
     /// oldest is dropped) while the video stalls.
     pub fn push_companion(&mut self, bytes: Bytes) -> Pushed {
+        self.invalidate();
         let mut pushed = Pushed::default();
         if !self.started {
             pushed.discarded = true;
@@ -519,6 +525,7 @@ impl Playlist {
     /// segment, whatever the current one's duration, preceded by `#EXT-X-DISCONTINUITY`.
     /// Ignored before the first keyframe.
     pub fn discontinuity(&mut self) {
+        self.invalidate();
         if self.started {
             self.pending_discontinuity = true;
         }
@@ -601,6 +608,20 @@ impl Playlist {
         let mut text = String::with_capacity(2048);
         self.write_playlist(&mut text, skip).ok()?;
         Some(text)
+    }
+
+    /// [`Playlist::render`] rendered once per change of the playlist and shared: every request
+    /// between two pushes gets the same bytes (hundreds of blocked requests are woken by each
+    /// part; each used to render its own copy).
+    pub fn render_shared(&self, skip: bool) -> Option<Bytes> {
+        self.rendered[usize::from(skip)]
+            .get_or_init(|| self.render(skip).map(Bytes::from))
+            .clone()
+    }
+
+    /// Forgets the shared renders: the playlist is about to change.
+    fn invalidate(&mut self) {
+        self.rendered = Default::default();
     }
 
     fn write_playlist(&self, out: &mut String, skip: bool) -> fmt::Result {
@@ -1930,6 +1951,34 @@ seg1.m4s
         ] {
             assert_eq!(Resource::parse_named(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn shared_renders_follow_every_change() {
+        let mut playlist = Playlist::new(PlaylistConfig {
+            part_target: Duration::from_millis(100),
+            ..PlaylistConfig::default()
+        });
+        let mut source = Source::new(30);
+        assert_eq!(playlist.render_shared(false), None);
+        for frames in [40, 1, 1, 2, 30] {
+            source.push(&mut playlist, frames);
+            for skip in [false, true] {
+                let shared = playlist.render_shared(skip).expect("a part is complete");
+                assert_eq!(
+                    Some(shared.to_vec()),
+                    playlist.render(skip).map(String::into_bytes)
+                );
+                // Asked again without a change: the same bytes, not a new render.
+                let again = playlist.render_shared(skip).expect("rendered");
+                assert_eq!(shared.as_ptr(), again.as_ptr());
+            }
+        }
+        let before = playlist.render_shared(false).expect("rendered");
+        playlist.discontinuity();
+        playlist.set_init("init-00000000000000aa.mp4");
+        source.push(&mut playlist, 1);
+        assert_ne!(playlist.render_shared(false), Some(before));
     }
 
     #[test]

@@ -177,7 +177,7 @@ impl Server {
             })?;
         let sources = Arc::new(OnceLock::new());
         let recordings = recordings::Recordings::new(hub.clone(), config.record.clone());
-        let app = http::App {
+        let app = http::App::new(http::AppState {
             store,
             hub: hub.clone(),
             hls: hls.clone(),
@@ -199,7 +199,7 @@ impl Server {
                     .saturating_mul(2)
                     .max(config.store.max_batch as u32),
             )),
-        };
+        });
         let mut tasks = vec![
             rtsp_task,
             conn_gate::RefusalLog::spawn_flusher(refusals.clone()),

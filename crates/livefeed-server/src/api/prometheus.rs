@@ -50,7 +50,7 @@ struct Totals {
 }
 
 /// What an LL-HLS request asked for, as the `kind` label of `livefeed_hls_requests_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum HlsRequestKind {
     /// A playlist, answered from the live edge at once.
     Playlist,
@@ -92,6 +92,7 @@ pub struct Prometheus {
     drops: Family<Labels, Counter>,
     samples_dropped: Counter,
     hls_requests: Family<Labels, Counter>,
+    hls_counters: Mutex<HashMap<(HlsRequestKind, u16), Counter>>,
     totals: Mutex<HashMap<String, Totals>>,
     /// Latency label sets created so far (clients name paths and kinds freely: bounded).
     latency_series: Mutex<std::collections::HashSet<Labels>>,
@@ -130,6 +131,7 @@ impl Prometheus {
             drops: Family::default(),
             samples_dropped: Counter::default(),
             hls_requests: Family::default(),
+            hls_counters: Mutex::new(HashMap::new()),
             totals: Mutex::new(HashMap::new()),
             latency_series: Mutex::new(std::collections::HashSet::new()),
             registry: Registry::default(),
@@ -169,8 +171,15 @@ impl Prometheus {
     /// Counts one LL-HLS request answered with `status` (label sets: 6 kinds × the few
     /// statuses the server answers with).
     pub fn hls_request(&self, kind: HlsRequestKind, status: u16) {
-        let key = labels(&[("kind", kind.label()), ("status", &status.to_string())]);
-        self.hls_requests.get_or_create(&key).inc();
+        let mut counters = self.hls_counters.lock().unwrap_or_else(|p| p.into_inner());
+        // The family's counter, looked up (and its labels made) once per kind and status.
+        counters
+            .entry((kind, status))
+            .or_insert_with(|| {
+                let key = labels(&[("kind", kind.label()), ("status", &status.to_string())]);
+                self.hls_requests.get_or_create(&key).clone()
+            })
+            .inc();
     }
 
     /// Adds latency samples to the histograms.

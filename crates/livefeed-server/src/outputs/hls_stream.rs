@@ -1,7 +1,8 @@
 //! LL-HLS for one path: a task subscribed to the hub turns each access unit into a CMAF chunk
 //! (one `moof`+`mdat` per frame) and appends it to the path's [`Playlist`]. HTTP handlers read
-//! the shared state and wait for changes through a `watch` version counter, so a blocking
-//! playlist request or a preload-hinted part costs no polling.
+//! the shared state and wait for changes through `watch` version counters (one bumped per
+//! frame, for the preload-hinted part streamed as it grows; one per completed part, for blocking
+//! playlist requests), so neither costs polling.
 //!
 //! An AAC (MPEG4-GENERIC) or Opus track beside the video is muxed too: a second track in the
 //! init segment, one chunk per audio frame queued into the part of the next video frame
@@ -52,6 +53,8 @@ pub struct HlsStream {
     pub path: String,
     state: Mutex<HlsState>,
     version: watch::Sender<u64>,
+    /// Bumped only when a part completes (or the stream ends): what the playlist text follows.
+    parts_version: watch::Sender<u64>,
 }
 
 impl HlsStream {
@@ -60,13 +63,34 @@ impl HlsStream {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Waits until `ready` returns `Some` (checked now and after every change), or `deadline`.
+    /// Waits until `ready` returns `Some` (checked now and after every change: every frame),
+    /// or `deadline`.
     pub async fn wait_for<T>(
         &self,
         deadline: Instant,
+        ready: impl FnMut(&HlsState) -> Option<T>,
+    ) -> Option<T> {
+        self.wait_on(&self.version, deadline, ready).await
+    }
+
+    /// [`HlsStream::wait_for`] checking only when a part completed or the stream ended: for
+    /// blocking playlist requests, whose answer cannot change in between (hundreds of them
+    /// would otherwise be woken by every frame).
+    pub async fn wait_for_part<T>(
+        &self,
+        deadline: Instant,
+        ready: impl FnMut(&HlsState) -> Option<T>,
+    ) -> Option<T> {
+        self.wait_on(&self.parts_version, deadline, ready).await
+    }
+
+    async fn wait_on<T>(
+        &self,
+        version: &watch::Sender<u64>,
+        deadline: Instant,
         mut ready: impl FnMut(&HlsState) -> Option<T>,
     ) -> Option<T> {
-        let mut changes = self.version.subscribe();
+        let mut changes = version.subscribe();
         loop {
             if let Some(v) = ready(&self.lock()) {
                 return Some(v);
@@ -81,6 +105,10 @@ impl HlsStream {
 
     fn changed(&self) {
         self.version.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    fn part_changed(&self) {
+        self.parts_version.send_modify(|v| *v = v.wrapping_add(1));
     }
 }
 
@@ -134,6 +162,7 @@ impl HlsStreams {
                 ended: false,
             }),
             version: watch::channel(0).0,
+            parts_version: watch::channel(0).0,
         });
         streams.insert(path.to_string(), stream.clone());
         let files = self
@@ -298,9 +327,13 @@ async fn run(
             files.after_push(&stream.lock(), &pushed);
         }
         stream.changed();
+        if pushed.part_completed || pushed.segment_completed {
+            stream.part_changed();
+        }
     }
     stream.lock().ended = true;
     stream.changed();
+    stream.part_changed();
     debug!(path = %stream.path, "LL-HLS stream ended");
 }
 

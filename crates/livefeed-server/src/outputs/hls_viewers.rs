@@ -2,6 +2,7 @@
 //! for the path's playlist: keyed by the `viewer=ID` query parameter the player page adds (other
 //! players are keyed by their IP address), forgotten [`VIEWER_TIMEOUT`] after its last request.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Mutex;
@@ -83,11 +84,16 @@ impl HlsViewers {
                 return;
             }
         }
-        let rate = rates.entry(path.to_string()).or_insert(RequestRate {
+        let fresh = RequestRate {
             second: now,
             count: 0,
             previous: 0,
-        });
+        };
+        // Allocates the path's name once, not per request.
+        let rate = match rates.get_mut(path) {
+            Some(rate) => rate,
+            None => rates.entry(path.to_string()).or_insert(fresh),
+        };
         advance(rate, now);
         rate.count += 1;
     }
@@ -110,17 +116,22 @@ impl HlsViewers {
         if seen.len() >= MAX_VIEWERS {
             seen.retain(|_, s| now.duration_since(s.last) < VIEWER_TIMEOUT);
         }
-        let entry = (path.to_string(), key.clone());
-        if let Some(s) = seen.get_mut(&entry) {
-            s.last = now;
-            s.viewer.remote = remote;
-        } else if seen.len() < MAX_VIEWERS {
-            let viewer = HlsViewer {
-                key,
-                remote,
-                since: SystemTime::now(),
-            };
-            seen.insert(entry, Seen { viewer, last: now });
+        let full = seen.len() >= MAX_VIEWERS;
+        match seen.entry((path.to_string(), key)) {
+            Entry::Occupied(mut known) => {
+                let s = known.get_mut();
+                s.last = now;
+                s.viewer.remote = remote;
+            }
+            Entry::Vacant(new) if !full => {
+                let viewer = HlsViewer {
+                    key: new.key().1.clone(),
+                    remote,
+                    since: SystemTime::now(),
+                };
+                new.insert(Seen { viewer, last: now });
+            }
+            Entry::Vacant(_) => {}
         }
     }
 
