@@ -188,6 +188,9 @@ row("parts fetched per client: min / median / max", lambda r: " / ".join(
     f(r["run"]["parts_per_client"].get(k), "{:.0f}") for k in ("min", "p50", "max")))
 row("parts produced (whole phase, warm-up included)", lambda r: str(r["parts"]))
 row("**origin LL-HLS requests per part produced**", lambda r: "**" + f(r["total"] / r["parts"] if r["parts"] else None, "{:.2f}") + "**")
+row("… not counting each client's first (plain) playlist", lambda r: f(
+    (r["total"] - sum(v for k, v in r["grown"].items() if k.startswith('kind="playlist"'))) / r["parts"]
+    if r["parts"] else None, "{:.2f}"))
 row("origin requests by kind (whole phase)", lambda r: ", ".join(f"{k.replace(chr(34), '')}: {v}" for k, v in sorted(r["grown"].items())))
 row("**part delivery p50** (ms): arrival − completed on the origin", lambda r: "**" + f(r["run"]["delivery_ms"].get("p50")) + "**")
 row("part delivery p95 / p99 / max (ms)", lambda r: " / ".join(f(r["run"]["delivery_ms"].get(q)) for q in ("p95", "p99", "max")))
