@@ -1,6 +1,5 @@
-//! LL-HLS playlist query strings (`_HLS_msn`, `_HLS_part`, `_HLS_skip`): parsing never panics,
-//! and whatever is accepted is consistent: a part only with an msn, and only from a query
-//! within the length limit.
+//! LL-HLS playlist query strings and media file names: parsing never panics, and whatever is
+//! accepted is consistent (see `fuzz/checks/hls_query.rs` for the invariants).
 //!
 //! The check itself lives in `fuzz/checks/hls_query.rs`, which the corpus replay test
 //! (`crates/livefeed/tests/fuzz_corpus.rs`) shares.

@@ -139,6 +139,25 @@ fn playlist_media_and_sidecar_are_served_with_the_right_headers() {
         blocking.header("cache-control").as_deref(),
         Some("public, max-age=3")
     );
+    // A cache may key on the query as sent: any order and any other parameter give the same
+    // answer (the playlist changes only when a part completes, so ask until two agree).
+    retry(Duration::from_secs(10), || {
+        let a = http_get(
+            server.http_port,
+            &format!("/live/index.m3u8?_HLS_msn={msn}&_HLS_part=0"),
+            WAIT,
+        );
+        let b = http_get(
+            server.http_port,
+            &format!("/live/index.m3u8?viewer=x&_HLS_part=0&_HLS_msn={msn}"),
+            WAIT,
+        );
+        if a.status == 200 && a.body == b.body {
+            Ok(())
+        } else {
+            Err(format!("{}\n---\n{}", a.text(), b.text()))
+        }
+    });
     // The alias of the original streamer.
     let alias = http_get(server.http_port, "/live.m3u8", WAIT);
     assert_eq!(alias.status, 200);
@@ -201,6 +220,17 @@ fn playlist_media_and_sidecar_are_served_with_the_right_headers() {
     let r = http_get(server.http_port, &format!("/live/{part}"), WAIT);
     assert_eq!(r.status, 200, "{part}");
     assert_eq!(&r.body[4..8], b"moof");
+    // The API gives the path's LL-HLS requests of the last whole second.
+    let per_second = retry(Duration::from_secs(10), || {
+        http_get(server.http_port, "/live/index.m3u8", WAIT);
+        let json = http_get(server.http_port, "/api/v1/paths/live", WAIT).text();
+        let value: serde_json::Value = serde_json::from_str(&json).map_err(|e| e.to_string())?;
+        match value["hls_requests_per_second"].as_u64() {
+            Some(n) if n > 0 => Ok(n),
+            _ => Err(json),
+        }
+    });
+    assert!(per_second >= 1);
     // Every one of these requests was counted, by kind and status.
     let metrics = http_get(server.http_port, "/metrics", WAIT).text();
     for (kind, status) in [
