@@ -38,20 +38,7 @@ require_tool python3 "formatting the tables"
 require_tool curl "waiting for the servers"
 require_tool nginx "the nginx edge (Debian: apt-get install -y nginx)"
 require_tool varnishd "the Varnish edge (Debian: apt-get install -y varnish)"
-LOADGEN=${HLS_LOAD_BIN:-}
-if [ -z "$LOADGEN" ]; then
-    require_tool cargo "building bench/hls-load (or set HLS_LOAD_BIN)"
-    if ! cargo build --release --quiet --manifest-path "$BENCH_DIR/hls-load/Cargo.toml" \
-        >"$OUT_DIR/hls-load-build.log" 2>&1; then
-        echo "error: building bench/hls-load failed; see $OUT_DIR/hls-load-build.log" >&2
-        exit 2
-    fi
-    LOADGEN=$BENCH_DIR/hls-load/target/release/hls-load
-fi
-need=$((CLIENTS * 3 + 1024))
-if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt "$need" ]; then
-    ulimit -n "$need" 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-fi
+hls_load_bin "$OUT_DIR" "$CLIENTS"
 CLK_TCK=$(getconf CLK_TCK)
 
 echo "# livefeed LL-HLS through a cache tier (bench/hls_cache.sh)"

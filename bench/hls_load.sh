@@ -52,22 +52,8 @@ require_bin
 require_tool python3 "formatting the tables"
 require_tool curl "waiting for the servers"
 require_tool nginx "the peer (Debian: apt-get install -y nginx)"
-LOADGEN=${HLS_LOAD_BIN:-}
-if [ -z "$LOADGEN" ]; then
-    require_tool cargo "building bench/hls-load (or set HLS_LOAD_BIN)"
-    if ! cargo build --release --quiet --manifest-path "$BENCH_DIR/hls-load/Cargo.toml" \
-        >"$OUT_DIR/hls-load-build.log" 2>&1; then
-        echo "error: building bench/hls-load failed; see $OUT_DIR/hls-load-build.log" >&2
-        exit 2
-    fi
-    LOADGEN=$BENCH_DIR/hls-load/target/release/hls-load
-fi
-
 # Every client holds a socket, and so does each server for it.
-need=$((CLIENTS * 2 + 1024))
-if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt "$need" ]; then
-    ulimit -n "$need" 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-fi
+hls_load_bin "$OUT_DIR" "$CLIENTS"
 CLK_TCK=$(getconf CLK_TCK)
 
 echo "# livefeed LL-HLS load against nginx (bench/hls_load.sh)"

@@ -111,6 +111,27 @@ free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 
+# hls_load_bin OUT_DIR CLIENTS: sets LOADGEN to bench/hls-load (built here, release, in its own
+# target dir; or $HLS_LOAD_BIN) and raises the open-file limit for CLIENTS clients and the
+# servers' sockets for them.
+hls_load_bin() {
+    local out=$1 clients=$2
+    LOADGEN=${HLS_LOAD_BIN:-}
+    if [ -z "$LOADGEN" ]; then
+        require_tool cargo "building bench/hls-load (or set HLS_LOAD_BIN)"
+        if ! cargo build --release --quiet --manifest-path "$BENCH_DIR/hls-load/Cargo.toml" \
+            >"$out/hls-load-build.log" 2>&1; then
+            echo "error: building bench/hls-load failed; see $out/hls-load-build.log" >&2
+            exit 2
+        fi
+        LOADGEN=$BENCH_DIR/hls-load/target/release/hls-load
+    fi
+    need=$((clients * 3 + 1024))
+    if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt "$need" ]; then
+        ulimit -n "$need" 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+    fi
+}
+
 stop_server() {
     if [ -n "${SERVER_PID:-}" ]; then
         kill "$SERVER_PID" 2>/dev/null || true
