@@ -298,6 +298,13 @@ fn dashboard_lists_plays_measures_charts_and_controls_in_chromium() {
                 .is_some_and(|t| t.contains("640×480") && t.contains("rtsp/tcp"))),
         "{result}"
     );
+    // Next to the LL-HLS viewer count, the path's LL-HLS requests per second.
+    assert!(
+        paths.iter().any(|p| p["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("LL-HLS ") && t.contains(" requests/s)"))),
+        "{result}"
+    );
     // The video plays and the page measures it; the figure on screen moves.
     let video = &result["video"];
     assert!(video["measured"].as_u64().unwrap_or(0) >= 30, "{result}");
