@@ -413,11 +413,15 @@ fn run_load(origin: &TestServer, port: u16, clients: usize, window: Duration) ->
     }
 }
 
-/// 200 blocking clients for 20 s through `edge`: at most 3 origin requests per part produced,
-/// while the clients themselves fetched (nearly) every part.
-fn assert_cache_absorbs_the_load(origin: &TestServer, edge: &Edge) {
-    let clients = 200;
-    let r = run_load(origin, edge.port, clients, Duration::from_secs(20));
+/// `clients` blocking clients for `window` through `edge`: at most 3 origin requests per part
+/// produced, while the clients themselves fetched (nearly) every part.
+fn assert_cache_absorbs_the_load(
+    origin: &TestServer,
+    edge: &Edge,
+    clients: usize,
+    window: Duration,
+) {
+    let r = run_load(origin, edge.port, clients, window);
     let summary = format!(
         "{}: {} parts produced, {} origin requests ({:.2} per part: {:?}), clients: {} playlists, {} parts, {} errors",
         edge.name,
@@ -431,7 +435,10 @@ fn assert_cache_absorbs_the_load(origin: &TestServer, edge: &Edge) {
     );
     println!("first errors: {:?}", r.first_errors);
     println!("{summary}");
-    assert!(r.parts_produced >= 150, "the stream ran: {summary}");
+    assert!(
+        r.parts_produced as f64 >= window.as_secs_f64() * 10.0 * 0.75,
+        "the stream ran: {summary}"
+    );
     // The clients kept up: together they fetched most of the parts each.
     assert!(
         r.client_parts >= r.parts_produced * clients as u64 * 8 / 10,
@@ -449,7 +456,7 @@ fn two_hundred_blocking_clients_through_nginx_cost_the_origin_a_few_requests_per
     let origin = TestServer::start_with(&["--test-src", "--max-files", "60"]);
     wait_for_stream(&origin.addr(), "live");
     let edge = Edge::nginx(origin.http_port);
-    assert_cache_absorbs_the_load(&origin, &edge);
+    assert_cache_absorbs_the_load(&origin, &edge, 200, Duration::from_secs(20));
 }
 
 #[test]
@@ -458,7 +465,19 @@ fn two_hundred_blocking_clients_through_varnish_cost_the_origin_a_few_requests_p
     let origin = TestServer::start_with(&["--test-src", "--max-files", "60"]);
     wait_for_stream(&origin.addr(), "live");
     let edge = Edge::varnish(origin.http_port);
-    assert_cache_absorbs_the_load(&origin, &edge);
+    assert_cache_absorbs_the_load(&origin, &edge, 200, Duration::from_secs(20));
+}
+
+/// Two tiers, as DEPLOY.md describes them: nginx edges in front of a Varnish regional cache in
+/// front of the origin. The origin still sees a few requests per part.
+#[test]
+fn two_tiers_of_caches_cost_the_origin_a_few_requests_per_part() {
+    let _load = one_load();
+    let origin = TestServer::start_with(&["--test-src", "--max-files", "60"]);
+    wait_for_stream(&origin.addr(), "live");
+    let regional = Edge::varnish(origin.http_port);
+    let edge = Edge::nginx(regional.port);
+    assert_cache_absorbs_the_load(&origin, &edge, 100, Duration::from_secs(10));
 }
 
 /// The width and height of the video ffprobe finds in `url`.
