@@ -32,6 +32,7 @@ pub mod latency;
 pub mod latm;
 pub mod opus;
 pub mod path;
+pub mod rate;
 pub mod rtcp;
 pub mod rtp;
 pub mod sdp;

@@ -31,12 +31,12 @@
 //!   publisher returns by then, every reader is disconnected (their subscriptions end).
 
 use std::collections::HashMap;
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
+use livefeed_media::rate::RateMeter;
 use livefeed_media::track::{TrackDescription, TrackPacket};
 use livefeed_media::{h264, h265};
 use livefeed_media::{AccessUnit, VideoCodec, DEFAULT_FRAME_TICKS, VIDEO_CLOCK_RATE};
@@ -326,39 +326,6 @@ struct ReaderSlot {
     since: SystemTime,
 }
 
-/// Frames and bytes published over the last [`RATE_WINDOW`].
-#[derive(Default)]
-struct Rate {
-    recent: VecDeque<(Instant, usize)>,
-}
-
-/// The span fps and bitrate are measured over.
-const RATE_WINDOW: Duration = Duration::from_secs(1);
-
-impl Rate {
-    fn record(&mut self, at: Instant, bytes: usize) {
-        self.recent.push_back((at, bytes));
-        self.forget_before(at);
-    }
-
-    fn forget_before(&mut self, now: Instant) {
-        while let Some((t, _)) = self.recent.front() {
-            if now.duration_since(*t) <= RATE_WINDOW {
-                break;
-            }
-            self.recent.pop_front();
-        }
-    }
-
-    /// (frames per second, bits per second) over the last window.
-    fn per_second(&mut self, now: Instant) -> (f64, f64) {
-        self.forget_before(now);
-        let bytes: usize = self.recent.iter().map(|(_, b)| b).sum();
-        let secs = RATE_WINDOW.as_secs_f64();
-        (self.recent.len() as f64 / secs, bytes as f64 * 8.0 / secs)
-    }
-}
-
 struct PublisherSlot {
     id: u64,
     info: PublisherInfo,
@@ -383,7 +350,8 @@ struct PathInner {
     readers: Vec<ReaderSlot>,
     frames_in: u64,
     bytes_in: u64,
-    rate: Rate,
+    /// Frames and bytes published over the last second.
+    rate: RateMeter,
     /// Drops of readers that have left.
     drops_of_gone_readers: u64,
     /// `pts` of the last access unit handed out, and the last frame duration seen (ticks).
@@ -683,7 +651,8 @@ impl Hub {
 
 fn snapshot_of(state: &PathState, inner: &mut PathInner, now: Instant) -> PathSnapshot {
     let name = &state.name;
-    let (fps, bitrate_bps) = inner.rate.per_second(now);
+    let rates = inner.rate.per_second(now);
+    let (fps, bitrate_bps) = (rates.events, rates.amount * 8.0);
     let readers: Vec<ReaderSnapshot> = inner
         .readers
         .iter()
@@ -771,7 +740,7 @@ impl Publisher {
         let frame = Arc::new(HubFrame::video_frame(au, ingest));
         inner.frames_in += 1;
         inner.bytes_in += size as u64;
-        inner.rate.record(ingest, size);
+        inner.rate.record(ingest, size as u64);
         update_gop_cache(&mut inner, &frame, &self.limits);
         fan_out(&mut inner, &frame);
         true
@@ -817,7 +786,7 @@ impl Drop for Publisher {
         let mut inner = self.state.lock();
         if inner.publisher.as_ref().is_some_and(|p| p.id == self.id) {
             inner.publisher = None;
-            inner.rate = Rate::default();
+            inner.rate.clear();
             start_grace_timer(&self.state, inner.generation, self.limits.publisher_grace);
             inner.gop.clear();
             inner.gop_bytes = 0;

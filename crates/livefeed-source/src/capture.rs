@@ -325,7 +325,7 @@ struct Loop {
 impl Loop {
     fn run(mut self) -> anyhow::Result<u64> {
         let start = Instant::now();
-        let mut rate = RateMeter::default();
+        let mut rate = livefeed_media::rate::RateMeter::default();
         let mut last_latency_ms = 0.0;
         let mut n = 0u64;
         let mut first_capture_ns = None;
@@ -341,7 +341,9 @@ impl Loop {
             let captured = self.source.capture_unix_ns().unwrap_or_else(unix_now_ns);
             let capture_ns = corrected(captured, self.clock_correction_ns);
             let first = *first_capture_ns.get_or_insert(capture_ns);
-            let fps = rate.tick(Instant::now());
+            let now = Instant::now();
+            rate.record(now, 0);
+            let fps = rate.per_second(now).events;
             overlay::draw_overlay(
                 &mut self.frame,
                 &overlay::publisher_line(capture_ns, fps, last_latency_ms),
@@ -399,27 +401,5 @@ fn sleep_until(deadline: Instant) {
     let now = Instant::now();
     if deadline > now {
         std::thread::sleep(deadline - now);
-    }
-}
-
-/// Frames per second over the last second.
-#[derive(Default)]
-struct RateMeter {
-    window_start: Option<Instant>,
-    count: u32,
-    rate: f64,
-}
-
-impl RateMeter {
-    fn tick(&mut self, now: Instant) -> f64 {
-        let start = *self.window_start.get_or_insert(now);
-        self.count += 1;
-        let elapsed = now.duration_since(start);
-        if elapsed >= Duration::from_secs(1) {
-            self.rate = f64::from(self.count - 1) / elapsed.as_secs_f64();
-            self.window_start = Some(now);
-            self.count = 1;
-        }
-        self.rate
     }
 }

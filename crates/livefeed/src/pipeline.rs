@@ -325,7 +325,8 @@ fn decode_loop(
     window: Option<Preview>,
 ) -> anyhow::Result<()> {
     let mut decoder = H264Decoder::new()?;
-    let mut shown = WindowRate::default();
+    // Pictures per second over the last second (the receiver overlay's `REC FPS`).
+    let mut shown = livefeed_media::rate::RateMeter::default();
     while let Ok(mut received) = rx.recv() {
         add_missing_parameter_sets(&mut received.au, &track);
         // The window shows the same figure as the report: in server time when an offset is known.
@@ -339,7 +340,10 @@ fn decode_loop(
                 let at = livefeed_media::clock::corrected(now, correction);
                 let lat = tc.map_or(0.0, |t| elapsed_ms(t.unix_ns(), at));
                 if let Ok(mut frame) = pic.to_i420() {
-                    let line = overlay::receiver_line(now, shown.tick(), lat);
+                    let instant = std::time::Instant::now();
+                    shown.record(instant, 0);
+                    let fps = shown.per_second(instant).events;
+                    let line = overlay::receiver_line(now, fps, lat);
                     overlay::draw_overlay_on_line(&mut frame, &line, overlay::RED, 1);
                     window.offer(frame);
                 }
@@ -357,27 +361,6 @@ fn decode_loop(
         }
     }
     Ok(())
-}
-
-/// Pictures per second over the last second (the receiver overlay's `REC FPS`).
-#[derive(Default)]
-struct WindowRate {
-    recent: std::collections::VecDeque<std::time::Instant>,
-}
-
-impl WindowRate {
-    fn tick(&mut self) -> f64 {
-        let now = std::time::Instant::now();
-        self.recent.push_back(now);
-        while self
-            .recent
-            .front()
-            .is_some_and(|t| now.duration_since(*t) > Duration::from_secs(1))
-        {
-            self.recent.pop_front();
-        }
-        self.recent.len() as f64
-    }
 }
 
 /// Keyframes from servers that keep parameter sets only in the SDP get them from the track.

@@ -4,6 +4,8 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
+
+use livefeed_media::rate::RateMeter;
 use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
@@ -16,20 +18,6 @@ pub const MAX_VIEWERS: usize = 10_000;
 
 /// Longest `viewer` id kept (longer ones are cut).
 const MAX_ID_LEN: usize = 64;
-
-/// Moves `rate` on to second `now`.
-fn advance(rate: &mut RequestRate, now: u64) {
-    if now == rate.second {
-        return;
-    }
-    rate.previous = if now == rate.second + 1 {
-        rate.count
-    } else {
-        0
-    };
-    rate.second = now;
-    rate.count = 0;
-}
 
 /// One LL-HLS viewer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,61 +39,37 @@ struct Seen {
 #[derive(Default)]
 pub struct HlsViewers {
     seen: Mutex<HashMap<(String, String), Seen>>,
-    requests: Mutex<HashMap<String, RequestRate>>,
-}
-
-/// LL-HLS requests of one path, counted per whole second.
-#[derive(Debug, Clone, Copy)]
-struct RequestRate {
-    /// The second being counted (since `HlsViewers` was made), its count, and the count of
-    /// the second before it.
-    second: u64,
-    count: u64,
-    previous: u64,
+    requests: Mutex<HashMap<String, RateMeter>>,
 }
 
 /// Paths whose request rate is tracked (a bound on memory: paths are validated names, but many).
 const MAX_RATE_PATHS: usize = 10_000;
 
-/// Seconds since a fixed point, for request rates.
-fn second_now() -> u64 {
-    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_secs()
-}
-
 impl HlsViewers {
     /// Counts one LL-HLS request (playlist, part, segment or init) for `path`.
     pub fn count_request(&self, path: &str) {
-        let now = second_now();
+        let now = Instant::now();
         let mut rates = self.requests.lock().unwrap_or_else(|p| p.into_inner());
         if !rates.contains_key(path) && rates.len() >= MAX_RATE_PATHS {
-            rates.retain(|_, r| now.saturating_sub(r.second) <= 1);
+            rates.retain(|_, r| r.per_second(now).events > 0.0);
             if rates.len() >= MAX_RATE_PATHS {
                 return;
             }
         }
-        let fresh = RequestRate {
-            second: now,
-            count: 0,
-            previous: 0,
-        };
         // Allocates the path's name once, not per request.
-        let rate = match rates.get_mut(path) {
-            Some(rate) => rate,
-            None => rates.entry(path.to_string()).or_insert(fresh),
-        };
-        advance(rate, now);
-        rate.count += 1;
+        match rates.get_mut(path) {
+            Some(rate) => rate.record(now, 0),
+            None => rates.entry(path.to_string()).or_default().record(now, 0),
+        }
     }
 
-    /// LL-HLS requests for `path` in the last complete second.
+    /// LL-HLS requests for `path` over the last second.
     pub fn requests_per_second(&self, path: &str) -> u64 {
-        let now = second_now();
+        let now = Instant::now();
         let mut rates = self.requests.lock().unwrap_or_else(|p| p.into_inner());
-        rates.get_mut(path).map_or(0, |rate| {
-            advance(rate, now);
-            rate.previous
-        })
+        rates
+            .get_mut(path)
+            .map_or(0, |rate| rate.per_second(now).events.round() as u64)
     }
 
     /// A playlist request for `path` from `remote` with the raw query `query`.
