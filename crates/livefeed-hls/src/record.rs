@@ -16,7 +16,8 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use livefeed_media::{AccessUnit, DEFAULT_FRAME_TICKS};
+use livefeed_media::clock::FrameDuration;
+use livefeed_media::AccessUnit;
 
 use crate::cmaf::{self, AudioTrack, CmafError, FragmentWriter, VideoTrack};
 
@@ -52,8 +53,7 @@ struct OpenFile {
 pub struct Recorder {
     file_ticks: u64,
     file: Option<OpenFile>,
-    last_pts: Option<u64>,
-    frame_ticks: u32,
+    frames: FrameDuration,
     audio: Option<AudioTrack>,
 }
 
@@ -63,8 +63,7 @@ impl Recorder {
         Recorder {
             file_ticks: (file_duration.as_secs_f64() * TICKS_PER_SEC as f64) as u64,
             file: None,
-            last_pts: None,
-            frame_ticks: DEFAULT_FRAME_TICKS,
+            frames: FrameDuration::default(),
             audio: None,
         }
     }
@@ -100,13 +99,7 @@ impl Recorder {
 
     /// Takes one access unit; returns what to write.
     pub fn push(&mut self, au: &AccessUnit) -> Result<Vec<RecordEvent>, CmafError> {
-        if let Some(last) = self.last_pts {
-            let step = au.pts.saturating_sub(last);
-            if (1..=TICKS_PER_SEC).contains(&step) {
-                self.frame_ticks = step as u32;
-            }
-        }
-        self.last_pts = Some(au.pts);
+        self.frames.observe(au.pts);
         let mut events = Vec::with_capacity(2);
         if au.keyframe {
             if let Some(open) = self.open_if_due(au)? {
@@ -116,7 +109,7 @@ impl Recorder {
         let Some(file) = self.file.as_mut() else {
             return Ok(events); // waiting for a keyframe
         };
-        let mut sample = cmaf::sample_from_access_unit(au, self.frame_ticks)?;
+        let mut sample = cmaf::sample_from_access_unit(au, self.frames.ticks())?;
         sample.decode_time = au.pts.saturating_sub(file.start_pts);
         events.push(RecordEvent::Append(
             file.writer.fragment(std::slice::from_ref(&sample))?,

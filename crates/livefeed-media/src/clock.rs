@@ -87,9 +87,75 @@ pub fn rescale(ticks: u64, to: u32, from: u32) -> u64 {
     u64::try_from(scaled).unwrap_or(u64::MAX)
 }
 
+/// The duration of a video track's frames (90 kHz), estimated from the distance between
+/// consecutive presentation times: a step of more than 0 and at most one second replaces the
+/// estimate; until there is one, a frame lasts [`crate::DEFAULT_FRAME_TICKS`]. The hub, the
+/// LL-HLS muxer and the recorder all time frames with it.
+#[derive(Debug, Clone, Copy)]
+pub struct FrameDuration {
+    last_pts: Option<u64>,
+    ticks: u32,
+}
+
+impl Default for FrameDuration {
+    fn default() -> Self {
+        FrameDuration {
+            last_pts: None,
+            ticks: crate::DEFAULT_FRAME_TICKS,
+        }
+    }
+}
+
+impl FrameDuration {
+    /// Longest step taken as a frame duration: one second of the 90 kHz clock.
+    pub const MAX_STEP: u64 = 90_000;
+
+    /// Takes the next frame's `pts`; returns the estimate after it.
+    pub fn observe(&mut self, pts: u64) -> u32 {
+        if let Some(last) = self.last_pts {
+            if pts > last && pts - last <= Self::MAX_STEP {
+                self.ticks = (pts - last) as u32;
+            }
+        }
+        self.last_pts = Some(pts);
+        self.ticks
+    }
+
+    /// The current estimate, in ticks.
+    pub fn ticks(&self) -> u32 {
+        self.ticks
+    }
+
+    /// The last `pts` observed.
+    pub fn last_pts(&self) -> Option<u64> {
+        self.last_pts
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn frame_durations_follow_plausible_steps_only() {
+        let mut frames = FrameDuration::default();
+        assert_eq!(frames.ticks(), crate::DEFAULT_FRAME_TICKS);
+        assert_eq!(frames.observe(1000), 3000, "one pts says nothing");
+        assert_eq!(frames.observe(4600), 3600);
+        assert_eq!(
+            frames.observe(4600),
+            3600,
+            "a repeated pts keeps the estimate"
+        );
+        assert_eq!(frames.observe(1000), 3600, "a step back keeps it");
+        assert_eq!(
+            frames.observe(500_000),
+            3600,
+            "a jump over a second keeps it"
+        );
+        assert_eq!(frames.observe(501_500), 1500);
+        assert_eq!(frames.last_pts(), Some(501_500));
+    }
 
     #[test]
     fn ntp_round_trip_keeps_nanosecond_precision_within_one_ns() {

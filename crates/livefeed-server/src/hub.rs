@@ -36,10 +36,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
+use livefeed_media::clock::FrameDuration;
 use livefeed_media::rate::RateMeter;
 use livefeed_media::track::{TrackDescription, TrackPacket};
 use livefeed_media::{h264, h265};
-use livefeed_media::{AccessUnit, VideoCodec, DEFAULT_FRAME_TICKS, VIDEO_CLOCK_RATE};
+use livefeed_media::{AccessUnit, VideoCodec, VIDEO_CLOCK_RATE};
 use tokio::sync::mpsc;
 
 /// Limits of the hub.
@@ -354,9 +355,9 @@ struct PathInner {
     rate: RateMeter,
     /// Drops of readers that have left.
     drops_of_gone_readers: u64,
-    /// `pts` of the last access unit handed out, and the last frame duration seen (ticks).
-    last_pts: Option<u64>,
-    last_duration: u64,
+    /// The frames handed out: the last `pts` and the frame duration, which place a new
+    /// publisher's first frame one frame after the last one.
+    frames: FrameDuration,
     /// Counts publishers, so a grace timer knows whether one came back meanwhile.
     generation: u64,
 }
@@ -798,12 +799,8 @@ impl Drop for Publisher {
 /// Shifts `au.pts` so it continues the path's timeline (a new publisher starts one frame after
 /// the previous one's last frame), and remembers it.
 fn continue_timestamps(inner: &mut PathInner, au: &mut AccessUnit) {
-    let last_pts = inner.last_pts;
-    let duration = if inner.last_duration == 0 {
-        u64::from(DEFAULT_FRAME_TICKS)
-    } else {
-        inner.last_duration
-    };
+    let last_pts = inner.frames.last_pts();
+    let duration = u64::from(inner.frames.ticks());
     let Some(slot) = inner.publisher.as_mut() else {
         return;
     };
@@ -812,13 +809,7 @@ fn continue_timestamps(inner: &mut PathInner, au: &mut AccessUnit) {
         None => 0,
     });
     au.pts = au.pts.saturating_add_signed(offset);
-    if let Some(last) = last_pts {
-        let step = au.pts.saturating_sub(last);
-        if (1..=90_000).contains(&step) {
-            inner.last_duration = step;
-        }
-    }
-    inner.last_pts = Some(au.pts);
+    inner.frames.observe(au.pts);
 }
 
 /// After `grace`, disconnects every reader of the path unless a publisher came back.

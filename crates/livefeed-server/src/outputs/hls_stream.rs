@@ -20,8 +20,9 @@ use bytes::Bytes;
 use livefeed_hls::cmaf::{self, AudioTrack, FragmentWriter, VideoTrack};
 use livefeed_hls::playlist::{self, Chunk, Playlist, PlaylistConfig};
 use livefeed_media::clock::unix_now_ns;
+use livefeed_media::clock::FrameDuration;
 use livefeed_media::track::TrackPacket;
-use livefeed_media::{AccessUnit, DEFAULT_FRAME_TICKS};
+use livefeed_media::AccessUnit;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
@@ -195,29 +196,22 @@ impl HlsStreams {
 /// Muxer state carried from one access unit to the next.
 struct Muxer {
     writer: FragmentWriter,
-    last_pts: Option<u64>,
     last_decode_time: Option<u64>,
     offset: u64,
-    frame_ticks: u32,
+    frames: FrameDuration,
 }
 
 impl Muxer {
     /// The decode time of `pts`, kept increasing across timestamp resets.
     fn decode_time(&mut self, pts: u64) -> u64 {
-        if let Some(last_pts) = self.last_pts {
-            let delta = pts.wrapping_sub(last_pts);
-            if pts > last_pts && delta < 90_000 {
-                self.frame_ticks = delta as u32;
-            }
-        }
+        let frame_ticks = u64::from(self.frames.observe(pts));
         let mut dt = pts + self.offset;
         if let Some(last) = self.last_decode_time {
             if dt <= last {
-                self.offset = last + u64::from(self.frame_ticks) - pts;
-                dt = last + u64::from(self.frame_ticks);
+                self.offset = last + frame_ticks - pts;
+                dt = last + frame_ticks;
             }
         }
-        self.last_pts = Some(pts);
         self.last_decode_time = Some(dt);
         dt
     }
@@ -262,10 +256,9 @@ async fn run(
 ) {
     let mut muxer = Muxer {
         writer: FragmentWriter::new(),
-        last_pts: None,
         last_decode_time: None,
         offset: 0,
-        frame_ticks: DEFAULT_FRAME_TICKS,
+        frames: FrameDuration::default(),
     };
     let mut audio_config = audio.as_ref().map(MuxedAudio::cmaf_track);
     let mut audio = audio.map(AudioMuxer::new);
@@ -317,7 +310,7 @@ async fn run(
         };
         let chunk = Chunk {
             bytes,
-            duration: muxer.frame_ticks,
+            duration: muxer.frames.ticks(),
             keyframe: au.keyframe,
             capture_unix_ns: au.capture.map(|c| c.unix_ns),
             available_unix_ns: unix_now_ns(),
@@ -339,7 +332,7 @@ async fn run(
 
 /// One CMAF chunk (moof+mdat) holding `au` at `decode_time`.
 fn mux(muxer: &mut Muxer, au: &AccessUnit, decode_time: u64) -> Result<Bytes, cmaf::CmafError> {
-    let mut sample = cmaf::sample_from_access_unit(au, muxer.frame_ticks)?;
+    let mut sample = cmaf::sample_from_access_unit(au, muxer.frames.ticks())?;
     sample.decode_time = decode_time;
     muxer.writer.fragment(std::slice::from_ref(&sample))
 }
