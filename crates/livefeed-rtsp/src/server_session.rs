@@ -206,32 +206,12 @@ struct SetUp {
 #[derive(Debug)]
 struct Pending {
     cseq: Option<String>,
-    then: Then,
-}
-
-/// The transition to make once an effect succeeded.
-#[derive(Debug)]
-enum Then {
-    /// Answer the SDP with this `Content-Base`.
-    Describe { base: String },
-    /// Remember the announced stream.
-    Announce {
-        path: String,
-        stream: Box<AnnouncedStream>,
-    },
-    /// Add the track to the session and enter `Ready`.
-    Setup {
-        path: String,
-        role: Role,
-        track: usize,
-        transport: TransportRequest,
-    },
-    /// Enter `Playing`; RTP-Info URLs are relative to `url`.
-    Play { url: String },
-    /// Enter `Recording`.
-    Record,
-    /// Back to `Init`.
-    Teardown,
+    /// The action asked for: its outcome is checked against it, and its fields are the state
+    /// the session takes on success.
+    action: Action,
+    /// The request URL, without a trailing `/`: a DESCRIBE's `Content-Base`, a PLAY's
+    /// `RTP-Info` base.
+    url: String,
 }
 
 /// The state of one RTSP connection's session.
@@ -243,7 +223,7 @@ pub struct ServerSession {
     pending: Option<Pending>,
 }
 
-type Planned = Result<(Option<AuthCheck>, Action, Then), Refusal>;
+type Planned = Result<(Option<AuthCheck>, Action), Refusal>;
 
 impl ServerSession {
     /// A new session; `id` is sent in the `Session` header from the first SETUP on (use an
@@ -296,8 +276,15 @@ impl ServerSession {
         }
         match self.plan(req) {
             Ok(Plan::Answer(response)) => Step::Respond(finish(response, cseq)),
-            Ok(Plan::Act(authorize, action, then)) => {
-                self.pending = Some(Pending { cseq, then });
+            Ok(Plan::Act(authorize, action)) => {
+                let url = request_url(req)
+                    .map(|u| u.as_str().trim_end_matches('/').to_string())
+                    .unwrap_or_default();
+                self.pending = Some(Pending {
+                    cseq,
+                    action: action.clone(),
+                    url,
+                });
                 Step::Perform(Effect { authorize, action })
             }
             Err(refusal) => Step::Respond(finish(refusal_response(&refusal), cseq)),
@@ -309,15 +296,15 @@ impl ServerSession {
     /// changes nothing, except that a TEARDOWN always ends the session. An outcome that is not
     /// the one the effect asked for is answered 500.
     pub fn complete(&mut self, outcome: Result<Done, Refusal>) -> Response<Vec<u8>> {
-        let Some(Pending { cseq, then }) = self.pending.take() else {
+        let Some(Pending { cseq, action, url }) = self.pending.take() else {
             let refusal = Refusal::new(StatusCode::InternalServerError, "no request in progress");
             return finish(refusal_response(&refusal), None);
         };
-        if matches!(then, Then::Teardown) {
+        if matches!(action, Action::Teardown) {
             self.reset();
         }
         let response = match outcome {
-            Ok(done) => self.transition(then, done),
+            Ok(done) => self.transition(action, &url, done),
             Err(refusal) => Err(refusal),
         };
         finish(
@@ -343,7 +330,7 @@ impl ServerSession {
             Method::Setup => self.setup(req),
             Method::Play => self.play(req),
             Method::Record => self.record(req),
-            Method::Teardown => Ok((None, Action::Teardown, Then::Teardown)),
+            Method::Teardown => Ok((None, Action::Teardown)),
             Method::Pause => Err(Refusal::new(
                 StatusCode::MethodNotValidInThisState,
                 "PAUSE is not supported on live streams",
@@ -353,24 +340,29 @@ impl ServerSession {
                 format!("method {} is not implemented", method_name(other)),
             )),
         };
-        planned.map(|(authorize, action, then)| Plan::Act(authorize, action, then))
+        planned.map(|(authorize, action)| Plan::Act(authorize, action))
     }
 
     /// The state change and the response for an effect that succeeded.
-    fn transition(&mut self, then: Then, done: Done) -> Result<Response<Vec<u8>>, Refusal> {
-        match (then, done) {
-            (Then::Describe { base }, Done::Described(sdp)) => {
+    fn transition(
+        &mut self,
+        action: Action,
+        url: &str,
+        done: Done,
+    ) -> Result<Response<Vec<u8>>, Refusal> {
+        match (action, done) {
+            (Action::Describe { .. }, Done::Described(sdp)) => {
                 Ok(Response::builder(Version::V1_0, StatusCode::Ok)
                     .header(headers::CONTENT_TYPE, "application/sdp")
-                    .header(headers::CONTENT_BASE, base)
+                    .header(headers::CONTENT_BASE, format!("{url}/"))
                     .build(sdp.into_bytes()))
             }
-            (Then::Announce { path, stream }, Done::Announced) => {
+            (Action::Announce { path, stream }, Done::Announced) => {
                 self.announced = Some((path, *stream));
                 Ok(self.ok())
             }
             (
-                Then::Setup {
+                Action::Setup {
                     path,
                     role,
                     track,
@@ -398,20 +390,20 @@ impl ServerSession {
                     .header(headers::SESSION, self.session_value())
                     .build(Vec::new()))
             }
-            (Then::Play { url }, Done::Playing(starts)) => {
+            (Action::Play { .. }, Done::Playing(starts)) => {
                 self.state = State::Playing;
-                Ok(self.play_response(&url, &starts))
+                Ok(self.play_response(url, &starts))
             }
-            (Then::Record, Done::Recording) => {
+            (Action::Record { .. }, Done::Recording) => {
                 self.state = State::Recording;
                 Ok(self.ok())
             }
-            (Then::Teardown, Done::TornDown) => {
+            (Action::Teardown, Done::TornDown) => {
                 Ok(Response::builder(Version::V1_0, StatusCode::Ok).build(Vec::new()))
             }
-            (then, done) => Err(Refusal::new(
+            (action, done) => Err(Refusal::new(
                 StatusCode::InternalServerError,
-                format!("outcome {done:?} does not answer {then:?}"),
+                format!("outcome {done:?} does not answer {action:?}"),
             )),
         }
     }
@@ -433,13 +425,8 @@ impl ServerSession {
     fn describe(&mut self, req: &Request<Vec<u8>>) -> Planned {
         let url = request_url(req)?;
         let path = path_of(url)?;
-        let base = format!("{}/", url.as_str().trim_end_matches('/'));
         let check = auth_check(req, Role::Play, &path)?;
-        Ok((
-            Some(check),
-            Action::Describe { path },
-            Then::Describe { base },
-        ))
+        Ok((Some(check), Action::Describe { path }))
     }
 
     fn announce(&mut self, req: &Request<Vec<u8>>) -> Planned {
@@ -458,11 +445,7 @@ impl ServerSession {
             .map(Box::new)
             .map_err(|e| Refusal::new(StatusCode::BadRequest, e.to_string()))?;
         let check = auth_check(req, Role::Record, &path)?;
-        let action = Action::Announce {
-            path: path.clone(),
-            stream: stream.clone(),
-        };
-        Ok((Some(check), action, Then::Announce { path, stream }))
+        Ok((Some(check), Action::Announce { path, stream }))
     }
 
     fn setup(&mut self, req: &Request<Vec<u8>>) -> Planned {
@@ -478,18 +461,12 @@ impl ServerSession {
         self.check_joins_session(&path, role, track, &transport)?;
         let check = auth_check(req, role, &path)?;
         let action = Action::Setup {
-            path: path.clone(),
-            role,
-            track,
-            transport,
-        };
-        let then = Then::Setup {
             path,
             role,
             track,
             transport,
         };
-        Ok((Some(check), action, then))
+        Ok((Some(check), action))
     }
 
     /// Whether a SETUP of `track` on `path` as `role` over `transport` fits the tracks the
@@ -545,9 +522,9 @@ impl ServerSession {
     }
 
     fn play(&mut self, req: &Request<Vec<u8>>) -> Planned {
-        let url = request_url(req)?.as_str().trim_end_matches('/').to_string();
+        request_url(req)?;
         let path = self.ready_for(Role::Play, "PLAY")?;
-        Ok((None, Action::Play { path }, Then::Play { url }))
+        Ok((None, Action::Play { path }))
     }
 
     fn play_response(&self, url: &str, starts: &[(usize, PlayStart)]) -> Response<Vec<u8>> {
@@ -580,7 +557,7 @@ impl ServerSession {
         {
             return Err(not_in_state("RECORD without the video track set up"));
         }
-        Ok((None, Action::Record { path }, Then::Record))
+        Ok((None, Action::Record { path }))
     }
 
     /// The set-up path if the session is in `Ready` (or already streaming) with `role`.
@@ -622,7 +599,7 @@ enum Plan {
     /// A response that needs nothing from the server.
     Answer(Response<Vec<u8>>),
     /// An effect (after an optional permission check) and the transition it allows.
-    Act(Option<AuthCheck>, Action, Then),
+    Act(Option<AuthCheck>, Action),
 }
 
 /// Adds the headers every response carries: the request's `CSeq` and `Server`.

@@ -34,7 +34,7 @@ use axum::routing::get;
 use axum::Router;
 use bytes::Bytes;
 use livefeed_hls::playlist::{self, Availability, PartState};
-use livefeed_hls::query::parse_query;
+use livefeed_hls::query::{parse_query, PlaylistRequest, QueryError};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tower_http::cors::CorsLayer;
@@ -276,13 +276,25 @@ async fn live_alias(
     ConnectInfo(conn): ConnectInfo<Conn>,
     RawQuery(query): RawQuery,
 ) -> HttpResult {
-    app.hls_viewers
-        .request(DEFAULT_PATH, conn.remote, query.as_deref());
-    let kind = request_kind(&Resource::Playlist, query.as_deref());
-    let result = playlist(&app.hls, DEFAULT_PATH, query.as_deref()).await;
-    if let Some(kind) = kind {
-        count_hls_request(&app, DEFAULT_PATH, kind, &result);
-    }
+    serve_playlist(&app, DEFAULT_PATH, conn.remote, query.as_deref()).await
+}
+
+/// A playlist request from `remote`: its viewer noted, its query parsed once, its answer
+/// counted as a plain or a blocking playlist.
+async fn serve_playlist(
+    app: &App,
+    path: &str,
+    remote: SocketAddr,
+    query: Option<&str>,
+) -> HttpResult {
+    app.hls_viewers.request(path, remote, query);
+    let request = parse_query(query);
+    let kind = match &request {
+        Ok(q) if q.msn.is_some() => HlsRequestKind::BlockingPlaylist,
+        _ => HlsRequestKind::Playlist,
+    };
+    let result = playlist(&app.hls, path, request).await;
+    count_hls_request(app, path, kind, &result);
     result
 }
 
@@ -363,15 +375,11 @@ async fn dispatch(
 ) -> HttpResult {
     let (path, res, bare) = split_request(&rest)?;
     let hls = &app.hls;
-    let kind = request_kind(&res, query.as_deref());
+    let kind = request_kind(&res);
     let result = match res {
         Resource::Player if bare => Ok(Redirect::permanent(&format!("/{path}/")).into_response()),
         Resource::Player => Ok(web::player_page(&path)),
-        Resource::Playlist => {
-            app.hls_viewers
-                .request(&path, conn.remote, query.as_deref());
-            playlist(hls, &path, query.as_deref()).await
-        }
+        Resource::Playlist => serve_playlist(&app, &path, conn.remote, query.as_deref()).await,
         Resource::Init(version) => init(hls, &path, version).await,
         Resource::Media(id, MediaName::Segment(msn)) => segment(hls, &path, &id, msn),
         Resource::Media(id, MediaName::Part(msn, i)) => part(hls, &path, &id, msn, i).await,
@@ -383,17 +391,14 @@ async fn dispatch(
     result
 }
 
-/// The `kind` label of an LL-HLS request in `livefeed_hls_requests_total`.
-fn request_kind(res: &Resource, query: Option<&str>) -> Option<HlsRequestKind> {
+/// The `kind` label of a media request in `livefeed_hls_requests_total` (playlists are
+/// counted by [`serve_playlist`], which knows whether they block).
+fn request_kind(res: &Resource) -> Option<HlsRequestKind> {
     Some(match res {
-        Resource::Playlist => match parse_query(query) {
-            Ok(q) if q.msn.is_some() => HlsRequestKind::BlockingPlaylist,
-            _ => HlsRequestKind::Playlist,
-        },
         Resource::Init(_) => HlsRequestKind::Init,
         Resource::Media(_, MediaName::Segment(_)) => HlsRequestKind::Segment,
         Resource::Media(_, MediaName::Part(..)) => HlsRequestKind::Part,
-        Resource::Timestamps | Resource::Player => return None,
+        Resource::Playlist | Resource::Timestamps | Resource::Player => return None,
     })
 }
 
@@ -443,8 +448,12 @@ fn stalled(state: &crate::outputs::hls_stream::HlsState, frames_published: u64) 
     )
 }
 
-async fn playlist(hls: &Arc<HlsStreams>, path: &str, query: Option<&str>) -> HttpResult {
-    let request = parse_query(query).map_err(|e| error(StatusCode::BAD_REQUEST, e.to_string()))?;
+async fn playlist(
+    hls: &Arc<HlsStreams>,
+    path: &str,
+    request: Result<PlaylistRequest, QueryError>,
+) -> HttpResult {
+    let request = request.map_err(|e| error(StatusCode::BAD_REQUEST, e.to_string()))?;
     let stream = stream_of(hls, path)?;
     let deadline = Instant::now() + blocking_timeout(&stream.lock());
     let ready = stream
