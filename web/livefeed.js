@@ -185,11 +185,12 @@
       hls.loadSource(url);
       hls.attachMedia(video);
       // hls.js speeds up only with more than a second buffered, which 100 ms parts never give:
-      // a viewer that fell behind (a start at an old keyframe, a stall) jumps to the live-sync
-      // position when that is already buffered.
+      // a viewer more than half a part behind its target (a start at an old keyframe, a stall,
+      // a start a part late) jumps to the live-sync position when that is already buffered.
       timers.push(setInterval(() => {
         const sync = hls.liveSyncPosition, buffered = video.buffered;
-        if (sync && hls.latency > hls.targetLatency + 0.1 && buffered.length && sync <= buffered.end(buffered.length - 1)) {
+        const slack = (hls.latestLevelDetails?.partTarget || 0.1) / 2;
+        if (sync && hls.latency > hls.targetLatency + slack && buffered.length && sync <= buffered.end(buffered.length - 1)) {
           video.currentTime = sync;
           stats.liveSyncJumps = (stats.liveSyncJumps || 0) + 1;
         }
@@ -197,7 +198,7 @@
         stats.hlsLatencyMs = hls.latency * 1000;
         stats.hlsTargetLatencyMs = hls.targetLatency * 1000;
         stats.playbackRate = video.playbackRate;
-      }, 1000));
+      }, 500));
     } else if (video.canPlayType("application/vnd.apple.mpegurl")) {
       video.src = url;
     } else {

@@ -9,7 +9,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -31,12 +31,6 @@ fn deploy_file(relative: &str) -> String {
         .join("../../deploy")
         .join(relative);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-/// A port free on 127.0.0.1 right now (for a cache, whose configuration names its port).
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("address").port()
 }
 
 /// Replaces the one occurrence of `from` in `text`: the shipped configuration keeps each
@@ -556,29 +550,45 @@ fn a_publisher_back_with_another_resolution_plays_on_through_nginx() {
 
 /// hls.js in headless Chromium plays the player page through nginx, and its median
 /// glass-to-glass latency (the page reads the pixel timecode of every frame it shows) is
-/// within two part targets (200 ms) of playing the origin directly. The issue asks for one;
-/// but where hls.js settles behind the live edge varies by a part from one session to the
-/// next whatever the server (CI once measured 257 ms direct and 357 ms through nginx, other
-/// runs 272/287 and 262/261), so one session each side cannot show one part reliably.
+/// within one part target (100 ms) of playing the origin directly. Where hls.js settles
+/// behind the live edge varies from one session to the next whatever the server (a CI run
+/// once measured 257 ms direct and 357 ms through nginx in one session each), so the test
+/// plays three sessions on each side, alternating, and compares the medians of all the
+/// frames each side showed.
 #[test]
-fn hls_js_through_nginx_is_as_live_as_the_origin_within_two_parts() {
+fn hls_js_through_nginx_is_as_live_as_the_origin_within_one_part() {
+    const SESSIONS: usize = 3;
     let _load = one_load();
     let origin = TestServer::start_with(&["--test-src"]);
     wait_for_stream(&origin.addr(), "live");
     let edge = Edge::nginx(origin.http_port);
-    let played = |base: String| {
-        let all = run_player_page(&format!("{base}/live/?play=hls"), 15, 1);
-        let stats = &all["hls"];
-        let frames = stats["frames"].as_u64().unwrap_or(0);
-        assert!(frames >= 200, "hls.js plays: {all}");
-        (median_latency(stats), all)
-    };
-    let (direct, direct_all) = played(origin.http());
-    let (through, through_all) = played(format!("http://127.0.0.1:{}", edge.port));
-    println!("hls.js glass-to-glass p50: origin {direct:.0} ms, through nginx {through:.0} ms");
-    assert!(direct > 0.0 && through > 0.0, "{direct_all}\n{through_all}");
+    let bases = [origin.http(), format!("http://127.0.0.1:{}", edge.port)];
+    let mut pooled: [Vec<f64>; 2] = Default::default();
+    let mut sessions: [Vec<String>; 2] = Default::default();
+    for _ in 0..SESSIONS {
+        for (side, base) in bases.iter().enumerate() {
+            let all = run_player_page(&format!("{base}/live/?play=hls"), 10, 1);
+            let stats = &all["hls"];
+            let frames = stats["frames"].as_u64().unwrap_or(0);
+            assert!(frames >= 150, "hls.js plays from {base}: {all}");
+            sessions[side].push(format!(
+                "{:.0} ms (hls.js latency {:.0}, target {:.0})",
+                median_latency(stats),
+                stats["hlsLatencyMs"].as_f64().unwrap_or(f64::NAN),
+                stats["hlsTargetLatencyMs"].as_f64().unwrap_or(f64::NAN)
+            ));
+            pooled[side].extend(latencies(stats));
+        }
+    }
+    let [direct, through] = pooled.map(median);
+    println!(
+        "hls.js glass-to-glass p50 over {SESSIONS} sessions: origin {direct:.0} ms {:?}, \
+         through nginx {through:.0} ms {:?}",
+        sessions[0], sessions[1]
+    );
+    assert!(direct > 0.0 && through > 0.0, "{sessions:?}");
     assert!(
-        through <= direct + 200.0,
-        "through nginx {through:.0} ms, origin {direct:.0} ms:\n{direct_all}\n{through_all}"
+        through <= direct + 100.0,
+        "through nginx {through:.0} ms, origin {direct:.0} ms: {sessions:?}"
     );
 }

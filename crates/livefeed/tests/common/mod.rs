@@ -439,6 +439,13 @@ fn audio_options(codec: &str) -> &'static [&'static str] {
     }
 }
 
+/// A port free on 127.0.0.1 right now (for a peer whose configuration names its port: a
+/// cache, a TURN server).
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("address").port()
+}
+
 /// Runs a command to completion with a timeout.
 pub fn run(name: &str, cmd: &mut Command, timeout: Duration) -> Output {
     Proc::spawn(name, cmd).wait(timeout)
@@ -895,15 +902,26 @@ pub fn run_player_page(url: &str, seconds: u32, pages: u32) -> serde_json::Value
     serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {}", out.stdout))
 }
 
-/// The median glass-to-glass latency (ms) of one player's measurements, NaN without any.
-pub fn median_latency(stats: &serde_json::Value) -> f64 {
-    let mut latencies: Vec<f64> = stats["allLatencies"]
+/// The numbers of a JSON array (none if it is not one).
+pub fn numbers(array: &serde_json::Value) -> Vec<f64> {
+    array
         .as_array()
         .map(|a| a.iter().filter_map(|v| v.as_f64()).collect())
-        .unwrap_or_default();
-    latencies.sort_by(f64::total_cmp);
-    latencies
-        .get(latencies.len() / 2)
-        .copied()
-        .unwrap_or(f64::NAN)
+        .unwrap_or_default()
+}
+
+/// Every glass-to-glass latency (ms) one player measured.
+pub fn latencies(stats: &serde_json::Value) -> Vec<f64> {
+    numbers(&stats["allLatencies"])
+}
+
+/// The median of `values`, NaN without any.
+pub fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// The median glass-to-glass latency (ms) of one player's measurements, NaN without any.
+pub fn median_latency(stats: &serde_json::Value) -> f64 {
+    median(latencies(stats))
 }
