@@ -115,7 +115,11 @@
 
   // What a player measured; read by people (the panels) and by the browser tests.
   function newStats() {
-    return { frames: 0, measured: 0, latencies: [], lastLatency: null, p50: null, p95: null, fps: null, jitterBufferMs: null, errors: [] };
+    return { frames: 0, measured: 0, latencies: [], lastLatency: null, p50: null, p95: null, fps: null, jitterBufferMs: null, errors: [],
+      // The browser's own figure, where it knows a frame's capture time (WebRTC with
+      // abs-capture-time and sender reports): displayed minus captureTime, for the same frames
+      // as `pairedLatencies` (the pixel-timecode figure of each).
+      browserLatencies: [], pairedLatencies: [], browserP50: null };
   }
 
   // Measures every frame `video` presents into `stats` (p50/p95/fps over the last second,
@@ -123,7 +127,7 @@
   function watchFrames(video, stats, { reporter, onSecond } = {}) {
     const canvas = document.createElement("canvas");
     const ctx = canvas.getContext("2d", { willReadFrequently: true });
-    const recent = [];
+    const recent = [], recentBrowser = [];
     let active = true;
     const onFrame = (_now, meta) => {
       if (!active) return;
@@ -136,8 +140,17 @@
         const tc = readTimecode(ctx.getImageData(0, 0, w, h).data, w, h);
         if (tc) {
           // When the frame is shown, on the server's clock, minus when it was captured.
-          const shownMs = performance.timeOrigin + (meta.expectedDisplayTime || performance.now()) + clockShiftMs + clock.offsetMs;
+          const shownAt = meta.expectedDisplayTime || performance.now();
+          const shownMs = performance.timeOrigin + shownAt + clockShiftMs + clock.offsetMs;
           const latency = shownMs - tc.unixMs;
+          // The browser's own view: its captureTime is on this page's clock already.
+          if (meta.captureTime > 0) {
+            const browserLatency = shownAt - meta.captureTime;
+            stats.browserLatencies.push(browserLatency);
+            stats.pairedLatencies.push(latency);
+            if (stats.browserLatencies.length > 7200) { stats.browserLatencies.shift(); stats.pairedLatencies.shift(); }
+            recentBrowser.push({ t: performance.now(), latency: browserLatency });
+          }
           stats.measured++;
           stats.lastLatency = latency;
           stats.latencies.push(latency);
@@ -152,6 +165,8 @@
     const timer = setInterval(() => {
       const now = performance.now();
       while (recent.length && now - recent[0].t > 1000) recent.shift();
+      while (recentBrowser.length && now - recentBrowser[0].t > 1000) recentBrowser.shift();
+      stats.browserP50 = percentile(recentBrowser.map((r) => r.latency).sort((a, b) => a - b), 50);
       const sorted = recent.map((r) => r.latency).sort((a, b) => a - b);
       stats.p50 = percentile(sorted, 50);
       stats.p95 = percentile(sorted, 95);
@@ -216,12 +231,60 @@
     };
   }
 
+  // Offers the abs-capture-time RTP header extension (Chromium has it, off by default): the
+  // server then sends every frame's capture time, and the browser's own captureTime
+  // (requestVideoFrameCallback) and getSynchronizationSources() report it.
+  const ABS_CAPTURE_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-capture-time";
+  function askForCaptureTime(transceiver) {
+    if (!transceiver.getHeaderExtensionsToNegotiate) return;
+    const wanted = transceiver.getHeaderExtensionsToNegotiate().map((e) =>
+      e.uri === ABS_CAPTURE_TIME ? { uri: e.uri, direction: "sendrecv" } : e);
+    try { transceiver.setHeaderExtensionsToNegotiate(wanted); } catch (_) { /* offered without it */ }
+  }
+
+  // Chromium estimates when a received frame was captured (its requestVideoFrameCallback
+  // `captureTime`) from the sender reports only once it knows the round-trip time, which a
+  // receive-only peer learns from RTCP XR (RFC 3611: it sends receiver reference times, the
+  // server answers with their delay), and it sends those only for codecs with the `rrtr`
+  // feedback, which it does not offer by default: add it to every video codec of the offer.
+  function withRtt(offer) {
+    const sdp = offer.sdp.replace(/^a=rtpmap:(\d+) (H264|H265|VP8|VP9|AV1)\/90000\r\n/gm,
+      (line, pt) => `${line}a=rtcp-fb:${pt} rrtr\r\n`);
+    return { type: offer.type, sdp };
+  }
+
+  // The STUN/TURN servers the server announces for `path` (RFC 9725: Link headers of an
+  // OPTIONS request to the WHEP endpoint), as RTCIceServer entries; none if it announces none.
+  async function whepIceServers(path) {
+    try {
+      const resp = await fetch(`/${path}/whep`, { method: "OPTIONS" });
+      return parseIceServerLinks(resp.headers.get("Link") || "");
+    } catch (_) {
+      return [];
+    }
+  }
+  function parseIceServerLinks(header) {
+    const servers = [];
+    for (const m of header.matchAll(/<([^>]+)>((?:\s*;\s*[\w-]+="[^"]*")*)/g)) {
+      const params = Object.fromEntries([...m[2].matchAll(/([\w-]+)="([^"]*)"/g)].map((p) => [p[1], p[2]]));
+      if (params.rel !== "ice-server") continue;
+      const server = { urls: m[1] };
+      if (params.username !== undefined) Object.assign(server, { username: params.username, credential: params.credential });
+      servers.push(server);
+    }
+    return servers;
+  }
+
   // WHEP: POST our offer (all candidates gathered, no trickle), apply the answer, DELETE on stop.
   async function playWebRtc(video, path, stats, onStatus) {
-    const pc = new RTCPeerConnection();
+    const iceServers = await whepIceServers(path);
+    // `?ice-transport-policy=relay` on the page: through the TURN servers only (to check them).
+    const policy = typeof location !== "undefined" && new URLSearchParams(location.search).get("ice-transport-policy");
+    const pc = new RTCPeerConnection({ iceServers, iceTransportPolicy: policy === "relay" ? "relay" : "all" });
     const transceiver = pc.addTransceiver("video", { direction: "recvonly" });
     // Sound, when the path has a track the server sends over WebRTC (Opus).
     const audio = pc.addTransceiver("audio", { direction: "recvonly" });
+    askForCaptureTime(transceiver);
     let session = null, timer = null;
     const stop = () => {
       clearInterval(timer);
@@ -241,7 +304,7 @@
       video.srcObject.addTrack(e.track);
     };
     pc.onconnectionstatechange = () => onStatus(`WebRTC ${pc.connectionState}`);
-    await pc.setLocalDescription(await pc.createOffer());
+    await pc.setLocalDescription(withRtt(await pc.createOffer()));
     await new Promise((done) => {
       if (pc.iceGatheringState === "complete") return done();
       pc.onicegatheringstatechange = () => pc.iceGatheringState === "complete" && done();
@@ -256,13 +319,24 @@
       return { stop() {} };
     }
     session = resp.headers.get("Location");
-    await pc.setRemoteDescription({ type: "answer", sdp: await resp.text() });
+    const answer = await resp.text();
+    stats.absCaptureTime = { offered: pc.localDescription.sdp.includes(ABS_CAPTURE_TIME), answered: answer.includes(ABS_CAPTURE_TIME) };
+    await pc.setRemoteDescription({ type: "answer", sdp: answer });
     root.addEventListener("pagehide", stop);
     video.play().catch(() => onStatus("press play"));
     let last = null;
     timer = setInterval(async () => {
       const report = await transceiver.receiver.getStats();
       report.forEach((r) => {
+        // How the media gets here: the local end of the selected candidate pair (host, srflx,
+        // prflx, or relay through a TURN server).
+        if (r.type === "transport" && r.selectedCandidatePairId) {
+          const pair = report.get(r.selectedCandidatePairId);
+          const local = pair && report.get(pair.localCandidateId);
+          if (local) stats.iceCandidateType = local.candidateType;
+        }
+        // The server's sender reports, and the round trips measured through RTCP XR.
+        if (r.type === "remote-outbound-rtp" && r.kind === "video") stats.senderReports = { reportsSent: r.reportsSent, roundTripTimeMeasurements: r.roundTripTimeMeasurements };
         if (r.type !== "inbound-rtp" || r.kind !== "video") return;
         if (last && r.jitterBufferEmittedCount > last.jitterBufferEmittedCount) {
           stats.jitterBufferMs = (1000 * (r.jitterBufferDelay - last.jitterBufferDelay)) / (r.jitterBufferEmittedCount - last.jitterBufferEmittedCount);
@@ -271,6 +345,9 @@
         stats.nackCount = r.nackCount;
         last = r;
       });
+      // What any player can read: the capture time of the last frame received (abs-capture-time).
+      const source = transceiver.receiver.getSynchronizationSources()[0];
+      if (source) stats.syncSource = { captureTimestamp: source.captureTimestamp ?? null, senderCaptureTimeOffset: source.senderCaptureTimeOffset ?? null, timestamp: source.timestamp };
       const sound = await audio.receiver.getStats();
       sound.forEach((r) => {
         if (r.type !== "inbound-rtp" || r.kind !== "audio") return;
@@ -309,7 +386,7 @@
     };
   }
 
-  const api = { readTimecode, crc8Autosar, percentile, syncClock, clock, serverNowMs, startPlayer };
+  const api = { readTimecode, crc8Autosar, percentile, syncClock, clock, serverNowMs, startPlayer, parseIceServerLinks };
   root.Livefeed = api;
   root.livefeedClock = clock;
   if (typeof module !== "undefined") module.exports = api;

@@ -22,6 +22,7 @@ function start() {
           show(".fps", stats.fps);
           show(".frames", stats.frames);
           if (panel.querySelector(".jitter")) show(".jitter", stats.jitterBufferMs);
+          if (panel.querySelector(".browser-latency")) show(".browser-latency", stats.browserP50);
         },
       });
       window.livefeedStats[kind] = player.stats;

@@ -1,7 +1,7 @@
 //! Wall-clock helpers. Latency is always "now (wall clock) minus capture (wall clock)", so every
 //! stage that measures uses the same function.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Nanoseconds since the Unix epoch, now.
 pub fn unix_now_ns() -> u64 {
@@ -9,6 +9,14 @@ pub fn unix_now_ns() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0)
+}
+
+/// The monotonic instant at which the wall clock read `unix_ns`, for APIs that take an
+/// [`Instant`]; a time in the future (a publisher's clock ahead of ours) is now.
+pub fn instant_of_unix_ns(unix_ns: u64) -> Instant {
+    let now = Instant::now();
+    let ago = Duration::from_nanos(unix_now_ns().saturating_sub(unix_ns));
+    now.checked_sub(ago).unwrap_or(now)
 }
 
 /// Milliseconds (fractional) elapsed from `earlier_ns` to `later_ns`; negative if the clocks
@@ -135,6 +143,19 @@ impl FrameDuration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn instant_of_unix_ns_is_as_long_ago_as_the_wall_clock_says() {
+        let before = Instant::now();
+        let then = instant_of_unix_ns(unix_now_ns() - 250_000_000);
+        let ago = before.saturating_duration_since(then);
+        assert!(
+            ago >= Duration::from_millis(249) && ago <= Duration::from_millis(251),
+            "{ago:?}"
+        );
+        let future = instant_of_unix_ns(unix_now_ns() + 5_000_000_000);
+        assert!(future <= Instant::now(), "a future time is now, not later");
+    }
 
     #[test]
     fn frame_durations_follow_plausible_steps_only() {

@@ -19,6 +19,8 @@ use crate::hub::HubLimits;
 use crate::ingest::rtsp_server::RtspConfig;
 use crate::limits::conn_gate::GateLimits;
 use crate::limits::http_listener::HttpTimeouts;
+use crate::outputs::ice_host::IceHost;
+use crate::outputs::ice_server::IceServer;
 use crate::outputs::recordings::RecordConfig;
 
 /// Latency samples one client address may submit per second, by default: a demo reports about
@@ -102,14 +104,22 @@ pub struct ServerOptions {
     /// UDP address for WebRTC (WHEP) media; its port is the ICE host candidates' port [default: 0.0.0.0:8189]
     #[arg(long, env = "LIVEFEED_WEBRTC_ADDRESS")]
     pub webrtc_address: Option<SocketAddr>,
-    /// Extra addresses to announce as ICE host candidates (a public or LAN address mapped 1:1 to this host)
+    /// Extra addresses to announce as ICE host candidates (a public or LAN address mapped 1:1 to this host), or host names, resolved per offer
     #[arg(
         long = "webrtc-additional-host",
         env = "LIVEFEED_WEBRTC_ADDITIONAL_HOSTS",
         value_delimiter = ','
     )]
     #[serde(default)]
-    pub webrtc_additional_hosts: Vec<std::net::IpAddr>,
+    pub webrtc_additional_hosts: Vec<IceHost>,
+    /// STUN/TURN servers for WebRTC viewers: stun:HOST[:PORT] or turn:[USER:PASSWORD@]HOST[:PORT][?transport=udp|tcp]; livefeed's pages use them and WHEP announces them in Link headers
+    #[arg(
+        long = "webrtc-ice-server",
+        env = "LIVEFEED_WEBRTC_ICE_SERVERS",
+        value_delimiter = ','
+    )]
+    #[serde(default)]
+    pub webrtc_ice_servers: Vec<IceServer>,
     /// Directory of recordings [default: ./recordings]
     #[arg(long, env = "LIVEFEED_RECORD_DIR")]
     pub record_dir: Option<std::path::PathBuf>,
@@ -241,6 +251,11 @@ impl ServerOptions {
             } else {
                 self.webrtc_additional_hosts
             },
+            webrtc_ice_servers: if self.webrtc_ice_servers.is_empty() {
+                file.webrtc_ice_servers
+            } else {
+                self.webrtc_ice_servers
+            },
             publisher_grace: self.publisher_grace.or(file.publisher_grace),
             record_dir: self.record_dir.or(file.record_dir),
             record: if self.record.is_empty() {
@@ -321,6 +336,7 @@ impl ServerOptions {
                 .webrtc_address
                 .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 8189))),
             webrtc_additional_hosts: self.webrtc_additional_hosts.clone(),
+            webrtc_ice_servers: self.webrtc_ice_servers.clone(),
             data_dir: self
                 .data_dir
                 .clone()
@@ -487,8 +503,10 @@ pub struct ServerConfig {
     pub hls: HlsConfig,
     /// UDP address for WebRTC media.
     pub webrtc_address: SocketAddr,
-    /// Extra ICE host candidate addresses.
-    pub webrtc_additional_hosts: Vec<std::net::IpAddr>,
+    /// Extra ICE host candidates: addresses or names.
+    pub webrtc_additional_hosts: Vec<IceHost>,
+    /// STUN/TURN servers for viewers.
+    pub webrtc_ice_servers: Vec<IceServer>,
     /// Directory of the metrics store.
     pub data_dir: std::path::PathBuf,
     /// Retention of the metrics store (checked when it opens).
@@ -641,6 +659,30 @@ mod tests {
         assert_eq!(config.reader_queue, 4);
         assert_eq!(config.write_timeout, Duration::from_secs(10));
         assert!(!config.allow_remote_publish);
+    }
+
+    #[test]
+    fn ice_servers_and_additional_hosts_come_from_the_file_as_strings() {
+        let file: ServerOptions = toml::from_str(
+            "webrtc-ice-servers = [\"stun:stun.example.net\", \"turn:u:p@turn.example.net\"]\n\
+             webrtc-additional-hosts = [\"203.0.113.5\", \"cam.example.net\"]\n",
+        )
+        .expect("valid TOML");
+        let config = ServerOptions::default().over(file).resolve();
+        assert_eq!(config.webrtc_ice_servers.len(), 2);
+        assert_eq!(
+            config.webrtc_ice_servers[1].credentials,
+            Some(("u".into(), "p".into()))
+        );
+        assert_eq!(
+            config.webrtc_additional_hosts,
+            [
+                IceHost::Ip("203.0.113.5".parse().expect("ip")),
+                IceHost::Name("cam.example.net".into())
+            ]
+        );
+        let bad = toml::from_str::<ServerOptions>("webrtc-ice-servers = [\"http://x\"]");
+        assert!(bad.is_err_and(|e| e.to_string().contains("expected stun:")));
     }
 
     #[test]

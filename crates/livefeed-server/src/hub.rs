@@ -36,7 +36,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use livefeed_media::clock::FrameDuration;
+use livefeed_media::clock::{unix_now_ns, FrameDuration};
 use livefeed_media::rate::RateMeter;
 use livefeed_media::track::{TrackDescription, TrackPacket};
 use livefeed_media::{h264, h265};
@@ -212,6 +212,26 @@ impl HubFrame {
             Media::Video(au) => au.payload_len(),
             Media::Packet(p) => p.payload.len(),
         }
+    }
+
+    /// When it reached the server, Unix ns.
+    pub fn ingest_unix_ns(&self) -> u64 {
+        unix_now_ns().saturating_sub(self.ingest.elapsed().as_nanos() as u64)
+    }
+
+    /// The wall-clock time (Unix ns) a reader's sender reports map this frame's RTP time to,
+    /// the same clock for every track: a video frame's capture stamp; a payload's capture
+    /// time (from the publisher's reports) when the video's frames carry capture stamps too
+    /// (`video_stamped`: both are then in the publisher's clock); otherwise the time it
+    /// reached the server. Never the time it is sent, which for a frame from the GOP cache is
+    /// up to a GOP later. Readers that sync tracks by sender reports then line them up
+    /// whatever the publisher's clock says.
+    pub fn sender_report_unix_ns(&self, video_stamped: bool) -> u64 {
+        let captured = match &self.media {
+            Media::Video(au) => au.capture.map(|c| c.unix_ns),
+            Media::Packet(p) => p.capture_unix_ns.filter(|_| video_stamped),
+        };
+        captured.unwrap_or_else(|| self.ingest_unix_ns())
     }
 }
 

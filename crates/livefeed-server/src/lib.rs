@@ -40,6 +40,8 @@ pub mod outputs {
     pub mod hls_files;
     pub mod hls_stream;
     pub mod hls_viewers;
+    pub mod ice_host;
+    pub mod ice_server;
     pub mod recordings;
     pub mod transcode;
     pub mod whep;
@@ -159,6 +161,7 @@ impl Server {
         let whep = whep::WhepServer::start(
             config.webrtc_address,
             config.webrtc_additional_hosts.clone(),
+            config.webrtc_ice_servers.clone(),
             metrics.clone(),
             transcode::Transcoders::new(hub.clone()),
         )

@@ -13,6 +13,12 @@
 //!    resolve, so nothing connects. The candidate lines move to the first accepted section,
 //!    the BUNDLE tag section that carries the transport.
 //!
+//! And one addition: a video payload type the offer gave `a=rtcp-fb:PT rrtr` (RFC 3611
+//! receiver reference times, which livefeed's pages add) gets it in the answer too; str0m
+//! answers those reports with their delay (DLRR) but does not write the attribute. Chromium
+//! sends them only then, and only with the round-trip time they give does a receive-only
+//! Chromium turn sender reports into each frame's `captureTime`.
+//!
 //! Everything else passes through byte for byte.
 
 use std::borrow::Cow;
@@ -20,11 +26,16 @@ use std::borrow::Cow;
 /// One line with its line ending, as written or as fixed.
 type Line<'a> = Cow<'a, str>;
 
-/// Applies both touch-ups to an answer; an answer that needs neither is returned unchanged.
-pub(crate) fn fix_answer(sdp: &str) -> String {
+/// Applies the touch-ups to the answer to `offer`; an answer that needs none is returned
+/// unchanged.
+pub(crate) fn fix_answer(offer: &str, sdp: &str) -> String {
+    let rrtr = offered_rrtr(offer);
     let mut sections = split_sections(sdp);
     for section in sections.iter_mut().skip(1) {
         fill_empty_format_list(section);
+        if !rrtr.is_empty() {
+            answer_rrtr(section, &rrtr);
+        }
     }
     move_candidates_out_of_rejected_first_section(&mut sections);
     sections.concat().concat()
@@ -58,6 +69,33 @@ fn fill_empty_format_list(section: &mut [Line<'_>]) {
     if text.split_ascii_whitespace().count() == 3 {
         let ending = &m_line[text.len()..];
         *m_line = Cow::Owned(format!("{} 0{ending}", text.trim_end()));
+    }
+}
+
+/// The payload types the offer gave `rrtr` feedback.
+fn offered_rrtr(offer: &str) -> Vec<&str> {
+    offer
+        .lines()
+        .filter_map(|l| l.trim_end().strip_prefix("a=rtcp-fb:"))
+        .filter_map(|fb| fb.strip_suffix(" rrtr"))
+        .collect()
+}
+
+/// After each `a=rtpmap:PT …` of a payload type in `rrtr`, `a=rtcp-fb:PT rrtr`.
+fn answer_rrtr(section: &mut Vec<Line<'_>>, rrtr: &[&str]) {
+    let mut at = 0;
+    while at < section.len() {
+        let text = line_text(&section[at]);
+        let pt = text
+            .strip_prefix("a=rtpmap:")
+            .and_then(|rest| rest.split_once(' '))
+            .map(|(pt, _)| pt);
+        at += 1;
+        if let Some(pt) = pt.filter(|pt| rrtr.contains(pt)) {
+            let line = format!("a=rtcp-fb:{pt} rrtr\r\n");
+            section.insert(at, Cow::Owned(line));
+            at += 1;
+        }
     }
 }
 
@@ -117,7 +155,7 @@ mod tests {
     #[test]
     fn rejected_first_section_gets_a_format_and_loses_its_candidates_to_video() {
         assert_eq!(
-            fix_answer(STR0M_ANSWER),
+            fix_answer("", STR0M_ANSWER),
             "v=0\r\n\
              s=-\r\n\
              a=group:BUNDLE 1\r\n\
@@ -143,7 +181,31 @@ mod tests {
             a=mid:0\r\n\
             m=audio 0 UDP/TLS/RTP/SAVPF 111\r\n\
             a=mid:1\r\n";
-        assert_eq!(fix_answer(answer), answer);
+        assert_eq!(fix_answer("", answer), answer);
+    }
+
+    #[test]
+    fn offered_rrtr_is_answered_for_the_same_payload_types() {
+        let offer = "m=video 9 UDP/TLS/RTP/SAVPF 108 109\r\n\
+            a=rtpmap:108 H264/90000\r\n\
+            a=rtcp-fb:108 nack\r\n\
+            a=rtcp-fb:108 rrtr\r\n\
+            a=rtpmap:109 rtx/90000\r\n";
+        let answer = "v=0\r\n\
+            m=video 9 UDP/TLS/RTP/SAVPF 108 109\r\n\
+            a=rtpmap:108 H264/90000\r\n\
+            a=rtcp-fb:108 nack\r\n\
+            a=rtpmap:109 rtx/90000\r\n";
+        assert_eq!(
+            fix_answer(offer, answer),
+            "v=0\r\n\
+             m=video 9 UDP/TLS/RTP/SAVPF 108 109\r\n\
+             a=rtpmap:108 H264/90000\r\n\
+             a=rtcp-fb:108 rrtr\r\n\
+             a=rtcp-fb:108 nack\r\n\
+             a=rtpmap:109 rtx/90000\r\n"
+        );
+        assert_eq!(fix_answer("", answer), answer, "not offered, not answered");
     }
 
     #[test]
@@ -154,7 +216,7 @@ mod tests {
             "v=0\nm=audio 0 x \n",
             "m=audio 0 a b\r\na=candidate:1\r\n",
         ] {
-            let _ = fix_answer(sdp);
+            let _ = fix_answer(sdp, sdp);
         }
     }
 }

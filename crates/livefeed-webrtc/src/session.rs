@@ -29,19 +29,28 @@
 //! [`WhepSession::wants_keyframe`] tells the caller a keyframe is needed: to start, or because
 //! the viewer asked for one (PLI/FIR); it stays set until a keyframe is written.
 //!
+//! Latency any player can read: when the viewer offers the `abs-capture-time` RTP header
+//! extension (<http://www.webrtc.org/experiments/rtp-hdrext/abs-capture-time>), the answer
+//! keeps it and every access unit with a capture stamp carries its capture time in it (in
+//! the first packet of the frame, the extension's NTP format; no clock offset: the stamp is
+//! in the capture system's clock). The `wallclock` the caller gives with each frame is what
+//! RTCP sender reports map RTP time to: give the capture time, and a browser's
+//! `requestVideoFrameCallback` `captureTime` is the capture time too.
+//!
 //! Opus packets ([`WhepSession::write_audio`]) are passed through as they came (RFC 7587: one
 //! packet per RTP payload, 48 kHz clock), from the first keyframe written on; before that, and
 //! without a negotiated audio track, they are skipped.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use livefeed_media::{AccessUnit, VideoCodec};
 use str0m::change::SdpOffer;
 use str0m::format::Codec;
 use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid, Pt};
 use str0m::net::{Protocol, Receive};
+use str0m::rtp::{AbsCaptureTime, Extension};
 use str0m::stats::MediaEgressStats;
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig, RtcError};
 
@@ -55,6 +64,10 @@ use crate::offer::{audio_mids, check_envelope, check_video};
 /// that only offers baseline (42001f) gets it too. The payload type numbers are only defaults:
 /// the answer uses the viewer's.
 const H264_PAYLOADS: [(u8, u8, u32); 2] = [(108, 109, 0x42e01f), (127, 121, 0x42001f)];
+
+/// The `abs-capture-time` extension's id in the server's own map; the answer uses the
+/// viewer's id. Free in str0m's standard map (1–4, 10, 11, 13).
+const ABS_CAPTURE_TIME_ID: u8 = 7;
 
 /// Settings of WHEP sessions; [`Default`] is right for most servers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -285,7 +298,7 @@ impl WhepSession {
             annex_b: Vec::new(),
         };
         session.drain()?;
-        Ok((session, fix_answer(&answer.to_sdp_string())))
+        Ok((session, fix_answer(offer_sdp, &answer.to_sdp_string())))
     }
 
     /// Whether a datagram from `source` to `destination` belongs to this session: STUN with
@@ -361,8 +374,8 @@ impl WhepSession {
     }
 
     /// Writes one access unit: Annex B into str0m's H.264 packetizer, RTP time from `au.pts`
-    /// (90 kHz), `wallclock` (the instant the picture was captured, or now) for RTCP sender
-    /// reports. Skipped and counted before the viewer is connected and until the first
+    /// (90 kHz), `wallclock` (the instant the picture was captured, or reached the server) for
+    /// RTCP sender reports, its capture stamp (if any) as `abs-capture-time` (if negotiated). Skipped and counted before the viewer is connected and until the first
     /// keyframe after connecting (or reconnecting, after ICE was disconnected). Writing a
     /// keyframe clears [`WhepSession::wants_keyframe`].
     pub fn write_access_unit(
@@ -381,7 +394,13 @@ impl WhepSession {
         let track = self.track;
         self.annex_b.clear();
         au.write_annex_b(&mut self.annex_b);
-        let writer = self.rtc.writer(track.mid).ok_or(WhepError::NoTrack)?;
+        let mut writer = self.rtc.writer(track.mid).ok_or(WhepError::NoTrack)?;
+        if let Some(stamp) = au.capture {
+            writer = writer.abs_capture_time(AbsCaptureTime {
+                capture_time: SystemTime::UNIX_EPOCH + Duration::from_nanos(stamp.unix_ns),
+                clock_offset: None,
+            });
+        }
         writer.write(
             track.pt,
             wallclock,
@@ -644,6 +663,7 @@ fn rtc_config(config: &WhepConfig) -> RtcConfig {
     let mut rtc = Rtc::builder()
         .set_ice_lite(config.ice_lite)
         .set_stats_interval(Some(config.stats_interval))
+        .set_extension(ABS_CAPTURE_TIME_ID, Extension::AbsoluteCaptureTime)
         .clear_codecs();
     let codecs = rtc.codec_config();
     match config.video_codec {

@@ -7,7 +7,7 @@ use std::cell::Cell;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use livefeed_media::h264::split_annex_b;
@@ -17,7 +17,8 @@ use livefeed_webrtc::{CloseReason, Poll, WhepConfig, WhepError, WhepSession, Wri
 use str0m::change::{SdpAnswer, SdpPendingOffer};
 use str0m::media::{Direction, KeyframeRequestKind, MediaData, MediaKind, Mid};
 use str0m::net::{Protocol, Receive};
-use str0m::{Candidate, Event, Input, Output, Rtc};
+use str0m::rtp::Extension;
+use str0m::{Candidate, Event, Input, Output, Rtc, RtcConfig};
 
 const SERVER: &str = "192.0.2.1:8189";
 const BROWSER: &str = "198.51.100.7:54321";
@@ -127,6 +128,11 @@ fn browser(now: Instant, codecs: BrowserCodecs, audio: bool, video: bool) -> Bro
                 .add_h264(102.into(), Some(103.into()), true, 0x64001f);
         }
     }
+    browser_from(now, config, audio, video)
+}
+
+/// A browser built from `config`, offering to receive audio and/or video.
+fn browser_from(now: Instant, config: RtcConfig, audio: bool, video: bool) -> Browser {
     let mut rtc = config.build(now);
     rtc.add_local_candidate(Candidate::host(addr(BROWSER), "udp").unwrap());
     let mut change = rtc.sdp_api();
@@ -176,8 +182,18 @@ struct Net {
 impl Net {
     /// Offer from a browser-like peer, answer, apply the answer: ready to connect.
     fn new(config: &WhepConfig) -> (Net, String, Mid) {
+        Net::with_browser(config, |now| {
+            browser(now, BrowserCodecs::BrowserLike, true, true)
+        })
+    }
+
+    /// As [`Net::new`], with the browser `make_browser` builds.
+    fn with_browser(
+        config: &WhepConfig,
+        make_browser: impl FnOnce(Instant) -> Browser,
+    ) -> (Net, String, Mid) {
         let now = Instant::now();
-        let b = browser(now, BrowserCodecs::BrowserLike, true, true);
+        let b = make_browser(now);
         let (server, answer) =
             WhepSession::accept_offer_with(config, &b.offer, &[addr(SERVER)], now).unwrap();
         let mut rtc = b.rtc;
@@ -498,6 +514,58 @@ fn viewer_starts_at_a_keyframe_and_gets_the_sei_stamp() {
             assert_eq!((delta, m.time.denom()), (FRAME_TICKS, 90_000));
         }
     }
+}
+
+const ABS_CAPTURE_TIME: &str = "http://www.webrtc.org/experiments/rtp-hdrext/abs-capture-time";
+
+#[test]
+fn abs_capture_time_is_answered_when_offered_and_carries_each_capture_stamp() {
+    // The browser's id (5) is not the server's own (7): the answer must use the browser's.
+    let offers_it = |now| {
+        let config = Rtc::builder().set_extension(5, Extension::AbsoluteCaptureTime);
+        browser_from(now, config, true, true)
+    };
+    let (mut net, answer, _) = Net::with_browser(&WhepConfig::default(), offers_it);
+    assert!(
+        video_section(&answer).contains(&format!("a=extmap:5 {ABS_CAPTURE_TIME}")),
+        "{answer}"
+    );
+    net.connect();
+    assert_eq!(net.write_frame(0, true), Written::Sent);
+    for frame in 1..5 {
+        assert_eq!(net.write_frame(frame, false), Written::Sent);
+    }
+    net.run_for(Duration::from_millis(200));
+    let media = net.media();
+    assert_eq!(media.len(), 5);
+    for (frame, m) in media.iter().enumerate() {
+        let sent = stamp(frame as u64);
+        let carried = m.ext_vals.abs_capture_time.expect("abs-capture-time");
+        let captured = carried
+            .capture_time
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap();
+        // NTP steps of 2^-32 s, and str0m converting through floating point: within 1 µs.
+        let error = captured.as_nanos() as i128 - i128::from(sent.unix_ns);
+        assert!(
+            error.abs() <= 1_000,
+            "frame {frame}: {captured:?} vs {}",
+            sent.unix_ns
+        );
+        assert_eq!(carried.clock_offset, None);
+    }
+}
+
+#[test]
+fn abs_capture_time_is_not_answered_unless_offered() {
+    let (mut net, answer, _) = Net::new(&WhepConfig::default());
+    assert!(!answer.contains(ABS_CAPTURE_TIME), "{answer}");
+    net.connect();
+    assert_eq!(net.write_frame(0, true), Written::Sent);
+    net.run_for(Duration::from_millis(200));
+    let media = net.media();
+    assert_eq!(media.len(), 1);
+    assert_eq!(media[0].ext_vals.abs_capture_time, None);
 }
 
 #[test]

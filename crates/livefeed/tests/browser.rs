@@ -220,6 +220,37 @@ fn webrtc_player_connects_over_whep_and_measures_latency_in_chromium() {
         stats["errors"].as_array().is_some_and(|e| e.is_empty()),
         "{stats}"
     );
+    assert_browser_capture_time_agrees(stats);
+}
+
+/// Latency any player can read: the page's offer asks for abs-capture-time and the answer keeps
+/// it; Chromium then gives its frames a `captureTime` (requestVideoFrameCallback), and its
+/// capture→display figure is within 5 ms of the page's own from the pixel timecode, over the
+/// same frames.
+fn assert_browser_capture_time_agrees(stats: &serde_json::Value) {
+    assert_eq!(
+        stats["absCaptureTime"],
+        serde_json::json!({"offered": true, "answered": true}),
+        "{stats}"
+    );
+    let browser = numbers(&stats["browserLatencies"]);
+    let frames = stats["frames"].as_u64().unwrap_or(0) as usize;
+    assert!(
+        browser.len() >= frames / 2,
+        "captureTime on most frames ({} of {frames}): {stats}",
+        browser.len()
+    );
+    let browser = median(browser);
+    let pixel = median(numbers(&stats["pairedLatencies"]));
+    println!(
+        "WebRTC capture→display p50: pixel timecode {pixel:.1} ms, Chromium's captureTime \
+         {browser:.1} ms; getSynchronizationSources: {}",
+        stats["syncSource"]
+    );
+    assert!(
+        (pixel - browser).abs() <= 5.0,
+        "pixel timecode {pixel:.1} ms, captureTime {browser:.1} ms: {stats}"
+    );
 }
 
 #[test]
@@ -373,4 +404,75 @@ fn dashboard_lists_plays_measures_charts_and_controls_in_chromium() {
         );
     }
     eprintln!("dashboard screenshots in {}", out_dir.display());
+}
+
+/// Through firewalls: a viewer that may only use a TURN relay (the page's
+/// `?ice-transport-policy=relay`) plays through Debian's coturn, which the server announces
+/// (`--webrtc-ice-server`) in the `Link` headers of `OPTIONS PATH/whep` (RFC 9725), where the
+/// page finds it.
+#[test]
+fn webrtc_viewer_plays_through_the_turn_relay_the_server_announces() {
+    let _browser = one_browser();
+    let turn_port = free_port();
+    let turn_dir = TempDir::new("livefeed-turn");
+    let mut turnserver = Command::new("turnserver");
+    turnserver.args([
+        "-n",
+        "--no-cli",
+        "--no-tls",
+        "--no-dtls",
+        "--listening-ip=127.0.0.1",
+        "--relay-ip=127.0.0.1",
+        "--allow-loopback-peers",
+        "--lt-cred-mech",
+        "--realm=livefeed",
+        "--user=viewer:secret",
+        "--simple-log",
+        "--log-file=stdout",
+    ]);
+    turnserver
+        .arg(format!("--listening-port={turn_port}"))
+        .arg(format!("--pidfile={}/turnserver.pid", turn_dir.0.display()))
+        .arg(format!("--userdb={}/turndb", turn_dir.0.display()));
+    let _turn = Proc::spawn("turnserver", &mut turnserver);
+    retry(Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", turn_port))
+            .map(drop)
+            .map_err(|e| format!("coturn not listening yet: {e}"))
+    });
+
+    let turn = format!("turn:viewer:secret@127.0.0.1:{turn_port}?transport=udp");
+    let server = TestServer::start_with(&["--test-src", "--webrtc-ice-server", &turn]);
+    wait_for_stream(&server.addr(), "live");
+    let options = http_request(
+        server.http_port,
+        "OPTIONS",
+        "/live/whep",
+        None,
+        b"",
+        Duration::from_secs(5),
+    );
+    assert_eq!(options.status, 204, "{}", options.head);
+    assert!(
+        options.head.contains(&format!(
+            "<turn:127.0.0.1:{turn_port}?transport=udp>; rel=\"ice-server\"; \
+             username=\"viewer\"; credential=\"secret\"; credential-type=\"password\""
+        )),
+        "{}",
+        options.head
+    );
+
+    let all = run_player(
+        &server,
+        "/live/?play=webrtc&ice-transport-policy=relay",
+        10,
+        1,
+    );
+    let stats = &all["webrtc"];
+    assert_eq!(stats["iceCandidateType"], "relay", "{stats}");
+    let median = assert_plays(stats, 150, 5_000.0);
+    println!(
+        "WebRTC through coturn (relay only): {} frames, glass-to-glass p50 {median:.1} ms",
+        stats["frames"]
+    );
 }

@@ -32,6 +32,8 @@ mod sdp_tracks;
 mod sei_stamp;
 #[path = "../../../fuzz/checks/timecode_read.rs"]
 mod timecode_read;
+#[path = "../../../fuzz/checks/whep_offer.rs"]
+mod whep_offer;
 
 /// The `fuzz/` directory of the repository.
 fn fuzz_dir() -> PathBuf {
@@ -135,6 +137,11 @@ fn auth_header_corpus() {
 #[test]
 fn rtsp_challenge_corpus() {
     replay("rtsp_challenge", rtsp_challenge::check);
+}
+
+#[test]
+fn whep_offer_corpus() {
+    replay("whep_offer", whep_offer::check);
 }
 
 #[test]

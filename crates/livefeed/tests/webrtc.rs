@@ -144,3 +144,115 @@ fn bad_whep_requests_get_a_clear_4xx_and_others_stream_on() {
     );
     assert_eq!(summary["lost"], 0, "{summary}");
 }
+
+/// `--webrtc-additional-host` takes addresses and host names: the answer's candidates carry the
+/// address, and the name resolved when the offer arrived (`localhost`: a loopback address).
+#[test]
+fn additional_hosts_may_be_addresses_or_names() {
+    let server = TestServer::start_with(&[
+        "--test-src",
+        "--webrtc-additional-host",
+        "203.0.113.9",
+        "--webrtc-additional-host",
+        "localhost",
+    ]);
+    wait_for_stream(&server.addr(), "live");
+    let offer = include_str!("../../livefeed-webrtc/tests/data/chrome_style_whep_offer.sdp");
+    let r = http_request(
+        server.http_port,
+        "POST",
+        "/live/whep",
+        Some("application/sdp"),
+        offer.as_bytes(),
+        WAIT,
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let answer = r.text();
+    let hosts: Vec<&str> = answer
+        .lines()
+        .filter(|l| l.starts_with("a=candidate:"))
+        .filter_map(|l| l.split(' ').nth(4))
+        .collect();
+    assert!(hosts.contains(&"203.0.113.9"), "{answer}");
+    assert!(hosts.contains(&"127.0.0.1"), "{answer}");
+
+    let mut bad = livefeed();
+    bad.args(["serve", "--webrtc-additional-host", "not a host"]);
+    let refused = run("livefeed serve", &mut bad, WAIT);
+    assert!(!refused.success && !refused.timed_out);
+    assert!(
+        refused
+            .stderr
+            .contains("neither an IP address nor a host name"),
+        "{}",
+        refused.stderr
+    );
+}
+
+/// `--webrtc-ice-server`s are announced as `Link` headers (RFC 9725) on a plain `OPTIONS` of
+/// the WHEP endpoint and on the `201` answer; a browser's CORS preflight is still answered as
+/// one.
+#[test]
+fn ice_servers_are_announced_in_link_headers_and_preflights_still_pass() {
+    let server = TestServer::start_with(&[
+        "--test-src",
+        "--webrtc-ice-server",
+        "stun:stun.example.net:3478",
+        "--webrtc-ice-server",
+        "turn:viewer:secret@turn.example.net?transport=tcp",
+    ]);
+    wait_for_stream(&server.addr(), "live");
+    let stun = "<stun:stun.example.net:3478>; rel=\"ice-server\"";
+    let turn = "<turn:turn.example.net?transport=tcp>; rel=\"ice-server\"; username=\"viewer\"; \
+                credential=\"secret\"; credential-type=\"password\"";
+
+    let plain = http_request(server.http_port, "OPTIONS", "/live/whep", None, b"", WAIT);
+    assert_eq!(plain.status, 204, "{}", plain.head);
+    assert!(
+        plain.head.contains(&format!("link: {stun}")),
+        "{}",
+        plain.head
+    );
+    assert!(
+        plain.head.contains(&format!("link: {turn}")),
+        "{}",
+        plain.head
+    );
+    assert_eq!(plain.header("allow").as_deref(), Some("POST, OPTIONS"));
+
+    let offer = include_str!("../../livefeed-webrtc/tests/data/chrome_style_whep_offer.sdp");
+    let answer = http_request(
+        server.http_port,
+        "POST",
+        "/live/whep",
+        Some("application/sdp"),
+        offer.as_bytes(),
+        WAIT,
+    );
+    assert_eq!(answer.status, 201, "{}", answer.text());
+    assert!(
+        answer.head.contains(&format!("link: {turn}")),
+        "{}",
+        answer.head
+    );
+
+    let mut preflight = std::net::TcpStream::connect(("127.0.0.1", server.http_port)).unwrap();
+    preflight.set_read_timeout(Some(WAIT)).unwrap();
+    std::io::Write::write_all(
+        &mut preflight,
+        b"OPTIONS /live/whep HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: http://example.org\r\n\
+          Access-Control-Request-Method: POST\r\n\
+          Access-Control-Request-Headers: content-type\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let mut head = String::new();
+    let _ = std::io::Read::read_to_string(&mut preflight, &mut head);
+    let head = head.to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("access-control-allow-origin: *"), "{head}");
+    assert!(head.contains("access-control-allow-methods: *"), "{head}");
+    assert!(
+        head.contains("access-control-expose-headers: location, link"),
+        "{head}"
+    );
+}

@@ -37,7 +37,6 @@ use livefeed_hls::playlist::{self, Availability, PartState};
 use livefeed_hls::query::{parse_query, PlaylistRequest, QueryError};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use tower_http::cors::CorsLayer;
 
 use crate::api::prometheus::HlsRequestKind;
 use crate::api::web;
@@ -204,6 +203,7 @@ pub fn router(app: App) -> Router {
         .route(
             "/{*rest}",
             get(dispatch)
+                .options(whep_options)
                 .post(whep_offer)
                 .patch(whep_patch)
                 .delete(whep_delete),
@@ -217,8 +217,39 @@ pub fn router(app: App) -> Router {
             app.clone(),
             log_request,
         ))
-        .layer(CorsLayer::permissive().expose_headers([header::LOCATION]))
+        .layer(axum::middleware::from_fn(cors))
         .with_state(app)
+}
+
+/// CORS, permissive: a page from anywhere may read (who may do what is the auth layer's
+/// business, and controls refuse other origins there). A preflight (`OPTIONS` with
+/// `Access-Control-Request-Method`) is answered here; a plain `OPTIONS` (a WHEP player asking
+/// for the ICE servers) goes on to the routes, which tower-http's `CorsLayer` would not let it.
+async fn cors(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let preflight = req.method() == axum::http::Method::OPTIONS
+        && req
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    let mut response = if preflight {
+        let mut answer = StatusCode::OK.into_response();
+        let headers = answer.headers_mut();
+        let any = HeaderValue::from_static("*");
+        headers.insert(header::ACCESS_CONTROL_ALLOW_METHODS, any.clone());
+        headers.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, any);
+        answer
+    } else {
+        next.run(req).await
+    };
+    let headers = response.headers_mut();
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("location, link"),
+    );
+    response
 }
 
 /// Logs every request at debug level with its status and duration; refused ones (4xx/5xx)
@@ -764,7 +795,7 @@ async fn whep_offer(
             tracing::warn!(peer = %conn.remote, path, %reason, "WHEP offer refused");
             error(StatusCode::SERVICE_UNAVAILABLE, reason)
         })?;
-    let candidates = app.whep.candidates(conn.local.map(|a| a.ip()));
+    let candidates = app.whep.candidates(conn.local.map(|a| a.ip())).await;
     let config = crate::outputs::whep::WhepServer::session_config(stream.codec);
     let (session, answer) =
         WhepSession::accept_offer_with(&config, offer, &candidates, Instant::now()).map_err(
@@ -802,7 +833,7 @@ async fn whep_offer(
         ));
     }
     tracing::info!(peer = %conn.remote, path, session = %id, "WHEP session created");
-    Ok((
+    let mut response = (
         StatusCode::CREATED,
         [
             (header::CONTENT_TYPE, "application/sdp".to_string()),
@@ -811,7 +842,36 @@ async fn whep_offer(
         ],
         answer,
     )
-        .into_response())
+        .into_response();
+    add_ice_server_links(&app, &mut response);
+    Ok(response)
+}
+
+/// `OPTIONS PATH/whep` (not a CORS preflight, which the CORS layer answers): the STUN/TURN
+/// servers a viewer may use, as `Link` headers (RFC 9725 section 4.6), before it makes its
+/// offer.
+async fn whep_options(State(app): State<App>, Path(rest): Path<String>) -> HttpResult {
+    let (_, id) = whep_target(&rest)?;
+    let allow = if id.is_some() {
+        "DELETE, OPTIONS"
+    } else {
+        "POST, OPTIONS"
+    };
+    let mut response = (
+        StatusCode::NO_CONTENT,
+        [(header::ALLOW, allow), (header::CACHE_CONTROL, "no-store")],
+    )
+        .into_response();
+    add_ice_server_links(&app, &mut response);
+    Ok(response)
+}
+
+fn add_ice_server_links(app: &App, response: &mut Response) {
+    for link in app.whep.ice_server_links() {
+        if let Ok(value) = HeaderValue::from_str(&link) {
+            response.headers_mut().append(header::LINK, value);
+        }
+    }
 }
 
 /// WHEP session resource: DELETE ends the session.

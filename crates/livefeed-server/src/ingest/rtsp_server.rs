@@ -37,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::hub::{
-    Delivery, Hub, HubFrame, Media, PublishError, Publisher, PublisherInfo, ReaderInfo, StreamInfo,
+    Delivery, Hub, Media, PublishError, Publisher, PublisherInfo, ReaderInfo, StreamInfo,
     SubscribeError, Subscription,
 };
 use crate::limits::conn_gate::{self, ConnectionGate, Permit};
@@ -1082,7 +1082,7 @@ struct Play {
     outputs: Vec<(TrackOut, Destination)>,
     /// Bytes being built: interleaved frames (TCP), or one RTP packet of another track (UDP).
     buf: Vec<u8>,
-    /// Whether the last video frame carried a capture stamp (see [`packet_time`]).
+    /// Whether the last video frame carried a capture stamp (see [`crate::hub::HubFrame::sender_report_unix_ns`]).
     video_stamped: bool,
 }
 
@@ -1133,25 +1133,6 @@ fn output_for<'a>(
     outputs.iter_mut().find(|(out, _)| out.carries(media))
 }
 
-/// The wall-clock time a reader's sender reports map a payload's RTP time to, in the same
-/// clock as the video's: its capture time (from the publisher's reports) when the video's
-/// frames carry capture stamps too (both in the publisher's clock), else when it reached the
-/// server, as unstamped video is (never the time it is sent, which for a payload from the GOP
-/// cache is up to a GOP later). Readers that sync tracks by sender reports then line them up
-/// whatever the publisher's clock says.
-fn packet_time(packet: &TrackPacket, frame: &HubFrame, video_stamped: bool) -> u64 {
-    match packet.capture_unix_ns {
-        Some(captured) if video_stamped => captured,
-        _ => ingest_time(frame),
-    }
-}
-
-/// When `frame` reached the server, Unix ns (what a reader's sender reports map a frame
-/// without a capture stamp to).
-fn ingest_time(frame: &HubFrame) -> u64 {
-    unix_now_ns().saturating_sub(frame.ingest.elapsed().as_nanos() as u64)
-}
-
 impl Play {
     /// Builds the interleaved bytes of `delivery` into `self.buf` (empty when its track is not
     /// set up).
@@ -1169,11 +1150,11 @@ impl Play {
         {
             match (out, media) {
                 (TrackOut::Video(s), Media::Video(au)) => {
-                    let ingested = ingest_time(&delivery.frame);
+                    let ingested = delivery.frame.ingest_unix_ns();
                     s.interleave(au, ingested, now, (*rtp, *rtcp), buf)
                 }
                 (TrackOut::Packets(_, s), Media::Packet(p)) => {
-                    let at = packet_time(p, &delivery.frame, stamped);
+                    let at = delivery.frame.sender_report_unix_ns(stamped);
                     s.interleave(p, at, now, (*rtp, *rtcp), buf)
                 }
                 _ => {}
@@ -1194,7 +1175,7 @@ impl Play {
         };
         match (out, media) {
             (TrackOut::Video(s), Media::Video(au)) => {
-                let packets = s.packetize(au, ingest_time(&delivery.frame), now);
+                let packets = s.packetize(au, delivery.frame.ingest_unix_ns(), now);
                 for p in packets.rtp {
                     udp.rtp.send_to(p, udp.rtp_to).await?;
                 }
@@ -1205,7 +1186,7 @@ impl Play {
             (TrackOut::Packets(_, s), Media::Packet(p)) => {
                 let rtp = &mut self.buf;
                 rtp.clear();
-                let at = packet_time(p, &delivery.frame, stamped);
+                let at = delivery.frame.sender_report_unix_ns(stamped);
                 let sr = s.write_captured(p, at, now, rtp);
                 udp.rtp.send_to(rtp, udp.rtp_to).await?;
                 if let Some(sr) = sr {

@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use livefeed_media::clock::instant_of_unix_ns;
 use livefeed_media::track::{Codec, TrackDescription};
 use livefeed_webrtc::{Poll, WhepSession};
 use tokio::net::UdpSocket;
@@ -29,6 +30,8 @@ use tracing::{debug, info};
 
 use crate::hub::{Delivery, HubFrame, KeyframeRequester, Media, Subscription};
 use crate::measure::metrics::ServerMetrics;
+use crate::outputs::ice_host::{resolve, IceHost};
+use crate::outputs::ice_server::IceServer;
 use crate::outputs::transcode::{Transcoders, TRANSCODED_TRACK};
 
 /// A viewer session's id, as it appears in its WHEP resource URL.
@@ -96,7 +99,8 @@ enum Command {
 pub struct WhepServer {
     commands: mpsc::Sender<Command>,
     local: SocketAddr,
-    additional_hosts: Vec<IpAddr>,
+    additional_hosts: Vec<IceHost>,
+    ice_servers: Vec<IceServer>,
     next_id: AtomicU64,
     connecting: Arc<Connecting>,
     transcoders: Arc<Transcoders>,
@@ -107,7 +111,8 @@ impl WhepServer {
     /// Binds the UDP socket and starts the media loop.
     pub fn start(
         address: SocketAddr,
-        additional_hosts: Vec<IpAddr>,
+        additional_hosts: Vec<IceHost>,
+        ice_servers: Vec<IceServer>,
         metrics: Arc<ServerMetrics>,
         transcoders: Arc<Transcoders>,
     ) -> std::io::Result<Arc<WhepServer>> {
@@ -122,6 +127,7 @@ impl WhepServer {
             commands,
             local,
             additional_hosts,
+            ice_servers,
             next_id: AtomicU64::new(1),
             connecting: Arc::default(),
             transcoders,
@@ -134,10 +140,15 @@ impl WhepServer {
         self.local
     }
 
+    /// The STUN/TURN servers viewers may use, as `Link` header values.
+    pub fn ice_server_links(&self) -> Vec<String> {
+        self.ice_servers.iter().map(IceServer::link).collect()
+    }
+
     /// The host candidates to announce to a viewer that reached the HTTP server at
     /// `http_local`: that address (the one the viewer can evidently reach), loopback, and the
-    /// configured additional hosts, all on the media port.
-    pub fn candidates(&self, http_local: Option<IpAddr>) -> Vec<SocketAddr> {
+    /// configured additional hosts (names resolved now), all on the media port.
+    pub async fn candidates(&self, http_local: Option<IpAddr>) -> Vec<SocketAddr> {
         let port = self.local.port();
         let mut ips: Vec<IpAddr> = Vec::new();
         if !self.local.ip().is_unspecified() {
@@ -146,7 +157,7 @@ impl WhepServer {
             ips.extend(http_local.filter(|ip| !ip.is_unspecified()));
             ips.push(IpAddr::V4(Ipv4Addr::LOCALHOST));
         }
-        ips.extend(self.additional_hosts.iter().copied());
+        ips.extend(resolve(&self.additional_hosts).await);
         let mut seen = Vec::new();
         ips.retain(|ip| {
             let new = !seen.contains(ip);
@@ -258,6 +269,9 @@ struct Viewer {
     candidates: Vec<SocketAddr>,
     /// Held until the session connects (or closes).
     connecting: Option<ConnectingSlot>,
+    /// Whether the last video frame carried a capture stamp (see
+    /// [`HubFrame::sender_report_unix_ns`]).
+    video_stamped: bool,
 }
 
 /// How often a viewer that still waits for a keyframe asks again.
@@ -424,6 +438,7 @@ impl MediaLoop {
                         forward,
                         candidates,
                         connecting: Some(connecting),
+                        video_stamped: false,
                     },
                 );
             }
@@ -451,20 +466,23 @@ impl MediaLoop {
             viewer.session.close();
             return;
         };
-        let au = match &delivery.frame.media {
+        let frame = &delivery.frame;
+        if let Media::Video(au) = &frame.media {
+            viewer.video_stamped = au.capture.is_some();
+        }
+        // What the sender reports map RTP time to: capture time where known, as for RTSP.
+        let wallclock = instant_of_unix_ns(frame.sender_report_unix_ns(viewer.video_stamped));
+        let au = match &frame.media {
             Media::Video(au) => au,
             Media::Packet(p) => {
                 // The forwarding task passes the path's Opus track only.
-                if let Err(e) = viewer
-                    .session
-                    .write_audio(&p.payload, p.pts, Instant::now())
-                {
+                if let Err(e) = viewer.session.write_audio(&p.payload, p.pts, wallclock) {
                     debug!(session = %id, error = %e, "cannot send audio to WebRTC viewer");
                 }
                 return;
             }
         };
-        if let Err(e) = viewer.session.write_access_unit(au, Instant::now()) {
+        if let Err(e) = viewer.session.write_access_unit(au, wallclock) {
             debug!(session = %id, error = %e, "cannot send to WebRTC viewer");
         } else if !delivery.from_cache {
             // Handed to str0m, which packetizes and sends on the next drive.
