@@ -329,11 +329,11 @@
       const report = await transceiver.receiver.getStats();
       report.forEach((r) => {
         // How the media gets here: the local end of the selected candidate pair (host, srflx,
-        // prflx, or relay through a TURN server).
+        // prflx, or relay through a TURN server; over udp or tcp).
         if (r.type === "transport" && r.selectedCandidatePairId) {
           const pair = report.get(r.selectedCandidatePairId);
           const local = pair && report.get(pair.localCandidateId);
-          if (local) stats.iceCandidateType = local.candidateType;
+          if (local) Object.assign(stats, { iceCandidateType: local.candidateType, iceProtocol: local.protocol });
         }
         // The server's sender reports, and the round trips measured through RTCP XR.
         if (r.type === "remote-outbound-rtp" && r.kind === "video") stats.senderReports = { reportsSent: r.reportsSent, roundTripTimeMeasurements: r.roundTripTimeMeasurements };

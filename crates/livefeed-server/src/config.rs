@@ -104,6 +104,9 @@ pub struct ServerOptions {
     /// UDP address for WebRTC (WHEP) media; its port is the ICE host candidates' port [default: 0.0.0.0:8189]
     #[arg(long, env = "LIVEFEED_WEBRTC_ADDRESS")]
     pub webrtc_address: Option<SocketAddr>,
+    /// TCP address for WebRTC media over ICE-TCP (passive candidates, for viewers whose UDP is blocked); "" turns it off [default: the --webrtc-address, over TCP]
+    #[arg(long, env = "LIVEFEED_WEBRTC_TCP_ADDRESS")]
+    pub webrtc_tcp_address: Option<ListenAddress>,
     /// Extra addresses to announce as ICE host candidates (a public or LAN address mapped 1:1 to this host), or host names, resolved per offer
     #[arg(
         long = "webrtc-additional-host",
@@ -246,6 +249,7 @@ impl ServerOptions {
             metrics_max_bytes: self.metrics_max_bytes.or(file.metrics_max_bytes),
             metrics_retention: self.metrics_retention.or(file.metrics_retention),
             webrtc_address: self.webrtc_address.or(file.webrtc_address),
+            webrtc_tcp_address: self.webrtc_tcp_address.or(file.webrtc_tcp_address),
             webrtc_additional_hosts: if self.webrtc_additional_hosts.is_empty() {
                 file.webrtc_additional_hosts
             } else {
@@ -335,6 +339,14 @@ impl ServerOptions {
             webrtc_address: self
                 .webrtc_address
                 .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 8189))),
+            webrtc_tcp_address: match self.webrtc_tcp_address {
+                Some(ListenAddress::Off) => None,
+                Some(ListenAddress::At(address)) => Some(address),
+                None => Some(
+                    self.webrtc_address
+                        .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 8189))),
+                ),
+            },
             webrtc_additional_hosts: self.webrtc_additional_hosts.clone(),
             webrtc_ice_servers: self.webrtc_ice_servers.clone(),
             data_dir: self
@@ -503,6 +515,8 @@ pub struct ServerConfig {
     pub hls: HlsConfig,
     /// UDP address for WebRTC media.
     pub webrtc_address: SocketAddr,
+    /// TCP address for WebRTC media (ICE-TCP), if on.
+    pub webrtc_tcp_address: Option<SocketAddr>,
     /// Extra ICE host candidates: addresses or names.
     pub webrtc_additional_hosts: Vec<IceHost>,
     /// STUN/TURN servers for viewers.
@@ -639,6 +653,37 @@ impl ServerConfig {
     }
 }
 
+/// A listener's address, or `""`: off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum ListenAddress {
+    /// Not listening.
+    Off,
+    /// Listening here.
+    At(SocketAddr),
+}
+
+impl std::str::FromStr for ListenAddress {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if text.is_empty() {
+            return Ok(ListenAddress::Off);
+        }
+        text.parse()
+            .map(ListenAddress::At)
+            .map_err(|e| format!("{text:?} is not an address (IP:PORT) or \"\" (off): {e}"))
+    }
+}
+
+impl TryFrom<String> for ListenAddress {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        text.parse()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -683,6 +728,30 @@ mod tests {
         );
         let bad = toml::from_str::<ServerOptions>("webrtc-ice-servers = [\"http://x\"]");
         assert!(bad.is_err_and(|e| e.to_string().contains("expected stun:")));
+    }
+
+    #[test]
+    fn ice_tcp_listens_where_udp_does_unless_told_otherwise_or_off() {
+        let default = ServerOptions::default().resolve();
+        assert_eq!(
+            default.webrtc_tcp_address,
+            Some("0.0.0.0:8189".parse().expect("addr"))
+        );
+        let follows: ServerOptions =
+            toml::from_str("webrtc-address = \"127.0.0.1:0\"").expect("valid");
+        assert_eq!(
+            follows.resolve().webrtc_tcp_address,
+            Some("127.0.0.1:0".parse().expect("addr"))
+        );
+        let off: ServerOptions = toml::from_str("webrtc-tcp-address = \"\"").expect("valid");
+        assert_eq!(off.resolve().webrtc_tcp_address, None);
+        let at: ServerOptions =
+            toml::from_str("webrtc-tcp-address = \"127.0.0.1:9189\"").expect("valid");
+        assert_eq!(
+            at.resolve().webrtc_tcp_address,
+            Some("127.0.0.1:9189".parse().expect("addr"))
+        );
+        assert!(toml::from_str::<ServerOptions>("webrtc-tcp-address = \"x\"").is_err());
     }
 
     #[test]

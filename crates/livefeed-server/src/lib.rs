@@ -45,6 +45,7 @@ pub mod outputs {
     pub mod recordings;
     pub mod transcode;
     pub mod whep;
+    pub mod whep_tcp;
 }
 
 /// HTTP: the server, the JSON API, the live feeds and the pages.
@@ -160,6 +161,7 @@ impl Server {
         let hls = hls_stream::HlsStreams::new(hub.clone(), config.hls.clone());
         let whep = whep::WhepServer::start(
             config.webrtc_address,
+            config.webrtc_tcp_address,
             config.webrtc_additional_hosts.clone(),
             config.webrtc_ice_servers.clone(),
             metrics.clone(),

@@ -8,9 +8,10 @@
 //!
 //! - [`offer`]: the first look at an offer, before str0m parses it — one error per problem.
 //! - [`session`]: one viewer — str0m configuration, keyframe gating, keyframe requests, stats.
+//! - [`tcp_framing`]: RFC 4571 frames of ICE-TCP, for the shell's TCP connections.
 //! - [`error`]: [`WhepError`], with [`WhepError::is_client_error`] to pick HTTP 400 or 500.
 //! - `answer` (private): touch-ups of str0m's answer that browsers need (a format on rejected
-//!   m-lines, ICE candidates in the first accepted section).
+//!   m-lines, ICE candidates in the first accepted section, `rrtr` feedback).
 //!
 //! str0m is built with its pure-Rust crypto backend (`rust-crypto`: RustCrypto + dimpl DTLS),
 //! so the build needs no C toolchain for crypto.
@@ -20,7 +21,8 @@ mod answer;
 pub mod error;
 pub mod offer;
 pub mod session;
+pub mod tcp_framing;
 
 pub use error::WhepError;
 pub use offer::MAX_OFFER_BYTES;
-pub use session::{CloseReason, Poll, SessionStats, WhepConfig, WhepSession, Written};
+pub use session::{CloseReason, Poll, SessionStats, Transport, WhepConfig, WhepSession, Written};

@@ -49,7 +49,7 @@ use livefeed_media::{AccessUnit, VideoCodec};
 use str0m::change::SdpOffer;
 use str0m::format::Codec;
 use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid, Pt};
-use str0m::net::{Protocol, Receive};
+use str0m::net::{Protocol, Receive, TcpType};
 use str0m::rtp::{AbsCaptureTime, Extension};
 use str0m::stats::MediaEgressStats;
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig, RtcError};
@@ -102,17 +102,39 @@ impl Default for WhepConfig {
     }
 }
 
+/// How a local candidate receives: UDP, or TCP (RFC 6544 passive: the viewer connects to it,
+/// and each datagram travels framed by its length, RFC 4571, see [`crate::tcp_framing`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    /// A UDP socket.
+    Udp,
+    /// A TCP connection the viewer opened to a passive TCP candidate.
+    Tcp,
+}
+
+impl Transport {
+    fn protocol(self) -> Protocol {
+        match self {
+            Transport::Udp => Protocol::Udp,
+            Transport::Tcp => Protocol::Tcp,
+        }
+    }
+}
+
 /// What the caller should do next; see the [module contract](self).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Poll {
     /// Send this datagram from `source` (one of the candidates given to
-    /// [`WhepSession::accept_offer`]) to `destination`, then poll again.
+    /// [`WhepSession::accept_offer`]) to `destination`, then poll again. Over TCP: on the
+    /// connection from `destination` to `source`, framed.
     Transmit {
         /// The viewer's address.
         destination: SocketAddr,
         /// The local candidate address to send from.
         source: SocketAddr,
-        /// The UDP payload.
+        /// UDP, or the TCP connection between the two.
+        transport: Transport,
+        /// The payload.
         datagram: Vec<u8>,
     },
     /// Nothing to send: call [`WhepSession::handle_timeout`] at this instant, unless a
@@ -239,6 +261,19 @@ impl WhepSession {
         candidates: &[SocketAddr],
         now: Instant,
     ) -> Result<(WhepSession, String), WhepError> {
+        Self::accept_offer_on(config, offer_sdp, candidates, &[], now)
+    }
+
+    /// [`WhepSession::accept_offer_with`], with passive TCP candidates (`tcp_candidates`, the
+    /// server's listening addresses) besides the UDP ones, for viewers whose UDP to the server
+    /// is blocked. TCP candidates alone are not enough: at least one UDP candidate is needed.
+    pub fn accept_offer_on(
+        config: &WhepConfig,
+        offer_sdp: &str,
+        candidates: &[SocketAddr],
+        tcp_candidates: &[SocketAddr],
+        now: Instant,
+    ) -> Result<(WhepSession, String), WhepError> {
         check_envelope(offer_sdp)?;
         let offer = SdpOffer::from_sdp_string(offer_sdp)
             .map_err(|e| WhepError::InvalidSdp(e.to_string()))?;
@@ -252,6 +287,18 @@ impl WhepSession {
         for &addr in candidates {
             let candidate =
                 Candidate::host(addr, Protocol::Udp).map_err(|e| WhepError::BadCandidate {
+                    addr,
+                    reason: e.to_string(),
+                })?;
+            rtc.add_local_candidate(candidate);
+        }
+        for &addr in tcp_candidates {
+            let candidate = Candidate::builder()
+                .tcp()
+                .host(addr)
+                .tcptype(TcpType::Passive)
+                .build()
+                .map_err(|e| WhepError::BadCandidate {
                     addr,
                     reason: e.to_string(),
                 })?;
@@ -307,11 +354,12 @@ impl WhepSession {
     pub fn accepts(
         &self,
         now: Instant,
+        transport: Transport,
         source: SocketAddr,
         destination: SocketAddr,
         datagram: &[u8],
     ) -> bool {
-        match input(now, source, destination, datagram) {
+        match input(now, transport, source, destination, datagram) {
             Ok(input) => self.rtc.accepts(&input),
             Err(_) => false,
         }
@@ -323,6 +371,7 @@ impl WhepSession {
     pub fn handle_datagram(
         &mut self,
         now: Instant,
+        transport: Transport,
         source: SocketAddr,
         destination: SocketAddr,
         datagram: &[u8],
@@ -330,7 +379,7 @@ impl WhepSession {
         if self.is_closed() {
             return Ok(());
         }
-        let input = input(now, source, destination, datagram).map_err(|e| {
+        let input = input(now, transport, source, destination, datagram).map_err(|e| {
             WhepError::UnrecognizedDatagram {
                 source_addr: source,
                 reason: e.to_string(),
@@ -538,6 +587,10 @@ impl WhepSession {
                 Ok(Output::Transmit(t)) => self.outbox.push_back(Poll::Transmit {
                     destination: t.destination,
                     source: t.source,
+                    transport: match t.proto {
+                        Protocol::Udp => Transport::Udp,
+                        _ => Transport::Tcp,
+                    },
                     datagram: t.contents.into(),
                 }),
                 Ok(Output::Event(e)) => self.on_event(e),
@@ -681,6 +734,7 @@ fn rtc_config(config: &WhepConfig) -> RtcConfig {
 
 fn input<'a>(
     now: Instant,
+    transport: Transport,
     source: SocketAddr,
     destination: SocketAddr,
     datagram: &'a [u8],
@@ -688,7 +742,7 @@ fn input<'a>(
     Ok(Input::Receive(
         now,
         Receive {
-            proto: Protocol::Udp,
+            proto: transport.protocol(),
             source,
             destination,
             contents: datagram.try_into()?,

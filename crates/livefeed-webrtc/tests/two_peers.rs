@@ -13,7 +13,7 @@ use bytes::Bytes;
 use livefeed_media::h264::split_annex_b;
 use livefeed_media::sei;
 use livefeed_media::{AccessUnit, CaptureStamp, VideoCodec};
-use livefeed_webrtc::{CloseReason, Poll, WhepConfig, WhepError, WhepSession, Written};
+use livefeed_webrtc::{CloseReason, Poll, Transport, WhepConfig, WhepError, WhepSession, Written};
 use str0m::change::{SdpAnswer, SdpPendingOffer};
 use str0m::media::{Direction, KeyframeRequestKind, MediaData, MediaKind, Mid};
 use str0m::net::{Protocol, Receive};
@@ -223,9 +223,11 @@ impl Net {
                 Poll::Transmit {
                     destination,
                     source,
+                    transport,
                     datagram,
                 } => {
                     assert_eq!(source, addr(SERVER));
+                    assert_eq!(transport, Transport::Udp);
                     if !self.link_down && !(self.lose_to_browser)(&datagram) {
                         self.to_browser.push_back(Datagram {
                             source,
@@ -266,11 +268,12 @@ impl Net {
         let now = self.now;
         for d in std::mem::take(&mut self.to_server) {
             assert!(
-                self.server.accepts(now, d.source, d.destination, &d.data),
+                self.server
+                    .accepts(now, Transport::Udp, d.source, d.destination, &d.data),
                 "server refused a datagram of its own peer"
             );
             self.server
-                .handle_datagram(now, d.source, d.destination, &d.data)
+                .handle_datagram(now, Transport::Udp, d.source, d.destination, &d.data)
                 .unwrap();
             self.drain_server();
         }
@@ -447,11 +450,21 @@ fn demux_refuses_strangers() {
     let stranger = addr("203.0.113.9:4000");
     // RTP-looking bytes from an unknown address, and bytes that are nothing at all.
     let rtp = [0x80u8, 108, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0xaa];
-    assert!(!net.server.accepts(now, stranger, addr(SERVER), &rtp));
-    assert!(!net.server.accepts(now, addr(BROWSER), addr(SERVER), &[]));
+    assert!(!net
+        .server
+        .accepts(now, Transport::Udp, stranger, addr(SERVER), &rtp));
+    assert!(!net
+        .server
+        .accepts(now, Transport::Udp, addr(BROWSER), addr(SERVER), &[]));
     let err = net
         .server
-        .handle_datagram(now, addr(BROWSER), addr(SERVER), &[0x40, 1, 2])
+        .handle_datagram(
+            now,
+            Transport::Udp,
+            addr(BROWSER),
+            addr(SERVER),
+            &[0x40, 1, 2],
+        )
         .unwrap_err();
     assert!(
         matches!(err, WhepError::UnrecognizedDatagram { .. }),

@@ -406,13 +406,54 @@ fn dashboard_lists_plays_measures_charts_and_controls_in_chromium() {
     eprintln!("dashboard screenshots in {}", out_dir.display());
 }
 
-/// Through firewalls: a viewer that may only use a TURN relay (the page's
-/// `?ice-transport-policy=relay`) plays through Debian's coturn, which the server announces
-/// (`--webrtc-ice-server`) in the `Link` headers of `OPTIONS PATH/whep` (RFC 9725), where the
-/// page finds it.
+/// Through firewalls, ICE-TCP: a viewer in a network namespace whose UDP to the server is
+/// dropped (nftables) cannot connect to a server without ICE-TCP, and plays from one with it
+/// (the default: a passive TCP candidate beside each UDP one), over TCP.
 #[test]
-fn webrtc_viewer_plays_through_the_turn_relay_the_server_announces() {
+fn webrtc_viewer_whose_udp_is_blocked_plays_over_ice_tcp() {
     let _browser = one_browser();
+    let network = ViewerNetwork::new();
+    network.block_udp_to_host();
+    let page = |server: &TestServer| {
+        let url = format!(
+            "http://{}:{}/live/?play=webrtc",
+            network.host_ip, server.http_port
+        );
+        run_player_page_in(&network, &url, 10, 1)["webrtc"].clone()
+    };
+
+    let udp_only = TestServer::start_at(
+        &network.host_ip,
+        &["--test-src", "--webrtc-tcp-address", ""],
+    );
+    wait_for_stream(&udp_only.addr(), "live");
+    let blocked = page(&udp_only);
+    assert_eq!(
+        blocked["frames"], 0,
+        "UDP is blocked, so nothing plays: {blocked}"
+    );
+    drop(udp_only);
+
+    let server = TestServer::start_at(&network.host_ip, &["--test-src"]);
+    wait_for_stream(&server.addr(), "live");
+    let stats = page(&server);
+    assert_eq!(stats["iceProtocol"], "tcp", "{stats}");
+    let median = assert_plays(&stats, 150, 5_000.0);
+    println!(
+        "WebRTC over ICE-TCP, UDP blocked: {} frames, glass-to-glass p50 {median:.1} ms",
+        stats["frames"]
+    );
+}
+
+/// Through firewalls, TURN: the same viewer, UDP to the server dropped, and a server without
+/// ICE-TCP that announces Debian's coturn (`--webrtc-ice-server`, reached over TCP) in the
+/// `Link` headers of `OPTIONS PATH/whep` (RFC 9725), where the page finds it: the viewer plays
+/// through the relay.
+#[test]
+fn webrtc_viewer_whose_udp_is_blocked_plays_through_the_turn_relay_the_server_announces() {
+    let _browser = one_browser();
+    let network = ViewerNetwork::new();
+    network.block_udp_to_host();
     let turn_port = free_port();
     let turn_dir = TempDir::new("livefeed-turn");
     let mut turnserver = Command::new("turnserver");
@@ -421,9 +462,6 @@ fn webrtc_viewer_plays_through_the_turn_relay_the_server_announces() {
         "--no-cli",
         "--no-tls",
         "--no-dtls",
-        "--listening-ip=127.0.0.1",
-        "--relay-ip=127.0.0.1",
-        "--allow-loopback-peers",
         "--lt-cred-mech",
         "--realm=livefeed",
         "--user=viewer:secret",
@@ -431,48 +469,57 @@ fn webrtc_viewer_plays_through_the_turn_relay_the_server_announces() {
         "--log-file=stdout",
     ]);
     turnserver
+        .arg(format!("--listening-ip={}", network.host_ip))
+        .arg(format!("--relay-ip={}", network.host_ip))
         .arg(format!("--listening-port={turn_port}"))
         .arg(format!("--pidfile={}/turnserver.pid", turn_dir.0.display()))
         .arg(format!("--userdb={}/turndb", turn_dir.0.display()));
     let _turn = Proc::spawn("turnserver", &mut turnserver);
     retry(Duration::from_secs(10), || {
-        std::net::TcpStream::connect(("127.0.0.1", turn_port))
+        std::net::TcpStream::connect((network.host_ip.as_str(), turn_port))
             .map(drop)
             .map_err(|e| format!("coturn not listening yet: {e}"))
     });
 
-    let turn = format!("turn:viewer:secret@127.0.0.1:{turn_port}?transport=udp");
-    let server = TestServer::start_with(&["--test-src", "--webrtc-ice-server", &turn]);
-    wait_for_stream(&server.addr(), "live");
-    let options = http_request(
-        server.http_port,
-        "OPTIONS",
-        "/live/whep",
-        None,
-        b"",
-        Duration::from_secs(5),
+    let turn = format!(
+        "turn:viewer:secret@{}:{turn_port}?transport=tcp",
+        network.host_ip
     );
-    assert_eq!(options.status, 204, "{}", options.head);
+    let server = TestServer::start_at(
+        &network.host_ip,
+        &[
+            "--test-src",
+            "--webrtc-tcp-address",
+            "",
+            "--webrtc-ice-server",
+            &turn,
+        ],
+    );
+    wait_for_stream(&server.addr(), "live");
+    let whep = format!("http://{}:{}/live/whep", network.host_ip, server.http_port);
+    let mut options = network.command("curl");
+    options.args(["-sS", "-i", "-X", "OPTIONS", &whep]);
+    let options = run("curl OPTIONS", &mut options, Duration::from_secs(10));
     assert!(
-        options.head.contains(&format!(
-            "<turn:127.0.0.1:{turn_port}?transport=udp>; rel=\"ice-server\"; \
-             username=\"viewer\"; credential=\"secret\"; credential-type=\"password\""
+        options.stdout.contains(&format!(
+            "<turn:{}:{turn_port}?transport=tcp>; rel=\"ice-server\"; \
+             username=\"viewer\"; credential=\"secret\"; credential-type=\"password\"",
+            network.host_ip
         )),
         "{}",
-        options.head
+        options.stdout
     );
 
-    let all = run_player(
-        &server,
-        "/live/?play=webrtc&ice-transport-policy=relay",
-        10,
-        1,
+    let url = format!(
+        "http://{}:{}/live/?play=webrtc",
+        network.host_ip, server.http_port
     );
+    let all = run_player_page_in(&network, &url, 10, 1);
     let stats = &all["webrtc"];
     assert_eq!(stats["iceCandidateType"], "relay", "{stats}");
     let median = assert_plays(stats, 150, 5_000.0);
     println!(
-        "WebRTC through coturn (relay only): {} frames, glass-to-glass p50 {median:.1} ms",
+        "WebRTC through coturn, UDP blocked: {} frames, glass-to-glass p50 {median:.1} ms",
         stats["frames"]
     );
 }

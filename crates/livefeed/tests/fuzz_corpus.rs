@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 mod auth_header;
 #[path = "../../../fuzz/checks/hls_query.rs"]
 mod hls_query;
+#[path = "../../../fuzz/checks/ice_tcp_framing.rs"]
+mod ice_tcp_framing;
 #[path = "../../../fuzz/checks/metrics_json.rs"]
 mod metrics_json;
 #[path = "../../../fuzz/checks/rtp_audio_depacketize.rs"]
@@ -137,6 +139,11 @@ fn auth_header_corpus() {
 #[test]
 fn rtsp_challenge_corpus() {
     replay("rtsp_challenge", rtsp_challenge::check);
+}
+
+#[test]
+fn ice_tcp_framing_corpus() {
+    replay("ice_tcp_framing", ice_tcp_framing::check);
 }
 
 #[test]

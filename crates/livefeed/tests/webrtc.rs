@@ -256,3 +256,69 @@ fn ice_servers_are_announced_in_link_headers_and_preflights_still_pass() {
         "{head}"
     );
 }
+
+/// ICE-TCP: the answer carries a passive TCP candidate beside each UDP one, and a connection
+/// to it that does not speak ICE-TCP for a session (a zero-length frame, a packet no session
+/// accepts) is closed, with a log line naming the peer, while the server goes on answering.
+#[test]
+fn ice_tcp_candidates_are_offered_and_strangers_are_closed() {
+    let server = TestServer::start_with(&["--test-src"]);
+    wait_for_stream(&server.addr(), "live");
+    let offer = include_str!("../../livefeed-webrtc/tests/data/chrome_style_whep_offer.sdp");
+    let post = || {
+        http_request(
+            server.http_port,
+            "POST",
+            "/live/whep",
+            Some("application/sdp"),
+            offer.as_bytes(),
+            WAIT,
+        )
+    };
+    let answer = post();
+    assert_eq!(answer.status, 201, "{}", answer.text());
+    let answer = answer.text();
+    let tcp: Vec<&str> = answer
+        .lines()
+        .filter(|l| {
+            l.starts_with("a=candidate:") && l.contains(" tcp ") && l.contains("tcptype passive")
+        })
+        .collect();
+    assert_eq!(tcp.len(), 1, "{answer}");
+    let port: u16 = tcp[0]
+        .split(' ')
+        .nth(5)
+        .and_then(|p| p.parse().ok())
+        .expect("a port");
+
+    for (case, bytes) in [
+        ("zero-length frame", &[0u8, 0][..]),
+        ("stranger", &[0, 3, 1, 2, 3][..]),
+    ] {
+        let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        conn.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        std::io::Write::write_all(&mut conn, bytes).expect("write");
+        let mut rest = Vec::new();
+        let read = std::io::Read::read_to_end(&mut conn, &mut rest);
+        assert!(
+            read.is_ok() && rest.is_empty(),
+            "{case}: closed, not answered: {read:?}"
+        );
+    }
+    retry(WAIT, || {
+        let log = server.proc.stderr_so_far();
+        let named = |cause: &str| {
+            log.lines()
+                .any(|l| l.contains(cause) && l.contains("peer=127.0.0.1:"))
+        };
+        if named("ICE-TCP connection closed: bad framing")
+            && named("ICE-TCP connection closed: for no WebRTC session")
+        {
+            Ok(())
+        } else {
+            Err(log)
+        }
+    });
+    assert_eq!(post().status, 201, "the server answers on");
+}

@@ -796,9 +796,11 @@ async fn whep_offer(
             error(StatusCode::SERVICE_UNAVAILABLE, reason)
         })?;
     let candidates = app.whep.candidates(conn.local.map(|a| a.ip())).await;
+    let tcp_candidates = app.whep.tcp_candidates(&candidates);
     let config = crate::outputs::whep::WhepServer::session_config(stream.codec);
+    let now = Instant::now();
     let (session, answer) =
-        WhepSession::accept_offer_with(&config, offer, &candidates, Instant::now()).map_err(
+        WhepSession::accept_offer_on(&config, offer, &candidates, &tcp_candidates, now).map_err(
             |e| {
                 let status = if e.is_codec_mismatch() {
                     StatusCode::NOT_ACCEPTABLE

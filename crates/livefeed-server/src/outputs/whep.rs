@@ -11,6 +11,11 @@
 //! track, passed through, or else its AAC track transcoded to Opus ([`crate::outputs::transcode`], once
 //! per path while viewers listen). Other tracks are skipped with one log line.
 //!
+//! ICE-TCP: with a TCP listener (`--webrtc-tcp-address`), every UDP host candidate has a
+//! passive TCP twin on the listener's port, for viewers whose UDP is blocked; packets from
+//! its connections ([`crate::outputs::whep_tcp`]) are routed like datagrams, and a connection
+//! whose packets no session accepts is closed.
+//!
 //! The str0m protocol work is in `livefeed-webrtc` (sans-IO); this module moves datagrams,
 //! frames and timers.
 
@@ -22,7 +27,8 @@ use std::time::{Duration, Instant};
 
 use livefeed_media::clock::instant_of_unix_ns;
 use livefeed_media::track::{Codec, TrackDescription};
-use livefeed_webrtc::{Poll, WhepSession};
+use livefeed_webrtc::tcp_framing::frame;
+use livefeed_webrtc::{Poll, Transport, WhepSession};
 use tokio::net::UdpSocket;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -33,6 +39,7 @@ use crate::measure::metrics::ServerMetrics;
 use crate::outputs::ice_host::{resolve, IceHost};
 use crate::outputs::ice_server::IceServer;
 use crate::outputs::transcode::{Transcoders, TRANSCODED_TRACK};
+use crate::outputs::whep_tcp::{self, TcpEvent};
 
 /// A viewer session's id, as it appears in its WHEP resource URL.
 pub type SessionId = String;
@@ -99,6 +106,8 @@ enum Command {
 pub struct WhepServer {
     commands: mpsc::Sender<Command>,
     local: SocketAddr,
+    /// The ICE-TCP listener's address, when there is one.
+    tcp_local: Option<SocketAddr>,
     additional_hosts: Vec<IceHost>,
     ice_servers: Vec<IceServer>,
     next_id: AtomicU64,
@@ -108,9 +117,11 @@ pub struct WhepServer {
 }
 
 impl WhepServer {
-    /// Binds the UDP socket and starts the media loop.
+    /// Binds the UDP socket (and the ICE-TCP listener, at `tcp_address`) and starts the media
+    /// loop.
     pub fn start(
         address: SocketAddr,
+        tcp_address: Option<SocketAddr>,
         additional_hosts: Vec<IceHost>,
         ice_servers: Vec<IceServer>,
         metrics: Arc<ServerMetrics>,
@@ -121,11 +132,29 @@ impl WhepServer {
         let socket = UdpSocket::from_std(socket)?;
         let local = socket.local_addr()?;
         let (commands, rx) = mpsc::channel(64);
-        let task = tokio::spawn(MediaLoop::new(socket, rx, metrics).run());
-        info!(udp = %local, "WebRTC (WHEP) listening");
+        let mut media_loop = MediaLoop::new(socket, rx, metrics);
+        let tcp_local = match tcp_address {
+            Some(address) => {
+                let listener = std::net::TcpListener::bind(address)?;
+                listener.set_nonblocking(true)?;
+                let listener = tokio::net::TcpListener::from_std(listener)?;
+                let tcp_local = listener.local_addr()?;
+                let (events, events_rx) = mpsc::channel(MEDIA_QUEUE);
+                media_loop.tcp_events = Some(events_rx);
+                whep_tcp::spawn_listener(listener, events);
+                Some(tcp_local)
+            }
+            None => None,
+        };
+        let task = tokio::spawn(media_loop.run());
+        match tcp_local {
+            Some(tcp) => info!(udp = %local, %tcp, "WebRTC (WHEP) listening"),
+            None => info!(udp = %local, "WebRTC (WHEP) listening (no ICE-TCP)"),
+        }
         Ok(Arc::new(WhepServer {
             commands,
             local,
+            tcp_local,
             additional_hosts,
             ice_servers,
             next_id: AtomicU64::new(1),
@@ -138,6 +167,24 @@ impl WhepServer {
     /// The UDP address media uses.
     pub fn local_addr(&self) -> SocketAddr {
         self.local
+    }
+
+    /// The ICE-TCP listener's address, if it listens.
+    pub fn tcp_local_addr(&self) -> Option<SocketAddr> {
+        self.tcp_local
+    }
+
+    /// The passive TCP candidates twinning `udp_candidates` (same addresses, the listener's
+    /// port); none without a listener. A listener bound to one address has that one only.
+    pub fn tcp_candidates(&self, udp_candidates: &[SocketAddr]) -> Vec<SocketAddr> {
+        match self.tcp_local {
+            None => Vec::new(),
+            Some(tcp) if !tcp.ip().is_unspecified() => vec![tcp],
+            Some(tcp) => udp_candidates
+                .iter()
+                .map(|c| SocketAddr::new(c.ip(), tcp.port()))
+                .collect(),
+        }
     }
 
     /// The STUN/TURN servers viewers may use, as `Link` header values.
@@ -321,6 +368,10 @@ struct MediaLoop {
     viewers: HashMap<SessionId, Viewer>,
     buf: Vec<u8>,
     metrics: Arc<ServerMetrics>,
+    /// ICE-TCP connection events, when there is a listener.
+    tcp_events: Option<mpsc::Receiver<TcpEvent>>,
+    /// Open ICE-TCP connections by the viewer's address: our address, and their writer.
+    tcp_connections: HashMap<SocketAddr, (SocketAddr, mpsc::Sender<Vec<u8>>)>,
 }
 
 impl MediaLoop {
@@ -342,6 +393,8 @@ impl MediaLoop {
             viewers: HashMap::new(),
             buf: vec![0; 2048],
             metrics,
+            tcp_events: None,
+            tcp_connections: HashMap::new(),
         }
     }
 
@@ -361,6 +414,7 @@ impl MediaLoop {
                     None => return,
                 },
                 Some((id, delivery)) = self.media_rx.recv() => self.media(&id, &delivery),
+                Some(event) = next_tcp_event(&mut self.tcp_events) => self.tcp_event(event),
                 _ = sleep => self.timeouts(),
             }
         }
@@ -373,6 +427,12 @@ impl MediaLoop {
             viewer.ask_for_keyframe_if_wanted();
             loop {
                 match viewer.session.poll() {
+                    Poll::Transmit {
+                        destination,
+                        transport: Transport::Tcp,
+                        datagram,
+                        ..
+                    } => send_tcp(&self.tcp_connections, id, destination, &datagram),
                     Poll::Transmit {
                         destination,
                         datagram,
@@ -398,18 +458,57 @@ impl MediaLoop {
         let socket = self.local;
         let found = self.viewers.iter_mut().find(|(_, v)| {
             let destination = v.destination(source, socket);
-            v.session.accepts(now, source, destination, data)
+            v.session
+                .accepts(now, Transport::Udp, source, destination, data)
         });
         let Some((id, viewer)) = found else {
             debug!(%source, len = n, "datagram for no WebRTC session");
             return;
         };
         let destination = viewer.destination(source, socket);
-        if let Err(e) = viewer
-            .session
-            .handle_datagram(now, source, destination, data)
+        if let Err(e) =
+            viewer
+                .session
+                .handle_datagram(now, Transport::Udp, source, destination, data)
         {
             debug!(session = %id, %source, error = %e, "bad datagram");
+        }
+    }
+
+    /// An ICE-TCP connection opened, brought a packet, or closed. A connection whose packet
+    /// no session accepts is closed (its writer dropped).
+    fn tcp_event(&mut self, event: TcpEvent) {
+        match event {
+            TcpEvent::Opened { peer, local, out } => {
+                self.tcp_connections.insert(peer, (local, out));
+            }
+            TcpEvent::Closed { peer } => {
+                self.tcp_connections.remove(&peer);
+            }
+            TcpEvent::Packet {
+                peer,
+                local,
+                packet,
+            } => {
+                let now = Instant::now();
+                let found = self
+                    .viewers
+                    .iter_mut()
+                    .find(|(_, v)| v.session.accepts(now, Transport::Tcp, peer, local, &packet));
+                let Some((id, viewer)) = found else {
+                    if self.tcp_connections.remove(&peer).is_some() {
+                        info!(%peer, "ICE-TCP connection closed: for no WebRTC session");
+                    }
+                    return;
+                };
+                if let Err(e) =
+                    viewer
+                        .session
+                        .handle_datagram(now, Transport::Tcp, peer, local, &packet)
+                {
+                    debug!(session = %id, %peer, error = %e, "bad ICE-TCP packet");
+                }
+            }
         }
     }
 
@@ -513,6 +612,35 @@ impl MediaLoop {
             }
             true
         });
+    }
+}
+
+/// The next ICE-TCP event; never, without a listener.
+async fn next_tcp_event(events: &mut Option<mpsc::Receiver<TcpEvent>>) -> Option<TcpEvent> {
+    match events {
+        Some(events) => events.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Writes `packet` framed to the viewer's ICE-TCP connection from `destination`; when its
+/// queue is full the packet is lost, as it would be over UDP.
+fn send_tcp(
+    connections: &HashMap<SocketAddr, (SocketAddr, mpsc::Sender<Vec<u8>>)>,
+    session: &str,
+    destination: SocketAddr,
+    packet: &[u8],
+) {
+    let Some((_, out)) = connections.get(&destination) else {
+        debug!(session, %destination, "no ICE-TCP connection to send on");
+        return;
+    };
+    let Some(framed) = frame(packet) else {
+        debug!(session, len = packet.len(), "packet too long for ICE-TCP");
+        return;
+    };
+    if out.try_send(framed).is_err() {
+        debug!(session, %destination, "ICE-TCP connection full or closed: packet dropped");
     }
 }
 

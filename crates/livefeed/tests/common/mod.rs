@@ -282,6 +282,21 @@ impl TestServer {
         Self::launch_command(livefeed(), data_dir, command, extra)
     }
 
+    /// `livefeed serve` with HTTP and WebRTC (UDP and ICE-TCP) on `ip` (an address this test
+    /// created, e.g. one end of a veth pair) and RTSP on loopback.
+    pub fn start_at(ip: &str, extra: &[&str]) -> TestServer {
+        let data_dir = TempDir::new("livefeed-data");
+        let on_ip = format!("{ip}:0");
+        let mut cmd = livefeed();
+        cmd.env("LIVEFEED_RECORD_DIR", data_dir.0.join("recordings"))
+            .args(["serve", "--data-dir", data_dir.path()])
+            .args(["--rtsp-address", "127.0.0.1:0"])
+            .args(["--http-address", &on_ip, "--webrtc-address", &on_ip])
+            .args(extra);
+        let proc = Proc::spawn("livefeed serve", &mut cmd);
+        Self::started(proc, data_dir)
+    }
+
     fn launch_command(
         mut cmd: Command,
         data_dir: TempDir,
@@ -294,7 +309,12 @@ impl TestServer {
         cmd.args(command)
             .args(loopback_server_args(data_dir.path()))
             .args(extra);
-        let mut proc = Proc::spawn(&format!("livefeed {}", command.join(" ")), &mut cmd);
+        let proc = Proc::spawn(&format!("livefeed {}", command.join(" ")), &mut cmd);
+        Self::started(proc, data_dir)
+    }
+
+    /// Waits for a launched server to say where it serves.
+    fn started(mut proc: Proc, data_dir: TempDir) -> TestServer {
         let port = port_in(&proc.wait_for_line(Duration::from_secs(20), |l| {
             l.starts_with("livefeed serving RTSP on ")
         }));
@@ -436,6 +456,127 @@ fn audio_options(codec: &str) -> &'static [&'static str] {
         "pcm_mulaw" | "pcm_alaw" => &["-ar", "8000", "-ac", "1"],
         "aac-latm" => &["-rtpflags", "latm"],
         _ => &[],
+    }
+}
+
+/// A network namespace joined to this host by a veth pair: the viewer's side of a firewall.
+/// `host_ip` is this side's address, `viewer_ip` the namespace's (a /30 of 10.231.0.0/16 of
+/// its own). Dropping it deletes the namespace, and with it the link.
+pub struct ViewerNetwork {
+    pub name: String,
+    pub host_ip: String,
+    pub viewer_ip: String,
+}
+
+impl ViewerNetwork {
+    pub fn new() -> ViewerNetwork {
+        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let pid = std::process::id();
+        let subnet = (pid % 1024) * 16 + n % 16; // one /30 of 16384 per namespace
+        let base = format!("10.231.{}.{}", subnet / 64, (subnet % 64) * 4);
+        let prefix = base
+            .rsplit_once('.')
+            .map(|(p, _)| p.to_string())
+            .unwrap_or_default();
+        let last: u32 = base
+            .rsplit('.')
+            .next()
+            .and_then(|l| l.parse().ok())
+            .unwrap_or(0);
+        let network = ViewerNetwork {
+            name: format!("lf-{pid}-{n}"),
+            host_ip: format!("{prefix}.{}", last + 1),
+            viewer_ip: format!("{prefix}.{}", last + 2),
+        };
+        let (host_if, viewer_if) = (
+            format!("lfh{}x{n}", pid % 100_000),
+            format!("lfv{}x{n}", pid % 100_000),
+        );
+        network.ip(&["netns", "add", &network.name]);
+        network.ip(&[
+            "link",
+            "add",
+            &host_if,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &viewer_if,
+            "netns",
+            &network.name,
+        ]);
+        network.ip(&[
+            "addr",
+            "add",
+            &format!("{}/30", network.host_ip),
+            "dev",
+            &host_if,
+        ]);
+        network.ip(&["link", "set", &host_if, "up"]);
+        let inside = ["netns", "exec", &network.name, "ip"];
+        network.ip(&[
+            &inside[..],
+            &[
+                "addr",
+                "add",
+                &format!("{}/30", network.viewer_ip),
+                "dev",
+                &viewer_if,
+            ],
+        ]
+        .concat());
+        network.ip(&[&inside[..], &["link", "set", &viewer_if, "up"]].concat());
+        network.ip(&[&inside[..], &["link", "set", "lo", "up"]].concat());
+        network
+    }
+
+    /// A firewall in the namespace that drops every UDP packet to this host: only TCP gets
+    /// through.
+    pub fn block_udp_to_host(&self) {
+        let chain = "{ type filter hook output priority 0; policy accept; }";
+        let host = self.host_ip.as_str();
+        for rule in [
+            &["add", "table", "inet", "livefeed"][..],
+            &["add", "chain", "inet", "livefeed", "out", chain],
+            &[
+                "add", "rule", "inet", "livefeed", "out", "ip", "daddr", host, "meta", "l4proto",
+                "udp", "drop",
+            ],
+        ] {
+            let out = self.command("nft").args(rule).output().expect("run nft");
+            assert!(
+                out.status.success(),
+                "nft {}: {}",
+                rule.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+
+    /// `program`, to be run inside the namespace.
+    pub fn command(&self, program: &str) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.name, program]);
+        cmd
+    }
+
+    fn ip(&self, args: &[&str]) {
+        let out = Command::new("ip").args(args).output().expect("run ip");
+        assert!(
+            out.status.success(),
+            "ip {}: {} (these tests need root for network namespaces)",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for ViewerNetwork {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
     }
 }
 
@@ -886,12 +1027,30 @@ pub fn tcp_from(
 /// Runs web/tests/player.mjs (headless Chromium) on the page at `url` for `seconds` with
 /// `pages` tabs; what the pages measured (`window.livefeedStats` per player).
 pub fn run_player_page(url: &str, seconds: u32, pages: u32) -> serde_json::Value {
+    run_player_page_with(Command::new("node"), url, seconds, pages)
+}
+
+/// [`run_player_page`] with the browser in `network`'s namespace.
+pub fn run_player_page_in(
+    network: &ViewerNetwork,
+    url: &str,
+    seconds: u32,
+    pages: u32,
+) -> serde_json::Value {
+    run_player_page_with(network.command("node"), url, seconds, pages)
+}
+
+fn run_player_page_with(
+    mut node: Command,
+    url: &str,
+    seconds: u32,
+    pages: u32,
+) -> serde_json::Value {
     let script =
         std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../web/tests/player.mjs");
     let out = run(
         "node web/tests/player.mjs",
-        Command::new("node")
-            .arg(script)
+        node.arg(script)
             .arg(url)
             .arg(seconds.to_string())
             .arg(pages.to_string()),
