@@ -16,7 +16,9 @@
 #   4. record the server's CPU time (utime+stime, /proc/PID/stat, all threads) and RSS (VmRSS),
 #      run `whep-load --viewers N --seconds DURATION` (bench/whep-load: N str0m viewers, one
 #      thread and one UDP socket each; it counts the frames and bytes each receives and reads
-#      the SEI capture stamp of each frame), record CPU, RSS and peak RSS (VmHWM) again;
+#      the SEI capture stamp of each frame; a viewer the server answers 503 "still connecting"
+#      — 4 per address, 32 in all — asks again until admitted, for up to 60 s), record CPU,
+#      RSS and peak RSS (VmHWM) again;
 #   5. stop the server (and the publisher).
 # The CPU window is the whole whep-load run: N offers/answers, ICE+DTLS, DURATION seconds of
 # media, N DELETEs. CPU % is of one core (200 % = both cores of this machine). "net" subtracts

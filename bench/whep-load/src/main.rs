@@ -41,6 +41,8 @@ const STAMP_UUID: &[u8; 16] = b"livefeed-stamp\x00\x01";
 
 /// How long one HTTP exchange may take.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a viewer keeps asking for a place among the sessions still connecting.
+const ADMISSION_WAIT: Duration = Duration::from_secs(60);
 
 struct Args {
     url: String,
@@ -206,6 +208,10 @@ struct Report {
     ice_disconnected: bool,
     deleted: bool,
     error: Option<String>,
+    /// POSTs answered 503 "still connecting" before this viewer was admitted.
+    admission_retries: u64,
+    /// From the thread's start: the POST that was admitted.
+    admitted_ms: Option<f64>,
 }
 
 fn run_viewer(authority: &str, path: &str, seconds: f64) -> Report {
@@ -233,7 +239,19 @@ fn viewer(authority: &str, path: &str, seconds: f64, report: &mut Report) -> Res
     change.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
     let (offer, pending) = change.apply().ok_or("str0m made no offer")?;
 
-    let answer = http(authority, "POST", path, Some(&offer.to_sdp_string()))?;
+    // The server admits a few sessions from one address while they connect (503 "still
+    // connecting" beyond): wait for a place, as long as ADMISSION_WAIT allows.
+    let offer = offer.to_sdp_string();
+    let mut answer = http(authority, "POST", path, Some(&offer))?;
+    while answer.status == 503
+        && answer.body.contains("still connecting")
+        && started.elapsed() < ADMISSION_WAIT
+    {
+        report.admission_retries += 1;
+        thread::sleep(Duration::from_millis(50 + u64::from(local.port() % 50)));
+        answer = http(authority, "POST", path, Some(&offer))?;
+    }
+    report.admitted_ms = Some(ms(Instant::now()));
     if answer.status != 201 {
         return Err(format!(
             "POST {path}: {} {}",
@@ -481,7 +499,8 @@ fn main() -> ExitCode {
         lines.push(format!(
             "{{\"viewer\":{i},\"connected\":{},\"frames\":{},\"bytes\":{},\"fps\":{},\"kbps\":{},\
              \"not_contiguous\":{},\"answer_ms\":{},\"connected_ms\":{},\"first_frame_ms\":{},\
-             \"first_frame_age_ms\":{},\"capture_to_received_ms\":{},\"ice_disconnected\":{},\"deleted\":{},\"error\":{}}}",
+             \"first_frame_age_ms\":{},\"capture_to_received_ms\":{},\"ice_disconnected\":{},\"deleted\":{},\
+             \"admission_retries\":{},\"admitted_ms\":{},\"error\":{}}}",
             r.connected,
             r.frames,
             r.bytes,
@@ -495,6 +514,8 @@ fn main() -> ExitCode {
             latency_json(&mut r.latencies_us, false),
             r.ice_disconnected,
             r.deleted,
+            r.admission_retries,
+            num(r.admitted_ms),
             r.error.as_deref().map_or("null".into(), json_string),
         ));
     }

@@ -25,4 +25,6 @@ pub mod tcp_framing;
 
 pub use error::WhepError;
 pub use offer::MAX_OFFER_BYTES;
-pub use session::{CloseReason, Poll, SessionStats, Transport, WhepConfig, WhepSession, Written};
+pub use session::{
+    CloseReason, Poll, SessionStats, SharedAccessUnit, Transport, WhepConfig, WhepSession, Written,
+};

@@ -43,9 +43,10 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use livefeed_media::{AccessUnit, VideoCodec};
+use livefeed_media::{AccessUnit, CaptureStamp, VideoCodec};
 use str0m::change::SdpOffer;
 use str0m::format::Codec;
 use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid, Pt};
@@ -64,6 +65,16 @@ use crate::offer::{audio_mids, check_envelope, check_video};
 /// that only offers baseline (42001f) gets it too. The payload type numbers are only defaults:
 /// the answer uses the viewer's.
 const H264_PAYLOADS: [(u8, u8, u32); 2] = [(108, 109, 0x42e01f), (127, 121, 0x42001f)];
+
+/// How far back a viewer's NACK can reach: older packets are not kept for retransmission. A
+/// retransmission arriving later than this would be too late for a low-latency player anyway
+/// (it asks for a keyframe instead). str0m's default, 3 s, kept ~750 KB per viewer of a
+/// 2 Mbit/s stream; this keeps ~125 KB.
+pub const RETRANSMIT_HISTORY: Duration = Duration::from_millis(500);
+/// The most video packets kept for retransmission, whatever the bitrate (~480 KB at most).
+pub const RETRANSMIT_MAX_PACKETS: usize = 400;
+/// str0m's default cap on resends: queued resends are dropped beyond this share of the bytes.
+const RETRANSMIT_RATIO_CAP: Option<f32> = Some(0.15);
 
 /// The `abs-capture-time` extension's id in the server's own map; the answer uses the
 /// viewer's id. Free in str0m's standard map (1–4, 10, 11, 13).
@@ -206,6 +217,31 @@ enum State {
     Closed(CloseReason),
 }
 
+/// An access unit as str0m takes it: Annex B in one shared buffer, built once per access unit
+/// and written to any number of sessions ([`WhepSession::write_shared`]); str0m keeps a
+/// reference, not a copy, until it has packetized it.
+#[derive(Debug, Clone)]
+pub struct SharedAccessUnit {
+    annex_b: Arc<[u8]>,
+    pts: u64,
+    keyframe: bool,
+    capture: Option<CaptureStamp>,
+}
+
+impl SharedAccessUnit {
+    /// `au` as Annex B (4-byte start codes, every NAL unit kept).
+    pub fn new(au: &AccessUnit) -> Self {
+        let mut annex_b = Vec::with_capacity(au.payload_len() + 4 * au.nals.len());
+        au.write_annex_b(&mut annex_b);
+        SharedAccessUnit {
+            annex_b: annex_b.into(),
+            pts: au.pts,
+            keyframe: au.keyframe,
+            capture: au.capture,
+        }
+    }
+}
+
 /// The negotiated video track: where and with which payload type to write.
 #[derive(Debug, Clone, Copy)]
 struct Track {
@@ -227,7 +263,6 @@ pub struct WhepSession {
     waiting_for_keyframe: bool,
     keyframe_requested: bool,
     stats: SessionStats,
-    annex_b: Vec<u8>,
 }
 
 impl std::fmt::Debug for WhepSession {
@@ -312,7 +347,7 @@ impl WhepSession {
 
         // str0m announces media (Event::MediaAdded) only once connected; the track is known now
         // from the offer's mids and str0m's negotiation.
-        let Some(track) = checked
+        let Some(track): Option<Track> = checked
             .video_mids
             .iter()
             .find_map(|mid| negotiated_track(&mut rtc, Mid::from(mid.as_str()), codec))
@@ -325,6 +360,13 @@ impl WhepSession {
             });
         };
 
+        if let Some(stream) = rtc.direct_api().stream_tx_by_mid(track.mid, None) {
+            stream.set_rtx_cache(
+                RETRANSMIT_MAX_PACKETS,
+                RETRANSMIT_HISTORY,
+                RETRANSMIT_RATIO_CAP,
+            );
+        }
         let audio = audio_mids(offer_sdp)
             .iter()
             .find_map(|mid| negotiated_audio(&mut rtc, Mid::from(mid.as_str())));
@@ -342,7 +384,6 @@ impl WhepSession {
             waiting_for_keyframe: true,
             keyframe_requested: false,
             stats: SessionStats::default(),
-            annex_b: Vec::new(),
         };
         session.drain()?;
         Ok((session, fix_answer(offer_sdp, &answer.to_sdp_string())))
@@ -422,14 +463,26 @@ impl WhepSession {
         Poll::Wait(wake)
     }
 
-    /// Writes one access unit: Annex B into str0m's H.264 packetizer, RTP time from `au.pts`
-    /// (90 kHz), `wallclock` (the instant the picture was captured, or reached the server) for
-    /// RTCP sender reports, its capture stamp (if any) as `abs-capture-time` (if negotiated). Skipped and counted before the viewer is connected and until the first
-    /// keyframe after connecting (or reconnecting, after ICE was disconnected). Writing a
-    /// keyframe clears [`WhepSession::wants_keyframe`].
+    /// Writes one access unit: [`WhepSession::write_shared`] of it, built for this session
+    /// alone.
     pub fn write_access_unit(
         &mut self,
         au: &AccessUnit,
+        wallclock: Instant,
+    ) -> Result<Written, WhepError> {
+        self.write_shared(&SharedAccessUnit::new(au), wallclock)
+    }
+
+    /// Writes one access unit: its Annex B bytes into str0m's packetizer (shared, not copied:
+    /// one [`SharedAccessUnit`] serves every viewer of a path), RTP time from its `pts` (90
+    /// kHz), `wallclock` (the instant the picture was captured, or reached the server) for RTCP
+    /// sender reports, its capture stamp (if any) as `abs-capture-time` (if negotiated).
+    /// Skipped and counted before the viewer is connected and until the first keyframe after
+    /// connecting (or reconnecting, after ICE was disconnected). Writing a keyframe clears
+    /// [`WhepSession::wants_keyframe`].
+    pub fn write_shared(
+        &mut self,
+        au: &SharedAccessUnit,
         wallclock: Instant,
     ) -> Result<Written, WhepError> {
         if self.state != State::Connected {
@@ -441,8 +494,6 @@ impl WhepSession {
             return Ok(Written::SkippedWaitingForKeyframe);
         }
         let track = self.track;
-        self.annex_b.clear();
-        au.write_annex_b(&mut self.annex_b);
         let mut writer = self.rtc.writer(track.mid).ok_or(WhepError::NoTrack)?;
         if let Some(stamp) = au.capture {
             writer = writer.abs_capture_time(AbsCaptureTime {
@@ -454,7 +505,7 @@ impl WhepSession {
             track.pt,
             wallclock,
             MediaTime::from_90khz(au.pts),
-            &self.annex_b[..],
+            au.annex_b.clone(),
         )?;
         self.waiting_for_keyframe = false;
         if au.keyframe {

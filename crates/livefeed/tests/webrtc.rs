@@ -157,15 +157,7 @@ fn additional_hosts_may_be_addresses_or_names() {
         "localhost",
     ]);
     wait_for_stream(&server.addr(), "live");
-    let offer = include_str!("../../livefeed-webrtc/tests/data/chrome_style_whep_offer.sdp");
-    let r = http_request(
-        server.http_port,
-        "POST",
-        "/live/whep",
-        Some("application/sdp"),
-        offer.as_bytes(),
-        WAIT,
-    );
+    let r = post_offer(&server);
     assert_eq!(r.status, 201, "{}", r.text());
     let answer = r.text();
     let hosts: Vec<&str> = answer
@@ -220,15 +212,7 @@ fn ice_servers_are_announced_in_link_headers_and_preflights_still_pass() {
     );
     assert_eq!(plain.header("allow").as_deref(), Some("POST, OPTIONS"));
 
-    let offer = include_str!("../../livefeed-webrtc/tests/data/chrome_style_whep_offer.sdp");
-    let answer = http_request(
-        server.http_port,
-        "POST",
-        "/live/whep",
-        Some("application/sdp"),
-        offer.as_bytes(),
-        WAIT,
-    );
+    let answer = post_offer(&server);
     assert_eq!(answer.status, 201, "{}", answer.text());
     assert!(
         answer.head.contains(&format!("link: {turn}")),
@@ -264,17 +248,7 @@ fn ice_servers_are_announced_in_link_headers_and_preflights_still_pass() {
 fn ice_tcp_candidates_are_offered_and_strangers_are_closed() {
     let server = TestServer::start_with(&["--test-src"]);
     wait_for_stream(&server.addr(), "live");
-    let offer = include_str!("../../livefeed-webrtc/tests/data/chrome_style_whep_offer.sdp");
-    let post = || {
-        http_request(
-            server.http_port,
-            "POST",
-            "/live/whep",
-            Some("application/sdp"),
-            offer.as_bytes(),
-            WAIT,
-        )
-    };
+    let post = || post_offer(&server);
     let answer = post();
     assert_eq!(answer.status, 201, "{}", answer.text());
     let answer = answer.text();
@@ -321,4 +295,17 @@ fn ice_tcp_candidates_are_offered_and_strangers_are_closed() {
         }
     });
     assert_eq!(post().status, 201, "the server answers on");
+}
+
+/// POSTs a Chrome-shaped WHEP offer to `/live/whep`.
+fn post_offer(server: &TestServer) -> HttpResponse {
+    let offer = include_str!("../../livefeed-webrtc/tests/data/chrome_style_whep_offer.sdp");
+    http_request(
+        server.http_port,
+        "POST",
+        "/live/whep",
+        Some("application/sdp"),
+        offer.as_bytes(),
+        WAIT,
+    )
 }

@@ -11,6 +11,9 @@
 //! track, passed through, or else its AAC track transcoded to Opus ([`crate::outputs::transcode`], once
 //! per path while viewers listen). Other tracks are skipped with one log line.
 //!
+//! A video frame is put in str0m's form ([`SharedAccessUnit`], Annex B in one shared buffer)
+//! once, however many viewers it goes to.
+//!
 //! ICE-TCP: with a TCP listener (`--webrtc-tcp-address`), every UDP host candidate has a
 //! passive TCP twin on the listener's port, for viewers whose UDP is blocked; packets from
 //! its connections ([`crate::outputs::whep_tcp`]) are routed like datagrams, and a connection
@@ -27,8 +30,9 @@ use std::time::{Duration, Instant};
 
 use livefeed_media::clock::instant_of_unix_ns;
 use livefeed_media::track::{Codec, TrackDescription};
+use livefeed_media::AccessUnit;
 use livefeed_webrtc::tcp_framing::frame;
-use livefeed_webrtc::{Poll, Transport, WhepSession};
+use livefeed_webrtc::{Poll, SharedAccessUnit, Transport, WhepSession};
 use tokio::net::UdpSocket;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -372,6 +376,9 @@ struct MediaLoop {
     tcp_events: Option<mpsc::Receiver<TcpEvent>>,
     /// Open ICE-TCP connections by the viewer's address: our address, and their writer.
     tcp_connections: HashMap<SocketAddr, (SocketAddr, mpsc::Sender<Vec<u8>>)>,
+    /// The last video frame written, as str0m takes it: built once, shared by every viewer
+    /// it goes to (they get the same frame at about the same time).
+    shared: Option<(Arc<HubFrame>, SharedAccessUnit)>,
 }
 
 impl MediaLoop {
@@ -395,6 +402,7 @@ impl MediaLoop {
             metrics,
             tcp_events: None,
             tcp_connections: HashMap::new(),
+            shared: None,
         }
     }
 
@@ -572,7 +580,7 @@ impl MediaLoop {
         // What the sender reports map RTP time to: capture time where known, as for RTSP.
         let wallclock = instant_of_unix_ns(frame.sender_report_unix_ns(viewer.video_stamped));
         let au = match &frame.media {
-            Media::Video(au) => au,
+            Media::Video(au) => shared_access_unit(&mut self.shared, frame, au),
             Media::Packet(p) => {
                 // The forwarding task passes the path's Opus track only.
                 if let Err(e) = viewer.session.write_audio(&p.payload, p.pts, wallclock) {
@@ -581,7 +589,7 @@ impl MediaLoop {
                 return;
             }
         };
-        if let Err(e) = viewer.session.write_access_unit(au, wallclock) {
+        if let Err(e) = viewer.session.write_shared(au, wallclock) {
             debug!(session = %id, error = %e, "cannot send to WebRTC viewer");
         } else if !delivery.from_cache {
             // Handed to str0m, which packetizes and sends on the next drive.
@@ -612,6 +620,22 @@ impl MediaLoop {
             }
             true
         });
+    }
+}
+
+/// `frame`'s access unit as str0m takes it, from `cache` when it is the frame cached there.
+fn shared_access_unit<'a>(
+    cache: &'a mut Option<(Arc<HubFrame>, SharedAccessUnit)>,
+    frame: &Arc<HubFrame>,
+    au: &AccessUnit,
+) -> &'a SharedAccessUnit {
+    let cached = cache.as_ref().is_some_and(|(f, _)| Arc::ptr_eq(f, frame));
+    if !cached {
+        *cache = Some((frame.clone(), SharedAccessUnit::new(au)));
+    }
+    match cache {
+        Some((_, shared)) => shared,
+        None => unreachable!("just filled"),
     }
 }
 
