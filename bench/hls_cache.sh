@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # bench/hls_cache.sh: LL-HLS through a cache tier (issue 15). What the origin pays, and what the
 # viewers get, with CLIENTS blocking LL-HLS clients directly on the origin, through nginx
-# (deploy/nginx/livefeed-edge.conf) and through Varnish (deploy/varnish/livefeed.vcl), in that
+# (deploy/nginx/livefeed-edge.conf), through Varnish (deploy/varnish/livefeed.vcl), and through
+# two tiers (phase two-tier: a second nginx, same file, in front of that Varnish), in that
 # order, one phase at a time.
 #
 # One `livefeed serve --test-src` (640x480@30 test pattern on path `live`, 100 ms parts) is the
@@ -18,8 +19,8 @@
 # Builds bench/hls-load (its own target dir); expects target/release/livefeed. Needs nginx,
 # varnishd (Debian: nginx, varnish), curl, python3.
 # Environment: CLIENTS (500), WARMUP (5), DURATION (30), GEN_THREADS (1),
-#              PHASES ("direct nginx varnish"), OUT_DIR (a new /tmp/livefeed-bench.* dir).
-# Takes about 3 × (WARMUP + DURATION + ~10) s: ~2.5 minutes with the defaults.
+#              PHASES ("direct nginx varnish two-tier"), OUT_DIR (a new /tmp/livefeed-bench.* dir).
+# Takes about 4 × (WARMUP + DURATION + ~10) s: ~3.5 minutes with the defaults.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -27,7 +28,7 @@ CLIENTS=${CLIENTS:-500}
 WARMUP=${WARMUP:-5}
 DURATION=${DURATION:-30}
 GEN_THREADS=${GEN_THREADS:-1}
-PHASES=${PHASES:-"direct nginx varnish"}
+PHASES=${PHASES:-"direct nginx varnish two-tier"}
 OUT_DIR=${OUT_DIR:-$(mktemp -d /tmp/livefeed-bench.XXXXXX)}
 mkdir -p "$OUT_DIR"
 chmod 755 "$OUT_DIR"
@@ -81,7 +82,18 @@ varnishd -F -f "$VA/livefeed.vcl" -a "127.0.0.1:$VP" -n "$VA/work" -s malloc,256
     >"$VA/stdout" 2>"$VA/stderr" &
 VARNISH_PID=$!
 BG_PIDS+=("$VARNISH_PID")
-for url in "http://127.0.0.1:$NP/live/index.m3u8" "http://127.0.0.1:$VP/live/index.m3u8"; do
+# The second tier: the same nginx file, its origin the Varnish above.
+N2=$OUT_DIR/nginx-tier2
+mkdir -p "$N2"
+N2P=$(free_port)
+sed -e "s/127.0.0.1:8888/127.0.0.1:$VP/" -e "s/127.0.0.1:8080/127.0.0.1:$N2P/" \
+    -e "s/worker_connections 8192/worker_connections $need/" \
+    "$DEPLOY/nginx/livefeed-edge.conf" >"$N2/livefeed-edge.conf"
+nginx -p "$N2/" -e "$N2/error.log" -c "$N2/livefeed-edge.conf" >"$N2/stdout" 2>"$N2/stderr" &
+NGINX2_PID=$!
+BG_PIDS+=("$NGINX2_PID")
+for url in "http://127.0.0.1:$NP/live/index.m3u8" "http://127.0.0.1:$VP/live/index.m3u8" \
+    "http://127.0.0.1:$N2P/live/index.m3u8"; do
     if ! wait_http_ok "$url" 30; then
         echo "error: no answer from $url; see $NG/stderr and $VA/stderr" >&2
         exit 1
@@ -90,7 +102,8 @@ done
 sleep 1
 nginx_pids="$NGINX_PID $(ps -o pid= --ppid "$NGINX_PID" | tr -s ' \n' ' ')"
 varnish_pids="$VARNISH_PID $(ps -o pid= --ppid "$VARNISH_PID" | tr -s ' \n' ' ')"
-echo "nginx: edge on 127.0.0.1:$NP (pids $nginx_pids); varnish: edge on 127.0.0.1:$VP (pids $varnish_pids)"
+nginx2_pids="$NGINX2_PID $(ps -o pid= --ppid "$NGINX2_PID" | tr -s ' \n' ' ')"
+echo "nginx: edge on 127.0.0.1:$NP (pids $nginx_pids); varnish: edge on 127.0.0.1:$VP (pids $varnish_pids); two tiers: nginx on 127.0.0.1:$N2P (pids $nginx2_pids) in front of that varnish"
 echo
 
 hls_requests() {
@@ -112,6 +125,8 @@ for phase in $PHASES; do
                for pid in $nginx_pids; do cpu_args+=(--cpu "cache_$pid=$pid"); done ;;
         varnish) url="http://127.0.0.1:$VP/live/index.m3u8"
                  for pid in $varnish_pids; do cpu_args+=(--cpu "cache_$pid=$pid"); done ;;
+        two-tier) url="http://127.0.0.1:$N2P/live/index.m3u8"
+                  for pid in $nginx2_pids $varnish_pids; do cpu_args+=(--cpu "cache_$pid=$pid"); done ;;
         *) echo "error: unknown phase $phase" >&2; exit 2 ;;
     esac
     sleep 2
@@ -161,7 +176,8 @@ for p in phases:
 def f(v, fmt="{:.1f}"):
     return "–" if v is None else fmt.format(v)
 cols = [p for p in phases if p in rows]
-names = {"direct": "origin directly", "nginx": "through nginx", "varnish": "through Varnish"}
+names = {"direct": "origin directly", "nginx": "through nginx", "varnish": "through Varnish",
+         "two-tier": "through nginx → Varnish"}
 print("## Results")
 print()
 print("| | " + " | ".join(names.get(p, p) for p in cols) + " |")

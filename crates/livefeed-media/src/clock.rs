@@ -148,10 +148,17 @@ mod tests {
     fn instant_of_unix_ns_is_as_long_ago_as_the_wall_clock_says() {
         let before = Instant::now();
         let then = instant_of_unix_ns(unix_now_ns() - 250_000_000);
-        let ago = before.saturating_duration_since(then);
+        let after = Instant::now();
+        // 250 ms before some moment between `before` and `after` (the clocks' reading of it
+        // may differ by a few µs).
+        let slack = Duration::from_millis(1);
         assert!(
-            ago >= Duration::from_millis(249) && ago <= Duration::from_millis(251),
-            "{ago:?}"
+            then + Duration::from_millis(250) + slack >= before,
+            "{then:?} {before:?}"
+        );
+        assert!(
+            then + Duration::from_millis(250) <= after + slack,
+            "{then:?} {after:?}"
         );
         let future = instant_of_unix_ns(unix_now_ns() + 5_000_000_000);
         assert!(future <= Instant::now(), "a future time is now, not later");

@@ -240,6 +240,16 @@ fn assert_browser_capture_time_agrees(stats: &serde_json::Value) {
         "captureTime on most frames ({} of {frames}): {stats}",
         browser.len()
     );
+    // abs-capture-time itself, as getSynchronizationSources() reports it: the capture time
+    // (NTP ms) of the last frame received, shortly before it was received (Unix ms).
+    const NTP_UNIX_OFFSET_MS: f64 = 2_208_988_800_000.0;
+    let source = &stats["syncSource"];
+    let captured = source["captureTimestamp"].as_f64().unwrap_or(f64::NAN) - NTP_UNIX_OFFSET_MS;
+    let received = source["timestamp"].as_f64().unwrap_or(f64::NAN);
+    assert!(
+        (0.0..1_000.0).contains(&(received - captured)),
+        "captureTimestamp from abs-capture-time: {source}"
+    );
     let browser = median(browser);
     let pixel = median(numbers(&stats["pairedLatencies"]));
     println!(
@@ -454,7 +464,7 @@ fn webrtc_viewer_whose_udp_is_blocked_plays_through_the_turn_relay_the_server_an
     let _browser = one_browser();
     let network = ViewerNetwork::new();
     network.block_udp_to_host();
-    let turn_port = free_port();
+    let turn_port = free_port_on(&network.host_ip);
     let turn_dir = TempDir::new("livefeed-turn");
     let mut turnserver = Command::new("turnserver");
     turnserver.args([

@@ -294,6 +294,27 @@ fn ice_tcp_candidates_are_offered_and_strangers_are_closed() {
             Err(log)
         }
     });
+    // One address may hold 16 connections at once; the 17th is closed at once.
+    let held: Vec<std::net::TcpStream> = (0..16)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect"))
+        .collect();
+    retry(WAIT, || {
+        let mut extra =
+            std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+        extra
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .map_err(|e| e.to_string())?;
+        let mut byte = [0u8; 1];
+        match std::io::Read::read(&mut extra, &mut byte) {
+            Ok(0) => Ok(()),
+            other => Err(format!("the 17th connection stayed open: {other:?}")),
+        }
+    });
+    assert!(server
+        .proc
+        .stderr_so_far()
+        .contains("from this address, the most at once (max 16)"));
+    drop(held);
     assert_eq!(post().status, 201, "the server answers on");
 }
 

@@ -853,11 +853,14 @@ async fn whep_offer(
 /// servers a viewer may use, as `Link` headers (RFC 9725 section 4.6), before it makes its
 /// offer.
 async fn whep_options(State(app): State<App>, Path(rest): Path<String>) -> HttpResult {
-    let (_, id) = whep_target(&rest)?;
-    let allow = if id.is_some() {
-        "DELETE, OPTIONS"
-    } else {
-        "POST, OPTIONS"
+    let allow = match whep_target(&rest) {
+        Ok((_, Some(_))) => "DELETE, OPTIONS",
+        Ok((_, None)) => "POST, OPTIONS",
+        // Not a WHEP resource: what it allows, and no ICE servers.
+        Err(_) => {
+            let allow = [(header::ALLOW, "GET, HEAD, OPTIONS")];
+            return Ok((StatusCode::NO_CONTENT, allow).into_response());
+        }
     };
     let mut response = (
         StatusCode::NO_CONTENT,

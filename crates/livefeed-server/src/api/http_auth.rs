@@ -2,7 +2,7 @@
 //!
 //! Each request is classified ([`classify`]) as an [`Action`] on a stream path, or as needing
 //! nothing (the dashboard's HTML and scripts, the clock, CORS preflights, which the CORS layer
-//! answers before this; a plain OPTIONS of a WHEP endpoint reads its path: it carries TURN
+//! answers before this; a plain OPTIONS reads its path: on a WHEP endpoint it carries TURN
 //! credentials): LL-HLS, WHEP and the
 //! player page read their path; the API's reads and Prometheus read every path (path `""`,
 //! which only users without path restrictions cover); starting/stopping sources and
@@ -23,10 +23,10 @@ use crate::api::http::{App, Conn, DEFAULT_PATH};
 pub fn classify(method: &Method, path: &str) -> Option<(Action, String)> {
     let rest = path.trim_start_matches('/');
     if method == Method::OPTIONS {
-        // The CORS layer answers preflights before this; a plain OPTIONS of a WHEP endpoint
-        // gives the ICE servers (TURN credentials), so it needs the right to read the path.
-        let whep = rest.ends_with("/whep") || rest.contains("/whep/");
-        return whep.then(|| (Action::Read, stream_path(rest)));
+        // The CORS layer answers preflights before this. A plain OPTIONS of a WHEP endpoint
+        // gives the ICE servers (TURN credentials), so every plain OPTIONS needs the right to
+        // read its path: failing closed, whatever encoding the target uses.
+        return Some((Action::Read, stream_path(rest)));
     }
     if rest.is_empty()
         || rest == "favicon.ico"
@@ -249,9 +249,12 @@ mod tests {
         let get = Method::GET;
         assert_eq!(classify(&get, "/"), None);
         assert_eq!(classify(&get, "/static/hls.min.js"), None);
-        assert_eq!(classify(&Method::OPTIONS, "/api/v1/paths"), None);
         let read = |p: &str| Some((Action::Read, p.to_string()));
         assert_eq!(classify(&Method::OPTIONS, "/cam/whep"), read("cam"));
+        assert_eq!(
+            classify(&Method::OPTIONS, "/cam/%77hep"),
+            read("cam/%77hep")
+        );
         assert_eq!(classify(&get, "/cam/1/index.m3u8"), read("cam/1"));
         assert_eq!(classify(&get, "/cam/1/part3.1.m4s"), read("cam/1"));
         assert_eq!(classify(&Method::POST, "/cam/1/whep"), read("cam/1"));

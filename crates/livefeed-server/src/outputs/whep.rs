@@ -179,16 +179,25 @@ impl WhepServer {
     }
 
     /// The passive TCP candidates twinning `udp_candidates` (same addresses, the listener's
-    /// port); none without a listener. A listener bound to one address has that one only.
+    /// port); none without a listener. A listener bound to one address has that one instead
+    /// of the UDP socket's own address (the additional hosts, a 1:1 NAT's public address,
+    /// stay).
     pub fn tcp_candidates(&self, udp_candidates: &[SocketAddr]) -> Vec<SocketAddr> {
-        match self.tcp_local {
-            None => Vec::new(),
-            Some(tcp) if !tcp.ip().is_unspecified() => vec![tcp],
-            Some(tcp) => udp_candidates
-                .iter()
-                .map(|c| SocketAddr::new(c.ip(), tcp.port()))
-                .collect(),
+        let Some(tcp) = self.tcp_local else {
+            return Vec::new();
+        };
+        let bound = !tcp.ip().is_unspecified();
+        let mut candidates: Vec<SocketAddr> = bound.then_some(tcp).into_iter().collect();
+        let twins = udp_candidates
+            .iter()
+            .filter(|c| !bound || *c != &self.local)
+            .map(|c| SocketAddr::new(c.ip(), tcp.port()));
+        for twin in twins {
+            if !candidates.contains(&twin) {
+                candidates.push(twin);
+            }
         }
+        candidates
     }
 
     /// The STUN/TURN servers viewers may use, as `Link` header values.
@@ -374,11 +383,19 @@ struct MediaLoop {
     metrics: Arc<ServerMetrics>,
     /// ICE-TCP connection events, when there is a listener.
     tcp_events: Option<mpsc::Receiver<TcpEvent>>,
-    /// Open ICE-TCP connections by the viewer's address: our address, and their writer.
-    tcp_connections: HashMap<SocketAddr, (SocketAddr, mpsc::Sender<Vec<u8>>)>,
-    /// The last video frame written, as str0m takes it: built once, shared by every viewer
-    /// it goes to (they get the same frame at about the same time).
-    shared: Option<(Arc<HubFrame>, SharedAccessUnit)>,
+    /// Open ICE-TCP connections by the viewer's address.
+    tcp_connections: HashMap<SocketAddr, TcpConnection>,
+    /// Per path, the last video frame written, as str0m takes it: built once, shared by every
+    /// viewer of the path (they get the same frame at about the same time).
+    shared: HashMap<String, (Arc<HubFrame>, SharedAccessUnit)>,
+}
+
+/// An open ICE-TCP connection.
+struct TcpConnection {
+    /// Its id from the listener.
+    id: u64,
+    /// Takes framed packets to write to it.
+    out: mpsc::Sender<Vec<u8>>,
 }
 
 impl MediaLoop {
@@ -402,7 +419,7 @@ impl MediaLoop {
             metrics,
             tcp_events: None,
             tcp_connections: HashMap::new(),
-            shared: None,
+            shared: HashMap::new(),
         }
     }
 
@@ -487,11 +504,13 @@ impl MediaLoop {
     /// no session accepts is closed (its writer dropped).
     fn tcp_event(&mut self, event: TcpEvent) {
         match event {
-            TcpEvent::Opened { peer, local, out } => {
-                self.tcp_connections.insert(peer, (local, out));
+            TcpEvent::Opened { id, peer, out, .. } => {
+                self.tcp_connections.insert(peer, TcpConnection { id, out });
             }
-            TcpEvent::Closed { peer } => {
-                self.tcp_connections.remove(&peer);
+            TcpEvent::Closed { id, peer } => {
+                if self.tcp_connections.get(&peer).is_some_and(|c| c.id == id) {
+                    self.tcp_connections.remove(&peer);
+                }
             }
             TcpEvent::Packet {
                 peer,
@@ -580,7 +599,7 @@ impl MediaLoop {
         // What the sender reports map RTP time to: capture time where known, as for RTSP.
         let wallclock = instant_of_unix_ns(frame.sender_report_unix_ns(viewer.video_stamped));
         let au = match &frame.media {
-            Media::Video(au) => shared_access_unit(&mut self.shared, frame, au),
+            Media::Video(au) => shared_access_unit(&mut self.shared, &viewer.path, frame, au),
             Media::Packet(p) => {
                 // The forwarding task passes the path's Opus track only.
                 if let Err(e) = viewer.session.write_audio(&p.payload, p.pts, wallclock) {
@@ -620,23 +639,25 @@ impl MediaLoop {
             }
             true
         });
+        let viewers = &self.viewers;
+        self.shared
+            .retain(|path, _| viewers.values().any(|v| &v.path == path));
     }
 }
 
-/// `frame`'s access unit as str0m takes it, from `cache` when it is the frame cached there.
+/// `frame`'s access unit as str0m takes it: from `shared` when it is the frame cached there
+/// for `path`, else built and cached (once per frame and path, however many viewers).
 fn shared_access_unit<'a>(
-    cache: &'a mut Option<(Arc<HubFrame>, SharedAccessUnit)>,
+    shared: &'a mut HashMap<String, (Arc<HubFrame>, SharedAccessUnit)>,
+    path: &str,
     frame: &Arc<HubFrame>,
     au: &AccessUnit,
 ) -> &'a SharedAccessUnit {
-    let cached = cache.as_ref().is_some_and(|(f, _)| Arc::ptr_eq(f, frame));
+    let cached = shared.get(path).is_some_and(|(f, _)| Arc::ptr_eq(f, frame));
     if !cached {
-        *cache = Some((frame.clone(), SharedAccessUnit::new(au)));
+        shared.insert(path.to_string(), (frame.clone(), SharedAccessUnit::new(au)));
     }
-    match cache {
-        Some((_, shared)) => shared,
-        None => unreachable!("just filled"),
-    }
+    &shared[path].1
 }
 
 /// The next ICE-TCP event; never, without a listener.
@@ -650,12 +671,12 @@ async fn next_tcp_event(events: &mut Option<mpsc::Receiver<TcpEvent>>) -> Option
 /// Writes `packet` framed to the viewer's ICE-TCP connection from `destination`; when its
 /// queue is full the packet is lost, as it would be over UDP.
 fn send_tcp(
-    connections: &HashMap<SocketAddr, (SocketAddr, mpsc::Sender<Vec<u8>>)>,
+    connections: &HashMap<SocketAddr, TcpConnection>,
     session: &str,
     destination: SocketAddr,
     packet: &[u8],
 ) {
-    let Some((_, out)) = connections.get(&destination) else {
+    let Some(TcpConnection { out, .. }) = connections.get(&destination) else {
         debug!(session, %destination, "no ICE-TCP connection to send on");
         return;
     };

@@ -7,15 +7,19 @@
 //!   framed packets to it), each whole packet it brings is passed on ([`TcpEvent::Packet`]), and
 //!   its end is announced ([`TcpEvent::Closed`]). Dropping the sender closes the connection:
 //!   the media loop does that to a connection no session accepts.
-//! - Limits: at most [`MAX_CONNECTIONS`] at once (more are closed at once, logged); a
-//!   connection whose first packet has not arrived within [`FIRST_PACKET_TIMEOUT`], or that
-//!   sends a zero-length frame, is closed with a log line naming the peer and the cause; at
-//!   most [`WRITE_QUEUE`] packets wait for one slow connection (more are dropped, as UDP
-//!   would lose them).
+//! - Limits: at most [`MAX_CONNECTIONS`] at once and [`MAX_CONNECTIONS_PER_ADDRESS`] from one
+//!   address (more are closed at once, logged); a connection whose first whole packet has not
+//!   arrived [`FIRST_PACKET_TIMEOUT`] after it opened, that then sends nothing for
+//!   [`IDLE_TIMEOUT`] (a live viewer's ICE checks come every few seconds), or that sends a
+//!   zero-length frame, is closed with a log line naming the peer and the cause; at most
+//!   [`WRITE_QUEUE`] packets wait for one slow connection (more are dropped, as UDP would
+//!   lose them).
+//! - Every event names the connection by its peer and an id, so that a connection's late
+//!   `Closed` never removes a newer one from the same address and port.
 
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use livefeed_webrtc::tcp_framing::FrameReader;
@@ -27,8 +31,12 @@ use tracing::{debug, info, warn};
 
 /// Connections served at once.
 pub const MAX_CONNECTIONS: usize = 512;
+/// Connections served at once from one address.
+pub const MAX_CONNECTIONS_PER_ADDRESS: usize = 16;
 /// How long a new connection may take to send its first packet (a STUN binding request).
 pub const FIRST_PACKET_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an established connection may stay silent.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Framed packets waiting to be written to one connection.
 pub const WRITE_QUEUE: usize = 512;
 
@@ -37,6 +45,8 @@ pub const WRITE_QUEUE: usize = 512;
 pub enum TcpEvent {
     /// A viewer connected from `peer` to our `local` address; `out` writes framed packets.
     Opened {
+        /// This connection among all the listener accepted.
+        id: u64,
         /// The viewer's address.
         peer: SocketAddr,
         /// Our address on the connection (a TCP candidate's address).
@@ -55,6 +65,8 @@ pub enum TcpEvent {
     },
     /// The connection from `peer` ended.
     Closed {
+        /// The connection, as in [`TcpEvent::Opened`].
+        id: u64,
         /// The viewer's address.
         peer: SocketAddr,
     },
@@ -63,9 +75,14 @@ pub enum TcpEvent {
 /// Accepts connections on `listener` until `events` is dropped.
 pub fn spawn_listener(listener: TcpListener, events: mpsc::Sender<TcpEvent>) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let open = Arc::new(AtomicUsize::new(0));
+        let open = Arc::new(OpenConnections::default());
+        let mut next_id = 0u64;
         loop {
-            let (stream, peer) = match listener.accept().await {
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                () = events.closed() => return,
+            };
+            let (stream, peer) = match accepted {
                 Ok(accepted) => accepted,
                 Err(e) => {
                     debug!(error = %e, "ICE-TCP accept failed");
@@ -73,26 +90,57 @@ pub fn spawn_listener(listener: TcpListener, events: mpsc::Sender<TcpEvent>) -> 
                     continue;
                 }
             };
-            if events.is_closed() {
-                return;
-            }
-            if open.load(Ordering::Relaxed) >= MAX_CONNECTIONS {
-                warn!(%peer, limit = MAX_CONNECTIONS, "ICE-TCP connection refused: too many at once");
+            if let Err(reason) = open.admit(peer.ip()) {
+                warn!(%peer, %reason, "ICE-TCP connection refused");
                 continue;
             }
-            open.fetch_add(1, Ordering::Relaxed);
-            let (events, open) = (events.clone(), open.clone());
+            next_id += 1;
+            let (id, events, open) = (next_id, events.clone(), open.clone());
             tokio::spawn(async move {
-                serve(stream, peer, &events).await;
-                let _ = events.send(TcpEvent::Closed { peer }).await;
-                open.fetch_sub(1, Ordering::Relaxed);
+                serve(stream, id, peer, &events).await;
+                let _ = events.send(TcpEvent::Closed { id, peer }).await;
+                open.release(peer.ip());
             });
         }
     })
 }
 
+/// Connections open, by address.
+#[derive(Default)]
+struct OpenConnections(Mutex<HashMap<IpAddr, usize>>);
+
+impl OpenConnections {
+    fn admit(&self, ip: IpAddr) -> Result<(), String> {
+        let mut open = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let total: usize = open.values().sum();
+        let from_ip = open.get(&ip).copied().unwrap_or(0);
+        if total >= MAX_CONNECTIONS {
+            return Err(format!(
+                "{total} open, the most at once (max {MAX_CONNECTIONS})"
+            ));
+        }
+        if from_ip >= MAX_CONNECTIONS_PER_ADDRESS {
+            return Err(format!(
+                "{from_ip} open from this address, the most at once (max {MAX_CONNECTIONS_PER_ADDRESS})"
+            ));
+        }
+        *open.entry(ip).or_default() += 1;
+        Ok(())
+    }
+
+    fn release(&self, ip: IpAddr) {
+        let mut open = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = open.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&ip);
+            }
+        }
+    }
+}
+
 /// One connection: reads frames into events, writes what the media loop sends.
-async fn serve(stream: TcpStream, peer: SocketAddr, events: &mpsc::Sender<TcpEvent>) {
+async fn serve(stream: TcpStream, id: u64, peer: SocketAddr, events: &mpsc::Sender<TcpEvent>) {
     let Ok(local) = stream.local_addr() else {
         return;
     };
@@ -100,7 +148,12 @@ async fn serve(stream: TcpStream, peer: SocketAddr, events: &mpsc::Sender<TcpEve
     let (mut reader, mut writer) = stream.into_split();
     let (out, mut outgoing) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
     if events
-        .send(TcpEvent::Opened { peer, local, out })
+        .send(TcpEvent::Opened {
+            id,
+            peer,
+            local,
+            out,
+        })
         .await
         .is_err()
     {
@@ -117,19 +170,25 @@ async fn serve(stream: TcpStream, peer: SocketAddr, events: &mpsc::Sender<TcpEve
     let read = async {
         let mut frames = FrameReader::default();
         let mut buf = vec![0; 16 * 1024];
+        let first_deadline = tokio::time::Instant::now() + FIRST_PACKET_TIMEOUT;
         let mut first = true;
         loop {
-            let read = reader.read(&mut buf);
-            let n = if first {
-                match tokio::time::timeout(FIRST_PACKET_TIMEOUT, read).await {
-                    Ok(n) => n,
-                    Err(_) => {
-                        info!(%peer, timeout = ?FIRST_PACKET_TIMEOUT, "ICE-TCP connection closed: nothing sent");
-                        return;
-                    }
-                }
+            let deadline = if first {
+                first_deadline
             } else {
-                read.await
+                tokio::time::Instant::now() + IDLE_TIMEOUT
+            };
+            let n = match tokio::time::timeout_at(deadline, reader.read(&mut buf)).await {
+                Ok(n) => n,
+                Err(_) => {
+                    let cause = if first {
+                        "no whole packet in time"
+                    } else {
+                        "silent"
+                    };
+                    info!(%peer, cause, "ICE-TCP connection closed");
+                    return;
+                }
             };
             match n {
                 Ok(0) | Err(_) => return,

@@ -583,7 +583,12 @@ impl Drop for ViewerNetwork {
 /// A port free on 127.0.0.1 right now (for a peer whose configuration names its port: a
 /// cache, a TURN server).
 pub fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    free_port_on("127.0.0.1")
+}
+
+/// A port free on `ip` right now.
+pub fn free_port_on(ip: &str) -> u16 {
+    let listener = std::net::TcpListener::bind((ip, 0)).expect("bind");
     listener.local_addr().expect("address").port()
 }
 
