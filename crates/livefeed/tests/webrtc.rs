@@ -310,10 +310,19 @@ fn ice_tcp_candidates_are_offered_and_strangers_are_closed() {
             other => Err(format!("the 17th connection stayed open: {other:?}")),
         }
     });
-    assert!(server
-        .proc
-        .stderr_so_far()
-        .contains("from this address, the most at once (max 16)"));
+    // The log is written asynchronously: wait for the line.
+    retry(WAIT, || {
+        let log = server.proc.stderr_so_far();
+        let refused = "ICE-TCP connection refused";
+        let named = log
+            .lines()
+            .any(|l| l.contains(refused) && l.contains("the most at once (max 16)"));
+        if named {
+            Ok(())
+        } else {
+            Err(log)
+        }
+    });
     drop(held);
     assert_eq!(post().status, 201, "the server answers on");
 }
