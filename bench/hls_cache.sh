@@ -64,15 +64,24 @@ if ! wait_http_ok "http://127.0.0.1:$P/live/index.m3u8" 30; then
 fi
 echo "origin: \`target/release/livefeed serve --rtsp-address 127.0.0.1:0 --http-address 127.0.0.1:0 --webrtc-address 127.0.0.1:0 ${serve_args[*]/#$OUT_DIR/\$OUT_DIR}\` (HTTP port $P, pid $SERVER_PID)"
 
+# start_nginx DIR ORIGIN_PORT: deploy/nginx/livefeed-edge.conf with only its addresses changed,
+# in DIR, on a free port (NGINX_PORT), its origin at ORIGIN_PORT; its pid in NGINX_PID.
+start_nginx() {
+    local dir=$1 origin=$2
+    mkdir -p "$dir"
+    NGINX_PORT=$(free_port)
+    sed -e "s/127.0.0.1:8888/127.0.0.1:$origin/" -e "s/127.0.0.1:8080/127.0.0.1:$NGINX_PORT/" \
+        -e "s/worker_connections 8192/worker_connections $need/" \
+        "$DEPLOY/nginx/livefeed-edge.conf" >"$dir/livefeed-edge.conf"
+    nginx -p "$dir/" -e "$dir/error.log" -c "$dir/livefeed-edge.conf" >"$dir/stdout" 2>"$dir/stderr" &
+    NGINX_PID=$!
+    BG_PIDS+=("$NGINX_PID")
+}
+
 NG=$OUT_DIR/nginx
-mkdir -p "$NG"
-NP=$(free_port)
-sed -e "s/127.0.0.1:8888/127.0.0.1:$P/" -e "s/127.0.0.1:8080/127.0.0.1:$NP/" \
-    -e "s/worker_connections 8192/worker_connections $need/" \
-    "$DEPLOY/nginx/livefeed-edge.conf" >"$NG/livefeed-edge.conf"
-nginx -p "$NG/" -e "$NG/error.log" -c "$NG/livefeed-edge.conf" >"$NG/stdout" 2>"$NG/stderr" &
-NGINX_PID=$!
-BG_PIDS+=("$NGINX_PID")
+start_nginx "$NG" "$P"
+NP=$NGINX_PORT
+NG_PID=$NGINX_PID
 
 VA=$OUT_DIR/varnish
 mkdir -p "$VA"
@@ -84,14 +93,9 @@ VARNISH_PID=$!
 BG_PIDS+=("$VARNISH_PID")
 # The second tier: the same nginx file, its origin the Varnish above.
 N2=$OUT_DIR/nginx-tier2
-mkdir -p "$N2"
-N2P=$(free_port)
-sed -e "s/127.0.0.1:8888/127.0.0.1:$VP/" -e "s/127.0.0.1:8080/127.0.0.1:$N2P/" \
-    -e "s/worker_connections 8192/worker_connections $need/" \
-    "$DEPLOY/nginx/livefeed-edge.conf" >"$N2/livefeed-edge.conf"
-nginx -p "$N2/" -e "$N2/error.log" -c "$N2/livefeed-edge.conf" >"$N2/stdout" 2>"$N2/stderr" &
-NGINX2_PID=$!
-BG_PIDS+=("$NGINX2_PID")
+start_nginx "$N2" "$VP"
+N2P=$NGINX_PORT
+NGINX2_PID=$NGINX_PID
 for url in "http://127.0.0.1:$NP/live/index.m3u8" "http://127.0.0.1:$VP/live/index.m3u8" \
     "http://127.0.0.1:$N2P/live/index.m3u8"; do
     if ! wait_http_ok "$url" 30; then
@@ -100,7 +104,7 @@ for url in "http://127.0.0.1:$NP/live/index.m3u8" "http://127.0.0.1:$VP/live/ind
     fi
 done
 sleep 1
-nginx_pids="$NGINX_PID $(ps -o pid= --ppid "$NGINX_PID" | tr -s ' \n' ' ')"
+nginx_pids="$NG_PID $(ps -o pid= --ppid "$NG_PID" | tr -s ' \n' ' ')"
 varnish_pids="$VARNISH_PID $(ps -o pid= --ppid "$VARNISH_PID" | tr -s ' \n' ' ')"
 nginx2_pids="$NGINX2_PID $(ps -o pid= --ppid "$NGINX2_PID" | tr -s ' \n' ' ')"
 echo "nginx: edge on 127.0.0.1:$NP (pids $nginx_pids); varnish: edge on 127.0.0.1:$VP (pids $varnish_pids); two tiers: nginx on 127.0.0.1:$N2P (pids $nginx2_pids) in front of that varnish"

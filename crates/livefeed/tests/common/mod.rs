@@ -287,28 +287,43 @@ impl TestServer {
     pub fn start_at(ip: &str, extra: &[&str]) -> TestServer {
         let data_dir = TempDir::new("livefeed-data");
         let on_ip = format!("{ip}:0");
-        let mut cmd = livefeed();
-        cmd.env("LIVEFEED_RECORD_DIR", data_dir.0.join("recordings"))
-            .args(["serve", "--data-dir", data_dir.path()])
-            .args(["--rtsp-address", "127.0.0.1:0"])
-            .args(["--http-address", &on_ip, "--webrtc-address", &on_ip])
-            .args(extra);
-        let proc = Proc::spawn("livefeed serve", &mut cmd);
-        Self::started(proc, data_dir)
+        let data = data_dir.path().to_string();
+        let addresses = [
+            "--data-dir",
+            &data,
+            "--rtsp-address",
+            "127.0.0.1:0",
+            "--http-address",
+            &on_ip,
+            "--webrtc-address",
+            &on_ip,
+        ];
+        Self::launch_with(livefeed(), data_dir, &["serve"], &addresses, extra)
     }
 
     fn launch_command(
+        cmd: Command,
+        data_dir: TempDir,
+        command: &[&str],
+        extra: &[&str],
+    ) -> TestServer {
+        let data = data_dir.path().to_string();
+        Self::launch_with(cmd, data_dir, command, &loopback_server_args(&data), extra)
+    }
+
+    /// Starts `cmd command` with the server's data directory and addresses (`addresses`) and
+    /// then `extra`.
+    fn launch_with(
         mut cmd: Command,
         data_dir: TempDir,
         command: &[&str],
+        addresses: &[&str],
         extra: &[&str],
     ) -> TestServer {
         // Recordings (when a test starts one) stay in the temporary directory too; a
         // --record-dir flag wins over the variable.
         cmd.env("LIVEFEED_RECORD_DIR", data_dir.0.join("recordings"));
-        cmd.args(command)
-            .args(loopback_server_args(data_dir.path()))
-            .args(extra);
+        cmd.args(command).args(addresses).args(extra);
         let proc = Proc::spawn(&format!("livefeed {}", command.join(" ")), &mut cmd);
         Self::started(proc, data_dir)
     }
