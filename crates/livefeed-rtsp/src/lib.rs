@@ -8,6 +8,7 @@
 //! - [`client_session`]: the client side (publish: ANNOUNCE/SETUP/RECORD, play:
 //!   DESCRIBE/SETUP/PLAY) as request builders and response checks.
 //! - [`rtp_sender`]: one outgoing RTP stream (packets, RTP clock, sender reports).
+//! - [`fanout`]: a path's outgoing RTP streams, packetized once and shared by all its readers.
 //! - [`client`]: the tokio shell around the client session: [`client::RtspPublisher`] and
 //!   [`client::RtspPlayer`], over TCP-interleaved or UDP transport.
 //!
@@ -16,6 +17,7 @@
 pub mod client;
 pub mod client_auth;
 pub mod client_session;
+pub mod fanout;
 pub mod framing;
 pub mod rtp_sender;
 pub mod server_session;

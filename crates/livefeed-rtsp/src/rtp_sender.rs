@@ -113,6 +113,11 @@ impl RtpSender {
         }
     }
 
+    /// The sequence number of the next packet.
+    pub fn next_seq(&self) -> u16 {
+        self.packetizer.next_seq()
+    }
+
     fn rtp_time(&self, pts: u64) -> u32 {
         self.rtp_base.wrapping_add(pts as u32)
     }
@@ -195,6 +200,11 @@ impl TrackSender {
             seq: self.first_seq,
             rtptime: self.writer.rtp_time(first_pts),
         }
+    }
+
+    /// The sequence number of the next packet.
+    pub fn next_seq(&self) -> u16 {
+        self.writer.next_seq()
     }
 
     /// Appends the RTP packet of `packet` to `rtp`, and returns a sender report when one is

@@ -32,7 +32,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
@@ -41,6 +41,8 @@ use livefeed_media::rate::RateMeter;
 use livefeed_media::track::{TrackDescription, TrackPacket};
 use livefeed_media::{h264, h265};
 use livefeed_media::{AccessUnit, VideoCodec, VIDEO_CLOCK_RATE};
+use livefeed_rtsp::fanout::{PathPacketizer, RtpFrame};
+use livefeed_rtsp::server_session::PlayStart;
 use tokio::sync::mpsc;
 
 /// Limits of the hub.
@@ -182,15 +184,30 @@ pub struct HubFrame {
     pub media: Media,
     /// When it was complete at the server.
     pub ingest: Instant,
+    /// Its RTP packets as every RTSP reader of the path sends them, once the path has had an
+    /// RTSP reader (see [`Hub::subscribe_rtsp`]).
+    rtp: OnceLock<RtpFrame>,
 }
 
 impl HubFrame {
+    /// A frame of `media`.
+    pub fn new(media: Media, ingest: Instant) -> Self {
+        HubFrame {
+            media,
+            ingest,
+            rtp: OnceLock::new(),
+        }
+    }
+
     /// A video frame.
     pub fn video_frame(au: AccessUnit, ingest: Instant) -> Self {
-        HubFrame {
-            media: Media::Video(au),
-            ingest,
-        }
+        Self::new(Media::Video(au), ingest)
+    }
+
+    /// The frame's shared RTP packets (see [`Hub::subscribe_rtsp`]); `None` for a frame
+    /// published before the path had an RTSP reader and not in its GOP cache then.
+    pub fn rtp(&self) -> Option<&RtpFrame> {
+        self.rtp.get()
     }
 
     /// The access unit, for a video frame.
@@ -378,6 +395,8 @@ struct PathInner {
     /// The frames handed out: the last `pts` and the frame duration, which place a new
     /// publisher's first frame one frame after the last one.
     frames: FrameDuration,
+    /// The path's outgoing RTP streams, from its first RTSP reader on.
+    rtp: Option<RtpFanout>,
     /// Counts publishers, so a grace timer knows whether one came back meanwhile.
     generation: u64,
 }
@@ -585,12 +604,46 @@ impl Hub {
         path: &str,
         info: ReaderInfo,
     ) -> Result<Subscription, SubscribeError> {
+        self.subscribe_with(path, info, |_| ()).map(|(sub, ())| sub)
+    }
+
+    /// [`Hub::subscribe_as`] for an RTSP reader of `tracks`: from now on every frame of the
+    /// path (and its GOP cache now) is packetized once, in publish order, for all its RTSP
+    /// readers ([`HubFrame::rtp`]). Returns the RTP-Info of each track: the sequence number
+    /// and RTP time of the first packet of it the reader gets.
+    pub fn subscribe_rtsp(
+        &self,
+        path: &str,
+        info: ReaderInfo,
+        tracks: &[usize],
+    ) -> Result<(Subscription, Vec<(usize, PlayStart)>), SubscribeError> {
+        self.subscribe_with(path, info, |inner| {
+            let now = Instant::now();
+            let gop = inner.gop.clone();
+            for frame in &gop {
+                packetize_for_rtsp_from(inner, frame, now);
+            }
+            tracks
+                .iter()
+                .map(|&track| (track, rtp_start(inner, &gop, track)))
+                .collect()
+        })
+    }
+
+    /// Subscribes a reader; `prepare` runs under the path's lock before the GOP cache is
+    /// queued for it.
+    fn subscribe_with<T>(
+        &self,
+        path: &str,
+        info: ReaderInfo,
+        prepare: impl FnOnce(&mut PathInner) -> T,
+    ) -> Result<(Subscription, T), SubscribeError> {
         let state = self
             .path(path)
             .ok_or_else(|| SubscribeError::NotServed(path.to_string()))?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let drops = Arc::new(AtomicU64::new(0));
-        let rx = {
+        let (rx, prepared) = {
             let mut inner = state.lock();
             let clients = inner
                 .readers
@@ -605,6 +658,7 @@ impl Hub {
                     limit: self.limits.readers_per_path,
                 });
             }
+            let prepared = prepare(&mut inner);
             let tracks = 1 + inner.others.len().min(2);
             let capacity = self.limits.reader_queue * tracks + inner.gop.len();
             let (tx, rx) = mpsc::channel(capacity.max(1));
@@ -624,15 +678,16 @@ impl Hub {
                 info,
                 since: SystemTime::now(),
             });
-            rx
+            (rx, prepared)
         };
-        Ok(Subscription {
+        let sub = Subscription {
             state,
             id,
             rx,
             drops,
             not_carried: NotCarried::default(),
-        })
+        };
+        Ok((sub, prepared))
     }
 
     /// Snapshots of all paths that have a publisher or readers.
@@ -759,6 +814,7 @@ impl Publisher {
         continue_timestamps(&mut inner, &mut au);
         let size = au.payload_len();
         let frame = Arc::new(HubFrame::video_frame(au, ingest));
+        packetize_for_rtsp(&mut inner, &frame);
         inner.frames_in += 1;
         inner.bytes_in += size as u64;
         inner.rate.record(ingest, size as u64);
@@ -791,10 +847,8 @@ impl Publisher {
             .pts
             .saturating_add_signed(i64::try_from(scaled).unwrap_or(0));
         let size = packet.payload.len();
-        let frame = Arc::new(HubFrame {
-            media: Media::Packet(packet),
-            ingest,
-        });
+        let frame = Arc::new(HubFrame::new(Media::Packet(packet), ingest));
+        packetize_for_rtsp(&mut inner, &frame);
         inner.bytes_in += size as u64;
         update_gop_cache(&mut inner, &frame, &self.limits);
         fan_out(&mut inner, &frame);
@@ -942,6 +996,78 @@ fn complete_parameter_sets(inner: &mut PathInner, au: &mut AccessUnit) {
     }
 }
 
+/// A path's outgoing RTP streams (see [`Hub::subscribe_rtsp`]).
+#[derive(Default)]
+struct RtpFanout {
+    packetizer: PathPacketizer,
+    /// Whether the last video frame carried a capture stamp (see
+    /// [`HubFrame::sender_report_unix_ns`]).
+    video_stamped: bool,
+}
+
+/// Packetizes `frame` for the path's RTSP readers, if it has had any.
+fn packetize_for_rtsp(inner: &mut PathInner, frame: &HubFrame) {
+    if inner.rtp.is_some() {
+        packetize_for_rtsp_from(inner, frame, Instant::now());
+    }
+}
+
+/// Packetizes `frame` (unless it already is), starting the path's RTP streams if needed.
+fn packetize_for_rtsp_from(inner: &mut PathInner, frame: &HubFrame, now: Instant) {
+    if frame.rtp.get().is_some() {
+        return;
+    }
+    let payload_type = |track: usize| {
+        track
+            .checked_sub(1)
+            .and_then(|i| inner.others.get(i))
+            .map_or(livefeed_rtsp::rtp_sender::PAYLOAD_TYPE, |t| t.payload_type)
+    };
+    let packet_pt = match &frame.media {
+        Media::Packet(p) => payload_type(p.track),
+        Media::Video(_) => 0,
+    };
+    let fanout = inner.rtp.get_or_insert_with(RtpFanout::default);
+    let packets = match &frame.media {
+        Media::Video(au) => {
+            fanout.video_stamped = au.capture.is_some();
+            fanout.packetizer.video(au, frame.ingest_unix_ns(), now)
+        }
+        Media::Packet(p) => {
+            let at = frame.sender_report_unix_ns(fanout.video_stamped);
+            fanout.packetizer.packet(p, packet_pt, at, now)
+        }
+    };
+    let _ = frame.rtp.set(packets);
+}
+
+/// RTP-Info of `track` for a reader that first gets `gop`: its first packet of the track
+/// there, else the next one the path sends.
+fn rtp_start(inner: &mut PathInner, gop: &[Arc<HubFrame>], track: usize) -> PlayStart {
+    let cached = gop
+        .iter()
+        .filter_map(|f| f.rtp())
+        .find(|r| r.track() == track);
+    if let Some(frame) = cached {
+        return frame.start();
+    }
+    let (payload_type, pts) = match track.checked_sub(1) {
+        None => (
+            livefeed_rtsp::rtp_sender::PAYLOAD_TYPE,
+            inner.frames.last_pts().unwrap_or(0),
+        ),
+        Some(i) => (
+            inner
+                .others
+                .get(i)
+                .map_or(livefeed_rtsp::rtp_sender::PAYLOAD_TYPE, |t| t.payload_type),
+            0,
+        ),
+    };
+    let fanout = inner.rtp.get_or_insert_with(RtpFanout::default);
+    fanout.packetizer.next_start(track, payload_type, pts)
+}
+
 fn update_gop_cache(inner: &mut PathInner, frame: &Arc<HubFrame>, limits: &HubLimits) {
     if frame.is_keyframe() {
         inner.gop.clear();
@@ -1040,6 +1166,11 @@ impl Subscription {
     /// The next frame for this reader; `None` only if the hub is gone.
     pub async fn recv(&mut self) -> Option<Delivery> {
         self.rx.recv().await
+    }
+
+    /// The next frame for this reader if one is queued already.
+    pub fn try_recv(&mut self) -> Option<Delivery> {
+        self.rx.try_recv().ok()
     }
 
     /// Frames this reader skipped because it fell behind.

@@ -469,3 +469,132 @@ fn a_missing_camera_gets_clear_advice_not_a_trace() {
     );
     devices.assert_success();
 }
+
+/// The `pts` of each frame ffmpeg decoded (framecrc lines, frame-rate time base), with nothing
+/// filled in for frames that never came (`-fps_mode passthrough`). Fails on any decode error.
+fn ffmpeg_decoded_pts(url: &str, frames: u32) -> Result<Vec<i64>, String> {
+    let out = run(
+        "ffmpeg reader",
+        Command::new("ffmpeg")
+            .args(["-hide_banner", "-v", "error", "-xerror"])
+            .args(["-rtsp_transport", "tcp", "-i", url])
+            .args(["-frames:v", &frames.to_string(), "-fps_mode", "passthrough"])
+            .args(["-f", "framecrc", "-"]),
+        Duration::from_secs(30),
+    );
+    if !out.success || !out.stderr.trim().is_empty() {
+        return Err(format!("ffmpeg failed or reported errors: {}", out.stderr));
+    }
+    Ok(out
+        .stdout
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split(',').nth(2)?.trim().parse().ok())
+        .collect())
+}
+
+/// The `pts` (ns) of each picture GStreamer's `rtspsrc` (RTP timestamps only) decoded.
+fn gstreamer_decoded_pts(url: &str, frames: u32) -> Result<Vec<u64>, String> {
+    let out = run(
+        "gst-launch rtspsrc",
+        Command::new("gst-launch-1.0").args([
+            "-v",
+            "rtspsrc",
+            &format!("location={url}"),
+            "protocols=tcp",
+            "latency=0",
+            "buffer-mode=none",
+            "!",
+            "rtph264depay",
+            "!",
+            "avdec_h264",
+            "!",
+            "identity",
+            "silent=false",
+            // identity ends the stream on buffer N instead of passing it on.
+            &format!("eos-after={}", frames + 1),
+            "!",
+            "fakesink",
+        ]),
+        Duration::from_secs(30),
+    );
+    if !out.success {
+        return Err(format!("gst-launch failed: {}", out.stderr));
+    }
+    let pts: Vec<u64> = out
+        .stdout
+        .lines()
+        .filter(|l| l.contains("identity0: last-message = chain"))
+        .filter_map(|l| {
+            let t = l.split("pts: ").nth(1)?.split(',').next()?;
+            let mut parts = t.split(':');
+            let (h, m, s) = (parts.next()?, parts.next()?, parts.next()?);
+            let secs: f64 = s.parse().ok()?;
+            let mins = h.parse::<u64>().ok()? * 60 + m.parse::<u64>().ok()?;
+            Some(mins * 60_000_000_000 + (secs * 1e9).round() as u64)
+        })
+        .collect();
+    Ok(pts)
+}
+
+/// `livefeed receive` over `transport` for 4 s: its JSON summary.
+fn livefeed_receive_summary(url: &str, transport: &str) -> serde_json::Value {
+    let mut cmd = livefeed();
+    cmd.args(["receive", "--url", url, "--transport", transport])
+        .args(["--duration", "4", "--json"]);
+    let out = run("livefeed receive", &mut cmd, Duration::from_secs(30));
+    out.assert_success();
+    json_summary(&out.stdout)
+}
+
+/// Fan-out once, send many: every RTSP reader of a path gets the same packets (one sequence
+/// space per track, packetized once per path), and each of them — ffmpeg, GStreamer and
+/// livefeed's receiver over TCP and UDP, all at once — decodes every frame from its first
+/// one on: no decode error, no gap in the frame times, no sequence gap, no timecode mismatch.
+#[test]
+fn readers_of_one_path_share_its_packets_and_decode_every_frame() {
+    let server = TestServer::start();
+    let _publisher = livefeed_publisher(&server.url("shared"), "tcp", &[]);
+    wait_for_stream(&server.addr(), "shared");
+    let url = server.url("shared");
+    let frames = 120;
+    std::thread::scope(|s| {
+        let ffmpeg = s.spawn(|| ffmpeg_decoded_pts(&url, frames));
+        let gstreamer = s.spawn(|| gstreamer_decoded_pts(&url, frames));
+        let tcp = s.spawn(|| livefeed_receive_summary(&url, "tcp"));
+        let udp = s.spawn(|| livefeed_receive_summary(&url, "udp"));
+
+        let pts = ffmpeg
+            .join()
+            .expect("ffmpeg thread")
+            .expect("ffmpeg decodes");
+        assert_eq!(pts.len(), frames as usize, "ffmpeg decoded {pts:?}");
+        // ffmpeg's RTP demuxer gives the very first packet no timestamp (its framecrc line
+        // says 0, as does the second's, rebased): continuity is checked from the second on.
+        for w in pts[1..].windows(2) {
+            assert_eq!(w[1] - w[0], 1, "ffmpeg: a frame missing between {w:?}");
+        }
+
+        let pts = gstreamer
+            .join()
+            .expect("gst thread")
+            .expect("GStreamer decodes");
+        assert_eq!(pts.len(), frames as usize, "GStreamer decoded {pts:?}");
+        for w in pts.windows(2) {
+            let gap_ms = (w[1] as f64 - w[0] as f64) / 1e6;
+            assert!(
+                (30.0..37.0).contains(&gap_ms),
+                "GStreamer: {gap_ms} ms between two pictures of a 30 fps stream: {pts:?}"
+            );
+        }
+
+        for (transport, summary) in [("tcp", tcp), ("udp", udp)] {
+            let summary = summary.join().expect("receive thread");
+            let decoded = summary["frames_decoded"].as_u64().unwrap_or(0);
+            assert!(decoded >= 90, "{transport}: decoded {decoded}: {summary}");
+            for zero in ["lost", "mismatches", "decode_errors", "missing_timecode"] {
+                assert_eq!(summary[zero], 0, "{transport}: {zero}: {summary}");
+            }
+        }
+    });
+}

@@ -21,7 +21,7 @@ use livefeed_media::track::{PacketTimeline, TrackPacket};
 use livefeed_media::{sei, AccessUnit, VideoCodec};
 use livefeed_rtsp::client_auth::without_userinfo;
 use livefeed_rtsp::framing::{Frame, FrameReader, FramingError, Limits};
-use livefeed_rtsp::rtp_sender::{RtpSender, TrackSender, PAYLOAD_TYPE};
+use livefeed_rtsp::rtp_sender::PAYLOAD_TYPE;
 use livefeed_rtsp::server_session::{
     refusal_response, Action as SessionAction, AuthCheck, Done, Effect, PlayStart, Refusal, Role,
     ServerSession, ServerTransport, Step, TRACK_CONTROL,
@@ -37,13 +37,15 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::hub::{
-    Delivery, Hub, Media, PublishError, Publisher, PublisherInfo, ReaderInfo, StreamInfo,
-    SubscribeError, Subscription,
+    Delivery, Hub, PublishError, Publisher, PublisherInfo, ReaderInfo, StreamInfo, SubscribeError,
 };
 use crate::limits::conn_gate::{self, ConnectionGate, Permit};
 use crate::measure::metrics::ServerMetrics;
 
 mod keyframe_requests;
+mod play;
+
+use play::{send_tcp_media, Destination, Play, UdpOut, UdpPlay};
 
 /// Timeouts and limits of the RTSP server.
 #[derive(Debug, Clone)]
@@ -668,39 +670,26 @@ impl Handler {
                 ))
             }
         };
-        let stream = self.shared.hub.stream_info(path).ok_or_else(|| {
-            Refusal::new(
-                StatusCode::NotFound,
-                format!("no stream is being published on path {path:?}"),
-            )
-        })?;
         let reader = ReaderInfo {
             protocol: if tcp { "rtsp/tcp" } else { "rtsp/udp" }.into(),
             remote: self.peer.to_string(),
         };
-        let sub = self
+        let tracks: Vec<usize> = self.tracks.iter().map(|t| t.track).collect();
+        let (sub, starts) = self
             .shared
             .hub
-            .subscribe_as(path, reader)
+            .subscribe_rtsp(path, reader, &tracks)
             .map_err(|e| match e {
-                SubscribeError::NotServed(_) => Refusal::new(StatusCode::NotFound, e.to_string()),
+                SubscribeError::NotServed(_) => Refusal::new(
+                    StatusCode::NotFound,
+                    format!("no stream is being published on path {path:?}"),
+                ),
                 SubscribeError::TooManyReaders { .. } => {
                     Refusal::new(StatusCode::ServiceUnavailable, e.to_string())
                 }
             })?;
         let mut outputs = Vec::new();
-        let mut starts = Vec::new();
         for t in &mut self.tracks {
-            let sender = if t.track == 0 {
-                TrackOut::Video(RtpSender::new())
-            } else {
-                let pt = stream
-                    .others
-                    .get(t.track - 1)
-                    .map_or(PAYLOAD_TYPE, |d| d.payload_type);
-                TrackOut::Packets(t.track, TrackSender::new(pt))
-            };
-            starts.push((t.track, sender.start()));
             let destination = match t.transport.lower {
                 LowerTransport::Tcp {
                     rtp_channel,
@@ -722,15 +711,10 @@ impl Handler {
                     }))
                 }
             };
-            outputs.push((sender, destination));
+            outputs.push((t.track, destination));
         }
         info!(peer = %self.peer, path, tracks = starts.len(), "reader started");
-        let play = Play {
-            sub,
-            outputs,
-            buf: Vec::with_capacity(256 * 1024),
-            video_stamped: false,
-        };
+        let play = Play { sub, outputs };
         if tcp {
             self.out
                 .try_send(WriterCommand::StartPlay(Box::new(play)))
@@ -1076,137 +1060,6 @@ impl PacketIngest {
     }
 }
 
-/// A reader's media out: one sender per set-up track and where its packets go.
-struct Play {
-    sub: Subscription,
-    outputs: Vec<(TrackOut, Destination)>,
-    /// Bytes being built: interleaved frames (TCP), or one RTP packet of another track (UDP).
-    buf: Vec<u8>,
-    /// Whether the last video frame carried a capture stamp (see [`crate::hub::HubFrame::sender_report_unix_ns`]).
-    video_stamped: bool,
-}
-
-/// The sender of one track.
-enum TrackOut {
-    Video(RtpSender),
-    Packets(usize, TrackSender),
-}
-
-impl TrackOut {
-    fn start(&self) -> PlayStart {
-        match self {
-            TrackOut::Video(s) => s.start(0),
-            TrackOut::Packets(_, s) => s.start(0),
-        }
-    }
-
-    /// Whether this sender sends `media`.
-    fn carries(&self, media: &Media) -> bool {
-        match (self, media) {
-            (TrackOut::Video(_), Media::Video(_)) => true,
-            (TrackOut::Packets(track, _), Media::Packet(p)) => *track == p.track,
-            _ => false,
-        }
-    }
-}
-
-/// Where a track's packets go.
-enum Destination {
-    /// Interleaved on the RTSP connection on these RTP and RTCP channels.
-    Interleaved(u8, u8),
-    /// To the reader's UDP ports.
-    Udp(Box<UdpOut>),
-}
-
-struct UdpOut {
-    rtp: UdpSocket,
-    rtcp: Arc<UdpSocket>,
-    rtp_to: SocketAddr,
-    rtcp_to: SocketAddr,
-}
-
-/// The sender and destination of `media`'s track, if the reader set it up.
-fn output_for<'a>(
-    outputs: &'a mut [(TrackOut, Destination)],
-    media: &Media,
-) -> Option<&'a mut (TrackOut, Destination)> {
-    outputs.iter_mut().find(|(out, _)| out.carries(media))
-}
-
-impl Play {
-    /// Builds the interleaved bytes of `delivery` into `self.buf` (empty when its track is not
-    /// set up).
-    fn interleave(&mut self, delivery: &Delivery) {
-        self.buf.clear();
-        let now = Instant::now();
-        let media = &delivery.frame.media;
-        let buf = &mut self.buf;
-        if let Media::Video(au) = media {
-            self.video_stamped = au.capture.is_some();
-        }
-        let stamped = self.video_stamped;
-        if let Some((out, Destination::Interleaved(rtp, rtcp))) =
-            output_for(&mut self.outputs, media)
-        {
-            match (out, media) {
-                (TrackOut::Video(s), Media::Video(au)) => {
-                    let ingested = delivery.frame.ingest_unix_ns();
-                    s.interleave(au, ingested, now, (*rtp, *rtcp), buf)
-                }
-                (TrackOut::Packets(_, s), Media::Packet(p)) => {
-                    let at = delivery.frame.sender_report_unix_ns(stamped);
-                    s.interleave(p, at, now, (*rtp, *rtcp), buf)
-                }
-                _ => {}
-            }
-        }
-    }
-
-    /// Sends `delivery` to the reader's UDP ports, if its track is set up.
-    async fn send_udp(&mut self, delivery: &Delivery) -> std::io::Result<()> {
-        let now = Instant::now();
-        let media = &delivery.frame.media;
-        if let Media::Video(au) = media {
-            self.video_stamped = au.capture.is_some();
-        }
-        let stamped = self.video_stamped;
-        let Some((out, Destination::Udp(udp))) = output_for(&mut self.outputs, media) else {
-            return Ok(());
-        };
-        match (out, media) {
-            (TrackOut::Video(s), Media::Video(au)) => {
-                let packets = s.packetize(au, delivery.frame.ingest_unix_ns(), now);
-                for p in packets.rtp {
-                    udp.rtp.send_to(p, udp.rtp_to).await?;
-                }
-                if let Some(sr) = &packets.rtcp {
-                    udp.rtcp.send_to(sr, udp.rtcp_to).await?;
-                }
-            }
-            (TrackOut::Packets(_, s), Media::Packet(p)) => {
-                let rtp = &mut self.buf;
-                rtp.clear();
-                let at = delivery.frame.sender_report_unix_ns(stamped);
-                let sr = s.write_captured(p, at, now, rtp);
-                udp.rtp.send_to(rtp, udp.rtp_to).await?;
-                if let Some(sr) = sr {
-                    udp.rtcp.send_to(&sr, udp.rtcp_to).await?;
-                }
-            }
-            _ => {}
-        }
-        Ok(())
-    }
-}
-
-/// The RTCP socket of the first UDP track, whose receiver reports are drained.
-fn rtcp_socket(outputs: &[(TrackOut, Destination)]) -> Option<&UdpSocket> {
-    outputs.iter().find_map(|(_, d)| match d {
-        Destination::Udp(u) => Some(&*u.rtcp),
-        Destination::Interleaved(..) => None,
-    })
-}
-
 enum WriterEvent {
     Command(Option<WriterCommand>),
     Media(Option<Delivery>),
@@ -1245,7 +1098,7 @@ async fn writer_loop(
             }
             WriterEvent::Media(None) => Err("disconnected by the server".to_string()),
             WriterEvent::Media(Some(delivery)) => match play.as_mut() {
-                Some(p) => send_tcp_media(&mut write, p, &delivery, timeout, &shared.metrics).await,
+                Some(p) => send_tcp_media(&mut write, p, delivery, timeout, &shared.metrics).await,
                 None => Ok(()),
             },
         };
@@ -1259,24 +1112,6 @@ async fn writer_loop(
     cancel.cancel();
 }
 
-async fn send_tcp_media(
-    write: &mut OwnedWriteHalf,
-    play: &mut Play,
-    delivery: &Delivery,
-    timeout: Duration,
-    metrics: &ServerMetrics,
-) -> Result<(), String> {
-    play.interleave(delivery);
-    if play.buf.is_empty() {
-        return Ok(());
-    }
-    write_timed(write, &play.buf, timeout).await?;
-    if !delivery.from_cache && delivery.frame.video().is_some() {
-        metrics.record_egress(play.sub.path(), delivery.frame.ingest.elapsed());
-    }
-    Ok(())
-}
-
 async fn write_timed(
     write: &mut OwnedWriteHalf,
     bytes: &[u8],
@@ -1288,54 +1123,6 @@ async fn write_timed(
         Err(_) => Err(format!(
             "reader stopped reading: write timed out after {timeout:?}"
         )),
-    }
-}
-
-/// A reader playing over UDP.
-struct UdpPlay {
-    play: Play,
-    peer: SocketAddr,
-    metrics: Arc<ServerMetrics>,
-    /// Ends the whole RTSP session when the hub drops this reader.
-    session_end: CancellationToken,
-}
-
-impl UdpPlay {
-    async fn run(mut self) {
-        let mut rtcp_buf = [0u8; 1500];
-        loop {
-            let Play { sub, outputs, .. } = &mut self.play;
-            let delivery = tokio::select! {
-                d = sub.recv() => match d {
-                    Some(d) => d,
-                    None => {
-                        info!(peer = %self.peer, "RTSP reader disconnected by the server");
-                        self.session_end.cancel();
-                        return;
-                    }
-                },
-                // Receiver reports keep the socket drained; their content is not used yet.
-                _ = drain(rtcp_socket(outputs), &mut rtcp_buf) => continue,
-            };
-            if let Err(e) = self.play.send_udp(&delivery).await {
-                warn!(peer = %self.peer, error = %e, "UDP send to reader failed, stopping");
-                return;
-            }
-            if !delivery.from_cache && delivery.frame.video().is_some() {
-                self.metrics
-                    .record_egress(self.play.sub.path(), delivery.frame.ingest.elapsed());
-            }
-        }
-    }
-}
-
-/// Reads one datagram from `socket`; never completes without one.
-async fn drain(socket: Option<&UdpSocket>, buf: &mut [u8]) {
-    match socket {
-        Some(socket) => {
-            let _ = socket.recv_from(buf).await;
-        }
-        None => std::future::pending().await,
     }
 }
 

@@ -168,16 +168,16 @@ impl Job {
             cpu += started.elapsed();
             for opus in packets {
                 audio_samples += u64::from(opus.duration);
-                let frame = HubFrame {
-                    media: Media::Packet(TrackPacket {
+                let frame = HubFrame::new(
+                    Media::Packet(TrackPacket {
                         track: TRANSCODED_TRACK,
                         pts: opus.pts,
                         payload: opus.data,
                         marker: true,
                         capture_unix_ns: None,
                     }),
-                    ingest: delivery.frame.ingest,
-                };
+                    delivery.frame.ingest,
+                );
                 if self.tx.send(Arc::new(frame)).is_err()
                     && self.transcoders.nobody_listens(&self.path, &self.tx)
                 {
