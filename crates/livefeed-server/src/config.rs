@@ -147,8 +147,8 @@ pub struct ServerOptions {
     /// limit allows]
     #[arg(long, env = "LIVEFEED_MAX_HTTP_CONNECTIONS")]
     pub max_http_connections: Option<usize>,
-    /// Most connections from one client address, per listener (RTSP, HTTP); more are refused
-    /// (HTTP 429, RTSP 503) [default: 256]
+    /// Most connections from one client address, per listener (RTSP, HTTP, ICE-TCP); more are
+    /// refused (HTTP 429, RTSP 503, ICE-TCP closed) [default: 256]
     #[arg(long, env = "LIVEFEED_MAX_CONNECTIONS_PER_ADDRESS")]
     pub max_connections_per_address: Option<usize>,
     /// Milliseconds an HTTP request head may take to arrive whole, and a kept-alive connection
@@ -636,6 +636,15 @@ impl ServerConfig {
             max_total: self.limits.http_connections,
             max_per_address: self.limits.connections_per_address,
             total_cap: "max-http-connections",
+        }
+    }
+
+    /// Connection caps of the ICE-TCP listener (WebRTC over TCP).
+    pub fn webrtc_tcp_gate(&self) -> GateLimits {
+        GateLimits {
+            max_total: crate::outputs::whep_tcp::MAX_CONNECTIONS,
+            max_per_address: self.limits.connections_per_address,
+            total_cap: "the ICE-TCP listener's 512",
         }
     }
 

@@ -161,7 +161,15 @@ impl Server {
         let hls = hls_stream::HlsStreams::new(hub.clone(), config.hls.clone());
         let whep = whep::WhepServer::start(
             config.webrtc_address,
-            config.webrtc_tcp_address,
+            config.webrtc_tcp_address.map(|address| {
+                let gate = conn_gate::ConnectionGate::new(
+                    "webrtc-tcp",
+                    config.webrtc_tcp_gate(),
+                    budget.clone(),
+                    refusals.clone(),
+                );
+                (address, gate)
+            }),
             config.webrtc_additional_hosts.clone(),
             config.webrtc_ice_servers.clone(),
             metrics.clone(),

@@ -39,6 +39,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info};
 
 use crate::hub::{Delivery, HubFrame, KeyframeRequester, Media, Subscription};
+use crate::limits::conn_gate::ConnectionGate;
 use crate::measure::metrics::ServerMetrics;
 use crate::outputs::ice_host::{resolve, IceHost};
 use crate::outputs::ice_server::IceServer;
@@ -121,11 +122,11 @@ pub struct WhepServer {
 }
 
 impl WhepServer {
-    /// Binds the UDP socket (and the ICE-TCP listener, at `tcp_address`) and starts the media
-    /// loop.
+    /// Binds the UDP socket (and the ICE-TCP listener, at `tcp_address`, admitting its
+    /// connections through `tcp_gate`) and starts the media loop.
     pub fn start(
         address: SocketAddr,
-        tcp_address: Option<SocketAddr>,
+        tcp_address: Option<(SocketAddr, Arc<ConnectionGate>)>,
         additional_hosts: Vec<IceHost>,
         ice_servers: Vec<IceServer>,
         metrics: Arc<ServerMetrics>,
@@ -138,14 +139,14 @@ impl WhepServer {
         let (commands, rx) = mpsc::channel(64);
         let mut media_loop = MediaLoop::new(socket, rx, metrics);
         let tcp_local = match tcp_address {
-            Some(address) => {
+            Some((address, gate)) => {
                 let listener = std::net::TcpListener::bind(address)?;
                 listener.set_nonblocking(true)?;
                 let listener = tokio::net::TcpListener::from_std(listener)?;
                 let tcp_local = listener.local_addr()?;
                 let (events, events_rx) = mpsc::channel(MEDIA_QUEUE);
                 media_loop.tcp_events = Some(events_rx);
-                whep_tcp::spawn_listener(listener, events);
+                whep_tcp::spawn_listener(listener, events, gate);
                 Some(tcp_local)
             }
             None => None,

@@ -7,8 +7,11 @@
 //!   framed packets to it), each whole packet it brings is passed on ([`TcpEvent::Packet`]), and
 //!   its end is announced ([`TcpEvent::Closed`]). Dropping the sender closes the connection:
 //!   the media loop does that to a connection no session accepts.
-//! - Limits: at most [`MAX_CONNECTIONS`] at once and [`MAX_CONNECTIONS_PER_ADDRESS`] from one
-//!   address (more are closed at once, logged); a connection whose first whole packet has not
+//! - Limits: connections are admitted by the listener's [`ConnectionGate`] like the RTSP and
+//!   HTTP listeners' (at most [`MAX_CONNECTIONS`], `--max-connections-per-address` from one
+//!   address, within the process's descriptor budget; when full, the newest idle connection
+//!   is shed, else the new one is closed at once; refusals are logged at most once a second);
+//!   a connection whose first whole packet has not
 //!   arrived [`FIRST_PACKET_TIMEOUT`] after it opened, that then sends nothing for
 //!   [`IDLE_TIMEOUT`] (a live viewer's ICE checks come every few seconds), or that sends a
 //!   zero-length frame, is closed with a log line naming the peer and the cause; at most
@@ -17,9 +20,8 @@
 //! - Every event names the connection by its peer and an id, so that a connection's late
 //!   `Closed` never removes a newer one from the same address and port.
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use livefeed_webrtc::tcp_framing::FrameReader;
@@ -29,10 +31,10 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
+use crate::limits::conn_gate::{ConnectionGate, Permit};
+
 /// Connections served at once.
 pub const MAX_CONNECTIONS: usize = 512;
-/// Connections served at once from one address.
-pub const MAX_CONNECTIONS_PER_ADDRESS: usize = 16;
 /// How long a new connection may take to send its first packet (a STUN binding request).
 pub const FIRST_PACKET_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long an established connection may stay silent.
@@ -72,10 +74,13 @@ pub enum TcpEvent {
     },
 }
 
-/// Accepts connections on `listener` until `events` is dropped.
-pub fn spawn_listener(listener: TcpListener, events: mpsc::Sender<TcpEvent>) -> JoinHandle<()> {
+/// Accepts connections on `listener`, admitted by `gate`, until `events` is dropped.
+pub fn spawn_listener(
+    listener: TcpListener,
+    events: mpsc::Sender<TcpEvent>,
+    gate: Arc<ConnectionGate>,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let open = Arc::new(OpenConnections::default());
         let mut next_id = 0u64;
         loop {
             let accepted = tokio::select! {
@@ -90,57 +95,35 @@ pub fn spawn_listener(listener: TcpListener, events: mpsc::Sender<TcpEvent>) -> 
                     continue;
                 }
             };
-            if let Err(reason) = open.admit(peer.ip()) {
-                warn!(%peer, %reason, "ICE-TCP connection refused");
+            // A refusal is logged by the gate; the connection is closed here.
+            let Ok(permit) = gate.admit(peer) else {
                 continue;
-            }
+            };
             next_id += 1;
-            let (id, events, open) = (next_id, events.clone(), open.clone());
+            let (id, events) = (next_id, events.clone());
             tokio::spawn(async move {
-                serve(stream, id, peer, &events).await;
+                tokio::select! {
+                    () = serve(stream, id, peer, &events, &permit) => {}
+                    () = permit.cancel.cancelled() => {
+                        info!(%peer, "ICE-TCP connection shed: the listener was full and it was idle");
+                    }
+                }
                 let _ = events.send(TcpEvent::Closed { id, peer }).await;
-                open.release(peer.ip());
+                drop(permit);
             });
         }
     })
 }
 
-/// Connections open, by address.
-#[derive(Default)]
-struct OpenConnections(Mutex<HashMap<IpAddr, usize>>);
-
-impl OpenConnections {
-    fn admit(&self, ip: IpAddr) -> Result<(), String> {
-        let mut open = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let total: usize = open.values().sum();
-        let from_ip = open.get(&ip).copied().unwrap_or(0);
-        if total >= MAX_CONNECTIONS {
-            return Err(format!(
-                "{total} open, the most at once (max {MAX_CONNECTIONS})"
-            ));
-        }
-        if from_ip >= MAX_CONNECTIONS_PER_ADDRESS {
-            return Err(format!(
-                "{from_ip} open from this address, the most at once (max {MAX_CONNECTIONS_PER_ADDRESS})"
-            ));
-        }
-        *open.entry(ip).or_default() += 1;
-        Ok(())
-    }
-
-    fn release(&self, ip: IpAddr) {
-        let mut open = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = open.get_mut(&ip) {
-            *n -= 1;
-            if *n == 0 {
-                open.remove(&ip);
-            }
-        }
-    }
-}
-
-/// One connection: reads frames into events, writes what the media loop sends.
-async fn serve(stream: TcpStream, id: u64, peer: SocketAddr, events: &mpsc::Sender<TcpEvent>) {
+/// One connection: reads frames into events, writes what the media loop sends; every byte
+/// moved counts as activity for `permit`'s gate.
+async fn serve(
+    stream: TcpStream,
+    id: u64,
+    peer: SocketAddr,
+    events: &mpsc::Sender<TcpEvent>,
+    permit: &Permit,
+) {
     let Ok(local) = stream.local_addr() else {
         return;
     };
@@ -165,6 +148,7 @@ async fn serve(stream: TcpStream, id: u64, peer: SocketAddr, events: &mpsc::Send
                 debug!(%peer, error = %e, "ICE-TCP write failed");
                 return;
             }
+            permit.activity.touch();
         }
     };
     let read = async {
@@ -192,7 +176,10 @@ async fn serve(stream: TcpStream, id: u64, peer: SocketAddr, events: &mpsc::Send
             };
             match n {
                 Ok(0) | Err(_) => return,
-                Ok(n) => frames.push(&buf[..n]),
+                Ok(n) => {
+                    permit.activity.touch();
+                    frames.push(&buf[..n]);
+                }
             }
             loop {
                 match frames.next_frame() {
