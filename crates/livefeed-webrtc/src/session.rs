@@ -22,10 +22,14 @@
 //!
 //! ## Media
 //!
-//! Access units go to str0m's H.264 packetizer (RFC 6184, packetization-mode 1: single NAL
-//! units, STAP-A for SPS+PPS, FU-A) as Annex B, all NAL units kept — including livefeed's SEI
-//! capture stamp, which so reaches the browser. A viewer starts at a keyframe: access units
-//! are skipped (and counted) until the peer is connected and then until the first keyframe.
+//! An access unit is packetized once, however many viewers it goes to ([`SharedAccessUnit`],
+//! with livefeed's [`VideoPacketizer`]: H.264 RFC 6184 packetization-mode 1 — single NAL
+//! units, STAP-A, FU-A; H.265 RFC 7798 without DONL), all NAL units kept — including
+//! livefeed's SEI capture stamp, which so reaches the browser. Every session hands the same
+//! payloads to str0m (through its direct API, with its own sequence numbers), so the packets
+//! str0m keeps for retransmission share their payloads across viewers. A viewer starts at a
+//! keyframe: access units are skipped (and counted) until the peer is connected and then
+//! until the first keyframe.
 //! [`WhepSession::wants_keyframe`] tells the caller a keyframe is needed: to start, or because
 //! the viewer asked for one (PLI/FIR); it stays set until a keyframe is written.
 //!
@@ -46,12 +50,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use livefeed_media::rtp::{VideoPacketizer, RTP_HEADER_LEN};
 use livefeed_media::{AccessUnit, CaptureStamp, VideoCodec};
 use str0m::change::SdpOffer;
 use str0m::format::Codec;
 use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid, Pt};
 use str0m::net::{Protocol, Receive, TcpType};
-use str0m::rtp::{AbsCaptureTime, Extension};
+use str0m::rtp::{AbsCaptureTime, Extension, ExtensionMap, ExtensionValues, RtpWrite, SeqNo};
 use str0m::stats::MediaEgressStats;
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig, RtcError};
 
@@ -66,12 +71,14 @@ use crate::offer::{audio_mids, check_envelope, check_video};
 /// the answer uses the viewer's.
 const H264_PAYLOADS: [(u8, u8, u32); 2] = [(108, 109, 0x42e01f), (127, 121, 0x42001f)];
 
-/// How far back a viewer's NACK can reach: older packets are not kept for retransmission. A
-/// retransmission arriving later than this would be too late for a low-latency player anyway
-/// (it asks for a keyframe instead). str0m's default, 3 s, kept ~750 KB per viewer of a
-/// 2 Mbit/s stream; this keeps ~125 KB.
+/// How far back a viewer's NACK can reach by default ([`WhepConfig::retransmit_history`]):
+/// older packets are not kept for retransmission. A retransmission arriving later than this
+/// would be too late for a low-latency player anyway (it asks for a keyframe instead). The
+/// payloads kept are shared by all viewers ([`SharedAccessUnit`]); what each viewer pays is
+/// str0m's slot per packet kept (~430 bytes: ~90 KB for 500 ms of a 2 Mbit/s stream).
 pub const RETRANSMIT_HISTORY: Duration = Duration::from_millis(500);
-/// The most video packets kept for retransmission, whatever the bitrate (~480 KB at most).
+/// The most video packets kept for retransmission, whatever the bitrate (str0m's slots for
+/// them: ~170 KB per viewer at most).
 pub const RETRANSMIT_MAX_PACKETS: usize = 400;
 /// str0m's default cap on resends: queued resends are dropped beyond this share of the bytes.
 const RETRANSMIT_RATIO_CAP: Option<f32> = Some(0.15);
@@ -79,6 +86,11 @@ const RETRANSMIT_RATIO_CAP: Option<f32> = Some(0.15);
 /// The `abs-capture-time` extension's id in the server's own map; the answer uses the
 /// viewer's id. Free in str0m's standard map (1–4, 10, 11, 13).
 const ABS_CAPTURE_TIME_ID: u8 = 7;
+
+/// The most RTP payload bytes in one packet: what str0m's own packetizer uses for its default
+/// MTU (1150-byte datagrams, less the 16-byte SRTP tag, rounded down to the 16-byte SRTP
+/// block), so that datagrams stay at ~1150–1190 bytes with the RTP header and extensions.
+const RTP_PAYLOAD_BUDGET: usize = 1120;
 
 /// Settings of WHEP sessions; [`Default`] is right for most servers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,6 +109,10 @@ pub struct WhepConfig {
     /// How often str0m reports egress statistics (packets, NACKs, RTT) into
     /// [`WhepSession::stats`].
     pub stats_interval: Duration,
+    /// How far back a viewer's NACK can reach (at most [`RETRANSMIT_MAX_PACKETS`] packets);
+    /// zero keeps nothing for retransmission. Each packet kept costs every viewer a str0m slot
+    /// of ~430 bytes (the payloads themselves are shared).
+    pub retransmit_history: Duration,
     /// The stream's video codec: the offer must have it (livefeed does not transcode video).
     pub video_codec: VideoCodec,
 }
@@ -108,6 +124,7 @@ impl Default for WhepConfig {
             connect_timeout: Duration::from_secs(15),
             disconnect_timeout: Duration::ZERO,
             stats_interval: Duration::from_secs(1),
+            retransmit_history: RETRANSMIT_HISTORY,
             video_codec: VideoCodec::H264,
         }
     }
@@ -217,24 +234,44 @@ enum State {
     Closed(CloseReason),
 }
 
-/// An access unit as str0m takes it: Annex B in one shared buffer, built once per access unit
-/// and written to any number of sessions ([`WhepSession::write_shared`]); str0m keeps a
-/// reference, not a copy, until it has packetized it.
+/// An access unit packetized once, for any number of sessions ([`WhepSession::write_shared`]):
+/// its RTP payloads, each in one shared buffer. str0m keeps a reference, not a copy, in its
+/// send queue and for retransmission, so the payloads of one access unit are in memory once
+/// however many viewers it goes to.
 #[derive(Debug, Clone)]
 pub struct SharedAccessUnit {
-    annex_b: Arc<[u8]>,
+    payloads: Vec<Payload>,
     pts: u64,
     keyframe: bool,
     capture: Option<CaptureStamp>,
 }
 
+/// One RTP packet's payload, and whether it ends the access unit (the marker bit).
+#[derive(Debug, Clone)]
+struct Payload {
+    data: Arc<[u8]>,
+    marker: bool,
+}
+
 impl SharedAccessUnit {
-    /// `au` as Annex B (4-byte start codes, every NAL unit kept).
+    /// `au` packetized ([`VideoPacketizer`] for its codec, payloads of at most
+    /// `RTP_PAYLOAD_BUDGET` bytes), every NAL unit kept.
     pub fn new(au: &AccessUnit) -> Self {
-        let mut annex_b = Vec::with_capacity(au.payload_len() + 4 * au.nals.len());
-        au.write_annex_b(&mut annex_b);
+        let mtu = RTP_HEADER_LEN + RTP_PAYLOAD_BUDGET;
+        // Only the payloads are kept: header fields (SSRC, sequence number, timestamp) are the
+        // session's, str0m writes them.
+        let mut packetizer = VideoPacketizer::new(au.codec, 0, 0, mtu, 0);
+        let mut packets = Vec::new();
+        packetizer.packetize(au, 0, &mut packets);
+        let payloads = packets
+            .iter()
+            .map(|packet| Payload {
+                data: Arc::from(&packet[RTP_HEADER_LEN..]),
+                marker: packet[1] & 0x80 != 0,
+            })
+            .collect();
         SharedAccessUnit {
-            annex_b: annex_b.into(),
+            payloads,
             pts: au.pts,
             keyframe: au.keyframe,
             capture: au.capture,
@@ -257,6 +294,8 @@ pub struct WhepSession {
     /// The negotiated Opus track, when the viewer receives audio.
     audio: Option<Track>,
     state: State,
+    /// The sequence number of the next video packet (the session writes them, not str0m).
+    next_seq: SeqNo,
     outbox: VecDeque<Poll>,
     rtc_timeout: Instant,
     now: Instant,
@@ -363,7 +402,7 @@ impl WhepSession {
         if let Some(stream) = rtc.direct_api().stream_tx_by_mid(track.mid, None) {
             stream.set_rtx_cache(
                 RETRANSMIT_MAX_PACKETS,
-                RETRANSMIT_HISTORY,
+                config.retransmit_history,
                 RETRANSMIT_RATIO_CAP,
             );
         }
@@ -378,6 +417,7 @@ impl WhepSession {
             state: State::Connecting {
                 deadline: now + config.connect_timeout,
             },
+            next_seq: initial_seq_no(),
             outbox: VecDeque::new(),
             rtc_timeout: now,
             now,
@@ -473,13 +513,13 @@ impl WhepSession {
         self.write_shared(&SharedAccessUnit::new(au), wallclock)
     }
 
-    /// Writes one access unit: its Annex B bytes into str0m's packetizer (shared, not copied:
-    /// one [`SharedAccessUnit`] serves every viewer of a path), RTP time from its `pts` (90
-    /// kHz), `wallclock` (the instant the picture was captured, or reached the server) for RTCP
-    /// sender reports, its capture stamp (if any) as `abs-capture-time` (if negotiated).
-    /// Skipped and counted before the viewer is connected and until the first keyframe after
-    /// connecting (or reconnecting, after ICE was disconnected). Writing a keyframe clears
-    /// [`WhepSession::wants_keyframe`].
+    /// Writes one access unit: its RTP packets to str0m (payloads shared, not copied: one
+    /// [`SharedAccessUnit`] serves every viewer of a path), RTP time from its `pts` (90 kHz),
+    /// `wallclock` (the instant the picture was captured, or reached the server) for RTCP
+    /// sender reports, its capture stamp (if any) as `abs-capture-time` (if negotiated) in its
+    /// first packet. Skipped and counted before the viewer is connected and until the first
+    /// keyframe after connecting (or reconnecting, after ICE was disconnected). Writing a
+    /// keyframe clears [`WhepSession::wants_keyframe`].
     pub fn write_shared(
         &mut self,
         au: &SharedAccessUnit,
@@ -494,19 +534,28 @@ impl WhepSession {
             return Ok(Written::SkippedWaitingForKeyframe);
         }
         let track = self.track;
-        let mut writer = self.rtc.writer(track.mid).ok_or(WhepError::NoTrack)?;
-        if let Some(stamp) = au.capture {
-            writer = writer.abs_capture_time(AbsCaptureTime {
-                capture_time: SystemTime::UNIX_EPOCH + Duration::from_nanos(stamp.unix_ns),
-                clock_offset: None,
-            });
+        let mut direct = self.rtc.direct_api();
+        let stream = direct
+            .stream_tx_by_mid(track.mid, None)
+            .ok_or(WhepError::NoTrack)?;
+        // The 90 kHz RTP clock, wrapping as RTP time does (as str0m's writer does it).
+        let rtp_time = au.pts as u32;
+        for (i, payload) in au.payloads.iter().enumerate() {
+            let mut ext_vals = ExtensionValues::default();
+            if i == 0 {
+                ext_vals.abs_capture_time = au.capture.map(|stamp| AbsCaptureTime {
+                    capture_time: SystemTime::UNIX_EPOCH + Duration::from_nanos(stamp.unix_ns),
+                    clock_offset: None,
+                });
+            }
+            let seq_no = self.next_seq.inc();
+            stream.write_rtp(
+                RtpWrite::new(track.pt, seq_no, rtp_time, wallclock, payload.data.clone())
+                    .marker(payload.marker)
+                    .nackable(true)
+                    .ext_vals(ext_vals),
+            );
         }
-        writer.write(
-            track.pt,
-            wallclock,
-            MediaTime::from_90khz(au.pts),
-            au.annex_b.clone(),
-        )?;
         self.waiting_for_keyframe = false;
         if au.keyframe {
             self.keyframe_requested = false;
@@ -767,7 +816,7 @@ fn rtc_config(config: &WhepConfig) -> RtcConfig {
     let mut rtc = Rtc::builder()
         .set_ice_lite(config.ice_lite)
         .set_stats_interval(Some(config.stats_interval))
-        .set_extension(ABS_CAPTURE_TIME_ID, Extension::AbsoluteCaptureTime)
+        .set_extension_map(extension_map())
         .clear_codecs();
     let codecs = rtc.codec_config();
     match config.video_codec {
@@ -780,7 +829,34 @@ fn rtc_config(config: &WhepConfig) -> RtcConfig {
         VideoCodec::H265 => codecs.enable_h265(true),
     }
     codecs.enable_opus(true, false);
+    // No transport-wide congestion control feedback: see `extension_map`.
+    for params in codecs.iter_mut() {
+        params.set_fb_transport_cc(false);
+    }
     rtc
+}
+
+/// str0m's standard header extensions, less transport-wide sequence numbers (TWCC), plus
+/// `abs-capture-time`. TWCC feeds only str0m's bandwidth estimation, which the server does not
+/// use (it sends the stream as it comes); with it negotiated, str0m records every packet sent
+/// for the viewer's TWCC feedback (1000 records, ~90 KB per viewer) and the viewer sends that
+/// feedback several times a second for nothing.
+fn extension_map() -> ExtensionMap {
+    let mut exts = ExtensionMap::empty();
+    exts.set(1, Extension::AudioLevel);
+    exts.set(2, Extension::AbsoluteSendTime);
+    exts.set(4, Extension::RtpMid);
+    exts.set(10, Extension::RtpStreamId);
+    exts.set(11, Extension::RepairedRtpStreamId);
+    exts.set(13, Extension::VideoOrientation);
+    exts.set(ABS_CAPTURE_TIME_ID, Extension::AbsoluteCaptureTime);
+    exts
+}
+
+/// A random first RTP sequence number (RFC 3550 5.1), in the lower half of the 16-bit space as
+/// libwebrtc picks it (no wrap-around right at the start).
+fn initial_seq_no() -> SeqNo {
+    SeqNo::from(u64::from(rand::random::<u16>() & 0x7fff))
 }
 
 fn input<'a>(

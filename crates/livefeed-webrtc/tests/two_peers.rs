@@ -586,8 +586,8 @@ fn lost_packet_is_retransmitted_after_nack() {
     let (mut net, _, _) = Net::new(&WhepConfig::default());
     net.connect();
 
-    // Lose the third RTP packet of the stream: the first fragment (FU-A) of the keyframe's
-    // IDR slice, after the STAP-A (SPS+PPS) and the SEI.
+    // Lose the third RTP packet of the stream: the second fragment (FU-A) of the keyframe's
+    // IDR slice, after the STAP-A (SPS, PPS, SEI) and the first fragment.
     let rtp_seen = Rc::new(Cell::new(0));
     let counter = rtp_seen.clone();
     net.lose_to_browser = Box::new(move |d| {
