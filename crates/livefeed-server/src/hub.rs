@@ -31,7 +31,7 @@
 //!   publisher returns by then, every reader is disconnected (their subscriptions end).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -187,6 +187,8 @@ pub struct HubFrame {
     /// Its RTP packets as every RTSP reader of the path sends them, once the path has had an
     /// RTSP reader (see [`Hub::subscribe_rtsp`]).
     rtp: OnceLock<RtpFrame>,
+    /// Whether a reader has sent it yet (see [`HubFrame::first_egress`]).
+    sent: AtomicBool,
 }
 
 impl HubFrame {
@@ -196,7 +198,14 @@ impl HubFrame {
             media,
             ingest,
             rtp: OnceLock::new(),
+            sent: AtomicBool::new(false),
         }
+    }
+
+    /// `true` for the first reader to say it sent this frame, `false` for every later one:
+    /// the store keeps one server-added sample per frame.
+    pub fn first_egress(&self) -> bool {
+        !self.sent.swap(true, Ordering::Relaxed)
     }
 
     /// A video frame.

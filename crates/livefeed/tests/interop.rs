@@ -354,24 +354,27 @@ fn rtcp_sender_reports_map_capture_time_to_rtp_time() {
     let mut conn = Raw::connect(&server);
     play_tcp(&mut conn, &server, "live");
     let frames = conn.interleaved_for(Duration::from_millis(3500));
-    let mut last_rtp: Option<(u32, u32)> = None; // (ssrc, timestamp) of the latest RTP packet
+    // A report goes just before the packets of the access unit whose capture time it gives,
+    // so that a reader has the mapping from that access unit's first packet on.
+    let mut report: Option<(u32, u32)> = None; // (ssrc, RTP time) of the latest report
     let mut reports = 0;
     for (channel, payload, arrival_ns) in frames {
         match channel {
             0 => {
                 let rtp = parse_rtp(&payload).expect("valid RTP from the server");
                 assert_eq!(rtp.payload_type, 96);
-                last_rtp = Some((rtp.ssrc, rtp.timestamp));
+                if let Some((ssrc, ts)) = report.take() {
+                    assert_eq!(rtp.ssrc, ssrc, "the report describes the RTP stream");
+                    assert_eq!(
+                        rtp.timestamp, ts,
+                        "the report gives the RTP time of the access unit right after it"
+                    );
+                }
             }
             1 => {
-                let (ssrc, ts) = last_rtp.expect("RTP precedes the first report");
                 for sr in parse_sender_reports(&payload).expect("valid RTCP") {
                     reports += 1;
-                    assert_eq!(sr.ssrc, ssrc, "the report describes the RTP stream");
-                    assert_eq!(
-                        sr.rtp_timestamp, ts,
-                        "RTP time of the access unit just sent"
-                    );
+                    report = Some((sr.ssrc, sr.rtp_timestamp));
                     // NTP is that access unit's capture time: a little before it arrived here
                     // (late GOP-cache frames are allowed up to one GOP old).
                     let capture_ns = ntp_to_unix_ns(sr.ntp);

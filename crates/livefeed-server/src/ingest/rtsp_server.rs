@@ -714,7 +714,7 @@ impl Handler {
             outputs.push((t.track, destination));
         }
         info!(peer = %self.peer, path, tracks = starts.len(), "reader started");
-        let play = Play { sub, outputs };
+        let play = Play::new(sub, outputs);
         if tcp {
             self.out
                 .try_send(WriterCommand::StartPlay(Box::new(play)))

@@ -3,9 +3,11 @@
 //! unit handed to a reader's socket), per path. Each window holds at most
 //! [`MAX_SAMPLES_PER_WINDOW`] samples until it is taken.
 //!
-//! Every sample is also queued for the metrics store (client kind [`SERVER_CLIENT`]), at most
+//! Samples are also queued for the metrics store (client kind [`SERVER_CLIENT`]), at most
 //! [`MAX_PENDING_SAMPLES`] between two [`ServerMetrics::take_samples`] calls (the rest are
-//! counted and dropped), so the server's own stages appear on the dashboard and in its charts.
+//! counted and dropped), so the server's own stages appear on the dashboard and in its charts:
+//! every capture→ingest sample, and one ingest→egress sample per frame (its first reader's;
+//! the windows keep every reader's), so that the store's load does not grow with readers.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -99,15 +101,18 @@ impl ServerMetrics {
         self.queue(path, false, ms);
     }
 
-    /// Records an ingest→egress sample.
-    pub fn record_egress(&self, path: &str, elapsed: Duration) {
+    /// Records an ingest→egress sample; `stored`: also queue it for the store (the frame's
+    /// first reader, see [`crate::hub::HubFrame::first_egress`]).
+    pub fn record_egress(&self, path: &str, elapsed: Duration, stored: bool) {
         let ms = elapsed.as_secs_f64() * 1000.0;
         self.with_path(path, |p| {
             if p.server_added.len() < MAX_SAMPLES_PER_WINDOW {
                 p.server_added.record(ms);
             }
         });
-        self.queue(path, true, ms);
+        if stored {
+            self.queue(path, true, ms);
+        }
     }
 
     /// Takes the samples queued for the store, and how many were dropped since the last take.
@@ -154,8 +159,9 @@ mod tests {
     fn queued_samples_come_out_per_path_and_stage_and_are_bounded() {
         let m = ServerMetrics::new();
         m.record_ingest("a", 2.0);
-        m.record_egress("a", Duration::from_millis(1));
-        m.record_egress("b", Duration::from_millis(3));
+        m.record_egress("a", Duration::from_millis(1), true);
+        m.record_egress("b", Duration::from_millis(3), true);
+        m.record_egress("b", Duration::from_millis(4), false);
         let (mut samples, dropped) = m.take_samples();
         samples.sort_by(|x, y| (&x.path, &x.stage).cmp(&(&y.path, &y.stage)));
         let got: Vec<(&str, &str, &str, f64)> = samples

@@ -614,7 +614,7 @@ impl MediaLoop {
         } else if !delivery.from_cache {
             // Handed to str0m, which packetizes and sends on the next drive.
             self.metrics
-                .record_egress(&viewer.path, delivery.frame.ingest.elapsed());
+                .record_egress(&viewer.path, frame.ingest.elapsed(), frame.first_egress());
         }
     }
 

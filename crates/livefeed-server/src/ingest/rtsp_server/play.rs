@@ -33,7 +33,10 @@ pub const MAX_BATCH_BYTES: usize = 256 * 1024;
 pub struct Play {
     pub sub: Subscription,
     /// Set-up tracks (0 = video) and their destinations.
-    pub outputs: Vec<(usize, Destination)>,
+    outputs: Vec<(usize, Destination)>,
+    /// The TCP write being built, and the frames in it (kept to reuse their allocations).
+    batch: Batch,
+    sent: Vec<Delivery>,
 }
 
 /// Where a track's packets go.
@@ -53,6 +56,16 @@ pub struct UdpOut {
 }
 
 impl Play {
+    /// A reader of `sub` sending each set-up track (0 = video) to its destination.
+    pub fn new(sub: Subscription, outputs: Vec<(usize, Destination)>) -> Self {
+        Play {
+            sub,
+            outputs,
+            batch: Batch::default(),
+            sent: Vec::new(),
+        }
+    }
+
     /// The destination of `delivery`'s track, if the reader set it up.
     fn destination(&self, delivery: &Delivery) -> Option<&Destination> {
         let track = delivery.frame.rtp()?.track();
@@ -84,6 +97,11 @@ struct Batch {
 }
 
 impl Batch {
+    fn clear(&mut self) {
+        self.parts.clear();
+        self.remaining = 0;
+    }
+
     fn push(&mut self, bytes: Bytes) {
         if !bytes.is_empty() {
             self.remaining += bytes.len();
@@ -135,8 +153,8 @@ pub async fn send_tcp_media(
     timeout: Duration,
     metrics: &ServerMetrics,
 ) -> Result<(), String> {
-    let mut batch = Batch::default();
-    let mut sent = Vec::new();
+    let mut batch = std::mem::take(&mut play.batch);
+    let mut sent = std::mem::take(&mut play.sent);
     let mut next = Some(first);
     while let Some(delivery) = next.take() {
         if let Some(bytes) = play.interleaved(&delivery) {
@@ -147,24 +165,53 @@ pub async fn send_tcp_media(
             next = play.sub.try_recv();
         }
     }
+    let written = match batch.remaining {
+        0 => Ok(()),
+        _ => write_batch(write, &mut batch, timeout).await,
+    };
+    if written.is_ok() {
+        for delivery in &sent {
+            if !delivery.from_cache && delivery.frame.video().is_some() {
+                let frame = &delivery.frame;
+                let stored = frame.first_egress();
+                metrics.record_egress(play.sub.path(), frame.ingest.elapsed(), stored);
+            }
+        }
+    }
+    sent.clear();
+    batch.clear();
+    play.batch = batch;
+    play.sent = sent;
+    written
+}
+
+/// Writes all of `batch` (vectored), or fails after `timeout`.
+async fn write_batch(
+    write: &mut OwnedWriteHalf,
+    batch: &mut Batch,
+    timeout: Duration,
+) -> Result<(), String> {
+    // Most batches fit in the socket's buffer at once: try that before arming a timer.
+    let written = {
+        let mut slices = [IoSlice::new(&[]); 64];
+        let n = batch.chunks_vectored(&mut slices);
+        write.try_write_vectored(&slices[..n])
+    };
+    match written {
+        Ok(n) => batch.advance(n),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        Err(e) => return Err(format!("write failed: {e}")),
+    }
     if batch.remaining == 0 {
         return Ok(());
     }
-    match tokio::time::timeout(timeout, write.write_all_buf(&mut batch)).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => return Err(format!("write failed: {e}")),
-        Err(_) => {
-            return Err(format!(
-                "reader stopped reading: write timed out after {timeout:?}"
-            ))
-        }
+    match tokio::time::timeout(timeout, write.write_all_buf(batch)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("write failed: {e}")),
+        Err(_) => Err(format!(
+            "reader stopped reading: write timed out after {timeout:?}"
+        )),
     }
-    for delivery in sent {
-        if !delivery.from_cache && delivery.frame.video().is_some() {
-            metrics.record_egress(play.sub.path(), delivery.frame.ingest.elapsed());
-        }
-    }
-    Ok(())
 }
 
 /// A reader playing over UDP.
@@ -197,8 +244,10 @@ impl UdpPlay {
                 return;
             }
             if !delivery.from_cache && delivery.frame.video().is_some() {
+                let frame = &delivery.frame;
+                let elapsed = frame.ingest.elapsed();
                 self.metrics
-                    .record_egress(self.play.sub.path(), delivery.frame.ingest.elapsed());
+                    .record_egress(self.play.sub.path(), elapsed, frame.first_egress());
             }
         }
     }
