@@ -111,21 +111,29 @@ free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 
+# load_bin NAME OUT_DIR PREBUILT VAR: sets LOADGEN to PREBUILT when it is given (the value of
+# the environment variable VAR), else builds the load client bench/NAME (release, in its own
+# target dir; its log in OUT_DIR) and sets LOADGEN to it.
+load_bin() {
+    local name=$1 out=$2 prebuilt=$3 var=$4
+    LOADGEN=$prebuilt
+    if [ -z "$LOADGEN" ]; then
+        require_tool cargo "building bench/$name (or set $var)"
+        if ! cargo build --release --quiet --manifest-path "$BENCH_DIR/$name/Cargo.toml" \
+            >"$out/$name-build.log" 2>&1; then
+            echo "error: building bench/$name failed; see $out/$name-build.log" >&2
+            exit 2
+        fi
+        LOADGEN=$BENCH_DIR/$name/target/release/$name
+    fi
+}
+
 # hls_load_bin OUT_DIR CLIENTS: sets LOADGEN to bench/hls-load (built here, release, in its own
 # target dir; or $HLS_LOAD_BIN) and raises the open-file limit for CLIENTS clients and the
 # servers' sockets for them.
 hls_load_bin() {
     local out=$1 clients=$2
-    LOADGEN=${HLS_LOAD_BIN:-}
-    if [ -z "$LOADGEN" ]; then
-        require_tool cargo "building bench/hls-load (or set HLS_LOAD_BIN)"
-        if ! cargo build --release --quiet --manifest-path "$BENCH_DIR/hls-load/Cargo.toml" \
-            >"$out/hls-load-build.log" 2>&1; then
-            echo "error: building bench/hls-load failed; see $out/hls-load-build.log" >&2
-            exit 2
-        fi
-        LOADGEN=$BENCH_DIR/hls-load/target/release/hls-load
-    fi
+    load_bin hls-load "$out" "${HLS_LOAD_BIN:-}" HLS_LOAD_BIN
     need=$((clients * 3 + 1024))
     if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt "$need" ]; then
         ulimit -n "$need" 2>/dev/null || ulimit -n "$(ulimit -Hn)"

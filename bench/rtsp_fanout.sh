@@ -106,16 +106,7 @@ for n in $READERS; do
         ;;
     esac
 done
-LOADGEN=${RTSP_LOAD_BIN:-}
-if [ -z "$LOADGEN" ]; then
-    require_tool cargo "building bench/rtsp-load (or set RTSP_LOAD_BIN)"
-    if ! cargo build --release --quiet --manifest-path "$BENCH_DIR/rtsp-load/Cargo.toml" \
-        >"$OUT_DIR/rtsp-load-build.log" 2>&1; then
-        echo "error: building bench/rtsp-load failed; see $OUT_DIR/rtsp-load-build.log" >&2
-        exit 2
-    fi
-    LOADGEN=$BENCH_DIR/rtsp-load/target/release/rtsp-load
-fi
+load_bin rtsp-load "$OUT_DIR" "${RTSP_LOAD_BIN:-}" RTSP_LOAD_BIN
 CLK_TCK=$(getconf CLK_TCK)
 MAX_N=0
 for n in $READERS; do

@@ -58,16 +58,7 @@ testsrc2) require_tool ffmpeg "SOURCE=testsrc2 (the y4m feeder)" ;;
     exit 2
     ;;
 esac
-LOADGEN=${WHEP_LOAD_BIN:-}
-if [ -z "$LOADGEN" ]; then
-    require_tool cargo "building bench/whep-load (or set WHEP_LOAD_BIN)"
-    if ! cargo build --release --quiet --manifest-path "$BENCH_DIR/whep-load/Cargo.toml" \
-        >"$OUT_DIR/whep-load-build.log" 2>&1; then
-        echo "error: building bench/whep-load failed; see $OUT_DIR/whep-load-build.log" >&2
-        exit 2
-    fi
-    LOADGEN=$BENCH_DIR/whep-load/target/release/whep-load
-fi
+load_bin whep-load "$OUT_DIR" "${WHEP_LOAD_BIN:-}" WHEP_LOAD_BIN
 CLK_TCK=$(getconf CLK_TCK)
 
 # kib PID FIELD: a VmRSS/VmHWM-style field of /proc/PID/status, in KiB.
