@@ -12,8 +12,11 @@
 //!   packets inside it ([`RtpFrame::rtp_packets`], [`RtpFrame::rtcp_packet`]).
 //! - A reader that skips frames (it fell behind) sees a gap in the sequence numbers, which is
 //!   what loss looks like to it.
-//! - [`RtpFrame::start`] and [`PathPacketizer::next_start`] give RTP-Info: the sequence number
-//!   and RTP time of the first packet a reader gets of a track.
+//! - [`RtpFrame::start`] gives RTP-Info: the sequence number and RTP time of the first packet
+//!   a reader gets of a track.
+//! - Every video keyframe carries a sender report, and so does the first payload of each other
+//!   track after it (besides one a second): a reader starting at a keyframe can map every
+//!   track's RTP time to capture time from its first packets.
 
 use std::time::Instant;
 
@@ -120,7 +123,12 @@ impl FrameBuilder {
         }
     }
 
+    /// Adds an RTP packet; one too long for a `$` frame (never one livefeed packetizes; a
+    /// publisher's payload could be) is left out, as a lost packet.
     fn rtp(&mut self, channel: u8, packet: &[u8]) {
+        if packet.len() > usize::from(u16::MAX) {
+            return;
+        }
         self.rtp_at.push(self.bytes.len() as u32);
         push_interleaved(&mut self.bytes, channel, packet);
     }
@@ -159,16 +167,23 @@ impl PathPacketizer {
     /// Packetizes one video access unit. Its sender reports map RTP time to the access
     /// unit's capture stamp, or to `unstamped_capture_ns` (Unix ns) for a frame without one.
     pub fn video(&mut self, au: &AccessUnit, unstamped_capture_ns: u64, now: Instant) -> RtpFrame {
+        if au.keyframe {
+            for (_, sender) in self.others.iter_mut().flatten() {
+                sender.report_next();
+            }
+        }
         let sender = self.video.get_or_insert_with(RtpSender::new);
-        let start = sender.start(au.pts);
+        if au.keyframe {
+            sender.report_next();
+        }
+        let start = PlayStart {
+            seq: sender.next_seq(),
+            rtptime: sender.start(au.pts).rtptime,
+        };
         let (rtp, rtcp) = canonical_channels(0);
         let packets = sender.packetize(au, unstamped_capture_ns, now);
         let size: usize = packets.rtp.iter().map(|p| p.len() + 4).sum();
         let mut frame = FrameBuilder::new(size + 64);
-        let start = PlayStart {
-            seq: first_seq(packets.rtp.first()).unwrap_or(start.seq),
-            rtptime: start.rtptime,
-        };
         if let Some(sr) = &packets.rtcp {
             frame.rtcp(rtcp, sr);
         }
@@ -204,24 +219,6 @@ impl PathPacketizer {
         frame.rtp(rtp, &self.rtp);
         frame.finish(track, start)
     }
-
-    /// RTP-Info for a reader whose first packet of `track` will be the next one sent, at
-    /// presentation time `pts` (in the track's clock).
-    pub fn next_start(&mut self, track: usize, payload_type: u8, pts: u64) -> PlayStart {
-        if track == 0 {
-            let sender = self.video.get_or_insert_with(RtpSender::new);
-            PlayStart {
-                seq: sender.next_seq(),
-                rtptime: sender.start(pts).rtptime,
-            }
-        } else {
-            let sender = other_stream(&mut self.others, track, payload_type);
-            PlayStart {
-                seq: sender.next_seq(),
-                rtptime: sender.start(pts).rtptime,
-            }
-        }
-    }
 }
 
 /// Track `track`'s stream in `others`, made (or made again, for a new payload type) as needed.
@@ -241,12 +238,6 @@ fn other_stream(
     &mut slot
         .get_or_insert_with(|| (payload_type, TrackSender::new(payload_type)))
         .1
-}
-
-fn first_seq(packet: Option<&Bytes>) -> Option<u16> {
-    packet
-        .filter(|p| p.len() >= 4)
-        .map(|p| u16::from_be_bytes([p[2], p[3]]))
 }
 
 #[cfg(test)]
@@ -313,12 +304,42 @@ mod tests {
         assert_eq!(b.start().seq, seqs[3]);
         let b_rtp = parse_rtp(b.rtp_packets().next().expect("one packet")).expect("valid");
         assert_eq!(b.start().rtptime, b_rtp.timestamp);
-        assert!(b.rtcp_packet().is_none(), "one report a second");
-        assert_eq!(
-            p.next_start(0, 96, 6000).seq,
-            seqs[3].wrapping_add(1),
-            "a reader starting now gets the next packet"
+        assert!(b.rtcp_packet().is_some(), "a keyframe carries a report");
+        let mut delta = au(6000, 100);
+        delta.keyframe = false;
+        let c = p.video(&delta, 1, t0);
+        assert!(
+            c.rtcp_packet().is_none(),
+            "other frames: one report a second"
         );
+        assert_eq!(c.start().seq, seqs[3].wrapping_add(1));
+    }
+
+    #[test]
+    fn after_a_keyframe_each_other_track_reports_with_its_first_payload() {
+        let mut p = PathPacketizer::new();
+        let t0 = Instant::now();
+        p.video(&au(0, 10), 1, t0);
+        assert!(p.packet(&opus(0), 111, 1, t0).rtcp_packet().is_some());
+        assert!(p.packet(&opus(960), 111, 1, t0).rtcp_packet().is_none());
+        p.video(&au(3000, 10), 1, t0);
+        assert!(
+            p.packet(&opus(1920), 111, 1, t0).rtcp_packet().is_some(),
+            "a reader starting at that keyframe has the audio's mapping at once"
+        );
+        assert!(p.packet(&opus(2880), 111, 1, t0).rtcp_packet().is_none());
+    }
+
+    #[test]
+    fn a_packet_too_long_for_a_dollar_frame_is_left_out() {
+        let mut p = PathPacketizer::new();
+        let mut huge = opus(0);
+        huge.payload = Bytes::from(vec![0u8; 70_000]);
+        let f = p.packet(&huge, 111, 1, Instant::now());
+        assert_eq!(f.rtp_packets().count(), 0);
+        assert!(frames(&f.interleaved_on(canonical_channels(1)))
+            .iter()
+            .all(|(channel, _)| *channel == 3));
     }
 
     #[test]

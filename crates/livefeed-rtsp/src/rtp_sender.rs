@@ -1,5 +1,6 @@
 //! One outgoing RTP stream, without I/O: access units in, RTP packets and (once a second) an
-//! RTCP sender report out. Used by publishers (client) and by the server for each reader.
+//! RTCP sender report out. Used by publishers (client) and by the server for each path's
+//! streams ([`crate::fanout`]).
 //!
 //! The RTP timestamp of an access unit is a random base plus its 90 kHz `pts`. The sender
 //! report maps the wall-clock time the caller gives for the latest access unit or payload (NTP:
@@ -42,6 +43,11 @@ struct Reports {
 }
 
 impl Reports {
+    /// Makes the next report due whatever the time.
+    fn report_next(&mut self) {
+        self.last_sr = None;
+    }
+
     /// Counts `packets` RTP packets of `octets` payload bytes.
     fn count(&mut self, packets: usize, octets: usize) {
         self.packet_count = self.packet_count.wrapping_add(packets as u32);
@@ -116,6 +122,11 @@ impl RtpSender {
     /// The sequence number of the next packet.
     pub fn next_seq(&self) -> u16 {
         self.packetizer.next_seq()
+    }
+
+    /// Sends a sender report with the next access unit, whenever the last one went.
+    pub fn report_next(&mut self) {
+        self.reports.report_next();
     }
 
     fn rtp_time(&self, pts: u64) -> u32 {
@@ -205,6 +216,11 @@ impl TrackSender {
     /// The sequence number of the next packet.
     pub fn next_seq(&self) -> u16 {
         self.writer.next_seq()
+    }
+
+    /// Sends a sender report with the next payload, whenever the last one went.
+    pub fn report_next(&mut self) {
+        self.reports.report_next();
     }
 
     /// Appends the RTP packet of `packet` to `rtp`, and returns a sender report when one is

@@ -538,11 +538,16 @@ impl ServerSession {
             })
             .collect::<Vec<_>>()
             .join(",");
-        Response::builder(Version::V1_0, StatusCode::Ok)
+        let response = Response::builder(Version::V1_0, StatusCode::Ok)
             .header(headers::SESSION, self.session_value())
-            .header(headers::RANGE, "npt=0.000-")
-            .header(headers::RTP_INFO, rtp_info)
-            .build(Vec::new())
+            .header(headers::RANGE, "npt=0.000-");
+        // Tracks whose first packet is not known yet (RFC 2326 12.33: the fields are optional)
+        // are left out; with none known, so is the header.
+        let response = match rtp_info.is_empty() {
+            true => response,
+            false => response.header(headers::RTP_INFO, rtp_info),
+        };
+        response.build(Vec::new())
     }
 
     fn record(&mut self, req: &Request<Vec<u8>>) -> Planned {

@@ -54,7 +54,8 @@ pub struct HubLimits {
     /// Access units kept in the GOP cache at most, the frames of other tracks not counted (a
     /// stream without keyframes stops caching).
     pub gop_cache_frames: usize,
-    /// Bytes kept in the GOP cache at most (all tracks).
+    /// Bytes kept in the GOP cache at most (all tracks; a frame's RTP packets, once the path
+    /// has RTSP readers, count beside its payload).
     pub gop_cache_bytes: usize,
     /// How long readers wait for a publisher that left to come back.
     pub publisher_grace: Duration,
@@ -367,6 +368,8 @@ pub enum PublishError {
 struct ReaderSlot {
     id: u64,
     tx: mpsc::Sender<Delivery>,
+    /// An RTSP reader (sends [`HubFrame::rtp`]).
+    rtsp: bool,
     skipping: bool,
     drops: Arc<AtomicU64>,
     info: ReaderInfo,
@@ -613,20 +616,24 @@ impl Hub {
         path: &str,
         info: ReaderInfo,
     ) -> Result<Subscription, SubscribeError> {
-        self.subscribe_with(path, info, |_| ()).map(|(sub, ())| sub)
+        self.subscribe_with(path, info, false, |_| ())
+            .map(|(sub, ())| sub)
     }
 
-    /// [`Hub::subscribe_as`] for an RTSP reader of `tracks`: from now on every frame of the
-    /// path (and its GOP cache now) is packetized once, in publish order, for all its RTSP
-    /// readers ([`HubFrame::rtp`]). Returns the RTP-Info of each track: the sequence number
-    /// and RTP time of the first packet of it the reader gets.
+    /// [`Hub::subscribe_as`] for an RTSP reader of `tracks`: while the path has one, every
+    /// frame of it (and its GOP cache at the first one's arrival: a memory copy under the
+    /// path's lock, bounded by [`HubLimits::gop_cache_bytes`]) is packetized once, in publish
+    /// order, for all its RTSP readers ([`HubFrame::rtp`]). Returns the RTP-Info of each track
+    /// the reader's first packet of is known (its first frame of it in the GOP cache): the
+    /// sequence number and RTP time of that packet.
     pub fn subscribe_rtsp(
         &self,
         path: &str,
         info: ReaderInfo,
         tracks: &[usize],
     ) -> Result<(Subscription, Vec<(usize, PlayStart)>), SubscribeError> {
-        self.subscribe_with(path, info, |inner| {
+        self.subscribe_with(path, info, true, |inner| {
+            inner.rtp.get_or_insert_with(RtpFanout::default);
             let now = Instant::now();
             let gop = inner.gop.clone();
             for frame in &gop {
@@ -634,7 +641,7 @@ impl Hub {
             }
             tracks
                 .iter()
-                .map(|&track| (track, rtp_start(inner, &gop, track)))
+                .filter_map(|&track| Some((track, rtp_start(&gop, track)?)))
                 .collect()
         })
     }
@@ -645,6 +652,7 @@ impl Hub {
         &self,
         path: &str,
         info: ReaderInfo,
+        rtsp: bool,
         prepare: impl FnOnce(&mut PathInner) -> T,
     ) -> Result<(Subscription, T), SubscribeError> {
         let state = self
@@ -682,6 +690,7 @@ impl Hub {
             inner.readers.push(ReaderSlot {
                 id,
                 tx,
+                rtsp,
                 skipping,
                 drops: drops.clone(),
                 info,
@@ -1014,9 +1023,11 @@ struct RtpFanout {
     video_stamped: bool,
 }
 
-/// Packetizes `frame` for the path's RTSP readers, if it has had any.
+/// Packetizes `frame` for the path's RTSP readers, if it has any. Without, frames are not
+/// packetized, but the path's RTP streams stay: the next RTSP reader's GOP cache is packetized
+/// at its arrival where it left off, so its frames follow every earlier one's sequence.
 fn packetize_for_rtsp(inner: &mut PathInner, frame: &HubFrame) {
-    if inner.rtp.is_some() {
+    if inner.rtp.is_some() && inner.readers.iter().any(|r| r.rtsp) {
         packetize_for_rtsp_from(inner, frame, Instant::now());
     }
 }
@@ -1051,30 +1062,13 @@ fn packetize_for_rtsp_from(inner: &mut PathInner, frame: &HubFrame, now: Instant
 }
 
 /// RTP-Info of `track` for a reader that first gets `gop`: its first packet of the track
-/// there, else the next one the path sends.
-fn rtp_start(inner: &mut PathInner, gop: &[Arc<HubFrame>], track: usize) -> PlayStart {
-    let cached = gop
-        .iter()
+/// there. `None` when the GOP cache has none of it (the reader's first packet is one not
+/// yet made: which, depends on when its first keyframe comes).
+fn rtp_start(gop: &[Arc<HubFrame>], track: usize) -> Option<PlayStart> {
+    gop.iter()
         .filter_map(|f| f.rtp())
-        .find(|r| r.track() == track);
-    if let Some(frame) = cached {
-        return frame.start();
-    }
-    let (payload_type, pts) = match track.checked_sub(1) {
-        None => (
-            livefeed_rtsp::rtp_sender::PAYLOAD_TYPE,
-            inner.frames.last_pts().unwrap_or(0),
-        ),
-        Some(i) => (
-            inner
-                .others
-                .get(i)
-                .map_or(livefeed_rtsp::rtp_sender::PAYLOAD_TYPE, |t| t.payload_type),
-            0,
-        ),
-    };
-    let fanout = inner.rtp.get_or_insert_with(RtpFanout::default);
-    fanout.packetizer.next_start(track, payload_type, pts)
+        .find(|r| r.track() == track)
+        .map(|frame| frame.start())
 }
 
 fn update_gop_cache(inner: &mut PathInner, frame: &Arc<HubFrame>, limits: &HubLimits) {
@@ -1085,7 +1079,7 @@ fn update_gop_cache(inner: &mut PathInner, frame: &Arc<HubFrame>, limits: &HubLi
     } else if inner.gop.is_empty() {
         return; // no keyframe to start from: nothing worth caching
     }
-    let size = frame.payload_len();
+    let size = frame.payload_len() + frame.rtp().map_or(0, RtpFrame::len);
     if inner.gop_video >= limits.gop_cache_frames || inner.gop_bytes + size > limits.gop_cache_bytes
     {
         inner.gop.clear();

@@ -443,3 +443,93 @@ async fn other_tracks_follow_the_video_timeline_and_its_keyframes() {
     let others = &snapshot[0].stream.as_ref().expect("stream").others;
     assert_eq!(others.len(), 1);
 }
+
+/// The first RTP sequence number of each video frame `sub` has queued.
+fn rtp_seqs(sub: &mut Subscription) -> Vec<u16> {
+    let mut out = Vec::new();
+    while let Ok(d) = sub.rx.try_recv() {
+        let rtp = d.frame.rtp().expect("packetized for an RTSP reader");
+        out.push(rtp.start().seq);
+    }
+    out
+}
+
+fn rtsp_reader() -> ReaderInfo {
+    ReaderInfo {
+        protocol: "rtsp/tcp".into(),
+        remote: "127.0.0.1:1".into(),
+    }
+}
+
+#[tokio::test]
+async fn rtsp_readers_share_one_sequence_that_continues_across_a_time_without_them() {
+    let hub = Hub::new(None, HubLimits::default());
+    let publisher = hub
+        .claim_publisher("live", info("a"), None)
+        .expect("claimed");
+    for n in 0..3 {
+        publisher.publish(au(n, n == 0), Instant::now());
+    }
+    // The first RTSP reader gets the GOP cache packetized, and RTP-Info of its first frame.
+    let (mut first, starts) = hub
+        .subscribe_rtsp("live", rtsp_reader(), &[0])
+        .expect("subscribed");
+    publisher.publish(au(3, false), Instant::now());
+    let (mut second, _) = hub
+        .subscribe_rtsp("live", rtsp_reader(), &[0])
+        .expect("subscribed");
+    publisher.publish(au(4, false), Instant::now());
+    let a = rtp_seqs(&mut first);
+    let b = rtp_seqs(&mut second);
+    assert_eq!(a.len(), 5);
+    assert_eq!(
+        starts,
+        [(
+            0,
+            PlayStart {
+                seq: a[0],
+                rtptime: starts[0].1.rtptime
+            }
+        )]
+    );
+    for w in a.windows(2) {
+        assert_eq!(
+            w[1],
+            w[0].wrapping_add(1),
+            "one packet per small frame: {a:?}"
+        );
+    }
+    assert_eq!(b, a, "the second reader gets the same packets");
+
+    // No RTSP reader for a while: nothing is packetized, then the next one's GOP cache is,
+    // where the path's stream left off.
+    drop((first, second));
+    publisher.publish(au(5, false), Instant::now()); // finds the readers gone
+    publisher.publish(au(6, false), Instant::now());
+    let (mut third, _) = hub
+        .subscribe_rtsp("live", rtsp_reader(), &[0])
+        .expect("subscribed");
+    let c = rtp_seqs(&mut third);
+    assert_eq!(
+        &c[..5],
+        &a[..],
+        "the cached frames sent before keep their packets"
+    );
+    assert_eq!(c[5], a[4].wrapping_add(1));
+    assert_eq!(c[6], a[4].wrapping_add(2));
+}
+
+#[tokio::test]
+async fn an_rtsp_reader_without_a_cached_keyframe_gets_no_rtp_info() {
+    let hub = Hub::new(None, HubLimits::default());
+    let publisher = hub
+        .claim_publisher("live", info("a"), None)
+        .expect("claimed");
+    let (mut sub, starts) = hub
+        .subscribe_rtsp("live", rtsp_reader(), &[0, 1])
+        .expect("subscribed");
+    assert!(starts.is_empty(), "{starts:?}");
+    publisher.publish(au(0, true), Instant::now());
+    publisher.publish(au(1, false), Instant::now());
+    assert_eq!(rtp_seqs(&mut sub).len(), 2, "what comes next is packetized");
+}

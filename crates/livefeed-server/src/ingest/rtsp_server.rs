@@ -670,6 +670,12 @@ impl Handler {
                 ))
             }
         };
+        if self.shared.hub.stream_info(path).is_none() {
+            return Err(Refusal::new(
+                StatusCode::NotFound,
+                format!("no stream is being published on path {path:?}"),
+            ));
+        }
         let reader = ReaderInfo {
             protocol: if tcp { "rtsp/tcp" } else { "rtsp/udp" }.into(),
             remote: self.peer.to_string(),
@@ -1074,22 +1080,27 @@ async fn writer_loop(
 ) {
     let timeout = shared.config.write_timeout;
     let mut play: Option<Box<Play>> = None;
+    // Media waits for the PLAY response, the command after `StartPlay`: a player drops
+    // interleaved data that comes before its answer, and with it the first keyframe.
+    let mut answered = true;
     loop {
         let event = match play.as_mut() {
             Some(p) => tokio::select! {
                 biased;
                 c = rx.recv() => WriterEvent::Command(c),
-                d = p.sub.recv() => WriterEvent::Media(d),
+                d = p.sub.recv(), if answered => WriterEvent::Media(d),
             },
             None => WriterEvent::Command(rx.recv().await),
         };
         let result = match event {
             WriterEvent::Command(None) => break,
             WriterEvent::Command(Some(WriterCommand::Send(bytes))) => {
+                answered = true;
                 write_timed(&mut write, &bytes, timeout).await
             }
             WriterEvent::Command(Some(WriterCommand::StartPlay(p))) => {
                 play = Some(p);
+                answered = false;
                 Ok(())
             }
             WriterEvent::Command(Some(WriterCommand::StopPlay)) => {

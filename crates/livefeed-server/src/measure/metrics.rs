@@ -6,8 +6,10 @@
 //! Samples are also queued for the metrics store (client kind [`SERVER_CLIENT`]), at most
 //! [`MAX_PENDING_SAMPLES`] between two [`ServerMetrics::take_samples`] calls (the rest are
 //! counted and dropped), so the server's own stages appear on the dashboard and in its charts:
-//! every capture→ingest sample, and one ingest→egress sample per frame (its first reader's;
-//! the windows keep every reader's), so that the store's load does not grow with readers.
+//! every capture→ingest sample, and one ingest→egress sample per frame (its first reader's:
+//! with one reader, as in the demo and `bench/latency.sh`, every sample; with many, the
+//! fastest, so the store's figures understate the tail that the windows, which keep every
+//! reader's, show), so that the store's load does not grow with readers.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -11,8 +11,9 @@
 //! track, passed through, or else its AAC track transcoded to Opus ([`crate::outputs::transcode`], once
 //! per path while viewers listen). Other tracks are skipped with one log line.
 //!
-//! A video frame is put in str0m's form ([`SharedAccessUnit`], Annex B in one shared buffer)
-//! once, however many viewers it goes to.
+//! A video frame is packetized once ([`SharedAccessUnit`]: its RTP payloads, shared), for the
+//! viewers that get it at the same time; a viewer replaying the GOP cache while others are
+//! live gets its own.
 //!
 //! ICE-TCP: with a TCP listener (`--webrtc-tcp-address`), every UDP host candidate has a
 //! passive TCP twin on the listener's port, for viewers whose UDP is blocked; packets from

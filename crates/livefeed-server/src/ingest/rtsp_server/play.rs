@@ -157,10 +157,11 @@ pub async fn send_tcp_media(
     let mut sent = std::mem::take(&mut play.sent);
     let mut next = Some(first);
     while let Some(delivery) = next.take() {
+        // Frames of tracks this reader did not set up are passed over.
         if let Some(bytes) = play.interleaved(&delivery) {
             batch.push(bytes);
+            sent.push(delivery);
         }
-        sent.push(delivery);
         if batch.remaining < MAX_BATCH_BYTES {
             next = play.sub.try_recv();
         }
