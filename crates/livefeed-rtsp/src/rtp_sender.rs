@@ -164,25 +164,6 @@ impl RtpSender {
             rtcp,
         }
     }
-
-    /// Packetizes one access unit into `$`-framed interleaved bytes appended to `out` (see
-    /// [`RtpSender::packetize`]).
-    pub fn interleave(
-        &mut self,
-        au: &AccessUnit,
-        unstamped_capture_ns: u64,
-        now: Instant,
-        channels: (u8, u8),
-        out: &mut Vec<u8>,
-    ) {
-        let packets = self.packetize(au, unstamped_capture_ns, now);
-        for p in packets.rtp {
-            push_interleaved(out, channels.0, p);
-        }
-        if let Some(sr) = &packets.rtcp {
-            push_interleaved(out, channels.1, sr);
-        }
-    }
 }
 
 /// One outgoing stream of a non-video track: the publisher's payloads re-stamped with this
@@ -239,29 +220,6 @@ impl TrackSender {
         let rtp_ts = self.writer.rtp_time(packet.pts);
         self.reports
             .due(now, self.writer.ssrc(), capture_unix_ns, rtp_ts)
-    }
-
-    /// [`TrackSender::write_captured`] as `$`-framed interleaved bytes appended to `out`.
-    pub fn interleave(
-        &mut self,
-        packet: &TrackPacket,
-        capture_unix_ns: u64,
-        now: Instant,
-        channels: (u8, u8),
-        out: &mut Vec<u8>,
-    ) {
-        // The RTP packet is written in place after its `$` header, whose length is then set.
-        let start = out.len();
-        out.extend_from_slice(&[b'$', channels.0, 0, 0]);
-        let sr = self.write_captured(packet, capture_unix_ns, now, out);
-        let Ok(len) = u16::try_from(out.len() - start - 4) else {
-            out.truncate(start); // more than one interleaved frame holds: not sent
-            return;
-        };
-        out[start + 2..start + 4].copy_from_slice(&len.to_be_bytes());
-        if let Some(sr) = sr {
-            push_interleaved(out, channels.1, &sr);
-        }
     }
 }
 
@@ -327,7 +285,13 @@ mod tests {
     fn interleaved_frames_are_dollar_framed() {
         let mut s = RtpSender::with_ids(1, 1, 0);
         let mut out = Vec::new();
-        s.interleave(&au(0), unix_now_ns(), Instant::now(), (2, 3), &mut out);
+        let packets = s.packetize(&au(0), unix_now_ns(), Instant::now());
+        for p in packets.rtp {
+            push_interleaved(&mut out, 2, p);
+        }
+        if let Some(sr) = &packets.rtcp {
+            push_interleaved(&mut out, 3, sr);
+        }
         assert_eq!(out[0], b'$');
         assert_eq!(out[1], 2);
         let len = u16::from_be_bytes([out[2], out[3]]) as usize;
@@ -350,7 +314,12 @@ mod tests {
         };
         let t0 = Instant::now();
         let mut out = Vec::new();
-        s.interleave(&packet(0), unix_now_ns(), t0, (2, 3), &mut out);
+        let mut first = Vec::new();
+        let sr = s.write_captured(&packet(0), unix_now_ns(), t0, &mut first);
+        push_interleaved(&mut out, 2, &first);
+        if let Some(sr) = sr {
+            push_interleaved(&mut out, 3, &sr);
+        }
         assert_eq!(&out[..2], &[b'$', 2]);
         let rtp = livefeed_media::rtp::parse_rtp(&out[4..4 + 16]).expect("valid RTP");
         assert_eq!(
