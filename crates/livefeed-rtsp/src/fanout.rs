@@ -164,6 +164,15 @@ impl PathPacketizer {
         Self::default()
     }
 
+    /// The SSRC of track `track` (0 = video; others sent with `payload_type`), its stream
+    /// started if it was not, so a reader can be told it at SETUP before any packet exists.
+    pub fn ssrc(&mut self, track: usize, payload_type: u8) -> u32 {
+        match track {
+            0 => self.video.get_or_insert_with(RtpSender::new).ssrc(),
+            _ => other_stream(&mut self.others, track, payload_type).ssrc(),
+        }
+    }
+
     /// Packetizes one video access unit. Its sender reports map RTP time to the access
     /// unit's capture stamp, or to `unstamped_capture_ns` (Unix ns) for a frame without one.
     pub fn video(&mut self, au: &AccessUnit, unstamped_capture_ns: u64, now: Instant) -> RtpFrame {

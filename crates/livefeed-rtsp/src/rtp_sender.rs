@@ -186,6 +186,11 @@ impl TrackSender {
         }
     }
 
+    /// The SSRC.
+    pub fn ssrc(&self) -> u32 {
+        self.writer.ssrc()
+    }
+
     /// Where the stream starts, for RTP-Info.
     pub fn start(&self, first_pts: u64) -> PlayStart {
         PlayStart {

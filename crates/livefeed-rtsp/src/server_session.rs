@@ -91,8 +91,9 @@ pub enum Role {
 pub struct ServerTransport {
     /// Server RTP/RTCP ports for UDP; `None` for TCP.
     pub server_ports: Option<(u16, u16)>,
-    /// SSRC the server sends with (play) or expects (record; informational).
-    pub ssrc: u32,
+    /// The SSRC the server sends with (play): the path's, shared by its readers. `None` when
+    /// the server does not choose it (record: the publisher's is its own).
+    pub ssrc: Option<u32>,
 }
 
 /// Where a player's RTP starts, for the `RTP-Info` header.

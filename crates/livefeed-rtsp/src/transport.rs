@@ -150,21 +150,20 @@ pub fn check_compatible(first: &LowerTransport, next: &LowerTransport) -> Result
     }
 }
 
-/// The `Transport` header value a server answers SETUP with.
+/// The `Transport` header value a server answers SETUP with (`ssrc` left out when `None`).
 pub fn reply_header(
     lower: &LowerTransport,
     server_ports: Option<(u16, u16)>,
-    ssrc: u32,
+    ssrc: Option<u32>,
     record: bool,
 ) -> String {
     let mode = if record { ";mode=record" } else { "" };
+    let ssrc = ssrc.map(|s| format!(";ssrc={s:08X}")).unwrap_or_default();
     match *lower {
         LowerTransport::Tcp {
             rtp_channel,
             rtcp_channel,
-        } => format!(
-            "RTP/AVP/TCP;unicast;interleaved={rtp_channel}-{rtcp_channel};ssrc={ssrc:08X}{mode}"
-        ),
+        } => format!("RTP/AVP/TCP;unicast;interleaved={rtp_channel}-{rtcp_channel}{ssrc}{mode}"),
         LowerTransport::Udp {
             rtp_port,
             rtcp_port,
@@ -172,9 +171,7 @@ pub fn reply_header(
             let server = server_ports
                 .map(|(a, b)| format!(";server_port={a}-{b}"))
                 .unwrap_or_default();
-            format!(
-                "RTP/AVP;unicast;client_port={rtp_port}-{rtcp_port}{server};ssrc={ssrc:08X}{mode}"
-            )
+            format!("RTP/AVP;unicast;client_port={rtp_port}-{rtcp_port}{server}{ssrc}{mode}")
         }
     }
 }
@@ -328,18 +325,23 @@ mod tests {
             rtcp_channel: 1,
         };
         assert_eq!(
-            reply_header(&tcp, None, 0xABCD, false),
+            reply_header(&tcp, None, Some(0xABCD), false),
             "RTP/AVP/TCP;unicast;interleaved=0-1;ssrc=0000ABCD"
         );
         let udp = LowerTransport::Udp {
             rtp_port: 5000,
             rtcp_port: 5001,
         };
-        let reply = parse(&reply_header(&udp, Some((7000, 7001)), 1, false));
+        let reply = parse(&reply_header(&udp, Some((7000, 7001)), Some(1), false));
         assert_eq!(server_ports(&reply), Some((7000, 7001)));
         assert_eq!(
-            interleaved_channels(&parse(&reply_header(&tcp, None, 1, true))),
+            interleaved_channels(&parse(&reply_header(&tcp, None, None, true))),
             Some((0, 1))
+        );
+        assert_eq!(
+            reply_header(&tcp, None, None, true),
+            "RTP/AVP/TCP;unicast;interleaved=0-1;mode=record",
+            "no ssrc where the server does not choose it"
         );
     }
 }

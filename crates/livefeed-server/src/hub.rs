@@ -271,6 +271,19 @@ pub struct Delivery {
     pub from_cache: bool,
 }
 
+/// A reader that can take a live frame straight from the publisher's task, without a hop
+/// through its queue and task (see [`Hub::subscribe_rtsp`]). Called under the path's lock,
+/// in publish order.
+pub trait DirectSink: Send + Sync {
+    /// Sends `delivery` now if nothing waits ahead of it, else puts it on `queue`. A `Full`
+    /// or `Closed` error is the queue's, as from [`mpsc::Sender::try_send`].
+    fn deliver(
+        &self,
+        delivery: Delivery,
+        queue: &mpsc::Sender<Delivery>,
+    ) -> Result<(), mpsc::error::TrySendError<Delivery>>;
+}
+
 /// Who publishes a path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PublisherInfo {
@@ -370,10 +383,20 @@ struct ReaderSlot {
     tx: mpsc::Sender<Delivery>,
     /// An RTSP reader (sends [`HubFrame::rtp`]).
     rtsp: bool,
+    /// Takes live frames straight from the publisher (see [`DirectSink`]).
+    direct: Option<Arc<dyn DirectSink>>,
     skipping: bool,
     drops: Arc<AtomicU64>,
     info: ReaderInfo,
     since: SystemTime,
+}
+
+/// What a new reader sends.
+enum ReaderKind {
+    /// Frames, from its queue.
+    Plain,
+    /// RTP packets of its path (see [`Hub::subscribe_rtsp`]).
+    Rtsp(Option<Arc<dyn DirectSink>>),
 }
 
 struct PublisherSlot {
@@ -616,7 +639,7 @@ impl Hub {
         path: &str,
         info: ReaderInfo,
     ) -> Result<Subscription, SubscribeError> {
-        self.subscribe_with(path, info, false, |_| ())
+        self.subscribe_with(path, info, ReaderKind::Plain, |_| ())
             .map(|(sub, ())| sub)
     }
 
@@ -625,14 +648,17 @@ impl Hub {
     /// path's lock, bounded by [`HubLimits::gop_cache_bytes`]) is packetized once, in publish
     /// order, for all its RTSP readers ([`HubFrame::rtp`]). Returns the RTP-Info of each track
     /// the reader's first packet of is known (its first frame of it in the GOP cache): the
-    /// sequence number and RTP time of that packet.
+    /// sequence number and RTP time of that packet. With `direct`, live frames go through it
+    /// rather than straight to the subscription's queue (the GOP cache always goes there).
     pub fn subscribe_rtsp(
         &self,
         path: &str,
         info: ReaderInfo,
         tracks: &[usize],
+        direct: Option<Arc<dyn DirectSink>>,
     ) -> Result<(Subscription, Vec<(usize, PlayStart)>), SubscribeError> {
-        self.subscribe_with(path, info, true, |inner| {
+        let kind = ReaderKind::Rtsp(direct);
+        self.subscribe_with(path, info, kind, |inner| {
             inner.rtp.get_or_insert_with(RtpFanout::default);
             let now = Instant::now();
             let gop = inner.gop.clone();
@@ -646,13 +672,28 @@ impl Hub {
         })
     }
 
+    /// The SSRC of `path`'s track `track` (0 = video) as its RTSP readers get it (see
+    /// [`Hub::subscribe_rtsp`]), for the reader's SETUP answer. `None` if the path is not
+    /// published or has no such track.
+    pub fn rtsp_ssrc(&self, path: &str, track: usize) -> Option<u32> {
+        let state = self.path(path)?;
+        let mut inner = state.lock();
+        inner.publisher.as_ref()?;
+        let payload_type = match track {
+            0 => livefeed_rtsp::rtp_sender::PAYLOAD_TYPE,
+            _ => inner.others.get(track - 1)?.payload_type,
+        };
+        let fanout = inner.rtp.get_or_insert_with(RtpFanout::default);
+        Some(fanout.packetizer.ssrc(track, payload_type))
+    }
+
     /// Subscribes a reader; `prepare` runs under the path's lock before the GOP cache is
     /// queued for it.
     fn subscribe_with<T>(
         &self,
         path: &str,
         info: ReaderInfo,
-        rtsp: bool,
+        kind: ReaderKind,
         prepare: impl FnOnce(&mut PathInner) -> T,
     ) -> Result<(Subscription, T), SubscribeError> {
         let state = self
@@ -687,10 +728,15 @@ impl Hub {
                 });
             }
             let skipping = inner.gop.is_empty();
+            let (rtsp, direct) = match kind {
+                ReaderKind::Plain => (false, None),
+                ReaderKind::Rtsp(direct) => (true, direct),
+            };
             inner.readers.push(ReaderSlot {
                 id,
                 tx,
                 rtsp,
+                direct,
                 skipping,
                 drops: drops.clone(),
                 info,
@@ -1102,10 +1148,15 @@ fn fan_out(inner: &mut PathInner, frame: &Arc<HubFrame>) {
             }
             return true;
         }
-        match reader.tx.try_send(Delivery {
+        let delivery = Delivery {
             frame: frame.clone(),
             from_cache: false,
-        }) {
+        };
+        let queued = match &reader.direct {
+            Some(direct) => direct.deliver(delivery, &reader.tx),
+            None => reader.tx.try_send(delivery),
+        };
+        match queued {
             Ok(()) => {
                 reader.skipping = false;
                 true

@@ -82,7 +82,7 @@ impl FakeServer {
         let server_ports = matches!(t.lower, LowerTransport::Udp { .. }).then_some((7000, 7001));
         ServerTransport {
             server_ports,
-            ssrc: 0x1234,
+            ssrc: Some(0x1234),
         }
     }
 
@@ -843,7 +843,7 @@ fn a_publish_is_a_sequence_of_effects_and_state_changes_only_on_their_success() 
     assert_eq!(s.path(), None, "nothing is set up before the server did it");
     let server = ServerTransport {
         server_ports: None,
-        ssrc: 7,
+        ssrc: Some(7),
     };
     let r = s.complete(Ok(Done::SetUp(server)));
     assert_eq!(status(&r), 200);

@@ -472,11 +472,11 @@ async fn rtsp_readers_share_one_sequence_that_continues_across_a_time_without_th
     }
     // The first RTSP reader gets the GOP cache packetized, and RTP-Info of its first frame.
     let (mut first, starts) = hub
-        .subscribe_rtsp("live", rtsp_reader(), &[0])
+        .subscribe_rtsp("live", rtsp_reader(), &[0], None)
         .expect("subscribed");
     publisher.publish(au(3, false), Instant::now());
     let (mut second, _) = hub
-        .subscribe_rtsp("live", rtsp_reader(), &[0])
+        .subscribe_rtsp("live", rtsp_reader(), &[0], None)
         .expect("subscribed");
     publisher.publish(au(4, false), Instant::now());
     let a = rtp_seqs(&mut first);
@@ -507,7 +507,7 @@ async fn rtsp_readers_share_one_sequence_that_continues_across_a_time_without_th
     publisher.publish(au(5, false), Instant::now()); // finds the readers gone
     publisher.publish(au(6, false), Instant::now());
     let (mut third, _) = hub
-        .subscribe_rtsp("live", rtsp_reader(), &[0])
+        .subscribe_rtsp("live", rtsp_reader(), &[0], None)
         .expect("subscribed");
     let c = rtp_seqs(&mut third);
     assert_eq!(
@@ -526,10 +526,32 @@ async fn an_rtsp_reader_without_a_cached_keyframe_gets_no_rtp_info() {
         .claim_publisher("live", info("a"), None)
         .expect("claimed");
     let (mut sub, starts) = hub
-        .subscribe_rtsp("live", rtsp_reader(), &[0, 1])
+        .subscribe_rtsp("live", rtsp_reader(), &[0, 1], None)
         .expect("subscribed");
     assert!(starts.is_empty(), "{starts:?}");
     publisher.publish(au(0, true), Instant::now());
     publisher.publish(au(1, false), Instant::now());
     assert_eq!(rtp_seqs(&mut sub).len(), 2, "what comes next is packetized");
+}
+
+#[tokio::test]
+async fn the_ssrc_a_reader_is_told_at_setup_is_the_one_its_packets_carry() {
+    let hub = Hub::new(None, HubLimits::default());
+    assert_eq!(hub.rtsp_ssrc("live", 0), None, "nothing published");
+    let publisher = hub
+        .claim_publisher("live", info("a"), None)
+        .expect("claimed");
+    let told = hub.rtsp_ssrc("live", 0).expect("video track");
+    assert_eq!(hub.rtsp_ssrc("live", 1), None, "no audio track");
+    let (mut sub, _) = hub
+        .subscribe_rtsp("live", rtsp_reader(), &[0], None)
+        .expect("subscribed");
+    publisher.publish(au(0, true), Instant::now());
+    let delivery = sub.rx.try_recv().expect("a frame");
+    let rtp = delivery.frame.rtp().expect("packetized");
+    let packet = rtp.rtp_packets().next().expect("a packet");
+    assert_eq!(
+        u32::from_be_bytes([packet[8], packet[9], packet[10], packet[11]]),
+        told
+    );
 }

@@ -29,7 +29,6 @@ use livefeed_rtsp::server_session::{
 use livefeed_rtsp::transport::{LowerTransport, TransportRequest};
 use rtsp_types::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -37,7 +36,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::hub::{
-    Delivery, Hub, PublishError, Publisher, PublisherInfo, ReaderInfo, StreamInfo, SubscribeError,
+    Delivery, DirectSink, Hub, PublishError, Publisher, PublisherInfo, ReaderInfo, StreamInfo,
+    SubscribeError,
 };
 use crate::limits::conn_gate::{self, ConnectionGate, Permit};
 use crate::measure::metrics::ServerMetrics;
@@ -45,7 +45,9 @@ use crate::measure::metrics::ServerMetrics;
 mod keyframe_requests;
 mod play;
 
-use play::{send_tcp_media, Destination, Play, UdpOut, UdpPlay};
+use play::{
+    send_tcp_media, write_all, Destination, DirectPlay, Pending, Play, TcpOut, UdpOut, UdpPlay,
+};
 
 /// Timeouts and limits of the RTSP server.
 #[derive(Debug, Clone)]
@@ -202,10 +204,11 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: Shared, p
     }
     let local = stream.local_addr().ok();
     let (mut read, write) = stream.into_split();
+    let write = Arc::new(TcpOut::new(write));
     let cancel = CancellationToken::new();
     let (out_tx, out_rx) = mpsc::channel(16);
     let writer = tokio::spawn(writer_loop(
-        write,
+        write.clone(),
         out_rx,
         peer,
         shared.clone(),
@@ -213,7 +216,7 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: Shared, p
     ));
     let mut conn = Connection {
         session: ServerSession::new(format!("{:016x}", rand::random::<u64>())),
-        handler: Handler::new(peer, local, shared.clone(), out_tx, cancel.clone()),
+        handler: Handler::new(peer, local, shared.clone(), (out_tx, write), cancel.clone()),
         reader: FrameReader::new(shared.config.limits.clone()),
     };
     debug!(%peer, "RTSP connection opened");
@@ -348,6 +351,10 @@ struct Handler {
     local: Option<SocketAddr>,
     shared: Shared,
     out: mpsc::Sender<WriterCommand>,
+    /// The connection's write half, for a TCP reader's [`DirectPlay`].
+    socket: Arc<TcpOut>,
+    /// Plays started on this connection (see [`Play::id`]).
+    plays: u64,
     cancel: CancellationToken,
     /// The path claimed by ANNOUNCE until RECORD, and when it was claimed.
     publisher: Option<(Publisher, Instant)>,
@@ -374,7 +381,7 @@ impl Handler {
         peer: SocketAddr,
         local: Option<SocketAddr>,
         shared: Shared,
-        out: mpsc::Sender<WriterCommand>,
+        (out, socket): (mpsc::Sender<WriterCommand>, Arc<TcpOut>),
         cancel: CancellationToken,
     ) -> Self {
         Handler {
@@ -382,6 +389,8 @@ impl Handler {
             local,
             shared,
             out,
+            socket,
+            plays: 0,
             cancel,
             publisher: None,
             announced: None,
@@ -614,6 +623,7 @@ impl Handler {
         track: usize,
         transport: &TransportRequest,
     ) -> Result<ServerTransport, Refusal> {
+        let mut ssrc = None;
         if role == Role::Play {
             let stream = self.shared.hub.stream_info(path).ok_or_else(|| {
                 Refusal::new(
@@ -621,7 +631,8 @@ impl Handler {
                     format!("no stream is being published on path {path:?}"),
                 )
             })?;
-            if track > stream.others.len() {
+            ssrc = self.shared.hub.rtsp_ssrc(path, track);
+            if track > stream.others.len() || ssrc.is_none() {
                 return Err(Refusal::new(
                     StatusCode::NotFound,
                     format!("path {path:?} has no track {track}"),
@@ -653,10 +664,7 @@ impl Handler {
             udp,
             _claim: claim,
         });
-        Ok(ServerTransport {
-            server_ports,
-            ssrc: rand::random(),
-        })
+        Ok(ServerTransport { server_ports, ssrc })
     }
 
     fn play(&mut self, path: &str) -> Result<Vec<(usize, PlayStart)>, Refusal> {
@@ -681,10 +689,12 @@ impl Handler {
             remote: self.peer.to_string(),
         };
         let tracks: Vec<usize> = self.tracks.iter().map(|t| t.track).collect();
+        self.plays += 1;
+        let direct = tcp.then(|| self.direct_play(path, self.plays));
         let (sub, starts) = self
             .shared
             .hub
-            .subscribe_rtsp(path, reader, &tracks)
+            .subscribe_rtsp(path, reader, &tracks, direct)
             .map_err(|e| match e {
                 SubscribeError::NotServed(_) => Refusal::new(
                     StatusCode::NotFound,
@@ -720,7 +730,7 @@ impl Handler {
             outputs.push((t.track, destination));
         }
         info!(peer = %self.peer, path, tracks = starts.len(), "reader started");
-        let play = Play::new(sub, outputs);
+        let play = Play::new(sub, self.plays, outputs);
         if tcp {
             self.out
                 .try_send(WriterCommand::StartPlay(Box::new(play)))
@@ -735,6 +745,28 @@ impl Handler {
             self.tasks.push(tokio::spawn(job.run()));
         }
         Ok(starts)
+    }
+
+    /// Live frames of `path` written from its publisher's task to this TCP reader's tracks.
+    fn direct_play(&self, path: &str, id: u64) -> Arc<dyn DirectSink> {
+        let channels = self
+            .tracks
+            .iter()
+            .filter_map(|t| match t.transport.lower {
+                LowerTransport::Tcp {
+                    rtp_channel,
+                    rtcp_channel,
+                } => Some((t.track, (rtp_channel, rtcp_channel))),
+                LowerTransport::Udp { .. } => None,
+            })
+            .collect();
+        Arc::new(DirectPlay {
+            out: self.socket.clone(),
+            id,
+            channels,
+            path: path.to_string(),
+            metrics: self.shared.metrics.clone(),
+        })
     }
 
     fn record(&mut self, path: &str) -> Result<(), Refusal> {
@@ -1069,10 +1101,14 @@ impl PacketIngest {
 enum WriterEvent {
     Command(Option<WriterCommand>),
     Media(Option<Delivery>),
+    /// The publisher left the rest of a frame (see [`TcpOut`]).
+    Woken,
 }
 
+/// Writes the connection's responses and, while it plays, the media its publisher did not
+/// write itself (see [`TcpOut`]); ends the connection when a write fails or times out.
 async fn writer_loop(
-    mut write: OwnedWriteHalf,
+    out: Arc<TcpOut>,
     mut rx: mpsc::Receiver<WriterCommand>,
     peer: SocketAddr,
     shared: Shared,
@@ -1088,6 +1124,7 @@ async fn writer_loop(
             Some(p) => tokio::select! {
                 biased;
                 c = rx.recv() => WriterEvent::Command(c),
+                _ = out.woken(), if answered => WriterEvent::Woken,
                 d = p.sub.recv(), if answered => WriterEvent::Media(d),
             },
             None => WriterEvent::Command(rx.recv().await),
@@ -1095,23 +1132,31 @@ async fn writer_loop(
         let result = match event {
             WriterEvent::Command(None) => break,
             WriterEvent::Command(Some(WriterCommand::Send(bytes))) => {
+                out.close();
                 answered = true;
-                write_timed(&mut write, &bytes, timeout).await
+                write_all(&out, &mut &bytes[..], timeout).await
             }
             WriterEvent::Command(Some(WriterCommand::StartPlay(p))) => {
+                out.close();
                 play = Some(p);
                 answered = false;
                 Ok(())
             }
             WriterEvent::Command(Some(WriterCommand::StopPlay)) => {
+                out.close();
                 play = None;
                 Ok(())
             }
             WriterEvent::Media(None) => Err("disconnected by the server".to_string()),
             WriterEvent::Media(Some(delivery)) => match play.as_mut() {
-                Some(p) => send_tcp_media(&mut write, p, delivery, timeout, &shared.metrics).await,
+                Some(p) => send_tcp_media(&out, p, delivery, timeout, &shared.metrics).await,
                 None => Ok(()),
             },
+            WriterEvent::Woken => Ok(()),
+        };
+        let result = match (result, play.as_mut()) {
+            (Ok(()), Some(p)) if answered => send_pending(&out, p, timeout, &shared).await,
+            (result, _) => result,
         };
         if let Err(cause) = result {
             let drops = play.as_ref().map_or(0, |p| p.sub.drops());
@@ -1119,22 +1164,31 @@ async fn writer_loop(
             break;
         }
     }
-    let _ = write.shutdown().await;
+    out.close();
+    out.shutdown();
     cancel.cancel();
 }
 
-async fn write_timed(
-    write: &mut OwnedWriteHalf,
-    bytes: &[u8],
+/// Sends what the publisher left and what is queued, until the connection can be opened to
+/// the publisher again (see [`TcpOut::reopen`]).
+async fn send_pending(
+    out: &TcpOut,
+    play: &mut Play,
     timeout: Duration,
+    shared: &Shared,
 ) -> Result<(), String> {
-    match tokio::time::timeout(timeout, write.write_all(bytes)).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(format!("write failed: {e}")),
-        Err(_) => Err(format!(
-            "reader stopped reading: write timed out after {timeout:?}"
-        )),
+    while let Some(pending) = out.reopen(play) {
+        match pending {
+            Pending::Rest(mut bytes, delivery) => {
+                write_all(out, &mut bytes, timeout).await?;
+                play::record_egress(&shared.metrics, play.sub.path(), &delivery);
+            }
+            Pending::Queued(delivery) => {
+                send_tcp_media(out, play, delivery, timeout, &shared.metrics).await?
+            }
+        }
     }
+    Ok(())
 }
 
 /// One track of a publisher sending over UDP. Packets from any address but the RTSP peer's

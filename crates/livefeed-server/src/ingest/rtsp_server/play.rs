@@ -4,8 +4,11 @@
 //!
 //! Contract:
 //! - TCP: each frame's shared interleaved bytes go out as they are (rewritten only for a reader
-//!   that chose other channels); whatever frames are already queued for the reader, up to
-//!   [`MAX_BATCH_BYTES`], go out in one vectored write.
+//!   that chose other channels). A live frame is written by the publisher's task itself when
+//!   nothing waits ahead of it on the connection and the socket takes it whole ([`DirectPlay`]);
+//!   otherwise it is queued, and the connection's writer task sends whatever is queued, up to
+//!   [`MAX_BATCH_BYTES`], in one vectored write. Bytes never interleave: the publisher writes
+//!   only while the writer task has declared the connection idle ([`TcpOut`]).
 //! - UDP: each packet is sent to the reader's RTP port, sender reports to its RTCP port; its
 //!   receiver reports are read and discarded.
 //! - A frame of a track the reader did not set up is skipped.
@@ -13,17 +16,17 @@
 use std::collections::VecDeque;
 use std::io::IoSlice;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
-use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::hub::{Delivery, Subscription};
+use crate::hub::{Delivery, DirectSink, Subscription};
 use crate::measure::metrics::ServerMetrics;
 
 /// Most bytes of queued frames written to a TCP reader in one go.
@@ -32,6 +35,8 @@ pub const MAX_BATCH_BYTES: usize = 256 * 1024;
 /// A reader's media out: its subscription and where each set-up track goes.
 pub struct Play {
     pub sub: Subscription,
+    /// Tells this play from the connection's earlier ones (see [`TcpOut`]).
+    pub id: u64,
     /// Set-up tracks (0 = video) and their destinations.
     outputs: Vec<(usize, Destination)>,
     /// The TCP write being built, and the frames in it (kept to reuse their allocations).
@@ -57,9 +62,10 @@ pub struct UdpOut {
 
 impl Play {
     /// A reader of `sub` sending each set-up track (0 = video) to its destination.
-    pub fn new(sub: Subscription, outputs: Vec<(usize, Destination)>) -> Self {
+    pub fn new(sub: Subscription, id: u64, outputs: Vec<(usize, Destination)>) -> Self {
         Play {
             sub,
+            id,
             outputs,
             batch: Batch::default(),
             sent: Vec::new(),
@@ -85,6 +91,143 @@ impl Play {
             .frame
             .rtp()
             .map(|frame| frame.interleaved_on((*rtp, *rtcp)))
+    }
+}
+
+/// An RTSP connection's write half, shared by its writer task (responses, queued media) and,
+/// while the connection plays, by the path's publisher ([`DirectPlay`]).
+///
+/// The writer task closes the connection to the publisher before it writes anything, and
+/// reopens it, to one play, only once it has written everything queued for it
+/// ([`TcpOut::reopen`]); the publisher writes only while it is open to its play, under the
+/// same lock, and closes it when the socket does not take a frame whole.
+pub struct TcpOut {
+    socket: OwnedWriteHalf,
+    state: Mutex<OutState>,
+    /// Wakes the writer task when the publisher left it the rest of a frame.
+    wake: Notify,
+}
+
+#[derive(Default)]
+struct OutState {
+    /// The play whose publisher may write: nothing is queued for it or being written by the
+    /// writer task.
+    open_to: Option<u64>,
+    /// The rest of a frame the publisher wrote only in part, to go out before anything else.
+    rest: Option<(Bytes, Delivery)>,
+}
+
+/// What the writer task has to send before the connection can be reopened.
+pub enum Pending {
+    /// The rest of a frame the publisher started.
+    Rest(Bytes, Delivery),
+    /// A queued frame.
+    Queued(Delivery),
+}
+
+impl TcpOut {
+    /// A connection's write half, closed to the publisher.
+    pub fn new(socket: OwnedWriteHalf) -> Self {
+        TcpOut {
+            socket,
+            state: Mutex::new(OutState::default()),
+            wake: Notify::new(),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, OutState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stops the publisher writing (before the writer task writes itself).
+    pub fn close(&self) {
+        self.state().open_to = None;
+    }
+
+    /// Resolves when the publisher left the rest of a frame to send.
+    pub async fn woken(&self) {
+        self.wake.notified().await;
+    }
+
+    /// What must be sent next for `play`, or `None` after opening the connection to its
+    /// publisher because nothing is left: the rest of a frame first, then its queue.
+    pub fn reopen(&self, play: &mut Play) -> Option<Pending> {
+        let mut state = self.state();
+        if let Some((bytes, delivery)) = state.rest.take() {
+            return Some(Pending::Rest(bytes, delivery));
+        }
+        // Under the lock: the publisher queues only under it, so an empty queue stays empty
+        // until it sees the connection open.
+        match play.sub.try_recv() {
+            Some(delivery) => Some(Pending::Queued(delivery)),
+            None => {
+                state.open_to = Some(play.id);
+                None
+            }
+        }
+    }
+
+    /// Shuts the write direction down (the reader sees the end of the stream).
+    pub fn shutdown(&self) {
+        let socket: &tokio::net::TcpStream = self.socket.as_ref();
+        let _ = socket2::SockRef::from(socket).shutdown(std::net::Shutdown::Write);
+    }
+}
+
+/// A TCP reader's [`DirectSink`]: writes a live frame from the publisher's task when the
+/// connection is open to it (see [`TcpOut`]) and the socket takes it whole or in part.
+pub struct DirectPlay {
+    pub out: Arc<TcpOut>,
+    /// The [`Play::id`] of the reader.
+    pub id: u64,
+    /// Set-up tracks (0 = video) and their interleaved channels (RTP, RTCP).
+    pub channels: Vec<(usize, (u8, u8))>,
+    pub path: String,
+    pub metrics: Arc<ServerMetrics>,
+}
+
+impl DirectSink for DirectPlay {
+    fn deliver(
+        &self,
+        delivery: Delivery,
+        queue: &mpsc::Sender<Delivery>,
+    ) -> Result<(), mpsc::error::TrySendError<Delivery>> {
+        let Some(frame) = delivery.frame.rtp() else {
+            return Ok(());
+        };
+        let Some(&(_, channels)) = self.channels.iter().find(|(t, _)| *t == frame.track()) else {
+            return Ok(()); // a track this reader did not set up
+        };
+        let mut state = self.out.state();
+        if state.open_to != Some(self.id) {
+            return queue.try_send(delivery);
+        }
+        let bytes = frame.interleaved_on(channels);
+        match self.out.socket.try_write(&bytes) {
+            Ok(n) if n == bytes.len() => {
+                record_egress(&self.metrics, &self.path, &delivery);
+                Ok(())
+            }
+            Ok(n) => {
+                state.open_to = None;
+                state.rest = Some((bytes.slice(n..), delivery));
+                self.out.wake.notify_one();
+                Ok(())
+            }
+            // Full, or failed: the writer task waits for room, or meets the error and ends.
+            Err(_) => {
+                state.open_to = None;
+                queue.try_send(delivery)
+            }
+        }
+    }
+}
+
+/// Records the server-added latency of a live video frame a reader finished sending.
+pub fn record_egress(metrics: &ServerMetrics, path: &str, delivery: &Delivery) {
+    if !delivery.from_cache && delivery.frame.video().is_some() {
+        let frame = &delivery.frame;
+        metrics.record_egress(path, frame.ingest.elapsed(), frame.first_egress());
     }
 }
 
@@ -147,7 +290,7 @@ impl Buf for Batch {
 /// Writes `first` and every frame already queued for the reader (up to [`MAX_BATCH_BYTES`])
 /// to its connection, then records the egress of the live video frames among them.
 pub async fn send_tcp_media(
-    write: &mut OwnedWriteHalf,
+    write: &TcpOut,
     play: &mut Play,
     first: Delivery,
     timeout: Duration,
@@ -168,15 +311,11 @@ pub async fn send_tcp_media(
     }
     let written = match batch.remaining {
         0 => Ok(()),
-        _ => write_batch(write, &mut batch, timeout).await,
+        _ => write_all(write, &mut batch, timeout).await,
     };
     if written.is_ok() {
         for delivery in &sent {
-            if !delivery.from_cache && delivery.frame.video().is_some() {
-                let frame = &delivery.frame;
-                let stored = frame.first_egress();
-                metrics.record_egress(play.sub.path(), frame.ingest.elapsed(), stored);
-            }
+            record_egress(metrics, play.sub.path(), delivery);
         }
     }
     sent.clear();
@@ -186,33 +325,33 @@ pub async fn send_tcp_media(
     written
 }
 
-/// Writes all of `batch` (vectored), or fails after `timeout`.
-async fn write_batch(
-    write: &mut OwnedWriteHalf,
-    batch: &mut Batch,
-    timeout: Duration,
-) -> Result<(), String> {
-    // Most batches fit in the socket's buffer at once: try that before arming a timer.
-    let written = {
-        let mut slices = [IoSlice::new(&[]); 64];
-        let n = batch.chunks_vectored(&mut slices);
-        write.try_write_vectored(&slices[..n])
-    };
-    match written {
-        Ok(n) => batch.advance(n),
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-        Err(e) => return Err(format!("write failed: {e}")),
+/// Writes all of `buf` (vectored) while the connection is closed to the publisher, or fails
+/// after `timeout`. Most writes fit in the socket's buffer at once: no timer is armed for them.
+pub async fn write_all(out: &TcpOut, buf: &mut impl Buf, timeout: Duration) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while buf.has_remaining() {
+        let written = {
+            let mut slices = [IoSlice::new(&[]); 64];
+            let n = buf.chunks_vectored(&mut slices);
+            out.socket.try_write_vectored(&slices[..n])
+        };
+        match written {
+            Ok(n) => buf.advance(n),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                match tokio::time::timeout_at(deadline, out.socket.writable()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => return Err(format!("write failed: {e}")),
+                    Err(_) => {
+                        return Err(format!(
+                            "reader stopped reading: write timed out after {timeout:?}"
+                        ))
+                    }
+                }
+            }
+            Err(e) => return Err(format!("write failed: {e}")),
+        }
     }
-    if batch.remaining == 0 {
-        return Ok(());
-    }
-    match tokio::time::timeout(timeout, write.write_all_buf(batch)).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(format!("write failed: {e}")),
-        Err(_) => Err(format!(
-            "reader stopped reading: write timed out after {timeout:?}"
-        )),
-    }
+    Ok(())
 }
 
 /// A reader playing over UDP.
@@ -244,12 +383,7 @@ impl UdpPlay {
                 warn!(peer = %self.peer, error = %e, "UDP send to reader failed, stopping");
                 return;
             }
-            if !delivery.from_cache && delivery.frame.video().is_some() {
-                let frame = &delivery.frame;
-                let elapsed = frame.ingest.elapsed();
-                self.metrics
-                    .record_egress(self.play.sub.path(), elapsed, frame.first_egress());
-            }
+            record_egress(&self.metrics, self.play.sub.path(), &delivery);
         }
     }
 
@@ -291,6 +425,165 @@ async fn drain(socket: Option<&UdpSocket>, buf: &mut [u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hub::{Hub, HubLimits, Publisher, PublisherInfo, ReaderInfo};
+    use livefeed_media::{AccessUnit, VideoCodec};
+    use std::time::Instant;
+    use tokio::io::AsyncReadExt;
+    use tokio::net::{TcpListener, TcpStream};
+
+    fn au(n: u64, slice_len: usize) -> AccessUnit {
+        let keyframe = n == 0;
+        let mut slice = vec![if keyframe { 0x65 } else { 0x41 }; slice_len.max(2)];
+        slice[1] = 0x88;
+        let mut nals = vec![Bytes::from(slice)];
+        if keyframe {
+            nals.insert(0, Bytes::from_static(&[0x68, 0xce, 0x3c, 0x80]));
+            nals.insert(0, Bytes::from_static(&[0x67, 0x42, 0xc0, 0x1e]));
+        }
+        AccessUnit {
+            codec: VideoCodec::H264,
+            nals,
+            pts: n * 3000,
+            keyframe,
+            capture: None,
+        }
+    }
+
+    /// A playing TCP reader of path "live" on a real loopback connection: the server's side
+    /// and the reader's socket.
+    async fn reader(hub: &Arc<Hub>, send_buffer: Option<usize>) -> (Arc<TcpOut>, Play, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let client = TcpStream::connect(addr).await.expect("connect");
+        let (server, _) = listener.accept().await.expect("accept");
+        server.set_nodelay(true).expect("no delay");
+        if let Some(bytes) = send_buffer {
+            socket2::SockRef::from(&server)
+                .set_send_buffer_size(bytes)
+                .expect("send buffer");
+            socket2::SockRef::from(&client)
+                .set_recv_buffer_size(bytes)
+                .expect("receive buffer");
+        }
+        let out = Arc::new(TcpOut::new(server.into_split().1));
+        let direct = Arc::new(DirectPlay {
+            out: out.clone(),
+            id: 7,
+            channels: vec![(0, (0, 1))],
+            path: "live".into(),
+            metrics: Arc::new(ServerMetrics::new()),
+        });
+        let info = ReaderInfo {
+            protocol: "rtsp/tcp".into(),
+            remote: "127.0.0.1:1".into(),
+        };
+        let (sub, _) = hub
+            .subscribe_rtsp("live", info, &[0], Some(direct))
+            .expect("subscribed");
+        let play = Play::new(sub, 7, vec![(0, Destination::Interleaved(0, 1))]);
+        (out, play, client)
+    }
+
+    fn publisher(hub: &Arc<Hub>) -> Publisher {
+        let info = PublisherInfo {
+            protocol: "rtsp/tcp".into(),
+            remote: "127.0.0.1:2".into(),
+        };
+        hub.claim_publisher("live", info, None).expect("claimed")
+    }
+
+    /// Sends what the writer task would, until the connection is open again.
+    async fn send_pending(out: &TcpOut, play: &mut Play) -> usize {
+        let metrics = ServerMetrics::new();
+        let timeout = Duration::from_secs(5);
+        let mut sent = 0;
+        while let Some(pending) = out.reopen(play) {
+            sent += 1;
+            match pending {
+                Pending::Rest(mut bytes, _) => write_all(out, &mut bytes, timeout).await,
+                Pending::Queued(d) => send_tcp_media(out, play, d, timeout, &metrics).await,
+            }
+            .expect("written");
+        }
+        sent
+    }
+
+    /// The RTP sequence numbers on channel 0 of everything `client` receives until `n`
+    /// packets are in or the stream ends, checking the `$` framing on the way.
+    async fn rtp_seqs(client: &mut TcpStream, n: usize) -> Vec<u16> {
+        let mut seqs = Vec::new();
+        let mut header = [0u8; 4];
+        while seqs.len() < n {
+            let read = tokio::time::timeout(Duration::from_secs(5), client.read_exact(&mut header))
+                .await
+                .expect("in time");
+            if read.is_err() {
+                break; // the end of the stream
+            }
+            assert_eq!(header[0], b'$', "interleaved framing intact");
+            let mut packet = vec![0u8; usize::from(u16::from_be_bytes([header[2], header[3]]))];
+            client.read_exact(&mut packet).await.expect("read");
+            if header[1] == 0 {
+                seqs.push(u16::from_be_bytes([packet[2], packet[3]]));
+            }
+        }
+        seqs
+    }
+
+    fn consecutive(seqs: &[u16]) -> bool {
+        seqs.windows(2).all(|w| w[1] == w[0].wrapping_add(1))
+    }
+
+    #[tokio::test]
+    async fn the_publisher_writes_only_while_nothing_waits_ahead_of_its_frame() {
+        let hub = Hub::new(None, HubLimits::default());
+        let publisher = publisher(&hub);
+        publisher.publish(au(0, 100), Instant::now());
+        let (out, mut play, mut client) = reader(&hub, None).await;
+        // Not yet opened (the PLAY answer is not out): a live frame queues behind the cache.
+        publisher.publish(au(1, 100), Instant::now());
+        assert_eq!(send_pending(&out, &mut play).await, 1, "one batch of both");
+        // Open: the publisher's own call writes the next frames; nothing is queued.
+        publisher.publish(au(2, 100), Instant::now());
+        publisher.publish(au(3, 100), Instant::now());
+        assert!(play.sub.try_recv().is_none(), "written by the publisher");
+        // Closed by the writer task (say, for a response): frames queue again, in order.
+        out.close();
+        publisher.publish(au(4, 100), Instant::now());
+        assert_eq!(send_pending(&out, &mut play).await, 1);
+        publisher.publish(au(5, 100), Instant::now());
+        let seqs = rtp_seqs(&mut client, 6).await;
+        assert!(consecutive(&seqs), "every frame once, in order: {seqs:?}");
+    }
+
+    #[tokio::test]
+    async fn a_frame_the_socket_takes_in_part_is_finished_by_the_writer_before_the_next() {
+        let hub = Hub::new(None, HubLimits::default());
+        let publisher = publisher(&hub);
+        publisher.publish(au(0, 100), Instant::now());
+        let (out, mut play, mut client) = reader(&hub, Some(64 * 1024)).await;
+        send_pending(&out, &mut play).await;
+        // Far more than both socket buffers hold while the reader does not read.
+        publisher.publish(au(1, 4 << 20), Instant::now());
+        publisher.publish(au(2, 100), Instant::now());
+        let Some(Pending::Rest(mut rest, delivery)) = out.reopen(&mut play) else {
+            panic!("the rest of the big frame comes first");
+        };
+        assert!(delivery.frame.video().is_some_and(|v| v.pts == 3000));
+        let reading = tokio::spawn(async move { rtp_seqs(&mut client, usize::MAX).await });
+        write_all(&out, &mut rest, Duration::from_secs(5))
+            .await
+            .expect("rest written");
+        assert_eq!(
+            send_pending(&out, &mut play).await,
+            1,
+            "then the queued frame"
+        );
+        out.shutdown();
+        let seqs = reading.await.expect("reader");
+        assert!(seqs.len() > (4 << 20) / 1500, "{} packets", seqs.len());
+        assert!(consecutive(&seqs), "no packet lost or repeated");
+    }
 
     #[test]
     fn a_batch_hands_out_its_parts_in_order_across_partial_writes() {
