@@ -719,12 +719,15 @@ impl Handler {
                         Refusal::new(StatusCode::MethodNotValidInThisState, "no UDP ports")
                     })?;
                     let ip = self.peer.ip();
-                    Destination::Udp(Box::new(UdpOut {
-                        rtp,
-                        rtcp,
-                        rtp_to: SocketAddr::new(ip, rtp_port),
-                        rtcp_to: SocketAddr::new(ip, rtcp_port),
-                    }))
+                    let out = UdpOut::new(
+                        (rtp, SocketAddr::new(ip, rtp_port)),
+                        (rtcp, SocketAddr::new(ip, rtcp_port)),
+                    )
+                    .map_err(|e| {
+                        warn!(peer = %self.peer, error = %e, "PLAY refused: cannot set up the UDP socket");
+                        Refusal::new(StatusCode::InternalServerError, "cannot set up the UDP socket")
+                    })?;
+                    Destination::Udp(Box::new(out))
                 }
             };
             outputs.push((t.track, destination));
@@ -741,6 +744,7 @@ impl Handler {
                 peer: self.peer,
                 metrics: self.shared.metrics.clone(),
                 session_end: self.cancel.clone(),
+                buf: Vec::new(),
             };
             self.tasks.push(tokio::spawn(job.run()));
         }

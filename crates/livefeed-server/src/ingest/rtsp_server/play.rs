@@ -9,8 +9,10 @@
 //!   otherwise it is queued, and the connection's writer task sends whatever is queued, up to
 //!   [`MAX_BATCH_BYTES`], in one vectored write. Bytes never interleave: the publisher writes
 //!   only while the writer task has declared the connection idle ([`TcpOut`]).
-//! - UDP: each packet is sent to the reader's RTP port, sender reports to its RTCP port; its
-//!   receiver reports are read and discarded.
+//! - UDP: each frame's packets go to the reader's RTP port in as few system calls as the kernel
+//!   allows: a run of equal-size packets (the last may be shorter) is one `sendmsg` with UDP
+//!   segmentation offload where the kernel has it ([`GsoRun`]), else one per packet; sender
+//!   reports go to its RTCP port; its receiver reports are read and discarded.
 //! - A frame of a track the reader did not set up is skipped.
 
 use std::collections::VecDeque;
@@ -28,6 +30,7 @@ use tracing::{info, warn};
 
 use crate::hub::{Delivery, DirectSink, Subscription};
 use crate::measure::metrics::ServerMetrics;
+use livefeed_rtsp::fanout::RtpFrame;
 
 /// Most bytes of queued frames written to a TCP reader in one go.
 pub const MAX_BATCH_BYTES: usize = 256 * 1024;
@@ -54,10 +57,125 @@ pub enum Destination {
 
 /// A track's UDP sockets and the reader's ports.
 pub struct UdpOut {
-    pub rtp: UdpSocket,
-    pub rtcp: Arc<UdpSocket>,
-    pub rtp_to: SocketAddr,
-    pub rtcp_to: SocketAddr,
+    rtp: UdpSocket,
+    /// Segmentation offload on `rtp` (one send for many datagrams).
+    gso: quinn_udp::UdpSocketState,
+    rtcp: Arc<UdpSocket>,
+    rtp_to: SocketAddr,
+    rtcp_to: SocketAddr,
+}
+
+impl UdpOut {
+    /// Sends RTP from `rtp` to `rtp_to` and sender reports from `rtcp` to `rtcp_to`.
+    pub fn new(
+        (rtp, rtp_to): (UdpSocket, SocketAddr),
+        (rtcp, rtcp_to): (Arc<UdpSocket>, SocketAddr),
+    ) -> std::io::Result<Self> {
+        let gso = quinn_udp::UdpSocketState::new((&rtp).into())?;
+        Ok(UdpOut {
+            rtp,
+            gso,
+            rtcp,
+            rtp_to,
+            rtcp_to,
+        })
+    }
+
+    /// Sends `frame`'s RTP packets, one run of equal-size packets per system call where the
+    /// kernel segments them, then its sender report. A packet too big for the route is left
+    /// out, as a lost one.
+    async fn send(&self, frame: &RtpFrame, buf: &mut Vec<u8>) -> std::io::Result<()> {
+        let mut run = GsoRun::default();
+        buf.clear();
+        for packet in frame.rtp_packets() {
+            if !run.accepts(packet.len(), self.gso.max_gso_segments()) {
+                self.send_run(&run, buf).await?;
+                run = GsoRun::default();
+                buf.clear();
+            }
+            run.push(packet.len());
+            buf.extend_from_slice(packet);
+        }
+        self.send_run(&run, buf).await?;
+        if let Some(sr) = frame.rtcp_packet() {
+            self.rtcp.send_to(sr, self.rtcp_to).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends the packets of `run`, laid end to end in `bytes`.
+    async fn send_run(&self, run: &GsoRun, bytes: &[u8]) -> std::io::Result<()> {
+        if run.count == 0 {
+            return Ok(());
+        }
+        let sent = self
+            .transmit(bytes, (run.count > 1).then_some(run.segment))
+            .await;
+        match sent {
+            Err(e) if quinn_udp::is_msg_size_err(&e) => Ok(()),
+            // The kernel refused the offload (quinn-udp stops offering it): one at a time.
+            Err(_) if run.count > 1 => {
+                for packet in bytes.chunks(run.segment) {
+                    match self.transmit(packet, None).await {
+                        Err(e) if !quinn_udp::is_msg_size_err(&e) => return Err(e),
+                        _ => {}
+                    }
+                }
+                Ok(())
+            }
+            sent => sent,
+        }
+    }
+
+    async fn transmit(&self, contents: &[u8], segment_size: Option<usize>) -> std::io::Result<()> {
+        let transmit = quinn_udp::Transmit {
+            destination: self.rtp_to,
+            ecn: None,
+            contents,
+            segment_size,
+            src_ip: None,
+        };
+        self.rtp
+            .async_io(tokio::io::Interest::WRITABLE, || {
+                self.gso.try_send((&self.rtp).into(), &transmit)
+            })
+            .await
+    }
+}
+
+/// Packets that can go out in one segmentation-offload send: all of the same size but the
+/// last, which may be shorter, at most the kernel's segment count and 64 KB in all.
+#[derive(Debug, Default)]
+struct GsoRun {
+    /// The size of every packet but the last.
+    segment: usize,
+    count: usize,
+    bytes: usize,
+    /// The last packet was shorter than `segment`: nothing more can follow.
+    closed: bool,
+}
+
+/// The most bytes one send may carry (a UDP datagram's limit, headers included).
+const MAX_GSO_BYTES: usize = 65_000;
+
+impl GsoRun {
+    /// Whether a packet of `len` bytes can join this run (always, when it is empty).
+    fn accepts(&self, len: usize, max_segments: usize) -> bool {
+        self.count == 0
+            || (!self.closed
+                && len <= self.segment
+                && self.count < max_segments
+                && self.bytes + len <= MAX_GSO_BYTES)
+    }
+
+    fn push(&mut self, len: usize) {
+        if self.count == 0 {
+            self.segment = len;
+        }
+        self.closed = len < self.segment;
+        self.count += 1;
+        self.bytes += len;
+    }
 }
 
 impl Play {
@@ -361,6 +479,8 @@ pub struct UdpPlay {
     pub metrics: Arc<ServerMetrics>,
     /// Ends the whole RTSP session when the hub drops this reader.
     pub session_end: CancellationToken,
+    /// One send's packets, laid end to end (reused).
+    pub buf: Vec<u8>,
 }
 
 impl UdpPlay {
@@ -388,19 +508,13 @@ impl UdpPlay {
     }
 
     /// Sends `delivery`'s packets to the reader's UDP ports, if its track is set up.
-    async fn send(&self, delivery: &Delivery) -> std::io::Result<()> {
+    async fn send(&mut self, delivery: &Delivery) -> std::io::Result<()> {
         let (Some(frame), Some(Destination::Udp(udp))) =
             (delivery.frame.rtp(), self.play.destination(delivery))
         else {
             return Ok(());
         };
-        for packet in frame.rtp_packets() {
-            udp.rtp.send_to(packet, udp.rtp_to).await?;
-        }
-        if let Some(sr) = frame.rtcp_packet() {
-            udp.rtcp.send_to(sr, udp.rtcp_to).await?;
-        }
-        Ok(())
+        udp.send(frame, &mut self.buf).await
     }
 }
 
@@ -583,6 +697,47 @@ mod tests {
         let seqs = reading.await.expect("reader");
         assert!(seqs.len() > (4 << 20) / 1500, "{} packets", seqs.len());
         assert!(consecutive(&seqs), "no packet lost or repeated");
+    }
+
+    /// How `sizes` are grouped into segmentation-offload sends of at most `max` packets.
+    fn runs(sizes: &[usize], max: usize) -> Vec<Vec<usize>> {
+        let mut runs: Vec<Vec<usize>> = Vec::new();
+        let mut run = GsoRun::default();
+        for &len in sizes {
+            if !run.accepts(len, max) {
+                run = GsoRun::default();
+            }
+            if run.count == 0 {
+                runs.push(Vec::new());
+            }
+            run.push(len);
+            runs.last_mut().expect("a run").push(len);
+        }
+        runs
+    }
+
+    #[test]
+    fn equal_size_packets_share_a_send_until_a_shorter_one_ends_it() {
+        assert_eq!(
+            runs(&[40, 1200, 1200, 1200, 500, 1200, 1200], 64),
+            [vec![40], vec![1200, 1200, 1200, 500], vec![1200, 1200]],
+            "a small first packet (a parameter set) stands alone; a short one closes a run"
+        );
+        assert_eq!(
+            runs(&[1200; 5], 2),
+            [vec![1200; 2], vec![1200; 2], vec![1200]]
+        );
+        assert_eq!(
+            runs(&[1200; 3], 1),
+            [vec![1200], vec![1200], vec![1200]],
+            "no offload"
+        );
+        let big = runs(&[1200; 60], 64);
+        assert!(
+            big.iter().all(|r| r.iter().sum::<usize>() <= MAX_GSO_BYTES),
+            "{big:?}"
+        );
+        assert_eq!(big.iter().map(Vec::len).sum::<usize>(), 60);
     }
 
     #[test]
