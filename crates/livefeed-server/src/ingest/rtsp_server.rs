@@ -268,7 +268,7 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: Shared, p
     }
     conn.handler.teardown();
     drop(conn);
-    // The writer ends once every sender is gone and what was queued is written.
+    // The writer ends once every command sender is gone and the responses queued are written.
     let _ = writer.await;
 }
 
@@ -719,15 +719,10 @@ impl Handler {
                         Refusal::new(StatusCode::MethodNotValidInThisState, "no UDP ports")
                     })?;
                     let ip = self.peer.ip();
-                    let out = UdpOut::new(
+                    Destination::Udp(Box::new(UdpOut::new(
                         (rtp, SocketAddr::new(ip, rtp_port)),
                         (rtcp, SocketAddr::new(ip, rtcp_port)),
-                    )
-                    .map_err(|e| {
-                        warn!(peer = %self.peer, error = %e, "PLAY refused: cannot set up the UDP socket");
-                        Refusal::new(StatusCode::InternalServerError, "cannot set up the UDP socket")
-                    })?;
-                    Destination::Udp(Box::new(out))
+                    )))
                 }
             };
             outputs.push((t.track, destination));
@@ -1133,33 +1128,37 @@ async fn writer_loop(
             },
             None => WriterEvent::Command(rx.recv().await),
         };
-        let result = match event {
-            WriterEvent::Command(None) => break,
-            WriterEvent::Command(Some(WriterCommand::Send(bytes))) => {
-                out.close();
-                answered = true;
-                write_all(&out, &mut &bytes[..], timeout).await
-            }
-            WriterEvent::Command(Some(WriterCommand::StartPlay(p))) => {
-                out.close();
-                play = Some(p);
-                answered = false;
-                Ok(())
-            }
-            WriterEvent::Command(Some(WriterCommand::StopPlay)) => {
-                out.close();
-                play = None;
-                Ok(())
-            }
-            WriterEvent::Media(None) => Err("disconnected by the server".to_string()),
-            WriterEvent::Media(Some(delivery)) => match play.as_mut() {
-                Some(p) => send_tcp_media(&out, p, delivery, timeout, &shared.metrics).await,
-                None => Ok(()),
-            },
-            WriterEvent::Woken => Ok(()),
-        };
+        if let WriterEvent::Command(None) = event {
+            break;
+        }
+        // Whatever comes next, the rest of a frame the publisher started goes first.
+        let path = play.as_ref().map(|p| p.sub.path());
+        let mut result = out.close_and_finish(path, &shared.metrics, timeout).await;
+        if result.is_ok() {
+            result = match event {
+                WriterEvent::Command(None) | WriterEvent::Woken => Ok(()),
+                WriterEvent::Command(Some(WriterCommand::Send(bytes))) => {
+                    answered = true;
+                    write_all(&out, &mut &bytes[..], timeout).await
+                }
+                WriterEvent::Command(Some(WriterCommand::StartPlay(p))) => {
+                    play = Some(p);
+                    answered = false;
+                    Ok(())
+                }
+                WriterEvent::Command(Some(WriterCommand::StopPlay)) => {
+                    play = None;
+                    Ok(())
+                }
+                WriterEvent::Media(None) => Err("disconnected by the server".to_string()),
+                WriterEvent::Media(Some(delivery)) => match play.as_mut() {
+                    Some(p) => send_tcp_media(&out, p, delivery, timeout, &shared.metrics).await,
+                    None => Ok(()),
+                },
+            };
+        }
         let result = match (result, play.as_mut()) {
-            (Ok(()), Some(p)) if answered => send_pending(&out, p, timeout, &shared).await,
+            (Ok(()), Some(p)) if answered => send_pending(&out, p, &rx, timeout, &shared).await,
             (result, _) => result,
         };
         if let Err(cause) = result {
@@ -1173,21 +1172,24 @@ async fn writer_loop(
     cancel.cancel();
 }
 
-/// Sends what the publisher left and what is queued, until the connection can be opened to
-/// the publisher again (see [`TcpOut::reopen`]).
+/// Sends what is queued for `play`, until the connection can be opened to its publisher
+/// again (see [`TcpOut::reopen`]), or a command waits: then it stays closed, and this is
+/// called again once the command is done.
 async fn send_pending(
     out: &TcpOut,
     play: &mut Play,
+    commands: &mpsc::Receiver<WriterCommand>,
     timeout: Duration,
     shared: &Shared,
 ) -> Result<(), String> {
-    while let Some(pending) = out.reopen(play) {
-        match pending {
-            Pending::Rest(mut bytes, delivery) => {
+    while commands.is_empty() {
+        match out.reopen(play) {
+            None => break,
+            Some(Pending::Rest(mut bytes, delivery)) => {
                 write_all(out, &mut bytes, timeout).await?;
                 play::record_egress(&shared.metrics, play.sub.path(), &delivery);
             }
-            Pending::Queued(delivery) => {
+            Some(Pending::Queued(delivery)) => {
                 send_tcp_media(out, play, delivery, timeout, &shared.metrics).await?
             }
         }

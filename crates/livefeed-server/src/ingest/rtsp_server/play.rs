@@ -5,10 +5,12 @@
 //! Contract:
 //! - TCP: each frame's shared interleaved bytes go out as they are (rewritten only for a reader
 //!   that chose other channels). A live frame is written by the publisher's task itself when
-//!   nothing waits ahead of it on the connection and the socket takes it whole ([`DirectPlay`]);
-//!   otherwise it is queued, and the connection's writer task sends whatever is queued, up to
-//!   [`MAX_BATCH_BYTES`], in one vectored write. Bytes never interleave: the publisher writes
-//!   only while the writer task has declared the connection idle ([`TcpOut`]).
+//!   nothing waits ahead of it on the connection ([`DirectPlay`]); if the socket takes only part
+//!   of it, the writer task sends the rest before anything else. Otherwise the frame is queued,
+//!   and the connection's writer task sends whatever is queued, up to [`MAX_BATCH_BYTES`], in
+//!   one vectored write, returning to its commands (responses) between batches. Bytes never
+//!   interleave: the publisher writes only while the writer task has declared the connection
+//!   idle ([`TcpOut`]).
 //! - UDP: each frame's packets go to the reader's RTP port in as few system calls as the kernel
 //!   allows: a run of equal-size packets (the last may be shorter) is one `sendmsg` with UDP
 //!   segmentation offload where the kernel has it ([`GsoRun`]), else one per packet; sender
@@ -26,7 +28,7 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::hub::{Delivery, DirectSink, Subscription};
 use crate::measure::metrics::ServerMetrics;
@@ -58,8 +60,9 @@ pub enum Destination {
 /// A track's UDP sockets and the reader's ports.
 pub struct UdpOut {
     rtp: UdpSocket,
-    /// Segmentation offload on `rtp` (one send for many datagrams).
-    gso: quinn_udp::UdpSocketState,
+    /// Segmentation offload on `rtp` (one send for many datagrams); `None` where the socket
+    /// could not be set up for it: one `send_to` per packet.
+    gso: Option<quinn_udp::UdpSocketState>,
     rtcp: Arc<UdpSocket>,
     rtp_to: SocketAddr,
     rtcp_to: SocketAddr,
@@ -70,15 +73,17 @@ impl UdpOut {
     pub fn new(
         (rtp, rtp_to): (UdpSocket, SocketAddr),
         (rtcp, rtcp_to): (Arc<UdpSocket>, SocketAddr),
-    ) -> std::io::Result<Self> {
-        let gso = quinn_udp::UdpSocketState::new((&rtp).into())?;
-        Ok(UdpOut {
+    ) -> Self {
+        let gso = quinn_udp::UdpSocketState::new((&rtp).into())
+            .inspect_err(|e| debug!(error = %e, "no UDP segmentation offload: one send per packet"))
+            .ok();
+        UdpOut {
             rtp,
             gso,
             rtcp,
             rtp_to,
             rtcp_to,
-        })
+        }
     }
 
     /// Sends `frame`'s RTP packets, one run of equal-size packets per system call where the
@@ -86,9 +91,10 @@ impl UdpOut {
     /// out, as a lost one.
     async fn send(&self, frame: &RtpFrame, buf: &mut Vec<u8>) -> std::io::Result<()> {
         let mut run = GsoRun::default();
+        let max_segments = self.gso.as_ref().map_or(1, |g| g.max_gso_segments());
         buf.clear();
         for packet in frame.rtp_packets() {
-            if !run.accepts(packet.len(), self.gso.max_gso_segments()) {
+            if !run.accepts(packet.len(), max_segments) {
                 self.send_run(&run, buf).await?;
                 run = GsoRun::default();
                 buf.clear();
@@ -112,8 +118,9 @@ impl UdpOut {
             .transmit(bytes, (run.count > 1).then_some(run.segment))
             .await;
         match sent {
-            Err(e) if quinn_udp::is_msg_size_err(&e) => Ok(()),
-            // The kernel refused the offload (quinn-udp stops offering it): one at a time.
+            Err(e) if run.count == 1 && quinn_udp::is_msg_size_err(&e) => Ok(()),
+            // The kernel refused the offload (quinn-udp then stops offering it), or one of
+            // the packets is too big for the route: one at a time.
             Err(_) if run.count > 1 => {
                 for packet in bytes.chunks(run.segment) {
                     match self.transmit(packet, None).await {
@@ -128,6 +135,9 @@ impl UdpOut {
     }
 
     async fn transmit(&self, contents: &[u8], segment_size: Option<usize>) -> std::io::Result<()> {
+        let Some(gso) = &self.gso else {
+            return self.rtp.send_to(contents, self.rtp_to).await.map(drop);
+        };
         let transmit = quinn_udp::Transmit {
             destination: self.rtp_to,
             ecn: None,
@@ -137,7 +147,7 @@ impl UdpOut {
         };
         self.rtp
             .async_io(tokio::io::Interest::WRITABLE, || {
-                self.gso.try_send((&self.rtp).into(), &transmit)
+                gso.try_send((&self.rtp).into(), &transmit)
             })
             .await
     }
@@ -155,7 +165,8 @@ struct GsoRun {
     closed: bool,
 }
 
-/// The most bytes one send may carry (a UDP datagram's limit, headers included).
+/// The most bytes one segmentation-offload send carries: a cap chosen below a UDP datagram's
+/// payload limit (65 507 bytes over IPv4).
 const MAX_GSO_BYTES: usize = 65_000;
 
 impl GsoRun {
@@ -257,12 +268,34 @@ impl TcpOut {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Stops the publisher writing (before the writer task writes itself).
-    pub fn close(&self) {
-        self.state().open_to = None;
+    /// Stops the publisher writing (before the writer task writes itself), and hands over the
+    /// rest of a frame it wrote in part, which must go out before anything else.
+    pub fn close(&self) -> Option<(Bytes, Delivery)> {
+        let mut state = self.state();
+        state.open_to = None;
+        state.rest.take()
     }
 
-    /// Resolves when the publisher left the rest of a frame to send.
+    /// Closes the connection to the publisher (see [`TcpOut::close`]) and sends the rest of a
+    /// frame it wrote in part, recording its egress on `path` (the playing reader's).
+    pub async fn close_and_finish(
+        &self,
+        path: Option<&str>,
+        metrics: &ServerMetrics,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        let Some((mut rest, delivery)) = self.close() else {
+            return Ok(());
+        };
+        write_all(self, &mut rest, timeout).await?;
+        if let Some(path) = path {
+            record_egress(metrics, path, &delivery);
+        }
+        Ok(())
+    }
+
+    /// Resolves when the publisher left the rest of a frame to send (or, harmlessly, for a
+    /// notice left from an earlier one already sent).
     pub async fn woken(&self) {
         self.wake.notified().await;
     }
@@ -454,6 +487,7 @@ pub async fn write_all(out: &TcpOut, buf: &mut impl Buf, timeout: Duration) -> R
             out.socket.try_write_vectored(&slices[..n])
         };
         match written {
+            Ok(0) => return Err("write failed: the socket took nothing".to_string()),
             Ok(n) => buf.advance(n),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 match tokio::time::timeout_at(deadline, out.socket.writable()).await {
@@ -697,6 +731,41 @@ mod tests {
         let seqs = reading.await.expect("reader");
         assert!(seqs.len() > (4 << 20) / 1500, "{} packets", seqs.len());
         assert!(consecutive(&seqs), "no packet lost or repeated");
+    }
+
+    #[tokio::test]
+    async fn a_response_waits_for_the_rest_of_a_frame_the_publisher_started() {
+        let hub = Hub::new(None, HubLimits::default());
+        let publisher = publisher(&hub);
+        publisher.publish(au(0, 100), Instant::now());
+        let (out, mut play, mut client) = reader(&hub, Some(64 * 1024)).await;
+        send_pending(&out, &mut play).await;
+        publisher.publish(au(1, 4 << 20), Instant::now()); // taken only in part
+        let reading = tokio::spawn(async move {
+            let mut bytes = Vec::new();
+            client.read_to_end(&mut bytes).await.expect("read");
+            bytes
+        });
+        let timeout = Duration::from_secs(5);
+        // What the writer task does before any command, then the command: a response.
+        out.close_and_finish(Some("live"), &ServerMetrics::new(), timeout)
+            .await
+            .expect("rest written");
+        let response = b"RTSP/1.0 200 OK\r\nCSeq: 9\r\n\r\n";
+        write_all(&out, &mut &response[..], timeout)
+            .await
+            .expect("response written");
+        out.shutdown();
+        let bytes = reading.await.expect("reader");
+        let mut at = 0;
+        let mut frames = 0;
+        while bytes.get(at) == Some(&b'$') {
+            let len = usize::from(u16::from_be_bytes([bytes[at + 2], bytes[at + 3]]));
+            at += 4 + len;
+            frames += 1;
+        }
+        assert!(frames > (4 << 20) / 1500, "{frames} interleaved frames");
+        assert_eq!(&bytes[at..], response, "the response after the whole frame");
     }
 
     /// How `sizes` are grouped into segmentation-offload sends of at most `max` packets.
