@@ -45,9 +45,7 @@ use crate::measure::metrics::ServerMetrics;
 mod keyframe_requests;
 mod play;
 
-use play::{
-    send_tcp_media, write_all, Destination, DirectPlay, Pending, Play, TcpOut, UdpOut, UdpPlay,
-};
+use play::{send_tcp_media, write_all, Destination, DirectPlay, Play, TcpOut, UdpOut, UdpPlay};
 
 /// Timeouts and limits of the RTSP server.
 #[derive(Debug, Clone)]
@@ -1183,16 +1181,10 @@ async fn send_pending(
     shared: &Shared,
 ) -> Result<(), String> {
     while commands.is_empty() {
-        match out.reopen(play) {
-            None => break,
-            Some(Pending::Rest(mut bytes, delivery)) => {
-                write_all(out, &mut bytes, timeout).await?;
-                play::record_egress(&shared.metrics, play.sub.path(), &delivery);
-            }
-            Some(Pending::Queued(delivery)) => {
-                send_tcp_media(out, play, delivery, timeout, &shared.metrics).await?
-            }
-        }
+        let Some(delivery) = out.reopen(play) else {
+            break;
+        };
+        send_tcp_media(out, play, delivery, timeout, &shared.metrics).await?;
     }
     Ok(())
 }

@@ -246,14 +246,6 @@ struct OutState {
     rest: Option<(Bytes, Delivery)>,
 }
 
-/// What the writer task has to send before the connection can be reopened.
-pub enum Pending {
-    /// The rest of a frame the publisher started.
-    Rest(Bytes, Delivery),
-    /// A queued frame.
-    Queued(Delivery),
-}
-
 impl TcpOut {
     /// A connection's write half, closed to the publisher.
     pub fn new(socket: OwnedWriteHalf) -> Self {
@@ -300,22 +292,18 @@ impl TcpOut {
         self.wake.notified().await;
     }
 
-    /// What must be sent next for `play`, or `None` after opening the connection to its
-    /// publisher because nothing is left: the rest of a frame first, then its queue.
-    pub fn reopen(&self, play: &mut Play) -> Option<Pending> {
+    /// The next frame queued for `play`, or `None` after opening the connection to its
+    /// publisher because nothing is left. Called while the connection is closed, after
+    /// [`TcpOut::close_and_finish`]: no rest of a frame can be pending then.
+    pub fn reopen(&self, play: &mut Play) -> Option<Delivery> {
         let mut state = self.state();
-        if let Some((bytes, delivery)) = state.rest.take() {
-            return Some(Pending::Rest(bytes, delivery));
-        }
         // Under the lock: the publisher queues only under it, so an empty queue stays empty
         // until it sees the connection open.
-        match play.sub.try_recv() {
-            Some(delivery) => Some(Pending::Queued(delivery)),
-            None => {
-                state.open_to = Some(play.id);
-                None
-            }
+        let next = play.sub.try_recv();
+        if next.is_none() {
+            state.open_to = Some(play.id);
         }
+        next
     }
 
     /// Shuts the write direction down (the reader sees the end of the stream).
@@ -645,13 +633,11 @@ mod tests {
         let metrics = ServerMetrics::new();
         let timeout = Duration::from_secs(5);
         let mut sent = 0;
-        while let Some(pending) = out.reopen(play) {
+        while let Some(d) = out.reopen(play) {
             sent += 1;
-            match pending {
-                Pending::Rest(mut bytes, _) => write_all(out, &mut bytes, timeout).await,
-                Pending::Queued(d) => send_tcp_media(out, play, d, timeout, &metrics).await,
-            }
-            .expect("written");
+            send_tcp_media(out, play, d, timeout, &metrics)
+                .await
+                .expect("written");
         }
         sent
     }
@@ -704,17 +690,23 @@ mod tests {
         assert!(consecutive(&seqs), "every frame once, in order: {seqs:?}");
     }
 
-    #[tokio::test]
-    async fn a_frame_the_socket_takes_in_part_is_finished_by_the_writer_before_the_next() {
+    /// A playing reader with small socket buffers, open to the publisher, and a publisher
+    /// that has just written a frame far bigger than both buffers: taken only in part.
+    async fn a_frame_taken_in_part() -> (Publisher, Arc<TcpOut>, Play, TcpStream) {
         let hub = Hub::new(None, HubLimits::default());
         let publisher = publisher(&hub);
         publisher.publish(au(0, 100), Instant::now());
-        let (out, mut play, mut client) = reader(&hub, Some(64 * 1024)).await;
+        let (out, mut play, client) = reader(&hub, Some(64 * 1024)).await;
         send_pending(&out, &mut play).await;
-        // Far more than both socket buffers hold while the reader does not read.
         publisher.publish(au(1, 4 << 20), Instant::now());
+        (publisher, out, play, client)
+    }
+
+    #[tokio::test]
+    async fn a_frame_the_socket_takes_in_part_is_finished_by_the_writer_before_the_next() {
+        let (publisher, out, mut play, mut client) = a_frame_taken_in_part().await;
         publisher.publish(au(2, 100), Instant::now());
-        let Some(Pending::Rest(mut rest, delivery)) = out.reopen(&mut play) else {
+        let Some((mut rest, delivery)) = out.close() else {
             panic!("the rest of the big frame comes first");
         };
         assert!(delivery.frame.video().is_some_and(|v| v.pts == 3000));
@@ -735,12 +727,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_response_waits_for_the_rest_of_a_frame_the_publisher_started() {
-        let hub = Hub::new(None, HubLimits::default());
-        let publisher = publisher(&hub);
-        publisher.publish(au(0, 100), Instant::now());
-        let (out, mut play, mut client) = reader(&hub, Some(64 * 1024)).await;
-        send_pending(&out, &mut play).await;
-        publisher.publish(au(1, 4 << 20), Instant::now()); // taken only in part
+        let (_publisher, out, _play, mut client) = a_frame_taken_in_part().await;
         let reading = tokio::spawn(async move {
             let mut bytes = Vec::new();
             client.read_to_end(&mut bytes).await.expect("read");
