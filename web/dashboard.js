@@ -74,6 +74,7 @@ function renderPaths() {
     li.append(el("div", { class: "muted" }, pub
       ? `${pub.protocol} from ${pub.remote} · ${p.width || "?"}×${p.height || "?"} · ${fmt(pub.fps, 0)} fps · ${fmt(pub.bitrate_bps / 1000, 0)} kbit/s · up ${uptime(pub.uptime_s)}`
       : "no publisher"));
+    if (p.pull_source) li.append(pullSourceLine(p.pull_source));
     li.append(el("div", { class: "muted" }, `readers: RTSP ${counts.rtsp || 0} · WebRTC ${counts.webrtc || 0} · LL-HLS ${counts.hls || 0} (${p.hls_requests_per_second || 0} requests/s) · dropped frames ${p.dropped_frames}${p.skipped_after_loss ? ` · skipped after loss ${p.skipped_after_loss}` : ""}${p.keyframe_requests ? ` · keyframes requested ${p.keyframe_requests}` : ""}`));
     // Every track and the outputs that carry it.
     if ((p.tracks || []).length) {
@@ -90,6 +91,20 @@ function renderPaths() {
     if (p.readers.length) li.append(readers);
     list.append(li);
   }
+}
+
+// A pulled path: where from, its state, why it failed, and where capture times come from.
+function pullSourceLine(s) {
+  const parts = [`source ${s.url}`, s.on_demand ? `${s.state} (on demand)` : s.state];
+  if (s.transport) parts.push(s.transport.toUpperCase());
+  if (s.clock) {
+    parts.push(s.clock_offset_ms != null && s.clock === "sender reports"
+      ? `clock: ${s.clock}, offset ${fmt(s.clock_offset_ms, 1)} ms`
+      : `clock: ${s.clock}`);
+  }
+  const line = el("div", { class: "muted pull-source" }, parts.join(" · "));
+  if (s.error) line.append(el("div", { class: "source-error" }, `error: ${s.error}`));
+  return line;
 }
 
 // ---- the selected path --------------------------------------------------------------------

@@ -27,7 +27,7 @@ use crate::rtp_sender::{push_interleaved, RtpSender, TrackSender, PAYLOAD_TYPE};
 use crate::transport::{self, LowerTransport};
 
 /// Interval between keep-alives while playing.
-const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
+pub(crate) const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
 
 /// Lower transport for media.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -79,22 +79,22 @@ pub enum Error {
     Invalid(String),
 }
 
-fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+pub(crate) fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
     let context = context.into();
     move |source| Error::Io { context, source }
 }
 
 /// An RTSP control connection during setup: request out, response in.
-struct Connection {
+pub(crate) struct Connection {
     stream: TcpStream,
     reader: FrameReader,
-    session: ClientSession,
+    pub(crate) session: ClientSession,
     timeout: Duration,
     peer: SocketAddr,
 }
 
 impl Connection {
-    async fn open(url: &str, timeout: Duration) -> Result<Self, Error> {
+    pub(crate) async fn open(url: &str, timeout: Duration) -> Result<Self, Error> {
         let url = Url::parse(url).map_err(|e| {
             let shown = crate::client_auth::without_userinfo(url);
             Error::Invalid(format!("invalid URL {shown:?}: {e}"))
@@ -133,7 +133,10 @@ impl Connection {
 
     /// Sends `req` and reads its response; after a 401 the URL's credentials can answer, the
     /// request goes once more with them.
-    async fn roundtrip(&mut self, mut req: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, Error> {
+    pub(crate) async fn roundtrip(
+        &mut self,
+        mut req: Request<Vec<u8>>,
+    ) -> Result<Response<Vec<u8>>, Error> {
         loop {
             let mut out = Vec::new();
             req.write(&mut out)
@@ -157,8 +160,13 @@ impl Connection {
         }
     }
 
+    /// The server's address.
+    pub(crate) fn peer_ip(&self) -> IpAddr {
+        self.peer.ip()
+    }
+
     /// Splits the connection once setup is done: media and later requests go separately.
-    fn into_parts(self) -> (OwnedReadHalf, OwnedWriteHalf, FrameReader, ClientSession) {
+    pub(crate) fn into_parts(self) -> (OwnedReadHalf, OwnedWriteHalf, FrameReader, ClientSession) {
         let (read, write) = self.stream.into_split();
         (read, write, self.reader, self.session)
     }
@@ -185,7 +193,7 @@ impl Connection {
 }
 
 /// Where RTP goes, or comes from, after SETUP.
-enum MediaPath {
+pub(crate) enum MediaPath {
     Tcp {
         rtp_channel: u8,
         rtcp_channel: u8,
@@ -201,7 +209,7 @@ enum MediaPath {
 
 /// Sets up the `index`th track (0: video) at `track`: over TCP on channels `2 × index` and
 /// `2 × index + 1`, over UDP on a new pair of ports.
-async fn setup_media(
+pub(crate) async fn setup_media(
     conn: &mut Connection,
     track: Url,
     index: u8,
@@ -871,7 +879,10 @@ async fn recv_if(
 }
 
 /// Writes a request without waiting for its response (keep-alive, teardown).
-async fn send_request(writer: &mut OwnedWriteHalf, req: &Request<Vec<u8>>) -> Result<(), Error> {
+pub(crate) async fn send_request(
+    writer: &mut OwnedWriteHalf,
+    req: &Request<Vec<u8>>,
+) -> Result<(), Error> {
     let mut out = Vec::with_capacity(256);
     req.write(&mut out)
         .map_err(|e| Error::Invalid(format!("serializing request: {e}")))?;

@@ -9,6 +9,7 @@
 //!   DESCRIBE/SETUP/PLAY) as request builders and response checks.
 //! - [`rtp_sender`]: one outgoing RTP stream (packets, RTP clock, sender reports).
 //! - [`fanout`]: a path's outgoing RTP streams, packetized once and shared by all its readers.
+//! - [`pull`]: [`pull::RtspPull`], every track of a remote stream as raw RTP/RTCP, for relaying.
 //! - [`client`]: the tokio shell around the client session: [`client::RtspPublisher`] and
 //!   [`client::RtspPlayer`], over TCP-interleaved or UDP transport.
 //!
@@ -19,6 +20,7 @@ pub mod client_auth;
 pub mod client_session;
 pub mod fanout;
 pub mod framing;
+pub mod pull;
 pub mod rtp_sender;
 pub mod server_session;
 pub mod transport;

@@ -16,12 +16,17 @@ use anyhow::Context;
 use serde::Deserialize;
 
 use crate::hub::HubLimits;
+
+pub mod path_sources;
+
 use crate::ingest::rtsp_server::RtspConfig;
 use crate::limits::conn_gate::GateLimits;
 use crate::limits::http_listener::HttpTimeouts;
 use crate::outputs::ice_host::IceHost;
 use crate::outputs::ice_server::IceServer;
 use crate::outputs::recordings::RecordConfig;
+use path_sources::SourceDefaults;
+pub use path_sources::{PathEntry, PullSourceConfig, RtspTransport, SourceArg};
 
 /// Latency samples one client address may submit per second, by default: a demo reports about
 /// 150 a second (five stages at 30 fps), a dashboard 30.
@@ -39,10 +44,24 @@ pub struct ServerOptions {
     /// RTSP listen address [default: 0.0.0.0:8554]
     #[arg(long, env = "LIVEFEED_RTSP_ADDRESS")]
     pub rtsp_address: Option<SocketAddr>,
-    /// Serve only these paths (repeat or comma-separate); any path when none is given
+    /// Serve only these paths (repeat or comma-separate); any path when none is given. In the
+    /// file also `[paths.NAME]` tables with a pull source (see [`path_sources`])
     #[arg(long = "path", env = "LIVEFEED_PATHS", value_delimiter = ',')]
+    #[serde(default, deserialize_with = "path_sources::list_or_table")]
+    pub paths: Vec<PathEntry>,
+    /// Pull a path's stream from an RTSP server or camera: NAME=rtsp://[user:pass@]host[:port]/path (repeat)
+    #[arg(long = "source", env = "LIVEFEED_SOURCES", value_delimiter = ' ')]
     #[serde(default)]
-    pub paths: Vec<String>,
+    pub sources: Vec<SourceArg>,
+    /// Connect the --source streams only while someone reads them [default: false]
+    #[arg(long, env = "LIVEFEED_SOURCE_ON_DEMAND", num_args = 0..=1, default_missing_value = "true")]
+    pub source_on_demand: Option<bool>,
+    /// Seconds an on-demand source stays connected after its last reader left [default: 10]
+    #[arg(long, env = "LIVEFEED_SOURCE_ON_DEMAND_CLOSE_AFTER")]
+    pub source_on_demand_close_after: Option<f64>,
+    /// How pull sources' media travels: tcp, udp or automatic (UDP, then TCP if UDP fails) [default: automatic]
+    #[arg(long, env = "LIVEFEED_RTSP_TRANSPORT")]
+    pub rtsp_transport: Option<RtspTransport>,
     /// Access units a reader may fall behind before it skips to the next keyframe [default: 32]
     #[arg(long, env = "LIVEFEED_READER_QUEUE")]
     pub reader_queue: Option<usize>,
@@ -230,6 +249,16 @@ impl ServerOptions {
             } else {
                 self.paths
             },
+            sources: if self.sources.is_empty() {
+                file.sources
+            } else {
+                self.sources
+            },
+            source_on_demand: self.source_on_demand.or(file.source_on_demand),
+            source_on_demand_close_after: self
+                .source_on_demand_close_after
+                .or(file.source_on_demand_close_after),
+            rtsp_transport: self.rtsp_transport.or(file.rtsp_transport),
             reader_queue: self.reader_queue.or(file.reader_queue),
             write_timeout_ms: self.write_timeout_ms.or(file.write_timeout_ms),
             read_timeout_ms: self.read_timeout_ms.or(file.read_timeout_ms),
@@ -308,16 +337,28 @@ impl ServerOptions {
         }
     }
 
-    /// The concrete configuration, with defaults for what is unset.
-    pub fn resolve(&self) -> ServerConfig {
+    /// The concrete configuration, with defaults for what is unset; an error names the
+    /// option that is wrong.
+    pub fn resolve(&self) -> anyhow::Result<ServerConfig> {
         let defaults = RtspConfig::default();
-        ServerConfig {
+        let (paths, sources) = path_sources::resolve(
+            &self.paths,
+            &self.sources,
+            SourceDefaults {
+                on_demand: self.source_on_demand,
+                close_after: self.source_on_demand_close_after,
+                transport: self.rtsp_transport,
+            },
+        )
+        .map_err(anyhow::Error::msg)?;
+        Ok(ServerConfig {
             rtsp_address: self.rtsp_address.unwrap_or_else(|| {
                 DEFAULT_RTSP_ADDRESS
                     .parse()
                     .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 8554)))
             }),
-            paths: self.paths.clone(),
+            paths,
+            sources,
             reader_queue: self
                 .reader_queue
                 .unwrap_or(HubLimits::default().reader_queue)
@@ -385,7 +426,7 @@ impl ServerOptions {
             } else {
                 self.rtsp_auth_methods.clone()
             },
-        }
+        })
     }
 
     fn limits(&self) -> ServerLimits {
@@ -499,6 +540,8 @@ pub struct ServerConfig {
     pub rtsp_address: SocketAddr,
     /// Paths served; all when empty.
     pub paths: Vec<String>,
+    /// Paths whose stream is pulled from another server.
+    pub sources: Vec<PullSourceConfig>,
     /// Reader queue length in access units.
     pub reader_queue: usize,
     /// Write timeout for readers.
@@ -707,7 +750,7 @@ mod tests {
             reader_queue: Some(4),
             ..Default::default()
         };
-        let config = flags.over(file).resolve();
+        let config = flags.over(file).resolve().expect("valid options");
         assert_eq!(config.rtsp_address, "127.0.0.1:9554".parse().expect("addr"));
         assert_eq!(config.paths, ["cam"]);
         assert_eq!(config.reader_queue, 4);
@@ -722,7 +765,10 @@ mod tests {
              webrtc-additional-hosts = [\"203.0.113.5\", \"cam.example.net\"]\n",
         )
         .expect("valid TOML");
-        let config = ServerOptions::default().over(file).resolve();
+        let config = ServerOptions::default()
+            .over(file)
+            .resolve()
+            .expect("valid options");
         assert_eq!(config.webrtc_ice_servers.len(), 2);
         assert_eq!(
             config.webrtc_ice_servers[1].credentials,
@@ -741,7 +787,7 @@ mod tests {
 
     #[test]
     fn ice_tcp_listens_where_udp_does_unless_told_otherwise_or_off() {
-        let default = ServerOptions::default().resolve();
+        let default = ServerOptions::default().resolve().expect("valid options");
         assert_eq!(
             default.webrtc_tcp_address,
             Some("0.0.0.0:8189".parse().expect("addr"))
@@ -749,15 +795,18 @@ mod tests {
         let follows: ServerOptions =
             toml::from_str("webrtc-address = \"127.0.0.1:0\"").expect("valid");
         assert_eq!(
-            follows.resolve().webrtc_tcp_address,
+            follows.resolve().expect("valid options").webrtc_tcp_address,
             Some("127.0.0.1:0".parse().expect("addr"))
         );
         let off: ServerOptions = toml::from_str("webrtc-tcp-address = \"\"").expect("valid");
-        assert_eq!(off.resolve().webrtc_tcp_address, None);
+        assert_eq!(
+            off.resolve().expect("valid options").webrtc_tcp_address,
+            None
+        );
         let at: ServerOptions =
             toml::from_str("webrtc-tcp-address = \"127.0.0.1:9189\"").expect("valid");
         assert_eq!(
-            at.resolve().webrtc_tcp_address,
+            at.resolve().expect("valid options").webrtc_tcp_address,
             Some("127.0.0.1:9189".parse().expect("addr"))
         );
         assert!(toml::from_str::<ServerOptions>("webrtc-tcp-address = \"x\"").is_err());

@@ -485,6 +485,21 @@ pub struct PathSnapshot {
 }
 
 impl PathSnapshot {
+    /// A path with nothing on it.
+    pub fn empty(name: String) -> Self {
+        PathSnapshot {
+            name,
+            publisher: None,
+            stream: None,
+            readers: Vec::new(),
+            frames_in: 0,
+            bytes_in: 0,
+            drops: 0,
+            skipped_after_loss: 0,
+            keyframe_requests: 0,
+        }
+    }
+
     /// Readers that are clients (not the server's own muxers).
     pub fn clients(&self) -> impl Iterator<Item = &ReaderSnapshot> {
         self.readers.iter().filter(|r| !r.info.is_internal())
@@ -498,7 +513,16 @@ pub struct Hub {
     limits: HubLimits,
     takeover: Takeover,
     next_id: AtomicU64,
+    /// Paths whose source connects when a reader asks (see [`Hub::register_on_demand`]).
+    on_demand: Mutex<HashMap<String, Arc<tokio::sync::Notify>>>,
 }
+
+/// How long a reader waits for an on-demand source to deliver its stream (MediaMTX's
+/// `sourceOnDemandStartTimeout`).
+pub const ON_DEMAND_START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How often [`Hub::stream_on_demand`] looks whether the source has delivered.
+const ON_DEMAND_POLL: Duration = Duration::from_millis(10);
 
 impl Hub {
     /// A hub serving any path (`allowed` = `None`) or only the listed ones.
@@ -519,6 +543,7 @@ impl Hub {
             limits,
             takeover,
             next_id: AtomicU64::new(1),
+            on_demand: Mutex::default(),
         })
     }
 
@@ -624,6 +649,51 @@ impl Hub {
         let mut stream = inner.stream.clone()?;
         stream.others = inner.others.clone();
         Some(stream)
+    }
+
+    /// Registers an on-demand source of `path`: the returned `Notify` is woken whenever a
+    /// reader asks for the path ([`Hub::demand`]).
+    pub fn register_on_demand(&self, path: &str) -> Arc<tokio::sync::Notify> {
+        let mut on_demand = self.on_demand.lock().unwrap_or_else(|p| p.into_inner());
+        on_demand.entry(path.to_string()).or_default().clone()
+    }
+
+    /// Tells `path`'s on-demand source a reader wants it; `false` if it has none.
+    pub fn demand(&self, path: &str) -> bool {
+        let on_demand = self.on_demand.lock().unwrap_or_else(|p| p.into_inner());
+        on_demand.get(path).map(|n| n.notify_one()).is_some()
+    }
+
+    /// The stream of `path` ([`Hub::stream_info`]); when it has none but an on-demand source,
+    /// the source is woken and its stream awaited for up to `timeout`.
+    pub async fn stream_on_demand(&self, path: &str, timeout: Duration) -> Option<StreamInfo> {
+        if let Some(stream) = self.stream_info(path) {
+            return Some(stream);
+        }
+        if !self.demand(path) {
+            return None;
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        while tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(ON_DEMAND_POLL).await;
+            if let Some(stream) = self.stream_info(path) {
+                return Some(stream);
+            }
+        }
+        None
+    }
+
+    /// The client readers of `path` (the server's own ones not counted).
+    pub fn client_readers(&self, path: &str) -> usize {
+        let paths = self.paths.lock().unwrap_or_else(|p| p.into_inner());
+        paths.get(path).map_or(0, |state| {
+            let inner = state.lock();
+            inner
+                .readers
+                .iter()
+                .filter(|r| !r.info.is_internal())
+                .count()
+        })
     }
 
     /// Subscribes one of the server's own readers to `path` (see [`Hub::subscribe_as`]).

@@ -5,7 +5,10 @@
 //! - [`hub`]: paths, publishers, tracks, readers, GOP cache, bounded reader queues.
 //! - [`ingest`]: where streams come in. [`ingest::rtsp_server`]: the RTSP listener (tokio
 //!   shell around `livefeed-rtsp`'s session: publishers, and RTSP readers too);
-//!   [`ingest::sources`]: the built-in test-pattern publishers the dashboard controls.
+//!   [`ingest::rtsp_pull`]: paths pulled from another RTSP server (cameras, another
+//!   livefeed); [`ingest::rtp_in`]: a publisher's tracks, RTP in and hub frames out (push and
+//!   pull alike); [`ingest::sources`]: the built-in test-pattern publishers the dashboard
+//!   controls.
 //! - [`outputs`]: what serves a path out besides RTSP. [`outputs::hls_stream`] /
 //!   [`outputs::hls_files`] / [`outputs::hls_viewers`]: LL-HLS per path (CMAF chunks into the
 //!   playlist), its optional on-disk mirror, who watches it; [`outputs::whep`]: WebRTC viewers
@@ -30,6 +33,8 @@ pub mod hub;
 
 /// Where streams come in.
 pub mod ingest {
+    pub mod rtp_in;
+    pub mod rtsp_pull;
     pub mod rtsp_server;
     pub mod sources;
 }
@@ -189,13 +194,28 @@ impl Server {
                 )
             })?;
         let sources = Arc::new(OnceLock::new());
+        let hls_viewers = Arc::new(crate::outputs::hls_viewers::HlsViewers::default());
+        let pull_sources = ingest::rtsp_pull::PullSources::start(
+            &config.sources,
+            ingest::rtsp_pull::PullContext {
+                hub: hub.clone(),
+                metrics: metrics.clone(),
+                limits: config.rtsp_config().depacketizer,
+                timeout: config.read_timeout,
+                other_readers: {
+                    let viewers = hls_viewers.clone();
+                    Arc::new(move |path: &str| viewers.of(path).len())
+                },
+            },
+        );
         let recordings = recordings::Recordings::new(hub.clone(), config.record.clone());
         let app = http::App::new(http::AppState {
             store,
             hub: hub.clone(),
             hls: hls.clone(),
             whep: whep.clone(),
-            hls_viewers: Arc::default(),
+            hls_viewers,
+            pull_sources,
             metrics: metrics.clone(),
             sources: sources.clone(),
             events: events::EventFeed::default(),

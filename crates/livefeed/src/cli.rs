@@ -306,7 +306,7 @@ fn print_assembly_notice(json: bool) {
 
 async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     print_assembly_notice(args.output.json);
-    let config = server_options(args.server, args.config.as_ref())?.resolve();
+    let config = server_options(args.server, args.config.as_ref())?.resolve()?;
     let server = Server::start(&config).await?;
     install_sources(&server);
     if !args.output.json {
@@ -430,7 +430,7 @@ fn flatten(r: Result<anyhow::Result<()>, tokio::task::JoinError>) -> anyhow::Res
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let config = server_options(args.server, args.config.as_ref())?.resolve();
+    let config = server_options(args.server, args.config.as_ref())?.resolve()?;
     let server = Server::start(&config).await?;
     let sources = install_sources(&server);
     print_addresses(&server, &args.test_src_path);

@@ -26,6 +26,8 @@ mod rtp_video_depacketize;
 mod rtsp_challenge;
 #[path = "../../../fuzz/checks/rtsp_framing.rs"]
 mod rtsp_framing;
+#[path = "../../../fuzz/checks/rtsp_pull_responses.rs"]
+mod rtsp_pull_responses;
 #[path = "../../../fuzz/checks/sdp_h264.rs"]
 mod sdp_h264;
 #[path = "../../../fuzz/checks/sdp_tracks.rs"]
@@ -139,6 +141,11 @@ fn auth_header_corpus() {
 #[test]
 fn rtsp_challenge_corpus() {
     replay("rtsp_challenge", rtsp_challenge::check);
+}
+
+#[test]
+fn rtsp_pull_responses_corpus() {
+    replay("rtsp_pull_responses", rtsp_pull_responses::check);
 }
 
 #[test]

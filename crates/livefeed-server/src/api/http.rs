@@ -96,6 +96,8 @@ pub struct AppState {
     pub store: crate::measure::metrics_store::MetricsStore,
     /// LL-HLS viewers per path.
     pub hls_viewers: Arc<crate::outputs::hls_viewers::HlsViewers>,
+    /// Paths pulled from other servers, with their status.
+    pub pull_sources: Arc<crate::ingest::rtsp_pull::PullSources>,
     /// Server-side latency (and the samples it feeds the store).
     pub metrics: Arc<crate::measure::metrics::ServerMetrics>,
     /// The built-in test-pattern publishers, when the program provides them.
@@ -450,13 +452,24 @@ fn count_hls_request(app: &App, path: &str, kind: HlsRequestKind, result: &HttpR
     app.hls_viewers.count_request(path);
 }
 
-fn stream_of(hls: &Arc<HlsStreams>, path: &str) -> Result<Arc<HlsStream>, HttpError> {
-    hls.get_or_start(path).ok_or_else(|| {
-        error(
-            StatusCode::NOT_FOUND,
-            format!("no stream is being published on path {path:?}"),
-        )
-    })
+/// The LL-HLS stream of `path`, started if it has a publisher.
+fn running_stream_of(hls: &Arc<HlsStreams>, path: &str) -> Result<Arc<HlsStream>, HttpError> {
+    hls.get_or_start(path).ok_or_else(|| no_stream(path))
+}
+
+fn no_stream(path: &str) -> HttpError {
+    error(
+        StatusCode::NOT_FOUND,
+        format!("no stream is being published on path {path:?}"),
+    )
+}
+
+/// The LL-HLS stream of `path`, started if it has a publisher (an on-demand source is woken
+/// and awaited).
+async fn stream_of(hls: &Arc<HlsStreams>, path: &str) -> Result<Arc<HlsStream>, HttpError> {
+    hls.get_or_start_on_demand(path)
+        .await
+        .ok_or_else(|| no_stream(path))
 }
 
 /// The 503 of a playlist request that timed out, naming what the stream lacks: frames arrive
@@ -485,7 +498,7 @@ async fn playlist(
     request: Result<PlaylistRequest, QueryError>,
 ) -> HttpResult {
     let request = request.map_err(|e| error(StatusCode::BAD_REQUEST, e.to_string()))?;
-    let stream = stream_of(hls, path)?;
+    let stream = stream_of(hls, path).await?;
     let deadline = Instant::now() + blocking_timeout(&stream.lock());
     let ready = stream
         .wait_for_part(deadline, |state| {
@@ -585,7 +598,7 @@ fn media(bytes: Bytes, cache_control: &'static str) -> HttpResult {
 
 /// `init.mp4` (the current init segment) or one version of it, `init-<hash>.mp4`.
 async fn init(hls: &Arc<HlsStreams>, path: &str, version: Option<u64>) -> HttpResult {
-    let stream = stream_of(hls, path)?;
+    let stream = stream_of(hls, path).await?;
     let Some(hash) = version else {
         let deadline = Instant::now() + blocking_timeout(&stream.lock());
         let init = stream.wait_for(deadline, |s| s.init.clone()).await;
@@ -621,7 +634,7 @@ fn media_cache_control(stream: &HlsStream, id: &str) -> Result<&'static str, Htt
 }
 
 fn segment(hls: &Arc<HlsStreams>, path: &str, id: &str, msn: u64) -> HttpResult {
-    let stream = stream_of(hls, path)?;
+    let stream = running_stream_of(hls, path)?;
     let cache_control = media_cache_control(&stream, id)?;
     let bytes = stream.lock().playlist.segment(msn);
     let bytes = bytes.ok_or_else(|| {
@@ -636,7 +649,7 @@ fn segment(hls: &Arc<HlsStreams>, path: &str, id: &str, msn: u64) -> HttpResult 
 /// A part: complete parts are sent at once; the part being written (or about to be, when the
 /// playlist hinted it) is streamed chunk by chunk as its frames arrive.
 async fn part(hls: &Arc<HlsStreams>, path: &str, id: &str, msn: u64, index: u32) -> HttpResult {
-    let stream = stream_of(hls, path)?;
+    let stream = stream_of(hls, path).await?;
     let cache_control = media_cache_control(&stream, id)?;
     let deadline = Instant::now() + blocking_timeout(&stream.lock());
     let first = stream
@@ -726,7 +739,7 @@ fn concat_from(chunks: &[Bytes], from: usize) -> Bytes {
 }
 
 fn timestamps(hls: &Arc<HlsStreams>, path: &str) -> HttpResult {
-    let times = stream_of(hls, path)?.lock().playlist.timestamps();
+    let times = running_stream_of(hls, path)?.lock().playlist.timestamps();
     let json = web::timestamps_json(&times).to_string();
     Ok((
         [
@@ -780,7 +793,11 @@ async fn whep_offer(
             "a WHEP offer needs Content-Type: application/sdp",
         ));
     }
-    let Some(stream) = app.hub.stream_info(&path) else {
+    let waited = app
+        .hub
+        .stream_on_demand(&path, crate::hub::ON_DEMAND_START_TIMEOUT)
+        .await;
+    let Some(stream) = waited else {
         return Err(error(
             StatusCode::NOT_FOUND,
             format!("no stream is being published on path {path:?}"),

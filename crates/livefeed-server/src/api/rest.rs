@@ -116,6 +116,7 @@ fn path_json(app: &App, p: &PathSnapshot, sources: &[(String, SourceParams)]) ->
         "keyframe_requests": p.keyframe_requests,
         "tracks": tracks_json(p),
         "test_source": source,
+        "pull_source": app.pull_sources.status(&p.name),
         "recording": app.recordings.is_recording(&p.name),
     })
 }
@@ -160,14 +161,26 @@ fn running_sources(app: &App) -> Vec<(String, SourceParams)> {
     app.sources.get().map_or_else(Vec::new, |s| s.running())
 }
 
-/// Every path with a publisher or readers.
+/// Every path with a publisher, readers or a pull source.
 pub fn paths_json(app: &App) -> Vec<Value> {
     let sources = running_sources(app);
-    let snapshot = app.hub.snapshot();
+    let snapshot = with_pull_sources(app, app.hub.snapshot());
     snapshot
         .iter()
         .map(|p| path_json(app, p, &sources))
         .collect()
+}
+
+/// `snapshot` with an empty entry for each pull-source path it lacks (an on-demand source
+/// nobody reads, one that cannot connect), so its status shows.
+fn with_pull_sources(app: &App, mut snapshot: Vec<PathSnapshot>) -> Vec<PathSnapshot> {
+    for (path, _) in app.pull_sources.all() {
+        if snapshot.iter().all(|p| p.name != path) {
+            snapshot.push(PathSnapshot::empty(path));
+        }
+    }
+    snapshot.sort_by(|a, b| a.name.cmp(&b.name));
+    snapshot
 }
 
 /// `GET /api/v1/paths`.
@@ -182,7 +195,7 @@ fn bad_request(e: impl ToString) -> ApiError {
 /// `GET /api/v1/paths/{path}`.
 pub async fn path(State(app): State<App>, Path(name): Path<String>) -> ApiResult {
     let name = livefeed_media::path::validate(&name).map_err(bad_request)?;
-    let snapshot = app.hub.snapshot();
+    let snapshot = with_pull_sources(&app, app.hub.snapshot());
     let found = snapshot.iter().find(|p| p.name == name);
     let p = found.ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no path {name:?}")))?;
     Ok(Json(path_json(&app, p, &running_sources(&app))).into_response())

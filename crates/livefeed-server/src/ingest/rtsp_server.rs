@@ -13,12 +13,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use livefeed_auth::{Action, AuthRequest, Authenticator, Credentials, Decision};
-use livefeed_media::clock::{elapsed_ms, unix_now_ns};
-use livefeed_media::rtcp::CaptureClock;
-use livefeed_media::rtp::{DepacketizeError, Depacketized, DepacketizerLimits, VideoDepacketizer};
+use livefeed_media::rtp::DepacketizerLimits;
 use livefeed_media::sdp::{offer, AnnouncedStream, OfferParams};
-use livefeed_media::track::{PacketTimeline, TrackPacket};
-use livefeed_media::{sei, AccessUnit, VideoCodec};
 use livefeed_rtsp::client_auth::without_userinfo;
 use livefeed_rtsp::framing::{Frame, FrameReader, FramingError, Limits};
 use livefeed_rtsp::rtp_sender::PAYLOAD_TYPE;
@@ -44,6 +40,8 @@ use crate::measure::metrics::ServerMetrics;
 
 mod keyframe_requests;
 mod play;
+
+use super::rtp_in::{IngestShared, TrackIngest};
 
 use play::{send_tcp_media, write_all, Destination, DirectPlay, Play, TcpOut, UdpOut, UdpPlay};
 
@@ -297,7 +295,7 @@ impl Connection {
                     let resp = match self.session.handle(&req) {
                         Step::Respond(resp) => resp,
                         Step::Perform(effect) => {
-                            let outcome = self.handler.perform(&effect);
+                            let outcome = self.handler.perform_waiting(&effect).await;
                             self.session.complete(outcome)
                         }
                     };
@@ -485,6 +483,21 @@ impl Handler {
 
 /// The effects a session asks for, performed.
 impl Handler {
+    /// [`Handler::perform`]; a DESCRIBE of a path with an on-demand source that is not
+    /// streaming wakes it (once the reader is authorized) and waits for its stream.
+    async fn perform_waiting(&mut self, effect: &Effect) -> Result<Done, Refusal> {
+        let SessionAction::Describe { path } = &effect.action else {
+            return self.perform(effect);
+        };
+        if let Some(check) = &effect.authorize {
+            self.authorize(check)?;
+        }
+        let hub = &self.shared.hub;
+        hub.stream_on_demand(path, crate::hub::ON_DEMAND_START_TIMEOUT)
+            .await;
+        self.describe(path).map(Done::Described)
+    }
+
     /// Checks the effect's permission, then performs its action.
     fn perform(&mut self, effect: &Effect) -> Result<Done, Refusal> {
         if let Some(check) = &effect.authorize {
@@ -777,18 +790,15 @@ impl Handler {
                     "RECORD without ANNOUNCE",
                 )
             })?;
-        let shared = Arc::new(IngestShared {
+        let shared = Arc::new(IngestShared::new(
             publisher,
-            peer: self.peer,
-            metrics: self.shared.metrics.clone(),
-            started: std::sync::OnceLock::new(),
-            bad_packets: std::sync::atomic::AtomicU64::new(0),
-            video_ssrc: std::sync::atomic::AtomicU64::new(0),
-        });
+            self.peer.to_string(),
+            self.shared.metrics.clone(),
+        ));
         let limits = self.shared.config.depacketizer;
         let mut tcp_tracks = Vec::new();
         for t in &mut self.tracks {
-            let ingest = TrackIngest::new(shared.clone(), t.track, &announced, limits);
+            let ingest = TrackIngest::new(shared.clone(), t.track, &announced, limits, false);
             let video_rtcp = match (t.track, t.transport.lower, &t.udp) {
                 (0, LowerTransport::Tcp { rtcp_channel, .. }, _) => {
                     Some(keyframe_requests::Sink::Tcp {
@@ -867,231 +877,6 @@ impl Drop for UdpClaim {
     fn drop(&mut self) {
         let mut held = self.set.0.lock().unwrap_or_else(|p| p.into_inner());
         held.remove(&self.key);
-    }
-}
-
-/// What the tracks of one publisher share: its hold on the path, and the moment its first
-/// video frame reached the hub (the zero of every track's timeline).
-struct IngestShared {
-    publisher: Publisher,
-    peer: SocketAddr,
-    metrics: Arc<ServerMetrics>,
-    started: std::sync::OnceLock<Instant>,
-    bad_packets: std::sync::atomic::AtomicU64,
-    /// The SSRC of the publisher's video RTP (for the RTCP sent to it) with bit 32 set once
-    /// known; 0 before its first packet.
-    video_ssrc: std::sync::atomic::AtomicU64,
-}
-
-impl IngestShared {
-    /// Logs the first few bad packets and then every 100th, naming the peer and the cause.
-    fn bad_packet(&self, track: usize, cause: &dyn std::fmt::Display) {
-        let count = self
-            .bad_packets
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-            + 1;
-        if count <= 5 || count.is_multiple_of(100) {
-            warn!(peer = %self.peer, path = self.publisher.path(), track, cause = %cause, count, "bad RTP from publisher");
-        }
-    }
-}
-
-/// A TCP publisher's media: each interleaved RTP packet goes to its track.
-struct Ingest {
-    tracks: Vec<(usize, TrackIngest)>,
-}
-
-impl Ingest {
-    /// `Err` once another publisher took the path over (the connection should close).
-    fn push(&mut self, track: usize, packet: &[u8]) -> Result<(), String> {
-        match self.tracks.iter_mut().find(|(t, _)| *t == track) {
-            Some((_, ingest)) => ingest.push(packet),
-            None => Ok(()),
-        }
-    }
-
-    /// RTCP for `track` from the publisher.
-    fn push_rtcp(&mut self, track: usize, packet: &[u8]) {
-        if let Some((_, ingest)) = self.tracks.iter_mut().find(|(t, _)| *t == track) {
-            ingest.push_rtcp(packet);
-        }
-    }
-}
-
-/// One track of a publisher, RTP in, hub frames out.
-enum TrackIngest {
-    Video(VideoIngest),
-    Packets(PacketIngest),
-}
-
-impl TrackIngest {
-    fn new(
-        shared: Arc<IngestShared>,
-        track: usize,
-        announced: &AnnouncedStream,
-        limits: DepacketizerLimits,
-    ) -> Self {
-        match track.checked_sub(1).and_then(|i| announced.others.get(i)) {
-            Some(description) => TrackIngest::Packets(PacketIngest {
-                shared,
-                track,
-                timeline: PacketTimeline::new(description.payload_type),
-                clock_rate: description.clock_rate,
-                anchor: None,
-                capture: CaptureClock::new(description.clock_rate),
-            }),
-            None => TrackIngest::Video(VideoIngest {
-                shared,
-                payload_type: announced.video.payload_type,
-                depacketizer: VideoDepacketizer::with_limits(announced.video.codec, limits),
-                first_ts: None,
-            }),
-        }
-    }
-
-    /// `Err` once another publisher took the path over (the connection should close).
-    fn push(&mut self, packet: &[u8]) -> Result<(), String> {
-        let (taken, shared) = match self {
-            TrackIngest::Video(v) => (v.push_rtp(packet), &v.shared),
-            TrackIngest::Packets(p) => (p.push_rtp(packet), &p.shared),
-        };
-        if taken {
-            return Ok(());
-        }
-        info!(peer = %shared.peer, path = shared.publisher.path(), "publisher replaced by a new one, closing");
-        Err("another publisher took the path over".into())
-    }
-
-    /// Takes the publisher's RTCP for this track: the sender reports that tie a non-video
-    /// track's RTP time to its capture time. (The video's capture time is its SEI stamp.)
-    fn push_rtcp(&mut self, packet: &[u8]) {
-        if let TrackIngest::Packets(p) = self {
-            if let Err(e) = p.capture.on_rtcp(packet) {
-                p.shared.bad_packet(p.track, &e);
-            }
-        }
-    }
-}
-
-/// The video track: RTP packets into access units.
-struct VideoIngest {
-    shared: Arc<IngestShared>,
-    /// Packets of any other payload type are dropped (counted as bad).
-    payload_type: u8,
-    depacketizer: VideoDepacketizer,
-    first_ts: Option<u64>,
-}
-
-impl VideoIngest {
-    /// `false` once another publisher took the path over.
-    fn push_rtp(&mut self, packet: &[u8]) -> bool {
-        if let Some(ssrc) = packet.get(8..12).and_then(|b| <[u8; 4]>::try_from(b).ok()) {
-            let seen = 1 << 32 | u64::from(u32::from_be_bytes(ssrc));
-            self.shared
-                .video_ssrc
-                .store(seen, std::sync::atomic::Ordering::Relaxed);
-        }
-        if let Some(second) = packet.get(1) {
-            if second & 0x7f != self.payload_type {
-                let cause = format!(
-                    "unexpected payload type {} (announced {}), dropped",
-                    second & 0x7f,
-                    self.payload_type
-                );
-                self.shared.bad_packet(0, &cause);
-                return true;
-            }
-        }
-        let mut next = match self.depacketizer.push(packet) {
-            Ok(out) => out,
-            Err(e) => {
-                self.bad_packet(&e);
-                // An access unit finished before the bad packet is still waiting.
-                self.depacketizer.pull()
-            }
-        };
-        while let Some(out) = next {
-            if !self.publish(out) {
-                return false;
-            }
-            next = self.depacketizer.pull();
-        }
-        true
-    }
-
-    fn publish(&mut self, out: Depacketized) -> bool {
-        let now = Instant::now();
-        let first = *self.first_ts.get_or_insert(out.ext_timestamp);
-        let codec = self.depacketizer.codec();
-        // livefeed's capture stamp is an H.264 SEI message.
-        let capture = (codec == VideoCodec::H264)
-            .then(|| sei::find_stamp(&out.nals))
-            .flatten();
-        let shared = &self.shared;
-        if let Some(c) = capture {
-            let ms = elapsed_ms(c.unix_ns, unix_now_ns());
-            shared.metrics.record_ingest(shared.publisher.path(), ms);
-        }
-        let au = AccessUnit {
-            codec,
-            nals: out.nals,
-            pts: out.ext_timestamp.saturating_sub(first),
-            keyframe: out.keyframe,
-            capture,
-        };
-        shared.started.get_or_init(|| now);
-        shared
-            .publisher
-            .publish_received(au, now, out.lost_packets_before)
-    }
-
-    fn bad_packet(&self, e: &DepacketizeError) {
-        self.shared.bad_packet(0, e);
-    }
-}
-
-/// A track other than the video: RTP payloads passed on as they are, re-timed onto the
-/// path's timeline (the track's first payload after the first video frame is placed at the
-/// time it arrived, the rest follow their RTP timestamps).
-struct PacketIngest {
-    shared: Arc<IngestShared>,
-    track: usize,
-    timeline: PacketTimeline,
-    clock_rate: u32,
-    /// The track's first extended timestamp and the `pts` it was given.
-    anchor: Option<(u64, u64)>,
-    /// Capture times from the publisher's sender reports of this track.
-    capture: CaptureClock,
-}
-
-impl PacketIngest {
-    /// `false` once another publisher took the path over.
-    fn push_rtp(&mut self, packet: &[u8]) -> bool {
-        let payload = match self.timeline.push(packet) {
-            Ok(Some(p)) => p,
-            Ok(None) => return true,
-            Err(e) => {
-                self.shared.bad_packet(self.track, &e);
-                return true;
-            }
-        };
-        let Some(started) = self.shared.started.get() else {
-            return true; // no video yet: nothing to place this on
-        };
-        let rate = u64::from(self.clock_rate);
-        let (first, base) = *self.anchor.get_or_insert_with(|| {
-            let elapsed = started.elapsed().as_nanos() as u64;
-            let base = elapsed.saturating_mul(rate) / 1_000_000_000;
-            (payload.ext_timestamp, base)
-        });
-        let packet = TrackPacket {
-            track: self.track,
-            pts: base + payload.ext_timestamp.saturating_sub(first),
-            payload: payload.payload,
-            marker: payload.marker,
-            capture_unix_ns: self.capture.capture_unix_ns(payload.rtp_timestamp),
-        };
-        self.shared.publisher.publish_packet(packet, Instant::now())
     }
 }
 
@@ -1187,6 +972,28 @@ async fn send_pending(
         send_tcp_media(out, play, delivery, timeout, &shared.metrics).await?;
     }
     Ok(())
+}
+
+/// A TCP publisher's media: each interleaved RTP packet goes to its track.
+struct Ingest {
+    tracks: Vec<(usize, TrackIngest)>,
+}
+
+impl Ingest {
+    /// `Err` once another publisher took the path over (the connection should close).
+    fn push(&mut self, track: usize, packet: &[u8]) -> Result<(), String> {
+        match self.tracks.iter_mut().find(|(t, _)| *t == track) {
+            Some((_, ingest)) => ingest.push(packet),
+            None => Ok(()),
+        }
+    }
+
+    /// RTCP for `track` from the publisher.
+    fn push_rtcp(&mut self, track: usize, packet: &[u8]) {
+        if let Some((_, ingest)) = self.tracks.iter_mut().find(|(t, _)| *t == track) {
+            ingest.push_rtcp(packet);
+        }
+    }
 }
 
 /// One track of a publisher sending over UDP. Packets from any address but the RTSP peer's

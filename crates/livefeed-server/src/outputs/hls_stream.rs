@@ -176,6 +176,18 @@ impl HlsStreams {
         Some(stream)
     }
 
+    /// [`HlsStreams::get_or_start`], waking `path`'s on-demand source and waiting for its
+    /// stream when it has no publisher yet.
+    pub async fn get_or_start_on_demand(self: &Arc<Self>, path: &str) -> Option<Arc<HlsStream>> {
+        if let Some(stream) = self.get_or_start(path) {
+            return Some(stream);
+        }
+        self.hub
+            .stream_on_demand(path, crate::hub::ON_DEMAND_START_TIMEOUT)
+            .await?;
+        self.get_or_start(path)
+    }
+
     fn playlist_config(&self, path: &str) -> PlaylistConfig {
         PlaylistConfig {
             stream_id: format!("{:08x}", rand::random::<u32>()),

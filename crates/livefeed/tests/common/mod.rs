@@ -110,6 +110,11 @@ impl Proc {
         }
     }
 
+    /// What the process has printed on stdout so far.
+    pub fn stdout_so_far(&self) -> String {
+        lock(&self.stdout).clone()
+    }
+
     /// What the process has printed on stderr so far.
     pub fn stderr_so_far(&self) -> String {
         lock(&self.stderr).clone()

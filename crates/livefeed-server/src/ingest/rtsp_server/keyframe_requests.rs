@@ -6,7 +6,6 @@
 //! unharmed; livefeed's own publisher, GStreamer and most cameras answer with a keyframe.
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +15,8 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info};
 
-use super::{IngestShared, WriterCommand};
+use super::WriterCommand;
+use crate::ingest::rtp_in::IngestShared;
 
 /// Shortest time between two PLIs to one publisher: a keyframe costs several frames' worth of
 /// bits, and one answers every viewer waiting at that moment.
@@ -51,9 +51,9 @@ pub async fn forward(mut requests: watch::Receiver<u64>, sink: Sink, shared: Arc
         // The PLI names the publisher's video SSRC, known from its first RTP packet (receivers
         // such as GStreamer's ignore feedback about another SSRC).
         let media_ssrc = loop {
-            match shared.video_ssrc.load(Ordering::Relaxed) {
-                0 => tokio::time::sleep(SSRC_POLL).await,
-                seen => break seen as u32, // the SSRC, below the "seen" bit
+            match shared.video_ssrc() {
+                None => tokio::time::sleep(SSRC_POLL).await,
+                Some(ssrc) => break ssrc,
             }
         };
         let pli = picture_loss_indication(SERVER_SSRC, media_ssrc);
@@ -66,7 +66,7 @@ pub async fn forward(mut requests: watch::Receiver<u64>, sink: Sink, shared: Arc
             Sink::Udp { socket, to } => match socket.send_to(&pli, *to).await {
                 Ok(_) => true,
                 Err(e) => {
-                    debug!(peer = %shared.peer, path, error = %e, "cannot send RTCP PLI");
+                    debug!(peer = shared.peer(), path, error = %e, "cannot send RTCP PLI");
                     true // a transient send error: try again on the next request
                 }
             },
@@ -76,9 +76,15 @@ pub async fn forward(mut requests: watch::Receiver<u64>, sink: Sink, shared: Arc
         }
         sent += 1;
         if sent == 1 || sent.is_multiple_of(100) {
-            info!(peer = %shared.peer, path, sent, "keyframe requested from the publisher (RTCP PLI)");
+            info!(
+                peer = shared.peer(),
+                path, sent, "keyframe requested from the publisher (RTCP PLI)"
+            );
         } else {
-            debug!(peer = %shared.peer, path, sent, "keyframe requested from the publisher (RTCP PLI)");
+            debug!(
+                peer = shared.peer(),
+                path, sent, "keyframe requested from the publisher (RTCP PLI)"
+            );
         }
         tokio::time::sleep(MIN_INTERVAL).await;
     }
