@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# bench/ingest_latency.sh: capture→received and capture→decoded per ingest protocol (issue 14),
+# same source, same run, and what an edge pulling from an origin adds.
+#
+# One `livefeed publish` (test pattern, RESOLUTION, BITRATE, over TCP) pushes to an origin
+# (`livefeed serve`); an edge (`livefeed serve --source cam=rtsp://ORIGIN/cam --rtsp-transport
+# tcp`) pulls that path. Two `livefeed receive --json` run at the same time for DURATION
+# seconds, one on the origin (the stream as pushed: "RTSP push") and one on the edge (the same
+# frames after the pull: "RTSP pull"); both read livefeed's SEI capture stamps, so both
+# measure from the same capture clock. Repeats RUNS times; prints one table per run and the
+# edge's added latency (edge minus origin, per percentile) with its median over the runs.
+#
+# Builds nothing: expects target/release/livefeed (cargo build --release).
+# Environment: DURATION (20), RUNS (3), RESOLUTION (640x480), BITRATE (2000),
+#              OUT_DIR (a new /tmp/livefeed-bench.* dir).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+DURATION=${DURATION:-20}
+RUNS=${RUNS:-3}
+RESOLUTION=${RESOLUTION:-640x480}
+BITRATE=${BITRATE:-2000}
+OUT_DIR=${OUT_DIR:-$(mktemp -d /tmp/livefeed-bench.XXXXXX)}
+mkdir -p "$OUT_DIR"
+
+require_bin
+require_tool python3 "formatting the tables"
+
+echo "# livefeed ingest latency benchmark (bench/ingest_latency.sh)"
+echo
+echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+echo "- binary: $BIN ($(stat -c '%y' "$BIN" | cut -d. -f1))"
+echo "- checkout at run time: $(checkout_desc)"
+echo "- machine: $(machine_desc)"
+echo "- source: livefeed publish, $RESOLUTION, 30 fps, $BITRATE kbit/s, TCP; ${DURATION} s per run, $RUNS runs"
+echo "- logs and raw JSON: $OUT_DIR"
+echo
+
+for run in $(seq "$RUNS"); do
+    start_server "$OUT_DIR/origin-$run" --data-dir "$OUT_DIR/origin-data-$run"
+    ORIGIN_PORT=$SERVER_PORT
+    "$BIN" publish --url "rtsp://127.0.0.1:$ORIGIN_PORT/cam" --transport tcp \
+        --resolution "$RESOLUTION" --bitrate "$BITRATE" --duration $((DURATION + 15)) \
+        >"$OUT_DIR/publish-$run.out" 2>"$OUT_DIR/publish-$run.err" &
+    BG_PIDS+=($!)
+    start_server "$OUT_DIR/edge-$run" --data-dir "$OUT_DIR/edge-data-$run" \
+        --source "cam=rtsp://127.0.0.1:$ORIGIN_PORT/cam" --rtsp-transport tcp
+    EDGE_PORT=$SERVER_PORT
+    sleep 4 # the publisher connects, the edge pulls, the first keyframes pass
+    echo "## run $run"
+    echo
+    echo "Load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo
+    "$BIN" receive --url "rtsp://127.0.0.1:$ORIGIN_PORT/cam" --duration "$DURATION" --json \
+        >"$OUT_DIR/push-$run.jsonl" 2>"$OUT_DIR/push-$run.err" &
+    push_pid=$!
+    "$BIN" receive --url "rtsp://127.0.0.1:$EDGE_PORT/cam" --duration "$DURATION" --json \
+        >"$OUT_DIR/pull-$run.jsonl" 2>"$OUT_DIR/pull-$run.err" &
+    pull_pid=$!
+    wait "$push_pid" || echo "(the origin's receiver failed: see $OUT_DIR/push-$run.err)"
+    wait "$pull_pid" || echo "(the edge's receiver failed: see $OUT_DIR/pull-$run.err)"
+    bench_cleanup
+    python3 - "$OUT_DIR" "$run" <<'PY'
+import json, sys
+out, run = sys.argv[1], sys.argv[2]
+def summary(name):
+    with open(f"{out}/{name}-{run}.jsonl") as f:
+        rows = [json.loads(l) for l in f if l.strip().startswith("{")]
+    return next(r for r in reversed(rows) if r.get("summary"))
+rows = {"RTSP push (origin)": summary("push"), "RTSP pull (edge)": summary("pull")}
+print("| ingest | frames decoded | mismatches | capture→received p50 / p95 / p99 ms | capture→decoded p50 / p95 / p99 ms |")
+print("|---|---:|---:|---|---|")
+for name, s in rows.items():
+    st = s["stages"]
+    f = lambda k: " / ".join(f"{st[k][p]:.2f}" for p in ("p50", "p95", "p99"))
+    print(f"| {name} | {s['frames_decoded']} | {s['mismatches']} | {f('capture_to_received')} | {f('capture_to_decoded')} |")
+o, e = rows["RTSP push (origin)"]["stages"], rows["RTSP pull (edge)"]["stages"]
+added = {p: e["capture_to_received"][p] - o["capture_to_received"][p] for p in ("p50", "p99")}
+print()
+print(f"Edge hop added (capture→received, edge − origin): p50 {added['p50']:+.2f} ms, p99 {added['p99']:+.2f} ms")
+with open(f"{out}/added.jsonl", "a") as f:
+    f.write(json.dumps(added) + "\n")
+PY
+    echo
+done
+
+python3 - "$OUT_DIR" <<'PY'
+import json, statistics, sys
+with open(f"{sys.argv[1]}/added.jsonl") as f:
+    runs = [json.loads(l) for l in f]
+p50 = statistics.median(r["p50"] for r in runs)
+p99 = statistics.median(r["p99"] for r in runs)
+print(f"## origin → edge added latency over {len(runs)} runs (median of the runs)")
+print()
+print(f"capture→received p50 {p50:+.2f} ms, p99 {p99:+.2f} ms")
+PY
