@@ -259,7 +259,8 @@ function connectEvents() {
     state.paths = s.paths;
     state.latency = s.latency;
     $("conn").textContent = `live · ${new Date(s.time_unix_ms).toLocaleTimeString()}`;
-    if (!state.selected && state.paths.length) select(state.paths[0].name);
+    // By default the first path with a publisher (a pulled camera that cannot connect has none).
+    if (!state.selected && state.paths.length) select((state.paths.find((p) => p.publisher) || state.paths[0]).name);
     renderPaths();
     renderDetail();
   });

@@ -289,7 +289,12 @@ fn artifacts_dir() -> PathBuf {
 fn dashboard_lists_plays_measures_charts_and_controls_in_chromium() {
     let _browser = one_browser();
     let record_dir = TempDir::new("livefeed-rec");
-    let server = TestServer::demo_with(240, &["--record-dir", record_dir.path()]);
+    // A camera the server pulls with the wrong password: the dashboard shows why it fails.
+    let camera_port = free_port();
+    let _camera = camera(camera_port);
+    let door = format!("door={}", camera_url(camera_port, "wrong-pass-42"));
+    let server =
+        TestServer::demo_with(240, &["--record-dir", record_dir.path(), "--source", &door]);
     wait_for_stream(&server.addr(), "live");
     let out_dir = artifacts_dir();
     for shot in ["dashboard-desktop.png", "dashboard-phone.png"] {
@@ -337,6 +342,14 @@ fn dashboard_lists_plays_measures_charts_and_controls_in_chromium() {
             && p["text"]
                 .as_str()
                 .is_some_and(|t| t.contains("640×480") && t.contains("rtsp/tcp"))),
+        "{result}"
+    );
+    // The pulled camera is listed with its failure, without its password.
+    assert!(
+        paths.iter().any(|p| p["name"] == "door"
+            && p["text"].as_str().is_some_and(|t| {
+                t.contains("error: wrong or missing credentials") && !t.contains("wrong-pass-42")
+            })),
         "{result}"
     );
     // Next to the LL-HLS viewer count, the path's LL-HLS requests per second.

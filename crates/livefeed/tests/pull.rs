@@ -8,33 +8,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
+use common::{camera, camera_url, CAMERA_PASSWORD};
 use livefeed_rtsp::client::{Incoming, RtspPlayer, TransportKind};
-
-const CAMERA_USER: &str = "viewer";
-const CAMERA_PASSWORD: &str = "s3cret-pw";
-
-/// gst_camera.py on `port` (Basic auth as CAMERA_USER), once it listens.
-fn camera(port: u16) -> Proc {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/gst_camera.py");
-    let mut cmd = Command::new("/usr/bin/python3");
-    cmd.arg(script).args([
-        "--port",
-        &port.to_string(),
-        "--user",
-        CAMERA_USER,
-        "--password",
-        CAMERA_PASSWORD,
-    ]);
-    let mut proc = Proc::spawn("gst camera", &mut cmd);
-    proc.wait_for_line(Duration::from_secs(20), |l| {
-        l.starts_with("camera listening")
-    });
-    proc
-}
-
-fn camera_url(port: u16, password: &str) -> String {
-    format!("rtsp://{CAMERA_USER}:{password}@127.0.0.1:{port}/stream1")
-}
 
 /// RTSP connections the camera has accepted so far.
 fn camera_connections(camera: &Proc) -> usize {

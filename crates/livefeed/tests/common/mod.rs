@@ -1109,3 +1109,31 @@ pub fn median(mut values: Vec<f64>) -> f64 {
 pub fn median_latency(stats: &serde_json::Value) -> f64 {
     median(latencies(stats))
 }
+
+/// The user and password the camera stand-in asks for.
+pub const CAMERA_USER: &str = "viewer";
+pub const CAMERA_PASSWORD: &str = "s3cret-pw";
+
+/// tests/support/gst_camera.py (gst-rtsp-server standing in for an IP camera) on `port`, with
+/// Basic auth as [`CAMERA_USER`], once it listens.
+pub fn camera(port: u16) -> Proc {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/gst_camera.py");
+    let mut cmd = Command::new("/usr/bin/python3");
+    cmd.arg(script).args([
+        "--port",
+        &port.to_string(),
+        "--user",
+        CAMERA_USER,
+        "--password",
+        CAMERA_PASSWORD,
+    ]);
+    let mut proc = Proc::spawn("gst camera", &mut cmd);
+    proc.wait_for_line(Duration::from_secs(20), |l| {
+        l.starts_with("camera listening")
+    });
+    proc
+}
+
+pub fn camera_url(port: u16, password: &str) -> String {
+    format!("rtsp://{CAMERA_USER}:{password}@127.0.0.1:{port}/stream1")
+}
