@@ -40,13 +40,21 @@ pub fn take_credentials(url: &mut Url) -> Option<Credentials> {
     (!user.is_empty()).then_some(Credentials { user, pass })
 }
 
-/// `url` as it may be shown (logs, errors): any `user:pass@` removed.
+/// `url` as it may be shown (logs, errors): any `user:pass@` removed. The user info ends at
+/// the last `@` before the first `/`, `?` or `#` that follows the first `@`, so a password with
+/// an unescaped `/`, `?`, `#` or `@` in it is never shown (a path with an `@` in it and no user
+/// info is shown shorter than it is: the safe way to be wrong).
 pub fn without_userinfo(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
+    let Some(first) = rest.find('@') else {
+        return url.to_string();
+    };
+    let end = rest[first..]
+        .find(['/', '?', '#'])
+        .map_or(rest.len(), |i| first + i);
+    match rest[..end].rfind('@') {
         Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
         None => url.to_string(),
     }
@@ -290,7 +298,14 @@ mod tests {
             without_userinfo("rtsp://cam:s3cret@10.0.0.9:554/stream?a=b@c"),
             "rtsp://10.0.0.9:554/stream?a=b@c"
         );
-        assert_eq!(without_userinfo("rtsp://h/p@x"), "rtsp://h/p@x");
+        assert_eq!(without_userinfo("rtsp://h/p@x"), "rtsp://x");
+        for url in [
+            "rtsp://admin:12345#@10.0.0.2/s",
+            "rtsp://admin:a/b?c@10.0.0.2/s",
+            "rtsp://admin:x@y@10.0.0.2/s",
+        ] {
+            assert_eq!(without_userinfo(url), "rtsp://10.0.0.2/s", "{url}");
+        }
         assert_eq!(without_userinfo("not a url"), "not a url");
     }
 

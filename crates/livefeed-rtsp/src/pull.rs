@@ -15,7 +15,7 @@ use livefeed_media::sdp::{parse_announced, AnnouncedStream};
 use rtsp_types::headers;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::client::{
@@ -53,11 +53,11 @@ pub struct Pulled {
 pub struct RtspPull {
     stream: AnnouncedStream,
     packets: mpsc::Receiver<Result<Pulled, Error>>,
-    writer: OwnedWriteHalf,
-    session: ClientSession,
-    readers: Vec<JoinHandle<()>>,
+    /// Asks the task that owns the connection's write half to tear the session down.
+    teardown: Option<oneshot::Sender<oneshot::Sender<()>>>,
+    /// The socket readers and the keep-alive writer.
+    tasks: Vec<JoinHandle<()>>,
     timeout: Duration,
-    keepalive: tokio::time::Interval,
     /// When the last packet came (or PLAY was answered): silence is counted from it, so a
     /// caller may drop [`RtspPull::next`] and call it again (it is cancel-safe).
     last_packet: tokio::time::Instant,
@@ -89,19 +89,16 @@ impl RtspPull {
         let server = conn.peer_ip();
         let (control_read, writer, control_reader, session) = conn.into_parts();
         let (tx, packets) = mpsc::channel(QUEUE);
-        let readers = spawn_readers(media, control_read, control_reader, server, tx);
+        let mut tasks = spawn_readers(media, control_read, control_reader, server, tx);
+        let (teardown, asked) = oneshot::channel();
+        tasks.push(tokio::spawn(keep_alive(writer, session, asked)));
         Ok(RtspPull {
             stream,
             packets,
-            writer,
-            session,
-            readers,
+            teardown: Some(teardown),
+            tasks,
             timeout,
             last_packet: tokio::time::Instant::now(),
-            keepalive: tokio::time::interval_at(
-                tokio::time::Instant::now() + KEEPALIVE_INTERVAL,
-                KEEPALIVE_INTERVAL,
-            ),
         })
     }
 
@@ -113,37 +110,69 @@ impl RtspPull {
     /// The next packet. Errors when the server closes the connection, sends something that is
     /// not RTSP, or sends no packet for the timeout given at connect.
     pub async fn next(&mut self) -> Result<Pulled, Error> {
-        let deadline = self.last_packet + self.timeout;
-        loop {
-            let wait = tokio::time::timeout_at(deadline, self.packets.recv());
-            tokio::select! {
-                got = wait => return match got {
-                    Err(_) => Err(Error::Timeout(format!("no media from the server for {:?}", self.timeout))),
-                    Ok(None) => Err(Error::Closed),
-                    Ok(Some(packet)) => {
-                        self.last_packet = tokio::time::Instant::now();
-                        packet
-                    }
-                },
-                _ = self.keepalive.tick() => {
-                    let req = self.session.keepalive();
-                    send_request(&mut self.writer, &req).await?;
-                }
+        let silent = || Error::Timeout(format!("no media from the server for {:?}", self.timeout));
+        let deadline = self
+            .last_packet
+            .checked_add(self.timeout)
+            .ok_or_else(silent)?;
+        match tokio::time::timeout_at(deadline, self.packets.recv()).await {
+            Err(_) => Err(silent()),
+            Ok(None) => Err(Error::Closed),
+            Ok(Some(packet)) => {
+                self.last_packet = tokio::time::Instant::now();
+                packet
             }
         }
     }
 
-    /// Sends TEARDOWN and closes the connection.
+    /// Sends TEARDOWN (waiting at most the timeout for it to be written) and closes the
+    /// connection.
     pub async fn close(mut self) {
-        let req = self.session.teardown();
-        let _ = tokio::time::timeout(self.timeout, send_request(&mut self.writer, &req)).await;
+        let Some(teardown) = self.teardown.take() else {
+            return;
+        };
+        let (done, written) = oneshot::channel();
+        if teardown.send(done).is_ok() {
+            let _ = tokio::time::timeout(self.timeout, written).await;
+        }
     }
 }
 
 impl Drop for RtspPull {
     fn drop(&mut self) {
-        for task in &self.readers {
+        for task in &self.tasks {
             task.abort();
+        }
+    }
+}
+
+/// Owns the connection's write half: a keep-alive every [`KEEPALIVE_INTERVAL`] (a request
+/// written whole, whatever the caller does meanwhile), and TEARDOWN when asked.
+async fn keep_alive(
+    mut writer: OwnedWriteHalf,
+    mut session: ClientSession,
+    mut asked: oneshot::Receiver<oneshot::Sender<()>>,
+) {
+    let mut tick = tokio::time::interval_at(
+        tokio::time::Instant::now() + KEEPALIVE_INTERVAL,
+        KEEPALIVE_INTERVAL,
+    );
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let req = session.keepalive();
+                if send_request(&mut writer, &req).await.is_err() {
+                    return; // the readers see the connection end
+                }
+            }
+            done = &mut asked => {
+                let req = session.teardown();
+                let _ = send_request(&mut writer, &req).await;
+                if let Ok(done) = done {
+                    let _ = done.send(());
+                }
+                return;
+            }
         }
     }
 }
@@ -242,7 +271,7 @@ async fn read_udp(
     kind: PacketKind,
     tx: mpsc::Sender<Result<Pulled, Error>>,
 ) {
-    let mut buf = vec![0u8; 2048];
+    let mut buf = vec![0u8; 64 * 1024];
     loop {
         match socket.recv_from(&mut buf).await {
             Ok((n, from)) if from.ip() == server => {

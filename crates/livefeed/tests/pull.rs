@@ -77,6 +77,7 @@ fn an_on_demand_camera_is_pulled_only_while_read_and_survives_a_restart() {
 
     // The first reader gets its first frame within a second.
     let first = time_to_first_frame(&edge.url("cam"));
+    eprintln!("first frame {first:?} after the first reader connected");
     assert!(
         first < Duration::from_secs(1),
         "first frame after {first:?}"
@@ -212,4 +213,59 @@ fn chained_livefeeds_measure_capture_to_decoded_across_both_hops() {
     assert!((e - o).abs() <= 2.0, "edge p50 {e} ms vs origin {o} ms");
     let status = pull_status(&edge, "cam");
     assert_eq!(status["clock"], "capture stamp", "{status}");
+}
+
+#[test]
+fn a_source_leaves_the_camera_alone_while_someone_else_publishes_the_path() {
+    let port = free_port();
+    let source = format!("cam={}", camera_url(port, CAMERA_PASSWORD));
+    let edge = TestServer::start_with(&["--source", &source, "--rtsp-transport", "tcp"]);
+    // The camera is down: the source retries; a publisher pushes to the path meanwhile.
+    let publisher = livefeed_publisher(
+        &edge.url("cam"),
+        "tcp",
+        &["--resolution", "320x240", "--duration", "30"],
+    );
+    wait_for_stream(&edge.addr(), "cam");
+    let cam = camera(port);
+    std::thread::sleep(Duration::from_secs(6));
+    assert_eq!(
+        camera_connections(&cam),
+        0,
+        "the source connected while the path was pushed"
+    );
+    let status = pull_status(&edge, "cam");
+    assert!(
+        status["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("another publisher")),
+        "{status}"
+    );
+    // The publisher leaves: the source takes the path.
+    drop(publisher.kill_and_collect());
+    retry(Duration::from_secs(15), || {
+        match pull_status(&edge, "cam")["state"].as_str() {
+            Some("streaming") => Ok(()),
+            other => Err(format!("state {other:?}")),
+        }
+    });
+    assert!(camera_connections(&cam) >= 1);
+}
+
+#[test]
+fn an_llhls_request_alone_wakes_an_on_demand_source() {
+    let port = free_port();
+    let cam = camera(port);
+    let source = format!("door={}", camera_url(port, CAMERA_PASSWORD));
+    let edge = TestServer::start_with(&["--source", &source, "--source-on-demand"]);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(camera_connections(&cam), 0);
+    let playlist = http_get(edge.http_port, "/door/index.m3u8", Duration::from_secs(20));
+    assert_eq!(playlist.status, 200, "{}", playlist.text());
+    assert!(
+        playlist.text().starts_with("#EXTM3U"),
+        "{}",
+        playlist.text()
+    );
+    assert_eq!(camera_connections(&cam), 1);
 }

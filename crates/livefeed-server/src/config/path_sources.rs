@@ -188,7 +188,18 @@ pub fn resolve(
     };
     let mut pulls = Vec::new();
     for entry in entries {
+        if entry.name != ALL_OTHERS {
+            livefeed_media::path::validate(&entry.name).map_err(|e| {
+                format!(
+                    "[paths.{}]: {e} (path patterns are not supported)",
+                    entry.name
+                )
+            })?;
+        }
         if let Some(url) = &entry.source {
+            if entry.name == ALL_OTHERS {
+                return Err(format!("[paths.{ALL_OTHERS}] cannot have a source"));
+            }
             check_url(url).map_err(|e| format!("[paths.{}]: {e}", entry.name))?;
             pulls.push(PullSourceConfig {
                 path: entry.name.clone(),
@@ -317,5 +328,11 @@ mod tests {
         }];
         let e = resolve(&entries, &[], SourceDefaults::default()).unwrap_err();
         assert!(e.starts_with("[paths.cam]"), "{e}");
+        let pattern = [PathEntry {
+            name: "~^cam.*$".into(),
+            ..PathEntry::default()
+        }];
+        let e = resolve(&pattern, &[], SourceDefaults::default()).unwrap_err();
+        assert!(e.contains("patterns are not supported"), "{e}");
     }
 }

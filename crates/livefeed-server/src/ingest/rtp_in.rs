@@ -180,6 +180,9 @@ struct SenderReportClock {
     offsets: std::collections::VecDeque<i64>,
 }
 
+/// The largest sender clock offset (µs) whose reports still time frames: 5 s.
+const MAX_SENDER_CLOCK_OFFSET_US: u64 = 5_000_000;
+
 /// Sender reports the clock offset is estimated over.
 const OFFSET_REPORTS: usize = 16;
 
@@ -258,6 +261,12 @@ impl VideoIngest {
     /// A capture stamp from the sender's reports, when this track uses them and one came.
     fn sender_report_stamp(&mut self, rtp_timestamp: u32) -> Option<CaptureStamp> {
         let clock = self.sender_reports.as_mut()?;
+        // A sender clock this far from the server's is not set (a camera counting from its
+        // boot, or from 1900): its times would be years off, so arrival times are used.
+        let offset = self.shared.clock_offset_us.load(Ordering::Relaxed);
+        if offset == i64::MIN || offset.unsigned_abs() > MAX_SENDER_CLOCK_OFFSET_US {
+            return None;
+        }
         let unix_ns = clock.clock.capture_unix_ns(rtp_timestamp)?;
         let frame = clock.frames;
         clock.frames += 1;
@@ -273,7 +282,13 @@ impl VideoIngest {
             Ok(reports) => reports,
             Err(e) => return self.shared.bad_packet(0, &e),
         };
-        let Some(report) = reports.last() else {
+        // A report of another SSRC than the video's, or with no wall clock (NTP 0), says
+        // nothing about these frames.
+        let video_ssrc = self.shared.video_ssrc();
+        let Some(report) = reports
+            .iter()
+            .rfind(|r| r.ntp != 0 && video_ssrc.is_none_or(|s| s == r.ssrc))
+        else {
             return;
         };
         let _ = clock.clock.on_rtcp(packet);

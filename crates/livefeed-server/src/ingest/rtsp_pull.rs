@@ -23,7 +23,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use crate::config::{PullSourceConfig, RtspTransport};
-use crate::hub::{Hub, PublisherInfo, StreamInfo};
+use crate::hub::{Hub, PublisherInfo, StreamInfo, ON_DEMAND_START_TIMEOUT};
 use crate::ingest::rtp_in::{IngestShared, TrackIngest};
 use crate::measure::metrics::ServerMetrics;
 
@@ -102,6 +102,9 @@ impl PullSources {
                 connections: 0,
             }));
             let source = Source {
+                demand: config
+                    .on_demand
+                    .then(|| context.hub.register_on_demand(&config.path)),
                 config: config.clone(),
                 context: context.clone(),
                 status: status.clone(),
@@ -172,12 +175,14 @@ impl Backoff {
     }
 }
 
-/// When an on-demand source closes: `close_after` from the last moment it had a reader (or
-/// from when it connected, so the reader that woke it has time to arrive).
+/// When an on-demand source closes: `close_after` from the last moment it had a reader. Until
+/// a first reader arrived it waits at least [`ON_DEMAND_START_TIMEOUT`] (the reader that woke
+/// it is still between DESCRIBE and PLAY, or waiting for its LL-HLS playlist).
 #[derive(Debug, Clone, Copy)]
 pub struct IdleClock {
     close_after: Duration,
     last_reader: Instant,
+    had_reader: bool,
 }
 
 impl IdleClock {
@@ -186,6 +191,7 @@ impl IdleClock {
         IdleClock {
             close_after,
             last_reader: now,
+            had_reader: false,
         }
     }
 
@@ -193,9 +199,15 @@ impl IdleClock {
     pub fn should_close(&mut self, readers: usize, now: Instant) -> bool {
         if readers > 0 {
             self.last_reader = now;
+            self.had_reader = true;
             return false;
         }
-        now.saturating_duration_since(self.last_reader) >= self.close_after
+        let wait = if self.had_reader {
+            self.close_after
+        } else {
+            self.close_after.max(ON_DEMAND_START_TIMEOUT)
+        };
+        now.saturating_duration_since(self.last_reader) >= wait
     }
 }
 
@@ -209,6 +221,8 @@ enum RelayEnd {
 
 /// One source's task state.
 struct Source {
+    /// Woken when a reader asks for an on-demand source's path.
+    demand: Option<Arc<tokio::sync::Notify>>,
     config: PullSourceConfig,
     context: PullContext,
     status: Arc<Mutex<SourceStatus>>,
@@ -233,13 +247,11 @@ impl Source {
     }
 
     async fn run(mut self) {
-        let demand = self
-            .config
-            .on_demand
-            .then(|| self.context.hub.register_on_demand(&self.config.path));
         loop {
-            if let Some(demand) = &demand {
+            if let Some(demand) = self.demand.clone() {
                 self.update(|s| s.state = "idle");
+                // A wake-up left from while it streamed or retried is not a new reader.
+                let _ = tokio::time::timeout(Duration::ZERO, demand.notified()).await;
                 demand.notified().await;
                 info!(path = %self.config.path, source = %self.shown_url(), "a reader asked: connecting the on-demand source");
             }
@@ -258,19 +270,20 @@ impl Source {
                 s.state = "connecting";
                 s.transport = Some(transport_name(transport));
             });
-            let end =
+            let end = if let Some(by) = self.other_publisher() {
+                // Someone publishes the path: no connection to the camera until it leaves.
+                RelayEnd::Failed(format!("the path has another publisher ({by})"))
+            } else {
                 match RtspPull::connect(&self.config.url, transport, self.context.timeout).await {
-                    Ok(pull) => {
-                        backoff.reset();
-                        self.relay(pull, transport).await
-                    }
+                    Ok(pull) => self.relay(pull, transport, &mut backoff).await,
                     Err(e) => {
                         if transport == TransportKind::Udp && refused_transport(&e) {
                             self.note_udp_failed();
                         }
                         RelayEnd::Failed(explain(&e))
                     }
-                };
+                }
+            };
             match end {
                 RelayEnd::Idle => {
                     info!(path = %self.config.path, source = %self.shown_url(), "no reader left: on-demand source closed");
@@ -322,6 +335,13 @@ impl Source {
         }
     }
 
+    /// The remote of another publisher holding the path, if one does.
+    fn other_publisher(&self) -> Option<String> {
+        let paths = self.context.hub.snapshot();
+        let path = paths.iter().find(|p| p.name == self.config.path)?;
+        path.publisher.as_ref().map(|p| p.info.remote.clone())
+    }
+
     fn readers(&self) -> usize {
         let path = &self.config.path;
         self.context.hub.client_readers(path) + (self.context.other_readers)(path)
@@ -329,7 +349,12 @@ impl Source {
 
     /// Publishes what `pull` delivers until it fails, another publisher takes the path, or
     /// (on demand) nobody reads.
-    async fn relay(&mut self, mut pull: RtspPull, transport: TransportKind) -> RelayEnd {
+    async fn relay(
+        &mut self,
+        mut pull: RtspPull,
+        transport: TransportKind,
+        backoff: &mut Backoff,
+    ) -> RelayEnd {
         let announced = pull.stream().clone();
         let sets: Vec<bytes::Bytes> = [
             &announced.video.vps,
@@ -378,6 +403,7 @@ impl Source {
         let mut check = tokio::time::interval(CHECK_EVERY);
         let connected = Instant::now();
         let mut got_packet = false;
+        let mut last_video = Instant::now();
         loop {
             tokio::select! {
                 packet = pull.next() => {
@@ -394,6 +420,9 @@ impl Source {
                     let Some(track) = tracks.get_mut(packet.track) else { continue };
                     match packet.kind {
                         PacketKind::Rtp => {
+                            if packet.track == 0 {
+                                last_video = Instant::now();
+                            }
                             if let Err(cause) = track.push(&packet.payload) {
                                 pull.close().await;
                                 return RelayEnd::Failed(cause);
@@ -405,6 +434,13 @@ impl Source {
                 _ = check.tick() => {
                     let (clock, offset) = shared.clock();
                     let started = shared.has_started();
+                    if started {
+                        backoff.reset(); // it streamed: a later failure retries soon again
+                    }
+                    if last_video.elapsed() >= self.context.timeout {
+                        pull.close().await;
+                        return RelayEnd::Failed(format!("no video for {:?}", self.context.timeout));
+                    }
                     self.update(|s| {
                         s.clock = started.then(|| clock.name());
                         s.clock_offset_ms = offset;
@@ -470,5 +506,12 @@ mod tests {
         assert!(!idle.should_close(2, t0 + Duration::from_secs(12)));
         assert!(!idle.should_close(0, t0 + Duration::from_secs(21)));
         assert!(idle.should_close(0, t0 + Duration::from_secs(22)));
+        // close-after 0: the reader that woke it still gets the start timeout to arrive.
+        let mut idle = IdleClock::new(Duration::ZERO, t0);
+        assert!(!idle.should_close(0, t0 + Duration::from_secs(1)));
+        assert!(idle.should_close(0, t0 + ON_DEMAND_START_TIMEOUT));
+        let mut idle = IdleClock::new(Duration::ZERO, t0);
+        assert!(!idle.should_close(1, t0 + Duration::from_secs(1)));
+        assert!(idle.should_close(0, t0 + Duration::from_secs(1)));
     }
 }

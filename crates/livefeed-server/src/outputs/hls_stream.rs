@@ -178,13 +178,14 @@ impl HlsStreams {
 
     /// [`HlsStreams::get_or_start`], waking `path`'s on-demand source and waiting for its
     /// stream when it has no publisher yet.
+    /// (A stream kept through the publisher grace after an on-demand source closed has no
+    /// publisher: the source is woken for it too.)
     pub async fn get_or_start_on_demand(self: &Arc<Self>, path: &str) -> Option<Arc<HlsStream>> {
-        if let Some(stream) = self.get_or_start(path) {
-            return Some(stream);
+        if !self.hub.has_publisher(path) {
+            self.hub
+                .stream_on_demand(path, crate::hub::ON_DEMAND_START_TIMEOUT)
+                .await;
         }
-        self.hub
-            .stream_on_demand(path, crate::hub::ON_DEMAND_START_TIMEOUT)
-            .await?;
         self.get_or_start(path)
     }
 
