@@ -62,7 +62,7 @@ trap 'exit 130' INT TERM
 start_server() {
     local prefix=$1 i
     shift
-    "$BIN" serve --rtsp-address 127.0.0.1:0 --http-address 127.0.0.1:0 --webrtc-address 127.0.0.1:0 "$@" >"$prefix.out" 2>"$prefix.err" &
+    "$BIN" serve --rtsp-address 127.0.0.1:0 --http-address 127.0.0.1:0 --webrtc-address 127.0.0.1:0 --rtmp-address 127.0.0.1:0 "$@" >"$prefix.out" 2>"$prefix.err" &
     SERVER_PID=$!
     BG_PIDS+=("$SERVER_PID")
     SERVER_PORT=

@@ -26,6 +26,7 @@
 pub mod aac;
 pub mod access_unit;
 pub mod clock;
+pub mod flv;
 pub mod h264;
 pub mod h265;
 pub mod latency;

@@ -126,6 +126,9 @@ pub struct ServerOptions {
     /// TCP address for WebRTC media over ICE-TCP (passive candidates, for viewers whose UDP is blocked); "" turns it off [default: the --webrtc-address, over TCP]
     #[arg(long, env = "LIVEFEED_WEBRTC_TCP_ADDRESS")]
     pub webrtc_tcp_address: Option<ListenAddress>,
+    /// RTMP listen address for publishers (ffmpeg, OBS): rtmp://HOST:1935/PATH; "" turns it off [default: 0.0.0.0:1935, skipped with a warning when taken]
+    #[arg(long, env = "LIVEFEED_RTMP_ADDRESS")]
+    pub rtmp_address: Option<ListenAddress>,
     /// Extra addresses to announce as ICE host candidates (a public or LAN address mapped 1:1 to this host), or host names, resolved per offer
     #[arg(
         long = "webrtc-additional-host",
@@ -279,6 +282,7 @@ impl ServerOptions {
             metrics_retention: self.metrics_retention.or(file.metrics_retention),
             webrtc_address: self.webrtc_address.or(file.webrtc_address),
             webrtc_tcp_address: self.webrtc_tcp_address.or(file.webrtc_tcp_address),
+            rtmp_address: self.rtmp_address.or(file.rtmp_address),
             webrtc_additional_hosts: if self.webrtc_additional_hosts.is_empty() {
                 file.webrtc_additional_hosts
             } else {
@@ -387,6 +391,11 @@ impl ServerOptions {
                     self.webrtc_address
                         .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 8189))),
                 ),
+            },
+            rtmp_address: match self.rtmp_address {
+                Some(ListenAddress::Off) => RtmpListen::Off,
+                Some(ListenAddress::At(address)) => RtmpListen::At(address),
+                None => RtmpListen::Default(SocketAddr::from(([0, 0, 0, 0], DEFAULT_RTMP_PORT))),
             },
             webrtc_additional_hosts: self.webrtc_additional_hosts.clone(),
             webrtc_ice_servers: self.webrtc_ice_servers.clone(),
@@ -560,6 +569,8 @@ pub struct ServerConfig {
     pub webrtc_address: SocketAddr,
     /// TCP address for WebRTC media (ICE-TCP), if on.
     pub webrtc_tcp_address: Option<SocketAddr>,
+    /// Where RTMP listens.
+    pub rtmp_address: RtmpListen,
     /// Extra ICE host candidates: addresses or names.
     pub webrtc_additional_hosts: Vec<IceHost>,
     /// STUN/TURN servers for viewers.
@@ -701,6 +712,40 @@ impl ServerConfig {
             limits: self.limits.framing.clone(),
             depacketizer: self.limits.depacketizer,
             digest_auth: self.rtsp_auth_methods.contains(&AuthMethod::Digest),
+        }
+    }
+}
+
+/// MediaMTX's (and everyone's) RTMP port.
+pub const DEFAULT_RTMP_PORT: u16 = 1935;
+
+/// Where the RTMP listener goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RtmpListen {
+    /// `--rtmp-address ""`.
+    Off,
+    /// Asked for: failing to bind it stops the server.
+    At(SocketAddr),
+    /// Not asked for: when the port is taken, the server starts without RTMP (with a warning).
+    Default(SocketAddr),
+}
+
+impl ServerConfig {
+    /// Timeouts and limits of the RTMP listener.
+    pub fn rtmp_config(&self) -> crate::ingest::rtmp::RtmpConfig {
+        crate::ingest::rtmp::RtmpConfig {
+            idle_timeout: self.idle_timeout,
+            read_timeout: self.read_timeout,
+            limits: self.limits.depacketizer,
+        }
+    }
+
+    /// Connection caps of the RTMP listener.
+    pub fn rtmp_gate(&self) -> GateLimits {
+        GateLimits {
+            max_total: self.limits.rtsp_sessions,
+            max_per_address: self.limits.connections_per_address,
+            total_cap: "max-rtsp-sessions",
         }
     }
 }

@@ -33,6 +33,7 @@ pub mod hub;
 
 /// Where streams come in.
 pub mod ingest {
+    pub mod rtmp;
     pub mod rtp_in;
     pub mod rtsp_pull;
     pub mod rtsp_server;
@@ -100,6 +101,8 @@ pub struct Server {
     pub rtsp_addr: SocketAddr,
     /// The address HTTP listens on.
     pub http_addr: SocketAddr,
+    /// The address RTMP listens on, if it does.
+    pub rtmp_addr: Option<SocketAddr>,
     /// LL-HLS streams.
     pub hls: Arc<hls_stream::HlsStreams>,
     /// WebRTC viewers.
@@ -134,6 +137,10 @@ impl Server {
         );
         let metrics = Arc::new(ServerMetrics::new());
         let budget = conn_gate::FdBudget::for_this_process();
+        let rtmp_listener = bind_rtmp(config.rtmp_address).await?;
+        let rtmp_addr = rtmp_listener.as_ref().and_then(|l| l.local_addr().ok());
+        let auth_for_rtmp = auth.clone();
+        let budget_for_rtmp = budget.clone();
         let refusals = Arc::new(conn_gate::RefusalLog::default());
         tracing::debug!(
             connections = budget.limit(),
@@ -251,10 +258,26 @@ impl Server {
             ),
         ];
         tasks.extend(recordings.spawn_auto());
+        if let Some(listener) = rtmp_listener {
+            tasks.push(ingest::rtmp::spawn_listener(
+                listener,
+                hub.clone(),
+                metrics.clone(),
+                auth_for_rtmp,
+                conn_gate::ConnectionGate::new(
+                    "rtmp",
+                    config.rtmp_gate(),
+                    budget_for_rtmp,
+                    refusals.clone(),
+                ),
+                config.rtmp_config(),
+            ));
+        }
         tracing::info!(rtsp = %rtsp_addr, http = %http_addr, "livefeed server listening");
         Ok(Server {
             rtsp_addr,
             http_addr,
+            rtmp_addr,
             whep,
             hls,
             hub,
@@ -278,6 +301,24 @@ impl Server {
     /// The `http://` base URL of this server for clients on this host.
     pub fn http_url(&self) -> String {
         format!("http://{}", host_for_clients(self.http_addr))
+    }
+}
+
+/// The RTMP listener as configured: `None` when off, or when the default port is taken.
+async fn bind_rtmp(at: config::RtmpListen) -> anyhow::Result<Option<TcpListener>> {
+    match at {
+        config::RtmpListen::Off => Ok(None),
+        config::RtmpListen::At(address) => TcpListener::bind(address)
+            .await
+            .map(Some)
+            .with_context(|| format!("cannot listen for RTMP on {address}")),
+        config::RtmpListen::Default(address) => match TcpListener::bind(address).await {
+            Ok(listener) => Ok(Some(listener)),
+            Err(e) => {
+                tracing::warn!(%address, error = %e, "RTMP not served: its default address is taken (set --rtmp-address, or \"\" to turn it off)");
+                Ok(None)
+            }
+        },
     }
 }
 

@@ -468,6 +468,14 @@ fn print_addresses(server: &Server, path: &str) {
         server.http_url(),
         server.http_url()
     );
+    if let Some(rtmp) = server.rtmp_addr {
+        let host = if rtmp.ip().is_unspecified() {
+            format!("127.0.0.1:{}", rtmp.port())
+        } else {
+            rtmp.to_string()
+        };
+        println!("livefeed serving RTMP on {rtmp} (publish to rtmp://{host}/{path})");
+    }
 }
 
 /// `livefeed devices`: every camera with its modes.

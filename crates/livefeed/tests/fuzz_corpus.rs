@@ -18,6 +18,8 @@ mod hls_query;
 mod ice_tcp_framing;
 #[path = "../../../fuzz/checks/metrics_json.rs"]
 mod metrics_json;
+#[path = "../../../fuzz/checks/rtmp_ingest.rs"]
+mod rtmp_ingest;
 #[path = "../../../fuzz/checks/rtp_audio_depacketize.rs"]
 mod rtp_audio_depacketize;
 #[path = "../../../fuzz/checks/rtp_video_depacketize.rs"]
@@ -141,6 +143,11 @@ fn auth_header_corpus() {
 #[test]
 fn rtsp_challenge_corpus() {
     replay("rtsp_challenge", rtsp_challenge::check);
+}
+
+#[test]
+fn rtmp_ingest_corpus() {
+    replay("rtmp_ingest", rtmp_ingest::check);
 }
 
 #[test]

@@ -438,3 +438,82 @@ fn livefeed_receiver_measures_audio_latency_and_the_av_offset_of_the_test_tone()
         drop(publisher);
     }
 }
+
+/// ffmpeg publishing `testsrc2` and a sine tone (`video_codec`, AAC) over RTMP to `url`.
+fn ffmpeg_rtmp_publisher(url: &str, video_codec: &str, secs: u32) -> Proc {
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-hide_banner", "-loglevel", "error", "-re"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=1000:sample_rate=48000"])
+        .args(["-t", &secs.to_string()])
+        .args([
+            "-c:v",
+            video_codec,
+            "-preset",
+            "ultrafast",
+            "-tune",
+            "zerolatency",
+        ])
+        .args(["-pix_fmt", "yuv420p", "-g", "30"])
+        .args(["-c:a", "aac", "-f", "flv", url]);
+    Proc::spawn("ffmpeg RTMP publisher", &mut cmd)
+}
+
+#[test]
+fn ffmpeg_publishes_h264_aac_over_rtmp_and_both_tracks_are_read_over_rtsp_and_llhls() {
+    let server = TestServer::start();
+    let url = format!("rtmp://127.0.0.1:{}/live/cam", server.rtmp_port);
+    let _publisher = ffmpeg_rtmp_publisher(&url, "libx264", 30);
+    wait_for_stream(&server.addr(), "live/cam");
+    assert_eq!(
+        probe_codecs(&server.url("live/cam"), Some("tcp")),
+        ["h264", "aac"]
+    );
+    let (frames, audio) = decode(&server.url("live/cam"), Some("tcp"), 4);
+    assert!(frames >= 60, "{frames} video frames over RTSP");
+    assert!(audio >= 2.0, "{audio} s of audio over RTSP");
+    let hls = format!("{}/live/cam/index.m3u8", server.http());
+    let (frames, audio) = decode(&hls, None, 3);
+    assert!(
+        frames >= 45 && audio >= 1.5,
+        "LL-HLS: {frames} frames, {audio} s of audio"
+    );
+    let paths = http_get(
+        server.http_port,
+        "/api/v1/paths/live/cam",
+        Duration::from_secs(5),
+    );
+    let json: serde_json::Value = serde_json::from_slice(&paths.body).expect("JSON");
+    assert_eq!(json["publisher"]["protocol"], "rtmp", "{json}");
+}
+
+#[test]
+fn rtmp_publishing_needs_the_publish_permission() {
+    let users = TempDir::new("livefeed-rtmp-users");
+    let config = std::path::Path::new(users.path()).join("livefeed.toml");
+    std::fs::write(
+        &config,
+        "[[users]]\nuser = \"cam\"\npass = \"rtmp-secret\"\npermissions = [\"publish\", \"read\"]\n\n\
+         [[users]]\nuser = \"any\"\npermissions = [\"read\"]\n",
+    )
+    .expect("config");
+    let server = TestServer::start_with(&["--config", config.to_str().expect("utf-8")]);
+    // Without credentials: refused, with a log line naming the peer and the reason.
+    let anonymous = format!("rtmp://127.0.0.1:{}/live/door", server.rtmp_port);
+    let out = ffmpeg_rtmp_publisher(&anonymous, "libx264", 3).wait(Duration::from_secs(20));
+    assert!(!out.success, "an anonymous RTMP publisher was accepted");
+    let log = server.proc.stderr_so_far();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("RTMP publish refused") && l.contains("peer=127.0.0.1")),
+        "{log}"
+    );
+    assert!(!server.proc.stderr_so_far().contains("rtmp-secret"));
+    // With them (MediaMTX's query form): accepted.
+    let allowed = format!(
+        "rtmp://127.0.0.1:{}/live/door?user=cam&pass=rtmp-secret",
+        server.rtmp_port
+    );
+    let _publisher = ffmpeg_rtmp_publisher(&allowed, "libx264", 20);
+    wait_for_stream(&server.addr(), "live/door");
+}

@@ -15,7 +15,7 @@ use livefeed_media::clock::{elapsed_ms, unix_now_ns};
 use livefeed_media::rtcp::{parse_sender_reports, CaptureClock};
 use livefeed_media::rtp::{DepacketizeError, Depacketized, DepacketizerLimits, VideoDepacketizer};
 use livefeed_media::sdp::AnnouncedStream;
-use livefeed_media::track::{PacketTimeline, TrackPacket};
+use livefeed_media::track::{PacketTimeline, TrackDescription, TrackPacket};
 use livefeed_media::{sei, AccessUnit, CaptureStamp, VideoCodec};
 use tracing::{info, warn};
 
@@ -110,26 +110,67 @@ impl TrackIngest {
         sender_report_clock: bool,
     ) -> Self {
         match track.checked_sub(1).and_then(|i| announced.others.get(i)) {
-            Some(description) => TrackIngest::Packets(PacketIngest {
+            Some(description) => Self::packets(shared, track, description),
+            None => Self::video(
                 shared,
-                track,
-                timeline: PacketTimeline::new(description.payload_type),
-                clock_rate: description.clock_rate,
-                anchor: None,
-                capture: CaptureClock::new(description.clock_rate),
-            }),
-            None => TrackIngest::Video(Box::new(VideoIngest {
-                shared,
-                payload_type: announced.video.payload_type,
-                depacketizer: VideoDepacketizer::with_limits(announced.video.codec, limits),
-                first_ts: None,
-                sender_reports: sender_report_clock.then(|| SenderReportClock {
-                    clock: CaptureClock::new(livefeed_media::VIDEO_CLOCK_RATE),
-                    frames: 0,
-                    offsets: Default::default(),
-                }),
-            })),
+                announced.video.codec,
+                announced.video.payload_type,
+                limits,
+                sender_report_clock,
+            ),
         }
+    }
+
+    /// The video track (track 0) in `codec`, RTP of `payload_type`.
+    pub(crate) fn video(
+        shared: Arc<IngestShared>,
+        codec: VideoCodec,
+        payload_type: u8,
+        limits: DepacketizerLimits,
+        sender_report_clock: bool,
+    ) -> Self {
+        TrackIngest::Video(Box::new(VideoIngest {
+            shared,
+            payload_type,
+            depacketizer: VideoDepacketizer::with_limits(codec, limits),
+            first_ts: None,
+            sender_reports: sender_report_clock.then(|| SenderReportClock {
+                clock: CaptureClock::new(livefeed_media::VIDEO_CLOCK_RATE),
+                frames: 0,
+                offsets: Default::default(),
+            }),
+        }))
+    }
+
+    /// Track `track` (1, 2, …) as `description` says.
+    pub(crate) fn packets(
+        shared: Arc<IngestShared>,
+        track: usize,
+        description: &TrackDescription,
+    ) -> Self {
+        TrackIngest::Packets(PacketIngest {
+            shared,
+            track,
+            timeline: PacketTimeline::new(description.payload_type),
+            clock_rate: description.clock_rate,
+            anchor: None,
+            capture: CaptureClock::new(description.clock_rate),
+        })
+    }
+
+    /// A whole video access unit (from a protocol that does not packetize, such as RTMP).
+    /// `Err` once another publisher took the path over; `Ok` (nothing done) for a track that
+    /// is not the video.
+    pub(crate) fn push_frame(&mut self, frame: Depacketized) -> Result<(), String> {
+        let TrackIngest::Video(video) = self else {
+            return Ok(());
+        };
+        if video.publish(frame) {
+            return Ok(());
+        }
+        let shared = &video.shared;
+        info!(peer = %shared.peer, path = shared.publisher.path(), "publisher replaced by a new one, closing");
+        Err("another publisher took the path over".into())
     }
 
     /// `Err` once another publisher took the path over (the connection should close).

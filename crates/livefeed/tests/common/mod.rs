@@ -187,7 +187,7 @@ impl Output {
 
 /// Server options every test server takes: its own data directory, and loopback addresses on
 /// ports the OS picks.
-pub fn loopback_server_args(data_dir: &str) -> [&str; 8] {
+pub fn loopback_server_args(data_dir: &str) -> [&str; 10] {
     [
         "--data-dir",
         data_dir,
@@ -196,6 +196,8 @@ pub fn loopback_server_args(data_dir: &str) -> [&str; 8] {
         "--http-address",
         "127.0.0.1:0",
         "--webrtc-address",
+        "127.0.0.1:0",
+        "--rtmp-address",
         "127.0.0.1:0",
     ]
 }
@@ -219,6 +221,7 @@ pub struct TestServer {
     pub proc: Proc,
     pub port: u16,
     pub http_port: u16,
+    pub rtmp_port: u16,
     pub data_dir: TempDir,
 }
 
@@ -302,6 +305,8 @@ impl TestServer {
             &on_ip,
             "--webrtc-address",
             &on_ip,
+            "--rtmp-address",
+            "127.0.0.1:0",
         ];
         Self::launch_with(livefeed(), data_dir, &["serve"], &addresses, extra)
     }
@@ -341,10 +346,14 @@ impl TestServer {
         let http_port = port_in(&proc.wait_for_line(Duration::from_secs(20), |l| {
             l.starts_with("livefeed serving HTTP on ")
         }));
+        let rtmp_port = port_in(&proc.wait_for_line(Duration::from_secs(20), |l| {
+            l.starts_with("livefeed serving RTMP on ")
+        }));
         TestServer {
             proc,
             port,
             http_port,
+            rtmp_port,
             data_dir,
         }
     }

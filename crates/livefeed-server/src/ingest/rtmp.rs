@@ -1,0 +1,625 @@
+//! The RTMP listener (`rtmp://HOST:1935/PATH`, MediaMTX's port and URL shape): ffmpeg and OBS
+//! publish H.264 (or H.265 over enhanced RTMP) with AAC. `rml_rtmp` does the handshake and the
+//! chunk stream and AMF0 commands (sans-IO); [`livefeed_media::flv`] reads the FLV tags; the
+//! frames go into the hub through [`crate::ingest::rtp_in`], as RTSP publishers' do. This
+//! module moves bytes, checks the publish permission (credentials as MediaMTX takes them:
+//! `rtmp://HOST/PATH?user=U&pass=P`) and decides when the stream's tracks are known.
+//!
+//! The path is claimed once the video's sequence header arrived and, when the stream's
+//! metadata announces sound, the AAC config too (or a second of video passed without it);
+//! media before that is dropped. Bad input (a broken chunk stream, a malformed tag) is logged
+//! with the peer and the cause; a broken chunk stream closes the connection, a bad tag is
+//! dropped. Playing out over RTMP is not served yet: a play request is refused.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use livefeed_auth::{Action, AuthRequest, Authenticator, Decision};
+use livefeed_media::aac::AacConfig;
+use livefeed_media::flv::{self, AudioTag, VideoConfig, VideoTag};
+use livefeed_media::rtp::{Depacketized, DepacketizerLimits};
+use livefeed_media::track::TrackDescription;
+use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
+use rml_rtmp::sessions::{
+    ServerSession, ServerSessionConfig, ServerSessionEvent, ServerSessionResult,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+use crate::hub::{Hub, PublisherInfo, StreamInfo};
+use crate::ingest::rtp_in::{IngestShared, TrackIngest};
+use crate::limits::conn_gate::{ConnectionGate, Permit};
+use crate::measure::metrics::ServerMetrics;
+
+/// How long a publisher's stream may stay without its AAC config once video flows.
+const AUDIO_CONFIG_WAIT: Duration = Duration::from_secs(1);
+/// The payload type the AAC track is described with (as RTSP would announce it).
+const AAC_PAYLOAD_TYPE: u8 = 97;
+
+/// Timeouts and limits of the RTMP listener.
+#[derive(Debug, Clone)]
+pub struct RtmpConfig {
+    /// A connection that does not publish and sends nothing for this long is closed.
+    pub idle_timeout: Duration,
+    /// A publisher that sends nothing for this long is dropped.
+    pub read_timeout: Duration,
+    /// Caps on access units.
+    pub limits: DepacketizerLimits,
+}
+
+/// What every connection task shares.
+#[derive(Clone)]
+struct Shared {
+    hub: Arc<Hub>,
+    metrics: Arc<ServerMetrics>,
+    auth: Arc<Authenticator>,
+    config: Arc<RtmpConfig>,
+}
+
+/// Accepts RTMP connections until the returned task is aborted; each is admitted by `gate`.
+pub fn spawn_listener(
+    listener: TcpListener,
+    hub: Arc<Hub>,
+    metrics: Arc<ServerMetrics>,
+    auth: Arc<Authenticator>,
+    gate: Arc<ConnectionGate>,
+    config: RtmpConfig,
+) -> JoinHandle<()> {
+    let shared = Shared {
+        hub,
+        metrics,
+        auth,
+        config: Arc::new(config),
+    };
+    tokio::spawn(async move {
+        loop {
+            match listener.accept().await {
+                Ok((stream, peer)) => match gate.admit(peer) {
+                    Ok(permit) => {
+                        let shared = shared.clone();
+                        tokio::spawn(async move {
+                            if let Err(cause) = serve(stream, peer, &shared, &permit).await {
+                                warn!(%peer, %cause, "RTMP connection closed");
+                            }
+                        });
+                    }
+                    Err(refusal) => debug!(%peer, ?refusal, "RTMP connection refused"),
+                },
+                Err(e) => {
+                    warn!(error = %e, "RTMP accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    })
+}
+
+/// One connection: handshake, then the session until the peer leaves or fails.
+async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: &Shared,
+    permit: &Permit,
+) -> Result<(), String> {
+    let _ = stream.set_nodelay(true);
+    let (mut read, mut write) = stream.into_split();
+    let mut buf = vec![0u8; 64 * 1024];
+    let idle = shared.config.idle_timeout;
+    let rest = handshake(&mut read, &mut write, &mut buf, idle).await?;
+    let (session, start) = ServerSession::new(ServerSessionConfig::new())
+        .map_err(|e| format!("starting the RTMP session: {e:?}"))?;
+    let mut conn = Connection {
+        session,
+        write,
+        peer,
+        shared: shared.clone(),
+        publish: None,
+    };
+    conn.results(start).await?;
+    conn.input(&rest).await?;
+    loop {
+        let timeout = if conn.publish.is_some() {
+            shared.config.read_timeout
+        } else {
+            idle
+        };
+        let n = tokio::select! {
+            _ = permit.cancel.cancelled() => return Err("shed: idle while the server was full".into()),
+            r = tokio::time::timeout(timeout, read.read(&mut buf)) => match r {
+                Err(_) => return Err(format!("nothing received for {timeout:?}")),
+                Ok(Err(e)) => return Err(format!("read error: {e}")),
+                Ok(Ok(0)) => {
+                    debug!(%peer, "RTMP peer closed the connection");
+                    return Ok(());
+                }
+                Ok(Ok(n)) => n,
+            },
+        };
+        permit.activity.touch();
+        conn.input(&buf[..n]).await?;
+        permit.activity.set_streaming(conn.publish.is_some());
+    }
+}
+
+/// Runs the RTMP handshake; returns the bytes that came after it.
+async fn handshake(
+    read: &mut tokio::net::tcp::OwnedReadHalf,
+    write: &mut OwnedWriteHalf,
+    buf: &mut [u8],
+    timeout: Duration,
+) -> Result<Vec<u8>, String> {
+    let mut handshake = Handshake::new(PeerType::Server);
+    loop {
+        let n = match tokio::time::timeout(timeout, read.read(buf)).await {
+            Err(_) => return Err(format!("no RTMP handshake within {timeout:?}")),
+            Ok(Err(e)) => return Err(format!("read error: {e}")),
+            Ok(Ok(0)) => return Err("closed during the handshake".into()),
+            Ok(Ok(n)) => n,
+        };
+        let result = handshake
+            .process_bytes(&buf[..n])
+            .map_err(|e| format!("bad RTMP handshake: {e:?}"))?;
+        let (response, done) = match result {
+            HandshakeProcessResult::InProgress { response_bytes } => (response_bytes, None),
+            HandshakeProcessResult::Completed {
+                response_bytes,
+                remaining_bytes,
+            } => (response_bytes, Some(remaining_bytes)),
+        };
+        write
+            .write_all(&response)
+            .await
+            .map_err(|e| format!("write error: {e}"))?;
+        if let Some(rest) = done {
+            return Ok(rest);
+        }
+    }
+}
+
+/// A connection after its handshake.
+struct Connection {
+    session: ServerSession,
+    write: OwnedWriteHalf,
+    peer: SocketAddr,
+    shared: Shared,
+    publish: Option<Publishing>,
+}
+
+impl Connection {
+    async fn input(&mut self, bytes: &[u8]) -> Result<(), String> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        let results = self
+            .session
+            .handle_input(bytes)
+            .map_err(|e| format!("malformed RTMP input: {e:?}"))?;
+        self.results(results).await
+    }
+
+    /// Sends what the session answers and acts on what it raises (which may answer more).
+    async fn results(&mut self, results: Vec<ServerSessionResult>) -> Result<(), String> {
+        let mut pending = std::collections::VecDeque::from(results);
+        while let Some(result) = pending.pop_front() {
+            match result {
+                ServerSessionResult::OutboundResponse(packet) => self
+                    .write
+                    .write_all(&packet.bytes)
+                    .await
+                    .map_err(|e| format!("write error: {e}"))?,
+                ServerSessionResult::RaisedEvent(event) => {
+                    let more = self.event(event)?;
+                    for (i, r) in more.into_iter().enumerate() {
+                        pending.insert(i, r);
+                    }
+                }
+                ServerSessionResult::UnhandleableMessageReceived(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Acts on one session event; returns what the session says in reply.
+    fn event(&mut self, event: ServerSessionEvent) -> Result<Vec<ServerSessionResult>, String> {
+        let accept = |session: &mut ServerSession, id| {
+            session
+                .accept_request(id)
+                .map_err(|e| format!("RTMP session: {e:?}"))
+        };
+        match event {
+            ServerSessionEvent::ConnectionRequested { request_id, .. }
+            | ServerSessionEvent::ReleaseStreamRequested { request_id, .. } => {
+                accept(&mut self.session, request_id)
+            }
+            ServerSessionEvent::PublishStreamRequested {
+                request_id,
+                app_name,
+                stream_key,
+                ..
+            } => self.publish_requested(request_id, &app_name, &stream_key),
+            ServerSessionEvent::PlayStreamRequested { request_id, .. } => {
+                warn!(peer = %self.peer, "RTMP play refused: reading over RTMP is not served yet");
+                self.session
+                    .reject_request(
+                        request_id,
+                        "NetStream.Play.Failed",
+                        "reading over RTMP is not served yet: use RTSP, LL-HLS or WebRTC",
+                    )
+                    .map_err(|e| format!("RTMP session: {e:?}"))
+            }
+            ServerSessionEvent::StreamMetadataChanged { metadata, .. } => {
+                if let Some(p) = self.publish.as_mut() {
+                    p.expects_audio = metadata.audio_codec_id.is_some();
+                }
+                Ok(Vec::new())
+            }
+            ServerSessionEvent::VideoDataReceived {
+                data, timestamp, ..
+            } => {
+                if let Some(p) = self.publish.as_mut() {
+                    p.video(&self.shared, &data, timestamp.value)?;
+                }
+                Ok(Vec::new())
+            }
+            ServerSessionEvent::AudioDataReceived {
+                data, timestamp, ..
+            } => {
+                if let Some(p) = self.publish.as_mut() {
+                    p.audio(&data, timestamp.value)?;
+                }
+                Ok(Vec::new())
+            }
+            ServerSessionEvent::PublishStreamFinished { .. } => {
+                if let Some(p) = self.publish.take() {
+                    info!(peer = %self.peer, path = %p.path, "RTMP publisher finished");
+                }
+                Ok(Vec::new())
+            }
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    /// Checks the publish permission of `app/key` and accepts or refuses.
+    fn publish_requested(
+        &mut self,
+        request_id: u32,
+        app: &str,
+        key: &str,
+    ) -> Result<Vec<ServerSessionResult>, String> {
+        let (path, credentials) = path_and_credentials(app, key);
+        let refuse = |session: &mut ServerSession, reason: &str| {
+            session
+                .reject_request(request_id, "NetStream.Publish.BadName", reason)
+                .map_err(|e| format!("RTMP session: {e:?}"))
+        };
+        let path = match livefeed_media::path::validate(&path) {
+            Ok(p) => p.to_string(),
+            Err(e) => {
+                warn!(peer = %self.peer, cause = %e, "RTMP publish refused: bad path");
+                return refuse(&mut self.session, &e.to_string());
+            }
+        };
+        let authorization = credentials.map(|(user, pass)| basic_authorization(&user, &pass));
+        let decision = self.shared.auth.check(&AuthRequest {
+            action: Action::Publish,
+            path: &path,
+            ip: self.peer.ip(),
+            connection: Some(self.peer),
+            authorization: authorization.as_deref(),
+            method: "PUBLISH",
+            uri: &path,
+            now_secs: livefeed_media::clock::unix_now_ns() / 1_000_000_000,
+        });
+        let reason = match decision {
+            Decision::Allowed { .. } => None,
+            Decision::Unauthorized { reason, .. } | Decision::Forbidden { reason } => Some(reason),
+        };
+        if let Some(reason) = reason {
+            warn!(peer = %self.peer, %path, %reason, "RTMP publish refused");
+            return refuse(&mut self.session, &reason);
+        }
+        if self.shared.hub.has_publisher(&path) {
+            let reason = format!("path {path:?} already has a publisher");
+            warn!(peer = %self.peer, %path, "RTMP publish refused: the path has a publisher");
+            return refuse(&mut self.session, &reason);
+        }
+        info!(peer = %self.peer, %path, "RTMP publisher accepted");
+        self.publish = Some(Publishing::new(path, self.peer));
+        self.session
+            .accept_request(request_id)
+            .map_err(|e| format!("RTMP session: {e:?}"))
+    }
+}
+
+/// The hub path and the `user`/`pass` query credentials of an RTMP app and stream key:
+/// `rtmp://HOST/live/cam?user=U&pass=P` → (`live/cam`, (U, P)); `rtmp://HOST/cam` → `cam`.
+pub fn path_and_credentials(app: &str, key: &str) -> (String, Option<(String, String)>) {
+    let joined = match (app.trim_matches('/'), key.trim_matches('/')) {
+        (a, "") => a.to_string(),
+        ("", k) => k.to_string(),
+        (a, k) => format!("{a}/{k}"),
+    };
+    // The query may follow the app (`rtmp://HOST/cam?user=…`) or the key.
+    let (path, query) = match joined.split_once('?') {
+        Some((p, q)) => (p.to_string(), q.split('/').next().unwrap_or("").to_string()),
+        None => (joined, String::new()),
+    };
+    let mut user = None;
+    let mut pass = None;
+    for pair in query.split('&') {
+        match pair.split_once('=') {
+            Some(("user", v)) => user = Some(v.to_string()),
+            Some(("pass", v)) => pass = Some(v.to_string()),
+            _ => {}
+        }
+    }
+    let credentials = user.map(|u| (u, pass.unwrap_or_default()));
+    (path.trim_matches('/').to_string(), credentials)
+}
+
+/// An HTTP/RTSP Basic `Authorization` value, so RTMP credentials go through the same check.
+fn basic_authorization(user: &str, pass: &str) -> String {
+    use base64::Engine;
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+    format!("Basic {token}")
+}
+
+/// A publishing connection's stream.
+struct Publishing {
+    path: String,
+    peer: SocketAddr,
+    video: Option<(VideoConfig, Instant)>,
+    audio: Option<AacConfig>,
+    expects_audio: bool,
+    tracks: Option<Tracks>,
+    /// Tags dropped as malformed so far.
+    bad_tags: u64,
+}
+
+/// The claimed path and its tracks.
+struct Tracks {
+    video: TrackIngest,
+    nal_length_size: usize,
+    audio: Option<(TrackIngest, AacRtp)>,
+    _shared: Arc<IngestShared>,
+}
+
+impl Publishing {
+    fn new(path: String, peer: SocketAddr) -> Self {
+        Publishing {
+            path,
+            peer,
+            video: None,
+            audio: None,
+            expects_audio: false,
+            tracks: None,
+            bad_tags: 0,
+        }
+    }
+
+    fn bad_tag(&mut self, what: &str, cause: &dyn std::fmt::Display) {
+        self.bad_tags += 1;
+        if self.bad_tags <= 5 || self.bad_tags.is_multiple_of(100) {
+            warn!(peer = %self.peer, path = %self.path, %cause, count = self.bad_tags, "bad RTMP {what} tag dropped");
+        }
+    }
+
+    fn video(&mut self, shared: &Shared, data: &Bytes, timestamp_ms: u32) -> Result<(), String> {
+        let tag = match flv::parse_video_tag(data) {
+            Ok(tag) => tag,
+            Err(e) => {
+                self.bad_tag("video", &e);
+                return Ok(());
+            }
+        };
+        match tag {
+            VideoTag::SequenceHeader(config) => {
+                if self.tracks.is_none() {
+                    self.video = Some((config, Instant::now()));
+                }
+            }
+            VideoTag::Frame {
+                keyframe,
+                composition_ms,
+                data,
+                codec,
+            } => {
+                self.claim_when_ready(shared)?;
+                let Some(tracks) = self.tracks.as_mut() else {
+                    return Ok(()); // tracks not known yet: dropped
+                };
+                let nals = match flv::split_nals(
+                    &data,
+                    tracks.nal_length_size,
+                    shared.config.limits.max_nals,
+                ) {
+                    Ok(nals) => nals,
+                    Err(e) => {
+                        self.bad_tag("video", &e);
+                        return Ok(());
+                    }
+                };
+                let pts_ms = (i64::from(timestamp_ms) + i64::from(composition_ms)).max(0);
+                let pts = pts_ms as u64 * 90;
+                let keyframe = keyframe || nals.iter().any(|n| codec.is_keyframe_nal(n));
+                tracks.video.push_frame(Depacketized {
+                    nals,
+                    rtp_timestamp: pts as u32,
+                    ext_timestamp: pts,
+                    keyframe,
+                    lost_packets_before: false,
+                    ssrc: 0,
+                })?;
+            }
+            VideoTag::Other => {}
+        }
+        Ok(())
+    }
+
+    fn audio(&mut self, data: &Bytes, timestamp_ms: u32) -> Result<(), String> {
+        let tag = match flv::parse_audio_tag(data) {
+            Ok(tag) => tag,
+            Err(e) => {
+                self.bad_tag("audio", &e);
+                return Ok(());
+            }
+        };
+        match tag {
+            AudioTag::AacConfig(config) => {
+                self.audio = Some(config);
+                Ok(())
+            }
+            AudioTag::AacFrame(frame) => {
+                let Some((track, rtp)) = self.tracks.as_mut().and_then(|t| t.audio.as_mut()) else {
+                    return Ok(());
+                };
+                match rtp.packet(&frame, timestamp_ms) {
+                    Some(packet) => track.push(&packet),
+                    None => {
+                        self.bad_tag("audio", &"an AAC frame over 8191 bytes");
+                        Ok(())
+                    }
+                }
+            }
+        }
+    }
+
+    /// Claims the path once the tracks are known (see the module docs).
+    fn claim_when_ready(&mut self, shared: &Shared) -> Result<(), String> {
+        if self.tracks.is_some() {
+            return Ok(());
+        }
+        let Some((config, since)) = &self.video else {
+            return Ok(());
+        };
+        if self.audio.is_none() && self.expects_audio && since.elapsed() < AUDIO_CONFIG_WAIT {
+            return Ok(());
+        }
+        let audio = self.audio.as_ref().and_then(aac_track);
+        let stream = StreamInfo::from_parameter_sets(config.codec, &config.parameter_sets);
+        let info = PublisherInfo {
+            protocol: "rtmp".into(),
+            remote: self.peer.to_string(),
+        };
+        let others: Vec<TrackDescription> = audio.iter().map(|(d, _)| d.clone()).collect();
+        let publisher = shared
+            .hub
+            .claim_publisher_with(&self.path, info, stream, others)
+            .map_err(|e| e.to_string())?;
+        let ingest = Arc::new(IngestShared::new(
+            publisher,
+            self.peer.to_string(),
+            shared.metrics.clone(),
+        ));
+        let video =
+            TrackIngest::video(ingest.clone(), config.codec, 0, shared.config.limits, false);
+        let audio = audio
+            .map(|(description, rtp)| (TrackIngest::packets(ingest.clone(), 1, &description), rtp));
+        info!(peer = %self.peer, path = %self.path, video = config.codec.name(),
+            audio = audio.is_some(), "RTMP publisher streaming");
+        self.tracks = Some(Tracks {
+            video,
+            nal_length_size: config.nal_length_size,
+            audio,
+            _shared: ingest,
+        });
+        Ok(())
+    }
+}
+
+/// The track description of an AAC stream (as an RTSP publisher would announce it) and the
+/// packetizer that wraps its frames.
+fn aac_track(config: &AacConfig) -> Option<(TrackDescription, AacRtp)> {
+    let hex: String = config
+        .audio_specific_config
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let channels = config.channels.max(1);
+    let description = TrackDescription::new(
+        "audio",
+        AAC_PAYLOAD_TYPE,
+        Some(&format!("MPEG4-GENERIC/{}/{channels}", config.sample_rate)),
+        Some(&format!(
+            "streamtype=5;profile-level-id=1;mode=AAC-hbr;sizelength=13;indexlength=3;indexdeltalength=3;config={hex}"
+        )),
+        None,
+    )?;
+    Some((
+        description,
+        AacRtp {
+            sequence: 0,
+            clock_rate: config.sample_rate,
+        },
+    ))
+}
+
+/// Wraps AAC frames in RTP (RFC 3640 AAC-hbr, one frame per packet), so they enter the hub
+/// like a pushed AAC track's.
+struct AacRtp {
+    sequence: u16,
+    clock_rate: u32,
+}
+
+impl AacRtp {
+    /// The RTP packet of `frame`, captured at `timestamp_ms`; `None` for a frame too large for
+    /// a 13-bit AU size.
+    fn packet(&mut self, frame: &[u8], timestamp_ms: u32) -> Option<Vec<u8>> {
+        let size = u16::try_from(frame.len()).ok().filter(|s| *s < 1 << 13)?;
+        let ts = (u64::from(timestamp_ms) * u64::from(self.clock_rate) / 1000) as u32;
+        self.sequence = self.sequence.wrapping_add(1);
+        let mut p = Vec::with_capacity(16 + frame.len());
+        p.extend([0x80, 0x80 | AAC_PAYLOAD_TYPE]);
+        p.extend(self.sequence.to_be_bytes());
+        p.extend(ts.to_be_bytes());
+        p.extend(0x5254_4d50u32.to_be_bytes()); // SSRC "RTMP"
+        p.extend([0x00, 0x10]); // AU-headers-length: 16 bits
+        p.extend((size << 3).to_be_bytes()); // AU-size (13 bits), AU-index 0
+        p.extend(frame);
+        Some(p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn app_and_key_make_the_path_and_the_query_the_credentials() {
+        assert_eq!(
+            path_and_credentials("live", "cam"),
+            ("live/cam".into(), None)
+        );
+        assert_eq!(path_and_credentials("cam", ""), ("cam".into(), None));
+        assert_eq!(
+            path_and_credentials("live", "cam?user=u&pass=p"),
+            ("live/cam".into(), Some(("u".into(), "p".into())))
+        );
+        assert_eq!(
+            path_and_credentials("cam?user=u&pass=p", ""),
+            ("cam".into(), Some(("u".into(), "p".into())))
+        );
+    }
+
+    #[test]
+    fn aac_frames_become_rfc_3640_packets() {
+        let config = AacConfig::from_audio_specific_config(Bytes::from_static(&[0x11, 0x90]))
+            .expect("AAC-LC 48 kHz stereo");
+        let (description, mut rtp) = aac_track(&config).expect("a track");
+        assert_eq!(description.clock_rate, 48_000);
+        assert!(description
+            .fmtp
+            .as_deref()
+            .is_some_and(|f| f.contains("config=1190")));
+        let packet = rtp.packet(&[1, 2, 3], 1000).expect("a packet");
+        assert_eq!(&packet[4..8], &48_000u32.to_be_bytes());
+        assert_eq!(&packet[12..16], &[0x00, 0x10, 0x00, 3 << 3]);
+        assert_eq!(&packet[16..], &[1, 2, 3]);
+        assert!(rtp.packet(&vec![0; 9000], 0).is_none());
+    }
+}
