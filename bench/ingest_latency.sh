@@ -4,11 +4,14 @@
 #
 # One `livefeed publish` (test pattern, RESOLUTION, BITRATE, over TCP) pushes to an origin
 # (`livefeed serve`); an edge (`livefeed serve --source cam=rtsp://ORIGIN/cam --rtsp-transport
-# tcp`) pulls that path. Two `livefeed receive --json` run at the same time for DURATION
-# seconds, one on the origin (the stream as pushed: "RTSP push") and one on the edge (the same
-# frames after the pull: "RTSP pull"); both read livefeed's SEI capture stamps, so both
-# measure from the same capture clock. Repeats RUNS times; prints one table per run and the
-# edge's added latency (edge minus origin, per percentile) with its median over the runs.
+# tcp`) pulls that path. And two ffmpeg relays read the origin's stream (`-c copy`, which keeps
+# the SEI capture stamps) and push it to a third server, one over RTSP (path `via-rtsp`), one
+# over RTMP (`via-rtmp`): same source, same relay tool, only the ingest protocol differs.
+# Four `livefeed receive --json` run at the same time for DURATION seconds (origin, edge,
+# via-rtsp, via-rtmp); all read livefeed's capture stamps, so all measure from the same
+# capture clock. Repeats RUNS times; prints one table per run, the edge's added latency (edge
+# minus origin, per percentile) and RTMP's against RTSP through the same relay, with their
+# medians over the runs.
 #
 # Builds nothing: expects target/release/livefeed (cargo build --release).
 # Environment: DURATION (20), RUNS (3), RESOLUTION (640x480), BITRATE (2000),
@@ -25,6 +28,7 @@ mkdir -p "$OUT_DIR"
 
 require_bin
 require_tool python3 "formatting the tables"
+require_tool ffmpeg "the RTSP and RTMP relays"
 
 echo "# livefeed ingest latency benchmark (bench/ingest_latency.sh)"
 echo
@@ -46,7 +50,27 @@ for run in $(seq "$RUNS"); do
     start_server "$OUT_DIR/edge-$run" --data-dir "$OUT_DIR/edge-data-$run" \
         --source "cam=rtsp://127.0.0.1:$ORIGIN_PORT/cam" --rtsp-transport tcp
     EDGE_PORT=$SERVER_PORT
-    sleep 4 # the publisher connects, the edge pulls, the first keyframes pass
+    start_server "$OUT_DIR/relay-$run" --data-dir "$OUT_DIR/relay-data-$run"
+    RELAY_PORT=$SERVER_PORT
+    RELAY_RTMP=
+    for i in $(seq 100); do
+        RELAY_RTMP=$(sed -n 's/^livefeed serving RTMP on 127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' "$OUT_DIR/relay-$run.out" | head -1)
+        [ -n "$RELAY_RTMP" ] && break
+        sleep 0.1
+    done
+    sleep 2 # the publisher connects, the first keyframe passes
+    for proto in rtsp rtmp; do
+        if [ "$proto" = rtsp ]; then
+            out=(-f rtsp -rtsp_transport tcp "rtsp://127.0.0.1:$RELAY_PORT/via-rtsp")
+        else
+            out=(-f flv "rtmp://127.0.0.1:$RELAY_RTMP/via-rtmp")
+        fi
+        ffmpeg -hide_banner -loglevel error -fflags nobuffer -flags low_delay -rtsp_transport tcp \
+            -i "rtsp://127.0.0.1:$ORIGIN_PORT/cam" -c copy -t $((DURATION + 10)) "${out[@]}" \
+            >"$OUT_DIR/ffmpeg-$proto-$run.out" 2>"$OUT_DIR/ffmpeg-$proto-$run.err" &
+        BG_PIDS+=($!)
+    done
+    sleep 4 # the edge pulls and the relays push; the first keyframes pass
     echo "## run $run"
     echo
     echo "Load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -57,8 +81,16 @@ for run in $(seq "$RUNS"); do
     "$BIN" receive --url "rtsp://127.0.0.1:$EDGE_PORT/cam" --duration "$DURATION" --json \
         >"$OUT_DIR/pull-$run.jsonl" 2>"$OUT_DIR/pull-$run.err" &
     pull_pid=$!
+    "$BIN" receive --url "rtsp://127.0.0.1:$RELAY_PORT/via-rtsp" --duration "$DURATION" --json \
+        >"$OUT_DIR/relay_rtsp-$run.jsonl" 2>"$OUT_DIR/relay_rtsp-$run.err" &
+    relay_rtsp_pid=$!
+    "$BIN" receive --url "rtsp://127.0.0.1:$RELAY_PORT/via-rtmp" --duration "$DURATION" --json \
+        >"$OUT_DIR/relay_rtmp-$run.jsonl" 2>"$OUT_DIR/relay_rtmp-$run.err" &
+    relay_rtmp_pid=$!
     wait "$push_pid" || echo "(the origin's receiver failed: see $OUT_DIR/push-$run.err)"
     wait "$pull_pid" || echo "(the edge's receiver failed: see $OUT_DIR/pull-$run.err)"
+    wait "$relay_rtsp_pid" || echo "(the via-rtsp receiver failed: see $OUT_DIR/relay_rtsp-$run.err)"
+    wait "$relay_rtmp_pid" || echo "(the via-rtmp receiver failed: see $OUT_DIR/relay_rtmp-$run.err)"
     bench_cleanup
     python3 - "$OUT_DIR" "$run" <<'PY'
 import json, sys
@@ -67,7 +99,12 @@ def summary(name):
     with open(f"{out}/{name}-{run}.jsonl") as f:
         rows = [json.loads(l) for l in f if l.strip().startswith("{")]
     return next(r for r in reversed(rows) if r.get("summary"))
-rows = {"RTSP push (origin)": summary("push"), "RTSP pull (edge)": summary("pull")}
+rows = {
+    "RTSP push (origin)": summary("push"),
+    "RTSP pull (edge)": summary("pull"),
+    "RTSP push via ffmpeg -c copy": summary("relay_rtsp"),
+    "RTMP push via ffmpeg -c copy": summary("relay_rtmp"),
+}
 print("| ingest | frames decoded | mismatches | capture→received p50 / p95 / p99 ms | capture→decoded p50 / p95 / p99 ms |")
 print("|---|---:|---:|---|---|")
 for name, s in rows.items():
@@ -76,10 +113,13 @@ for name, s in rows.items():
     print(f"| {name} | {s['frames_decoded']} | {s['mismatches']} | {f('capture_to_received')} | {f('capture_to_decoded')} |")
 o, e = rows["RTSP push (origin)"]["stages"], rows["RTSP pull (edge)"]["stages"]
 added = {p: e["capture_to_received"][p] - o["capture_to_received"][p] for p in ("p50", "p99")}
+r, m = rows["RTSP push via ffmpeg -c copy"]["stages"], rows["RTMP push via ffmpeg -c copy"]["stages"]
+rtmp = {p: m["capture_to_received"][p] - r["capture_to_received"][p] for p in ("p50", "p99")}
 print()
 print(f"Edge hop added (capture→received, edge − origin): p50 {added['p50']:+.2f} ms, p99 {added['p99']:+.2f} ms")
+print(f"RTMP against RTSP ingest through the same relay (capture→received): p50 {rtmp['p50']:+.2f} ms, p99 {rtmp['p99']:+.2f} ms")
 with open(f"{out}/added.jsonl", "a") as f:
-    f.write(json.dumps(added) + "\n")
+    f.write(json.dumps({**added, "rtmp_p50": rtmp["p50"], "rtmp_p99": rtmp["p99"]}) + "\n")
 PY
     echo
 done
@@ -93,4 +133,6 @@ p99 = statistics.median(r["p99"] for r in runs)
 print(f"## origin → edge added latency over {len(runs)} runs (median of the runs)")
 print()
 print(f"capture→received p50 {p50:+.2f} ms, p99 {p99:+.2f} ms")
+print()
+print(f"RTMP against RTSP ingest (same relay), median of the runs: p50 {statistics.median(r['rtmp_p50'] for r in runs):+.2f} ms, p99 {statistics.median(r['rtmp_p99'] for r in runs):+.2f} ms")
 PY

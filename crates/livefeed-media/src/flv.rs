@@ -295,11 +295,63 @@ pub fn parse_audio_tag(data: &Bytes) -> Result<AudioTag, FlvError> {
     }
 }
 
+/// The video tag body of an H.264 sequence header (an AVCDecoderConfigurationRecord with one
+/// SPS and one PPS, 4-byte NAL lengths). `None` when the SPS is too short to name its profile
+/// or a set is over 65535 bytes.
+pub fn avc_sequence_header(sps: &[u8], pps: &[u8]) -> Option<Bytes> {
+    let profile = sps.get(1..4)?;
+    let (sps_len, pps_len) = (
+        u16::try_from(sps.len()).ok()?,
+        u16::try_from(pps.len()).ok()?,
+    );
+    let mut tag = vec![0x17, 0, 0, 0, 0, 1];
+    tag.extend(profile);
+    tag.extend([0xff, 0xe1]);
+    tag.extend(sps_len.to_be_bytes());
+    tag.extend(sps);
+    tag.push(1);
+    tag.extend(pps_len.to_be_bytes());
+    tag.extend(pps);
+    Some(Bytes::from(tag))
+}
+
+/// The video tag body of one H.264 access unit (composition time 0: the frames are sent in
+/// presentation order), NAL units with 4-byte lengths.
+pub fn avc_frame(nals: &[Bytes], keyframe: bool) -> Bytes {
+    let size: usize = nals.iter().map(|n| n.len() + 4).sum();
+    let mut tag = Vec::with_capacity(5 + size);
+    tag.extend([if keyframe { 0x17 } else { 0x27 }, 1, 0, 0, 0]);
+    for nal in nals {
+        tag.extend((nal.len() as u32).to_be_bytes());
+        tag.extend(nal.iter());
+    }
+    Bytes::from(tag)
+}
+
+/// The first byte of an AAC audio tag: AAC, 44 kHz, 16-bit, stereo (as FLV always says for
+/// AAC; the AudioSpecificConfig tells the truth).
+const AAC_TAG: u8 = 0xaf;
+
+/// The audio tag body of an AAC sequence header.
+pub fn aac_sequence_header(audio_specific_config: &[u8]) -> Bytes {
+    let mut tag = vec![AAC_TAG, 0];
+    tag.extend(audio_specific_config);
+    Bytes::from(tag)
+}
+
+/// The audio tag body of one raw AAC frame.
+pub fn aac_frame(frame: &[u8]) -> Bytes {
+    let mut tag = Vec::with_capacity(2 + frame.len());
+    tag.extend([AAC_TAG, 1]);
+    tag.extend(frame);
+    Bytes::from(tag)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn avc_sequence_header() -> Bytes {
+    fn sample_sequence_header() -> Bytes {
         let mut tag = vec![0x17, 0, 0, 0, 0]; // keyframe, AVC, sequence header, cts 0
         tag.extend([
             1, 0x42, 0xc0, 0x1e, 0xff, 0xe1, 0, 4, 0x67, 0x42, 0xc0, 0x1e,
@@ -310,7 +362,7 @@ mod tests {
 
     #[test]
     fn an_avc_sequence_header_gives_sps_pps_and_the_length_size() {
-        let VideoTag::SequenceHeader(config) = parse_video_tag(&avc_sequence_header()).unwrap()
+        let VideoTag::SequenceHeader(config) = parse_video_tag(&sample_sequence_header()).unwrap()
         else {
             panic!("not a sequence header");
         };
@@ -343,7 +395,7 @@ mod tests {
 
     #[test]
     fn short_or_lying_tags_are_errors() {
-        let full = avc_sequence_header();
+        let full = sample_sequence_header();
         for cut in 0..full.len() {
             let part = full.slice(..cut);
             assert!(parse_video_tag(&part).is_err(), "cut at {cut}");
@@ -386,6 +438,38 @@ mod tests {
         assert_eq!((codec, keyframe), (VideoCodec::H265, true));
         let av1 = Bytes::from_static(&[0x90, b'a', b'v', b'0', b'1']);
         assert!(parse_video_tag(&av1).is_err());
+    }
+
+    #[test]
+    fn written_tags_read_back() {
+        let sps = [0x67, 0x42, 0xc0, 0x1e, 0xd9];
+        let pps = [0x68, 0xce, 0x3c, 0x80];
+        let header = avc_sequence_header(&sps, &pps).expect("a header");
+        let VideoTag::SequenceHeader(config) = parse_video_tag(&header).unwrap() else {
+            panic!("not a sequence header");
+        };
+        assert_eq!(config.parameter_sets, [&sps[..], &pps[..]]);
+        let nals = [
+            Bytes::from_static(&[0x65, 1, 2]),
+            Bytes::from_static(&[0x06, 5]),
+        ];
+        let VideoTag::Frame { keyframe, data, .. } =
+            parse_video_tag(&avc_frame(&nals, true)).unwrap()
+        else {
+            panic!("not a frame");
+        };
+        assert!(keyframe);
+        assert_eq!(split_nals(&data, 4, 8).unwrap(), nals);
+        let AudioTag::AacConfig(c) = parse_audio_tag(&aac_sequence_header(&[0x11, 0x90])).unwrap()
+        else {
+            panic!("not a config");
+        };
+        assert_eq!(c.sample_rate, 48_000);
+        assert_eq!(
+            parse_audio_tag(&aac_frame(&[7, 8])).unwrap(),
+            AudioTag::AacFrame(Bytes::from_static(&[7, 8]))
+        );
+        assert!(avc_sequence_header(&[0x67], &pps).is_none());
     }
 
     #[test]

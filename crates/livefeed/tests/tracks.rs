@@ -460,7 +460,7 @@ fn ffmpeg_rtmp_publisher(url: &str, video_codec: &str, secs: u32) -> Proc {
 }
 
 #[test]
-fn ffmpeg_publishes_h264_aac_over_rtmp_and_both_tracks_are_read_over_rtsp_and_llhls() {
+fn ffmpeg_publishes_h264_aac_over_rtmp_and_both_tracks_are_read_over_rtsp_llhls_and_rtmp() {
     let server = TestServer::start();
     let url = format!("rtmp://127.0.0.1:{}/live/cam", server.rtmp_port);
     let _publisher = ffmpeg_rtmp_publisher(&url, "libx264", 30);
@@ -516,4 +516,18 @@ fn rtmp_publishing_needs_the_publish_permission() {
     );
     let _publisher = ffmpeg_rtmp_publisher(&allowed, "libx264", 20);
     wait_for_stream(&server.addr(), "live/door");
+    // Reading a path with no stream over RTMP: refused with the reason, logged.
+    let missing = format!("rtmp://127.0.0.1:{}/live/none", server.rtmp_port);
+    let out = run(
+        "ffprobe",
+        Command::new("ffprobe").args(["-v", "error", &missing]),
+        Duration::from_secs(20),
+    );
+    assert!(!out.success && !out.timed_out, "{}", out.stderr);
+    let log = server.proc.stderr_so_far();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("RTMP play refused") && l.contains("no stream")),
+        "{log}"
+    );
 }

@@ -9,7 +9,13 @@
 //! metadata announces sound, the AAC config too (or a second of video passed without it);
 //! media before that is dropped. Bad input (a broken chunk stream, a malformed tag) is logged
 //! with the peer and the cause; a broken chunk stream closes the connection, a bad tag is
-//! dropped. Playing out over RTMP is not served yet: a play request is refused.
+//! dropped.
+//!
+//! Reading (`rtmp://HOST:1935/PATH` played, for recorders and restreaming tools) sends the
+//! path's H.264 video and its AAC sound, if it has some, as FLV tags: the sequence headers
+//! first, then the GOP cache from its keyframe, then live frames, timestamps in ms from the
+//! first frame sent. The read permission is checked as for RTSP; an on-demand source is woken.
+//! H.265 paths are refused for reading (enhanced RTMP out is not written yet).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,20 +27,26 @@ use livefeed_media::aac::AacConfig;
 use livefeed_media::flv::{self, AudioTag, VideoConfig, VideoTag};
 use livefeed_media::rtp::{Depacketized, DepacketizerLimits};
 use livefeed_media::track::TrackDescription;
+use livefeed_media::VideoCodec;
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
 use rml_rtmp::sessions::{
     ServerSession, ServerSessionConfig, ServerSessionEvent, ServerSessionResult,
 };
+use rml_rtmp::time::RtmpTimestamp;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
-use crate::hub::{Hub, PublisherInfo, StreamInfo};
+use crate::hub::{
+    Delivery, Hub, Media, PublisherInfo, ReaderInfo, StreamInfo, Subscription,
+    ON_DEMAND_START_TIMEOUT,
+};
 use crate::ingest::rtp_in::{IngestShared, TrackIngest};
 use crate::limits::conn_gate::{ConnectionGate, Permit};
 use crate::measure::metrics::ServerMetrics;
+use crate::outputs::audio_track::MuxedAudio;
 
 /// How long a publisher's stream may stay without its AAC config once video flows.
 const AUDIO_CONFIG_WAIT: Duration = Duration::from_secs(1);
@@ -119,6 +131,8 @@ async fn serve(
         peer,
         shared: shared.clone(),
         publish: None,
+        play_request: None,
+        playing: None,
     };
     conn.results(start).await?;
     conn.input(&rest).await?;
@@ -128,8 +142,23 @@ async fn serve(
         } else {
             idle
         };
+        let timeout = if conn.playing.is_some() {
+            Duration::from_secs(3600) // a player may stay silent
+        } else {
+            timeout
+        };
         let n = tokio::select! {
             _ = permit.cancel.cancelled() => return Err("shed: idle while the server was full".into()),
+            delivery = next_delivery(&mut conn.playing) => {
+                match delivery {
+                    Some(delivery) => conn.send_media(&delivery).await?,
+                    None => {
+                        info!(%peer, "RTMP reader: the stream ended");
+                        return Ok(());
+                    }
+                }
+                continue;
+            }
             r = tokio::time::timeout(timeout, read.read(&mut buf)) => match r {
                 Err(_) => return Err(format!("nothing received for {timeout:?}")),
                 Ok(Err(e)) => return Err(format!("read error: {e}")),
@@ -142,7 +171,9 @@ async fn serve(
         };
         permit.activity.touch();
         conn.input(&buf[..n]).await?;
-        permit.activity.set_streaming(conn.publish.is_some());
+        permit
+            .activity
+            .set_streaming(conn.publish.is_some() || conn.playing.is_some());
     }
 }
 
@@ -188,6 +219,17 @@ struct Connection {
     peer: SocketAddr,
     shared: Shared,
     publish: Option<Publishing>,
+    /// A play request the session raised, answered once the input is handled.
+    play_request: Option<PlayRequest>,
+    playing: Option<Playing>,
+}
+
+/// A client's request to play a stream.
+struct PlayRequest {
+    request_id: u32,
+    stream_id: u32,
+    app: String,
+    key: String,
 }
 
 impl Connection {
@@ -199,7 +241,11 @@ impl Connection {
             .session
             .handle_input(bytes)
             .map_err(|e| format!("malformed RTMP input: {e:?}"))?;
-        self.results(results).await
+        self.results(results).await?;
+        if let Some(request) = self.play_request.take() {
+            self.start_play(request).await?;
+        }
+        Ok(())
     }
 
     /// Sends what the session answers and acts on what it raises (which may answer more).
@@ -242,15 +288,20 @@ impl Connection {
                 stream_key,
                 ..
             } => self.publish_requested(request_id, &app_name, &stream_key),
-            ServerSessionEvent::PlayStreamRequested { request_id, .. } => {
-                warn!(peer = %self.peer, "RTMP play refused: reading over RTMP is not served yet");
-                self.session
-                    .reject_request(
-                        request_id,
-                        "NetStream.Play.Failed",
-                        "reading over RTMP is not served yet: use RTSP, LL-HLS or WebRTC",
-                    )
-                    .map_err(|e| format!("RTMP session: {e:?}"))
+            ServerSessionEvent::PlayStreamRequested {
+                request_id,
+                app_name,
+                stream_key,
+                stream_id,
+                ..
+            } => {
+                self.play_request = Some(PlayRequest {
+                    request_id,
+                    stream_id,
+                    app: app_name,
+                    key: stream_key,
+                });
+                Ok(Vec::new())
             }
             ServerSessionEvent::StreamMetadataChanged { metadata, .. } => {
                 if let Some(p) = self.publish.as_mut() {
@@ -304,22 +355,7 @@ impl Connection {
                 return refuse(&mut self.session, &e.to_string());
             }
         };
-        let authorization = credentials.map(|(user, pass)| basic_authorization(&user, &pass));
-        let decision = self.shared.auth.check(&AuthRequest {
-            action: Action::Publish,
-            path: &path,
-            ip: self.peer.ip(),
-            connection: Some(self.peer),
-            authorization: authorization.as_deref(),
-            method: "PUBLISH",
-            uri: &path,
-            now_secs: livefeed_media::clock::unix_now_ns() / 1_000_000_000,
-        });
-        let reason = match decision {
-            Decision::Allowed { .. } => None,
-            Decision::Unauthorized { reason, .. } | Decision::Forbidden { reason } => Some(reason),
-        };
-        if let Some(reason) = reason {
+        if let Err(reason) = self.permitted(Action::Publish, &path, credentials) {
             warn!(peer = %self.peer, %path, %reason, "RTMP publish refused");
             return refuse(&mut self.session, &reason);
         }
@@ -333,6 +369,205 @@ impl Connection {
         self.session
             .accept_request(request_id)
             .map_err(|e| format!("RTMP session: {e:?}"))
+    }
+}
+
+impl Connection {
+    /// Whether `action` on `path` is allowed to this peer with `credentials`; the refusal's
+    /// reason otherwise.
+    fn permitted(
+        &self,
+        action: Action,
+        path: &str,
+        credentials: Option<(String, String)>,
+    ) -> Result<(), String> {
+        let authorization = credentials.map(|(user, pass)| basic_authorization(&user, &pass));
+        let decision = self.shared.auth.check(&AuthRequest {
+            action,
+            path,
+            ip: self.peer.ip(),
+            connection: Some(self.peer),
+            authorization: authorization.as_deref(),
+            method: if action == Action::Read {
+                "PLAY"
+            } else {
+                "PUBLISH"
+            },
+            uri: path,
+            now_secs: livefeed_media::clock::unix_now_ns() / 1_000_000_000,
+        });
+        match decision {
+            Decision::Allowed { .. } => Ok(()),
+            Decision::Unauthorized { reason, .. } | Decision::Forbidden { reason } => Err(reason),
+        }
+    }
+
+    /// Answers a play request: permission, the stream (an on-demand source woken), the
+    /// subscription, then the sequence headers.
+    async fn start_play(&mut self, request: PlayRequest) -> Result<(), String> {
+        let (path, credentials) = path_and_credentials(&request.app, &request.key);
+        let refusal = match self.play_refusal(&path, credentials).await {
+            Ok(playing) => {
+                let accepted = self
+                    .session
+                    .accept_request(request.request_id)
+                    .map_err(|e| format!("RTMP session: {e:?}"))?;
+                self.results(accepted).await?;
+                info!(peer = %self.peer, %path, "RTMP reader started");
+                self.playing = Some(playing);
+                return self.send_headers(request.stream_id).await;
+            }
+            Err(reason) => reason,
+        };
+        warn!(peer = %self.peer, %path, reason = %refusal, "RTMP play refused");
+        let refused = self
+            .session
+            .reject_request(
+                request.request_id,
+                "NetStream.Play.StreamNotFound",
+                &refusal,
+            )
+            .map_err(|e| format!("RTMP session: {e:?}"))?;
+        self.results(refused).await
+    }
+
+    /// The reader of `path`, or why it cannot be one.
+    async fn play_refusal(
+        &mut self,
+        path: &str,
+        credentials: Option<(String, String)>,
+    ) -> Result<Playing, String> {
+        let path = livefeed_media::path::validate(path)
+            .map_err(|e| e.to_string())?
+            .to_string();
+        self.permitted(Action::Read, &path, credentials)?;
+        let hub = &self.shared.hub;
+        let stream = hub
+            .stream_on_demand(&path, ON_DEMAND_START_TIMEOUT)
+            .await
+            .ok_or_else(|| format!("no stream is being published on path {path:?}"))?;
+        if stream.codec != VideoCodec::H264 {
+            return Err(format!(
+                "the path's video is {}: reading it over RTMP is not served yet (use RTSP, LL-HLS or WebRTC)",
+                stream.codec.name()
+            ));
+        }
+        let reader = ReaderInfo {
+            protocol: "rtmp".into(),
+            remote: self.peer.to_string(),
+        };
+        let sub = hub.subscribe_as(&path, reader).map_err(|e| e.to_string())?;
+        let audio = MuxedAudio::find(&path, &sub.others())
+            .filter(|a| matches!(a.cmaf_track(), livefeed_hls::cmaf::AudioTrack::Aac(_)));
+        Ok(Playing {
+            stream_id: 0,
+            sub,
+            audio,
+            stream,
+            base_ms: None,
+        })
+    }
+
+    /// The video's and the sound's sequence headers.
+    async fn send_headers(&mut self, stream_id: u32) -> Result<(), String> {
+        let Some(playing) = self.playing.as_mut() else {
+            return Ok(());
+        };
+        playing.stream_id = stream_id;
+        let mut tags = Vec::new();
+        if let Some(header) = flv::avc_sequence_header(&playing.stream.sps, &playing.stream.pps) {
+            tags.push((true, header));
+        }
+        if let Some(livefeed_hls::cmaf::AudioTrack::Aac(config)) =
+            playing.audio.as_ref().map(MuxedAudio::cmaf_track)
+        {
+            tags.push((
+                false,
+                flv::aac_sequence_header(&config.audio_specific_config),
+            ));
+        }
+        for (video, tag) in tags {
+            self.send_tag(video, tag, 0, false).await?;
+        }
+        Ok(())
+    }
+
+    /// One frame of the path to the reader (audio before the first video frame is dropped).
+    async fn send_media(&mut self, delivery: &Delivery) -> Result<(), String> {
+        let Some(playing) = self.playing.as_mut() else {
+            return Ok(());
+        };
+        match &delivery.frame.media {
+            Media::Video(au) => {
+                let ms = au.pts / 90;
+                let base = *playing.base_ms.get_or_insert(ms);
+                let tag = flv::avc_frame(&au.nals, au.keyframe);
+                let at = ms.saturating_sub(base) as u32;
+                self.send_tag(true, tag, at, !au.keyframe).await
+            }
+            Media::Packet(packet) => {
+                let Some(base) = playing.base_ms else {
+                    return Ok(());
+                };
+                let Some(audio) = playing.audio.as_mut().filter(|a| a.track == packet.track) else {
+                    return Ok(());
+                };
+                let rate = u64::from(audio.description.clock_rate.max(1));
+                let frames = audio.frames(packet);
+                for frame in frames {
+                    let at = (frame.decode_time * 1000 / rate).saturating_sub(base) as u32;
+                    self.send_tag(false, flv::aac_frame(&frame.data), at, true)
+                        .await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Writes one FLV tag to the reader, within the write timeout.
+    async fn send_tag(
+        &mut self,
+        video: bool,
+        tag: Bytes,
+        at_ms: u32,
+        droppable: bool,
+    ) -> Result<(), String> {
+        let Some(stream_id) = self.playing.as_ref().map(|p| p.stream_id) else {
+            return Ok(());
+        };
+        let at = RtmpTimestamp::new(at_ms);
+        let packet = if video {
+            self.session.send_video_data(stream_id, tag, at, droppable)
+        } else {
+            self.session.send_audio_data(stream_id, tag, at, droppable)
+        }
+        .map_err(|e| format!("RTMP session: {e:?}"))?;
+        let timeout = self.shared.config.read_timeout;
+        match tokio::time::timeout(timeout, self.write.write_all(&packet.bytes)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(format!("write error: {e}")),
+            Err(_) => Err(format!(
+                "the reader took nothing for {timeout:?}: disconnected"
+            )),
+        }
+    }
+}
+
+/// A connection playing a path.
+struct Playing {
+    stream_id: u32,
+    sub: Subscription,
+    audio: Option<MuxedAudio>,
+    stream: StreamInfo,
+    /// The first video frame's time, ms: the zero of the timestamps sent.
+    base_ms: Option<u64>,
+}
+
+/// The next frame for a playing connection; never, for one that does not play.
+async fn next_delivery(playing: &mut Option<Playing>) -> Option<Delivery> {
+    match playing {
+        Some(p) => p.sub.recv().await,
+        None => std::future::pending().await,
     }
 }
 
