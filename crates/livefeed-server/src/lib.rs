@@ -34,6 +34,7 @@ pub mod hub;
 /// Where streams come in.
 pub mod ingest {
     pub mod rtmp;
+    pub mod rtmp_guard;
     pub mod rtp_in;
     pub mod rtsp_pull;
     pub mod rtsp_server;
@@ -94,6 +95,12 @@ use tokio::task::JoinHandle;
 pub use config::{ServerConfig, ServerOptions};
 use hub::Hub;
 use metrics::ServerMetrics;
+
+/// The stack of the runtime's worker threads that a program embedding the server must give
+/// them (`tokio::runtime::Builder::thread_stack_size`): 8 MiB, as the main thread has. The RTMP
+/// guard's AMF size cap ([`ingest::rtmp_guard::MAX_AMF_MESSAGE`]) is sized against it, with a
+/// test proving the deepest message it lets through parses in half of it.
+pub const WORKER_STACK_BYTES: usize = 8 << 20;
 
 /// A running server.
 pub struct Server {

@@ -33,6 +33,7 @@ fn main() -> std::process::ExitCode {
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .thread_stack_size(livefeed_server::WORKER_STACK_BYTES)
         .build()
     {
         Ok(rt) => rt,

@@ -531,3 +531,62 @@ fn rtmp_publishing_needs_the_publish_permission() {
         "{log}"
     );
 }
+
+/// A hostile RTMP peer: after a real handshake it announces a 1 MiB AMF command made of nested
+/// arrays (enough to overflow any stack if parsed by recursion). The connection is closed with
+/// a log line naming the peer and the cap, and the server goes on serving.
+#[test]
+fn a_deeply_nested_rtmp_command_closes_only_its_connection() {
+    use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
+    use std::io::{Read, Write};
+    let server = TestServer::start();
+    let mut stream =
+        std::net::TcpStream::connect(("127.0.0.1", server.rtmp_port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut handshake = Handshake::new(PeerType::Client);
+    let hello = handshake.generate_outbound_p0_and_p1().expect("c0c1");
+    stream.write_all(&hello).expect("write");
+    let mut buf = vec![0u8; 8192];
+    loop {
+        let n = stream.read(&mut buf).expect("handshake reply");
+        assert!(n > 0, "closed during the handshake");
+        match handshake.process_bytes(&buf[..n]).expect("a valid handshake") {
+            HandshakeProcessResult::InProgress { response_bytes } => {
+                stream.write_all(&response_bytes).expect("write");
+            }
+            HandshakeProcessResult::Completed { response_bytes, .. } => {
+                stream.write_all(&response_bytes).expect("write");
+                break;
+            }
+        }
+    }
+    let len: usize = 1 << 20;
+    let mut message = vec![0x03, 0, 0, 0]; // chunk stream 3, type 0 header, timestamp 0
+    message.extend(&(len as u32).to_be_bytes()[1..]);
+    message.extend([20, 0, 0, 0, 0]); // AMF0 command, stream 0
+    message.extend([0x0a, 0, 0, 0, 1].repeat(4096));
+    let _ = stream.write_all(&message);
+    // The server closes the connection (a read returns 0 or fails) …
+    let mut rest = Vec::new();
+    let _ = stream.read_to_end(&mut rest);
+    // … names the peer and the cap …
+    let log = retry(Duration::from_secs(5), || {
+        let log = server.proc.stderr_so_far();
+        if log.contains("RTMP connection closed") && log.contains("4096-byte cap") {
+            Ok(log)
+        } else {
+            Err(log)
+        }
+    });
+    assert!(log.lines().any(|l| l.contains("4096-byte cap") && l.contains("peer=127.0.0.1")));
+    // … and goes on serving.
+    let mut server = server;
+    assert!(server.proc.is_running(), "the server died");
+    let resp = raw_exchange(
+        &server.addr(),
+        "OPTIONS rtsp://127.0.0.1/x RTSP/1.0\r\nCSeq: 1\r\n\r\n",
+    );
+    assert!(resp.starts_with("RTSP/1.0 200"), "{resp}");
+}

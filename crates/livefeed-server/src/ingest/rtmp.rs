@@ -43,10 +43,20 @@ use crate::hub::{
     Delivery, Hub, Media, PublisherInfo, ReaderInfo, StreamInfo, Subscription,
     ON_DEMAND_START_TIMEOUT,
 };
+use crate::ingest::rtmp_guard::ChunkGuard;
 use crate::ingest::rtp_in::{IngestShared, TrackIngest};
 use crate::limits::conn_gate::{ConnectionGate, Permit};
 use crate::measure::metrics::ServerMetrics;
 use crate::outputs::audio_track::MuxedAudio;
+
+/// The whole handshake must be done within this.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bytes a connection may send before it publishes or plays (ffmpeg and OBS send under 2 KiB).
+const MAX_BYTES_BEFORE_STREAMING: u64 = 64 * 1024;
+/// How long a publisher may go without a video sequence header.
+const VIDEO_CONFIG_WAIT: Duration = Duration::from_secs(10);
+/// FLV's sound format id of AAC.
+const FLV_AAC: u32 = 10;
 
 /// How long a publisher's stream may stay without its AAC config once video flows.
 const AUDIO_CONFIG_WAIT: Duration = Duration::from_secs(1);
@@ -122,7 +132,14 @@ async fn serve(
     let (mut read, mut write) = stream.into_split();
     let mut buf = vec![0u8; 64 * 1024];
     let idle = shared.config.idle_timeout;
-    let rest = handshake(&mut read, &mut write, &mut buf, idle).await?;
+    let rest = tokio::select! {
+        _ = permit.cancel.cancelled() => return Err("shed: idle while the server was full".into()),
+        r = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&mut read, &mut write, &mut buf, idle)) => {
+            r.map_err(|_| format!("no RTMP handshake within {HANDSHAKE_TIMEOUT:?}"))??
+        }
+    };
+    let mut guard = ChunkGuard::new(shared.config.limits.max_access_unit_bytes);
+    let mut bytes_before_streaming = rest.len() as u64;
     let (session, start) = ServerSession::new(ServerSessionConfig::new())
         .map_err(|e| format!("starting the RTMP session: {e:?}"))?;
     let mut conn = Connection {
@@ -135,6 +152,7 @@ async fn serve(
         playing: None,
     };
     conn.results(start).await?;
+    guard.check(&rest).map_err(|e| e.to_string())?;
     conn.input(&rest).await?;
     loop {
         let timeout = if conn.publish.is_some() {
@@ -170,7 +188,24 @@ async fn serve(
             },
         };
         permit.activity.touch();
-        conn.input(&buf[..n]).await?;
+        guard.check(&buf[..n]).map_err(|e| e.to_string())?;
+        if conn.publish.is_none() && conn.playing.is_none() {
+            bytes_before_streaming += n as u64;
+            if bytes_before_streaming > MAX_BYTES_BEFORE_STREAMING {
+                return Err(format!(
+                    "{bytes_before_streaming} bytes without publishing or playing"
+                ));
+            }
+        }
+        if conn.publish.as_ref().is_some_and(Publishing::video_overdue) {
+            return Err(format!(
+                "no video sequence header within {VIDEO_CONFIG_WAIT:?}"
+            ));
+        }
+        tokio::select! {
+            _ = permit.cancel.cancelled() => return Err("shed: idle while the server was full".into()),
+            r = conn.input(&buf[..n]) => r?,
+        }
         permit
             .activity
             .set_streaming(conn.publish.is_some() || conn.playing.is_some());
@@ -253,11 +288,13 @@ impl Connection {
         let mut pending = std::collections::VecDeque::from(results);
         while let Some(result) = pending.pop_front() {
             match result {
-                ServerSessionResult::OutboundResponse(packet) => self
-                    .write
-                    .write_all(&packet.bytes)
-                    .await
-                    .map_err(|e| format!("write error: {e}"))?,
+                ServerSessionResult::OutboundResponse(packet) => {
+                    let timeout = self.shared.config.read_timeout;
+                    tokio::time::timeout(timeout, self.write.write_all(&packet.bytes))
+                        .await
+                        .map_err(|_| format!("the peer took nothing for {timeout:?}"))?
+                        .map_err(|e| format!("write error: {e}"))?
+                }
                 ServerSessionResult::RaisedEvent(event) => {
                     let more = self.event(event)?;
                     for (i, r) in more.into_iter().enumerate() {
@@ -305,7 +342,7 @@ impl Connection {
             }
             ServerSessionEvent::StreamMetadataChanged { metadata, .. } => {
                 if let Some(p) = self.publish.as_mut() {
-                    p.expects_audio = metadata.audio_codec_id.is_some();
+                    p.expects_audio = metadata.audio_codec_id == Some(FLV_AAC);
                 }
                 Ok(Vec::new())
             }
@@ -614,6 +651,10 @@ struct Publishing {
     tracks: Option<Tracks>,
     /// Tags dropped as malformed so far.
     bad_tags: u64,
+    /// When the publish was accepted.
+    accepted: Instant,
+    /// A keyframe has been published since the claim (frames before it are dropped).
+    keyframe_seen: bool,
 }
 
 /// The claimed path and its tracks.
@@ -634,7 +675,14 @@ impl Publishing {
             expects_audio: false,
             tracks: None,
             bad_tags: 0,
+            accepted: Instant::now(),
+            keyframe_seen: false,
         }
+    }
+
+    /// No video sequence header long after the publish was accepted.
+    fn video_overdue(&self) -> bool {
+        self.video.is_none() && self.accepted.elapsed() >= VIDEO_CONFIG_WAIT
     }
 
     fn bad_tag(&mut self, what: &str, cause: &dyn std::fmt::Display) {
@@ -655,7 +703,9 @@ impl Publishing {
         match tag {
             VideoTag::SequenceHeader(config) => {
                 if self.tracks.is_none() {
-                    self.video = Some((config, Instant::now()));
+                    // The audio wait counts from the first header, not the latest repeat.
+                    let since = self.video.as_ref().map_or_else(Instant::now, |(_, t)| *t);
+                    self.video = Some((config, since));
                 }
             }
             VideoTag::Frame {
@@ -682,6 +732,10 @@ impl Publishing {
                 let pts_ms = (i64::from(timestamp_ms) + i64::from(composition_ms)).max(0);
                 let pts = pts_ms as u64 * 90;
                 let keyframe = keyframe || nals.iter().any(|n| codec.is_keyframe_nal(n));
+                self.keyframe_seen |= keyframe;
+                if !self.keyframe_seen {
+                    return Ok(()); // a reader could not decode it
+                }
                 tracks.video.push_frame(Depacketized {
                     nals,
                     rtp_timestamp: pts as u32,
@@ -736,7 +790,7 @@ impl Publishing {
             return Ok(());
         }
         let audio = self.audio.as_ref().and_then(aac_track);
-        let stream = StreamInfo::from_parameter_sets(config.codec, &config.parameter_sets);
+        let stream = StreamInfo::from_parameter_sets(config.codec, &parameter_sets(config));
         let info = PublisherInfo {
             protocol: "rtmp".into(),
             remote: self.peer.to_string(),
@@ -765,6 +819,23 @@ impl Publishing {
         });
         Ok(())
     }
+}
+
+/// One parameter set of each type the codec needs (the first of each), whatever else the
+/// configuration record holds (SEI, a second PPS).
+fn parameter_sets(config: &VideoConfig) -> Vec<Bytes> {
+    config
+        .codec
+        .parameter_set_types()
+        .iter()
+        .filter_map(|&t| {
+            config
+                .parameter_sets
+                .iter()
+                .find(|n| config.codec.nal_unit_type(n) == Some(t))
+                .cloned()
+        })
+        .collect()
 }
 
 /// The track description of an AAC stream (as an RTSP publisher would announce it) and the
