@@ -532,16 +532,11 @@ fn rtmp_publishing_needs_the_publish_permission() {
     );
 }
 
-/// A hostile RTMP peer: after a real handshake it announces a 1 MiB AMF command made of nested
-/// arrays (enough to overflow any stack if parsed by recursion). The connection is closed with
-/// a log line naming the peer and the cap, and the server goes on serving.
-#[test]
-fn a_deeply_nested_rtmp_command_closes_only_its_connection() {
+/// A TCP connection to `port` that has done the RTMP handshake as a client.
+fn rtmp_handshaken(port: u16) -> std::net::TcpStream {
     use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
     use std::io::{Read, Write};
-    let server = TestServer::start();
-    let mut stream =
-        std::net::TcpStream::connect(("127.0.0.1", server.rtmp_port)).expect("connect");
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
     stream
         .set_read_timeout(Some(Duration::from_secs(5)))
         .expect("timeout");
@@ -552,36 +547,61 @@ fn a_deeply_nested_rtmp_command_closes_only_its_connection() {
     loop {
         let n = stream.read(&mut buf).expect("handshake reply");
         assert!(n > 0, "closed during the handshake");
-        match handshake.process_bytes(&buf[..n]).expect("a valid handshake") {
+        match handshake
+            .process_bytes(&buf[..n])
+            .expect("a valid handshake")
+        {
             HandshakeProcessResult::InProgress { response_bytes } => {
                 stream.write_all(&response_bytes).expect("write");
             }
             HandshakeProcessResult::Completed { response_bytes, .. } => {
                 stream.write_all(&response_bytes).expect("write");
-                break;
+                return stream;
             }
         }
     }
-    let len: usize = 1 << 20;
-    let mut message = vec![0x03, 0, 0, 0]; // chunk stream 3, type 0 header, timestamp 0
+}
+
+/// One RTMP message of `kind` with `payload` announced as `len` bytes, on chunk stream 3
+/// (type 0 header), and what follows until the server closes.
+fn rtmp_send(stream: &mut std::net::TcpStream, kind: u8, len: usize, payload: &[u8]) {
+    use std::io::{Read, Write};
+    let mut message = vec![0x03, 0, 0, 0];
     message.extend(&(len as u32).to_be_bytes()[1..]);
-    message.extend([20, 0, 0, 0, 0]); // AMF0 command, stream 0
-    message.extend([0x0a, 0, 0, 0, 1].repeat(4096));
+    message.extend([kind, 0, 0, 0, 0]);
+    message.extend(payload);
     let _ = stream.write_all(&message);
-    // The server closes the connection (a read returns 0 or fails) …
     let mut rest = Vec::new();
     let _ = stream.read_to_end(&mut rest);
-    // … names the peer and the cap …
+}
+
+/// Hostile RTMP peers, after a real handshake: one announces a 1 MiB AMF command made of
+/// nested arrays (enough to overflow any stack if parsed by recursion), one sends a command
+/// of a single value (which the RTMP library indexes past). Each connection is closed with a
+/// log line naming the peer and the cause, and the server goes on serving.
+#[test]
+fn hostile_rtmp_commands_close_only_their_connection() {
+    let server = TestServer::start();
+    let mut deep = rtmp_handshaken(server.rtmp_port);
+    rtmp_send(&mut deep, 20, 1 << 20, &[0x0a, 0, 0, 0, 1].repeat(4096));
+    let mut short = rtmp_handshaken(server.rtmp_port);
+    rtmp_send(&mut short, 20, 4, &[0x02, 0, 1, b'a']);
     let log = retry(Duration::from_secs(5), || {
         let log = server.proc.stderr_so_far();
-        if log.contains("RTMP connection closed") && log.contains("4096-byte cap") {
+        let closed = |cause: &str| {
+            log.lines().any(|l| {
+                l.contains("RTMP connection closed")
+                    && l.contains(cause)
+                    && l.contains("peer=127.0.0.1")
+            })
+        };
+        if closed("4096-byte cap") && closed("could not read a message") {
             Ok(log)
         } else {
             Err(log)
         }
     });
-    assert!(log.lines().any(|l| l.contains("4096-byte cap") && l.contains("peer=127.0.0.1")));
-    // … and goes on serving.
+    drop(log);
     let mut server = server;
     assert!(server.proc.is_running(), "the server died");
     let resp = raw_exchange(

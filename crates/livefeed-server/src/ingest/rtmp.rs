@@ -272,10 +272,16 @@ impl Connection {
         if bytes.is_empty() {
             return Ok(());
         }
-        let results = self
-            .session
-            .handle_input(bytes)
-            .map_err(|e| format!("malformed RTMP input: {e:?}"))?;
+        // rml_rtmp indexes into some messages without checking them (a command with fewer
+        // than three values, a bare @setDataFrame): its panic ends this connection only, with
+        // a reason, rather than the task without one.
+        let session = &mut self.session;
+        let results =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| session.handle_input(bytes)))
+                .map_err(|_| {
+                    "malformed RTMP input: the RTMP library could not read a message".to_string()
+                })?
+                .map_err(|e| format!("malformed RTMP input: {e:?}"))?;
         self.results(results).await?;
         if let Some(request) = self.play_request.take() {
             self.start_play(request).await?;
