@@ -154,16 +154,15 @@ async fn serve(
     conn.results(start).await?;
     guard.check(&rest).map_err(|e| e.to_string())?;
     conn.input(&rest).await?;
+    // Silence is counted from the last bytes read, whatever is sent meanwhile.
+    let mut last_read = tokio::time::Instant::now();
     loop {
         let timeout = if conn.publish.is_some() {
             shared.config.read_timeout
-        } else {
-            idle
-        };
-        let timeout = if conn.playing.is_some() {
+        } else if conn.playing.is_some() {
             Duration::from_secs(3600) // a player may stay silent
         } else {
-            timeout
+            idle
         };
         let n = tokio::select! {
             _ = permit.cancel.cancelled() => return Err("shed: idle while the server was full".into()),
@@ -177,7 +176,7 @@ async fn serve(
                 }
                 continue;
             }
-            r = tokio::time::timeout(timeout, read.read(&mut buf)) => match r {
+            r = tokio::time::timeout_at(last_read + timeout, read.read(&mut buf)) => match r {
                 Err(_) => return Err(format!("nothing received for {timeout:?}")),
                 Ok(Err(e)) => return Err(format!("read error: {e}")),
                 Ok(Ok(0)) => {
@@ -187,6 +186,7 @@ async fn serve(
                 Ok(Ok(n)) => n,
             },
         };
+        last_read = tokio::time::Instant::now();
         permit.activity.touch();
         guard.check(&buf[..n]).map_err(|e| e.to_string())?;
         if conn.publish.is_none() && conn.playing.is_none() {
@@ -365,6 +365,12 @@ impl Connection {
             } => {
                 if let Some(p) = self.publish.as_mut() {
                     p.audio(&data, timestamp.value)?;
+                }
+                Ok(Vec::new())
+            }
+            ServerSessionEvent::PlayStreamFinished { .. } => {
+                if self.playing.take().is_some() {
+                    info!(peer = %self.peer, "RTMP reader finished");
                 }
                 Ok(Vec::new())
             }

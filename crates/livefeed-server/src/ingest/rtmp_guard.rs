@@ -9,8 +9,10 @@
 //!
 //! It reads the same headers rml_rtmp does (RTMP 1.0 §5.3: basic header, message header of
 //! type 0–3, extended timestamp, the peer's Set Chunk Size), so what it lets through is what
-//! rml_rtmp sees; anything it cannot follow (an unknown chunk stream continued with type 3, a
-//! chunk size of 0) is refused.
+//! rml_rtmp sees. rml_rtmp assembles one message at a time (one buffer for all chunk streams),
+//! so a message's chunks must come back to back, as ffmpeg and librtmp (OBS) send them: a
+//! chunk of another message while one is incomplete is refused, as is anything else the guard
+//! cannot follow (a new chunk stream without a length and a type, a chunk size of 0).
 
 use std::collections::HashMap;
 
@@ -71,6 +73,8 @@ pub struct ChunkGuard {
     header: Vec<u8>,
     state: State,
     max_media: usize,
+    /// The chunk stream whose message is incomplete, if one is.
+    open: Option<u32>,
 }
 
 impl ChunkGuard {
@@ -83,6 +87,7 @@ impl ChunkGuard {
             header: Vec::with_capacity(18),
             state: State::Header,
             max_media,
+            open: None,
         }
     }
 
@@ -123,6 +128,9 @@ impl ChunkGuard {
 
     /// Parses the buffered chunk header: `Some(its length)` once complete.
     fn parse_header(&mut self) -> Result<Option<usize>, GuardError> {
+        if self.chunk_size == 0 {
+            return Err(GuardError::Malformed("a chunk size of 0"));
+        }
         let h = &self.header;
         let Some(&first) = h.first() else {
             return Ok(None);
@@ -139,6 +147,12 @@ impl ChunkGuard {
             },
             n => (u32::from(n), 1),
         };
+        if let Some(open) = self.open {
+            // Only the next chunk of the incomplete message may come.
+            if fmt != 3 || csid != open {
+                return Err(GuardError::Malformed("chunks of two messages interleaved"));
+            }
+        }
         let message_header = [11, 7, 3, 0][usize::from(fmt)];
         let Some(mh) = h.get(at..at + message_header) else {
             return Ok(None);
@@ -179,6 +193,7 @@ impl ChunkGuard {
             stream.set_chunk_size = [0; 4];
         }
         let chunk = stream.remaining.min(self.chunk_size);
+        self.open = (stream.remaining > chunk).then_some(csid);
         self.streams.insert(csid, stream);
         self.state = if chunk == 0 {
             State::Header
@@ -204,8 +219,8 @@ impl ChunkGuard {
         stream.remaining -= bytes.len();
         if stream.remaining == 0 && stream.kind == 1 {
             let size = u32::from_be_bytes(stream.set_chunk_size) & 0x7fff_ffff;
-            // A size of 0 is as rml_rtmp would take it: refused at the next chunk.
-            self.chunk_size = (size as usize).max(1);
+            // 0 is refused at the next header (rml_rtmp would never finish a message again).
+            self.chunk_size = size as usize;
         }
     }
 }
@@ -293,6 +308,30 @@ mod tests {
             ChunkGuard::new(1 << 20).check(&[0xc5, 0, 0]).is_err(),
             "type 3 first"
         );
+    }
+
+    #[test]
+    fn interleaved_messages_and_a_zero_chunk_size_are_refused() {
+        // 128 bytes of a 200-byte video message, then a new header on the same chunk stream:
+        // rml_rtmp would read the next bytes as the rest of the first message.
+        let mut input = header(6, 200, 9);
+        input.extend(vec![0u8; 128]);
+        input.extend(header(6, 130, 9));
+        let err = ChunkGuard::new(1 << 20).check(&input).unwrap_err();
+        assert_eq!(
+            err,
+            GuardError::Malformed("chunks of two messages interleaved")
+        );
+        // … or a chunk of another chunk stream.
+        let mut input = header(6, 200, 9);
+        input.extend(vec![0u8; 128]);
+        input.extend(header(4, 10, 9));
+        assert!(ChunkGuard::new(1 << 20).check(&input).is_err());
+        let mut input = header(2, 4, 1);
+        input.extend(0u32.to_be_bytes());
+        input.extend(header(3, 10, 20));
+        let err = ChunkGuard::new(1 << 20).check(&input).unwrap_err();
+        assert_eq!(err, GuardError::Malformed("a chunk size of 0"));
     }
 
     #[test]
