@@ -82,9 +82,14 @@ impl CaptureClock {
     /// packets are errors and change nothing.
     pub fn on_rtcp(&mut self, packet: &[u8]) -> Result<(), RtcpError> {
         if let Some(sr) = parse_sender_reports(packet)?.pop() {
-            self.last = Some(sr);
+            self.take_report(sr);
         }
         Ok(())
+    }
+
+    /// Takes one sender report (already parsed and chosen by the caller).
+    pub fn take_report(&mut self, report: SenderReport) {
+        self.last = Some(report);
     }
 
     /// The capture time (Unix ns) of `rtp_timestamp`, once a report has been seen: its

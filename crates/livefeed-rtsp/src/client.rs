@@ -160,6 +160,18 @@ impl Connection {
         }
     }
 
+    /// OPTIONS, then DESCRIBE: the description and its Content-Base, if the server sent one.
+    pub(crate) async fn describe(&mut self) -> Result<(Response<Vec<u8>>, Option<String>), Error> {
+        let req = self.session.options();
+        self.roundtrip(req).await?;
+        let req = self.session.describe();
+        let resp = self.roundtrip(req).await?;
+        let base = resp
+            .header(&headers::CONTENT_BASE)
+            .map(|v| v.as_str().to_string());
+        Ok((resp, base))
+    }
+
     /// The server's address.
     pub(crate) fn peer_ip(&self) -> IpAddr {
         self.peer.ip()
@@ -625,10 +637,7 @@ impl RtspPlayer {
         timeout: Duration,
     ) -> Result<Self, Error> {
         let mut conn = Connection::open(url, timeout).await?;
-        let req = conn.session.options();
-        conn.roundtrip(req).await?;
-        let req = conn.session.describe();
-        let resp = conn.roundtrip(req).await?;
+        let (resp, base) = conn.describe().await?;
         let track = parse_h264_track(resp.body())
             .map_err(|e| Error::Invalid(format!("stream description: {e}")))?;
         let opus = audio
@@ -640,9 +649,6 @@ impl RtspPlayer {
                     .into_iter()
                     .find(|t| t.codec == Codec::Opus && t.clock_rate == 48_000)
             });
-        let base = resp
-            .header(&headers::CONTENT_BASE)
-            .map(|v| v.as_str().to_string());
         let track_url = track_url(
             conn.session.url(),
             base.as_deref(),

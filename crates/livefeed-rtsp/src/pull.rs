@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use livefeed_media::sdp::{parse_announced, AnnouncedStream};
-use rtsp_types::headers;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
@@ -68,15 +67,9 @@ impl RtspPull {
     /// each exchange and, later, the silence [`RtspPull::next`] accepts.
     pub async fn connect(url: &str, kind: TransportKind, timeout: Duration) -> Result<Self, Error> {
         let mut conn = Connection::open(url, timeout).await?;
-        let req = conn.session.options();
-        conn.roundtrip(req).await?;
-        let req = conn.session.describe();
-        let resp = conn.roundtrip(req).await?;
+        let (resp, base) = conn.describe().await?;
         let stream = parse_announced(resp.body())
             .map_err(|e| Error::Invalid(format!("stream description: {e}")))?;
-        let base = resp
-            .header(&headers::CONTENT_BASE)
-            .map(|v| v.as_str().to_string());
         let mut media = Vec::new();
         for (index, control) in stream.controls().into_iter().enumerate() {
             let track = track_url(conn.session.url(), base.as_deref(), control)?;

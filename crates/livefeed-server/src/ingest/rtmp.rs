@@ -674,7 +674,6 @@ struct Tracks {
     video: TrackIngest,
     nal_length_size: usize,
     audio: Option<(TrackIngest, AacRtp)>,
-    _shared: Arc<IngestShared>,
 }
 
 impl Publishing {
@@ -827,7 +826,6 @@ impl Publishing {
             video,
             nal_length_size: config.nal_length_size,
             audio,
-            _shared: ingest,
         });
         Ok(())
     }

@@ -332,7 +332,9 @@ impl VideoIngest {
         else {
             return;
         };
-        let _ = clock.clock.on_rtcp(packet);
+        // The chosen report times the frames (not the packet's last, which may be another
+        // SSRC's or carry no wall clock).
+        clock.clock.take_report(*report);
         let offset_us = (report.unix_ns() as i64 - unix_now_ns() as i64) / 1000;
         if clock.offsets.len() == OFFSET_REPORTS {
             clock.offsets.pop_front();
