@@ -4,6 +4,8 @@
 // - watchFrames: measures every frame a <video> presents (capture → displayed);
 // - SampleReporter: sends those measurements to POST /api/v1/metrics once a second;
 // - playHls / playWebRtc: start a player on a <video>; both return { stop() }.
+// - drawTimecode: writes a timecode into a canvas (the publish page stamps the camera's
+//   pictures with it, so the players measure a browser's camera glass-to-glass).
 //
 // Timecode layout (see crates/livefeed-media/src/timecode.rs): 2 rows × 40 blocks across the
 // top of the picture; block width B = floor(W / 40), column i spans floor(i·W/40) to
@@ -57,6 +59,24 @@
     for (let i = 0; i < 6; i++) unixMs = unixMs * 256 + bytes[i];
     const frame = (bytes[6] << 16) | (bytes[7] << 8) | bytes[8];
     return { unixMs, frame };
+  }
+
+  // Draws the timecode of (unixMs, frame) across the top of a 2D canvas context `ctx` whose
+  // canvas is `width` pixels wide: the exact inverse of readTimecode.
+  function drawTimecode(ctx, width, unixMs, frame) {
+    const bytes = new Uint8Array(10);
+    let ms = Math.floor(unixMs);
+    for (let i = 5; i >= 0; i--) { bytes[i] = ms % 256; ms = Math.floor(ms / 256); }
+    bytes[6] = (frame >> 16) & 0xff; bytes[7] = (frame >> 8) & 0xff; bytes[8] = frame & 0xff;
+    bytes[9] = crc8Autosar(bytes.subarray(0, 9));
+    const block = Math.floor(width / COLUMNS);
+    for (let k = 0; k < ROWS * COLUMNS; k++) {
+      const r = Math.floor(k / COLUMNS), c = k % COLUMNS;
+      const x0 = Math.floor((c * width) / COLUMNS), x1 = Math.floor(((c + 1) * width) / COLUMNS);
+      const bit = (bytes[k >> 3] >> (7 - (k & 7))) & 1;
+      ctx.fillStyle = bit ? "rgb(235,235,235)" : "rgb(16,16,16)";
+      ctx.fillRect(x0, r * block, x1 - x0, block);
+    }
   }
 
   function percentile(sorted, p) {
@@ -386,7 +406,7 @@
     };
   }
 
-  const api = { readTimecode, crc8Autosar, percentile, syncClock, clock, serverNowMs, startPlayer, parseIceServerLinks };
+  const api = { readTimecode, drawTimecode, crc8Autosar, percentile, syncClock, clock, serverNowMs, startPlayer, parseIceServerLinks };
   root.Livefeed = api;
   root.livefeedClock = clock;
   if (typeof module !== "undefined") module.exports = api;

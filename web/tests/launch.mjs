@@ -4,7 +4,8 @@
 // allowed, and hidden windows kept rendering at full rate (several viewers in one browser).
 import { chromium } from "playwright-core";
 
-export function launchChromium() {
+// `extraArgs`: more switches (the publish test's fake camera and microphone).
+export function launchChromium(extraArgs = []) {
   return chromium.launch({
     executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
     headless: true,
@@ -14,6 +15,7 @@ export function launchChromium() {
       "--autoplay-policy=no-user-gesture-required",
       "--disable-background-timer-throttling", "--disable-backgrounding-occluded-windows",
       "--disable-renderer-backgrounding",
+      ...extraArgs,
     ],
   });
 }

@@ -39,6 +39,7 @@ pub mod ingest {
     pub mod rtsp_pull;
     pub mod rtsp_server;
     pub mod sources;
+    pub mod whip;
 }
 
 /// What serves a path out (besides RTSP readers, served by the RTSP listener).
@@ -63,6 +64,7 @@ pub mod api {
     pub mod prometheus;
     pub mod rest;
     pub mod web;
+    pub mod whip;
 }
 
 /// The server's own latency measurements and their store.
@@ -239,6 +241,7 @@ impl Server {
             recordings: recordings.clone(),
             allowed_hosts: config.allowed_hosts.clone().into(),
             refusals: refusals.clone(),
+            depacketizer: config.limits.depacketizer,
             sample_rate: Arc::new(rate_limit::RateLimiter::new(
                 config.metrics_rate,
                 config

@@ -34,6 +34,24 @@ pub enum WhepError {
         /// The direction the offer gave its video section(s).
         direction: String,
     },
+    /// A WHIP publisher's video sections do not send.
+    #[error(
+        "offer's video is {direction}; a WHIP publisher must offer sendonly (or sendrecv) video"
+    )]
+    VideoNotSending {
+        /// The direction the offer gave its video section(s).
+        direction: String,
+    },
+    /// A WHIP publisher offers neither H.264 (packetization-mode 1) nor H.265 (livefeed does
+    /// not transcode video: VP8, VP9 and AV1 cannot be served to its RTSP and LL-HLS readers).
+    #[error(
+        "offer's video has neither H.264 (packetization-mode=1) nor H.265, which livefeed \
+         needs to serve it over RTSP, LL-HLS and WebRTC; offered: {offered}"
+    )]
+    NoPublishableVideo {
+        /// The video codecs the offer listed.
+        offered: String,
+    },
     /// No H.264 with `packetization-mode=1` in a profile this server sends (constrained
     /// baseline, or baseline) among the offered video codecs.
     #[error(
@@ -90,7 +108,12 @@ impl WhepError {
     /// Whether the offer lacks the stream's video codec: the viewer cannot play this stream
     /// (HTTP 406 Not Acceptable), as opposed to a malformed offer (400).
     pub fn is_codec_mismatch(&self) -> bool {
-        matches!(self, WhepError::NoH264 { .. } | WhepError::NoH265 { .. })
+        matches!(
+            self,
+            WhepError::NoH264 { .. }
+                | WhepError::NoH265 { .. }
+                | WhepError::NoPublishableVideo { .. }
+        )
     }
 
     /// Whether the fault lies with the peer (its offer or its packets) rather than with the
@@ -103,6 +126,8 @@ impl WhepError {
             | WhepError::InvalidSdp(_)
             | WhepError::NoVideo
             | WhepError::VideoNotReceiving { .. }
+            | WhepError::VideoNotSending { .. }
+            | WhepError::NoPublishableVideo { .. }
             | WhepError::NoH264 { .. }
             | WhepError::NoH265 { .. }
             | WhepError::OfferRefused(_)

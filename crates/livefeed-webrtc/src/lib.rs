@@ -1,4 +1,5 @@
-//! WHEP (WebRTC-HTTP Egress Protocol, RFC 9725) sessions for livefeed, on str0m, sans-IO.
+//! WHEP (WebRTC-HTTP Egress Protocol, draft-ietf-wish-whep) viewers and WHIP (WebRTC-HTTP
+//! Ingestion Protocol, RFC 9725) publishers for livefeed, on str0m, sans-IO.
 //!
 //! A browser POSTs an SDP offer to `/<path>/whep`; [`WhepSession::accept_offer`] checks it
 //! (size, SDP, video, H.264) and answers it; the session then sends the path's access units to
@@ -8,6 +9,8 @@
 //!
 //! - [`offer`]: the first look at an offer, before str0m parses it — one error per problem.
 //! - [`session`]: one viewer — str0m configuration, keyframe gating, keyframe requests, stats.
+//! - [`whip`]: one publisher — receive-only str0m, whole frames out.
+//! - `peer` (private): the str0m connection both share (state, timeouts, datagram queue).
 //! - [`tcp_framing`]: RFC 4571 frames of ICE-TCP, for the shell's TCP connections.
 //! - [`error`]: [`WhepError`], with [`WhepError::is_client_error`] to pick HTTP 400 or 500.
 //! - `answer` (private): touch-ups of str0m's answer that browsers need (a format on rejected
@@ -20,11 +23,14 @@
 mod answer;
 pub mod error;
 pub mod offer;
+mod peer;
 pub mod session;
 pub mod tcp_framing;
+pub mod whip;
 
 pub use error::WhepError;
 pub use offer::MAX_OFFER_BYTES;
 pub use session::{
     CloseReason, Poll, SessionStats, SharedAccessUnit, Transport, WhepConfig, WhepSession, Written,
 };
+pub use whip::{Received, WhipConfig, WhipSession};

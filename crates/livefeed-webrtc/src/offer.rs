@@ -35,6 +35,10 @@ impl VideoSection {
         matches!(self.direction(), "recvonly" | "sendrecv")
     }
 
+    fn sends(&self) -> bool {
+        matches!(self.direction(), "sendonly" | "sendrecv")
+    }
+
     fn fmtp(&self, pt: u8) -> Option<&str> {
         self.fmtps
             .iter()
@@ -150,6 +154,48 @@ pub(crate) fn check_video(offer: &str, codec: VideoCodec) -> Result<Precheck, Wh
     })
 }
 
+/// Checks the video of a WHIP publisher's offer: a sending video section with H.264
+/// (packetization-mode 1, any profile) or else H.265. Returns the codec to receive and the
+/// mids of the sections that send it, in offer order.
+pub(crate) fn check_publish_video(offer: &str) -> Result<(VideoCodec, Precheck), WhepError> {
+    let sections = video_sections(offer);
+    if sections.is_empty() {
+        return Err(WhepError::NoVideo);
+    }
+    let sending: Vec<&VideoSection> = sections.iter().filter(|s| s.sends()).collect();
+    if sending.is_empty() {
+        return Err(WhepError::VideoNotSending {
+            direction: sections[0].direction().to_owned(),
+        });
+    }
+    let mut offered = Vec::new();
+    for s in &sending {
+        s.describe(&mut offered);
+    }
+    let offered = if offered.is_empty() {
+        "no codec".to_owned()
+    } else {
+        offered.join(", ")
+    };
+    for codec in [VideoCodec::H264, VideoCodec::H265] {
+        let video_mids: Vec<String> = sending
+            .iter()
+            .filter(|s| s.offers(codec))
+            .filter_map(|s| s.mid.clone())
+            .collect();
+        if !video_mids.is_empty() {
+            return Ok((
+                codec,
+                Precheck {
+                    offered,
+                    video_mids,
+                },
+            ));
+        }
+    }
+    Err(WhepError::NoPublishableVideo { offered })
+}
+
 /// The mids of the enabled (port ≠ 0) `m=audio` sections of an SDP text, in order.
 pub(crate) fn audio_mids(sdp: &str) -> Vec<String> {
     let mut mids = Vec::new();
@@ -229,6 +275,31 @@ fn fmtp_value<'a>(fmtp: &'a str, key: &str) -> Option<&'a str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_publisher_must_send_h264_or_h265() {
+        let offer = |direction: &str, codecs: &str| {
+            format!(
+                "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96 102\r\na=mid:0\r\na={direction}\r\n{codecs}"
+            )
+        };
+        let h264 = "a=rtpmap:96 VP8/90000\r\na=rtpmap:102 H264/90000\r\na=fmtp:102 profile-level-id=640c1f;packetization-mode=1\r\n";
+        let (codec, checked) = check_publish_video(&offer("sendonly", h264)).expect("H.264");
+        assert_eq!(codec, VideoCodec::H264);
+        assert_eq!(checked.video_mids, ["0"]);
+        assert!(matches!(
+            check_publish_video(&offer("recvonly", h264)),
+            Err(WhepError::VideoNotSending { .. })
+        ));
+        let vp8 = "a=rtpmap:96 VP8/90000\r\n";
+        assert!(matches!(
+            check_publish_video(&offer("sendonly", vp8)),
+            Err(WhepError::NoPublishableVideo { offered }) if offered == "VP8"
+        ));
+        let h265 = "a=rtpmap:96 H265/90000\r\n";
+        let (codec, _) = check_publish_video(&offer("sendrecv", h265)).expect("H.265");
+        assert_eq!(codec, VideoCodec::H265);
+    }
 
     fn precheck(offer: &str) -> Result<Precheck, WhepError> {
         check_envelope(offer)?;

@@ -45,7 +45,6 @@
 //! packet per RTP payload, 48 kHz clock), from the first keyframe written on; before that, and
 //! without a negotiated audio track, they are skipped.
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -55,14 +54,15 @@ use livefeed_media::{AccessUnit, CaptureStamp, VideoCodec};
 use str0m::change::SdpOffer;
 use str0m::format::Codec;
 use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid, Pt};
-use str0m::net::{Protocol, Receive, TcpType};
+use str0m::net::Protocol;
 use str0m::rtp::{AbsCaptureTime, Extension, ExtensionMap, ExtensionValues, RtpWrite, SeqNo};
 use str0m::stats::MediaEgressStats;
-use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig, RtcError};
+use str0m::{Event, IceConnectionState, Rtc, RtcConfig, RtcError};
 
 use crate::answer::fix_answer;
 use crate::error::WhepError;
 use crate::offer::{audio_mids, check_envelope, check_video};
+use crate::peer::{add_host_candidates, PeerCore, State};
 
 /// H.264 payload types the server offers to negotiate: `(pt, rtx pt, profile-level-id)`, all
 /// packetization-mode 1, most preferred first. livefeed sends constrained baseline (42C01E
@@ -141,7 +141,7 @@ pub enum Transport {
 }
 
 impl Transport {
-    fn protocol(self) -> Protocol {
+    pub(crate) fn protocol(self) -> Protocol {
         match self {
             Transport::Udp => Protocol::Udp,
             Transport::Tcp => Protocol::Tcp,
@@ -226,14 +226,6 @@ pub struct SessionStats {
     pub loss: Option<f32>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum State {
-    Connecting { deadline: Instant },
-    Connected,
-    Disconnected { deadline: Instant },
-    Closed(CloseReason),
-}
-
 /// An access unit packetized once, for any number of sessions ([`WhepSession::write_shared`]):
 /// its RTP payloads, each in one shared buffer. str0m keeps a reference, not a copy, in its
 /// send queue and for retransmission, so the payloads of one access unit are in memory once
@@ -288,17 +280,12 @@ struct Track {
 
 /// One WHEP viewer. See the [module docs](self) for the call contract.
 pub struct WhepSession {
-    rtc: Rtc,
-    config: WhepConfig,
+    core: PeerCore,
     track: Track,
     /// The negotiated Opus track, when the viewer receives audio.
     audio: Option<Track>,
-    state: State,
     /// The sequence number of the next video packet (the session writes them, not str0m).
     next_seq: SeqNo,
-    outbox: VecDeque<Poll>,
-    rtc_timeout: Instant,
-    now: Instant,
     waiting_for_keyframe: bool,
     keyframe_requested: bool,
     stats: SessionStats,
@@ -307,7 +294,7 @@ pub struct WhepSession {
 impl std::fmt::Debug for WhepSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WhepSession")
-            .field("state", &self.state)
+            .field("state", &self.core.state)
             .field("track", &self.track)
             .field("stats", &self.stats)
             .finish_non_exhaustive()
@@ -353,31 +340,8 @@ impl WhepSession {
             .map_err(|e| WhepError::InvalidSdp(e.to_string()))?;
         let codec = config.video_codec;
         let checked = check_video(offer_sdp, codec)?;
-        if candidates.is_empty() {
-            return Err(WhepError::NoCandidates);
-        }
-
         let mut rtc = rtc_config(config).build(now);
-        for &addr in candidates {
-            let candidate =
-                Candidate::host(addr, Protocol::Udp).map_err(|e| WhepError::BadCandidate {
-                    addr,
-                    reason: e.to_string(),
-                })?;
-            rtc.add_local_candidate(candidate);
-        }
-        for &addr in tcp_candidates {
-            let candidate = Candidate::builder()
-                .tcp()
-                .host(addr)
-                .tcptype(TcpType::Passive)
-                .build()
-                .map_err(|e| WhepError::BadCandidate {
-                    addr,
-                    reason: e.to_string(),
-                })?;
-            rtc.add_local_candidate(candidate);
-        }
+        add_host_candidates(&mut rtc, candidates, tcp_candidates)?;
         let answer = rtc.sdp_api().accept_offer(offer).map_err(|e| match e {
             RtcError::RemoteSdp(m) => WhepError::OfferRefused(m),
             RtcError::Sdp(e) => WhepError::InvalidSdp(e.to_string()),
@@ -410,17 +374,10 @@ impl WhepSession {
             .iter()
             .find_map(|mid| negotiated_audio(&mut rtc, Mid::from(mid.as_str())));
         let mut session = WhepSession {
-            rtc,
-            config: config.clone(),
+            core: PeerCore::new(rtc, config.connect_timeout, config.disconnect_timeout, now),
             track,
             audio,
-            state: State::Connecting {
-                deadline: now + config.connect_timeout,
-            },
             next_seq: initial_seq_no(),
-            outbox: VecDeque::new(),
-            rtc_timeout: now,
-            now,
             waiting_for_keyframe: true,
             keyframe_requested: false,
             stats: SessionStats::default(),
@@ -440,10 +397,8 @@ impl WhepSession {
         destination: SocketAddr,
         datagram: &[u8],
     ) -> bool {
-        match input(now, transport, source, destination, datagram) {
-            Ok(input) => self.rtc.accepts(&input),
-            Err(_) => false,
-        }
+        self.core
+            .accepts(now, transport, source, destination, datagram)
     }
 
     /// Feeds one datagram received on a local candidate address. A datagram that is not
@@ -457,50 +412,25 @@ impl WhepSession {
         destination: SocketAddr,
         datagram: &[u8],
     ) -> Result<(), WhepError> {
-        if self.is_closed() {
-            return Ok(());
-        }
-        let input = input(now, transport, source, destination, datagram).map_err(|e| {
-            WhepError::UnrecognizedDatagram {
-                source_addr: source,
-                reason: e.to_string(),
-            }
-        })?;
-        self.now = self.now.max(now);
-        let result = self.rtc.handle_input(input);
-        self.after_input(result)
+        let result = self
+            .core
+            .handle_datagram(now, transport, source, destination, datagram);
+        self.absorb_events();
+        result
     }
 
     /// Advances time: call it when the instant of [`Poll::Wait`] is reached (calling it earlier
     /// is harmless).
     pub fn handle_timeout(&mut self, now: Instant) -> Result<(), WhepError> {
-        self.now = self.now.max(now);
-        match self.state {
-            State::Connecting { deadline } if now >= deadline => {
-                self.close_because(CloseReason::ConnectTimeout);
-            }
-            State::Disconnected { deadline } if now >= deadline => {
-                self.close_because(CloseReason::Disconnected);
-            }
-            _ => {}
-        }
-        let result = self.rtc.handle_input(Input::Timeout(now));
-        self.after_input(result)
+        let result = self.core.handle_timeout(now);
+        self.absorb_events();
+        result
     }
 
     /// The next thing to do: send a datagram, or wait until an instant. Call it until it
     /// returns [`Poll::Wait`] after every other call on the session.
     pub fn poll(&mut self) -> Poll {
-        if let Some(transmit) = self.outbox.pop_front() {
-            return transmit;
-        }
-        let wake = match self.state {
-            State::Connecting { deadline } | State::Disconnected { deadline } => {
-                deadline.min(self.rtc_timeout)
-            }
-            State::Connected | State::Closed(_) => self.rtc_timeout,
-        };
-        Poll::Wait(wake)
+        self.core.poll()
     }
 
     /// Writes one access unit: [`WhepSession::write_shared`] of it, built for this session
@@ -525,7 +455,7 @@ impl WhepSession {
         au: &SharedAccessUnit,
         wallclock: Instant,
     ) -> Result<Written, WhepError> {
-        if self.state != State::Connected {
+        if self.core.state != State::Connected {
             self.stats.aus_skipped_not_connected += 1;
             return Ok(Written::NotConnected);
         }
@@ -534,7 +464,7 @@ impl WhepSession {
             return Ok(Written::SkippedWaitingForKeyframe);
         }
         let track = self.track;
-        let mut direct = self.rtc.direct_api();
+        let mut direct = self.core.rtc.direct_api();
         let stream = direct
             .stream_tx_by_mid(track.mid, None)
             .ok_or(WhepError::NoTrack)?;
@@ -582,13 +512,13 @@ impl WhepSession {
         let Some(track) = self.audio else {
             return Ok(Written::NotConnected);
         };
-        if self.state != State::Connected {
+        if self.core.state != State::Connected {
             return Ok(Written::NotConnected);
         }
         if self.waiting_for_keyframe {
             return Ok(Written::SkippedWaitingForKeyframe);
         }
-        let writer = self.rtc.writer(track.mid).ok_or(WhepError::NoTrack)?;
+        let writer = self.core.rtc.writer(track.mid).ok_or(WhepError::NoTrack)?;
         writer.write(
             track.pt,
             wallclock,
@@ -616,27 +546,25 @@ impl WhepSession {
 
     /// Whether ICE and DTLS are up and media flows.
     pub fn is_connected(&self) -> bool {
-        self.state == State::Connected
+        self.core.is_connected()
     }
 
     /// Whether the session is over: closed locally, by the viewer, by a timeout (connect or
     /// ICE disconnected) or by a str0m failure. Poll it dry, then drop it.
     pub fn is_closed(&self) -> bool {
-        matches!(self.state, State::Closed(_))
+        self.core.is_closed()
     }
 
     /// Why the session closed, once it has.
     pub fn close_reason(&self) -> Option<&CloseReason> {
-        match &self.state {
-            State::Closed(reason) => Some(reason),
-            _ => None,
-        }
+        self.core.close_reason()
     }
 
     /// Closes the session (WHEP DELETE): str0m queues RTCP BYE and DTLS close_notify, which
     /// [`WhepSession::poll`] hands out.
     pub fn close(&mut self) {
-        self.close_because(CloseReason::Local);
+        self.core.close_because(CloseReason::Local);
+        self.absorb_events();
     }
 
     /// The session's counters.
@@ -644,98 +572,28 @@ impl WhepSession {
         self.stats.clone()
     }
 
-    fn close_because(&mut self, reason: CloseReason) {
-        if self.is_closed() {
-            return;
-        }
-        tracing::debug!(?reason, "WHEP session closing");
-        self.state = State::Closed(reason);
-        if let Err(e) = self.rtc.close() {
-            tracing::debug!(error = %e, "str0m close");
-            self.rtc.disconnect();
-        }
-        if let Err(e) = self.drain() {
-            tracing::debug!(error = %e, "str0m drain while closing");
-        }
-    }
-
-    fn after_input(&mut self, result: Result<(), RtcError>) -> Result<(), WhepError> {
-        if let Err(e) = result {
-            self.fail(&e);
-            return Err(e.into());
-        }
-        self.drain()
-    }
-
-    fn fail(&mut self, e: &RtcError) {
-        if !self.is_closed() {
-            tracing::debug!(error = %e, "WHEP session failed");
-            self.state = State::Closed(CloseReason::Failed(e.to_string()));
-        }
-        self.rtc.disconnect();
-        self.outbox.clear();
-    }
-
-    /// Polls str0m until it has nothing more to say (str0m's single-mutation invariant).
+    /// Drains str0m (after a write) and takes the events.
     fn drain(&mut self) -> Result<(), WhepError> {
-        loop {
-            match self.rtc.poll_output() {
-                Ok(Output::Timeout(t)) => {
-                    self.rtc_timeout = t;
-                    return Ok(());
-                }
-                Ok(Output::Transmit(t)) => self.outbox.push_back(Poll::Transmit {
-                    destination: t.destination,
-                    source: t.source,
-                    transport: match t.proto {
-                        Protocol::Udp => Transport::Udp,
-                        _ => Transport::Tcp,
-                    },
-                    datagram: t.contents.into(),
-                }),
-                Ok(Output::Event(e)) => self.on_event(e),
-                Err(e) => {
-                    self.fail(&e);
-                    return Err(e.into());
-                }
-            }
-        }
+        let result = self.core.drain();
+        self.absorb_events();
+        result
     }
 
-    fn on_event(&mut self, event: Event) {
-        match event {
-            Event::Connected => {
-                if matches!(self.state, State::Connecting { .. }) {
-                    self.state = State::Connected;
+    /// Acts on what str0m reported: keyframe requests, egress statistics, ICE lost.
+    fn absorb_events(&mut self) {
+        while let Some(event) = self.core.take_event() {
+            match event {
+                Event::KeyframeRequest(_) => {
+                    self.keyframe_requested = true;
+                    self.stats.keyframe_requests += 1;
                 }
-            }
-            Event::IceConnectionStateChange(ice) => self.on_ice_state(ice),
-            Event::KeyframeRequest(_) => {
-                self.keyframe_requested = true;
-                self.stats.keyframe_requests += 1;
-            }
-            Event::MediaEgressStats(s) => self.on_egress_stats(&s),
-            Event::Closed if !self.is_closed() => {
-                self.state = State::Closed(CloseReason::Remote);
-            }
-            _ => {}
-        }
-    }
-
-    fn on_ice_state(&mut self, ice: IceConnectionState) {
-        match (ice, &self.state) {
-            (IceConnectionState::Disconnected, State::Connected) => {
-                self.state = State::Disconnected {
-                    deadline: self.now + self.config.disconnect_timeout,
-                };
+                Event::MediaEgressStats(s) => self.on_egress_stats(&s),
                 // Whatever was in flight is lost to the decoder: restart at a keyframe.
-                self.waiting_for_keyframe = true;
+                Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                    self.waiting_for_keyframe = true;
+                }
+                _ => {}
             }
-            (
-                IceConnectionState::Connected | IceConnectionState::Completed,
-                State::Disconnected { .. },
-            ) => self.state = State::Connected,
-            _ => {}
         }
     }
 
@@ -857,24 +715,6 @@ fn extension_map() -> ExtensionMap {
 /// libwebrtc picks it (no wrap-around right at the start).
 fn initial_seq_no() -> SeqNo {
     SeqNo::from(u64::from(rand::random::<u16>() & 0x7fff))
-}
-
-fn input<'a>(
-    now: Instant,
-    transport: Transport,
-    source: SocketAddr,
-    destination: SocketAddr,
-    datagram: &'a [u8],
-) -> Result<Input<'a>, str0m::error::NetError> {
-    Ok(Input::Receive(
-        now,
-        Receive {
-            proto: transport.protocol(),
-            source,
-            destination,
-            contents: datagram.try_into()?,
-        },
-    ))
 }
 
 #[cfg(test)]

@@ -546,3 +546,84 @@ fn webrtc_viewer_whose_udp_is_blocked_plays_through_the_turn_relay_the_server_an
         stats["frames"]
     );
 }
+
+/// WHIP from a browser: Chromium's fake camera and microphone, published from the
+/// `/PATH/publish` page (H.264 + Opus, the canvas stamped with the pixel timecode), are read
+/// back over RTSP (ffprobe finds both tracks), LL-HLS (parts are served) and WHEP, where the
+/// player reads the publish page's timecode from every frame: the phone-camera case measured
+/// glass-to-glass.
+#[test]
+fn chromium_publishes_over_whip_from_the_publish_page_and_is_read_over_rtsp_llhls_and_whep() {
+    let _browser = one_browser();
+    let server = TestServer::start();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../web/tests/publish.mjs");
+    let mut publisher = Proc::spawn(
+        "node web/tests/publish.mjs",
+        Command::new("node")
+            .arg(script)
+            .arg(format!("{}/phone/publish", server.http()))
+            .arg("40"),
+    );
+    let started = publisher.wait_for_line(Duration::from_secs(60), |l| l.contains("publish.mjs:"));
+    assert!(started.contains("publishing"), "{started}");
+    wait_for_stream(&server.addr(), "phone");
+
+    let probe = run(
+        "ffprobe",
+        Command::new("ffprobe")
+            .args(["-v", "error", "-rtsp_transport", "tcp"])
+            .args(["-show_entries", "stream=codec_name", "-of", "csv=p=0"])
+            .arg(server.url("phone")),
+        Duration::from_secs(20),
+    );
+    probe.assert_success();
+    let codecs: Vec<&str> = probe.stdout.lines().map(str::trim).collect();
+    assert_eq!(codecs, ["h264", "opus"], "{}", probe.stdout);
+
+    let playlist = retry(Duration::from_secs(15), || {
+        let resp = http_get(
+            server.http_port,
+            "/phone/index.m3u8",
+            Duration::from_secs(5),
+        );
+        let text = resp.text();
+        if resp.status == 200 && text.contains("#EXT-X-PART:") {
+            Ok(text)
+        } else {
+            Err(format!("{}: {text}", resp.status))
+        }
+    });
+    assert!(playlist.contains("#EXT-X-PART-INF"), "{playlist}");
+
+    let all = run_player(&server, "/phone/?play=webrtc", 10, 1);
+    let stats = &all["webrtc"];
+    let frames = stats["frames"].as_u64().unwrap_or(0);
+    let measured = stats["measured"].as_u64().unwrap_or(0);
+    assert!(frames >= 100, "WHEP plays the browser's camera: {all}");
+    assert!(
+        measured >= frames * 8 / 10,
+        "the publish page's timecode is read from the frames: {all}"
+    );
+    let median = median_latency(stats);
+    assert!(
+        median > 0.0 && median < 2_000.0,
+        "glass-to-glass from the publish page's canvas: {median} ms: {all}"
+    );
+    eprintln!("WHIP publish page → WHEP player, glass-to-glass median {median:.0} ms");
+
+    let api = http_get(
+        server.http_port,
+        "/api/v1/paths/phone",
+        Duration::from_secs(5),
+    );
+    let json: serde_json::Value = serde_json::from_slice(&api.body).expect("JSON");
+    assert_eq!(json["publisher"]["protocol"], "webrtc", "{json}");
+
+    let out = publisher.wait(Duration::from_secs(90));
+    out.assert_success();
+    let published: serde_json::Value =
+        serde_json::from_str(out.stdout.lines().last().unwrap_or(""))
+            .unwrap_or_else(|e| panic!("{e}: {}", out.stdout));
+    assert_eq!(published["state"], "publishing", "{published}");
+    assert_eq!(published["errors"], serde_json::json!([]), "{published}");
+}

@@ -40,6 +40,8 @@ mod sei_stamp;
 mod timecode_read;
 #[path = "../../../fuzz/checks/whep_offer.rs"]
 mod whep_offer;
+#[path = "../../../fuzz/checks/whip_offer.rs"]
+mod whip_offer;
 
 /// The `fuzz/` directory of the repository.
 fn fuzz_dir() -> PathBuf {
@@ -163,6 +165,11 @@ fn ice_tcp_framing_corpus() {
 #[test]
 fn whep_offer_corpus() {
     replay("whep_offer", whep_offer::check);
+}
+
+#[test]
+fn whip_offer_corpus() {
+    replay("whip_offer", whip_offer::check);
 }
 
 #[test]

@@ -1,4 +1,4 @@
-//! WHEP endpoint behaviour against a running server: bad offers and unknown sessions get a
+//! WHEP and WHIP endpoint behaviour against a running server: bad offers and unknown sessions get a
 //! clear 4xx, and nothing else is disturbed. (Real viewers are in browser.rs.)
 
 mod common;
@@ -20,6 +20,13 @@ m=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=recvonly\r\n\
 a=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuvwx\r\n\
 a=fingerprint:sha-256 00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF\r\n\
 a=setup:actpass\r\na=rtcp-mux\r\na=rtpmap:96 VP8/90000\r\n";
+
+const H264_SENDONLY: &str = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
+a=group:BUNDLE 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 102\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=sendonly\r\n\
+a=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuvwx\r\n\
+a=fingerprint:sha-256 00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF\r\n\
+a=setup:actpass\r\na=rtcp-mux\r\na=rtpmap:102 H264/90000\r\n\
+a=fmtp:102 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f\r\n";
 
 /// One request and what must come back: method, target, Content-Type, body, status, a word
 /// the reason must contain.
@@ -117,6 +124,47 @@ fn bad_whep_requests_get_a_clear_4xx_and_others_stream_on() {
         ),
         Case("DELETE", "/live/whep/not-an-id", None, Vec::new(), 404, ""),
         Case("DELETE", "/live/whep", None, Vec::new(), 405, ""),
+        // WHIP: the same checks, and a publisher's own.
+        Case(
+            "POST",
+            "/live/whip",
+            Some("text/plain"),
+            b"v=0\r\n".to_vec(),
+            415,
+            "WHIP offer",
+        ),
+        Case(
+            "POST",
+            "/live/whip",
+            sdp,
+            VP8_ONLY.as_bytes().to_vec(),
+            400,
+            "sendonly",
+        ),
+        Case(
+            "POST",
+            "/live/whip",
+            sdp,
+            VP8_ONLY.replace("recvonly", "sendonly").into_bytes(),
+            406,
+            "H.264",
+        ),
+        Case(
+            "POST",
+            "/live/whip",
+            sdp,
+            H264_SENDONLY.as_bytes().to_vec(),
+            409,
+            "already has a publisher",
+        ),
+        Case(
+            "DELETE",
+            "/live/whip/0123abcd",
+            None,
+            Vec::new(),
+            404,
+            "no WHIP session",
+        ),
         Case(
             "PATCH",
             "/live/whep/0123abcd",

@@ -118,6 +118,8 @@ pub struct AppState {
     pub sample_rate: Arc<crate::limits::rate_limit::RateLimiter>,
     /// Refused requests, logged once a second per kind.
     pub refusals: Arc<crate::limits::conn_gate::RefusalLog>,
+    /// What a publisher's access unit may hold (WHIP publishers; RTSP and RTMP have theirs).
+    pub depacketizer: livefeed_media::rtp::DepacketizerLimits,
 }
 
 impl App {
@@ -206,7 +208,7 @@ pub fn router(app: App) -> Router {
             "/{*rest}",
             get(dispatch)
                 .options(whep_options)
-                .post(whep_offer)
+                .post(webrtc_offer)
                 .patch(whep_patch)
                 .delete(whep_delete),
         )
@@ -294,11 +296,11 @@ impl IntoResponse for HttpError {
     }
 }
 
-fn error(status: StatusCode, reason: impl Into<String>) -> HttpError {
+pub(crate) fn error(status: StatusCode, reason: impl Into<String>) -> HttpError {
     HttpError(status, reason.into())
 }
 
-type HttpResult = Result<Response, HttpError>;
+pub(crate) type HttpResult = Result<Response, HttpError>;
 
 async fn index() -> Response {
     web::dashboard_page()
@@ -352,6 +354,8 @@ enum Resource {
     Media(String, MediaName),
     Timestamps,
     Player,
+    /// The page that publishes a browser's camera over WHIP.
+    Publish,
 }
 
 /// A segment (`msn`) or a part (`msn`, `index`).
@@ -366,6 +370,7 @@ fn resource(file: &str) -> Option<Resource> {
         "index.m3u8" => Some(Resource::Playlist),
         "timestamps.json" => Some(Resource::Timestamps),
         "" => Some(Resource::Player),
+        "publish" => Some(Resource::Publish),
         media => {
             let (id, named) = playlist::Resource::parse_named(media)?;
             let media = |name| Resource::Media(id.to_string(), name);
@@ -412,6 +417,7 @@ async fn dispatch(
     let result = match res {
         Resource::Player if bare => Ok(Redirect::permanent(&format!("/{path}/")).into_response()),
         Resource::Player => Ok(web::player_page(&path)),
+        Resource::Publish => Ok(web::publish_page(&path)),
         Resource::Playlist => serve_playlist(&app, &path, conn.remote, query.as_deref()).await,
         Resource::Init(version) => init(hls, &path, version).await,
         Resource::Media(id, MediaName::Segment(msn)) => segment(hls, &path, &id, msn),
@@ -431,7 +437,9 @@ fn request_kind(res: &Resource) -> Option<HlsRequestKind> {
         Resource::Init(_) => HlsRequestKind::Init,
         Resource::Media(_, MediaName::Segment(_)) => HlsRequestKind::Segment,
         Resource::Media(_, MediaName::Part(..)) => HlsRequestKind::Part,
-        Resource::Playlist | Resource::Timestamps | Resource::Player => return None,
+        Resource::Playlist | Resource::Timestamps | Resource::Player | Resource::Publish => {
+            return None
+        }
     })
 }
 
@@ -751,36 +759,70 @@ fn timestamps(hls: &Arc<HlsStreams>, path: &str) -> HttpResult {
         .into_response())
 }
 
-/// The path of a WHEP endpoint `PATH/whep`, or of a session resource `PATH/whep/ID`.
-fn whep_target(rest: &str) -> Result<(String, Option<String>), HttpError> {
-    let (path, id) = match rest.rsplit_once("/whep/") {
-        Some((path, id)) if !id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit()) => {
-            (path, Some(id.to_string()))
-        }
-        Some(_) => return Err(error(StatusCode::NOT_FOUND, "no such WHEP session")),
-        None => match rest.strip_suffix("/whep") {
-            Some(path) => (path, None),
-            None => return Err(error(StatusCode::NOT_FOUND, "WHEP endpoints are PATH/whep")),
-        },
-    };
-    let path = livefeed_media::path::validate(path)
-        .map_err(|e| error(StatusCode::BAD_REQUEST, e.to_string()))?;
-    Ok((path.to_string(), id))
+/// A WebRTC endpoint: WHEP to play, WHIP to publish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WebRtcEndpoint {
+    Whep,
+    Whip,
 }
 
-/// WHEP: an SDP offer in, `201 Created` with the answer and the session's `Location` out.
-async fn whep_offer(
-    State(app): State<App>,
-    ConnectInfo(conn): ConnectInfo<Conn>,
+impl WebRtcEndpoint {
+    /// The last segment of its URL (`PATH/whep`, `PATH/whip`).
+    fn word(self) -> &'static str {
+        match self {
+            WebRtcEndpoint::Whep => "whep",
+            WebRtcEndpoint::Whip => "whip",
+        }
+    }
+}
+
+/// The endpoint and path of `PATH/whep` or `PATH/whip`, and the session id of a session
+/// resource `PATH/whep/ID`, `PATH/whip/ID`.
+pub(crate) fn webrtc_target(
+    rest: &str,
+) -> Result<(WebRtcEndpoint, String, Option<String>), HttpError> {
+    for endpoint in [WebRtcEndpoint::Whep, WebRtcEndpoint::Whip] {
+        let word = endpoint.word();
+        let (path, id) = match rest.rsplit_once(&format!("/{word}/")) {
+            Some((path, id)) if !id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                (path, Some(id.to_string()))
+            }
+            Some(_) => {
+                let what = word.to_ascii_uppercase();
+                return Err(error(
+                    StatusCode::NOT_FOUND,
+                    format!("no such {what} session"),
+                ));
+            }
+            None => match rest.strip_suffix(&format!("/{word}")) {
+                Some(path) => (path, None),
+                None => continue,
+            },
+        };
+        let path = livefeed_media::path::validate(path)
+            .map_err(|e| error(StatusCode::BAD_REQUEST, e.to_string()))?;
+        return Ok((endpoint, path.to_string(), id));
+    }
+    Err(error(
+        StatusCode::NOT_FOUND,
+        "WebRTC endpoints are PATH/whep (to play) and PATH/whip (to publish)",
+    ))
+}
+
+/// `POST PATH/whep` or `POST PATH/whip`.
+async fn webrtc_offer(
+    state: State<App>,
+    conn: ConnectInfo<Conn>,
     Path(rest): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> HttpResult {
-    let (path, id) = whep_target(&rest)?;
+    let (endpoint, path, id) = webrtc_target(&rest)?;
     if id.is_some() {
+        let word = endpoint.word();
         return Err(error(
             StatusCode::METHOD_NOT_ALLOWED,
-            "POST goes to PATH/whep",
+            format!("POST goes to PATH/{word}"),
         ));
     }
     let content_type = headers
@@ -788,11 +830,39 @@ async fn whep_offer(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     if !content_type.trim().eq_ignore_ascii_case("application/sdp") {
+        let what = endpoint.word().to_ascii_uppercase();
         return Err(error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "a WHEP offer needs Content-Type: application/sdp",
+            format!("a {what} offer needs Content-Type: application/sdp"),
         ));
     }
+    let offer = std::str::from_utf8(&body)
+        .map_err(|_| error(StatusCode::BAD_REQUEST, "the offer is not UTF-8 text"))?;
+    match endpoint {
+        WebRtcEndpoint::Whep => whep_offer(state, conn, path, offer).await,
+        WebRtcEndpoint::Whip => crate::api::whip::offer(state, conn, path, offer).await,
+    }
+}
+
+/// The status of a refused offer: 406 when the codecs do not fit, 400 for a bad offer, 500
+/// for the server's own failure.
+pub(crate) fn offer_refusal_status(e: &livefeed_webrtc::WhepError) -> StatusCode {
+    if e.is_codec_mismatch() {
+        StatusCode::NOT_ACCEPTABLE
+    } else if e.is_client_error() {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::INTERNAL_SERVER_ERROR
+    }
+}
+
+/// WHEP: an SDP offer in, `201 Created` with the answer and the session's `Location` out.
+async fn whep_offer(
+    State(app): State<App>,
+    ConnectInfo(conn): ConnectInfo<Conn>,
+    path: String,
+    offer: &str,
+) -> HttpResult {
     let waited = app
         .hub
         .stream_on_demand(&path, crate::hub::ON_DEMAND_START_TIMEOUT)
@@ -803,8 +873,6 @@ async fn whep_offer(
             format!("no stream is being published on path {path:?}"),
         ));
     };
-    let offer = std::str::from_utf8(&body)
-        .map_err(|_| error(StatusCode::BAD_REQUEST, "the offer is not UTF-8 text"))?;
     let connecting = app
         .whep
         .reserve_connecting(conn.remote.ip())
@@ -819,15 +887,8 @@ async fn whep_offer(
     let (session, answer) =
         WhepSession::accept_offer_on(&config, offer, &candidates, &tcp_candidates, now).map_err(
             |e| {
-                let status = if e.is_codec_mismatch() {
-                    StatusCode::NOT_ACCEPTABLE
-                } else if e.is_client_error() {
-                    StatusCode::BAD_REQUEST
-                } else {
-                    StatusCode::INTERNAL_SERVER_ERROR
-                };
                 tracing::warn!(peer = %conn.remote, path, error = %e, "WHEP offer refused");
-                error(status, e.to_string())
+                error(offer_refusal_status(&e), e.to_string())
             },
         )?;
     let reader = ReaderInfo {
@@ -866,13 +927,13 @@ async fn whep_offer(
     Ok(response)
 }
 
-/// `OPTIONS PATH/whep` (not a CORS preflight, which the CORS layer answers): the STUN/TURN
+/// `OPTIONS PATH/whep` or `PATH/whip` (not a CORS preflight, which the CORS layer answers): the STUN/TURN
 /// servers a viewer may use, as `Link` headers (RFC 9725 section 4.6), before it makes its
 /// offer.
 async fn whep_options(State(app): State<App>, Path(rest): Path<String>) -> HttpResult {
-    let allow = match whep_target(&rest) {
-        Ok((_, Some(_))) => "DELETE, OPTIONS",
-        Ok((_, None)) => "POST, OPTIONS",
+    let allow = match webrtc_target(&rest) {
+        Ok((_, _, Some(_))) => "DELETE, OPTIONS",
+        Ok((_, _, None)) => "POST, OPTIONS",
         // Not a WHEP resource: what it allows, and no ICE servers.
         Err(_) => {
             let allow = [(header::ALLOW, "GET, HEAD, OPTIONS")];
@@ -888,7 +949,7 @@ async fn whep_options(State(app): State<App>, Path(rest): Path<String>) -> HttpR
     Ok(response)
 }
 
-fn add_ice_server_links(app: &App, response: &mut Response) {
+pub(crate) fn add_ice_server_links(app: &App, response: &mut Response) {
     for link in app.whep.ice_server_links() {
         if let Ok(value) = HeaderValue::from_str(&link) {
             response.headers_mut().append(header::LINK, value);
@@ -896,9 +957,10 @@ fn add_ice_server_links(app: &App, response: &mut Response) {
     }
 }
 
-/// WHEP session resource: DELETE ends the session.
+/// WHEP or WHIP session resource: DELETE ends the session.
 async fn whep_delete(State(app): State<App>, Path(rest): Path<String>) -> HttpResult {
-    let (path, id) = whep_target(&rest)?;
+    let (endpoint, path, id) = webrtc_target(&rest)?;
+    let what = endpoint.word().to_ascii_uppercase();
     let id = id.ok_or_else(|| {
         error(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -910,14 +972,14 @@ async fn whep_delete(State(app): State<App>, Path(rest): Path<String>) -> HttpRe
     } else {
         Err(error(
             StatusCode::NOT_FOUND,
-            format!("no WHEP session {id} on path {path:?}"),
+            format!("no {what} session {id} on path {path:?}"),
         ))
     }
 }
 
 /// Trickle ICE is not offered: the answer carries every server candidate.
 async fn whep_patch(Path(rest): Path<String>) -> HttpResult {
-    whep_target(&rest)?;
+    webrtc_target(&rest)?;
     Ok((
         StatusCode::METHOD_NOT_ALLOWED,
         [(header::ALLOW, "POST, DELETE, OPTIONS")],

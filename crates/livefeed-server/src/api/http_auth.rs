@@ -20,8 +20,15 @@ use livefeed_auth::{Action, AuthRequest, Decision};
 use crate::api::http::{App, Conn, DEFAULT_PATH};
 
 /// What a request needs: `None` for nothing, else the action and the path it applies to.
+/// `path` is classified percent-decoded, as the routes see it (`/cam/%77hip` is `cam`'s WHIP
+/// endpoint).
 pub fn classify(method: &Method, path: &str) -> Option<(Action, String)> {
-    let rest = path.trim_start_matches('/');
+    let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
+    let rest = decoded.trim_start_matches('/');
+    if let Some(path) = publish_target(rest) {
+        // WHIP (any method: its OPTIONS carries TURN credentials too) and the publish page.
+        return Some((Action::Publish, path.to_string()));
+    }
     if method == Method::OPTIONS {
         // The CORS layer answers preflights before this. A plain OPTIONS of a WHEP endpoint
         // gives the ICE servers (TURN credentials), so every plain OPTIONS needs the right to
@@ -53,6 +60,16 @@ pub fn classify(method: &Method, path: &str) -> Option<(Action, String)> {
         return Some((Action::Read, DEFAULT_PATH.to_string()));
     }
     Some((Action::Read, stream_path(rest)))
+}
+
+/// The stream path of a WHIP endpoint `cam/1/whip`, a WHIP session `cam/1/whip/ID` or the
+/// publish page `cam/1/publish`.
+fn publish_target(rest: &str) -> Option<&str> {
+    if let Some((path, _)) = rest.rsplit_once("/whip/") {
+        return Some(path);
+    }
+    rest.strip_suffix("/whip")
+        .or_else(|| rest.strip_suffix("/publish"))
 }
 
 /// The stream path of `cam/1/index.m3u8`, `cam/1/whep/ID`, `cam/1/` or `cam/1`.
@@ -251,10 +268,13 @@ mod tests {
         assert_eq!(classify(&get, "/static/hls.min.js"), None);
         let read = |p: &str| Some((Action::Read, p.to_string()));
         assert_eq!(classify(&Method::OPTIONS, "/cam/whep"), read("cam"));
-        assert_eq!(
-            classify(&Method::OPTIONS, "/cam/%77hep"),
-            read("cam/%77hep")
-        );
+        assert_eq!(classify(&Method::OPTIONS, "/cam/%77hep"), read("cam"));
+        let publish = |p: &str| Some((Action::Publish, p.to_string()));
+        assert_eq!(classify(&Method::POST, "/cam/1/whip"), publish("cam/1"));
+        assert_eq!(classify(&Method::POST, "/cam/1/%77hip"), publish("cam/1"));
+        assert_eq!(classify(&Method::DELETE, "/cam/whip/ab12"), publish("cam"));
+        assert_eq!(classify(&Method::OPTIONS, "/cam/whip"), publish("cam"));
+        assert_eq!(classify(&get, "/cam/publish"), publish("cam"));
         assert_eq!(classify(&get, "/cam/1/index.m3u8"), read("cam/1"));
         assert_eq!(classify(&get, "/cam/1/part3.1.m4s"), read("cam/1"));
         assert_eq!(classify(&Method::POST, "/cam/1/whep"), read("cam/1"));

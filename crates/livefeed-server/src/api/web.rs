@@ -1,5 +1,6 @@
 //! The pages and scripts the HTTP server serves, embedded at build time: the dashboard
 //! (`web/dashboard.html`, `dashboard.js`), the player page (`web/player.html`, `player.js`),
+//! the publish page (`web/publish.html`, `publish.js`),
 //! their shared `livefeed.js`, and hls.js and uPlot from npm (see `build.rs`); and the
 //! `timestamps.json` document.
 
@@ -13,6 +14,10 @@ const PLAYER_HTML: &str = include_str!(concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../../web/player.html"
 ));
+const PUBLISH_HTML: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../web/publish.html"
+));
 const DASHBOARD_HTML: &str = include_str!(concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../../web/dashboard.html"
@@ -21,7 +26,12 @@ const DASHBOARD_HTML: &str = include_str!(concat!(
 const JS: &str = "text/javascript";
 
 /// The static assets: (file name, content type, bytes).
-const ASSETS: [(&str, &str, &[u8]); 6] = [
+const ASSETS: [(&str, &str, &[u8]); 7] = [
+    (
+        "publish.js",
+        JS,
+        include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../web/publish.js")),
+    ),
     (
         "player.js",
         JS,
@@ -82,7 +92,16 @@ pub fn dashboard_page() -> Response {
 
 /// The player page of `path` (a validated path name: safe inside HTML attributes and text).
 pub fn player_page(path: &str) -> Response {
-    let html = PLAYER_HTML.replace("{{PATH}}", path);
+    page_of(PLAYER_HTML, path)
+}
+
+/// The publish page of `path` (validated, as for [`player_page`]).
+pub fn publish_page(path: &str) -> Response {
+    page_of(PUBLISH_HTML, path)
+}
+
+fn page_of(template: &str, path: &str) -> Response {
+    let html = template.replace("{{PATH}}", path);
     (
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),

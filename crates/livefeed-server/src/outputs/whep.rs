@@ -20,6 +20,10 @@
 //! its connections ([`crate::outputs::whep_tcp`]) are routed like datagrams, and a connection
 //! whose packets no session accepts is closed.
 //!
+//! WHIP publishers ([`crate::ingest::whip`]) live in the same loop, on the same socket and
+//! listener: a datagram goes to the viewer or publisher session that accepts it, and what a
+//! publisher's session receives goes to its [`WhipIngest`] at once.
+//!
 //! The str0m protocol work is in `livefeed-webrtc` (sans-IO); this module moves datagrams,
 //! frames and timers.
 
@@ -33,13 +37,14 @@ use livefeed_media::clock::instant_of_unix_ns;
 use livefeed_media::track::{Codec, TrackDescription};
 use livefeed_media::AccessUnit;
 use livefeed_webrtc::tcp_framing::frame;
-use livefeed_webrtc::{Poll, SharedAccessUnit, Transport, WhepSession};
+use livefeed_webrtc::{Poll, SharedAccessUnit, Transport, WhepSession, WhipSession};
 use tokio::net::UdpSocket;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::{debug, info};
 
 use crate::hub::{Delivery, HubFrame, KeyframeRequester, Media, Subscription};
+use crate::ingest::whip::WhipIngest;
 use crate::limits::conn_gate::ConnectionGate;
 use crate::measure::metrics::ServerMetrics;
 use crate::outputs::ice_host::{resolve, IceHost};
@@ -101,6 +106,15 @@ enum Command {
         candidates: Vec<SocketAddr>,
         connecting: ConnectingSlot,
     },
+    AddPublisher {
+        id: SessionId,
+        path: String,
+        session: Box<WhipSession>,
+        ingest: Box<WhipIngest>,
+        candidates: Vec<SocketAddr>,
+        connecting: ConnectingSlot,
+    },
+    /// Ends a viewer's or a publisher's session.
     Remove {
         id: SessionId,
         path: String,
@@ -299,7 +313,29 @@ impl WhepServer {
         self.commands.send(cmd).await.is_ok()
     }
 
-    /// Ends a session; `false` if no session of `path` has that id.
+    /// Hands a WHIP publisher's negotiated session and its claim on the path to the media
+    /// loop.
+    pub async fn add_publisher(
+        &self,
+        id: SessionId,
+        path: &str,
+        session: WhipSession,
+        ingest: WhipIngest,
+        candidates: Vec<SocketAddr>,
+        connecting: ConnectingSlot,
+    ) -> bool {
+        let cmd = Command::AddPublisher {
+            id,
+            path: path.to_string(),
+            session: Box::new(session),
+            ingest: Box::new(ingest),
+            candidates,
+            connecting,
+        };
+        self.commands.send(cmd).await.is_ok()
+    }
+
+    /// Ends a viewer's or a publisher's session; `false` if no session of `path` has that id.
     pub async fn remove(&self, path: &str, id: &str) -> bool {
         let (done, answer) = oneshot::channel();
         let cmd = Command::Remove {
@@ -356,21 +392,45 @@ impl Viewer {
             self.keyframe_asked = Some(now);
         }
     }
+}
 
-    /// The local candidate a datagram from `source` arrived on. The socket may be bound to an
-    /// unspecified address, where the real destination is not reported: loopback peers reached
-    /// the loopback candidate, others the first other one.
-    fn destination(&self, source: SocketAddr, socket: SocketAddr) -> SocketAddr {
-        if !socket.ip().is_unspecified() {
-            return socket;
+/// The local candidate (of `candidates`, a session's) a datagram from `source` arrived on.
+/// The socket may be bound to an unspecified address, where the real destination is not
+/// reported: loopback peers reached the loopback candidate, others the first other one.
+fn destination(candidates: &[SocketAddr], source: SocketAddr, socket: SocketAddr) -> SocketAddr {
+    if !socket.ip().is_unspecified() {
+        return socket;
+    }
+    let wanted = |c: &&SocketAddr| c.ip().is_loopback() == source.ip().is_loopback();
+    candidates
+        .iter()
+        .find(wanted)
+        .or(candidates.first())
+        .copied()
+        .unwrap_or(socket)
+}
+
+/// A WHIP publisher in the media loop.
+struct Publishing {
+    path: String,
+    session: Box<WhipSession>,
+    ingest: Box<WhipIngest>,
+    candidates: Vec<SocketAddr>,
+    /// Held until the session connects (or closes).
+    connecting: Option<ConnectingSlot>,
+}
+
+impl Publishing {
+    /// Moves what the session received into the hub; closes the session when the hub refuses
+    /// it (the path taken over, a frame over the limits).
+    fn take_frames(&mut self, id: &str) {
+        while let Some(received) = self.session.take_received() {
+            if let Err(cause) = self.ingest.push(received) {
+                info!(session = %id, path = %self.path, %cause, "WHIP publisher closed");
+                self.session.close();
+                return;
+            }
         }
-        let wanted = |c: &&SocketAddr| c.ip().is_loopback() == source.ip().is_loopback();
-        self.candidates
-            .iter()
-            .find(wanted)
-            .or(self.candidates.first())
-            .copied()
-            .unwrap_or(socket)
     }
 }
 
@@ -381,6 +441,7 @@ struct MediaLoop {
     media_tx: mpsc::Sender<(SessionId, Option<Delivery>)>,
     media_rx: mpsc::Receiver<(SessionId, Option<Delivery>)>,
     viewers: HashMap<SessionId, Viewer>,
+    publishers: HashMap<SessionId, Publishing>,
     buf: Vec<u8>,
     metrics: Arc<ServerMetrics>,
     /// ICE-TCP connection events, when there is a listener.
@@ -417,6 +478,7 @@ impl MediaLoop {
             media_tx,
             media_rx,
             viewers: HashMap::new(),
+            publishers: HashMap::new(),
             buf: vec![0; 2048],
             metrics,
             tcp_events: None,
@@ -452,29 +514,21 @@ impl MediaLoop {
         let mut wake = Instant::now() + Duration::from_millis(500);
         for (id, viewer) in self.viewers.iter_mut() {
             viewer.ask_for_keyframe_if_wanted();
-            loop {
-                match viewer.session.poll() {
-                    Poll::Transmit {
-                        destination,
-                        transport: Transport::Tcp,
-                        datagram,
-                        ..
-                    } => send_tcp(&self.tcp_connections, id, destination, &datagram),
-                    Poll::Transmit {
-                        destination,
-                        datagram,
-                        ..
-                    } => {
-                        if let Err(e) = self.socket.send_to(&datagram, destination).await {
-                            debug!(session = %id, error = %e, "WebRTC UDP send failed");
-                        }
-                    }
-                    Poll::Wait(at) => {
-                        wake = wake.min(at);
-                        break;
-                    }
-                }
+            let at = transmit(&self.socket, &self.tcp_connections, id, || {
+                viewer.session.poll()
+            })
+            .await;
+            wake = wake.min(at);
+        }
+        for (id, publisher) in self.publishers.iter_mut() {
+            if publisher.ingest.keyframe_wanted() {
+                publisher.session.request_keyframe();
             }
+            let at = transmit(&self.socket, &self.tcp_connections, id, || {
+                publisher.session.poll()
+            })
+            .await;
+            wake = wake.min(at);
         }
         wake
     }
@@ -484,22 +538,39 @@ impl MediaLoop {
         let data = &self.buf[..n];
         let socket = self.local;
         let found = self.viewers.iter_mut().find(|(_, v)| {
-            let destination = v.destination(source, socket);
+            let destination = destination(&v.candidates, source, socket);
             v.session
                 .accepts(now, Transport::Udp, source, destination, data)
         });
-        let Some((id, viewer)) = found else {
+        if let Some((id, viewer)) = found {
+            let destination = destination(&viewer.candidates, source, socket);
+            if let Err(e) =
+                viewer
+                    .session
+                    .handle_datagram(now, Transport::Udp, source, destination, data)
+            {
+                debug!(session = %id, %source, error = %e, "bad datagram");
+            }
+            return;
+        }
+        let found = self.publishers.iter_mut().find(|(_, p)| {
+            let destination = destination(&p.candidates, source, socket);
+            p.session
+                .accepts(now, Transport::Udp, source, destination, data)
+        });
+        let Some((id, publisher)) = found else {
             debug!(%source, len = n, "datagram for no WebRTC session");
             return;
         };
-        let destination = viewer.destination(source, socket);
+        let destination = destination(&publisher.candidates, source, socket);
         if let Err(e) =
-            viewer
+            publisher
                 .session
                 .handle_datagram(now, Transport::Udp, source, destination, data)
         {
             debug!(session = %id, %source, error = %e, "bad datagram");
         }
+        publisher.take_frames(id);
     }
 
     /// An ICE-TCP connection opened, brought a packet, or closed. A connection whose packet
@@ -524,19 +595,34 @@ impl MediaLoop {
                     .viewers
                     .iter_mut()
                     .find(|(_, v)| v.session.accepts(now, Transport::Tcp, peer, local, &packet));
-                let Some((id, viewer)) = found else {
+                if let Some((id, viewer)) = found {
+                    if let Err(e) =
+                        viewer
+                            .session
+                            .handle_datagram(now, Transport::Tcp, peer, local, &packet)
+                    {
+                        debug!(session = %id, %peer, error = %e, "bad ICE-TCP packet");
+                    }
+                    return;
+                }
+                let found = self
+                    .publishers
+                    .iter_mut()
+                    .find(|(_, p)| p.session.accepts(now, Transport::Tcp, peer, local, &packet));
+                let Some((id, publisher)) = found else {
                     if self.tcp_connections.remove(&peer).is_some() {
                         info!(%peer, "ICE-TCP connection closed: for no WebRTC session");
                     }
                     return;
                 };
                 if let Err(e) =
-                    viewer
+                    publisher
                         .session
                         .handle_datagram(now, Transport::Tcp, peer, local, &packet)
                 {
                     debug!(session = %id, %peer, error = %e, "bad ICE-TCP packet");
                 }
+                publisher.take_frames(id);
             }
         }
     }
@@ -570,14 +656,39 @@ impl MediaLoop {
                     },
                 );
             }
+            Command::AddPublisher {
+                id,
+                path,
+                session,
+                ingest,
+                candidates,
+                connecting,
+            } => {
+                info!(session = %id, path, "WebRTC (WHIP) publisher added");
+                self.publishers.insert(
+                    id,
+                    Publishing {
+                        path,
+                        session,
+                        ingest,
+                        candidates,
+                        connecting: Some(connecting),
+                    },
+                );
+            }
             Command::Remove { id, path, done } => {
-                let viewer = self.viewers.get_mut(&id).filter(|v| v.path == path);
-                let found = viewer.is_some();
-                if let Some(viewer) = viewer {
-                    // Reaped after the next drive, once its goodbye datagrams are sent.
+                // Reaped after the next drive, once its goodbye datagrams are sent.
+                let mut found = false;
+                if let Some(viewer) = self.viewers.get_mut(&id).filter(|v| v.path == path) {
                     viewer.session.close();
                     viewer.forward.abort();
                     info!(session = %id, path, "WebRTC viewer removed (DELETE)");
+                    found = true;
+                }
+                if let Some(publisher) = self.publishers.get_mut(&id).filter(|p| p.path == path) {
+                    publisher.session.close();
+                    info!(session = %id, path, "WebRTC (WHIP) publisher removed (DELETE)");
+                    found = true;
                 }
                 let _ = done.send(found);
             }
@@ -626,6 +737,12 @@ impl MediaLoop {
                 debug!(session = %id, error = %e, "WebRTC timeout handling failed");
             }
         }
+        for (id, publisher) in self.publishers.iter_mut() {
+            if let Err(e) = publisher.session.handle_timeout(now) {
+                debug!(session = %id, error = %e, "WHIP timeout handling failed");
+            }
+            publisher.take_frames(id);
+        }
     }
 
     /// Drops sessions whose peer is gone.
@@ -644,6 +761,17 @@ impl MediaLoop {
         let viewers = &self.viewers;
         self.shared
             .retain(|path, _| viewers.values().any(|v| &v.path == path));
+        self.publishers.retain(|id, publisher| {
+            if publisher.session.is_connected() {
+                publisher.connecting = None;
+            }
+            if publisher.session.is_closed() {
+                let reason = publisher.session.close_reason();
+                info!(session = %id, path = %publisher.path, ?reason, "WebRTC (WHIP) publisher left");
+                return false;
+            }
+            true
+        });
     }
 }
 
@@ -660,6 +788,35 @@ fn shared_access_unit<'a>(
         shared.insert(path.to_string(), (frame.clone(), SharedAccessUnit::new(au)));
     }
     &shared[path].1
+}
+
+/// Sends what a session's `poll` hands out until it says to wait; returns until when.
+async fn transmit(
+    socket: &UdpSocket,
+    tcp_connections: &HashMap<SocketAddr, TcpConnection>,
+    id: &str,
+    mut poll: impl FnMut() -> Poll,
+) -> Instant {
+    loop {
+        match poll() {
+            Poll::Transmit {
+                destination,
+                transport: Transport::Tcp,
+                datagram,
+                ..
+            } => send_tcp(tcp_connections, id, destination, &datagram),
+            Poll::Transmit {
+                destination,
+                datagram,
+                ..
+            } => {
+                if let Err(e) = socket.send_to(&datagram, destination).await {
+                    debug!(session = %id, error = %e, "WebRTC UDP send failed");
+                }
+            }
+            Poll::Wait(at) => return at,
+        }
+    }
 }
 
 /// The next ICE-TCP event; never, without a listener.
