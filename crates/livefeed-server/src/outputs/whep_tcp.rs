@@ -102,27 +102,28 @@ pub fn spawn_listener(
             next_id += 1;
             let (id, events) = (next_id, events.clone());
             tokio::spawn(async move {
+                let shed = permit.cancel.clone();
                 tokio::select! {
-                    () = serve(stream, id, peer, &events, &permit) => {}
-                    () = permit.cancel.cancelled() => {
+                    () = serve(stream, id, peer, &events, permit) => {}
+                    () = shed.cancelled() => {
                         info!(%peer, "ICE-TCP connection shed: the listener was full and it was idle");
                     }
                 }
                 let _ = events.send(TcpEvent::Closed { id, peer }).await;
-                drop(permit);
             });
         }
     })
 }
 
 /// One connection: reads frames into events, writes what the media loop sends; every byte
-/// moved counts as activity for `permit`'s gate.
+/// moved counts as activity for `permit`'s gate. The permit is given back before the socket
+/// closes, so a peer that sees the close and connects again is counted right.
 async fn serve(
     stream: TcpStream,
     id: u64,
     peer: SocketAddr,
     events: &mpsc::Sender<TcpEvent>,
-    permit: &Permit,
+    permit: Permit,
 ) {
     let Ok(local) = stream.local_addr() else {
         return;
@@ -211,4 +212,6 @@ async fn serve(
         () = write => {}
         () = read => {}
     }
+    drop(permit);
+    drop((reader, writer));
 }
