@@ -61,13 +61,38 @@ function stampedVideo(media) {
   return { track: stream.getVideoTracks()[0], stop() { clearInterval(timer); camera.srcObject = null; } };
 }
 
+// Starts publishing `media`; on failure everything it opened is closed again (the camera, the
+// connection, the session if one was created) before the error goes on.
 async function publishStream(media) {
   const video = stampedVideo(media);
   const pc = new RTCPeerConnection();
+  try {
+    return await negotiate(media, video, pc);
+  } catch (e) {
+    video.stop();
+    media.getTracks().forEach((t) => t.stop());
+    pc.close();
+    if (publish.session) fetch(publish.session, { method: "DELETE" }).catch(() => {});
+    publish.session = null;
+    throw e;
+  }
+}
+
+// H.264 in packetization-mode 1 first (livefeed serves it over RTSP and LL-HLS as it comes: no
+// video transcoding), then the other H.264 entries, keeping retransmission (rtx), RED and FEC.
+function h264First(codecs) {
+  const kind = (c) => c.mimeType.toLowerCase();
+  const h264 = codecs.filter((c) => kind(c) === "video/h264");
+  const mode1 = h264.filter((c) => /packetization-mode=1/.test(c.sdpFmtpLine || ""));
+  const others = h264.filter((c) => !mode1.includes(c));
+  const repair = codecs.filter((c) => ["video/rtx", "video/red", "video/ulpfec"].includes(kind(c)));
+  return h264.length ? [...mode1, ...others, ...repair] : [];
+}
+
+async function negotiate(media, video, pc) {
   const transceiver = pc.addTransceiver(video.track, { direction: "sendonly" });
-  // H.264 only: livefeed serves it over RTSP and LL-HLS as it comes (no transcoding).
-  const h264 = RTCRtpSender.getCapabilities("video").codecs.filter((c) => c.mimeType.toLowerCase() === "video/h264");
-  if (h264.length && transceiver.setCodecPreferences) transceiver.setCodecPreferences(h264);
+  const preferred = h264First(RTCRtpSender.getCapabilities("video").codecs);
+  if (preferred.length && transceiver.setCodecPreferences) transceiver.setCodecPreferences(preferred);
   for (const track of media.getAudioTracks()) pc.addTransceiver(track, { direction: "sendonly" });
   await pc.setLocalDescription(await pc.createOffer());
   await iceGathered(pc);

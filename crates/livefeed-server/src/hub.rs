@@ -624,6 +624,23 @@ impl Hub {
         })
     }
 
+    /// Whether a publisher could claim `path` now ([`Hub::claim_publisher_with`] would not
+    /// refuse it), without claiming it: a WHIP offer is answered at once, and the path claimed
+    /// only once the session connected.
+    pub fn check_publishable(&self, path: &str) -> Result<(), PublishError> {
+        let state = self
+            .path(path)
+            .ok_or_else(|| PublishError::UnknownPath(path.to_string()))?;
+        let inner = state.lock();
+        match &inner.publisher {
+            Some(current) if !self.takeover.allows(path) => Err(PublishError::Busy {
+                path: path.to_string(),
+                by: current.info.remote.clone(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// Whether `path` has a publisher now.
     pub fn has_publisher(&self, path: &str) -> bool {
         let paths = self.paths.lock().unwrap_or_else(|p| p.into_inner());

@@ -34,13 +34,16 @@ use crate::peer::{add_host_candidates, PeerCore};
 use crate::session::{CloseReason, Poll, Transport};
 
 /// H.264 profiles a publisher may send (`profile-level-id`, each with packetization-mode 1):
-/// constrained baseline, baseline, main, high. The depacketizer and every output take any of
-/// them; the payload type numbers are only defaults (the answer uses the publisher's).
-const H264_PROFILES: [(u8, u8, u32); 4] = [
+/// constrained baseline, baseline, main, constrained main, constrained high, high (str0m
+/// matches them exactly: what browsers and OBS offer). The depacketizer and every output take
+/// any of them; the payload type numbers are only defaults (the answer uses the publisher's).
+const H264_PROFILES: [(u8, u8, u32); 6] = [
     (108, 109, 0x42e01f),
     (127, 121, 0x42001f),
     (123, 122, 0x4d001f),
+    (125, 107, 0x4de01f),
     (112, 113, 0x640c1f),
+    (114, 115, 0x64001f),
 ];
 
 /// Settings of WHIP sessions.
@@ -136,11 +139,13 @@ impl WhipSession {
             RtcError::Sdp(e) => WhepError::InvalidSdp(e.to_string()),
             e => WhepError::Rtc(e),
         })?;
+        // The text offered the codec; str0m must also have matched a payload type of it (an
+        // H.264 profile outside H264_PROFILES is not).
         let video = checked
             .video_mids
             .iter()
             .map(|mid| Mid::from(mid.as_str()))
-            .find(|mid| receives(&rtc, *mid, MediaKind::Video))
+            .find(|mid| receives(&rtc, *mid, MediaKind::Video) && negotiated(&mut rtc, *mid, codec))
             .ok_or(WhepError::NoPublishableVideo {
                 offered: checked.offered,
             })?;
@@ -318,6 +323,21 @@ impl WhipSession {
 fn receives(rtc: &Rtc, mid: Mid, kind: MediaKind) -> bool {
     rtc.media(mid).is_some_and(|m| {
         m.kind() == kind && matches!(m.direction(), Direction::RecvOnly | Direction::SendRecv)
+    })
+}
+
+/// Whether str0m negotiated a payload type of `codec` for media `mid`.
+fn negotiated(rtc: &mut Rtc, mid: Mid, codec: VideoCodec) -> bool {
+    let wanted = match codec {
+        VideoCodec::H264 => Codec::H264,
+        VideoCodec::H265 => Codec::H265,
+    };
+    rtc.writer(mid).is_some_and(|w| {
+        w.payload_params().any(|p| {
+            let spec = p.spec();
+            spec.codec == wanted
+                && (wanted != Codec::H264 || spec.format.packetization_mode == Some(1))
+        })
     })
 }
 

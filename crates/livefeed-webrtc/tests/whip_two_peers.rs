@@ -266,3 +266,27 @@ fn an_offer_that_does_not_send_h264_or_h265_is_refused() {
         "{refused:?}"
     );
 }
+
+#[test]
+fn an_h264_profile_str0m_does_not_match_is_refused_not_accepted_silently() {
+    let now = Instant::now();
+    let mut config = Rtc::builder().clear_codecs();
+    config
+        .codec_config()
+        .add_h264(102.into(), None, true, 0x7a0028); // High 4:2:2
+    let mut rtc = config.build(now);
+    let mut change = rtc.sdp_api();
+    change.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
+    let (offer, _) = change.apply().expect("an offer");
+    let refused = WhipSession::accept_offer(
+        &WhipConfig::default(),
+        &offer.to_sdp_string(),
+        &[addr(SERVER)],
+        &[],
+        now,
+    );
+    assert!(
+        matches!(refused, Err(WhepError::NoPublishableVideo { .. })),
+        "{refused:?}"
+    );
+}

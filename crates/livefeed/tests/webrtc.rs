@@ -124,10 +124,10 @@ fn bad_whep_requests_get_a_clear_4xx_and_others_stream_on() {
         ),
         Case("DELETE", "/live/whep/not-an-id", None, Vec::new(), 404, ""),
         Case("DELETE", "/live/whep", None, Vec::new(), 405, ""),
-        // WHIP: the same checks, and a publisher's own.
+        // WHIP: the same checks, and a publisher's own (on a free path; `live` is busy).
         Case(
             "POST",
-            "/live/whip",
+            "/cam/whip",
             Some("text/plain"),
             b"v=0\r\n".to_vec(),
             415,
@@ -135,7 +135,7 @@ fn bad_whep_requests_get_a_clear_4xx_and_others_stream_on() {
         ),
         Case(
             "POST",
-            "/live/whip",
+            "/cam/whip",
             sdp,
             VP8_ONLY.as_bytes().to_vec(),
             400,
@@ -143,7 +143,7 @@ fn bad_whep_requests_get_a_clear_4xx_and_others_stream_on() {
         ),
         Case(
             "POST",
-            "/live/whip",
+            "/cam/whip",
             sdp,
             VP8_ONLY.replace("recvonly", "sendonly").into_bytes(),
             406,

@@ -967,7 +967,8 @@ async fn whep_delete(State(app): State<App>, Path(rest): Path<String>) -> HttpRe
             "DELETE goes to the session's Location",
         )
     })?;
-    if app.whep.remove(&path, &id).await {
+    let publisher = endpoint == WebRtcEndpoint::Whip;
+    if app.whep.remove(&path, &id, publisher).await {
         Ok(StatusCode::OK.into_response())
     } else {
         Err(error(

@@ -17,23 +17,23 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use livefeed_auth::{Action, AuthRequest, Decision};
 
-use crate::api::http::{App, Conn, DEFAULT_PATH};
+use crate::api::http::{webrtc_target, App, Conn, WebRtcEndpoint, DEFAULT_PATH};
 
 /// What a request needs: `None` for nothing, else the action and the path it applies to.
-/// `path` is classified percent-decoded, as the routes see it (`/cam/%77hip` is `cam`'s WHIP
-/// endpoint).
+/// The fixed routes (`/static/…`, `/api/…`) match the raw path, as the router does; a stream
+/// request is classified percent-decoded, as its handler sees it, with the same parsers
+/// (`/cam/%77hip` is `cam`'s WHIP endpoint; `a/whip/b/index.m3u8` is stream `a/whip/b`).
 pub fn classify(method: &Method, path: &str) -> Option<(Action, String)> {
-    let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
-    let rest = decoded.trim_start_matches('/');
-    if let Some(path) = publish_target(rest) {
-        // WHIP (any method: its OPTIONS carries TURN credentials too) and the publish page.
-        return Some((Action::Publish, path.to_string()));
+    let rest = path.trim_start_matches('/');
+    let decoded = percent_encoding::percent_decode_str(rest).decode_utf8_lossy();
+    if let Some(classified) = webrtc_or_publish_page(method, &decoded) {
+        return Some(classified);
     }
     if method == Method::OPTIONS {
         // The CORS layer answers preflights before this. A plain OPTIONS of a WHEP endpoint
         // gives the ICE servers (TURN credentials), so every plain OPTIONS needs the right to
         // read its path: failing closed, whatever encoding the target uses.
-        return Some((Action::Read, stream_path(rest)));
+        return Some((Action::Read, stream_path(&decoded)));
     }
     if rest.is_empty()
         || rest == "favicon.ico"
@@ -59,17 +59,22 @@ pub fn classify(method: &Method, path: &str) -> Option<(Action, String)> {
     if rest == "live.m3u8" {
         return Some((Action::Read, DEFAULT_PATH.to_string()));
     }
-    Some((Action::Read, stream_path(rest)))
+    Some((Action::Read, stream_path(&decoded)))
 }
 
-/// The stream path of a WHIP endpoint `cam/1/whip`, a WHIP session `cam/1/whip/ID` or the
-/// publish page `cam/1/publish`.
-fn publish_target(rest: &str) -> Option<&str> {
-    if let Some((path, _)) = rest.rsplit_once("/whip/") {
-        return Some(path);
+/// A WebRTC endpoint or session as the non-GET routes parse it (WHIP: publish, WHEP: read), or
+/// the publish page as GET parses it; `None` for anything else.
+fn webrtc_or_publish_page(method: &Method, decoded: &str) -> Option<(Action, String)> {
+    if method == Method::GET || method == Method::HEAD {
+        let (dir, file) = decoded.rsplit_once('/')?;
+        return (file == "publish").then(|| (Action::Publish, dir.to_string()));
     }
-    rest.strip_suffix("/whip")
-        .or_else(|| rest.strip_suffix("/publish"))
+    let (endpoint, path, _) = webrtc_target(decoded).ok()?;
+    let action = match endpoint {
+        WebRtcEndpoint::Whip => Action::Publish,
+        WebRtcEndpoint::Whep => Action::Read,
+    };
+    Some((action, path))
 }
 
 /// The stream path of `cam/1/index.m3u8`, `cam/1/whep/ID`, `cam/1/` or `cam/1`.
@@ -130,9 +135,11 @@ fn host_name(host: &str) -> &str {
 }
 
 /// Whether the request changes something a page from elsewhere must not reach through the
-/// browser: a control, or samples written to the store.
+/// browser: a control, samples written to the store, or publishing (WHIP: a page elsewhere
+/// must not publish through a browser on the server's machine).
 fn is_write(action: Action, method: &Method, path: &str) -> bool {
-    action == Action::Api || (method == Method::POST && path == "/api/v1/metrics")
+    matches!(action, Action::Api | Action::Publish)
+        || (method == Method::POST && path == "/api/v1/metrics")
 }
 
 /// The middleware.
@@ -275,6 +282,12 @@ mod tests {
         assert_eq!(classify(&Method::DELETE, "/cam/whip/ab12"), publish("cam"));
         assert_eq!(classify(&Method::OPTIONS, "/cam/whip"), publish("cam"));
         assert_eq!(classify(&get, "/cam/publish"), publish("cam"));
+        // The routes' parsers: a stream whose path has a `whip` segment is read as any other.
+        assert_eq!(classify(&get, "/a/whip/b/index.m3u8"), read("a/whip/b"));
+        assert_eq!(classify(&get, "/a/whip/index.m3u8"), read("a/whip"));
+        assert_eq!(classify(&Method::POST, "/a/whip/b/whep"), read("a/whip/b"));
+        // The fixed routes match the raw path: an encoded `static` is a stream path.
+        assert_eq!(classify(&get, "/%73tatic/x/index.m3u8"), read("static/x"));
         assert_eq!(classify(&get, "/cam/1/index.m3u8"), read("cam/1"));
         assert_eq!(classify(&get, "/cam/1/part3.1.m4s"), read("cam/1"));
         assert_eq!(classify(&Method::POST, "/cam/1/whep"), read("cam/1"));

@@ -1,7 +1,8 @@
 //! `POST /PATH/whip`: a WHIP publisher's offer (RFC 9725). The offer is checked and answered
-//! (receive only: H.264 in any profile with packetization-mode 1, else H.265; Opus), the path
-//! claimed for the publisher like an RTSP ANNOUNCE would (409 while another holds it, 404 for a
-//! path not served), and the session handed to the WebRTC media loop; `201 Created` carries the
+//! (receive only: H.264 with packetization-mode 1, else H.265; Opus) if a publisher could claim
+//! the path (409 while another holds it, 404 for a path not served), and the session handed to
+//! the WebRTC media loop, which claims the path once the session connected (an offer that never
+//! connects takes nothing over); `201 Created` carries the
 //! answer and the session's `Location` (`/PATH/whip/ID`, which DELETE ends). Auth (the
 //! `publish` action on the path) is the HTTP auth layer's.
 
@@ -25,6 +26,9 @@ pub(crate) async fn offer(
     offer: &str,
 ) -> HttpResult {
     let peer = conn.remote;
+    app.hub
+        .check_publishable(&path)
+        .map_err(|e| refused(peer, &path, e))?;
     let connecting = app.whep.reserve_connecting(peer.ip()).map_err(|reason| {
         tracing::warn!(%peer, path, %reason, "WHIP offer refused");
         error(StatusCode::SERVICE_UNAVAILABLE, reason)
@@ -41,28 +45,16 @@ pub(crate) async fn offer(
                 tracing::warn!(%peer, path, error = %e, "WHIP offer refused");
                 error(offer_refusal_status(&e), e.to_string())
             })?;
-    let ingest = WhipIngest::claim(
-        &app.hub,
-        app.metrics.clone(),
-        &path,
-        peer,
-        session.codec(),
-        session.has_audio(),
-        app.depacketizer,
-    )
-    .map_err(|e| {
-        tracing::warn!(%peer, path, error = %e, "WHIP publisher refused");
-        let status = match e {
-            PublishError::Busy { .. } => StatusCode::CONFLICT,
-            PublishError::UnknownPath(_) => StatusCode::NOT_FOUND,
-        };
-        error(status, e.to_string())
-    })?;
-    let id = app.whep.new_id();
     let (video, audio) = (session.codec().name(), session.has_audio());
+    let claim: crate::outputs::whep::ClaimPath = {
+        let (hub, metrics, path) = (app.hub.clone(), app.metrics.clone(), path.clone());
+        let (codec, limits) = (session.codec(), app.depacketizer);
+        Box::new(move || WhipIngest::claim(&hub, metrics, &path, peer, codec, audio, limits))
+    };
+    let id = app.whep.new_id();
     if !app
         .whep
-        .add_publisher(id.clone(), &path, session, ingest, candidates, connecting)
+        .add_publisher(id.clone(), &path, session, claim, candidates, connecting)
         .await
     {
         return Err(error(
@@ -83,4 +75,15 @@ pub(crate) async fn offer(
         .into_response();
     crate::api::http::add_ice_server_links(&app, &mut response);
     Ok(response)
+}
+
+/// The answer to an offer for a path a publisher cannot claim: 409 while another holds it, 404
+/// for a path not served.
+fn refused(peer: std::net::SocketAddr, path: &str, e: PublishError) -> crate::api::http::HttpError {
+    tracing::warn!(%peer, path, error = %e, "WHIP publisher refused");
+    let status = match e {
+        PublishError::Busy { .. } => StatusCode::CONFLICT,
+        PublishError::UnknownPath(_) => StatusCode::NOT_FOUND,
+    };
+    error(status, e.to_string())
 }

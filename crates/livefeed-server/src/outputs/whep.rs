@@ -41,7 +41,7 @@ use livefeed_webrtc::{Poll, SharedAccessUnit, Transport, WhepSession, WhipSessio
 use tokio::net::UdpSocket;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::hub::{Delivery, HubFrame, KeyframeRequester, Media, Subscription};
 use crate::ingest::whip::WhipIngest;
@@ -51,6 +51,10 @@ use crate::outputs::ice_host::{resolve, IceHost};
 use crate::outputs::ice_server::IceServer;
 use crate::outputs::transcode::{Transcoders, TRANSCODED_TRACK};
 use crate::outputs::whep_tcp::{self, TcpEvent};
+
+/// Claims a WHIP publisher's path (once its session connected: an offer that never connects
+/// must not take a path over).
+pub type ClaimPath = Box<dyn FnOnce() -> Result<WhipIngest, crate::hub::PublishError> + Send>;
 
 /// A viewer session's id, as it appears in its WHEP resource URL.
 pub type SessionId = String;
@@ -110,14 +114,15 @@ enum Command {
         id: SessionId,
         path: String,
         session: Box<WhipSession>,
-        ingest: Box<WhipIngest>,
+        claim: ClaimPath,
         candidates: Vec<SocketAddr>,
         connecting: ConnectingSlot,
     },
-    /// Ends a viewer's or a publisher's session.
+    /// Ends a viewer's session, or a publisher's (`publisher`).
     Remove {
         id: SessionId,
         path: String,
+        publisher: bool,
         done: oneshot::Sender<bool>,
     },
 }
@@ -313,14 +318,14 @@ impl WhepServer {
         self.commands.send(cmd).await.is_ok()
     }
 
-    /// Hands a WHIP publisher's negotiated session and its claim on the path to the media
-    /// loop.
+    /// Hands a WHIP publisher's negotiated session to the media loop, with what claims its
+    /// path once it connected.
     pub async fn add_publisher(
         &self,
         id: SessionId,
         path: &str,
         session: WhipSession,
-        ingest: WhipIngest,
+        claim: ClaimPath,
         candidates: Vec<SocketAddr>,
         connecting: ConnectingSlot,
     ) -> bool {
@@ -328,19 +333,21 @@ impl WhepServer {
             id,
             path: path.to_string(),
             session: Box::new(session),
-            ingest: Box::new(ingest),
+            claim,
             candidates,
             connecting,
         };
         self.commands.send(cmd).await.is_ok()
     }
 
-    /// Ends a viewer's or a publisher's session; `false` if no session of `path` has that id.
-    pub async fn remove(&self, path: &str, id: &str) -> bool {
+    /// Ends a viewer's session (WHEP) or, with `publisher`, a publisher's (WHIP); `false` if
+    /// no such session of `path` has that id.
+    pub async fn remove(&self, path: &str, id: &str, publisher: bool) -> bool {
         let (done, answer) = oneshot::channel();
         let cmd = Command::Remove {
             id: id.to_string(),
             path: path.to_string(),
+            publisher,
             done,
         };
         if self.commands.send(cmd).await.is_err() {
@@ -414,18 +421,40 @@ fn destination(candidates: &[SocketAddr], source: SocketAddr, socket: SocketAddr
 struct Publishing {
     path: String,
     session: Box<WhipSession>,
-    ingest: Box<WhipIngest>,
+    /// Claims the path when the session connects.
+    claim: Option<ClaimPath>,
+    /// The path's tracks, once claimed.
+    ingest: Option<Box<WhipIngest>>,
     candidates: Vec<SocketAddr>,
     /// Held until the session connects (or closes).
     connecting: Option<ConnectingSlot>,
 }
 
 impl Publishing {
-    /// Moves what the session received into the hub; closes the session when the hub refuses
+    /// Claims the path once the session connected (closing it if the path is refused), then
+    /// moves what the session received into the hub; closes the session when the hub refuses
     /// it (the path taken over, a frame over the limits).
     fn take_frames(&mut self, id: &str) {
+        if self.ingest.is_none() && self.session.is_connected() {
+            if let Some(claim) = self.claim.take() {
+                match claim() {
+                    Ok(ingest) => {
+                        info!(session = %id, path = %self.path, "WHIP publisher streaming");
+                        self.ingest = Some(Box::new(ingest));
+                    }
+                    Err(e) => {
+                        warn!(session = %id, path = %self.path, error = %e, "WHIP publisher refused once connected");
+                        self.session.close();
+                        return;
+                    }
+                }
+            }
+        }
+        let Some(ingest) = self.ingest.as_mut() else {
+            return;
+        };
         while let Some(received) = self.session.take_received() {
-            if let Err(cause) = self.ingest.push(received) {
+            if let Err(cause) = ingest.push(received) {
                 info!(session = %id, path = %self.path, %cause, "WHIP publisher closed");
                 self.session.close();
                 return;
@@ -521,7 +550,12 @@ impl MediaLoop {
             wake = wake.min(at);
         }
         for (id, publisher) in self.publishers.iter_mut() {
-            if publisher.ingest.keyframe_wanted() {
+            if publisher.session.is_connected()
+                && publisher
+                    .ingest
+                    .as_mut()
+                    .is_some_and(|i| i.keyframe_wanted())
+            {
                 publisher.session.request_keyframe();
             }
             let at = transmit(&self.socket, &self.tcp_connections, id, || {
@@ -660,7 +694,7 @@ impl MediaLoop {
                 id,
                 path,
                 session,
-                ingest,
+                claim,
                 candidates,
                 connecting,
             } => {
@@ -670,24 +704,31 @@ impl MediaLoop {
                     Publishing {
                         path,
                         session,
-                        ingest,
+                        claim: Some(claim),
+                        ingest: None,
                         candidates,
                         connecting: Some(connecting),
                     },
                 );
             }
-            Command::Remove { id, path, done } => {
+            Command::Remove {
+                id,
+                path,
+                publisher,
+                done,
+            } => {
                 // Reaped after the next drive, once its goodbye datagrams are sent.
                 let mut found = false;
-                if let Some(viewer) = self.viewers.get_mut(&id).filter(|v| v.path == path) {
+                if publisher {
+                    if let Some(p) = self.publishers.get_mut(&id).filter(|p| p.path == path) {
+                        p.session.close();
+                        info!(session = %id, path, "WebRTC (WHIP) publisher removed (DELETE)");
+                        found = true;
+                    }
+                } else if let Some(viewer) = self.viewers.get_mut(&id).filter(|v| v.path == path) {
                     viewer.session.close();
                     viewer.forward.abort();
                     info!(session = %id, path, "WebRTC viewer removed (DELETE)");
-                    found = true;
-                }
-                if let Some(publisher) = self.publishers.get_mut(&id).filter(|p| p.path == path) {
-                    publisher.session.close();
-                    info!(session = %id, path, "WebRTC (WHIP) publisher removed (DELETE)");
                     found = true;
                 }
                 let _ = done.send(found);
