@@ -4,17 +4,18 @@
 #
 # One `livefeed publish` (test pattern, RESOLUTION, BITRATE, over TCP) pushes to an origin
 # (`livefeed serve`); an edge (`livefeed serve --source cam=rtsp://ORIGIN/cam --rtsp-transport
-# tcp`) pulls that path. And two ffmpeg relays read the origin's stream (`-c copy`, which keeps
-# the SEI capture stamps) and push it to a third server, one over RTSP (path `via-rtsp`), one
-# over RTMP (`via-rtmp`): same source, same relay tool, only the ingest protocol differs.
-# Four `livefeed receive --json` run at the same time for DURATION seconds (origin, edge,
-# via-rtsp, via-rtmp); all read livefeed's capture stamps, so all measure from the same
-# capture clock. Repeats RUNS times; prints one table per run, the edge's added latency (edge
-# minus origin, per percentile) and RTMP's against RTSP through the same relay, with their
-# medians over the runs.
+# tcp`) pulls that path. And three ffmpeg relays read the origin's stream (`-c copy`, which
+# keeps the SEI capture stamps) and push it to a third server, over RTSP (path `via-rtsp`), RTMP
+# (`via-rtmp`) and SRT (`via-srt`, MPEG-TS, SRT latency SRT_LATENCY_MS): same source, same relay
+# tool, only the ingest protocol differs. Five `livefeed receive --json` run at the same time
+# for DURATION seconds (origin, edge, via-rtsp, via-rtmp, via-srt); all read livefeed's capture
+# stamps, so all measure from the same capture clock. Repeats RUNS times; prints one table per
+# run, the edge's added latency (edge minus origin, per percentile) and RTMP's and SRT's against
+# RTSP through the same relay, with their medians over the runs.
 #
 # Builds nothing: expects target/release/livefeed (cargo build --release).
 # Environment: DURATION (20), RUNS (3), RESOLUTION (640x480), BITRATE (2000),
+#              SRT_LATENCY_MS (20: SRT's receive buffer, the least the listener allows),
 #              OUT_DIR (a new /tmp/livefeed-bench.* dir).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -23,6 +24,7 @@ DURATION=${DURATION:-20}
 RUNS=${RUNS:-3}
 RESOLUTION=${RESOLUTION:-640x480}
 BITRATE=${BITRATE:-2000}
+SRT_LATENCY_MS=${SRT_LATENCY_MS:-20}
 OUT_DIR=${OUT_DIR:-$(mktemp -d /tmp/livefeed-bench.XXXXXX)}
 mkdir -p "$OUT_DIR"
 
@@ -53,18 +55,20 @@ for run in $(seq "$RUNS"); do
     start_server "$OUT_DIR/relay-$run" --data-dir "$OUT_DIR/relay-data-$run"
     RELAY_PORT=$SERVER_PORT
     RELAY_RTMP=
+    RELAY_SRT=
     for i in $(seq 100); do
         RELAY_RTMP=$(sed -n 's/^livefeed serving RTMP on 127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' "$OUT_DIR/relay-$run.out" | head -1)
-        [ -n "$RELAY_RTMP" ] && break
+        RELAY_SRT=$(sed -n 's/^livefeed serving SRT on 127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' "$OUT_DIR/relay-$run.out" | head -1)
+        [ -n "$RELAY_RTMP" ] && [ -n "$RELAY_SRT" ] && break
         sleep 0.1
     done
     sleep 2 # the publisher connects, the first keyframe passes
-    for proto in rtsp rtmp; do
-        if [ "$proto" = rtsp ]; then
-            out=(-f rtsp -rtsp_transport tcp "rtsp://127.0.0.1:$RELAY_PORT/via-rtsp")
-        else
-            out=(-f flv "rtmp://127.0.0.1:$RELAY_RTMP/via-rtmp")
-        fi
+    for proto in rtsp rtmp srt; do
+        case $proto in
+            rtsp) out=(-f rtsp -rtsp_transport tcp "rtsp://127.0.0.1:$RELAY_PORT/via-rtsp") ;;
+            rtmp) out=(-f flv "rtmp://127.0.0.1:$RELAY_RTMP/via-rtmp") ;;
+            srt) out=(-f mpegts -muxdelay 0 -muxpreload 0 "srt://127.0.0.1:$RELAY_SRT?streamid=publish:via-srt&latency=$((SRT_LATENCY_MS * 1000))&pkt_size=1316") ;;
+        esac
         ffmpeg -hide_banner -loglevel error -fflags nobuffer -flags low_delay -rtsp_transport tcp \
             -i "rtsp://127.0.0.1:$ORIGIN_PORT/cam" -c copy -t $((DURATION + 10)) "${out[@]}" \
             >"$OUT_DIR/ffmpeg-$proto-$run.out" 2>"$OUT_DIR/ffmpeg-$proto-$run.err" &
@@ -87,10 +91,14 @@ for run in $(seq "$RUNS"); do
     "$BIN" receive --url "rtsp://127.0.0.1:$RELAY_PORT/via-rtmp" --duration "$DURATION" --json \
         >"$OUT_DIR/relay_rtmp-$run.jsonl" 2>"$OUT_DIR/relay_rtmp-$run.err" &
     relay_rtmp_pid=$!
+    "$BIN" receive --url "rtsp://127.0.0.1:$RELAY_PORT/via-srt" --duration "$DURATION" --json \
+        >"$OUT_DIR/relay_srt-$run.jsonl" 2>"$OUT_DIR/relay_srt-$run.err" &
+    relay_srt_pid=$!
     wait "$push_pid" || echo "(the origin's receiver failed: see $OUT_DIR/push-$run.err)"
     wait "$pull_pid" || echo "(the edge's receiver failed: see $OUT_DIR/pull-$run.err)"
     wait "$relay_rtsp_pid" || echo "(the via-rtsp receiver failed: see $OUT_DIR/relay_rtsp-$run.err)"
     wait "$relay_rtmp_pid" || echo "(the via-rtmp receiver failed: see $OUT_DIR/relay_rtmp-$run.err)"
+    wait "$relay_srt_pid" || echo "(the via-srt receiver failed: see $OUT_DIR/relay_srt-$run.err)"
     bench_cleanup
     python3 - "$OUT_DIR" "$run" <<'PY'
 import json, sys
@@ -104,6 +112,7 @@ rows = {
     "RTSP pull (edge)": summary("pull"),
     "RTSP push via ffmpeg -c copy": summary("relay_rtsp"),
     "RTMP push via ffmpeg -c copy": summary("relay_rtmp"),
+    "SRT push via ffmpeg -c copy": summary("relay_srt"),
 }
 print("| ingest | frames decoded | mismatches | capture→received p50 / p95 / p99 ms | capture→decoded p50 / p95 / p99 ms |")
 print("|---|---:|---:|---|---|")
@@ -118,8 +127,11 @@ rtmp = {p: m["capture_to_received"][p] - r["capture_to_received"][p] for p in ("
 print()
 print(f"Edge hop added (capture→received, edge − origin): p50 {added['p50']:+.2f} ms, p99 {added['p99']:+.2f} ms")
 print(f"RTMP against RTSP ingest through the same relay (capture→received): p50 {rtmp['p50']:+.2f} ms, p99 {rtmp['p99']:+.2f} ms")
+t = rows["SRT push via ffmpeg -c copy"]["stages"]
+srt = {p: t["capture_to_received"][p] - r["capture_to_received"][p] for p in ("p50", "p99")}
+print(f"SRT against RTSP ingest through the same relay (capture→received): p50 {srt['p50']:+.2f} ms, p99 {srt['p99']:+.2f} ms")
 with open(f"{out}/added.jsonl", "a") as f:
-    f.write(json.dumps({**added, "rtmp_p50": rtmp["p50"], "rtmp_p99": rtmp["p99"]}) + "\n")
+    f.write(json.dumps({**added, "rtmp_p50": rtmp["p50"], "rtmp_p99": rtmp["p99"], "srt_p50": srt["p50"], "srt_p99": srt["p99"]}) + "\n")
 PY
     echo
 done
@@ -135,4 +147,6 @@ print()
 print(f"capture→received p50 {p50:+.2f} ms, p99 {p99:+.2f} ms")
 print()
 print(f"RTMP against RTSP ingest (same relay), median of the runs: p50 {statistics.median(r['rtmp_p50'] for r in runs):+.2f} ms, p99 {statistics.median(r['rtmp_p99'] for r in runs):+.2f} ms")
+print()
+print(f"SRT against RTSP ingest (same relay), median of the runs: p50 {statistics.median(r['srt_p50'] for r in runs):+.2f} ms, p99 {statistics.median(r['srt_p99'] for r in runs):+.2f} ms")
 PY

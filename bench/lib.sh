@@ -65,6 +65,7 @@ start_server() {
     local rtmp=()
     # Builds older than the RTMP listener (before/after runs) do not know the flag.
     if "$BIN" serve --help 2>/dev/null | grep -q -- --rtmp-address; then rtmp=(--rtmp-address 127.0.0.1:0); fi
+    if "$BIN" serve --help 2>/dev/null | grep -q -- --srt-address; then rtmp+=(--srt-address 127.0.0.1:0); fi
     "$BIN" serve --rtsp-address 127.0.0.1:0 --http-address 127.0.0.1:0 --webrtc-address 127.0.0.1:0 "${rtmp[@]}" "$@" >"$prefix.out" 2>"$prefix.err" &
     SERVER_PID=$!
     BG_PIDS+=("$SERVER_PID")

@@ -31,6 +31,7 @@ pub mod h264;
 pub mod h265;
 pub mod latency;
 pub mod latm;
+pub mod mpegts;
 pub mod opus;
 pub mod path;
 pub mod rate;

@@ -129,6 +129,9 @@ pub struct ServerOptions {
     /// RTMP listen address for publishers (ffmpeg, OBS): rtmp://HOST:1935/PATH; "" turns it off [default: 0.0.0.0:1935, skipped with a warning when taken]
     #[arg(long, env = "LIVEFEED_RTMP_ADDRESS")]
     pub rtmp_address: Option<ListenAddress>,
+    /// SRT listen address (UDP) for publishers (ffmpeg, OBS): srt://HOST:PORT?streamid=publish:PATH (MediaMTX's port is 8890) [default: off, until srt-protocol's listener is hardened: see the README]
+    #[arg(long, env = "LIVEFEED_SRT_ADDRESS")]
+    pub srt_address: Option<ListenAddress>,
     /// Extra addresses to announce as ICE host candidates (a public or LAN address mapped 1:1 to this host), or host names, resolved per offer
     #[arg(
         long = "webrtc-additional-host",
@@ -283,6 +286,7 @@ impl ServerOptions {
             webrtc_address: self.webrtc_address.or(file.webrtc_address),
             webrtc_tcp_address: self.webrtc_tcp_address.or(file.webrtc_tcp_address),
             rtmp_address: self.rtmp_address.or(file.rtmp_address),
+            srt_address: self.srt_address.or(file.srt_address),
             webrtc_additional_hosts: if self.webrtc_additional_hosts.is_empty() {
                 file.webrtc_additional_hosts
             } else {
@@ -393,9 +397,14 @@ impl ServerOptions {
                 ),
             },
             rtmp_address: match self.rtmp_address {
-                Some(ListenAddress::Off) => RtmpListen::Off,
-                Some(ListenAddress::At(address)) => RtmpListen::At(address),
-                None => RtmpListen::Default(SocketAddr::from(([0, 0, 0, 0], DEFAULT_RTMP_PORT))),
+                Some(ListenAddress::Off) => DefaultListen::Off,
+                Some(ListenAddress::At(address)) => DefaultListen::At(address),
+                None => DefaultListen::Default(SocketAddr::from(([0, 0, 0, 0], DEFAULT_RTMP_PORT))),
+            },
+            srt_address: match self.srt_address {
+                Some(ListenAddress::Off) => DefaultListen::Off,
+                Some(ListenAddress::At(address)) => DefaultListen::At(address),
+                None => DefaultListen::Off,
             },
             webrtc_additional_hosts: self.webrtc_additional_hosts.clone(),
             webrtc_ice_servers: self.webrtc_ice_servers.clone(),
@@ -570,7 +579,9 @@ pub struct ServerConfig {
     /// TCP address for WebRTC media (ICE-TCP), if on.
     pub webrtc_tcp_address: Option<SocketAddr>,
     /// Where RTMP listens.
-    pub rtmp_address: RtmpListen,
+    pub rtmp_address: DefaultListen,
+    /// Where SRT listens (UDP).
+    pub srt_address: DefaultListen,
     /// Extra ICE host candidates: addresses or names.
     pub webrtc_additional_hosts: Vec<IceHost>,
     /// STUN/TURN servers for viewers.
@@ -719,10 +730,10 @@ impl ServerConfig {
 /// MediaMTX's (and everyone's) RTMP port.
 pub const DEFAULT_RTMP_PORT: u16 = 1935;
 
-/// Where the RTMP listener goes.
+/// Where a listener with a default address (RTMP, SRT) goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RtmpListen {
-    /// `--rtmp-address ""`.
+pub enum DefaultListen {
+    /// `--rtmp-address ""`, `--srt-address ""`.
     Off,
     /// Asked for: failing to bind it stops the server.
     At(SocketAddr),
@@ -746,6 +757,16 @@ impl ServerConfig {
             max_total: self.limits.rtsp_sessions,
             max_per_address: self.limits.connections_per_address,
             total_cap: "max-rtsp-sessions",
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Timeouts and limits of the SRT listener.
+    pub fn srt_config(&self) -> crate::ingest::srt::SrtConfig {
+        crate::ingest::srt::SrtConfig {
+            read_timeout: self.read_timeout,
+            limits: self.limits.depacketizer,
         }
     }
 }

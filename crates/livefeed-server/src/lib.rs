@@ -33,12 +33,14 @@ pub mod hub;
 
 /// Where streams come in.
 pub mod ingest {
+    pub mod aac_rtp;
     pub mod rtmp;
     pub mod rtmp_guard;
     pub mod rtp_in;
     pub mod rtsp_pull;
     pub mod rtsp_server;
     pub mod sources;
+    pub mod srt;
     pub mod whip;
 }
 
@@ -112,6 +114,8 @@ pub struct Server {
     pub http_addr: SocketAddr,
     /// The address RTMP listens on, if it does.
     pub rtmp_addr: Option<SocketAddr>,
+    /// Where SRT listens (UDP), unless it is off or its default port was taken.
+    pub srt_addr: Option<SocketAddr>,
     /// LL-HLS streams.
     pub hls: Arc<hls_stream::HlsStreams>,
     /// WebRTC viewers.
@@ -148,8 +152,11 @@ impl Server {
         let budget = conn_gate::FdBudget::for_this_process();
         let rtmp_listener = bind_rtmp(config.rtmp_address).await?;
         let rtmp_addr = rtmp_listener.as_ref().and_then(|l| l.local_addr().ok());
+        let srt_listener = bind_srt(config.srt_address).await?;
+        let srt_addr = srt_listener.as_ref().map(|(_, _, addr)| *addr);
         let auth_for_rtmp = auth.clone();
         let budget_for_rtmp = budget.clone();
+        let (auth_for_srt, budget_for_srt) = (auth.clone(), budget.clone());
         let refusals = Arc::new(conn_gate::RefusalLog::default());
         tracing::debug!(
             connections = budget.limit(),
@@ -283,11 +290,28 @@ impl Server {
                 config.rtmp_config(),
             ));
         }
+        if let Some((listener, incoming, _)) = srt_listener {
+            tasks.push(ingest::srt::spawn_listener(
+                listener,
+                incoming,
+                hub.clone(),
+                metrics.clone(),
+                auth_for_srt,
+                conn_gate::ConnectionGate::new(
+                    "srt",
+                    config.rtmp_gate(),
+                    budget_for_srt,
+                    refusals.clone(),
+                ),
+                config.srt_config(),
+            ));
+        }
         tracing::info!(rtsp = %rtsp_addr, http = %http_addr, "livefeed server listening");
         Ok(Server {
             rtsp_addr,
             http_addr,
             rtmp_addr,
+            srt_addr,
             whep,
             hls,
             hub,
@@ -315,17 +339,37 @@ impl Server {
 }
 
 /// The RTMP listener as configured: `None` when off, or when the default port is taken.
-async fn bind_rtmp(at: config::RtmpListen) -> anyhow::Result<Option<TcpListener>> {
+async fn bind_rtmp(at: config::DefaultListen) -> anyhow::Result<Option<TcpListener>> {
     match at {
-        config::RtmpListen::Off => Ok(None),
-        config::RtmpListen::At(address) => TcpListener::bind(address)
+        config::DefaultListen::Off => Ok(None),
+        config::DefaultListen::At(address) => TcpListener::bind(address)
             .await
             .map(Some)
             .with_context(|| format!("cannot listen for RTMP on {address}")),
-        config::RtmpListen::Default(address) => match TcpListener::bind(address).await {
+        config::DefaultListen::Default(address) => match TcpListener::bind(address).await {
             Ok(listener) => Ok(Some(listener)),
             Err(e) => {
                 tracing::warn!(%address, error = %e, "RTMP not served: its default address is taken (set --rtmp-address, or \"\" to turn it off)");
+                Ok(None)
+            }
+        },
+    }
+}
+
+/// The SRT listener as configured: `None` when off, or when the default port is taken.
+async fn bind_srt(
+    at: config::DefaultListen,
+) -> anyhow::Result<Option<(srt_tokio::SrtListener, srt_tokio::SrtIncoming, SocketAddr)>> {
+    match at {
+        config::DefaultListen::Off => Ok(None),
+        config::DefaultListen::At(address) => ingest::srt::bind(address)
+            .await
+            .map(Some)
+            .with_context(|| format!("cannot listen for SRT on {address}")),
+        config::DefaultListen::Default(address) => match ingest::srt::bind(address).await {
+            Ok(bound) => Ok(Some(bound)),
+            Err(e) => {
+                tracing::warn!(%address, error = %e, "SRT not served: its default address is taken (set --srt-address, or \"\" to turn it off)");
                 Ok(None)
             }
         },

@@ -39,7 +39,15 @@ pub struct Cli {
 impl Cli {
     /// The tracing filter to use when RUST_LOG is unset.
     pub fn log_filter(&self) -> String {
-        self.log.clone()
+        // srt-protocol warns about every datagram it cannot parse (anyone can send those) and
+        // one of its debug formatters panics on a short NAK: its own logs stay at error.
+        let mut filter = self.log.clone();
+        for quiet in ["srt_protocol", "srt_tokio", "mpeg2ts_reader"] {
+            if !filter.contains(quiet) {
+                filter.push_str(&format!(",{quiet}=error"));
+            }
+        }
+        filter
     }
 }
 
@@ -475,6 +483,14 @@ fn print_addresses(server: &Server, path: &str) {
             rtmp.to_string()
         };
         println!("livefeed serving RTMP on {rtmp} (publish to rtmp://{host}/{path})");
+    }
+    if let Some(srt) = server.srt_addr {
+        let host = if srt.ip().is_unspecified() {
+            format!("127.0.0.1:{}", srt.port())
+        } else {
+            srt.to_string()
+        };
+        println!("livefeed serving SRT on {srt} (publish to srt://{host}?streamid=publish:{path})");
     }
 }
 

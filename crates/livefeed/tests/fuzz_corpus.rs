@@ -18,6 +18,8 @@ mod hls_query;
 mod ice_tcp_framing;
 #[path = "../../../fuzz/checks/metrics_json.rs"]
 mod metrics_json;
+#[path = "../../../fuzz/checks/mpegts_demux.rs"]
+mod mpegts_demux;
 #[path = "../../../fuzz/checks/rtmp_ingest.rs"]
 mod rtmp_ingest;
 #[path = "../../../fuzz/checks/rtp_audio_depacketize.rs"]
@@ -170,6 +172,11 @@ fn whep_offer_corpus() {
 #[test]
 fn whip_offer_corpus() {
     replay("whip_offer", whip_offer::check);
+}
+
+#[test]
+fn mpegts_demux_corpus() {
+    replay("mpegts_demux", mpegts_demux::check);
 }
 
 #[test]

@@ -459,6 +459,105 @@ fn ffmpeg_rtmp_publisher(url: &str, video_codec: &str, secs: u32) -> Proc {
     Proc::spawn("ffmpeg RTMP publisher", &mut cmd)
 }
 
+/// ffmpeg sending H.264 (x264) with AAC as MPEG-TS over SRT to `url` for `secs` seconds.
+fn ffmpeg_srt_publisher(url: &str, secs: u32) -> Proc {
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-hide_banner", "-loglevel", "error", "-re"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=1000:sample_rate=48000"])
+        .args(["-t", &secs.to_string()])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-tune",
+            "zerolatency",
+        ])
+        .args(["-pix_fmt", "yuv420p", "-g", "30"])
+        .args(["-c:a", "aac", "-f", "mpegts", url]);
+    Proc::spawn("ffmpeg SRT publisher", &mut cmd)
+}
+
+#[test]
+fn ffmpeg_publishes_h264_aac_over_srt_and_both_tracks_are_read_over_rtsp_and_llhls() {
+    let server = TestServer::start();
+    // latency in µs (ffmpeg's unit): 50 ms, above the listener's 20 ms, so the publisher's applies.
+    let url = format!(
+        "srt://127.0.0.1:{}?streamid=publish:live/srt&latency=50000&pkt_size=1316",
+        server.srt_port
+    );
+    let _publisher = ffmpeg_srt_publisher(&url, 30);
+    wait_for_stream(&server.addr(), "live/srt");
+    assert_eq!(
+        probe_codecs(&server.url("live/srt"), Some("tcp")),
+        ["h264", "aac"]
+    );
+    let (frames, audio) = decode(&server.url("live/srt"), Some("tcp"), 4);
+    assert!(frames >= 60, "{frames} video frames over RTSP");
+    assert!(audio >= 2.0, "{audio} s of audio over RTSP");
+    let hls = format!("{}/live/srt/index.m3u8", server.http());
+    let (frames, audio) = decode(&hls, None, 3);
+    assert!(
+        frames >= 45 && audio >= 1.5,
+        "LL-HLS: {frames} frames, {audio} s of audio"
+    );
+    let paths = http_get(
+        server.http_port,
+        "/api/v1/paths/live/srt",
+        Duration::from_secs(5),
+    );
+    let json: serde_json::Value = serde_json::from_slice(&paths.body).expect("JSON");
+    assert_eq!(json["publisher"]["protocol"], "srt", "{json}");
+
+    // A second publisher on the busy path, a bad stream id, a reader and an encrypted publisher
+    // are refused, each with a log line naming the peer and the cause (never the stream id, which
+    // may hold a password); the first publisher streams on.
+    for (streamid, cause) in [
+        ("publish:live/srt", "already has a publisher"),
+        ("record:live/srt", "is not publish:PATH or read:PATH"),
+        ("read:live/srt", "reading over SRT is not served yet"),
+        (
+            "publish:live/other&passphrase=0123456789abcdef&pbkeylen=16",
+            "encrypted SRT (a passphrase) is not supported",
+        ),
+    ] {
+        let url = format!("srt://127.0.0.1:{}?streamid={streamid}", server.srt_port);
+        let refused = run(
+            "ffmpeg SRT publisher (refused)",
+            Command::new("ffmpeg")
+                .args(["-hide_banner", "-loglevel", "error"])
+                .args([
+                    "-f",
+                    "lavfi",
+                    "-i",
+                    "testsrc2=size=160x120:rate=10",
+                    "-t",
+                    "2",
+                ])
+                .args(["-c:v", "libx264", "-f", "mpegts", &url]),
+            Duration::from_secs(30),
+        );
+        assert!(!refused.success, "{streamid}: refused: {}", refused.stderr);
+        retry(Duration::from_secs(10), || {
+            let log = server.proc.stderr_so_far();
+            log.lines()
+                .any(|l| {
+                    l.contains("SRT connection refused")
+                        && l.contains(cause)
+                        && l.contains("peer=127.0.0.1:")
+                })
+                .then_some(())
+                .ok_or(format!("no refusal naming {cause:?}: {log}"))
+        });
+    }
+    let (frames, _) = decode(&server.url("live/srt"), Some("tcp"), 2);
+    assert!(
+        frames >= 30,
+        "the first publisher streams on: {frames} frames"
+    );
+}
+
 #[test]
 fn ffmpeg_publishes_h264_aac_over_rtmp_and_both_tracks_are_read_over_rtsp_llhls_and_rtmp() {
     let server = TestServer::start();

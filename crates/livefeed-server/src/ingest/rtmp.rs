@@ -43,6 +43,7 @@ use crate::hub::{
     Delivery, Hub, Media, PublisherInfo, ReaderInfo, StreamInfo, Subscription,
     ON_DEMAND_START_TIMEOUT,
 };
+use crate::ingest::aac_rtp::{aac_track, basic_authorization, AacRtp};
 use crate::ingest::rtmp_guard::ChunkGuard;
 use crate::ingest::rtp_in::{IngestShared, TrackIngest};
 use crate::limits::conn_gate::{ConnectionGate, Permit};
@@ -60,8 +61,6 @@ const FLV_AAC: u32 = 10;
 
 /// How long a publisher's stream may stay without its AAC config once video flows.
 const AUDIO_CONFIG_WAIT: Duration = Duration::from_secs(1);
-/// The payload type the AAC track is described with (as RTSP would announce it).
-const AAC_PAYLOAD_TYPE: u8 = 97;
 
 /// Timeouts and limits of the RTMP listener.
 #[derive(Debug, Clone)]
@@ -646,13 +645,6 @@ pub fn path_and_credentials(app: &str, key: &str) -> (String, Option<(String, St
     (path.trim_matches('/').to_string(), credentials)
 }
 
-/// An HTTP/RTSP Basic `Authorization` value, so RTMP credentials go through the same check.
-fn basic_authorization(user: &str, pass: &str) -> String {
-    use base64::Engine;
-    let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
-    format!("Basic {token}")
-}
-
 /// A publishing connection's stream.
 struct Publishing {
     path: String,
@@ -848,59 +840,6 @@ fn parameter_sets(config: &VideoConfig) -> Vec<Bytes> {
         .collect()
 }
 
-/// The track description of an AAC stream (as an RTSP publisher would announce it) and the
-/// packetizer that wraps its frames.
-fn aac_track(config: &AacConfig) -> Option<(TrackDescription, AacRtp)> {
-    let hex: String = config
-        .audio_specific_config
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    let channels = config.channels.max(1);
-    let description = TrackDescription::new(
-        "audio",
-        AAC_PAYLOAD_TYPE,
-        Some(&format!("MPEG4-GENERIC/{}/{channels}", config.sample_rate)),
-        Some(&format!(
-            "streamtype=5;profile-level-id=1;mode=AAC-hbr;sizelength=13;indexlength=3;indexdeltalength=3;config={hex}"
-        )),
-        None,
-    )?;
-    Some((
-        description,
-        AacRtp {
-            sequence: 0,
-            clock_rate: config.sample_rate,
-        },
-    ))
-}
-
-/// Wraps AAC frames in RTP (RFC 3640 AAC-hbr, one frame per packet), so they enter the hub
-/// like a pushed AAC track's.
-struct AacRtp {
-    sequence: u16,
-    clock_rate: u32,
-}
-
-impl AacRtp {
-    /// The RTP packet of `frame`, captured at `timestamp_ms`; `None` for a frame too large for
-    /// a 13-bit AU size.
-    fn packet(&mut self, frame: &[u8], timestamp_ms: u32) -> Option<Vec<u8>> {
-        let size = u16::try_from(frame.len()).ok().filter(|s| *s < 1 << 13)?;
-        let ts = (u64::from(timestamp_ms) * u64::from(self.clock_rate) / 1000) as u32;
-        self.sequence = self.sequence.wrapping_add(1);
-        let mut p = Vec::with_capacity(16 + frame.len());
-        p.extend([0x80, 0x80 | AAC_PAYLOAD_TYPE]);
-        p.extend(self.sequence.to_be_bytes());
-        p.extend(ts.to_be_bytes());
-        p.extend(0x5254_4d50u32.to_be_bytes()); // SSRC "RTMP"
-        p.extend([0x00, 0x10]); // AU-headers-length: 16 bits
-        p.extend((size << 3).to_be_bytes()); // AU-size (13 bits), AU-index 0
-        p.extend(frame);
-        Some(p)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -920,22 +859,5 @@ mod tests {
             path_and_credentials("cam?user=u&pass=p", ""),
             ("cam".into(), Some(("u".into(), "p".into())))
         );
-    }
-
-    #[test]
-    fn aac_frames_become_rfc_3640_packets() {
-        let config = AacConfig::from_audio_specific_config(Bytes::from_static(&[0x11, 0x90]))
-            .expect("AAC-LC 48 kHz stereo");
-        let (description, mut rtp) = aac_track(&config).expect("a track");
-        assert_eq!(description.clock_rate, 48_000);
-        assert!(description
-            .fmtp
-            .as_deref()
-            .is_some_and(|f| f.contains("config=1190")));
-        let packet = rtp.packet(&[1, 2, 3], 1000).expect("a packet");
-        assert_eq!(&packet[4..8], &48_000u32.to_be_bytes());
-        assert_eq!(&packet[12..16], &[0x00, 0x10, 0x00, 3 << 3]);
-        assert_eq!(&packet[16..], &[1, 2, 3]);
-        assert!(rtp.packet(&vec![0; 9000], 0).is_none());
     }
 }

@@ -187,7 +187,7 @@ impl Output {
 
 /// Server options every test server takes: its own data directory, and loopback addresses on
 /// ports the OS picks.
-pub fn loopback_server_args(data_dir: &str) -> [&str; 10] {
+pub fn loopback_server_args(data_dir: &str) -> [&str; 12] {
     [
         "--data-dir",
         data_dir,
@@ -198,6 +198,8 @@ pub fn loopback_server_args(data_dir: &str) -> [&str; 10] {
         "--webrtc-address",
         "127.0.0.1:0",
         "--rtmp-address",
+        "127.0.0.1:0",
+        "--srt-address",
         "127.0.0.1:0",
     ]
 }
@@ -222,6 +224,8 @@ pub struct TestServer {
     pub port: u16,
     pub http_port: u16,
     pub rtmp_port: u16,
+    /// The SRT listener's UDP port.
+    pub srt_port: u16,
     pub data_dir: TempDir,
 }
 
@@ -307,6 +311,8 @@ impl TestServer {
             &on_ip,
             "--rtmp-address",
             "127.0.0.1:0",
+            "--srt-address",
+            "127.0.0.1:0",
         ];
         Self::launch_with(livefeed(), data_dir, &["serve"], &addresses, extra)
     }
@@ -349,11 +355,15 @@ impl TestServer {
         let rtmp_port = port_in(&proc.wait_for_line(Duration::from_secs(20), |l| {
             l.starts_with("livefeed serving RTMP on ")
         }));
+        let srt_port = port_in(&proc.wait_for_line(Duration::from_secs(20), |l| {
+            l.starts_with("livefeed serving SRT on ")
+        }));
         TestServer {
             proc,
             port,
             http_port,
             rtmp_port,
+            srt_port,
             data_dir,
         }
     }
