@@ -439,8 +439,9 @@ fn livefeed_receiver_measures_audio_latency_and_the_av_offset_of_the_test_tone()
     }
 }
 
-/// ffmpeg publishing `testsrc2` and a sine tone (`video_codec`, AAC) over RTMP to `url`.
-fn ffmpeg_rtmp_publisher(url: &str, video_codec: &str, secs: u32) -> Proc {
+/// ffmpeg sending a 320x240 test pattern in `video_codec` (x264 settings) with a 1 kHz AAC tone
+/// as `format` (`flv` for RTMP, `mpegts` for SRT) to `url` for `secs` seconds.
+fn ffmpeg_av_sender(url: &str, video_codec: &str, format: &str, secs: u32) -> Proc {
     let mut cmd = Command::new("ffmpeg");
     cmd.args(["-hide_banner", "-loglevel", "error", "-re"])
         .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30"])
@@ -455,28 +456,38 @@ fn ffmpeg_rtmp_publisher(url: &str, video_codec: &str, secs: u32) -> Proc {
             "zerolatency",
         ])
         .args(["-pix_fmt", "yuv420p", "-g", "30"])
-        .args(["-c:a", "aac", "-f", "flv", url]);
-    Proc::spawn("ffmpeg RTMP publisher", &mut cmd)
+        .args(["-c:a", "aac", "-f", format, url]);
+    Proc::spawn(&format!("ffmpeg {format} publisher"), &mut cmd)
 }
 
-/// ffmpeg sending H.264 (x264) with AAC as MPEG-TS over SRT to `url` for `secs` seconds.
-fn ffmpeg_srt_publisher(url: &str, secs: u32) -> Proc {
-    let mut cmd = Command::new("ffmpeg");
-    cmd.args(["-hide_banner", "-loglevel", "error", "-re"])
-        .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30"])
-        .args(["-f", "lavfi", "-i", "sine=frequency=1000:sample_rate=48000"])
-        .args(["-t", &secs.to_string()])
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-tune",
-            "zerolatency",
-        ])
-        .args(["-pix_fmt", "yuv420p", "-g", "30"])
-        .args(["-c:a", "aac", "-f", "mpegts", url]);
-    Proc::spawn("ffmpeg SRT publisher", &mut cmd)
+fn ffmpeg_rtmp_publisher(url: &str, video_codec: &str, secs: u32) -> Proc {
+    ffmpeg_av_sender(url, video_codec, "flv", secs)
+}
+
+/// The H.264 + AAC stream published on `path` (by `protocol`, as the API must name it) is read
+/// back: ffprobe finds both tracks over RTSP, ffmpeg decodes ≥ 60 frames and ≥ 2 s of sound
+/// over RTSP and ≥ 45 frames and ≥ 1.5 s over LL-HLS.
+fn assert_h264_aac_read_back(server: &TestServer, path: &str, protocol: &str) {
+    assert_eq!(
+        probe_codecs(&server.url(path), Some("tcp")),
+        ["h264", "aac"]
+    );
+    let (frames, audio) = decode(&server.url(path), Some("tcp"), 4);
+    assert!(frames >= 60, "{frames} video frames over RTSP");
+    assert!(audio >= 2.0, "{audio} s of audio over RTSP");
+    let hls = format!("{}/{path}/index.m3u8", server.http());
+    let (frames, audio) = decode(&hls, None, 3);
+    assert!(
+        frames >= 45 && audio >= 1.5,
+        "LL-HLS: {frames} frames, {audio} s of audio"
+    );
+    let paths = http_get(
+        server.http_port,
+        &format!("/api/v1/paths/{path}"),
+        Duration::from_secs(5),
+    );
+    let json: serde_json::Value = serde_json::from_slice(&paths.body).expect("JSON");
+    assert_eq!(json["publisher"]["protocol"], protocol, "{json}");
 }
 
 #[test]
@@ -487,28 +498,9 @@ fn ffmpeg_publishes_h264_aac_over_srt_and_both_tracks_are_read_over_rtsp_and_llh
         "srt://127.0.0.1:{}?streamid=publish:live/srt&latency=50000&pkt_size=1316",
         server.srt_port
     );
-    let _publisher = ffmpeg_srt_publisher(&url, 30);
+    let _publisher = ffmpeg_av_sender(&url, "libx264", "mpegts", 30);
     wait_for_stream(&server.addr(), "live/srt");
-    assert_eq!(
-        probe_codecs(&server.url("live/srt"), Some("tcp")),
-        ["h264", "aac"]
-    );
-    let (frames, audio) = decode(&server.url("live/srt"), Some("tcp"), 4);
-    assert!(frames >= 60, "{frames} video frames over RTSP");
-    assert!(audio >= 2.0, "{audio} s of audio over RTSP");
-    let hls = format!("{}/live/srt/index.m3u8", server.http());
-    let (frames, audio) = decode(&hls, None, 3);
-    assert!(
-        frames >= 45 && audio >= 1.5,
-        "LL-HLS: {frames} frames, {audio} s of audio"
-    );
-    let paths = http_get(
-        server.http_port,
-        "/api/v1/paths/live/srt",
-        Duration::from_secs(5),
-    );
-    let json: serde_json::Value = serde_json::from_slice(&paths.body).expect("JSON");
-    assert_eq!(json["publisher"]["protocol"], "srt", "{json}");
+    assert_h264_aac_read_back(&server, "live/srt", "srt");
 
     // A second publisher on the busy path, a bad stream id, a reader and an encrypted publisher
     // are refused, each with a log line naming the peer and the cause (never the stream id, which
@@ -564,26 +556,7 @@ fn ffmpeg_publishes_h264_aac_over_rtmp_and_both_tracks_are_read_over_rtsp_llhls_
     let url = format!("rtmp://127.0.0.1:{}/live/cam", server.rtmp_port);
     let _publisher = ffmpeg_rtmp_publisher(&url, "libx264", 30);
     wait_for_stream(&server.addr(), "live/cam");
-    assert_eq!(
-        probe_codecs(&server.url("live/cam"), Some("tcp")),
-        ["h264", "aac"]
-    );
-    let (frames, audio) = decode(&server.url("live/cam"), Some("tcp"), 4);
-    assert!(frames >= 60, "{frames} video frames over RTSP");
-    assert!(audio >= 2.0, "{audio} s of audio over RTSP");
-    let hls = format!("{}/live/cam/index.m3u8", server.http());
-    let (frames, audio) = decode(&hls, None, 3);
-    assert!(
-        frames >= 45 && audio >= 1.5,
-        "LL-HLS: {frames} frames, {audio} s of audio"
-    );
-    let paths = http_get(
-        server.http_port,
-        "/api/v1/paths/live/cam",
-        Duration::from_secs(5),
-    );
-    let json: serde_json::Value = serde_json::from_slice(&paths.body).expect("JSON");
-    assert_eq!(json["publisher"]["protocol"], "rtmp", "{json}");
+    assert_h264_aac_read_back(&server, "live/cam", "rtmp");
 }
 
 #[test]
