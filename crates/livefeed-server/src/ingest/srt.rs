@@ -42,7 +42,7 @@ use srt_tokio::{ConnectionRequest, SrtIncoming, SrtListener, SrtSocket};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use crate::hub::{Hub, PublishError, PublisherInfo, StreamInfo};
+use crate::hub::{Hub, PublishError, PublisherInfo};
 use crate::ingest::aac_rtp::{aac_track, basic_authorization, AacRtp};
 use crate::ingest::rtp_in::{IngestShared, TrackIngest};
 use crate::limits::conn_gate::{ConnectionGate, Permit};
@@ -468,11 +468,10 @@ impl Publishing {
             remote: self.peer.to_string(),
         };
         let others = audio.iter().map(|(d, _, _)| d.clone()).collect();
-        let stream: Option<StreamInfo> = None;
         let publisher = self
             .shared
             .hub
-            .claim_publisher_with(&self.path, info, stream, others)
+            .claim_publisher_with(&self.path, info, None, others)
             .map_err(|e| e.to_string())?;
         let ingest = Arc::new(IngestShared::new(
             publisher,

@@ -147,11 +147,6 @@ impl WhipIngest {
             ssrc: 0,
         })
     }
-
-    /// Whether the first keyframe came.
-    pub fn streaming(&self) -> bool {
-        self.keyframe_seen
-    }
 }
 
 /// Wraps Opus packets in RTP again (RFC 7587: one packet per payload, 48 kHz clock).
