@@ -73,6 +73,14 @@ const SAMPLE_RATES: [u32; 13] = [
     7_350,
 ];
 
+/// The sampling frequency index (ISO 14496-3) of `rate`, for a standard rate.
+pub fn sampling_frequency_index(rate: u32) -> Option<u8> {
+    SAMPLE_RATES
+        .iter()
+        .position(|r| *r == rate)
+        .map(|i| i as u8)
+}
+
 impl AacConfig {
     /// Reads an MPEG4-GENERIC `fmtp` value (without the payload type).
     pub fn from_fmtp(fmtp: &str) -> Result<Self, AacError> {

@@ -21,6 +21,7 @@
 //! - [`path`]: stream path names, the same for every protocol.
 //! - [`latency`]: per-stage latency samples and their percentiles.
 //! - [`track`]: the tracks beside the video (audio, …) and their RTP payloads.
+//! - [`mpegts`] / [`mpegts_mux`]: MPEG-TS in (SRT publishers) and out (SRT readers).
 #![warn(missing_docs)]
 
 pub mod aac;
@@ -32,6 +33,7 @@ pub mod h265;
 pub mod latency;
 pub mod latm;
 pub mod mpegts;
+pub mod mpegts_mux;
 pub mod opus;
 pub mod path;
 pub mod rate;

@@ -53,6 +53,7 @@ pub mod outputs {
     pub mod ice_host;
     pub mod ice_server;
     pub mod recordings;
+    pub mod srt_reader;
     pub mod transcode;
     pub mod whep;
     pub mod whep_tcp;

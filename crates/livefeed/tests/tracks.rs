@@ -491,7 +491,7 @@ fn assert_h264_aac_read_back(server: &TestServer, path: &str, protocol: &str) {
 }
 
 #[test]
-fn ffmpeg_publishes_h264_aac_over_srt_and_both_tracks_are_read_over_rtsp_and_llhls() {
+fn ffmpeg_publishes_h264_aac_over_srt_and_both_tracks_are_read_over_rtsp_llhls_and_srt() {
     let server = TestServer::start();
     // latency in µs (ffmpeg's unit): 50 ms, above the listener's 20 ms, so the publisher's applies.
     let url = format!(
@@ -501,14 +501,22 @@ fn ffmpeg_publishes_h264_aac_over_srt_and_both_tracks_are_read_over_rtsp_and_llh
     let _publisher = ffmpeg_av_sender(&url, "libx264", "mpegts", 30);
     wait_for_stream(&server.addr(), "live/srt");
     assert_h264_aac_read_back(&server, "live/srt", "srt");
+    // Read back over SRT (MPEG-TS muxed by livefeed), as MediaMTX's `read:PATH`.
+    let srt_reader = format!("srt://127.0.0.1:{}?streamid=read:live/srt", server.srt_port);
+    assert_eq!(probe_codecs(&srt_reader, None), ["h264", "aac"]);
+    let (frames, audio) = decode(&srt_reader, None, 4);
+    assert!(
+        frames >= 60 && audio >= 2.0,
+        "over SRT: {frames} frames, {audio} s of audio"
+    );
 
-    // A second publisher on the busy path, a bad stream id, a reader and an encrypted publisher
-    // are refused, each with a log line naming the peer and the cause (never the stream id, which
-    // may hold a password); the first publisher streams on.
+    // A second publisher on the busy path, a bad stream id, a reader of a path without a stream
+    // and an encrypted publisher are refused, each with a log line naming the peer and the cause
+    // (never the stream id, which may hold a password); the first publisher streams on.
     for (streamid, cause) in [
         ("publish:live/srt", "already has a publisher"),
         ("record:live/srt", "is not publish:PATH or read:PATH"),
-        ("read:live/srt", "reading over SRT is not served yet"),
+        ("read:live/none", "no stream is being published on path"),
         (
             "publish:live/other&passphrase=0123456789abcdef&pbkeylen=16",
             "encrypted SRT (a passphrase) is not supported",

@@ -1,16 +1,18 @@
-//! SRT publishers (ffmpeg, OBS): `srt://HOST:8890?streamid=publish:PATH`, MPEG-TS over SRT
-//! (srt-tokio, pure Rust; live mode), as MediaMTX takes them.
+//! SRT publishers and readers (ffmpeg, OBS): `srt://HOST:8890?streamid=publish:PATH` and
+//! `…?streamid=read:PATH`, MPEG-TS over SRT (srt-tokio, pure Rust; live mode), as MediaMTX
+//! takes them.
 //!
 //! The stream id names the action and the path, MediaMTX's way (`publish:PATH`,
 //! `publish:PATH:USER:PASS`, `read:PATH`) or the SRT access-control way
 //! (`#!::r=PATH,m=publish,u=USER,s=PASS`). A connection request is checked in this order: the
 //! stream id, encryption (not supported: srt-protocol cannot accept a caller's key material),
-//! the action (reading over SRT is not served yet: 501 Unimplemented, saying so), the
-//! permission (as for RTSP: publishing from off-loopback closed by default), the path (free),
-//! and last the listener's gate (per-address and total caps), so that unauthenticated requests
-//! never push an idle connection out. A refusal is an SRT rejection with the matching code
-//! (400, 401/403, 404, 409, 501, 2402 Overload) and a log line naming the peer, the action and
-//! path (never the stream id: it may carry a password) and the cause.
+//! the permission (as for RTSP: publishing from off-loopback closed by default), the path
+//! (free, to publish), the listener's gate (per-address and total caps), so that
+//! unauthenticated requests never push an idle connection out, and last, to read, the path's
+//! stream (an on-demand source woken and awaited). A refusal is an SRT rejection with the
+//! matching code (400, 401/403, 404, 409, 2402 Overload) and a log line naming the peer, the
+//! action and path (never the stream id: it may carry a password) and the cause. A reader is
+//! served by [`crate::outputs::srt_reader`].
 //!
 //! srt-protocol's listener (0.4) keeps a session for every address that sent it a packet and
 //! never forgets one, and panics on some handshakes (key material without a key size, which
@@ -42,11 +44,14 @@ use srt_tokio::{ConnectionRequest, SrtIncoming, SrtListener, SrtSocket};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use crate::hub::{Hub, PublishError, PublisherInfo};
+use crate::hub::{
+    Hub, PublishError, PublisherInfo, ReaderInfo, SubscribeError, ON_DEMAND_START_TIMEOUT,
+};
 use crate::ingest::aac_rtp::{aac_track, basic_authorization, AacRtp};
 use crate::ingest::rtp_in::{IngestShared, TrackIngest};
 use crate::limits::conn_gate::{ConnectionGate, Permit};
 use crate::measure::metrics::ServerMetrics;
+use crate::outputs::srt_reader::{self, Reading};
 
 /// The listener's own latency (the smallest SRT delivers with): the publisher's applies when
 /// larger, as SRT negotiates it.
@@ -62,7 +67,7 @@ pub const VIDEO_WAIT: Duration = Duration::from_secs(10);
 /// Settings of the SRT listener.
 #[derive(Debug, Clone)]
 pub struct SrtConfig {
-    /// A publisher silent this long is closed.
+    /// A publisher silent this long is closed, and a reader that takes nothing this long.
     pub read_timeout: Duration,
     /// What an access unit may hold.
     pub limits: DepacketizerLimits,
@@ -207,12 +212,11 @@ async fn answer(request: ConnectionRequest, shared: Shared) {
             return;
         }
     };
-    let socket = match request.accept(None).await {
-        Ok(socket) => socket,
-        Err(e) => {
-            warn!(%peer, error = %e, "SRT connection failed while accepting");
-            return;
-        }
+    if wanted.action == Action::Read {
+        return read(request, wanted.path, permit, shared).await;
+    }
+    let Some(socket) = accept(request).await else {
+        return;
     };
     info!(%peer, path = %wanted.path, "SRT publisher connected");
     let mut publishing = Publishing::new(wanted.path.clone(), peer, &shared);
@@ -221,6 +225,63 @@ async fn answer(request: ConnectionRequest, shared: Shared) {
     match result {
         Ok(()) => info!(%peer, path = %wanted.path, "SRT publisher left"),
         Err(cause) => warn!(%peer, path = %wanted.path, %cause, "SRT publisher closed"),
+    }
+}
+
+async fn accept(request: ConnectionRequest) -> Option<SrtSocket> {
+    let peer = request.remote();
+    match request.accept(None).await {
+        Ok(socket) => Some(socket),
+        Err(e) => {
+            warn!(%peer, error = %e, "SRT connection failed while accepting");
+            None
+        }
+    }
+}
+
+/// Serves a reader of `path`: its stream (an on-demand source woken), the subscription, then
+/// the transport stream until it leaves.
+async fn read(request: ConnectionRequest, path: String, permit: Permit, shared: Shared) {
+    let peer = request.remote();
+    let hub = &shared.hub;
+    let subscribed = match hub.stream_on_demand(&path, ON_DEMAND_START_TIMEOUT).await {
+        None => Err((
+            ServerRejectReason::Notfound,
+            format!("no stream is being published on path {path:?}"),
+        )),
+        Some(stream) => {
+            let reader = ReaderInfo {
+                protocol: "srt".into(),
+                remote: peer.to_string(),
+            };
+            hub.subscribe_as(&path, reader)
+                .map(|sub| Reading::new(&path, &stream, sub))
+                .map_err(|e| {
+                    let code = match e {
+                        SubscribeError::NotServed(_) => ServerRejectReason::Notfound,
+                        SubscribeError::TooManyReaders { .. } => ServerRejectReason::Overload,
+                    };
+                    (code, e.to_string())
+                })
+        }
+    };
+    let reading = match subscribed {
+        Ok(reading) => reading,
+        Err((code, cause)) => {
+            warn!(%peer, asked = %format!("Read {path:?}"), %cause, "SRT connection refused");
+            let _ = request.reject(RejectReason::Server(code)).await;
+            return;
+        }
+    };
+    let Some(socket) = accept(request).await else {
+        return;
+    };
+    info!(%peer, %path, "SRT reader started");
+    let result = srt_reader::play(socket, reading, &permit, shared.config.read_timeout).await;
+    drop(permit);
+    match result {
+        Ok(()) => info!(%peer, %path, "SRT reader left"),
+        Err(cause) => warn!(%peer, %path, %cause, "SRT reader closed"),
     }
 }
 
@@ -244,20 +305,16 @@ fn admit(
             "encrypted SRT (a passphrase) is not supported: publish without one".into(),
         ));
     }
-    if wanted.action == Action::Read {
-        return Err(refuse(
-            ServerRejectReason::Unimplemented,
-            "reading over SRT is not served yet (read over RTSP, LL-HLS, WebRTC or RTMP)".into(),
-        ));
-    }
     permitted(shared, peer, &wanted).map_err(|(code, cause)| refuse(code, cause))?;
-    shared
-        .hub
-        .check_publishable(&wanted.path)
-        .map_err(|e| match e {
-            PublishError::Busy { .. } => refuse(ServerRejectReason::Conflict, e.to_string()),
-            PublishError::UnknownPath(_) => refuse(ServerRejectReason::Notfound, e.to_string()),
-        })?;
+    if wanted.action == Action::Publish {
+        shared
+            .hub
+            .check_publishable(&wanted.path)
+            .map_err(|e| match e {
+                PublishError::Busy { .. } => refuse(ServerRejectReason::Conflict, e.to_string()),
+                PublishError::UnknownPath(_) => refuse(ServerRejectReason::Notfound, e.to_string()),
+            })?;
+    }
     let permit = shared
         .gate
         .admit(peer)
