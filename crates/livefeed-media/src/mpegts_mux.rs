@@ -25,8 +25,9 @@ use crate::VideoCodec;
 pub const TS_PACKET_SIZE: usize = 188;
 /// The first video frame's time out (90 kHz): 1.4 s, as ffmpeg starts.
 pub const START_TICKS: u64 = 126_000;
-/// How far the PCR runs ahead of a frame's presentation time (90 kHz): 100 ms.
-pub const PCR_LEAD_TICKS: u64 = 9_000;
+/// How far the PCR runs ahead of a frame's presentation time (90 kHz): 300 ms, so that audio
+/// arriving a little after the video of the same time is not late for a strict player.
+pub const PCR_LEAD_TICKS: u64 = 27_000;
 
 const PAT_PID: u16 = 0;
 const PMT_PID: u16 = 0x1000;
@@ -53,8 +54,7 @@ pub struct TsMuxer {
 
 impl TsMuxer {
     /// A muxer of `codec` video (with `parameter_sets` for keyframes that lack them) and, when
-    /// `aac` is given and ADTS can describe it (object types 1–4, a standard rate, ≤ 7
-    /// channels), AAC.
+    /// `aac` is given and ADTS can describe it (see [`adts_header`]), AAC.
     pub fn new(codec: VideoCodec, parameter_sets: Vec<Vec<u8>>, aac: Option<AacConfig>) -> Self {
         TsMuxer {
             codec,
@@ -260,12 +260,15 @@ fn psi_section(table_id: u8, id: u16, body: &[u8]) -> Vec<u8> {
 }
 
 /// The 7-byte ADTS header (no CRC) of a `frame_len`-byte raw AAC frame, or `None` when ADTS
-/// cannot describe the stream (object type outside 1–4, a non-standard rate, > 7 channels) or
-/// the frame (over 13 bits of length).
+/// cannot describe the stream (object type outside 1–4, a non-standard rate, channels not 1 to
+/// 7, 960-sample frames) or the frame (over 13 bits of length).
 pub fn adts_header(config: &AacConfig, frame_len: usize) -> Option<[u8; 7]> {
     let profile = config.object_type.checked_sub(1).filter(|p| *p < 4)?;
     let rate_index = crate::aac::sampling_frequency_index(config.sample_rate)?;
-    let channels = Some(config.channels).filter(|c| *c <= 7)?;
+    let channels = Some(config.channels).filter(|c| (1..=7).contains(c))?;
+    if config.frame_length != 1024 {
+        return None; // ADTS has no way to say 960
+    }
     let length = frame_len + 7;
     if length >= 1 << 13 {
         return None;
@@ -458,6 +461,11 @@ mod tests {
             AacConfig::from_audio_specific_config(Bytes::from_static(&[0x2b, 0x92, 0x08, 0x00]))
                 .expect("HE-AAC config");
         assert_eq!(adts_header(&he_aac, 100), None, "object type 5");
+        // AAC-LC 48 kHz stereo with 960-sample frames (frameLengthFlag set).
+        let short = AacConfig::from_audio_specific_config(Bytes::from_static(&[0x11, 0x94]))
+            .expect("960-sample AAC-LC");
+        assert_eq!(short.frame_length, 960);
+        assert_eq!(adts_header(&short, 100), None, "ADTS cannot say 960");
         let muxer = TsMuxer::new(VideoCodec::H264, Vec::new(), Some(he_aac));
         assert!(!muxer.has_audio());
     }

@@ -560,7 +560,11 @@ impl Connection {
                 let Some(audio) = playing.audio.as_mut().filter(|a| a.track == packet.track) else {
                     return Ok(());
                 };
-                let rate = u64::from(audio.description.clock_rate.max(1));
+                // The frames' times are in the AAC sampling rate (not the RTP clock's).
+                let livefeed_hls::cmaf::AudioTrack::Aac(config) = audio.cmaf_track() else {
+                    return Ok(());
+                };
+                let rate = u64::from(config.sample_rate.max(1));
                 let frames = audio.frames(packet);
                 for frame in frames {
                     let at = (frame.decode_time * 1000 / rate).saturating_sub(base) as u32;

@@ -44,9 +44,7 @@ use srt_tokio::{ConnectionRequest, SrtIncoming, SrtListener, SrtSocket};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use crate::hub::{
-    Hub, PublishError, PublisherInfo, ReaderInfo, SubscribeError, ON_DEMAND_START_TIMEOUT,
-};
+use crate::hub::{Hub, PublishError, PublisherInfo, ReaderInfo, SubscribeError};
 use crate::ingest::aac_rtp::{aac_track, basic_authorization, AacRtp};
 use crate::ingest::rtp_in::{IngestShared, TrackIngest};
 use crate::limits::conn_gate::{ConnectionGate, Permit};
@@ -61,6 +59,9 @@ pub const LISTENER_LATENCY: Duration = Duration::from_millis(20);
 pub const AUDIO_CONFIG_WAIT: Duration = Duration::from_secs(1);
 /// Video frames held while waiting for it, at most (the path is claimed when they are).
 const HELD_FRAMES: usize = 120;
+/// How long a reader's connection request waits for an on-demand source's stream: less than
+/// libsrt's connection timeout (3 s by default), which runs while the request is unanswered.
+pub const READ_ON_DEMAND_WAIT: Duration = Duration::from_millis(2500);
 /// A publisher with no video keyframe this long after connecting is closed.
 pub const VIDEO_WAIT: Duration = Duration::from_secs(10);
 
@@ -244,12 +245,13 @@ async fn accept(request: ConnectionRequest) -> Option<SrtSocket> {
 async fn read(request: ConnectionRequest, path: String, permit: Permit, shared: Shared) {
     let peer = request.remote();
     let hub = &shared.hub;
-    let subscribed = match hub.stream_on_demand(&path, ON_DEMAND_START_TIMEOUT).await {
+    let subscribed = match hub.stream_on_demand(&path, READ_ON_DEMAND_WAIT).await {
         None => Err((
             ServerRejectReason::Notfound,
             format!("no stream is being published on path {path:?}"),
         )),
         Some(stream) => {
+            permit.activity.touch(); // the wait was not idleness
             let reader = ReaderInfo {
                 protocol: "srt".into(),
                 remote: peer.to_string(),

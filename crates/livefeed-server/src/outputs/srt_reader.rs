@@ -4,12 +4,13 @@
 //! ## Contract
 //!
 //! [`play`] sends from the first live keyframe (the publisher is asked for one) until the
-//! reader leaves, the path's publisher ends, the gate sheds the connection, or the socket takes
+//! reader leaves, the path ends (its publisher gone past the grace), the gate sheds the connection, or the socket takes
 //! nothing for the write timeout. The video goes out whatever its codec (H.264 or H.265); the
-//! path's first AAC track goes with it (MPEG-4 Generic or LATM in, ADTS out); Opus and G.711
-//! are not carried (a log line says so once). TS packets go seven to an SRT message (1316
-//! bytes, libsrt's live-mode payload), paced (see [`MESSAGES_PER_MS`]). A new publisher of
-//! another video codec ends the reader (it reconnects and gets the new stream). What SRT does
+//! audio track the server's muxers carry goes with it when it is AAC that ADTS can describe
+//! (MPEG-4 Generic or LATM in, ADTS out); other audio (Opus, G.711, HE-AAC) is not carried (a
+//! log line says so). A new publisher whose video codec or audio track differs ends the reader
+//! (it reconnects and gets the new stream). TS packets go seven to an SRT message (1316
+//! bytes, libsrt's live-mode payload), paced (see [`MESSAGES_PER_MS`]). What SRT does
 //! with a reader that cannot keep up is srt-tokio's: live mode drops what is older than the
 //! latency.
 //!
@@ -33,6 +34,7 @@ use tracing::info;
 use crate::hub::{Delivery, Media, StreamInfo, Subscription};
 use crate::limits::conn_gate::Permit;
 use crate::outputs::audio_track::MuxedAudio;
+use livefeed_media::track::TrackDescription;
 
 /// An SRT message: seven TS packets.
 const MESSAGE_SIZE: usize = 7 * TS_PACKET_SIZE;
@@ -45,35 +47,41 @@ pub struct Reading {
     sub: Subscription,
     codec: VideoCodec,
     mux: TsMuxer,
-    audio: Option<MuxedAudio>,
+    /// The AAC track carried, with its sampling rate (the frames' time unit).
+    audio: Option<(MuxedAudio, u32)>,
+    /// The path's tracks beside the video when the reader started.
+    tracks: Vec<TrackDescription>,
 }
 
 impl Reading {
     /// The reader of `stream` through `sub` (its audio found among the subscription's tracks).
     pub fn new(path: &str, stream: &StreamInfo, sub: Subscription) -> Self {
-        let audio = MuxedAudio::find(path, &sub.others());
+        let tracks = sub.others();
+        let audio = MuxedAudio::find(path, &tracks);
         let aac = match audio.as_ref().map(MuxedAudio::cmaf_track) {
             Some(AudioTrack::Aac(config)) => Some(config),
-            Some(_) => {
-                info!(
-                    path,
-                    "the path's audio is not AAC: SRT readers get the video alone"
-                );
-                None
-            }
-            None => None,
+            _ => None,
         };
-        let audio = audio.filter(|_| aac.is_some());
         let parameter_sets = [&stream.vps, &stream.sps, &stream.pps]
             .into_iter()
             .filter(|set| !set.is_empty())
             .map(|set| set.to_vec())
             .collect();
+        let rate = aac.as_ref().map_or(0, |c| c.sample_rate);
+        let mux = TsMuxer::new(stream.codec, parameter_sets, aac);
+        if audio.is_some() && !mux.has_audio() {
+            info!(
+                path,
+                "the path's audio is not AAC that ADTS can carry (LC, 1 to 7 channels, 1024-sample \
+                 frames): SRT readers get the video alone"
+            );
+        }
         Reading {
             sub,
+            tracks,
             codec: stream.codec,
-            mux: TsMuxer::new(stream.codec, parameter_sets, aac),
-            audio,
+            audio: audio.filter(|_| mux.has_audio()).map(|a| (a, rate)),
+            mux,
         }
     }
 
@@ -92,14 +100,19 @@ impl Reading {
                         au.codec.name()
                     ));
                 }
+                if au.keyframe && !self.same_tracks() {
+                    return Err("the path's tracks changed (a new publisher)".into());
+                }
                 let nals: Vec<&[u8]> = au.nals.iter().map(|n| &n[..]).collect();
                 self.mux.video(&nals, au.pts, au.keyframe, &mut out);
             }
             Media::Packet(packet) => {
-                let Some(audio) = self.audio.as_mut().filter(|a| a.track == packet.track) else {
+                let Some((audio, rate)) =
+                    self.audio.as_mut().filter(|(a, _)| a.track == packet.track)
+                else {
                     return Ok(out);
                 };
-                let rate = audio.description.clock_rate;
+                let rate = *rate;
                 for frame in audio.frames(packet) {
                     let pts = livefeed_media::clock::rescale(frame.decode_time, 90_000, rate);
                     self.mux.aac(&frame.data, pts, &mut out);
@@ -107,6 +120,12 @@ impl Reading {
             }
         }
         Ok(out)
+    }
+
+    /// Whether the path still has the tracks this reader started with: a new publisher may
+    /// bring others.
+    fn same_tracks(&self) -> bool {
+        self.sub.others() == self.tracks
     }
 }
 
@@ -130,7 +149,7 @@ pub async fn play(
             () = permit.cancel.cancelled() => return Err("shed: idle while the server was full".into()),
         };
         let Some(delivery) = delivery else {
-            return Err("the path's publisher ended".into());
+            return Err("the path ended (no publisher within the grace)".into());
         };
         let ts = reading.mux(&delivery)?;
         if ts.is_empty() {
@@ -145,22 +164,22 @@ pub async fn play(
     }
 }
 
-/// Sends `ts` as SRT messages stamped now, at most [`MESSAGES_PER_MS`] a millisecond (a large
+/// Sends `ts` as SRT messages, at most [`MESSAGES_PER_MS`] a millisecond (a large
 /// keyframe is spread over a few milliseconds rather than sent in one burst).
 async fn send<S>(sink: &mut S, ts: Bytes) -> Result<(), std::io::Error>
 where
     S: futures_util::Sink<(Instant, Bytes), Error = std::io::Error> + Unpin,
 {
-    let now = Instant::now();
     let messages: Vec<_> = (0..ts.len())
         .step_by(MESSAGE_SIZE)
-        .map(|at| (now, ts.slice(at..ts.len().min(at + MESSAGE_SIZE))))
+        .map(|at| ts.slice(at..ts.len().min(at + MESSAGE_SIZE)))
         .collect();
     for (i, batch) in messages.chunks(MESSAGES_PER_MS).enumerate() {
         if i > 0 {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
-        let batch: Vec<_> = batch.iter().cloned().map(Ok).collect();
+        let now = Instant::now(); // each batch stamped when it goes (TSBPD plays it from then)
+        let batch: Vec<_> = batch.iter().map(|m| Ok((now, m.clone()))).collect();
         sink.send_all(&mut futures_util::stream::iter(batch))
             .await?;
     }
