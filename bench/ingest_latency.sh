@@ -7,11 +7,14 @@
 # tcp`) pulls that path. And three ffmpeg relays read the origin's stream (`-c copy`, which
 # keeps the SEI capture stamps) and push it to a third server, over RTSP (path `via-rtsp`), RTMP
 # (`via-rtmp`) and SRT (`via-srt`, MPEG-TS, SRT latency SRT_LATENCY_MS): same source, same relay
-# tool, only the ingest protocol differs. Five `livefeed receive --json` run at the same time
-# for DURATION seconds (origin, edge, via-rtsp, via-rtmp, via-srt); all read livefeed's capture
-# stamps, so all measure from the same capture clock. Repeats RUNS times; prints one table per
-# run, the edge's added latency (edge minus origin, per percentile) and RTMP's and SRT's against
-# RTSP through the same relay, with their medians over the runs.
+# tool, only the ingest protocol differs. The publisher also sends the same frames over WHIP
+# (`--also-url http://RELAY/via-whip/whip`, livefeed's own WHIP client: ffmpeg and GStreamer
+# here have none), compared with its RTSP push to the origin. Six `livefeed receive --json` run
+# at the same time for DURATION seconds (origin, edge, via-rtsp, via-rtmp, via-srt, via-whip);
+# all read livefeed's capture stamps, so all measure from the same capture clock. Repeats RUNS
+# times; prints one table per run, the edge's added latency (edge minus origin, per
+# percentile), RTMP's and SRT's against RTSP through the same relay and WHIP's against the
+# RTSP push, with their medians over the runs.
 #
 # Builds nothing: expects target/release/livefeed (cargo build --release).
 # Environment: DURATION (20), RUNS (3), RESOLUTION (640x480), BITRATE (2000),
@@ -45,15 +48,18 @@ echo
 for run in $(seq "$RUNS"); do
     start_server "$OUT_DIR/origin-$run" --data-dir "$OUT_DIR/origin-data-$run"
     ORIGIN_PORT=$SERVER_PORT
+    start_server "$OUT_DIR/relay-$run" --data-dir "$OUT_DIR/relay-data-$run"
+    RELAY_PORT=$SERVER_PORT
+    server_http_port "$OUT_DIR/relay-$run"
+    RELAY_HTTP=$SERVER_HTTP_PORT
     "$BIN" publish --url "rtsp://127.0.0.1:$ORIGIN_PORT/cam" --transport tcp \
+        --also-url "http://127.0.0.1:$RELAY_HTTP/via-whip/whip" \
         --resolution "$RESOLUTION" --bitrate "$BITRATE" --duration $((DURATION + 15)) \
         >"$OUT_DIR/publish-$run.out" 2>"$OUT_DIR/publish-$run.err" &
     BG_PIDS+=($!)
     start_server "$OUT_DIR/edge-$run" --data-dir "$OUT_DIR/edge-data-$run" \
         --source "cam=rtsp://127.0.0.1:$ORIGIN_PORT/cam" --rtsp-transport tcp
     EDGE_PORT=$SERVER_PORT
-    start_server "$OUT_DIR/relay-$run" --data-dir "$OUT_DIR/relay-data-$run"
-    RELAY_PORT=$SERVER_PORT
     RELAY_RTMP=
     RELAY_SRT=
     for i in $(seq 100); do
@@ -94,11 +100,15 @@ for run in $(seq "$RUNS"); do
     "$BIN" receive --url "rtsp://127.0.0.1:$RELAY_PORT/via-srt" --duration "$DURATION" --json \
         >"$OUT_DIR/relay_srt-$run.jsonl" 2>"$OUT_DIR/relay_srt-$run.err" &
     relay_srt_pid=$!
+    "$BIN" receive --url "rtsp://127.0.0.1:$RELAY_PORT/via-whip" --duration "$DURATION" --json \
+        >"$OUT_DIR/whip-$run.jsonl" 2>"$OUT_DIR/whip-$run.err" &
+    whip_pid=$!
     wait "$push_pid" || echo "(the origin's receiver failed: see $OUT_DIR/push-$run.err)"
     wait "$pull_pid" || echo "(the edge's receiver failed: see $OUT_DIR/pull-$run.err)"
     wait "$relay_rtsp_pid" || echo "(the via-rtsp receiver failed: see $OUT_DIR/relay_rtsp-$run.err)"
     wait "$relay_rtmp_pid" || echo "(the via-rtmp receiver failed: see $OUT_DIR/relay_rtmp-$run.err)"
     wait "$relay_srt_pid" || echo "(the via-srt receiver failed: see $OUT_DIR/relay_srt-$run.err)"
+    wait "$whip_pid" || echo "(the via-whip receiver failed: see $OUT_DIR/whip-$run.err)"
     bench_cleanup
     python3 - "$OUT_DIR" "$run" <<'PY'
 import json, sys
@@ -113,6 +123,7 @@ rows = {
     "RTSP push via ffmpeg -c copy": summary("relay_rtsp"),
     "RTMP push via ffmpeg -c copy": summary("relay_rtmp"),
     "SRT push via ffmpeg -c copy": summary("relay_srt"),
+    "WHIP push (the same publisher, --also-url)": summary("whip"),
 }
 print("| ingest | frames decoded | mismatches | capture→received p50 / p95 / p99 ms | capture→decoded p50 / p95 / p99 ms |")
 print("|---|---:|---:|---|---|")
@@ -130,8 +141,11 @@ print(f"RTMP against RTSP ingest through the same relay (capture→received): p5
 t = rows["SRT push via ffmpeg -c copy"]["stages"]
 srt = {p: t["capture_to_received"][p] - r["capture_to_received"][p] for p in ("p50", "p99")}
 print(f"SRT against RTSP ingest through the same relay (capture→received): p50 {srt['p50']:+.2f} ms, p99 {srt['p99']:+.2f} ms")
+w = rows["WHIP push (the same publisher, --also-url)"]["stages"]
+whip = {p: w["capture_to_received"][p] - o["capture_to_received"][p] for p in ("p50", "p99")}
+print(f"WHIP against RTSP push from the same publisher (capture→received): p50 {whip['p50']:+.2f} ms, p99 {whip['p99']:+.2f} ms")
 with open(f"{out}/added.jsonl", "a") as f:
-    f.write(json.dumps({**added, "rtmp_p50": rtmp["p50"], "rtmp_p99": rtmp["p99"], "srt_p50": srt["p50"], "srt_p99": srt["p99"]}) + "\n")
+    f.write(json.dumps({**added, "rtmp_p50": rtmp["p50"], "rtmp_p99": rtmp["p99"], "srt_p50": srt["p50"], "srt_p99": srt["p99"], "whip_p50": whip["p50"], "whip_p99": whip["p99"]}) + "\n")
 PY
     echo
 done
@@ -149,4 +163,6 @@ print()
 print(f"RTMP against RTSP ingest (same relay), median of the runs: p50 {statistics.median(r['rtmp_p50'] for r in runs):+.2f} ms, p99 {statistics.median(r['rtmp_p99'] for r in runs):+.2f} ms")
 print()
 print(f"SRT against RTSP ingest (same relay), median of the runs: p50 {statistics.median(r['srt_p50'] for r in runs):+.2f} ms, p99 {statistics.median(r['srt_p99'] for r in runs):+.2f} ms")
+print()
+print(f"WHIP against RTSP push (same publisher), median of the runs: p50 {statistics.median(r['whip_p50'] for r in runs):+.2f} ms, p99 {statistics.median(r['whip_p99'] for r in runs):+.2f} ms")
 PY

@@ -10,6 +10,7 @@
 //! - [`offer`]: the first look at an offer, before str0m parses it — one error per problem.
 //! - [`session`]: one viewer — str0m configuration, keyframe gating, keyframe requests, stats.
 //! - [`whip`]: one publisher — receive-only str0m, whole frames out.
+//! - [`whip_client`]: publishing over WHIP — send-only str0m, the client side.
 //! - `peer` (private): the str0m connection both share (state, timeouts, datagram queue).
 //! - [`tcp_framing`]: RFC 4571 frames of ICE-TCP, for the shell's TCP connections.
 //! - [`error`]: [`WhepError`], with [`WhepError::is_client_error`] to pick HTTP 400 or 500.
@@ -27,6 +28,7 @@ mod peer;
 pub mod session;
 pub mod tcp_framing;
 pub mod whip;
+pub mod whip_client;
 
 pub use error::WhepError;
 pub use offer::MAX_OFFER_BYTES;
@@ -34,3 +36,4 @@ pub use session::{
     CloseReason, Poll, SessionStats, SharedAccessUnit, Transport, WhepConfig, WhepSession, Written,
 };
 pub use whip::{Received, WhipConfig, WhipSession};
+pub use whip_client::{ClientError, ClientPoll, WhipClient};

@@ -185,9 +185,14 @@ struct ServeArgs {
 
 #[derive(Debug, Args)]
 struct PublishArgs {
-    /// Where to publish, rtsp://HOST:PORT/PATH
+    /// Where to publish: rtsp://HOST:PORT/PATH, or a WHIP endpoint http://HOST:PORT/PATH/whip
+    /// (WebRTC: H.264 and the Opus tone; --transport does not apply)
     #[arg(long)]
     url: String,
+    /// Publish the same frames to this URL as well (repeatable; RTSP or WHIP as --url): one
+    /// camera to two servers, or one source to compare ingest protocols
+    #[arg(long, value_name = "URL")]
+    also_url: Vec<String>,
     /// Publish the moving test pattern (the default source)
     #[arg(long, conflicts_with = "input")]
     test_src: bool,
@@ -381,6 +386,7 @@ impl DemoChain {
         let stats = Stats::shared();
         let publisher = tokio::spawn(pipeline::publish(PublishJob {
             url: url.clone(),
+            also_urls: Vec::new(),
             transport: self.transport,
             capture: self.capture,
             stats: stats.clone(),
@@ -573,6 +579,7 @@ async fn publish(args: PublishArgs) -> anyhow::Result<()> {
     };
     let job = PublishJob {
         url: args.url,
+        also_urls: args.also_url,
         transport: args.transport,
         capture,
         stats: stats.clone(),

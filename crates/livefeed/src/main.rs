@@ -11,6 +11,7 @@ mod preview;
 mod report;
 mod server_link;
 mod sources;
+mod whip_publisher;
 
 use std::io::IsTerminal;
 

@@ -20,6 +20,7 @@ use livefeed_source::overlay;
 use crate::audio_probe::AudioProbe;
 use crate::audio_tone::{self, ToneTrack};
 use crate::preview::Preview;
+use crate::whip_publisher::WhipPublisher;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
@@ -31,6 +32,8 @@ const RTSP_TIMEOUT: Duration = Duration::from_secs(5);
 /// What to publish where.
 pub struct PublishJob {
     pub url: String,
+    /// More destinations, sent the same frames (`--also-url`).
+    pub also_urls: Vec<String>,
     pub transport: TransportKind,
     pub capture: CaptureSettings,
     pub stats: SharedStats,
@@ -167,25 +170,11 @@ async fn publish_capture(job: &PublishJob, capture: &mut CaptureHandle) -> anyho
             .inspect_err(|e| tracing::warn!("{e:#}: publishing video only"))
             .ok(),
     };
-    let audio = tone.as_ref().map(|_| audio_tone::description());
-    let mut publisher = RtspPublisher::connect(
-        &job.url,
-        job.transport,
-        &sps,
-        &pps,
-        audio.as_ref(),
-        RTSP_TIMEOUT,
-    )
-    .await
-    .with_context(|| format!("cannot publish to {shown}"))?;
-    publisher.drop_every(job.drop_rtp_every);
+    let mut publisher = Publishers::connect(job, &sps, &pps, tone.is_some()).await?;
     let mut keyframe_requests = publisher.keyframe_requests();
     let mut next = Some(first);
     while let Some(encoded) = next.take() {
-        publisher
-            .send(&encoded.au)
-            .await
-            .context("sending to the server")?;
+        publisher.send(&encoded.au).await?;
         job.stats.lock().record_published(&encoded);
         next = loop {
             let audio_due = tone
@@ -215,6 +204,144 @@ async fn publish_capture(job: &PublishJob, capture: &mut CaptureHandle) -> anyho
     }
     publisher.close().await;
     Ok(())
+}
+
+/// Every destination of one publisher (`--url` and each `--also-url`), sent the same frames;
+/// a keyframe request of any reaches the encoder.
+struct Publishers {
+    each: Vec<(String, Publisher)>,
+    keyframes: tokio::sync::watch::Receiver<u64>,
+    forwarders: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Publishers {
+    async fn connect(
+        job: &PublishJob,
+        sps: &Bytes,
+        pps: &Bytes,
+        audio: bool,
+    ) -> anyhow::Result<Self> {
+        let (merged, keyframes) = tokio::sync::watch::channel(0u64);
+        let mut publishers = Publishers {
+            each: Vec::new(),
+            keyframes,
+            forwarders: Vec::new(),
+        };
+        for url in std::iter::once(&job.url).chain(&job.also_urls) {
+            let shown = without_userinfo(url);
+            let publisher = Publisher::connect(job, url, sps, pps, audio)
+                .await
+                .with_context(|| format!("cannot publish to {shown}"))?;
+            let mut requests = publisher.keyframe_requests();
+            let merged = merged.clone();
+            publishers.forwarders.push(tokio::spawn(async move {
+                while requests.changed().await.is_ok() {
+                    merged.send_modify(|n| *n += 1);
+                }
+            }));
+            publishers.each.push((shown, publisher));
+        }
+        Ok(publishers)
+    }
+
+    fn keyframe_requests(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.keyframes.clone()
+    }
+
+    async fn send(&mut self, au: &AccessUnit) -> anyhow::Result<()> {
+        for (shown, publisher) in &mut self.each {
+            publisher
+                .send(au)
+                .await
+                .with_context(|| format!("sending to {shown}"))?;
+        }
+        Ok(())
+    }
+
+    async fn send_audio(
+        &mut self,
+        payload: Bytes,
+        pts: u64,
+        capture_unix_ns: u64,
+    ) -> anyhow::Result<()> {
+        for (shown, publisher) in &mut self.each {
+            publisher
+                .send_audio(payload.clone(), pts, capture_unix_ns)
+                .await
+                .with_context(|| format!("sending audio to {shown}"))?;
+        }
+        Ok(())
+    }
+
+    async fn close(self) {
+        for forwarder in &self.forwarders {
+            forwarder.abort();
+        }
+        for (_, publisher) in self.each {
+            publisher.close().await;
+        }
+    }
+}
+
+/// Where a publisher sends: an RTSP server (ANNOUNCE/RECORD) or a WHIP endpoint (an
+/// `http://` URL).
+enum Publisher {
+    Rtsp(Box<RtspPublisher>),
+    Whip(WhipPublisher),
+}
+
+impl Publisher {
+    async fn connect(
+        job: &PublishJob,
+        url: &str,
+        sps: &Bytes,
+        pps: &Bytes,
+        audio: bool,
+    ) -> anyhow::Result<Self> {
+        if url.starts_with("http://") || url.starts_with("https://") {
+            let whip = WhipPublisher::connect(url, audio, RTSP_TIMEOUT).await?;
+            return Ok(Publisher::Whip(whip));
+        }
+        let audio = audio.then(audio_tone::description);
+        let mut rtsp =
+            RtspPublisher::connect(url, job.transport, sps, pps, audio.as_ref(), RTSP_TIMEOUT)
+                .await?;
+        rtsp.drop_every(job.drop_rtp_every);
+        Ok(Publisher::Rtsp(Box::new(rtsp)))
+    }
+
+    fn keyframe_requests(&self) -> tokio::sync::watch::Receiver<u64> {
+        match self {
+            Publisher::Rtsp(p) => p.keyframe_requests(),
+            Publisher::Whip(p) => p.keyframe_requests(),
+        }
+    }
+
+    async fn send(&mut self, au: &AccessUnit) -> anyhow::Result<()> {
+        match self {
+            Publisher::Rtsp(p) => Ok(p.send(au).await?),
+            Publisher::Whip(p) => p.send(au).await,
+        }
+    }
+
+    async fn send_audio(
+        &mut self,
+        payload: Bytes,
+        pts: u64,
+        capture_unix_ns: u64,
+    ) -> anyhow::Result<()> {
+        match self {
+            Publisher::Rtsp(p) => Ok(p.send_audio(payload, pts, capture_unix_ns).await?),
+            Publisher::Whip(p) => p.send_audio(payload, pts).await,
+        }
+    }
+
+    async fn close(self) {
+        match self {
+            Publisher::Rtsp(p) => p.close().await,
+            Publisher::Whip(p) => p.close().await,
+        }
+    }
 }
 
 fn parameter_sets(au: &AccessUnit) -> Option<(Bytes, Bytes)> {

@@ -388,3 +388,41 @@ fn post_offer(server: &TestServer) -> HttpResponse {
         WAIT,
     )
 }
+
+/// `livefeed publish` as a WHIP client (str0m, send-only H.264 and the Opus tone), to one
+/// server over WHIP and, with `--also-url`, the same frames to a second path over RTSP: the
+/// WHIP path is read over RTSP with both tracks, the receiver finds the publisher's capture
+/// stamps on every frame (0 mismatches) and a plausible capture→received latency, and the API
+/// names the publisher `webrtc`.
+#[test]
+fn livefeed_publishes_over_whip_and_the_stream_keeps_its_capture_stamps() {
+    let server = TestServer::start();
+    let whip = format!("{}/live/whip-cam/whip", server.http());
+    let rtsp = server.url("live/rtsp-cam");
+    let _publisher = livefeed_publisher(
+        &whip,
+        "tcp",
+        &["--also-url", &rtsp, "--audio", "tone", "--duration", "40"],
+    );
+    wait_for_stream(&server.addr(), "live/whip-cam");
+    wait_for_stream(&server.addr(), "live/rtsp-cam");
+    let paths = http_get(server.http_port, "/api/v1/paths/live/whip-cam", WAIT);
+    let json: serde_json::Value = serde_json::from_slice(&paths.body).expect("JSON");
+    assert_eq!(json["publisher"]["protocol"], "webrtc", "{json}");
+    let tracks = json.to_string();
+    assert!(
+        tracks.contains("opus"),
+        "the Opus tone is a track: {tracks}"
+    );
+
+    let out = livefeed_receiver(&server.url("live/whip-cam"), 5, &[]).wait(Duration::from_secs(40));
+    out.assert_success();
+    let summary = json_summary(&out.stdout);
+    assert_eq!(summary["mismatches"], 0, "{summary}");
+    assert!(summary["frames_decoded"].as_u64() >= Some(100), "{summary}");
+    let p50 = summary["stages"]["capture_to_received"]["p50"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no capture→received (capture stamps lost?): {summary}"));
+    eprintln!("over WHIP, capture→received p50 {p50:.2} ms");
+    assert!(p50 > 0.0 && p50 < 1000.0, "{summary}");
+}

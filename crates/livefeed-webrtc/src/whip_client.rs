@@ -1,0 +1,236 @@
+//! A WHIP publisher (RFC 9725), the client side: `livefeed publish --url http://…/PATH/whip`.
+//! Send-only H.264 (and Opus when asked) over str0m, sans-IO.
+//!
+//! ## Contract
+//!
+//! [`WhipClient::new`] makes the offer (one host candidate: the UDP address the shell bound);
+//! the shell POSTs it and gives the answer to [`WhipClient::accept_answer`]. Then the shell
+//! moves datagrams in ([`WhipClient::handle_datagram`]) and out, and calls
+//! [`WhipClient::poll`] after every input and at the instant it last returned. Frames written
+//! before the connection is up are dropped ([`WhipClient::write_video`] says so); a keyframe
+//! request of the server (PLI/FIR) comes out of [`WhipClient::poll`] for the encoder.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use str0m::change::{SdpAnswer, SdpPendingOffer};
+use str0m::format::Codec;
+use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid, Pt};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
+
+/// What the shell does next.
+#[derive(Debug)]
+pub enum ClientPoll {
+    /// Send `datagram` from `source` to `destination`.
+    Transmit {
+        /// The local address (the candidate's).
+        source: SocketAddr,
+        /// The server's.
+        destination: SocketAddr,
+        /// The datagram.
+        datagram: Vec<u8>,
+    },
+    /// The connection is up: media may be written.
+    Connected,
+    /// The server asks for a keyframe.
+    KeyframeRequest,
+    /// The connection is gone (ICE disconnected, DTLS closed).
+    Closed,
+    /// Nothing to do until this instant (or the next input).
+    Wait(Instant),
+}
+
+/// Why the client cannot go on.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The local address cannot be a candidate.
+    #[error("the local address {0} cannot be an ICE candidate")]
+    Candidate(SocketAddr),
+    /// str0m made no offer, or refused the answer.
+    #[error("SDP: {0}")]
+    Sdp(String),
+    /// The server's answer has no H.264 that the client can send.
+    #[error("the server's answer accepts no H.264")]
+    NoH264,
+    /// str0m failed.
+    #[error("WebRTC: {0}")]
+    Rtc(#[from] str0m::RtcError),
+}
+
+/// One WHIP publishing session, before and after the answer.
+pub struct WhipClient {
+    rtc: Rtc,
+    local: SocketAddr,
+    video: Mid,
+    audio: Option<Mid>,
+    pending: Option<SdpPendingOffer>,
+    connected: bool,
+    closed: bool,
+}
+
+impl WhipClient {
+    /// A client sending from `local` (H.264, and Opus when `audio`); returns it with its SDP
+    /// offer.
+    pub fn new(
+        now: Instant,
+        local: SocketAddr,
+        audio: bool,
+    ) -> Result<(Self, String), ClientError> {
+        let mut rtc = Rtc::builder().build(now);
+        let candidate = Candidate::host(local, "udp").map_err(|_| ClientError::Candidate(local))?;
+        rtc.add_local_candidate(candidate);
+        let mut change = rtc.sdp_api();
+        let video = change.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
+        let audio = audio
+            .then(|| change.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None));
+        let (offer, pending) = change
+            .apply()
+            .ok_or_else(|| ClientError::Sdp("str0m made no offer".into()))?;
+        let client = WhipClient {
+            rtc,
+            local,
+            video,
+            audio,
+            pending: Some(pending),
+            connected: false,
+            closed: false,
+        };
+        Ok((client, offer.to_sdp_string()))
+    }
+
+    /// Takes the server's answer.
+    pub fn accept_answer(&mut self, answer: &str) -> Result<(), ClientError> {
+        let answer =
+            SdpAnswer::from_sdp_string(answer).map_err(|e| ClientError::Sdp(e.to_string()))?;
+        let pending = self
+            .pending
+            .take()
+            .ok_or_else(|| ClientError::Sdp("the answer came twice".into()))?;
+        self.rtc.sdp_api().accept_answer(pending, answer)?;
+        if self.payload_type(self.video, Codec::H264).is_none() {
+            return Err(ClientError::NoH264);
+        }
+        Ok(())
+    }
+
+    /// Whether the connection is up.
+    pub fn is_connected(&self) -> bool {
+        self.connected && !self.closed
+    }
+
+    /// A datagram from `source` to the local address.
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        datagram: &[u8],
+    ) -> Result<(), ClientError> {
+        let Ok(contents) = datagram.try_into() else {
+            return Ok(()); // not a datagram str0m can take (empty, too large): ignored
+        };
+        let input = Input::Receive(
+            now,
+            Receive {
+                proto: Protocol::Udp,
+                source,
+                destination: self.local,
+                contents,
+            },
+        );
+        if self.rtc.accepts(&input) {
+            self.rtc.handle_input(input)?;
+        }
+        Ok(())
+    }
+
+    /// Writes a video access unit (Annex B) presented at `pts` (90 kHz). `Ok(false)`: not
+    /// connected yet, dropped.
+    pub fn write_video(
+        &mut self,
+        now: Instant,
+        annex_b: &[u8],
+        pts: u64,
+    ) -> Result<bool, ClientError> {
+        let time = MediaTime::new(pts, Frequency::NINETY_KHZ);
+        self.write(self.video, Codec::H264, now, time, annex_b)
+    }
+
+    /// Writes an Opus packet presented at `pts` (48 kHz). `Ok(false)`: not connected yet, or
+    /// no audio was offered or accepted.
+    pub fn write_opus(
+        &mut self,
+        now: Instant,
+        packet: &[u8],
+        pts: u64,
+    ) -> Result<bool, ClientError> {
+        let Some(audio) = self.audio else {
+            return Ok(false);
+        };
+        let time = MediaTime::new(pts, Frequency::FORTY_EIGHT_KHZ);
+        self.write(audio, Codec::Opus, now, time, packet)
+    }
+
+    fn write(
+        &mut self,
+        mid: Mid,
+        codec: Codec,
+        now: Instant,
+        time: MediaTime,
+        data: &[u8],
+    ) -> Result<bool, ClientError> {
+        if !self.is_connected() {
+            return Ok(false);
+        }
+        let Some(pt) = self.payload_type(mid, codec) else {
+            return Ok(false);
+        };
+        let Some(writer) = self.rtc.writer(mid) else {
+            return Ok(false);
+        };
+        writer.write(pt, now, time, data.to_vec())?;
+        Ok(true)
+    }
+
+    fn payload_type(&mut self, mid: Mid, codec: Codec) -> Option<Pt> {
+        self.rtc
+            .writer(mid)?
+            .payload_params()
+            .find(|p| p.spec().codec == codec)
+            .map(|p| p.pt())
+    }
+
+    /// The next thing to do; call until [`ClientPoll::Wait`].
+    pub fn poll(&mut self, now: Instant) -> Result<ClientPoll, ClientError> {
+        loop {
+            match self.rtc.poll_output()? {
+                Output::Transmit(t) => {
+                    return Ok(ClientPoll::Transmit {
+                        source: t.source,
+                        destination: t.destination,
+                        datagram: t.contents.into(),
+                    })
+                }
+                Output::Timeout(at) => {
+                    if at <= now {
+                        self.rtc.handle_input(Input::Timeout(now))?;
+                        continue;
+                    }
+                    return Ok(ClientPoll::Wait(at));
+                }
+                Output::Event(Event::Connected) => {
+                    self.connected = true;
+                    return Ok(ClientPoll::Connected);
+                }
+                Output::Event(Event::KeyframeRequest(_)) => return Ok(ClientPoll::KeyframeRequest),
+                Output::Event(Event::IceConnectionStateChange(
+                    IceConnectionState::Disconnected,
+                )) => {
+                    self.closed = true;
+                    return Ok(ClientPoll::Closed);
+                }
+                Output::Event(_) => {}
+            }
+        }
+    }
+}
