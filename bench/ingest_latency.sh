@@ -34,6 +34,10 @@ mkdir -p "$OUT_DIR"
 require_bin
 require_tool python3 "formatting the tables"
 require_tool ffmpeg "the RTSP and RTMP relays"
+if ! "$BIN" publish --help 2>/dev/null | grep -q -- --also-url; then
+    echo "error: $BIN has no 'publish --also-url' (the WHIP row): build 4d2520a or later" >&2
+    exit 1
+fi
 
 echo "# livefeed ingest latency benchmark (bench/ingest_latency.sh)"
 echo

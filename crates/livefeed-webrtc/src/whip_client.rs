@@ -8,16 +8,17 @@
 //! moves datagrams in ([`WhipClient::handle_datagram`]) and out, and calls
 //! [`WhipClient::poll`] after every input and at the instant it last returned. Frames written
 //! before the connection is up are dropped ([`WhipClient::write_video`] says so); a keyframe
-//! request of the server (PLI/FIR) comes out of [`WhipClient::poll`] for the encoder.
+//! request of the server (PLI/FIR) comes out of [`WhipClient::poll`] for the encoder, and so
+//! does the end: the server closing DTLS, or silent for [`SILENCE_LIMIT`].
 
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use str0m::change::{SdpAnswer, SdpPendingOffer};
 use str0m::format::Codec;
 use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid, Pt};
 use str0m::net::{Protocol, Receive};
-use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
+use str0m::{Candidate, Event, Input, Output, Rtc};
 
 /// What the shell does next.
 #[derive(Debug)]
@@ -67,7 +68,14 @@ pub struct WhipClient {
     pending: Option<SdpPendingOffer>,
     connected: bool,
     closed: bool,
+    /// When the server was last heard from (a datagram).
+    last_heard: Instant,
 }
+
+/// How long the server may stay silent before the session counts as closed: it sends RTCP
+/// reports and ICE consent checks every second or so while it lives (str0m's own ICE takes
+/// far longer to call a vanished peer disconnected).
+pub const SILENCE_LIMIT: Duration = Duration::from_secs(5);
 
 impl WhipClient {
     /// A client sending from `local` (H.264, and Opus when `audio`); returns it with its SDP
@@ -77,7 +85,12 @@ impl WhipClient {
         local: SocketAddr,
         audio: bool,
     ) -> Result<(Self, String), ClientError> {
-        let mut rtc = Rtc::builder().build(now);
+        // Only what it can send: H.264 (str0m's packetizer) and Opus.
+        let mut rtc = Rtc::builder()
+            .clear_codecs()
+            .enable_h264(true)
+            .enable_opus(true, false)
+            .build(now);
         let candidate = Candidate::host(local, "udp").map_err(|_| ClientError::Candidate(local))?;
         rtc.add_local_candidate(candidate);
         let mut change = rtc.sdp_api();
@@ -95,6 +108,7 @@ impl WhipClient {
             pending: Some(pending),
             connected: false,
             closed: false,
+            last_heard: now,
         };
         Ok((client, offer.to_sdp_string()))
     }
@@ -139,6 +153,7 @@ impl WhipClient {
             },
         );
         if self.rtc.accepts(&input) {
+            self.last_heard = now;
             self.rtc.handle_input(input)?;
         }
         Ok(())
@@ -183,26 +198,44 @@ impl WhipClient {
             return Ok(false);
         }
         let Some(pt) = self.payload_type(mid, codec) else {
-            return Ok(false);
+            return Ok(false); // not negotiated (the server took no audio)
         };
         let Some(writer) = self.rtc.writer(mid) else {
-            return Ok(false);
+            return Err(ClientError::Sdp(format!("no sender for {codec} any more")));
         };
         writer.write(pt, now, time, data.to_vec())?;
         Ok(true)
     }
 
+    /// The payload type to send `codec` with: for H.264, packetization mode 1 (what str0m's
+    /// packetizer makes), constrained baseline first (what the encoders here emit).
     fn payload_type(&mut self, mid: Mid, codec: Codec) -> Option<Pt> {
-        self.rtc
-            .writer(mid)?
+        let writer = self.rtc.writer(mid)?;
+        let mut candidates: Vec<_> = writer
             .payload_params()
-            .find(|p| p.spec().codec == codec)
-            .map(|p| p.pt())
+            .filter(|p| p.spec().codec == codec)
+            .filter(|p| codec != Codec::H264 || p.spec().format.packetization_mode == Some(1))
+            .map(|p| (p.spec().format.profile_level_id, p.pt()))
+            .collect();
+        candidates.sort_by_key(|(profile, _)| *profile != Some(0x42e01f));
+        candidates.first().map(|(_, pt)| *pt)
     }
 
-    /// The next thing to do; call until [`ClientPoll::Wait`].
+    /// The next thing to do; call until [`ClientPoll::Wait`]. A timeout is fed to str0m at
+    /// most once per call (a str0m that asks again at once is waited for 1 ms).
     pub fn poll(&mut self, now: Instant) -> Result<ClientPoll, ClientError> {
+        if self.closed {
+            return Ok(ClientPoll::Closed);
+        }
+        let silent_until = self.last_heard + SILENCE_LIMIT;
+        if self.connected && now >= silent_until {
+            return Ok(self.close());
+        }
+        let mut fed_timeout = false;
         loop {
+            if !self.rtc.is_alive() {
+                return Ok(self.close());
+            }
             match self.rtc.poll_output()? {
                 Output::Transmit(t) => {
                     return Ok(ClientPoll::Transmit {
@@ -211,11 +244,17 @@ impl WhipClient {
                         datagram: t.contents.into(),
                     })
                 }
+                Output::Timeout(at) if at <= now && !fed_timeout => {
+                    fed_timeout = true;
+                    self.rtc.handle_input(Input::Timeout(now))?;
+                }
                 Output::Timeout(at) => {
-                    if at <= now {
-                        self.rtc.handle_input(Input::Timeout(now))?;
-                        continue;
-                    }
+                    let at = at.max(now + Duration::from_millis(1));
+                    let at = if self.connected {
+                        at.min(silent_until)
+                    } else {
+                        at
+                    };
                     return Ok(ClientPoll::Wait(at));
                 }
                 Output::Event(Event::Connected) => {
@@ -223,14 +262,14 @@ impl WhipClient {
                     return Ok(ClientPoll::Connected);
                 }
                 Output::Event(Event::KeyframeRequest(_)) => return Ok(ClientPoll::KeyframeRequest),
-                Output::Event(Event::IceConnectionStateChange(
-                    IceConnectionState::Disconnected,
-                )) => {
-                    self.closed = true;
-                    return Ok(ClientPoll::Closed);
-                }
+                Output::Event(Event::Closed) => return Ok(self.close()),
                 Output::Event(_) => {}
             }
         }
+    }
+
+    fn close(&mut self) -> ClientPoll {
+        self.closed = true;
+        ClientPoll::Closed
     }
 }

@@ -1,7 +1,8 @@
 //! A [`WhipSession`] (the server) and a plain str0m [`Rtc`] playing the publisher (sendonly
 //! H.264 and Opus, as a browser or OBS offers them), connected in memory on a simulated clock:
 //! the frames the publisher writes come out whole and in order, Opus packets unchanged, and a
-//! keyframe request reaches the publisher as a PLI (asked for, and every 2 s).
+//! keyframe request reaches the publisher as a PLI (asked for, and every 2 s). livefeed's own
+//! WHIP client ([`WhipClient`]) against the same session.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -9,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use livefeed_media::h264::split_annex_b;
 use livefeed_media::VideoCodec;
-use livefeed_webrtc::{Poll, Received, Transport, WhepError, WhipConfig, WhipSession};
+use livefeed_webrtc::{
+    ClientPoll, Poll, Received, Transport, WhepError, WhipClient, WhipConfig, WhipSession,
+};
 use str0m::change::SdpAnswer;
 use str0m::format::Codec;
 use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid};
@@ -289,4 +292,145 @@ fn an_h264_profile_str0m_does_not_match_is_refused_not_accepted_silently() {
         matches!(refused, Err(WhepError::NoPublishableVideo { .. })),
         "{refused:?}"
     );
+}
+
+/// livefeed's own WHIP client ([`WhipClient`], as `livefeed publish --url …/whip` drives it)
+/// against the server's session: it connects, what it writes before that is dropped (and says
+/// so), its frames and Opus packets come out whole, and the server's keyframe request reaches it.
+#[test]
+fn livefeed_s_whip_client_connects_sends_whole_frames_and_hears_keyframe_requests() {
+    let mut now = Instant::now();
+    let (mut client, offer) = WhipClient::new(now, addr(PUBLISHER), true).expect("an offer");
+    let (server, answer) =
+        WhipSession::accept_offer(&WhipConfig::default(), &offer, &[addr(SERVER)], &[], now)
+            .expect("the client's offer is accepted");
+    assert!(server.has_audio());
+    client
+        .accept_answer(&answer)
+        .expect("the answer is accepted");
+    assert!(
+        !client
+            .write_video(now, &annex_b(0, true), 0)
+            .expect("write"),
+        "not connected yet: dropped"
+    );
+    let mut peers = ClientAndServer {
+        client,
+        server,
+        connected: false,
+        requests: 0,
+        received: Vec::new(),
+    };
+    for _ in 0..5000 {
+        if peers.connected && peers.server.is_connected() {
+            break;
+        }
+        now += Duration::from_millis(1);
+        peers.exchange(now);
+    }
+    assert!(peers.connected && peers.server.is_connected(), "connected");
+
+    let mut sent = Vec::new();
+    for frame in 0..30u64 {
+        let au = annex_b(frame, frame % 10 == 0);
+        assert!(peers
+            .client
+            .write_video(now, &au, 90_000 + frame * 3000)
+            .expect("video"));
+        let opus = [0xfc, frame as u8, 7];
+        assert!(peers
+            .client
+            .write_opus(now, &opus, 48_000 + frame * 1600)
+            .expect("opus"));
+        sent.push(au);
+        for _ in 0..33 {
+            now += Duration::from_millis(1);
+            peers.exchange(now);
+        }
+    }
+    let videos: Vec<&[u8]> = peers
+        .received
+        .iter()
+        .filter_map(|r| match r {
+            Received::Video { annex_b, .. } => Some(&annex_b[..]),
+            _ => None,
+        })
+        .collect();
+    assert!(videos.len() >= 29, "{} of 30 frames", videos.len());
+    let first = sent.len() - videos.len();
+    let nals =
+        |b: &[u8]| -> Vec<Vec<u8>> { split_annex_b(b).into_iter().map(<[u8]>::to_vec).collect() };
+    for (i, got) in videos.iter().enumerate() {
+        assert_eq!(nals(got), nals(&sent[first + i]), "frame {}", first + i);
+    }
+    let opus = peers
+        .received
+        .iter()
+        .filter(
+            |r| matches!(r, Received::Audio { packet, .. } if packet[0] == 0xfc && packet[2] == 7),
+        )
+        .count();
+    assert!(opus >= 29, "{opus} of 30 Opus packets");
+
+    let before = peers.requests;
+    peers.server.request_keyframe();
+    for _ in 0..50 {
+        now += Duration::from_millis(1);
+        peers.exchange(now);
+    }
+    assert!(
+        peers.requests > before,
+        "the keyframe request reached the client"
+    );
+}
+
+struct ClientAndServer {
+    client: WhipClient,
+    server: WhipSession,
+    connected: bool,
+    requests: usize,
+    received: Vec<Received>,
+}
+
+impl ClientAndServer {
+    /// One millisecond of the network: the client's datagrams to the server, the server's
+    /// timeouts and datagrams to the client.
+    fn exchange(&mut self, now: Instant) {
+        loop {
+            match self.client.poll(now).expect("client poll") {
+                ClientPoll::Transmit {
+                    source,
+                    destination,
+                    datagram,
+                } => {
+                    assert!(self.server.accepts(
+                        now,
+                        Transport::Udp,
+                        source,
+                        destination,
+                        &datagram
+                    ));
+                    self.server
+                        .handle_datagram(now, Transport::Udp, source, destination, &datagram)
+                        .expect("a datagram of its peer");
+                }
+                ClientPoll::Connected => self.connected = true,
+                ClientPoll::KeyframeRequest => self.requests += 1,
+                ClientPoll::Closed => panic!("the client's connection closed"),
+                ClientPoll::Wait(_) => break,
+            }
+        }
+        self.server.handle_timeout(now).expect("server timeout");
+        while let Poll::Transmit {
+            source, datagram, ..
+        } = self.server.poll()
+        {
+            self.client
+                .handle_datagram(now, source, &datagram)
+                .expect("a datagram of the server");
+        }
+        while let Some(r) = self.server.take_received() {
+            self.received.push(r);
+        }
+    }
 }

@@ -164,13 +164,28 @@ async fn publish_capture(job: &PublishJob, capture: &mut CaptureHandle) -> anyho
     let (sps, pps) = parameter_sets(&first.au).context("the first access unit has no SPS/PPS")?;
     let correction = job.capture.clock_correction_ns;
     let now_ns = || corrected(unix_now_ns(), correction);
-    let mut tone = match job.audio {
+    let tone = match job.audio {
         AudioSource::None => None,
         AudioSource::Tone => ToneTrack::new(now_ns())
             .inspect_err(|e| tracing::warn!("{e:#}: publishing video only"))
             .ok(),
     };
     let mut publisher = Publishers::connect(job, &sps, &pps, tone.is_some()).await?;
+    let sent = send_frames(job, capture, &mut publisher, first, tone, now_ns).await;
+    publisher.close().await; // on every exit: RTSP TEARDOWN, WHIP DELETE
+    sent
+}
+
+/// Sends `first` and every next frame (and the tone's packets) until `stop` or the end of the
+/// capture; asks the encoder for a keyframe when a destination does.
+async fn send_frames(
+    job: &PublishJob,
+    capture: &mut CaptureHandle,
+    publisher: &mut Publishers,
+    first: Encoded,
+    mut tone: Option<ToneTrack>,
+    now_ns: impl Fn() -> u64,
+) -> anyhow::Result<()> {
     let mut keyframe_requests = publisher.keyframe_requests();
     let mut next = Some(first);
     while let Some(encoded) = next.take() {
@@ -202,7 +217,6 @@ async fn publish_capture(job: &PublishJob, capture: &mut CaptureHandle) -> anyho
             }
         };
     }
-    publisher.close().await;
     Ok(())
 }
 
@@ -229,9 +243,13 @@ impl Publishers {
         };
         for url in std::iter::once(&job.url).chain(&job.also_urls) {
             let shown = without_userinfo(url);
-            let publisher = Publisher::connect(job, url, sps, pps, audio)
-                .await
-                .with_context(|| format!("cannot publish to {shown}"))?;
+            let publisher = match Publisher::connect(job, url, sps, pps, audio).await {
+                Ok(publisher) => publisher,
+                Err(e) => {
+                    publishers.close().await; // the destinations already connected
+                    return Err(e.context(format!("cannot publish to {shown}")));
+                }
+            };
             let mut requests = publisher.keyframe_requests();
             let merged = merged.clone();
             publishers.forwarders.push(tokio::spawn(async move {

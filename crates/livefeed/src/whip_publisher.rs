@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use bytes::Bytes;
 use livefeed_media::AccessUnit;
+use livefeed_rtsp::client_auth::without_userinfo;
 use livefeed_webrtc::{ClientPoll, WhipClient};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -39,6 +40,7 @@ impl WhipPublisher {
     /// Offers H.264 (and Opus when `audio`) to the WHIP endpoint `url` and waits, at most
     /// `timeout`, until the connection is up.
     pub async fn connect(url: &str, audio: bool, timeout: Duration) -> anyhow::Result<Self> {
+        let shown = without_userinfo(url);
         let server = server_address(url).await?;
         let socket = UdpSocket::bind(SocketAddr::new(local_ip_towards(server)?, 0))
             .await
@@ -46,26 +48,58 @@ impl WhipPublisher {
         let local = socket.local_addr()?;
         let (mut client, offer) = WhipClient::new(Instant::now(), local, audio)?;
         let (answer, resource) = post_offer(url, offer, timeout).await?;
-        client
-            .accept_answer(&answer)
-            .context("the server's SDP answer")?;
+        let connected = match client.accept_answer(&answer) {
+            Ok(()) => {
+                let (publisher, connected) = Self::start(client, socket);
+                publisher.connected(connected, timeout, &shown).await
+            }
+            Err(e) => Err(anyhow::Error::new(e).context("the server's SDP answer")),
+        };
+        match connected {
+            Ok(mut publisher) => {
+                publisher.resource = resource;
+                Ok(publisher)
+            }
+            Err(e) => {
+                delete(resource).await; // the session the server made, not to be kept
+                Err(e)
+            }
+        }
+    }
+
+    /// Starts the connection's task.
+    fn start(client: WhipClient, socket: UdpSocket) -> (Self, oneshot::Receiver<()>) {
         let (frames, frames_rx) = mpsc::channel(QUEUED_FRAMES);
         let (keyframes_tx, keyframes) = watch::channel(0);
         let (connected_tx, connected) = oneshot::channel();
         let task = tokio::spawn(run(client, socket, frames_rx, keyframes_tx, connected_tx));
-        match tokio::time::timeout(timeout, connected).await {
-            Ok(Ok(())) => {}
-            _ => {
-                task.abort();
-                bail!("WHIP: no WebRTC connection to {url} within {timeout:?} (ICE/DTLS)");
-            }
-        }
-        Ok(WhipPublisher {
+        let publisher = WhipPublisher {
             frames,
             keyframes,
             task,
-            resource,
-        })
+            resource: None,
+        };
+        (publisher, connected)
+    }
+
+    /// Waits for the connection; its task's error when it ended first.
+    async fn connected(
+        mut self,
+        connected: oneshot::Receiver<()>,
+        timeout: Duration,
+        shown: &str,
+    ) -> anyhow::Result<Self> {
+        match tokio::time::timeout(timeout, connected).await {
+            Ok(Ok(())) => Ok(self),
+            Ok(Err(_)) => match (&mut self.task).await {
+                Ok(Err(e)) => Err(e.context(format!("WHIP to {shown}"))),
+                _ => bail!("WHIP to {shown}: the connection ended before it was up"),
+            },
+            Err(_) => {
+                self.task.abort();
+                bail!("WHIP: no WebRTC connection to {shown} within {timeout:?} (ICE/DTLS)")
+            }
+        }
     }
 
     /// Counts the server's keyframe requests (changes at each).
@@ -101,23 +135,33 @@ impl WhipPublisher {
 
     /// Ends the session: `DELETE` of its resource, then the connection.
     pub async fn close(self) {
-        if let Some(resource) = self.resource {
-            let deleted = tokio::task::spawn_blocking(move || {
-                agent(Duration::from_secs(2)).delete(&resource).call()
-            })
-            .await;
-            if let Ok(Err(e)) = deleted {
-                tracing::debug!("WHIP DELETE: {e}");
-            }
-        }
+        delete(self.resource).await;
         self.task.abort();
+    }
+}
+
+/// `DELETE` of a session's resource, if any (failures only logged: the server also ends a
+/// session whose peer is gone).
+async fn delete(resource: Option<String>) {
+    let Some(resource) = resource else {
+        return;
+    };
+    let shown = without_userinfo(&resource);
+    let deleted =
+        tokio::task::spawn_blocking(move || agent(Duration::from_secs(2)).delete(&resource).call())
+            .await;
+    if let Ok(Err(e)) = deleted {
+        tracing::debug!("WHIP DELETE {shown}: {e}");
     }
 }
 
 /// The server's address (host and port of `url`, resolved).
 async fn server_address(url: &str) -> anyhow::Result<SocketAddr> {
     let rest = url.strip_prefix("http://").with_context(|| {
-        format!("{url}: a WHIP URL is http://HOST:PORT/PATH/whip (https is not supported)")
+        format!(
+            "{}: a WHIP URL is http://HOST:PORT/PATH/whip (https is not supported)",
+            without_userinfo(url)
+        )
     })?;
     let authority = rest.split('/').next().unwrap_or_default();
     let authority = authority.rsplit('@').next().unwrap_or(authority);
@@ -129,11 +173,17 @@ async fn server_address(url: &str) -> anyhow::Result<SocketAddr> {
     } else {
         format!("{authority}:80")
     };
-    let mut resolved = tokio::net::lookup_host(with_port.as_str())
+    let resolved: Vec<SocketAddr> = tokio::net::lookup_host(with_port.as_str())
         .await
-        .with_context(|| format!("resolving {with_port}"))?;
+        .with_context(|| format!("resolving {with_port}"))?
+        .collect();
+    // IPv4 first: `localhost` often resolves to ::1 first, and a server on 0.0.0.0 (the
+    // default) offers IPv4 candidates only.
     resolved
-        .next()
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or_else(|| resolved.first())
+        .copied()
         .with_context(|| format!("{with_port} resolves to no address"))
 }
 
@@ -166,12 +216,13 @@ async fn post_offer(
     timeout: Duration,
 ) -> anyhow::Result<(String, Option<String>)> {
     let target = url.to_string();
+    let shown = without_userinfo(url);
     tokio::task::spawn_blocking(move || {
         let mut response = agent(timeout)
             .post(&target)
             .header("Content-Type", "application/sdp")
             .send(offer)
-            .with_context(|| format!("POST {target}"))?;
+            .with_context(|| format!("POST {shown}"))?;
         let status = response.status();
         let location = response
             .headers()
@@ -180,23 +231,42 @@ async fn post_offer(
             .map(|l| absolute(&target, l));
         let body = response.body_mut().read_to_string().unwrap_or_default();
         if status.as_u16() != 201 {
-            bail!("WHIP endpoint {target} answered {status}: {}", body.trim());
+            bail!("WHIP endpoint {shown} answered {status}: {}", body.trim());
         }
         Ok((body, location))
     })
     .await?
 }
 
-/// `location` made absolute against `url` (a path is on the same host).
+/// `location` made absolute against `url` (RFC 3986 reference forms: absolute, `//host/…`,
+/// `/path`, or relative to the URL's directory).
 fn absolute(url: &str, location: &str) -> String {
     if location.starts_with("http://") || location.starts_with("https://") {
         return location.to_string();
     }
-    let origin_end = url
-        .find("://")
-        .and_then(|s| url[s + 3..].find('/').map(|p| s + 3 + p))
-        .unwrap_or(url.len());
-    format!("{}{location}", &url[..origin_end])
+    let scheme_end = url.find("://").map_or(0, |i| i + 3);
+    if let Some(rest) = location.strip_prefix("//") {
+        return format!("{}{rest}", &url[..scheme_end]);
+    }
+    let path_start = url[scheme_end..]
+        .find('/')
+        .map_or(url.len(), |p| scheme_end + p);
+    if location.starts_with('/') {
+        return format!("{}{location}", &url[..path_start]);
+    }
+    let path = url[path_start..].split(['?', '#']).next().unwrap_or("");
+    let directory = &path[..path.rfind('/').map_or(0, |i| i + 1)];
+    let mut segments: Vec<&str> = directory.split('/').filter(|s| !s.is_empty()).collect();
+    for segment in location.split('/') {
+        match segment {
+            ".." => {
+                segments.pop();
+            }
+            "." => {}
+            s => segments.push(s),
+        }
+    }
+    format!("{}/{}", &url[..path_start], segments.join("/"))
 }
 
 /// The connection's task: datagrams in and out, frames written, timeouts, until the
@@ -209,7 +279,7 @@ async fn run(
     connected: oneshot::Sender<()>,
 ) -> anyhow::Result<()> {
     let mut connected = Some(connected);
-    let mut buf = vec![0u8; 2048];
+    let mut buf = vec![0u8; 65_536];
     loop {
         let wait = loop {
             match client.poll(Instant::now())? {
@@ -267,5 +337,14 @@ mod tests {
             absolute("http://h/live/whip", "http://other/x"),
             "http://other/x"
         );
+        assert_eq!(
+            absolute("http://h:1/live/whip", "//other/x"),
+            "http://other/x"
+        );
+        assert_eq!(
+            absolute("http://h:1/live/whip", "whip/abc"),
+            "http://h:1/live/whip/abc"
+        );
+        assert_eq!(absolute("http://h:1/live/whip", "../x"), "http://h:1/x");
     }
 }

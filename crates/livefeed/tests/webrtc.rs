@@ -390,22 +390,24 @@ fn post_offer(server: &TestServer) -> HttpResponse {
 }
 
 /// `livefeed publish` as a WHIP client (str0m, send-only H.264 and the Opus tone), to one
-/// server over WHIP and, with `--also-url`, the same frames to a second path over RTSP: the
+/// server over WHIP and, with `--also-url`, the same frames to a second server over RTSP: the
 /// WHIP path is read over RTSP with both tracks, the receiver finds the publisher's capture
 /// stamps on every frame (0 mismatches) and a plausible capture→received latency, and the API
-/// names the publisher `webrtc`.
+/// names the publisher `webrtc`. When the WHIP server goes away, the publisher notices (5 s
+/// without a datagram from it) and ends with an error rather than publishing into nothing.
 #[test]
 fn livefeed_publishes_over_whip_and_the_stream_keeps_its_capture_stamps() {
     let server = TestServer::start();
+    let second = TestServer::start();
     let whip = format!("{}/live/whip-cam/whip", server.http());
-    let rtsp = server.url("live/rtsp-cam");
-    let _publisher = livefeed_publisher(
+    let rtsp = second.url("live/rtsp-cam");
+    let publisher = livefeed_publisher(
         &whip,
         "tcp",
-        &["--also-url", &rtsp, "--audio", "tone", "--duration", "40"],
+        &["--also-url", &rtsp, "--audio", "tone", "--duration", "60"],
     );
     wait_for_stream(&server.addr(), "live/whip-cam");
-    wait_for_stream(&server.addr(), "live/rtsp-cam");
+    wait_for_stream(&second.addr(), "live/rtsp-cam");
     let paths = http_get(server.http_port, "/api/v1/paths/live/whip-cam", WAIT);
     let json: serde_json::Value = serde_json::from_slice(&paths.body).expect("JSON");
     assert_eq!(json["publisher"]["protocol"], "webrtc", "{json}");
@@ -425,4 +427,23 @@ fn livefeed_publishes_over_whip_and_the_stream_keeps_its_capture_stamps() {
         .unwrap_or_else(|| panic!("no capture→received (capture stamps lost?): {summary}"));
     eprintln!("over WHIP, capture→received p50 {p50:.2} ms");
     assert!(p50 > 0.0 && p50 < 1000.0, "{summary}");
+
+    drop(server); // killed: no DTLS close, no DELETE
+    let killed = std::time::Instant::now();
+    let ended = publisher.wait(Duration::from_secs(30));
+    eprintln!(
+        "the publisher ended {:?} after the WHIP server",
+        killed.elapsed()
+    );
+    assert!(
+        !ended.timed_out && killed.elapsed() < Duration::from_secs(20),
+        "the publisher went on: {}",
+        ended.stderr
+    );
+    assert!(!ended.success, "{}", ended.stderr);
+    assert!(
+        ended.stderr.contains("WebRTC connection"),
+        "{}",
+        ended.stderr
+    );
 }
