@@ -290,7 +290,7 @@ fn dashboard_lists_plays_measures_charts_and_controls_in_chromium() {
     let _browser = one_browser();
     let record_dir = TempDir::new("livefeed-rec");
     // A camera the server pulls with the wrong password: the dashboard shows why it fails.
-    let camera_port = free_port();
+    let camera_port = port_outside_ephemeral_range();
     let _camera = camera(camera_port);
     let door = format!("door={}", camera_url(camera_port, "wrong-pass-42"));
     let server =

@@ -55,7 +55,7 @@ fn time_to_first_frame(url: &str) -> Duration {
 
 #[test]
 fn an_on_demand_camera_is_pulled_only_while_read_and_survives_a_restart() {
-    let port = free_port();
+    let port = port_outside_ephemeral_range(); // the camera restarts on it
     let mut cam = camera(port);
     let source = format!("cam={}", camera_url(port, CAMERA_PASSWORD));
     let edge = TestServer::start_with(&[
@@ -137,7 +137,7 @@ fn an_on_demand_camera_is_pulled_only_while_read_and_survives_a_restart() {
 
 #[test]
 fn wrong_camera_credentials_are_reported_on_the_dashboard_and_in_the_log() {
-    let port = free_port();
+    let port = port_outside_ephemeral_range();
     let _cam = camera(port);
     let source = format!("door={}", camera_url(port, "not-the-password"));
     let edge = TestServer::start_with(&["--source", &source, "--rtsp-transport", "tcp"]);
@@ -217,7 +217,7 @@ fn chained_livefeeds_measure_capture_to_decoded_across_both_hops() {
 
 #[test]
 fn a_source_leaves_the_camera_alone_while_someone_else_publishes_the_path() {
-    let port = free_port();
+    let port = port_outside_ephemeral_range(); // the camera comes up later
     let source = format!("cam={}", camera_url(port, CAMERA_PASSWORD));
     let edge = TestServer::start_with(&["--source", &source, "--rtsp-transport", "tcp"]);
     // The camera is down: the source retries; a publisher pushes to the path meanwhile.
@@ -254,7 +254,7 @@ fn a_source_leaves_the_camera_alone_while_someone_else_publishes_the_path() {
 
 #[test]
 fn an_llhls_request_alone_wakes_an_on_demand_source() {
-    let port = free_port();
+    let port = port_outside_ephemeral_range();
     let cam = camera(port);
     let source = format!("door={}", camera_url(port, CAMERA_PASSWORD));
     let edge = TestServer::start_with(&["--source", &source, "--source-on-demand"]);

@@ -565,6 +565,19 @@ fn ffmpeg_publishes_h264_aac_over_rtmp_and_both_tracks_are_read_over_rtsp_llhls_
     let _publisher = ffmpeg_rtmp_publisher(&url, "libx264", 30);
     wait_for_stream(&server.addr(), "live/cam");
     assert_h264_aac_read_back(&server, "live/cam", "rtmp");
+    // Read back over RTMP (FLV tags written by livefeed), at the URL it was published to.
+    // The data message rml_rtmp sends when play starts (`|RtmpSampleAccess`) shows in ffprobe
+    // as a `text` stream beside the media.
+    let media: Vec<String> = probe_codecs(&url, None)
+        .into_iter()
+        .filter(|codec| codec != "text")
+        .collect();
+    assert_eq!(media, ["h264", "aac"], "over RTMP");
+    let (frames, audio) = decode(&url, None, 4);
+    assert!(
+        frames >= 60 && audio >= 2.0,
+        "over RTMP: {frames} frames, {audio} s of audio"
+    );
 }
 
 #[test]

@@ -625,6 +625,24 @@ pub fn free_port() -> u16 {
     free_port_on("127.0.0.1")
 }
 
+/// A port for a server a test starts later than it names the port (a camera that comes up
+/// after the source pointing at it): free now and outside Linux's ephemeral range
+/// (32768–60999), which every `bind(port 0)` and outgoing connection of the tests running in
+/// parallel draws from, so none of them can take it meanwhile (a port from [`free_port`] was
+/// taken that way: "cannot listen on 127.0.0.1:46231").
+pub fn port_outside_ephemeral_range() -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    for attempt in 0u64..1000 {
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u64(attempt);
+        let port = 20_000 + (hasher.finish() % 10_000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in 20000..30000");
+}
+
 /// A port free on `ip` right now.
 pub fn free_port_on(ip: &str) -> u16 {
     let listener = std::net::TcpListener::bind((ip, 0)).expect("bind");
