@@ -328,8 +328,11 @@ mod tests {
 
     #[test]
     fn frames_read_back_whole_with_their_times_parameter_sets_and_audio() {
+        // The PES before the slice is 47 bytes and the first packet carries 176: a slice of 129
+        // ends the first packet, 311 and 312 leave 182 and 183 bytes for the second (the
+        // adaptation field with no flags byte, or an empty one), 313 fills two whole packets.
         for len in [
-            0, 150, 170, 171, 172, 173, 174, 183, 184, 185, 5_000, 70_000,
+            0, 128, 129, 130, 150, 183, 184, 310, 311, 312, 313, 497, 5_000, 70_000,
         ] {
             let mut muxer = TsMuxer::new(
                 VideoCodec::H264,

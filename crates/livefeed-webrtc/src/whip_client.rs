@@ -66,6 +66,9 @@ pub struct WhipClient {
     video: Mid,
     audio: Option<Mid>,
     pending: Option<SdpPendingOffer>,
+    /// The payload types negotiated (see [`WhipClient::payload_type`]).
+    video_pt: Option<Pt>,
+    audio_pt: Option<Pt>,
     connected: bool,
     closed: bool,
     /// When the server was last heard from (a datagram).
@@ -106,6 +109,8 @@ impl WhipClient {
             video,
             audio,
             pending: Some(pending),
+            video_pt: None,
+            audio_pt: None,
             connected: false,
             closed: false,
             last_heard: now,
@@ -122,14 +127,18 @@ impl WhipClient {
             .take()
             .ok_or_else(|| ClientError::Sdp("the answer came twice".into()))?;
         self.rtc.sdp_api().accept_answer(pending, answer)?;
-        if self.payload_type(self.video, Codec::H264).is_none() {
+        self.video_pt = self.payload_type(self.video, Codec::H264);
+        self.audio_pt = self
+            .audio
+            .and_then(|audio| self.payload_type(audio, Codec::Opus));
+        if self.video_pt.is_none() {
             return Err(ClientError::NoH264);
         }
         Ok(())
     }
 
     /// Whether the connection is up.
-    pub fn is_connected(&self) -> bool {
+    fn is_connected(&self) -> bool {
         self.connected && !self.closed
     }
 
@@ -164,11 +173,11 @@ impl WhipClient {
     pub fn write_video(
         &mut self,
         now: Instant,
-        annex_b: &[u8],
+        annex_b: Vec<u8>,
         pts: u64,
     ) -> Result<bool, ClientError> {
         let time = MediaTime::new(pts, Frequency::NINETY_KHZ);
-        self.write(self.video, Codec::H264, now, time, annex_b)
+        self.write(self.video, self.video_pt, now, time, annex_b)
     }
 
     /// Writes an Opus packet presented at `pts` (48 kHz). `Ok(false)`: not connected yet, or
@@ -183,27 +192,27 @@ impl WhipClient {
             return Ok(false);
         };
         let time = MediaTime::new(pts, Frequency::FORTY_EIGHT_KHZ);
-        self.write(audio, Codec::Opus, now, time, packet)
+        self.write(audio, self.audio_pt, now, time, packet.to_vec())
     }
 
     fn write(
         &mut self,
         mid: Mid,
-        codec: Codec,
+        pt: Option<Pt>,
         now: Instant,
         time: MediaTime,
-        data: &[u8],
+        data: Vec<u8>,
     ) -> Result<bool, ClientError> {
         if !self.is_connected() {
             return Ok(false);
         }
-        let Some(pt) = self.payload_type(mid, codec) else {
+        let Some(pt) = pt else {
             return Ok(false); // not negotiated (the server took no audio)
         };
         let Some(writer) = self.rtc.writer(mid) else {
-            return Err(ClientError::Sdp(format!("no sender for {codec} any more")));
+            return Err(ClientError::Sdp(format!("no sender for {mid} any more")));
         };
-        writer.write(pt, now, time, data.to_vec())?;
+        writer.write(pt, now, time, data)?;
         Ok(true)
     }
 

@@ -309,9 +309,7 @@ fn livefeed_s_whip_client_connects_sends_whole_frames_and_hears_keyframe_request
         .accept_answer(&answer)
         .expect("the answer is accepted");
     assert!(
-        !client
-            .write_video(now, &annex_b(0, true), 0)
-            .expect("write"),
+        !client.write_video(now, annex_b(0, true), 0).expect("write"),
         "not connected yet: dropped"
     );
     let mut peers = ClientAndServer {
@@ -335,7 +333,7 @@ fn livefeed_s_whip_client_connects_sends_whole_frames_and_hears_keyframe_request
         let au = annex_b(frame, frame % 10 == 0);
         assert!(peers
             .client
-            .write_video(now, &au, 90_000 + frame * 3000)
+            .write_video(now, au.clone(), 90_000 + frame * 3000)
             .expect("video"));
         let opus = [0xfc, frame as u8, 7];
         assert!(peers

@@ -208,8 +208,7 @@ async fn send_frames(
                         for frame in tone.due(now_ns())? {
                             publisher
                                 .send_audio(frame.payload, frame.pts, frame.capture_unix_ns)
-                                .await
-                                .context("sending audio to the server")?;
+                                .await?;
                         }
                     }
                 }

@@ -40,7 +40,6 @@ impl WhipPublisher {
     /// Offers H.264 (and Opus when `audio`) to the WHIP endpoint `url` and waits, at most
     /// `timeout`, until the connection is up.
     pub async fn connect(url: &str, audio: bool, timeout: Duration) -> anyhow::Result<Self> {
-        let shown = without_userinfo(url);
         let server = server_address(url).await?;
         let socket = UdpSocket::bind(SocketAddr::new(local_ip_towards(server)?, 0))
             .await
@@ -51,7 +50,7 @@ impl WhipPublisher {
         let connected = match client.accept_answer(&answer) {
             Ok(()) => {
                 let (publisher, connected) = Self::start(client, socket);
-                publisher.connected(connected, timeout, &shown).await
+                publisher.connected(connected, timeout).await
             }
             Err(e) => Err(anyhow::Error::new(e).context("the server's SDP answer")),
         };
@@ -87,17 +86,16 @@ impl WhipPublisher {
         mut self,
         connected: oneshot::Receiver<()>,
         timeout: Duration,
-        shown: &str,
     ) -> anyhow::Result<Self> {
         match tokio::time::timeout(timeout, connected).await {
             Ok(Ok(())) => Ok(self),
             Ok(Err(_)) => match (&mut self.task).await {
-                Ok(Err(e)) => Err(e.context(format!("WHIP to {shown}"))),
-                _ => bail!("WHIP to {shown}: the connection ended before it was up"),
+                Ok(Err(e)) => Err(e.context("the WebRTC connection")),
+                _ => bail!("the WebRTC connection ended before it was up"),
             },
             Err(_) => {
                 self.task.abort();
-                bail!("WHIP: no WebRTC connection to {shown} within {timeout:?} (ICE/DTLS)")
+                bail!("no WebRTC connection within {timeout:?} (ICE/DTLS)")
             }
         }
     }
@@ -155,36 +153,31 @@ async fn delete(resource: Option<String>) {
     }
 }
 
-/// The server's address (host and port of `url`, resolved).
+/// The server's address (host and port of `url`, resolved; IPv4 first: `localhost` often
+/// resolves to ::1 first, and a server on 0.0.0.0, the default, offers IPv4 candidates only).
 async fn server_address(url: &str) -> anyhow::Result<SocketAddr> {
-    let rest = url.strip_prefix("http://").with_context(|| {
-        format!(
-            "{}: a WHIP URL is http://HOST:PORT/PATH/whip (https is not supported)",
-            without_userinfo(url)
-        )
-    })?;
-    let authority = rest.split('/').next().unwrap_or_default();
-    let authority = authority.rsplit('@').next().unwrap_or(authority);
-    let with_port = if authority
-        .rsplit_once(':')
-        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
-    {
-        authority.to_string()
-    } else {
-        format!("{authority}:80")
-    };
-    let resolved: Vec<SocketAddr> = tokio::net::lookup_host(with_port.as_str())
+    let parsed = url::Url::parse(url)
+        .ok()
+        .filter(|u| u.scheme() == "http")
+        .with_context(|| {
+            format!(
+                "{}: a WHIP URL is http://HOST:PORT/PATH/whip (https is not supported)",
+                without_userinfo(url)
+            )
+        })?;
+    let host = parsed.host_str().context("the WHIP URL has no host")?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port = parsed.port_or_known_default().unwrap_or(80);
+    let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
         .await
-        .with_context(|| format!("resolving {with_port}"))?
+        .with_context(|| format!("resolving {host}"))?
         .collect();
-    // IPv4 first: `localhost` often resolves to ::1 first, and a server on 0.0.0.0 (the
-    // default) offers IPv4 candidates only.
     resolved
         .iter()
         .find(|a| a.is_ipv4())
         .or_else(|| resolved.first())
         .copied()
-        .with_context(|| format!("{with_port} resolves to no address"))
+        .with_context(|| format!("{host} resolves to no address"))
 }
 
 /// The local address the system would reach `server` from (the ICE host candidate).
@@ -216,57 +209,33 @@ async fn post_offer(
     timeout: Duration,
 ) -> anyhow::Result<(String, Option<String>)> {
     let target = url.to_string();
-    let shown = without_userinfo(url);
     tokio::task::spawn_blocking(move || {
         let mut response = agent(timeout)
             .post(&target)
             .header("Content-Type", "application/sdp")
             .send(offer)
-            .with_context(|| format!("POST {shown}"))?;
+            .with_context(|| "POST of the SDP offer")?;
         let status = response.status();
         let location = response
             .headers()
             .get("location")
             .and_then(|v| v.to_str().ok())
-            .map(|l| absolute(&target, l));
+            .and_then(|l| absolute(&target, l));
         let body = response.body_mut().read_to_string().unwrap_or_default();
         if status.as_u16() != 201 {
-            bail!("WHIP endpoint {shown} answered {status}: {}", body.trim());
+            bail!("the WHIP endpoint answered {status}: {}", body.trim());
         }
         Ok((body, location))
     })
     .await?
 }
 
-/// `location` made absolute against `url` (RFC 3986 reference forms: absolute, `//host/…`,
-/// `/path`, or relative to the URL's directory).
-fn absolute(url: &str, location: &str) -> String {
-    if location.starts_with("http://") || location.starts_with("https://") {
-        return location.to_string();
-    }
-    let scheme_end = url.find("://").map_or(0, |i| i + 3);
-    if let Some(rest) = location.strip_prefix("//") {
-        return format!("{}{rest}", &url[..scheme_end]);
-    }
-    let path_start = url[scheme_end..]
-        .find('/')
-        .map_or(url.len(), |p| scheme_end + p);
-    if location.starts_with('/') {
-        return format!("{}{location}", &url[..path_start]);
-    }
-    let path = url[path_start..].split(['?', '#']).next().unwrap_or("");
-    let directory = &path[..path.rfind('/').map_or(0, |i| i + 1)];
-    let mut segments: Vec<&str> = directory.split('/').filter(|s| !s.is_empty()).collect();
-    for segment in location.split('/') {
-        match segment {
-            ".." => {
-                segments.pop();
-            }
-            "." => {}
-            s => segments.push(s),
-        }
-    }
-    format!("{}/{}", &url[..path_start], segments.join("/"))
+/// `location` (the answer's `Location`: absolute, or a reference) made absolute against `url`.
+fn absolute(url: &str, location: &str) -> Option<String> {
+    url::Url::parse(url)
+        .and_then(|base| base.join(location))
+        .ok()
+        .map(String::from)
 }
 
 /// The connection's task: datagrams in and out, frames written, timeouts, until the
@@ -311,7 +280,7 @@ async fn run(
                 match frame {
                     None => return Ok(()),
                     Some(Outgoing::Video { annex_b, pts }) => {
-                        client.write_video(now, &annex_b, pts)?;
+                        client.write_video(now, annex_b, pts)?;
                     }
                     Some(Outgoing::Opus { packet, pts }) => {
                         client.write_opus(now, &packet, pts)?;
@@ -329,22 +298,11 @@ mod tests {
 
     #[test]
     fn a_relative_location_is_on_the_endpoint_s_host() {
-        assert_eq!(
-            absolute("http://127.0.0.1:8888/live/whip", "/live/whip/abc"),
-            "http://127.0.0.1:8888/live/whip/abc"
-        );
-        assert_eq!(
-            absolute("http://h/live/whip", "http://other/x"),
-            "http://other/x"
-        );
-        assert_eq!(
-            absolute("http://h:1/live/whip", "//other/x"),
-            "http://other/x"
-        );
-        assert_eq!(
-            absolute("http://h:1/live/whip", "whip/abc"),
-            "http://h:1/live/whip/abc"
-        );
-        assert_eq!(absolute("http://h:1/live/whip", "../x"), "http://h:1/x");
+        let at = |l| absolute("http://h:1/live/whip", l).expect("a URL");
+        assert_eq!(at("/live/whip/abc"), "http://h:1/live/whip/abc");
+        assert_eq!(at("http://other/x"), "http://other/x");
+        assert_eq!(at("//other/x"), "http://other/x");
+        assert_eq!(at("whip/abc"), "http://h:1/live/whip/abc");
+        assert_eq!(at("../x"), "http://h:1/x");
     }
 }

@@ -268,7 +268,9 @@ fn five_webrtc_viewers_at_once_each_play() {
     let _browser = one_browser();
     let server = TestServer::start_with(&["--test-src"]);
     wait_for_stream(&server.addr(), "live");
-    let all = run_player(&server, "/live/?play=webrtc", 10, 5);
+    // 15 s: five pages of one headless Chromium on two cores loaded by the other tests showed
+    // 94 frames in 10 s in one CI run (305 dropped while rendering), under the 100 asked.
+    let all = run_player(&server, "/live/?play=webrtc", 15, 5);
     let pages = all["pages"].as_array().expect("five pages");
     assert_eq!(pages.len(), 5);
     for (i, page) in pages.iter().enumerate() {

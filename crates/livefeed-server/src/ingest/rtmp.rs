@@ -507,12 +507,19 @@ impl Connection {
         let sub = hub.subscribe_as(&path, reader).map_err(|e| e.to_string())?;
         let audio = MuxedAudio::find(&path, &sub.others())
             .filter(|a| matches!(a.cmaf_track(), livefeed_hls::cmaf::AudioTrack::Aac(_)));
+        let audio_rate = match audio.as_ref().map(MuxedAudio::cmaf_track) {
+            Some(livefeed_hls::cmaf::AudioTrack::Aac(config)) => {
+                u64::from(config.sample_rate.max(1))
+            }
+            _ => 1,
+        };
         Ok(Playing {
             stream_id: 0,
             sub,
             audio,
             stream,
             base_ms: None,
+            audio_rate,
         })
     }
 
@@ -560,11 +567,7 @@ impl Connection {
                 let Some(audio) = playing.audio.as_mut().filter(|a| a.track == packet.track) else {
                     return Ok(());
                 };
-                // The frames' times are in the AAC sampling rate (not the RTP clock's).
-                let livefeed_hls::cmaf::AudioTrack::Aac(config) = audio.cmaf_track() else {
-                    return Ok(());
-                };
-                let rate = u64::from(config.sample_rate.max(1));
+                let rate = playing.audio_rate;
                 let frames = audio.frames(packet);
                 for frame in frames {
                     let at = (frame.decode_time * 1000 / rate).saturating_sub(base) as u32;
@@ -610,6 +613,8 @@ struct Playing {
     stream_id: u32,
     sub: Subscription,
     audio: Option<MuxedAudio>,
+    /// The AAC sampling rate: the unit of the audio frames' times (not the RTP clock's).
+    audio_rate: u64,
     stream: StreamInfo,
     /// The first video frame's time, ms: the zero of the timestamps sent.
     base_ms: Option<u64>,

@@ -207,11 +207,7 @@ async fn answer(request: ConnectionRequest, shared: Shared) {
     let encrypted = request.key_size() != srt_tokio::options::KeySize::Unspecified;
     let (wanted, permit) = match admit(&shared, peer, &id, encrypted) {
         Ok(admitted) => admitted,
-        Err((code, asked, cause)) => {
-            warn!(%peer, asked = %asked, %cause, "SRT connection refused");
-            let _ = request.reject(RejectReason::Server(code)).await;
-            return;
-        }
+        Err((code, asked, cause)) => return refuse(request, (code, asked, cause)).await,
     };
     if wanted.action == Action::Read {
         return read(request, wanted.path, permit, shared).await;
@@ -270,9 +266,11 @@ async fn read(request: ConnectionRequest, path: String, permit: Permit, shared: 
     let reading = match subscribed {
         Ok(reading) => reading,
         Err((code, cause)) => {
-            warn!(%peer, asked = %format!("Read {path:?}"), %cause, "SRT connection refused");
-            let _ = request.reject(RejectReason::Server(code)).await;
-            return;
+            return refuse(
+                request,
+                (code, format!("{:?} {path:?}", Action::Read), cause),
+            )
+            .await
         }
     };
     let Some(socket) = accept(request).await else {
@@ -285,6 +283,14 @@ async fn read(request: ConnectionRequest, path: String, permit: Permit, shared: 
         Ok(()) => info!(%peer, %path, "SRT reader left"),
         Err(cause) => warn!(%peer, %path, %cause, "SRT reader closed"),
     }
+}
+
+/// Rejects `request` with the refusal's code, and logs it naming the peer, what was asked and
+/// the cause.
+async fn refuse(request: ConnectionRequest, (code, asked, cause): Refusal) {
+    let peer = request.remote();
+    warn!(%peer, asked = %asked, %cause, "SRT connection refused");
+    let _ = request.reject(RejectReason::Server(code)).await;
 }
 
 /// A refusal: the code, what was asked (action and path, never the credentials), the cause.

@@ -8,8 +8,8 @@
 //! nothing for the write timeout. The video goes out whatever its codec (H.264 or H.265); the
 //! audio track the server's muxers carry goes with it when it is AAC that ADTS can describe
 //! (MPEG-4 Generic or LATM in, ADTS out); other audio (Opus, G.711, HE-AAC) is not carried (a
-//! log line says so). A new publisher whose video codec or audio track differs ends the reader
-//! (it reconnects and gets the new stream). TS packets go seven to an SRT message (1316
+//! log line says so). A new publisher whose video codec or tracks differ ends the reader (the
+//! hub disconnects every reader then; it reconnects and gets the new stream). TS packets go seven to an SRT message (1316
 //! bytes, libsrt's live-mode payload), paced (see [`MESSAGES_PER_MS`]). What SRT does
 //! with a reader that cannot keep up is srt-tokio's: live mode drops what is older than the
 //! latency.
@@ -27,14 +27,12 @@ use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use livefeed_hls::cmaf::AudioTrack;
 use livefeed_media::mpegts_mux::{TsMuxer, TS_PACKET_SIZE};
-use livefeed_media::VideoCodec;
 use srt_tokio::SrtSocket;
 use tracing::info;
 
 use crate::hub::{Delivery, Media, StreamInfo, Subscription};
 use crate::limits::conn_gate::Permit;
 use crate::outputs::audio_track::MuxedAudio;
-use livefeed_media::track::TrackDescription;
 
 /// An SRT message: seven TS packets.
 const MESSAGE_SIZE: usize = 7 * TS_PACKET_SIZE;
@@ -45,24 +43,21 @@ const MESSAGES_PER_MS: usize = 4;
 /// A reader's stream: the subscription, its muxer, and the audio track carried.
 pub struct Reading {
     sub: Subscription,
-    codec: VideoCodec,
     mux: TsMuxer,
     /// The AAC track carried, with its sampling rate (the frames' time unit).
     audio: Option<(MuxedAudio, u32)>,
-    /// The path's tracks beside the video when the reader started.
-    tracks: Vec<TrackDescription>,
 }
 
 impl Reading {
     /// The reader of `stream` through `sub` (its audio found among the subscription's tracks).
     pub fn new(path: &str, stream: &StreamInfo, sub: Subscription) -> Self {
-        let tracks = sub.others();
-        let audio = MuxedAudio::find(path, &tracks);
+        let audio = MuxedAudio::find(path, &sub.others());
         let aac = match audio.as_ref().map(MuxedAudio::cmaf_track) {
             Some(AudioTrack::Aac(config)) => Some(config),
             _ => None,
         };
-        let parameter_sets = [&stream.vps, &stream.sps, &stream.pps]
+        let parameter_sets = stream
+            .parameter_sets()
             .into_iter()
             .filter(|set| !set.is_empty())
             .map(|set| set.to_vec())
@@ -78,31 +73,19 @@ impl Reading {
         }
         Reading {
             sub,
-            tracks,
-            codec: stream.codec,
             audio: audio.filter(|_| mux.has_audio()).map(|a| (a, rate)),
             mux,
         }
     }
 
-    /// The transport stream of one delivery (possibly nothing), or why the reader must end.
-    fn mux(&mut self, delivery: &Delivery) -> Result<Vec<u8>, String> {
+    /// The transport stream of one delivery (possibly nothing).
+    fn mux(&mut self, delivery: &Delivery) -> Vec<u8> {
         let mut out = Vec::new();
         if delivery.from_cache {
-            return Ok(out); // see the module docs
+            return out; // see the module docs
         }
         match &delivery.frame.media {
             Media::Video(au) => {
-                if au.codec != self.codec {
-                    return Err(format!(
-                        "the path's video changed from {} to {}",
-                        self.codec.name(),
-                        au.codec.name()
-                    ));
-                }
-                if au.keyframe && !self.same_tracks() {
-                    return Err("the path's tracks changed (a new publisher)".into());
-                }
                 let nals: Vec<&[u8]> = au.nals.iter().map(|n| &n[..]).collect();
                 self.mux.video(&nals, au.pts, au.keyframe, &mut out);
             }
@@ -110,7 +93,7 @@ impl Reading {
                 let Some((audio, rate)) =
                     self.audio.as_mut().filter(|(a, _)| a.track == packet.track)
                 else {
-                    return Ok(out);
+                    return out;
                 };
                 let rate = *rate;
                 for frame in audio.frames(packet) {
@@ -119,13 +102,7 @@ impl Reading {
                 }
             }
         }
-        Ok(out)
-    }
-
-    /// Whether the path still has the tracks this reader started with: a new publisher may
-    /// bring others.
-    fn same_tracks(&self) -> bool {
-        self.sub.others() == self.tracks
+        out
     }
 }
 
@@ -149,9 +126,9 @@ pub async fn play(
             () = permit.cancel.cancelled() => return Err("shed: idle while the server was full".into()),
         };
         let Some(delivery) = delivery else {
-            return Err("the path ended (no publisher within the grace)".into());
+            return Err("the path ended or changed (its readers were disconnected)".into());
         };
-        let ts = reading.mux(&delivery)?;
+        let ts = reading.mux(&delivery);
         if ts.is_empty() {
             continue;
         }
